@@ -1,0 +1,36 @@
+// The main step: inputs → core delivery → outputs, summary, and a failed step if the job did not pass.
+import * as core from '@actions/core';
+import { deliver } from '../core/deliver.js';
+import { parseSettings } from '../core/settings.js';
+import { readInputs } from './inputs.js';
+import { actionReporter } from './reporter.js';
+import { saveJobDone, saveJobId } from './state.js';
+import { setOutputs, writeSummary } from './summary.js';
+
+export async function run(): Promise<void> {
+  // The runner sends SIGINT on cancel (then SIGTERM, then kills us after ~10 s): cancel the job at once.
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const settings = parseSettings(readInputs());
+    const result = await deliver(settings, actionReporter(), {
+      signal: controller.signal,
+      onJobSubmitted: ({ jobId }) => {
+        saveJobId(jobId);
+        core.setOutput('job-id', jobId);
+      },
+      onJobEnded: saveJobDone,
+    });
+    setOutputs(result);
+    await writeSummary(result);
+    if (result.error) throw result.error;
+    core.info(`${result.message} (job ${result.jobId}, ${result.sifPath})`);
+  } catch (e) {
+    core.setFailed(e instanceof Error ? e.message : String(e));
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

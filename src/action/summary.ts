@@ -1,0 +1,37 @@
+// The job summary and the step outputs, from the core's result.
+import * as core from '@actions/core';
+import type { DeliveryResult } from '../core/deliver.js';
+
+export function setOutputs(r: DeliveryResult): void {
+  core.setOutput('job-id', r.jobId);
+  core.setOutput('job-state', r.jobState);
+  core.setOutput('exit-code', r.exitCode === null ? '' : String(r.exitCode));
+  core.setOutput('sif-path', r.sifPath);
+  core.setOutput('image-digest', r.imageDigest);
+  core.setOutput('bytes-sent', String(r.bytesSent));
+  core.setOutput('bytes-total', String(r.bytesTotal));
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export async function writeSummary(r: DeliveryResult): Promise<void> {
+  if (!process.env.GITHUB_STEP_SUMMARY) return;
+  await core.summary
+    .addHeading(`${r.ok ? '✅' : '❌'} riviera-singularity: ${esc(r.image)}`, 2)
+    .addRaw(`<p>${esc(r.message)}</p>`)
+    .addTable([
+      [{ data: 'Field', header: true }, { data: 'Value', header: true }],
+      ['Image', esc(r.image)],
+      ['Digest', `<code>${esc(r.imageDigest)}</code>`],
+      ['Job', esc(r.jobId)],
+      ['Node', esc(r.node || '-')],
+      ['State', esc(r.jobState)],
+      ['Exit code', r.exitCode === null ? '-' : String(r.exitCode)],
+      ['SIF', `<code>${esc(r.sifPath)}</code>`],
+      ['Sent', `${r.bytesSent} of ${r.bytesTotal} bytes`],
+    ])
+    .addHeading('Timing', 3)
+    .addTable([[{ data: 'Phase', header: true }, { data: 'Seconds', header: true }], ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)])])
+    .addDetails('Last lines of the job output', `<pre>${esc(r.outputTail.join('\n'))}</pre>`)
+    .write();
+}

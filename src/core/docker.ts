@@ -1,0 +1,71 @@
+// The local Docker engine: build the image and save it to a tar, via @actions/exec.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as exec from '@actions/exec';
+import { BuildError } from './errors.js';
+import type { Reporter } from './reporter.js';
+
+async function docker(args: string[], reporter: Reporter, stream = false): Promise<string> {
+  let stdout = '';
+  let stderr = '';
+  const code = await exec.exec('docker', args, {
+    silent: true,
+    ignoreReturnCode: true,
+    listeners: {
+      stdout: (d: Buffer) => {
+        stdout += d.toString();
+      },
+      stderr: (d: Buffer) => {
+        stderr += d.toString();
+      },
+      stdline: stream ? (l: string) => reporter.info(l) : undefined,
+      errline: stream ? (l: string) => reporter.info(l) : undefined,
+    },
+  }).catch((e: Error) => {
+    throw new BuildError(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
+  });
+  if (code !== 0) {
+    const tail = stderr.trim().split('\n').slice(-15).join('\n');
+    throw new BuildError(`docker ${args[0]} failed (exit ${code}):\n${tail}`);
+  }
+  return stdout;
+}
+
+export interface BuildParams {
+  image: string;
+  context: string;
+  dockerfile: string | null;
+  buildArgs: string[];
+}
+
+export async function buildImage(p: BuildParams, reporter: Reporter): Promise<void> {
+  const args = ['build', '-t', p.image, ...(p.dockerfile ? ['-f', p.dockerfile] : []), ...p.buildArgs.flatMap((a) => ['--build-arg', a]), p.context];
+  await docker(args, reporter, true);
+}
+
+/** The image's ID (`sha256:…`); a clear error if the engine does not have it. */
+export async function imageId(image: string, reporter: Reporter): Promise<string> {
+  try {
+    return (await docker(['image', 'inspect', '--format', '{{.Id}}', image], reporter)).trim();
+  } catch {
+    throw new BuildError(
+      `The image '${image}' is not in the local Docker engine.`,
+      "Build it first (e.g. docker/build-push-action with load: true), or set 'build: true'.",
+    );
+  }
+}
+
+/** `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function. */
+export async function saveImage(image: string, reporter: Reporter): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'riviera-save-'));
+  const path = join(dir, 'image.tar');
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  try {
+    await docker(['save', '-o', path, image], reporter);
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  return { path, cleanup };
+}

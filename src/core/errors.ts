@@ -1,0 +1,70 @@
+// Typed errors: each kind says what went wrong and what to do next, and carries the exit code the
+// CLI returns for it (documented in the README).
+
+export const ExitCode = {
+  ok: 0,
+  failure: 1,
+  input: 2,
+  connection: 3,
+  hostKey: 4,
+  jobFailed: 5,
+  jobInterrupted: 6,
+  build: 7,
+} as const;
+
+export abstract class DeliveryError extends Error {
+  abstract readonly exitCode: number;
+  constructor(message: string, readonly hint?: string) {
+    super(hint ? `${message}\n${hint}` : message);
+    this.name = new.target.name;
+  }
+}
+
+/** A bad input value: named, refused before anything is built, connected or written. */
+export class InputError extends DeliveryError {
+  readonly exitCode = ExitCode.input;
+  constructor(readonly input: string, readonly problem: string, hint?: string) {
+    super(`Input '${input}': ${problem}`, hint);
+  }
+}
+
+/** The server's host key is not the one recorded in known-hosts. */
+export class HostKeyError extends DeliveryError {
+  readonly exitCode = ExitCode.hostKey;
+}
+
+/** The SSH connection could not be made, or was lost and could not be re-established. */
+export class ConnectionError extends DeliveryError {
+  readonly exitCode = ExitCode.connection;
+}
+
+/** A command on the cluster failed (exit code and the tail of its stderr in the message). */
+export class RemoteCommandError extends DeliveryError {
+  readonly exitCode = ExitCode.failure;
+  constructor(what: string, readonly code: number | null, readonly stderr: string, hint?: string) {
+    super(`${what} failed on the cluster (exit ${code ?? 'unknown'})${stderr ? `: ${tail(stderr)}` : ''}`, hint);
+  }
+}
+
+/** docker build / docker save failed, or the saved archive could not be read. */
+export class BuildError extends DeliveryError {
+  readonly exitCode = ExitCode.build;
+}
+
+/** The Slurm job ran but did not pass: the smoke test exited non-zero, or the .sif build failed. */
+export class JobFailedError extends DeliveryError {
+  readonly exitCode = ExitCode.jobFailed;
+}
+
+/** The Slurm job was cancelled, timed out, ran out of memory or lost its node. */
+export class JobInterruptedError extends DeliveryError {
+  readonly exitCode = ExitCode.jobInterrupted;
+}
+
+function tail(text: string, lines = 10): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+export function exitCodeOf(err: unknown): number {
+  return err instanceof DeliveryError ? err.exitCode : ExitCode.failure;
+}

@@ -1,0 +1,143 @@
+// Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
+// status file and the output written since the last poll. The job never depends on this session.
+import { PHASE_MARKER } from './jobscript.js';
+import { shq } from './quote.js';
+import type { Reporter } from './reporter.js';
+import { type JobStatus, isFinalState, parseSqueueLine, parseStatusLine } from './slurm.js';
+
+/** Most output fetched in one poll; more is fetched at once in the next. */
+const CHUNK = 1 << 20;
+
+export function loadModulesScript(modules: string[]): string {
+  if (modules.length === 0) return '';
+  return `module load ${modules.map(shq).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
+}
+
+export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[]): string {
+  return (
+    loadModulesScript(loginModules) +
+    `cd ${shq(jobDir)} || exit 98
+st=$(squeue -h -t all -j ${shq(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
+printf '%s\\n' "\${st:-UNKNOWN}"
+printf '%s\\n' "$(head -n 1 status 2>/dev/null)"
+tail -c +${offset + 1} job.out 2>/dev/null | head -c ${CHUNK}
+`
+  );
+}
+
+export interface Poll {
+  squeue: string;
+  status: string;
+  output: Buffer;
+}
+
+/** Split a poll's stdout: two header lines, then raw output bytes. */
+export function parsePoll(stdout: Buffer): Poll {
+  const nl1 = stdout.indexOf(10);
+  const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
+  if (nl2 < 0) throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
+  return {
+    squeue: stdout.subarray(0, nl1).toString('utf8'),
+    status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
+    output: stdout.subarray(nl2 + 1),
+  };
+}
+
+export interface PhaseTiming {
+  phase: string;
+  /** Seconds, from the job's own clock. */
+  seconds: number;
+}
+
+/**
+ * Turns the job's output stream into log lines: phase markers open a new log group and time the
+ * phases; the last lines are kept for the summary. Handles lines split across polls.
+ */
+export class OutputStream {
+  private pending = Buffer.alloc(0);
+  private marks: { phase: string; at: number }[] = [];
+  readonly tail: string[] = [];
+
+  constructor(
+    private readonly reporter: Reporter,
+    private readonly tailLines = 30,
+  ) {}
+
+  push(chunk: Buffer): void {
+    this.pending = Buffer.concat([this.pending, chunk]);
+    let nl: number;
+    while ((nl = this.pending.indexOf(10)) >= 0) {
+      this.line(this.pending.subarray(0, nl).toString('utf8'));
+      this.pending = this.pending.subarray(nl + 1);
+    }
+  }
+
+  /** Flush a last line without a newline. */
+  end(): void {
+    if (this.pending.length > 0) this.line(this.pending.toString('utf8'));
+    this.pending = Buffer.alloc(0);
+  }
+
+  private line(text: string): void {
+    if (text.startsWith(PHASE_MARKER)) {
+      const [phase, at] = text.slice(PHASE_MARKER.length).trim().split(/\s+/);
+      this.marks.push({ phase, at: Number(at) });
+      if (phase !== 'end') this.reporter.group(`Job: ${phase}`);
+      else this.reporter.endGroup();
+      return;
+    }
+    this.reporter.info(text);
+    this.tail.push(text);
+    if (this.tail.length > this.tailLines) this.tail.shift();
+  }
+
+  get phases(): PhaseTiming[] {
+    return this.marks
+      .slice(0, -1)
+      .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
+      .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
+  }
+}
+
+export interface FollowState {
+  offset: number;
+  /** Last state Slurm reported. */
+  state: string | null;
+  node: string;
+  status: JobStatus | null;
+  /** Consecutive polls in which Slurm did not know the job and no status file existed. */
+  unknownPolls: number;
+}
+
+export function initialFollowState(): FollowState {
+  return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
+}
+
+/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
+const LOST_AFTER = 5;
+
+/**
+ * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
+ * reporting state changes and pushing output.
+ */
+export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporter: Reporter, jobId: string): boolean {
+  out.push(poll.output);
+  s.offset += poll.output.length;
+  const info = parseSqueueLine(poll.squeue);
+  s.status = parseStatusLine(poll.status) ?? s.status;
+  if (info) {
+    s.unknownPolls = 0;
+    if (info.nodes) s.node = info.nodes;
+    if (info.state !== s.state) {
+      const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
+      const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
+      reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
+      s.state = info.state;
+    }
+    // All output was written before the job ended, so this poll's output is complete.
+    return isFinalState(info.state) && poll.output.length < CHUNK;
+  }
+  if (s.status) return poll.output.length < CHUNK;
+  s.unknownPolls++;
+  return s.unknownPolls >= LOST_AFTER;
+}

@@ -1,0 +1,23 @@
+// What the core tells the person watching. The action backs it with @actions/core (log groups,
+// warnings); the CLI with plain lines on stderr. The core never prints on its own.
+
+export interface Reporter {
+  info(message: string): void;
+  warning(message: string): void;
+  debug(message: string): void;
+  /** Start a titled section of the log (a collapsible group in the step log); ends the previous one. */
+  group(title: string): void;
+  endGroup(): void;
+  /** Mark a value as secret, so that it is masked wherever it would be printed. */
+  secret(value: string): void;
+}
+
+/** Run `fn` inside a log group. */
+export async function inGroup<T>(reporter: Reporter, title: string, fn: () => Promise<T>): Promise<T> {
+  reporter.group(title);
+  try {
+    return await fn();
+  } finally {
+    reporter.endGroup();
+  }
+}

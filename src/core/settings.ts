@@ -1,0 +1,293 @@
+// Every input, validated in one place before anything is built, connected or written. The action
+// and the CLI both hand in the same raw name → string map (input names as in action.yml).
+import ssh2 from 'ssh2';
+import { z } from 'zod';
+import { InputError } from './errors.js';
+import { type KnownHostEntry, parseKnownHosts } from './knownhosts.js';
+import { splitWords } from './quote.js';
+
+export type RawInputs = Readonly<Record<string, string | undefined>>;
+
+export type SmokeTest =
+  | { kind: 'script'; /** local path of the script, passed to the image's entrypoint */ path: string }
+  | { kind: 'command'; /** argv run with `singularity exec` */ argv: string[] };
+
+export interface Settings {
+  /** SSH login host of the cluster. */
+  host: string;
+  port: number;
+  username: string;
+  /** Private key text (OpenSSH or PEM); masked before anything is logged. */
+  privateKey: string;
+  /** Parsed known_hosts lines: the only host keys accepted. */
+  knownHosts: KnownHostEntry[];
+  /** Image reference `name:tag` (tag defaults to latest). */
+  image: string;
+  /** Build the image with the local engine (false: it must already be there). */
+  build: boolean;
+  context: string;
+  dockerfile: string | null;
+  /** KEY=VALUE pairs for `docker build --build-arg`. */
+  buildArgs: string[];
+  smoke: SmokeTest;
+  partition: string;
+  gpus: number;
+  /** Slurm time limit, in a format sbatch accepts; null: the partition's default. */
+  time: string | null;
+  /** Modules the job loads, in order. */
+  modules: string[];
+  /** Modules loaded on the login node to reach sbatch, squeue and scancel. */
+  loginModules: string[];
+  /** Working directory on the cluster; relative paths are under $HOME. */
+  remoteDir: string;
+  /** Build temp dir on the cluster (never under /tmp). */
+  tmpdir: string;
+  jobName: string;
+  /** Extra sbatch options as argv. */
+  sbatchArgs: string[];
+  /** Singularity --bind specs, one per bind. */
+  binds: string[];
+  /** Limit on the whole wait for the job, in seconds. */
+  timeoutSeconds: number;
+}
+
+export const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const noControl = (what: string) => (s: string) => !CONTROL.test(s) || `${what} must not contain control characters or newlines`;
+
+/** Split a list input: one item per line or separated by commas (or spaces, if `spaces`). */
+export function listInput(value: string, spaces = false): string[] {
+  return value
+    .split(spaces ? /[\n,\s]+/ : /[\n,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** Slurm's --time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours[:minutes[:seconds]]. */
+const SLURM_TIME = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i;
+const IMAGE_REF =
+  /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+const MODULE_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$/;
+/** sbatch options the delivery sets itself and relies on. */
+const RESERVED_SBATCH = ['--wrap', '--chdir', '-D', '--output', '-o', '--error', '-e', '--parsable', '--wait', '-W'];
+
+function parseBool(s: string): boolean | undefined {
+  if (/^(true|yes|1)$/i.test(s)) return true;
+  if (/^(false|no|0)$/i.test(s)) return false;
+  return undefined;
+}
+
+function parseDuration(s: string): number | undefined {
+  const m = /^(\d+)\s*(s|m|h|d)?$/i.exec(s.trim());
+  if (!m) return undefined;
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's').toLowerCase() as 's'];
+  return Number(m[1]) * unit;
+}
+
+function trimmed(def?: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v) => {
+      const t = v?.trim() ?? '';
+      return t === '' ? (def ?? '') : t;
+    });
+}
+
+const intIn = (min: number, max: number, def: string) =>
+  trimmed(def)
+    .refine((s) => /^\d+$/.test(s), { message: 'must be a whole number' })
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, { message: `must be between ${min} and ${max}` });
+
+/** A module list input: empty means the default, `none` means no modules. */
+const moduleList = (def: string[]) =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (!v?.trim() ? def : v.trim() === 'none' ? [] : listInput(v, true)))
+    .superRefine((mods, ctx) => {
+      for (const m of mods.filter((m) => !MODULE_NAME.test(m))) {
+        ctx.addIssue({ code: 'custom', message: `'${m}' is not a module name (letters, digits, . _ + - /)` });
+      }
+    });
+
+const schema = z.object({
+  host: trimmed()
+    .refine((s) => s !== '', { message: 'is required: the cluster login host' })
+    .refine((s) => /^[A-Za-z0-9._:-]+$/.test(s) && s.length <= 253, { message: 'is not a host name or IP address' }),
+  port: intIn(1, 65535, '22'),
+  username: trimmed()
+    .refine((s) => s !== '', { message: 'is required: your account on the cluster' })
+    .refine((s) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid user name' }),
+  'private-key': z
+    .string()
+    .optional()
+    .transform((v) => v ?? '')
+    .superRefine((s, ctx) => {
+      if (s.trim() === '') return void ctx.addIssue({ code: 'custom', message: 'is required: the SSH private key (from a secret)' });
+      const parsed = ssh2.utils.parseKey(s.trim() + '\n');
+      if (parsed instanceof Error) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}, unencrypted`,
+        });
+      }
+    }),
+  'known-hosts': z.string().optional().transform((v) => v ?? ''),
+  image: trimmed()
+    .refine((s) => s !== '', { message: 'is required: the image reference, e.g. myimage:tag' })
+    .refine((s) => IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
+    .transform((s) => (/:[^/]+$/.test(s) ? s : `${s}:latest`)),
+  build: trimmed('true').transform((s, ctx) => {
+    const b = parseBool(s);
+    if (b === undefined) ctx.addIssue({ code: 'custom', message: 'must be true or false' });
+    return b ?? true;
+  }),
+  context: trimmed('.').refine(noControl('context')),
+  dockerfile: trimmed().refine(noControl('dockerfile')),
+  'build-args': z
+    .string()
+    .optional()
+    .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
+    .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
+  'smoke-test': trimmed().refine(noControl('smoke-test')),
+  'smoke-command': trimmed(),
+  partition: trimmed('short-gpu').refine((s) => /^[A-Za-z0-9_.-]+$/.test(s), { message: 'is not a valid partition name' }),
+  gpus: trimmed('1')
+    .refine((s) => /^-?\d+$/.test(s), { message: 'must be a whole number of GPUs' })
+    .transform(Number)
+    .refine((n) => n >= 0 && n <= 64, { message: 'must be between 0 and 64' }),
+  time: trimmed('30:00').refine((s) => SLURM_TIME.test(s), {
+    message: 'is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)',
+  }),
+  modules: moduleList(DEFAULT_MODULES),
+  'login-modules': moduleList(['slurm']),
+  'remote-dir': trimmed('riviera-singularity')
+    .refine(noControl('remote-dir'))
+    .transform((s) => s.replace(/^~(\/|$)/, '').replace(/\/+$/, '') || '.'),
+  tmpdir: trimmed().refine(noControl('tmpdir')),
+  'job-name': trimmed().refine(noControl('job-name')),
+  'sbatch-args': trimmed(),
+  binds: z
+    .string()
+    .optional()
+    .transform((v) => listInput(v ?? ''))
+    .superRefine((binds, ctx) => {
+      for (const b of binds) {
+        if (CONTROL.test(b) || !/^[^:]+(:[^:]+(:(ro|rw))?)?$/.test(b)) {
+          ctx.addIssue({ code: 'custom', message: `'${b}' is not a bind spec (src[:dest[:ro|rw]])` });
+        }
+      }
+    }),
+  timeout: trimmed('2h').transform((s, ctx) => {
+    const n = parseDuration(s);
+    if (n === undefined || n <= 0) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 3600, 90m or 2h' });
+    return n ?? 0;
+  }),
+});
+
+/** Every input name, as in action.yml. */
+export const INPUT_NAMES = Object.keys(schema.shape);
+
+/** Mark every line of the private key secret, before anything could print it. */
+export function maskPrivateKey(key: string | undefined, secret: (value: string) => void): void {
+  if (!key) return;
+  secret(key);
+  for (const line of key.split(/\r?\n/)) if (line.trim().length > 0) secret(line.trim());
+}
+
+function isUnderTmp(path: string): boolean {
+  const norm = path.replace(/\/+/g, '/').replace(/\/$/, '');
+  return norm === '/tmp' || norm.startsWith('/tmp/') || norm === '/var/tmp' || norm.startsWith('/var/tmp/');
+}
+
+/** Validate all inputs; throws one InputError that lists every bad input, each by name. */
+export function parseSettings(raw: RawInputs): Settings {
+  const result = schema.safeParse(raw);
+  const problems: { input: string; message: string }[] = [];
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push({ input: String(issue.path[0]), message: issue.message });
+  }
+  const ok = result.success ? result.data : undefined;
+  const check = <T>(input: string, fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch (e) {
+      problems.push({ input, message: e instanceof InputError ? e.problem : (e as Error).message });
+      return undefined;
+    }
+  };
+
+  const knownHosts = check('known-hosts', () => {
+    if (!(raw['known-hosts'] ?? '').trim()) {
+      throw new Error("is required: the cluster's host key line(s), e.g. from `ssh-keyscan -p PORT HOST` run once from a trusted machine");
+    }
+    return parseKnownHosts(raw['known-hosts'] ?? '');
+  });
+  const sbatchArgs = check('sbatch-args', () => {
+    const argv = splitWords(raw['sbatch-args'] ?? '');
+    for (const a of argv) {
+      if (!a.startsWith('-')) throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
+      const name = a.split('=')[0];
+      if (RESERVED_SBATCH.includes(name)) throw new Error(`'${name}' is set by riviera-singularity and cannot be overridden`);
+    }
+    return argv;
+  });
+  const smokeArgv = check('smoke-command', () => splitWords(raw['smoke-command'] ?? ''));
+
+  let smoke: SmokeTest | undefined;
+  if (ok) {
+    if (ok['smoke-test'] && ok['smoke-command']) {
+      problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
+    } else if (ok['smoke-test']) {
+      smoke = { kind: 'script', path: ok['smoke-test'] };
+    } else if (smokeArgv && smokeArgv.length > 0) {
+      smoke = { kind: 'command', argv: smokeArgv };
+    } else if (smokeArgv) {
+      problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
+    }
+    if (ok.tmpdir && isUnderTmp(ok.tmpdir)) {
+      problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
+    }
+    if (isUnderTmp(ok['remote-dir'])) {
+      problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
+    }
+  }
+
+  if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) {
+    const first = problems[0] ?? { input: 'inputs', message: 'are invalid' };
+    const err = new InputError(first.input, first.message);
+    if (problems.length > 1) {
+      err.message = problems.map((p) => `Input '${p.input}': ${p.message}`).join('\n');
+    }
+    throw err;
+  }
+
+  const imageName = ok.image.replace(/:[^/:]+$/, '');
+  return {
+    host: ok.host,
+    port: ok.port,
+    username: ok.username,
+    privateKey: ok['private-key'].trim() + '\n',
+    knownHosts,
+    image: ok.image,
+    build: ok.build,
+    context: ok.context,
+    dockerfile: ok.dockerfile || null,
+    buildArgs: ok['build-args'],
+    smoke,
+    partition: ok.partition,
+    gpus: ok.gpus,
+    time: ok.time,
+    modules: ok.modules,
+    loginModules: ok['login-modules'],
+    remoteDir: ok['remote-dir'],
+    tmpdir: ok.tmpdir || `${ok['remote-dir']}/tmp`,
+    jobName: ok['job-name'] || `riviera-${imageName.split('/').pop()}`,
+    sbatchArgs,
+    binds: ok.binds,
+    timeoutSeconds: ok.timeout,
+  };
+}

@@ -1,0 +1,146 @@
+// The SSH connection to the cluster: strict host-key checking, and commands run in a login shell
+// (on Riviera, `module` and with it the Slurm clients exist only there).
+import type { Readable } from 'node:stream';
+import { NodeSSH } from 'node-ssh';
+import { ConnectionError, HostKeyError, RemoteCommandError } from './errors.js';
+import { type KnownHostEntry, checkHostKey, hostKeyName, recordedKeyTypes } from './knownhosts.js';
+import { shq } from './quote.js';
+
+export interface SshTarget {
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  knownHosts: KnownHostEntry[];
+}
+
+export interface ExecResult {
+  code: number | null;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+export interface ExecOptions {
+  /** Fed to the command's stdin, then closed. */
+  stdin?: Readable;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
+/** The remote command for a script: run by bash as a login shell, the script as one quoted word. */
+export function loginShellCommand(script: string): string {
+  return `bash -l -c ${shq(script)}`;
+}
+
+export class Remote {
+  private constructor(
+    private readonly ssh: NodeSSH,
+    readonly target: SshTarget,
+  ) {}
+
+  static async connect(target: SshTarget): Promise<Remote> {
+    const ssh = new NodeSSH();
+    let refused: HostKeyError | undefined;
+    const types = recordedKeyTypes(target.knownHosts, target.host, target.port);
+    try {
+      await ssh.connect({
+        host: target.host,
+        port: target.port,
+        username: target.username,
+        privateKey: target.privateKey,
+        readyTimeout: 20_000,
+        keepaliveInterval: 15_000,
+        keepaliveCountMax: 4,
+        // Offer the key types known_hosts records for this host first, as OpenSSH does.
+        ...(types.length > 0 ? { algorithms: { serverHostKey: types as never } } : {}),
+        hostVerifier: (key: Buffer) => {
+          const verdict = checkHostKey(target.knownHosts, target.host, target.port, key);
+          if (verdict.ok) return true;
+          const name = hostKeyName(target.host, target.port);
+          const why = {
+            'unknown-host': `known-hosts has no entry for ${name}`,
+            changed: `the host key of ${name} does not match the one in known-hosts (it changed, or this is not the host you think)`,
+            revoked: `the host key of ${name} is marked @revoked in known-hosts`,
+          }[verdict.reason];
+          refused = new HostKeyError(
+            `Host key refused: ${why}. The server offered ${verdict.keyType} ${verdict.fingerprint}.`,
+            'Nothing was sent. If the cluster really changed its key, confirm the fingerprint with its administrators and update the known-hosts input.',
+          );
+          return false;
+        },
+      });
+    } catch (err) {
+      ssh.dispose();
+      if (refused) throw refused;
+      const e = err as Error & { level?: string };
+      const hint =
+        e.level === 'client-authentication'
+          ? `The cluster refused the key for user '${target.username}': check the username and that the public key is in ~/.ssh/authorized_keys there.`
+          : `Check host '${target.host}' and port ${target.port}, and that the cluster is reachable from here.`;
+      throw new ConnectionError(`Could not connect to ${target.username}@${target.host}:${target.port}: ${e.message}.`, hint);
+    }
+    // node-ssh drops its error listener once connected; without ours a reset would crash the process.
+    ssh.connection?.on('error', () => undefined);
+    return new Remote(ssh, target);
+  }
+
+  get connected(): boolean {
+    return this.ssh.isConnected();
+  }
+
+  /** Run a script in a login shell; returns its exit code and output, whatever the code. */
+  exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const conn = this.ssh.connection;
+    if (!conn) return Promise.reject(new ConnectionError('The SSH connection is closed.'));
+    return new Promise((resolve, reject) => {
+      conn.exec(loginShellCommand(script), (err, channel) => {
+        if (err) return reject(new ConnectionError(`Could not open an SSH channel: ${err.message}`));
+        const out: Buffer[] = [];
+        const errs: Buffer[] = [];
+        let code: number | null = null;
+        channel.on('data', (d: Buffer) => {
+          out.push(d);
+          opts.onStdout?.(d);
+        });
+        channel.stderr.on('data', (d: Buffer) => {
+          errs.push(d);
+          opts.onStderr?.(d);
+        });
+        channel.on('exit', (c: number | null) => {
+          code = c;
+        });
+        channel.on('close', () => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
+        channel.on('error', (e: Error) => reject(new ConnectionError(`SSH channel failed: ${e.message}`)));
+        if (opts.stdin) {
+          opts.stdin.on('error', (e) => {
+            channel.close();
+            reject(e);
+          });
+          opts.stdin.pipe(channel);
+        } else {
+          channel.end();
+        }
+      });
+    });
+  }
+
+  /** Run a script and return its stdout; a non-zero exit throws a RemoteCommandError naming `what`. */
+  async run(what: string, script: string, opts: ExecOptions = {}): Promise<string> {
+    const r = await this.exec(script, opts);
+    if (r.code !== 0) throw new RemoteCommandError(what, r.code, r.stderr.toString('utf8'));
+    return r.stdout.toString('utf8');
+  }
+
+  /** Upload a local file with SFTP (64 requests of 32 KiB in flight, as OpenSSH's sftp). */
+  async putFile(local: string, remote: string, onProgress?: (sent: number, total: number) => void): Promise<void> {
+    await this.ssh.putFile(local, remote, null, {
+      concurrency: 64,
+      chunkSize: 32768,
+      step: onProgress ? (sent: number, _chunk: number, total: number) => onProgress(sent, total) : undefined,
+    });
+  }
+
+  close(): void {
+    this.ssh.dispose();
+  }
+}

@@ -1,0 +1,27 @@
+// Wall time per phase of a delivery, for the log, the summary and the benchmarks.
+
+export class Timings {
+  private readonly entries: { phase: string; seconds: number }[] = [];
+  private readonly started = Date.now();
+
+  async time<T>(phase: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } finally {
+      this.add(phase, (Date.now() - t0) / 1000);
+    }
+  }
+
+  add(phase: string, seconds: number): void {
+    this.entries.push({ phase, seconds: Math.round(seconds * 100) / 100 });
+  }
+
+  /** Phases in order, then `overhead` (what no phase accounts for) and `total`. */
+  list(): { phase: string; seconds: number }[] {
+    const total = (Date.now() - this.started) / 1000;
+    const counted = this.entries.reduce((a, e) => a + e.seconds, 0);
+    const round = (n: number) => Math.round(n * 100) / 100;
+    return [...this.entries, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
+  }
+}
