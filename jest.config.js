@@ -8,6 +8,8 @@ const common = {
   transform: { '^.+\\.ts$': tsJest },
 };
 export default {
+  // e2e tests run whole deliveries; unit tests are fast either way.
+  testTimeout: 180_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts'] },
     { ...common, displayName: 'e2e', testMatch: ['<rootDir>/__tests__/e2e/**/*.test.ts'], slowTestThreshold: 120 },

@@ -54881,7 +54881,7 @@ class OutputStream {
     }
 }
 function initialFollowState() {
-    return { offset: 0, state: null, node: '', startedAt: null, status: null, unknownPolls: 0 };
+    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
 }
 /** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
 const LOST_AFTER = 5;
@@ -54889,7 +54889,7 @@ const LOST_AFTER = 5;
  * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
  * reporting state changes and pushing output.
  */
-function applyPoll(s, poll, out, reporter, jobId, now) {
+function applyPoll(s, poll, out, reporter, jobId) {
     out.push(poll.output);
     s.offset += poll.output.length;
     const info = parseSqueueLine(poll.squeue);
@@ -54904,8 +54904,6 @@ function applyPoll(s, poll, out, reporter, jobId, now) {
             reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
             s.state = info.state;
         }
-        if (s.startedAt === null && info.state !== 'PENDING')
-            s.startedAt = now;
         // All output was written before the job ended, so this poll's output is complete.
         return isFinalState(info.state) && poll.output.length < CHUNK;
     }
@@ -55170,15 +55168,19 @@ async function followJob(remote, s, jobId, jobDir, reporter, hooks, timings) {
         const r = await remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules));
         if (r.code !== 0)
             throw new errors/* RemoteCommandError */.at('Following the job', r.code, r.stderr.toString());
-        const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId, Date.now());
+        const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
         if (done)
             break;
         await sleep(hooks.pollMs ?? 2000, cancelled ? undefined : hooks.signal);
     }
     out.end();
     reporter.endGroup();
-    timings.add('queue', ((state.startedAt ?? Date.now()) - submitted) / 1000);
-    for (const p of out.phases)
+    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
+    // is the wait in the queue (plus up to one poll interval).
+    const phases = out.phases;
+    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
+    timings.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
+    for (const p of phases)
         timings.add(p.phase, p.seconds);
     return { state, out, cancelled, timedOut };
 }

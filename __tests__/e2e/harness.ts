@@ -1,0 +1,192 @@
+// Runs the bundled action as the GitHub runner does (INPUT_* variables, GITHUB_OUTPUT, GITHUB_STATE
+// handed to post as STATE_*, GITHUB_STEP_SUMMARY, signals on cancel) against the stand-in cluster
+// that test-cluster/cluster-up.sh brings up. Tests read the cluster's side directly: they run as
+// root on the same machine.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const STATE_DIR = process.env.ACC_STATE ?? '/var/lib/riviera-acceptance';
+export const CLUSTER_HOME = '/home/rivuser';
+export const CALLS_LOG = '/var/log/riviera-standin/calls.jsonl';
+
+/** Fail loudly (never skip) when the stand-in cluster is not up. */
+export async function requireCluster(): Promise<void> {
+  const up = await new Promise<boolean>((res) => {
+    const s = createConnection(2222, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), res(true)));
+    s.once('error', () => res(false));
+  });
+  if (!up || !existsSync(join(STATE_DIR, 'id_ed25519'))) {
+    throw new Error('The stand-in cluster is not up: run `npm run cluster:up` (as root) first.');
+  }
+  if (!existsSync(join(ROOT, 'dist/action/index.js'))) throw new Error('dist/ is missing: run `npm run package`.');
+}
+
+export function clusterInputs(): Record<string, string> {
+  return {
+    host: '127.0.0.1',
+    port: '2222',
+    username: 'rivuser',
+    'private-key': readFileSync(join(STATE_DIR, 'id_ed25519'), 'utf8'),
+    'known-hosts': readFileSync(join(STATE_DIR, 'known_hosts'), 'utf8'),
+  };
+}
+
+/** A workspace with the example image's build context (busybox copied in, as the image needs). */
+export function makeWorkspace(): string {
+  const ws = mkdtempSync(join(tmpdir(), 'rs-ws-'));
+  for (const f of ['Dockerfile', 'gpu-check.sh']) copyFileSync(join(ROOT, 'examples/gpu-check', f), join(ws, f));
+  copyFileSync('/bin/busybox', join(ws, 'busybox'));
+  return ws;
+}
+
+/** A remote-dir name unique to one test, relative to the cluster user's home. */
+export function uniqueRemoteDir(tag: string): string {
+  return `e2e/${tag}-${process.pid}-${Date.now().toString(36)}`;
+}
+
+export interface StepRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  log: string;
+  outputs: Record<string, string>;
+  state: Record<string, string>;
+  summary: string;
+  seconds: number;
+}
+
+/** Parse the runner's file commands (`name<<DELIM\nvalue\nDELIM`) as in GITHUB_OUTPUT and GITHUB_STATE. */
+export function parseFileCommands(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<=]+)<<(.+)$/.exec(lines[i]);
+    if (!m) continue;
+    const value: string[] = [];
+    for (i++; i < lines.length && lines[i] !== m[2]; i++) value.push(lines[i]);
+    out[m[1]] = value.join('\n');
+  }
+  return out;
+}
+
+export interface StartedStep {
+  child: ChildProcess;
+  done: Promise<StepRun>;
+  /** Resolves when the log contains `text`. */
+  waitFor(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  log(): string;
+}
+
+/** Start the bundled action as main (no state) or post (state from main). */
+export function startStep(inputs: Record<string, string>, opts: { workspace: string; state?: Record<string, string> }): StartedStep {
+  const files = mkdtempSync(join(tmpdir(), 'rs-runner-'));
+  const out = join(files, 'output');
+  const st = join(files, 'state');
+  const summary = join(files, 'summary');
+  for (const f of [out, st, summary]) writeFileSync(f, '');
+  const runnerTemp = join(files, 'temp');
+  mkdirSync(runnerTemp);
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    GITHUB_ACTIONS: 'true',
+    GITHUB_WORKSPACE: opts.workspace,
+    GITHUB_OUTPUT: out,
+    GITHUB_STATE: st,
+    GITHUB_STEP_SUMMARY: summary,
+    RUNNER_TEMP: runnerTemp,
+  };
+  // The runner turns each input into INPUT_<NAME>, upper-cased, spaces to underscores, hyphens kept.
+  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase().replace(/ /g, '_')}`] = v;
+  for (const [k, v] of Object.entries(opts.state ?? {})) env[`STATE_${k}`] = v;
+  const t0 = Date.now();
+  const child = spawn(process.execPath, [join(ROOT, 'dist/action/index.js')], { cwd: opts.workspace, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const waiters: { re: string | RegExp; resolve: () => void }[] = [];
+  const onData = (d: Buffer) => {
+    log += d.toString();
+    for (const w of [...waiters]) {
+      if (typeof w.re === 'string' ? log.includes(w.re) : w.re.test(log)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const done = new Promise<StepRun>((res) => {
+    child.on('close', (code, signal) =>
+      res({
+        code,
+        signal,
+        log,
+        outputs: parseFileCommands(readFileSync(out, 'utf8')),
+        state: parseFileCommands(readFileSync(st, 'utf8')),
+        summary: readFileSync(summary, 'utf8'),
+        seconds: (Date.now() - t0) / 1000,
+      }),
+    );
+  });
+  return {
+    child,
+    done,
+    log: () => log,
+    waitFor: (re, timeoutMs = 120_000) =>
+      new Promise<void>((res, rej) => {
+        if (typeof re === 'string' ? log.includes(re) : re.test(log)) return res();
+        const t = setTimeout(() => rej(new Error(`timed out waiting for ${re} in the log:\n${log}`)), timeoutMs);
+        waiters.push({ re, resolve: () => (clearTimeout(t), res()) });
+      }),
+  };
+}
+
+export function runStep(inputs: Record<string, string>, opts: { workspace: string; state?: Record<string, string> }): Promise<StepRun> {
+  return startStep(inputs, opts).done;
+}
+
+/** Slurm's view of a job, as root on the cluster host: '' once Slurm no longer lists it as active. */
+export function activeJobState(jobId: string): string {
+  try {
+    return execFileSync('squeue', ['-h', '-j', jobId, '-o', '%T'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '';
+  }
+}
+
+export function jobState(jobId: string): string {
+  try {
+    return execFileSync('squeue', ['-h', '-t', 'all', '-j', jobId, '-o', '%T'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '';
+  }
+}
+
+export async function eventually(check: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Every singularity call on the cluster since `since` (epoch seconds). */
+export function singularityCalls(since: number): { argv: string[]; cwd: string; TMPDIR: string | null; SINGULARITY_TMPDIR: string | null; APPTAINER_TMPDIR: string | null; SLURM_JOB_ID: string | null; LOADEDMODULES: string | null; t: number }[] {
+  if (!existsSync(CALLS_LOG)) return [];
+  return readFileSync(CALLS_LOG, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((c) => c.t >= since);
+}
+
+/** All files below a directory (as root). */
+export function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return execFileSync('find', [dir, '-mindepth', '1'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+}
