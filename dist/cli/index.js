@@ -27347,8 +27347,7 @@ run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
 fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
 
 phase modules
-module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"
-command -v singularity >/dev/null || fail 127 "no singularity command after loading the modules"
+${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}command -v singularity >/dev/null || fail 127 "no singularity command after loading the modules"
 
 phase sif-build
 # Singularity and Apptainer read these (in this order); the node's /tmp is too small.
@@ -27504,6 +27503,8 @@ class OutputStream {
     pending = Buffer.alloc(0);
     marks = [];
     tail = [];
+    /** The job printed its last marker: all of its output has been read. */
+    ended = false;
     constructor(reporter, tailLines = 30) {
         this.reporter = reporter;
         this.tailLines = tailLines;
@@ -27528,8 +27529,10 @@ class OutputStream {
             this.marks.push({ phase, at: Number(at) });
             if (phase !== 'end')
                 this.reporter.group(`Job: ${phase}`);
-            else
+            else {
                 this.reporter.endGroup();
+                this.ended = true;
+            }
             return;
         }
         this.reporter.info(text);
@@ -27571,8 +27574,9 @@ function applyPoll(s, poll, out, reporter, jobId) {
         // All output was written before the job ended, so this poll's output is complete.
         return isFinalState(info.state) && poll.output.length < CHUNK;
     }
-    if (s.status)
-        return poll.output.length < CHUNK;
+    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
+    if (s.status && out.ended && poll.output.length < CHUNK)
+        return true;
     s.unknownPolls++;
     return s.unknownPolls >= LOST_AFTER;
 }
@@ -29131,7 +29135,10 @@ function splitWords(line) {
                 if (d === '"')
                     break;
                 // Inside double quotes a backslash only escapes these, as in sh.
-                if (d === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) {
+                if (d === '\\' && line[i + 1] === '\n') {
+                    i += 2;
+                }
+                else if (d === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) {
                     cur += line[i + 1];
                     i += 2;
                 }
@@ -29180,13 +29187,13 @@ function splitWords(line) {
 /* harmony export */   Qh: () => (/* binding */ INPUT_NAMES),
 /* harmony export */   xr: () => (/* binding */ maskPrivateKey)
 /* harmony export */ });
-/* unused harmony exports DEFAULT_MODULES, listInput */
+/* unused harmony exports DEFAULT_MODULES, listInput, parseSbatchArgs */
 /* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5472);
 /* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var zod__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8816);
+/* harmony import */ var zod__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8816);
 /* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4296);
 /* harmony import */ var _knownhosts_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4965);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3195);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3195);
 // Every input, validated in one place before anything is built, connected or written. The action
 // and the CLI both hand in the same raw name → string map (input names as in action.yml).
 
@@ -29196,7 +29203,7 @@ function splitWords(line) {
 
 const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
 const CONTROL = /[\u0000-\u001f\u007f]/;
-const noControl = (what) => (s) => !CONTROL.test(s) || `${what} must not contain control characters or newlines`;
+const noControl = (what) => [(s) => !CONTROL.test(s), { message: `${what} must not contain control characters or newlines` }];
 /** Split a list input: one item per line or separated by commas (or spaces, if `spaces`). */
 function listInput(value, spaces = false) {
     return value
@@ -29209,7 +29216,38 @@ const SLURM_TIME = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2
 const IMAGE_REF = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
 const MODULE_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$/;
 /** sbatch options the delivery sets itself and relies on. */
-const RESERVED_SBATCH = ['--wrap', '--chdir', '-D', '--output', '-o', '--error', '-e', '--parsable', '--wait', '-W'];
+const RESERVED_LONG = ['--wrap', '--chdir', '--output', '--error', '--parsable', '--wait'];
+const RESERVED_SHORT = ['-D', '-o', '-e', '-W'];
+/** sbatch options that take no value, or one only after '=': a word after them would be taken as the script. */
+const SBATCH_NO_VALUE = new Set([
+    '--contiguous', '--exclusive', '--get-user-env', '--hold', '-H', '--ignore-pbs', '--kill-on-invalid-dep', '--nice',
+    '--no-kill', '-k', '--no-requeue', '--overcommit', '-O', '--oversubscribe', '-s', '--quiet', '-Q', '--reboot',
+    '--requeue', '--spread-job', '--test-only', '--use-min-nodes', '--verbose', '-v',
+]);
+/**
+ * sbatch-args as argv: options, each value either after '=' or as the next word. Refuses words that
+ * sbatch would take as the job script, and the options the delivery sets itself (also abbreviated,
+ * as sbatch accepts unambiguous prefixes, and short ones with the value attached).
+ */
+function parseSbatchArgs(line) {
+    const argv = (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(line);
+    for (let i = 0; i < argv.length; i++) {
+        const a = argv[i];
+        if (!a.startsWith('-') || a === '-' || a === '--') {
+            throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
+        }
+        const name = a.split('=')[0];
+        const reserved = a.startsWith('--')
+            ? RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name))
+            : RESERVED_SHORT.find((r) => a.startsWith(r));
+        if (reserved)
+            throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
+        const takesNext = !a.includes('=') && !SBATCH_NO_VALUE.has(name) && (a.startsWith('--') || a.length === 2);
+        if (takesNext && i + 1 < argv.length && !argv[i + 1].startsWith('-'))
+            i++;
+    }
+    return argv;
+}
 function parseBool(s) {
     if (/^(true|yes|1)$/i.test(s))
         return true;
@@ -29225,7 +29263,7 @@ function parseDuration(s) {
     return Number(m[1]) * unit;
 }
 function trimmed(def) {
-    return zod__WEBPACK_IMPORTED_MODULE_3__/* .string */ .YjP()
+    return zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
         .optional()
         .transform((v) => {
         const t = v?.trim() ?? '';
@@ -29237,7 +29275,7 @@ const intIn = (min, max, def) => trimmed(def)
     .transform(Number)
     .refine((n) => n >= min && n <= max, { message: `must be between ${min} and ${max}` });
 /** A module list input: empty means the default, `none` means no modules. */
-const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_3__/* .string */ .YjP()
+const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
     .optional()
     .transform((v) => (!v?.trim() ? def : v.trim() === 'none' ? [] : listInput(v, true)))
     .superRefine((mods, ctx) => {
@@ -29245,7 +29283,7 @@ const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_3__/* .string */ .YjP()
         ctx.addIssue({ code: 'custom', message: `'${m}' is not a module name (letters, digits, . _ + - /)` });
     }
 });
-const schema = zod__WEBPACK_IMPORTED_MODULE_3__/* .object */ .Ikc({
+const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     host: trimmed()
         .refine((s) => s !== '', { message: 'is required: the cluster login host' })
         .refine((s) => /^[A-Za-z0-9._:-]+$/.test(s) && s.length <= 253, { message: 'is not a host name or IP address' }),
@@ -29253,7 +29291,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_3__/* .object */ .Ikc({
     username: trimmed()
         .refine((s) => s !== '', { message: 'is required: your account on the cluster' })
         .refine((s) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid user name' }),
-    'private-key': zod__WEBPACK_IMPORTED_MODULE_3__/* .string */ .YjP()
+    'private-key': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
         .optional()
         .transform((v) => v ?? '')
         .superRefine((s, ctx) => {
@@ -29267,7 +29305,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_3__/* .object */ .Ikc({
             });
         }
     }),
-    'known-hosts': zod__WEBPACK_IMPORTED_MODULE_3__/* .string */ .YjP().optional().transform((v) => v ?? ''),
+    'known-hosts': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP().optional().transform((v) => v ?? ''),
     image: trimmed()
         .refine((s) => s !== '', { message: 'is required: the image reference, e.g. myimage:tag' })
         .refine((s) => IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
@@ -29278,13 +29316,13 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_3__/* .object */ .Ikc({
             ctx.addIssue({ code: 'custom', message: 'must be true or false' });
         return b ?? true;
     }),
-    context: trimmed('.').refine(noControl('context')),
-    dockerfile: trimmed().refine(noControl('dockerfile')),
-    'build-args': zod__WEBPACK_IMPORTED_MODULE_3__/* .string */ .YjP()
+    context: trimmed('.').refine(...noControl('context')),
+    dockerfile: trimmed().refine(...noControl('dockerfile')),
+    'build-args': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
         .optional()
         .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
         .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
-    'smoke-test': trimmed().refine(noControl('smoke-test')),
+    'smoke-test': trimmed().refine(...noControl('smoke-test')),
     'smoke-command': trimmed(),
     partition: trimmed('short-gpu').refine((s) => /^[A-Za-z0-9_.-]+$/.test(s), { message: 'is not a valid partition name' }),
     gpus: trimmed('1')
@@ -29297,12 +29335,12 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_3__/* .object */ .Ikc({
     modules: moduleList(DEFAULT_MODULES),
     'login-modules': moduleList(['slurm']),
     'remote-dir': trimmed('riviera-singularity')
-        .refine(noControl('remote-dir'))
+        .refine(...noControl('remote-dir'))
         .transform((s) => s.replace(/^~(\/|$)/, '').replace(/\/+$/, '') || '.'),
-    tmpdir: trimmed().refine(noControl('tmpdir')),
-    'job-name': trimmed().refine(noControl('job-name')),
+    tmpdir: trimmed().refine(...noControl('tmpdir')),
+    'job-name': trimmed().refine(...noControl('job-name')),
     'sbatch-args': trimmed(),
-    binds: zod__WEBPACK_IMPORTED_MODULE_3__/* .string */ .YjP()
+    binds: zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
         .optional()
         .transform((v) => listInput(v ?? ''))
         .superRefine((binds, ctx) => {
@@ -29358,38 +29396,28 @@ function parseSettings(raw) {
         }
         return (0,_knownhosts_js__WEBPACK_IMPORTED_MODULE_2__/* .parseKnownHosts */ .uJ)(raw['known-hosts'] ?? '');
     });
-    const sbatchArgs = check('sbatch-args', () => {
-        const argv = (0,_quote_js__WEBPACK_IMPORTED_MODULE_4__/* .splitWords */ .yM)(raw['sbatch-args'] ?? '');
-        for (const a of argv) {
-            if (!a.startsWith('-'))
-                throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
-            const name = a.split('=')[0];
-            if (RESERVED_SBATCH.includes(name))
-                throw new Error(`'${name}' is set by riviera-singularity and cannot be overridden`);
-        }
-        return argv;
-    });
-    const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_4__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
+    const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
+    const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
+    // These checks read the raw values, so they are listed even when other inputs failed the schema.
+    const rawOf = (name) => (raw[name] ?? '').trim();
     let smoke;
-    if (ok) {
-        if (ok['smoke-test'] && ok['smoke-command']) {
-            problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
-        }
-        else if (ok['smoke-test']) {
-            smoke = { kind: 'script', path: ok['smoke-test'] };
-        }
-        else if (smokeArgv && smokeArgv.length > 0) {
-            smoke = { kind: 'command', argv: smokeArgv };
-        }
-        else if (smokeArgv) {
-            problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
-        }
-        if (ok.tmpdir && isUnderTmp(ok.tmpdir)) {
-            problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
-        }
-        if (isUnderTmp(ok['remote-dir'])) {
-            problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
-        }
+    if (rawOf('smoke-test') && rawOf('smoke-command')) {
+        problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
+    }
+    else if (rawOf('smoke-test')) {
+        smoke = { kind: 'script', path: rawOf('smoke-test') };
+    }
+    else if (smokeArgv && smokeArgv.length > 0) {
+        smoke = { kind: 'command', argv: smokeArgv };
+    }
+    else if (smokeArgv) {
+        problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
+    }
+    if (isUnderTmp(rawOf('tmpdir'))) {
+        problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
+    }
+    if (isUnderTmp(rawOf('remote-dir'))) {
+        problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
     }
     if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) {
         const first = problems[0] ?? { input: 'inputs', message: 'are invalid' };

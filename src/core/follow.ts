@@ -57,6 +57,8 @@ export class OutputStream {
   private pending = Buffer.alloc(0);
   private marks: { phase: string; at: number }[] = [];
   readonly tail: string[] = [];
+  /** The job printed its last marker: all of its output has been read. */
+  ended = false;
 
   constructor(
     private readonly reporter: Reporter,
@@ -83,7 +85,10 @@ export class OutputStream {
       const [phase, at] = text.slice(PHASE_MARKER.length).trim().split(/\s+/);
       this.marks.push({ phase, at: Number(at) });
       if (phase !== 'end') this.reporter.group(`Job: ${phase}`);
-      else this.reporter.endGroup();
+      else {
+        this.reporter.endGroup();
+        this.ended = true;
+      }
       return;
     }
     this.reporter.info(text);
@@ -137,7 +142,8 @@ export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporte
     // All output was written before the job ended, so this poll's output is complete.
     return isFinalState(info.state) && poll.output.length < CHUNK;
   }
-  if (s.status) return poll.output.length < CHUNK;
+  // Slurm no longer lists the job: it has ended once its own status and last marker are in.
+  if (s.status && out.ended && poll.output.length < CHUNK) return true;
   s.unknownPolls++;
   return s.unknownPolls >= LOST_AFTER;
 }

@@ -67,8 +67,7 @@ run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
 fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
 
 phase modules
-module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"
-command -v singularity >/dev/null || fail 127 "no singularity command after loading the modules"
+${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}command -v singularity >/dev/null || fail 127 "no singularity command after loading the modules"
 
 phase sif-build
 # Singularity and Apptainer read these (in this order); the node's /tmp is too small.

@@ -38,7 +38,9 @@ export function splitWords(line: string): string[] {
         const d = line[i];
         if (d === '"') break;
         // Inside double quotes a backslash only escapes these, as in sh.
-        if (d === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) {
+        if (d === '\\' && line[i + 1] === '\n') {
+          i += 2;
+        } else if (d === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) {
           cur += line[i + 1];
           i += 2;
         } else {

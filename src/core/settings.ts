@@ -54,7 +54,7 @@ export interface Settings {
 export const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
-const noControl = (what: string) => (s: string) => !CONTROL.test(s) || `${what} must not contain control characters or newlines`;
+const noControl = (what: string) => [(s: string) => !CONTROL.test(s), { message: `${what} must not contain control characters or newlines` }] as const;
 
 /** Split a list input: one item per line or separated by commas (or spaces, if `spaces`). */
 export function listInput(value: string, spaces = false): string[] {
@@ -70,7 +70,37 @@ const IMAGE_REF =
   /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
 const MODULE_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$/;
 /** sbatch options the delivery sets itself and relies on. */
-const RESERVED_SBATCH = ['--wrap', '--chdir', '-D', '--output', '-o', '--error', '-e', '--parsable', '--wait', '-W'];
+const RESERVED_LONG = ['--wrap', '--chdir', '--output', '--error', '--parsable', '--wait'];
+const RESERVED_SHORT = ['-D', '-o', '-e', '-W'];
+/** sbatch options that take no value, or one only after '=': a word after them would be taken as the script. */
+const SBATCH_NO_VALUE = new Set([
+  '--contiguous', '--exclusive', '--get-user-env', '--hold', '-H', '--ignore-pbs', '--kill-on-invalid-dep', '--nice',
+  '--no-kill', '-k', '--no-requeue', '--overcommit', '-O', '--oversubscribe', '-s', '--quiet', '-Q', '--reboot',
+  '--requeue', '--spread-job', '--test-only', '--use-min-nodes', '--verbose', '-v',
+]);
+
+/**
+ * sbatch-args as argv: options, each value either after '=' or as the next word. Refuses words that
+ * sbatch would take as the job script, and the options the delivery sets itself (also abbreviated,
+ * as sbatch accepts unambiguous prefixes, and short ones with the value attached).
+ */
+export function parseSbatchArgs(line: string): string[] {
+  const argv = splitWords(line);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('-') || a === '-' || a === '--') {
+      throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
+    }
+    const name = a.split('=')[0];
+    const reserved = a.startsWith('--')
+      ? RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name))
+      : RESERVED_SHORT.find((r) => a.startsWith(r));
+    if (reserved) throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
+    const takesNext = !a.includes('=') && !SBATCH_NO_VALUE.has(name) && (a.startsWith('--') || a.length === 2);
+    if (takesNext && i + 1 < argv.length && !argv[i + 1].startsWith('-')) i++;
+  }
+  return argv;
+}
 
 function parseBool(s: string): boolean | undefined {
   if (/^(true|yes|1)$/i.test(s)) return true;
@@ -145,14 +175,14 @@ const schema = z.object({
     if (b === undefined) ctx.addIssue({ code: 'custom', message: 'must be true or false' });
     return b ?? true;
   }),
-  context: trimmed('.').refine(noControl('context')),
-  dockerfile: trimmed().refine(noControl('dockerfile')),
+  context: trimmed('.').refine(...noControl('context')),
+  dockerfile: trimmed().refine(...noControl('dockerfile')),
   'build-args': z
     .string()
     .optional()
     .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
     .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
-  'smoke-test': trimmed().refine(noControl('smoke-test')),
+  'smoke-test': trimmed().refine(...noControl('smoke-test')),
   'smoke-command': trimmed(),
   partition: trimmed('short-gpu').refine((s) => /^[A-Za-z0-9_.-]+$/.test(s), { message: 'is not a valid partition name' }),
   gpus: trimmed('1')
@@ -165,10 +195,10 @@ const schema = z.object({
   modules: moduleList(DEFAULT_MODULES),
   'login-modules': moduleList(['slurm']),
   'remote-dir': trimmed('riviera-singularity')
-    .refine(noControl('remote-dir'))
+    .refine(...noControl('remote-dir'))
     .transform((s) => s.replace(/^~(\/|$)/, '').replace(/\/+$/, '') || '.'),
-  tmpdir: trimmed().refine(noControl('tmpdir')),
-  'job-name': trimmed().refine(noControl('job-name')),
+  tmpdir: trimmed().refine(...noControl('tmpdir')),
+  'job-name': trimmed().refine(...noControl('job-name')),
   'sbatch-args': trimmed(),
   binds: z
     .string()
@@ -226,34 +256,26 @@ export function parseSettings(raw: RawInputs): Settings {
     }
     return parseKnownHosts(raw['known-hosts'] ?? '');
   });
-  const sbatchArgs = check('sbatch-args', () => {
-    const argv = splitWords(raw['sbatch-args'] ?? '');
-    for (const a of argv) {
-      if (!a.startsWith('-')) throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
-      const name = a.split('=')[0];
-      if (RESERVED_SBATCH.includes(name)) throw new Error(`'${name}' is set by riviera-singularity and cannot be overridden`);
-    }
-    return argv;
-  });
+  const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
   const smokeArgv = check('smoke-command', () => splitWords(raw['smoke-command'] ?? ''));
 
+  // These checks read the raw values, so they are listed even when other inputs failed the schema.
+  const rawOf = (name: string) => (raw[name] ?? '').trim();
   let smoke: SmokeTest | undefined;
-  if (ok) {
-    if (ok['smoke-test'] && ok['smoke-command']) {
-      problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
-    } else if (ok['smoke-test']) {
-      smoke = { kind: 'script', path: ok['smoke-test'] };
-    } else if (smokeArgv && smokeArgv.length > 0) {
-      smoke = { kind: 'command', argv: smokeArgv };
-    } else if (smokeArgv) {
-      problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
-    }
-    if (ok.tmpdir && isUnderTmp(ok.tmpdir)) {
-      problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
-    }
-    if (isUnderTmp(ok['remote-dir'])) {
-      problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
-    }
+  if (rawOf('smoke-test') && rawOf('smoke-command')) {
+    problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
+  } else if (rawOf('smoke-test')) {
+    smoke = { kind: 'script', path: rawOf('smoke-test') };
+  } else if (smokeArgv && smokeArgv.length > 0) {
+    smoke = { kind: 'command', argv: smokeArgv };
+  } else if (smokeArgv) {
+    problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
+  }
+  if (isUnderTmp(rawOf('tmpdir'))) {
+    problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
+  }
+  if (isUnderTmp(rawOf('remote-dir'))) {
+    problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
   }
 
   if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) {
