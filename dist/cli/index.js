@@ -25634,7 +25634,7 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
 /* harmony import */ var commander__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8179);
-/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3151);
+/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4870);
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4296);
 /* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(1922);
 /* harmony import */ var _reporter_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(3933);
@@ -25755,7 +25755,7 @@ function cliReporter(write = (s) => process.stderr.write(s), verbose = !!process
 
 /***/ }),
 
-/***/ 3151:
+/***/ 4870:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -27307,7 +27307,8 @@ var quote = __nccwpck_require__(3195);
 // Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
-const JOB_PHASES = (/* unused pure expression or super */ null && (['modules', 'sif-build', 'smoke-test']));
+/** Phases the job reports, in order; each starts with a marker line in the job's output. */
+const JOB_PHASES = (/* unused pure expression or super */ null && (['modules', 'assemble', 'sif-build', 'smoke-test']));
 /** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
 const PHASE_MARKER = '::riviera-phase::';
 /** argv after `singularity` for the smoke test. */
@@ -27331,7 +27332,7 @@ child=
 job_tmp=
 cleanup() {
   [ -n "$job_tmp" ] && rm -rf "$job_tmp"
-  rm -f "$sif.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
+  rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
   phase end
 }
 # Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
@@ -27349,7 +27350,6 @@ fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$curren
 phase modules
 ${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}command -v singularity >/dev/null || fail 127 "no singularity command after loading the modules"
 
-phase sif-build
 # Singularity and Apptainer read these (in this order); the node's /tmp is too small.
 mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
 job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
@@ -27357,10 +27357,23 @@ export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tm
 export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
 mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")"
 if ${p.reuseSif ? '[ -s "$sif" ]' : 'false'}; then
-  echo "riviera-singularity: reusing $sif"
+  phase sif-build
+  echo "riviera-singularity: the image is unchanged; reusing $sif"
 else
-  run singularity build --force "$sif.tmp.$$" ${q(`docker-archive:${p.archive}`)} || fail $? "singularity build failed"
-  mv -f "$sif.tmp.$$" "$sif"
+  phase assemble
+  # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
+  arch="$job_tmp/archive"
+  mkdir -p "$arch" && cp ${q(p.assemble.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
+${p.assemble.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
+  exec 7>${q(`${p.assemble.store}/lock`)}; flock -s -w 600 7 || fail 75 "the image store is locked"
+  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${p.assemble.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
+  exec 7>&-
+  phase sif-build
+  run singularity build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
+  rm -f "$job_tmp/image.tar"
+  # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
+  printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
+  mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
 fi
 ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"
 
@@ -27370,6 +27383,10 @@ rc=$?
 record smoke-test "$rc"
 exit "$rc"
 `;
+}
+function dirOf(name) {
+    const i = name.lastIndexOf('/');
+    return i < 0 ? '.' : name.slice(0, i);
 }
 /** The sbatch argv: everything as options on the command line, nothing pasted into #SBATCH lines. */
 function sbatchArgv(p) {
@@ -27446,7 +27463,9 @@ function judgeJob(state, status) {
             ? `The smoke test exited with code ${status.code}: see its output above.`
             : status.phase === 'sif-build'
                 ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
-                : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
+                : status.phase === 'assemble'
+                    ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
+                    : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
         return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: what };
     }
     return {
@@ -28542,15 +28561,28 @@ class Remote {
     get connected() {
         return this.ssh.isConnected();
     }
-    /** Run a script in a login shell; returns its exit code and output, whatever the code. */
+    /**
+     * Run a script in a login shell; returns its exit code and output, whatever the code. A connection
+     * lost meanwhile rejects with a ConnectionError (the caller may reconnect and retry).
+     */
     exec(script, opts = {}) {
         const conn = this.ssh.connection;
-        if (!conn)
+        if (!conn || !this.connected)
             return Promise.reject(new errors/* ConnectionError */.Rc('The SSH connection is closed.'));
         return new Promise((resolve, reject) => {
+            let settled = false;
+            const finish = (fn) => {
+                if (settled)
+                    return;
+                settled = true;
+                conn.off('close', onLost);
+                fn();
+            };
+            const onLost = () => finish(() => reject(new errors/* ConnectionError */.Rc('The SSH connection was lost.')));
+            conn.once('close', onLost);
             conn.exec(loginShellCommand(script), (err, channel) => {
                 if (err)
-                    return reject(new errors/* ConnectionError */.Rc(`Could not open an SSH channel: ${err.message}`));
+                    return finish(() => reject(new errors/* ConnectionError */.Rc(`Could not open an SSH channel: ${err.message}`)));
                 const out = [];
                 const errs = [];
                 let code = null;
@@ -28565,12 +28597,21 @@ class Remote {
                 channel.on('exit', (c) => {
                     code = c;
                 });
-                channel.on('close', () => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
-                channel.on('error', (e) => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`)));
+                channel.on('close', () => {
+                    // The command may stop reading early (it may already have what we send): stop feeding it.
+                    if (opts.stdin) {
+                        opts.stdin.unpipe(channel);
+                        opts.stdin.destroy();
+                    }
+                    if (code === null && !this.connected)
+                        return onLost();
+                    finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
+                });
+                channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
                 if (opts.stdin) {
                     opts.stdin.on('error', (e) => {
                         channel.close();
-                        reject(e);
+                        finish(() => reject(e));
                     });
                     opts.stdin.pipe(channel);
                 }
@@ -28587,17 +28628,334 @@ class Remote {
             throw new errors/* RemoteCommandError */.at(what, r.code, r.stderr.toString('utf8'));
         return r.stdout.toString('utf8');
     }
-    /** Upload a local file with SFTP (64 requests of 32 KiB in flight, as OpenSSH's sftp). */
-    async putFile(local, remote, onProgress) {
-        await this.ssh.putFile(local, remote, null, {
-            concurrency: 64,
-            chunkSize: 32768,
-            step: onProgress ? (sent, _chunk, total) => onProgress(sent, total) : undefined,
-        });
-    }
     close() {
         this.ssh.dispose();
     }
+}
+
+;// CONCATENATED MODULE: ./src/core/session.ts
+// A connection to the cluster that survives a flaky link: work that fails because the connection
+// dropped is retried on a new connection, after a backoff. Nothing else is retried.
+
+
+const DEFAULT_RETRY = { attempts: 8, baseDelayMs: 1000, maxDelayMs: 15_000 };
+function backoffDelay(policy, attempt) {
+    return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+}
+class Session {
+    target;
+    reporter;
+    policy;
+    current = null;
+    /** Reconnections so far (for the log and the benchmarks). */
+    reconnects = 0;
+    constructor(target, reporter, policy = DEFAULT_RETRY) {
+        this.target = target;
+        this.reporter = reporter;
+        this.policy = policy;
+    }
+    /** The live connection, connecting first if needed (a host-key refusal is never retried). */
+    async remote() {
+        if (this.current?.connected)
+            return this.current;
+        this.current?.close();
+        this.current = await Remote.connect(this.target);
+        return this.current;
+    }
+    /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
+    async retry(what, fn) {
+        for (let attempt = 0;; attempt++) {
+            try {
+                return await fn(await this.remote());
+            }
+            catch (e) {
+                if (!(e instanceof errors/* ConnectionError */.Rc) || attempt >= this.policy.attempts)
+                    throw e;
+                const delay = backoffDelay(this.policy, attempt);
+                this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
+                this.current?.close();
+                this.current = null;
+                this.reconnects++;
+                await new Promise((r) => setTimeout(r, delay));
+            }
+        }
+    }
+    close() {
+        this.current?.close();
+        this.current = null;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/core/store.ts
+
+const STORE = '.store';
+function hexOf(digest) {
+    return digest.replace(/^sha256:/, '');
+}
+/** Every blob of an image, config first, each once (an image may repeat a layer). */
+function imageBlobs(archive) {
+    const seen = new Set();
+    return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+}
+/**
+ * One round trip before the transfer: create the directories, record the image (so garbage
+ * collection keeps its blobs from now on), check its .sif, and report each blob:
+ * `blob HEX have`, `blob HEX part BYTES` (an interrupted upload to resume) or `blob HEX bad`
+ * (it failed its digest check and was removed). Blobs are only checked when they will be used.
+ */
+function prepareScript(p) {
+    const mode = p.group ? `umask 027` : `umask 077`;
+    const share = p.group
+        ? `chgrp ${(0,quote/* shq */.hi)(p.group)} . ${STORE} ${STORE}/* sif images jobs || { echo "cannot give the store to group ${p.group}" >&2; exit 1; }
+chmod 2750 . ${STORE} ${STORE}/* sif images jobs`
+        : `chmod 700 .`;
+    return `${mode}; set -e
+mkdir -p -- ${(0,quote/* shq */.hi)(p.remoteDir)} ${(0,quote/* shq */.hi)(p.tmpdir)}
+cd -- ${(0,quote/* shq */.hi)(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
+cd -- ${(0,quote/* shq */.hi)(p.remoteDir)}; echo "root $(pwd -P)"
+mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
+${share}
+printf '%s\\n' ${p.blobHexes.join(' ')} > ${STORE}/images/${p.imageHex}.tmp.$$ && mv -f ${STORE}/images/${p.imageHex}.tmp.$$ ${STORE}/images/${p.imageHex}
+set +e
+sif=sif/${p.imageHex}.sif
+if [ ${p.reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${p.imageHex}.sif.sha256 2>/dev/null); then
+  echo "sif ok"; exit 0
+fi
+echo "sif build"
+for h in ${p.blobHexes.join(' ')}; do
+  f=${STORE}/blobs/sha256/$h
+  if [ -f "$f" ]; then
+    if [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
+  elif [ -f ${STORE}/incoming/$h.partial ]; then
+    echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
+  fi
+done
+`;
+}
+function parsePrepare(stdout) {
+    const r = { root: '', tmpdir: '', sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+    for (const line of stdout.split('\n')) {
+        const [kind, a, b, c] = line.split(' ');
+        if (kind === 'root')
+            r.root = line.slice(5);
+        else if (kind === 'tmpdir')
+            r.tmpdir = line.slice(7);
+        else if (kind === 'sif')
+            r.sifReusable = a === 'ok';
+        else if (kind === 'blob' && b === 'have')
+            r.have.add(a);
+        else if (kind === 'blob' && b === 'bad')
+            r.bad.add(a);
+        else if (kind === 'blob' && b === 'part')
+            r.partial.set(a, Number(c));
+    }
+    if (!r.root || !r.tmpdir)
+        throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
+    return r;
+}
+/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
+function planTransfer(archive, report) {
+    if (report.sifReusable)
+        return [];
+    return imageBlobs(archive)
+        .filter((b) => !report.have.has(hexOf(b.digest)))
+        .map((blob) => {
+        const part = report.partial.get(hexOf(blob.digest)) ?? 0;
+        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
+    })
+        .sort((x, y) => y.blob.size - x.blob.size);
+}
+/** Exit codes of the receive script. */
+const RECEIVE = { ok: 0, busy: 75, offset: 76, short: 77, corrupt: 78 };
+/**
+ * Receive one blob on stdin (gzip or raw), appended to its partial file from `offset`, checked
+ * against its digest and only then moved into the store. A lock per blob lets concurrent
+ * deliveries of the same image send it once; a shared store lock keeps garbage collection out.
+ */
+function receiveScript(root, hex, size, offset, gzip) {
+    return `cd -- ${(0,quote/* shq */.hi)(`${root}/${STORE}`)} || exit 1
+exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
+exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
+[ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
+p=incoming/${hex}.partial
+have=$(stat -c %s "$p" 2>/dev/null || echo 0)
+[ "$have" = ${offset} ] || { echo "offset $have"; exit ${RECEIVE.offset}; }
+${gzip ? 'gzip -dc' : 'cat'} >> "$p"
+have=$(stat -c %s "$p")
+[ "$have" -ge ${size} ] || { echo "offset $have"; exit ${RECEIVE.short}; }
+[ "$have" = ${size} ] && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
+mv -f "$p" blobs/sha256/${hex}
+echo ok
+`;
+}
+/** Bytes already received of a blob (to resume after a reconnect). */
+function partialSizeScript(root, hex) {
+    return `cd -- ${(0,quote/* shq */.hi)(`${root}/${STORE}`)} && { [ -f blobs/sha256/${hex} ] && echo have || stat -c %s incoming/${hex}.partial 2>/dev/null || echo 0; }`;
+}
+/**
+ * Garbage collection, under the exclusive store lock (skipped, not waited for, when deliveries are
+ * sending): keep the newest image records, drop the blobs and .sif files no kept record names.
+ */
+function gcScript(p) {
+    return `cd -- ${(0,quote/* shq */.hi)(`${p.root}/${STORE}`)} || exit 0
+exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
+find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mtime +${p.maxAgeDays} -delete
+ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
+keep=$(mktemp keep.XXXXXX) || exit 1
+cat images/* 2>/dev/null | sort -u > "$keep"
+blobs=0; sifs=0
+for f in blobs/sha256/*; do
+  [ -e "$f" ] || continue
+  grep -qx "\${f##*/}" "$keep" || { rm -f "$f"; blobs=$((blobs+1)); }
+done
+for f in ../sif/*.sif; do
+  [ -e "$f" ] || continue
+  h=\${f##*/}; h=\${h%.sif}
+  [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
+done
+find incoming -type f -mtime +1 -delete
+find ../jobs -mindepth 1 -maxdepth 1 -type d -mtime +${p.maxAgeDays} -exec rm -rf {} +
+rm -f "$keep"
+echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
+`;
+}
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: external "node:stream"
+const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: external "node:zlib"
+const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+;// CONCATENATED MODULE: ./src/core/transfer.ts
+// Sends the blobs the cluster lacks: each streamed out of the local `docker save` tar, gzip-compressed
+// on the fly where that pays, several at once on separate channels, resumed from the bytes already
+// on the cluster after a dropped connection, and verified there before it enters the store.
+
+
+
+
+
+
+/** Channels in flight at once: one channel's window caps its rate, several fill the link. */
+const CONCURRENCY = 4;
+/** Bytes sampled (at start, middle and end) to decide whether compressing a blob pays. */
+const SAMPLE = 256 * 1024;
+/** Compress only if the sample shrinks below this fraction. */
+const WORTH_IT = 0.9;
+/** Whether gzip is worth its CPU for this blob, judged on samples of it. */
+async function worthCompressing(tarPath, blob) {
+    if (blob.mediaType === 'layer+gzip' || blob.size < 1024)
+        return false;
+    const fh = await (0,promises_namespaceObject.open)(tarPath, 'r');
+    try {
+        const starts = blob.size <= 3 * SAMPLE ? [0] : [0, Math.floor(blob.size / 2), blob.size - SAMPLE];
+        let raw = 0;
+        let packed = 0;
+        for (const s of starts) {
+            const buf = Buffer.alloc(Math.min(SAMPLE, blob.size - s));
+            await fh.read(buf, 0, buf.length, blob.offset + s);
+            raw += buf.length;
+            packed += (0,external_node_zlib_namespaceObject.deflateRawSync)(buf, { level: 1 }).length;
+        }
+        return packed < raw * WORTH_IT;
+    }
+    finally {
+        await fh.close();
+    }
+}
+class Counter extends external_node_stream_namespaceObject.Transform {
+    onBytes;
+    constructor(onBytes) {
+        super();
+        this.onBytes = onBytes;
+    }
+    _transform(chunk, _enc, cb) {
+        this.onBytes(chunk.length);
+        cb(null, chunk);
+    }
+}
+function blobStream(tarPath, blob, from, gzip, stats) {
+    const raw = (0,external_node_fs_.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
+    const rawCount = new Counter((n) => (stats.raw += n));
+    const wire = new Counter((n) => (stats.sent += n));
+    const parts = gzip ? [rawCount, (0,external_node_zlib_namespaceObject.createGzip)({ level: 1, strategy: external_node_zlib_namespaceObject.constants.Z_DEFAULT_STRATEGY }), wire] : [rawCount, wire];
+    let s = raw;
+    for (const p of parts) {
+        s.on('error', (e) => p.destroy(e));
+        s = s.pipe(p);
+    }
+    return s;
+}
+/** Send one blob, resuming from the cluster's partial file after a drop. */
+async function sendBlob(session, root, tarPath, job, stats, reporter) {
+    const { blob } = job;
+    const hex = hexOf(blob.digest);
+    const gzip = await worthCompressing(tarPath, blob);
+    let offset = job.offset;
+    let corrupt = 0;
+    let resumeCheck = false;
+    await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
+        for (let round = 0;; round++) {
+            if (round > 20)
+                throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
+            if (resumeCheck) {
+                // After a reconnect: how much arrived before the drop?
+                const have = (await remote.run('Checking an interrupted upload', partialSizeScript(root, hex))).trim();
+                if (have === 'have')
+                    return;
+                offset = Number(have);
+                reporter.info(`Resuming ${hex.slice(0, 12)} at ${offset} of ${blob.size} bytes.`);
+            }
+            resumeCheck = true;
+            const r = await remote.exec(receiveScript(root, hex, blob.size, offset, gzip), { stdin: blobStream(tarPath, blob, offset, gzip, stats) });
+            const said = r.stdout.toString().trim();
+            if (r.code === RECEIVE.ok)
+                return;
+            if (r.code === RECEIVE.offset || r.code === RECEIVE.short) {
+                // Another sender got further, or this stream stopped early: continue from what is there.
+                offset = Number(said.split(' ')[1]);
+                resumeCheck = false;
+                continue;
+            }
+            if (r.code === RECEIVE.corrupt && ++corrupt < 3) {
+                reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
+                offset = 0;
+                resumeCheck = false;
+                continue;
+            }
+            throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, r.code, r.stderr.toString() || said);
+        }
+    });
+}
+function mib(n) {
+    return `${(n / 1048576).toFixed(1)} MiB`;
+}
+/** Send every planned blob (largest first, a few at a time), logging progress every few seconds. */
+async function sendBlobs(session, root, tarPath, plan, reporter) {
+    const stats = { sent: 0, raw: 0, rawTotal: plan.reduce((a, j) => a + j.blob.size - j.offset, 0) };
+    if (plan.length === 0)
+        return stats;
+    const started = Date.now();
+    const progress = () => {
+        const secs = Math.max(0.001, (Date.now() - started) / 1000);
+        const rate = stats.raw / secs;
+        const eta = rate > 0 ? Math.max(0, (stats.rawTotal - stats.raw) / rate) : 0;
+        reporter.info(`Sent ${mib(stats.raw)} of ${mib(stats.rawTotal)} (${mib(stats.sent)} on the wire), ${mib(rate)}/s, ETA ${eta.toFixed(0)} s`);
+    };
+    const timer = setInterval(progress, 3000);
+    try {
+        const queue = [...plan];
+        const worker = async () => {
+            for (let job = queue.shift(); job; job = queue.shift())
+                await sendBlob(session, root, tarPath, job, stats, reporter);
+        };
+        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, plan.length) }, worker));
+    }
+    finally {
+        clearInterval(timer);
+    }
+    progress();
+    return stats;
 }
 
 ;// CONCATENATED MODULE: ./src/core/timings.ts
@@ -28642,6 +29000,8 @@ class Timings {
 
 
 
+
+
 /** `org/name:tag` → `org_name_tag`: a file name for the image. */
 function imageFileName(image) {
     return image.replace(/[^A-Za-z0-9._-]+/g, '_');
@@ -28649,9 +29009,6 @@ function imageFileName(image) {
 function runId() {
     const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
     return `${t}-${(0,external_node_crypto_.randomBytes)(3).toString('hex')}`;
-}
-function hex(digest) {
-    return digest.replace(/^sha256:/, '');
 }
 const MAX_SMOKE_BYTES = 256 * 1024;
 async function readSmokeFile(settings) {
@@ -28669,62 +29026,41 @@ function checkAbort(signal) {
     if (signal?.aborted)
         throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
-async function prepareRemote(remote, s, archive) {
-    // umask 077: the delivery's files are the user's alone.
-    const out = await remote.run(`Creating ${s.remoteDir}`, `umask 077; set -e
-mkdir -p -- ${(0,quote/* shq */.hi)(s.remoteDir)} ${(0,quote/* shq */.hi)(s.tmpdir)}
-cd -- ${(0,quote/* shq */.hi)(s.remoteDir)}; mkdir -p archives sif images jobs; pwd -P
-cd; cd -- ${(0,quote/* shq */.hi)(s.tmpdir)}; pwd -P`);
-    const [root, tmpdir] = out.trim().split('\n');
+function remotePaths(s, archive, report) {
+    const root = report.root;
     return {
         root,
-        tmpdir,
-        archive: `${root}/archives/${hex(archive.imageId)}.tar`,
-        sif: `${root}/sif/${hex(archive.imageId)}.sif`,
+        tmpdir: report.tmpdir,
+        sif: `${root}/sif/${hexOf(archive.imageId)}.sif`,
         sifLink: `${root}/images/${imageFileName(s.image)}.sif`,
         jobDir: `${root}/jobs/${runId()}`,
     };
 }
-/** Upload the archive under a temporary name and rename it into place once complete. */
-async function uploadArchive(remote, local, target, reporter) {
-    const size = (await (0,promises_namespaceObject.stat)(local)).size;
-    const have = await remote.exec(`stat -c %s -- ${(0,quote/* shq */.hi)(target)} 2>/dev/null`);
-    if (have.code === 0 && Number(have.stdout.toString().trim()) === size) {
-        reporter.info(`The cluster already has this archive (${target}); nothing to send.`);
-        return 0;
-    }
-    const partial = `${target}.partial.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}`;
-    let last = 0;
-    const started = Date.now();
-    try {
-        await remote.putFile(local, partial, (sent, total) => {
-            const now = Date.now();
-            if (now - last >= 3000 || sent === total) {
-                last = now;
-                const rate = sent / Math.max(0.001, (now - started) / 1000);
-                reporter.info(`Uploaded ${mib(sent)} of ${mib(total)} (${mib(rate)}/s)`);
-            }
-        });
-        await remote.run('Moving the archive into place', `mv -f -- ${(0,quote/* shq */.hi)(partial)} ${(0,quote/* shq */.hi)(target)}`);
-    }
-    catch (e) {
-        await remote.exec(`rm -f -- ${(0,quote/* shq */.hi)(partial)}`).catch(() => undefined);
-        throw e;
-    }
-    return size;
+/** The docker-archive members, legacy layout, as the job assembles them from the store. */
+function assembly(archive, paths) {
+    const blob = (d) => `${paths.root}/${STORE}/blobs/sha256/${hexOf(d)}`;
+    const config = `${hexOf(archive.config.digest)}.json`;
+    const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
+    const members = [{ name: config, blob: blob(archive.config.digest) }];
+    archive.layers.forEach((l, i) => {
+        if (!members.some((m) => m.name === layers[i]))
+            members.push({ name: layers[i], blob: blob(l.digest) });
+    });
+    return { members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
 }
-function mib(n) {
+function deliver_mib(n) {
     return `${(n / 1048576).toFixed(1)} MiB`;
 }
 /** Write the job's files and submit it, in one round trip. */
-async function submitJob(remote, s, paths, smoke) {
+async function submitJob(remote, s, paths, archive, reuseSif, smoke) {
+    const { members, manifest } = assembly(archive, paths);
     const script = renderJobScript({
         modules: s.modules,
         tmpdir: paths.tmpdir,
-        archive: paths.archive,
+        assemble: { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members },
         sif: paths.sif,
         sifLink: paths.sifLink,
-        reuseSif: false,
+        reuseSif,
         smoke: s.smoke,
         smokeFile: smoke?.name ?? null,
         binds: s.binds,
@@ -28742,9 +29078,10 @@ async function submitJob(remote, s, paths, smoke) {
         script: `${paths.jobDir}/job.sh`,
     });
     const out = await remote
-        .run('Submitting the job', `umask 077; set -e
+        .run('Submitting the job', `${s.group ? 'umask 027' : 'umask 077'}; set -e
 mkdir -p -- ${(0,quote/* shq */.hi)(paths.jobDir)}; cd -- ${(0,quote/* shq */.hi)(paths.jobDir)}
 ${write('job.sh', Buffer.from(script))}
+${write('manifest.json', Buffer.from(manifest))}
 ${smoke ? write(smoke.name, smoke.data) : ':'}
 ${loadModulesScript(s.loginModules)}${(0,quote/* shJoin */.q9)(argv)}`)
         .catch((e) => {
@@ -28753,7 +29090,7 @@ ${loadModulesScript(s.loginModules)}${(0,quote/* shJoin */.q9)(argv)}`)
         }
         throw e;
     });
-    return { jobId: parseSbatchOutput(out), script };
+    return parseSbatchOutput(out);
 }
 async function cancelJob(remote, jobId, loginModules) {
     await remote.run(`scancel ${jobId}`, `${loadModulesScript(loginModules)}scancel ${(0,quote/* shq */.hi)(jobId)}`);
@@ -28771,28 +29108,50 @@ async function deliver(s, reporter, hooks = {}) {
     checkAbort(hooks.signal);
     const digest = await imageId(s.image, reporter);
     const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
-    let remote;
+    const session = new Session(s, reporter);
     try {
         const archive = await readImageArchive(saved.path);
-        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib((await (0,promises_namespaceObject.stat)(saved.path)).size)}`);
-        checkAbort(hooks.signal);
-        remote = await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
-            const r = await Remote.connect(s);
-            reporter.info('Connected; host key matches known-hosts.');
-            return r;
-        });
-        const paths = await prepareRemote(remote, s, archive);
         const bytesTotal = (await (0,promises_namespaceObject.stat)(saved.path)).size;
-        const bytesSent = await inGroup(reporter, 'Upload', () => timings.time('upload', () => uploadArchive(remote, saved.path, paths.archive, reporter)));
+        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(bytesTotal)}`);
         checkAbort(hooks.signal);
-        const { jobId } = await inGroup(reporter, 'Submit job', async () => {
-            const r = await submitJob(remote, s, paths, smoke);
-            reporter.info(`Submitted job ${r.jobId} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
-            return r;
+        await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
+            await session.remote();
+            reporter.info('Connected; host key matches known-hosts.');
+        });
+        const { report, stats } = await inGroup(reporter, 'Upload', () => timings.time('upload', async () => {
+            const blobs = imageBlobs(archive);
+            const report = parsePrepare(await session.retry('Preparing the store', (r) => r.run(`Preparing ${s.remoteDir} on the cluster`, prepareScript({
+                remoteDir: s.remoteDir,
+                tmpdir: s.tmpdir,
+                group: s.group,
+                imageHex: hexOf(archive.imageId),
+                blobHexes: blobs.map((b) => hexOf(b.digest)),
+                reuse: !s.forceRebuild,
+            }))));
+            for (const bad of report.bad)
+                reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+            const plan = planTransfer(archive, report);
+            const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
+            reporter.info(report.sifReusable
+                ? 'The cluster has an intact .sif of this image: nothing to send.'
+                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${deliver_mib(planned)}).`);
+            const stats = await sendBlobs(session, report.root, saved.path, plan, reporter);
+            return { report, stats };
+        }));
+        checkAbort(hooks.signal);
+        const paths = remotePaths(s, archive, report);
+        const jobId = await inGroup(reporter, 'Submit job', async () => {
+            const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, archive, report.sifReusable, smoke));
+            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
+            return id;
         });
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
-        const follow = await followJob(remote, s, jobId, paths.jobDir, reporter, hooks, timings);
+        const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
         await hooks.onJobEnded?.();
+        const gc = await session
+            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
+            .catch((e) => `gc failed: ${e.message}`);
+        reporter.debug(gc.trim());
         const verdict = follow.cancelled
             ? { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' }
             : follow.timedOut
@@ -28807,22 +29166,24 @@ async function deliver(s, reporter, hooks = {}) {
             jobState: verdict.state,
             exitCode: verdict.exitCode,
             sifPath: paths.sif,
+            sifReused: report.sifReusable,
             node: follow.state.node,
             remoteDir: paths.root,
             timings: timings.list(),
             outputTail: follow.out.tail,
-            bytesSent,
+            bytesSent: stats.sent,
             bytesTotal,
+            reconnects: session.reconnects,
             message: verdict.ok ? 'The smoke test passed.' : verdict.message,
             error,
         };
     }
     finally {
-        remote?.close();
+        session.close();
         await saved.cleanup();
     }
 }
-async function followJob(remote, s, jobId, jobDir, reporter, hooks, timings) {
+async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
     const state = initialFollowState();
     const out = new OutputStream(reporter);
     const submitted = Date.now();
@@ -28834,9 +29195,9 @@ async function followJob(remote, s, jobId, jobDir, reporter, hooks, timings) {
             cancelled = !!hooks.signal?.aborted;
             timedOut = !cancelled;
             reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
-            await cancelJob(remote, jobId, s.loginModules);
+            await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules));
         }
-        const r = await remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules));
+        const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
         if (r.code !== 0)
             throw new errors/* RemoteCommandError */.at('Following the job', r.code, r.stderr.toString());
         const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
@@ -29283,6 +29644,12 @@ const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
         ctx.addIssue({ code: 'custom', message: `'${m}' is not a module name (letters, digits, . _ + - /)` });
     }
 });
+const bool = (def) => trimmed(def).transform((s, ctx) => {
+    const b = parseBool(s);
+    if (b === undefined)
+        ctx.addIssue({ code: 'custom', message: 'must be true or false' });
+    return b ?? false;
+});
 const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     host: trimmed()
         .refine((s) => s !== '', { message: 'is required: the cluster login host' })
@@ -29310,12 +29677,11 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
         .refine((s) => s !== '', { message: 'is required: the image reference, e.g. myimage:tag' })
         .refine((s) => IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
         .transform((s) => (/:[^/]+$/.test(s) ? s : `${s}:latest`)),
-    build: trimmed('true').transform((s, ctx) => {
-        const b = parseBool(s);
-        if (b === undefined)
-            ctx.addIssue({ code: 'custom', message: 'must be true or false' });
-        return b ?? true;
-    }),
+    build: bool('true'),
+    'force-rebuild': bool('false'),
+    'keep-images': intIn(1, 1000, '5'),
+    'max-age': intIn(1, 3650, '30'),
+    group: trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' }),
     context: trimmed('.').refine(...noControl('context')),
     dockerfile: trimmed().refine(...noControl('dockerfile')),
     'build-args': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
@@ -29451,6 +29817,10 @@ function parseSettings(raw) {
         sbatchArgs,
         binds: ok.binds,
         timeoutSeconds: ok.timeout,
+        forceRebuild: ok['force-rebuild'],
+        keepImages: ok['keep-images'],
+        maxAgeDays: ok['max-age'],
+        group: ok.group || null,
     };
 }
 

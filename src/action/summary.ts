@@ -10,7 +10,12 @@ export function setOutputs(r: DeliveryResult): void {
   core.setOutput('image-digest', r.imageDigest);
   core.setOutput('bytes-sent', String(r.bytesSent));
   core.setOutput('bytes-total', String(r.bytesTotal));
+  core.setOutput('sif-reused', String(r.sifReused));
 }
+
+const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+/** How much the store and compression saved, against sending the whole `docker save` tar. */
+const dedup = (r: DeliveryResult) => (r.bytesTotal > 0 ? `${((r.bytesSent / r.bytesTotal) * 100).toFixed(1)}% of the tar on the wire` : '-');
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -28,7 +33,8 @@ export async function writeSummary(r: DeliveryResult): Promise<void> {
       ['State', esc(r.jobState)],
       ['Exit code', r.exitCode === null ? '-' : String(r.exitCode)],
       ['SIF', `<code>${esc(r.sifPath)}</code>`],
-      ['Sent', `${r.bytesSent} of ${r.bytesTotal} bytes`],
+      ['SIF reused', r.sifReused ? 'yes (image unchanged)' : 'no (built in this job)'],
+      ['Sent', `${mib(r.bytesSent)} for a ${mib(r.bytesTotal)} image (${dedup(r)})`],
     ])
     .addHeading('Timing', 3)
     .addTable([[{ data: 'Phase', header: true }, { data: 'Seconds', header: true }], ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)])])

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { type ImageArchive, readImageArchive } from './archive.js';
+import { type ImageArchive, legacyManifest, readImageArchive } from './archive.js';
 import { buildImage, imageId, saveImage } from './docker.js';
 import { type DeliveryError, InputError, JobFailedError, JobInterruptedError, RemoteCommandError } from './errors.js';
 import { OutputStream, applyPoll, initialFollowState, loadModulesScript, parsePoll, pollScript } from './follow.js';
@@ -12,7 +12,10 @@ import { shJoin, shq } from './quote.js';
 import { type Reporter, inGroup } from './reporter.js';
 import type { Settings } from './settings.js';
 import { parseSbatchOutput, judgeJob } from './slurm.js';
-import { Remote } from './ssh.js';
+import { Session } from './session.js';
+import type { Remote } from './ssh.js';
+import { STORE, type StoreReport, gcScript, hexOf, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
+import { sendBlobs } from './transfer.js';
 import { Timings } from './timings.js';
 
 export interface DeliveryHooks {
@@ -34,12 +37,16 @@ export interface DeliveryResult {
   jobState: string;
   exitCode: number | null;
   sifPath: string;
+  /** The .sif of an unchanged image was reused: no transfer, no build. */
+  sifReused: boolean;
   node: string;
   remoteDir: string;
   timings: { phase: string; seconds: number }[];
   outputTail: string[];
   bytesSent: number;
   bytesTotal: number;
+  /** Times the SSH connection dropped and was re-established. */
+  reconnects: number;
   message: string;
   /** Set when the job ran but did not pass; the shells fail with it after setting outputs. */
   error: DeliveryError | null;
@@ -53,10 +60,6 @@ export function imageFileName(image: string): string {
 function runId(): string {
   const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `${t}-${randomBytes(3).toString('hex')}`;
-}
-
-function hex(digest: string): string {
-  return digest.replace(/^sha256:/, '');
 }
 
 const MAX_SMOKE_BYTES = 256 * 1024;
@@ -78,58 +81,32 @@ function checkAbort(signal?: AbortSignal): void {
 export interface RemotePaths {
   root: string;
   tmpdir: string;
-  archive: string;
   sif: string;
   sifLink: string;
   jobDir: string;
 }
 
-async function prepareRemote(remote: Remote, s: Settings, archive: ImageArchive): Promise<RemotePaths> {
-  // umask 077: the delivery's files are the user's alone.
-  const out = await remote.run(
-    `Creating ${s.remoteDir}`,
-    `umask 077; set -e
-mkdir -p -- ${shq(s.remoteDir)} ${shq(s.tmpdir)}
-cd -- ${shq(s.remoteDir)}; mkdir -p archives sif images jobs; pwd -P
-cd; cd -- ${shq(s.tmpdir)}; pwd -P`,
-  );
-  const [root, tmpdir] = out.trim().split('\n');
+function remotePaths(s: Settings, archive: ImageArchive, report: StoreReport): RemotePaths {
+  const root = report.root;
   return {
     root,
-    tmpdir,
-    archive: `${root}/archives/${hex(archive.imageId)}.tar`,
-    sif: `${root}/sif/${hex(archive.imageId)}.sif`,
+    tmpdir: report.tmpdir,
+    sif: `${root}/sif/${hexOf(archive.imageId)}.sif`,
     sifLink: `${root}/images/${imageFileName(s.image)}.sif`,
     jobDir: `${root}/jobs/${runId()}`,
   };
 }
 
-/** Upload the archive under a temporary name and rename it into place once complete. */
-async function uploadArchive(remote: Remote, local: string, target: string, reporter: Reporter): Promise<number> {
-  const size = (await stat(local)).size;
-  const have = await remote.exec(`stat -c %s -- ${shq(target)} 2>/dev/null`);
-  if (have.code === 0 && Number(have.stdout.toString().trim()) === size) {
-    reporter.info(`The cluster already has this archive (${target}); nothing to send.`);
-    return 0;
-  }
-  const partial = `${target}.partial.${randomBytes(4).toString('hex')}`;
-  let last = 0;
-  const started = Date.now();
-  try {
-    await remote.putFile(local, partial, (sent, total) => {
-      const now = Date.now();
-      if (now - last >= 3000 || sent === total) {
-        last = now;
-        const rate = sent / Math.max(0.001, (now - started) / 1000);
-        reporter.info(`Uploaded ${mib(sent)} of ${mib(total)} (${mib(rate)}/s)`);
-      }
-    });
-    await remote.run('Moving the archive into place', `mv -f -- ${shq(partial)} ${shq(target)}`);
-  } catch (e) {
-    await remote.exec(`rm -f -- ${shq(partial)}`).catch(() => undefined);
-    throw e;
-  }
-  return size;
+/** The docker-archive members, legacy layout, as the job assembles them from the store. */
+function assembly(archive: ImageArchive, paths: RemotePaths): { members: { name: string; blob: string }[]; manifest: string } {
+  const blob = (d: string) => `${paths.root}/${STORE}/blobs/sha256/${hexOf(d)}`;
+  const config = `${hexOf(archive.config.digest)}.json`;
+  const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
+  const members = [{ name: config, blob: blob(archive.config.digest) }];
+  archive.layers.forEach((l, i) => {
+    if (!members.some((m) => m.name === layers[i])) members.push({ name: layers[i], blob: blob(l.digest) });
+  });
+  return { members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
 }
 
 function mib(n: number): string {
@@ -137,14 +114,15 @@ function mib(n: number): string {
 }
 
 /** Write the job's files and submit it, in one round trip. */
-async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, smoke: { name: string; data: Buffer } | null) {
+async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, archive: ImageArchive, reuseSif: boolean, smoke: { name: string; data: Buffer } | null) {
+  const { members, manifest } = assembly(archive, paths);
   const script = renderJobScript({
     modules: s.modules,
     tmpdir: paths.tmpdir,
-    archive: paths.archive,
+    assemble: { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members },
     sif: paths.sif,
     sifLink: paths.sifLink,
-    reuseSif: false,
+    reuseSif,
     smoke: s.smoke,
     smokeFile: smoke?.name ?? null,
     binds: s.binds,
@@ -164,9 +142,10 @@ async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, smoke:
   const out = await remote
     .run(
       'Submitting the job',
-      `umask 077; set -e
+      `${s.group ? 'umask 027' : 'umask 077'}; set -e
 mkdir -p -- ${shq(paths.jobDir)}; cd -- ${shq(paths.jobDir)}
 ${write('job.sh', Buffer.from(script))}
+${write('manifest.json', Buffer.from(manifest))}
 ${smoke ? write(smoke.name, smoke.data) : ':'}
 ${loadModulesScript(s.loginModules)}${shJoin(argv)}`,
     )
@@ -176,7 +155,7 @@ ${loadModulesScript(s.loginModules)}${shJoin(argv)}`,
       }
       throw e;
     });
-  return { jobId: parseSbatchOutput(out), script };
+  return parseSbatchOutput(out);
 }
 
 export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {
@@ -199,31 +178,63 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
   checkAbort(hooks.signal);
   const digest = await imageId(s.image, reporter);
   const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
-  let remote: Remote | undefined;
+  const session = new Session(s, reporter);
   try {
     const archive = await readImageArchive(saved.path);
-    reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib((await stat(saved.path)).size)}`);
-    checkAbort(hooks.signal);
-
-    remote = await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
-      const r = await Remote.connect(s);
-      reporter.info('Connected; host key matches known-hosts.');
-      return r;
-    });
-    const paths = await prepareRemote(remote, s, archive);
     const bytesTotal = (await stat(saved.path)).size;
-    const bytesSent = await inGroup(reporter, 'Upload', () => timings.time('upload', () => uploadArchive(remote!, saved.path, paths.archive, reporter)));
+    reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(bytesTotal)}`);
     checkAbort(hooks.signal);
 
-    const { jobId } = await inGroup(reporter, 'Submit job', async () => {
-      const r = await submitJob(remote!, s, paths, smoke);
-      reporter.info(`Submitted job ${r.jobId} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
-      return r;
+    await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
+      await session.remote();
+      reporter.info('Connected; host key matches known-hosts.');
+    });
+    const { report, stats } = await inGroup(reporter, 'Upload', () =>
+      timings.time('upload', async () => {
+        const blobs = imageBlobs(archive);
+        const report = parsePrepare(
+          await session.retry('Preparing the store', (r) =>
+            r.run(
+              `Preparing ${s.remoteDir} on the cluster`,
+              prepareScript({
+                remoteDir: s.remoteDir,
+                tmpdir: s.tmpdir,
+                group: s.group,
+                imageHex: hexOf(archive.imageId),
+                blobHexes: blobs.map((b) => hexOf(b.digest)),
+                reuse: !s.forceRebuild,
+              }),
+            ),
+          ),
+        );
+        for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+        const plan = planTransfer(archive, report);
+        const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
+        reporter.info(
+          report.sifReusable
+            ? 'The cluster has an intact .sif of this image: nothing to send.'
+            : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}).`,
+        );
+        const stats = await sendBlobs(session, report.root, saved.path, plan, reporter);
+        return { report, stats };
+      }),
+    );
+    checkAbort(hooks.signal);
+
+    const paths = remotePaths(s, archive, report);
+    const jobId = await inGroup(reporter, 'Submit job', async () => {
+      const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, archive, report.sifReusable, smoke));
+      reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
+      return id;
     });
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
 
-    const follow = await followJob(remote, s, jobId, paths.jobDir, reporter, hooks, timings);
+    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
     await hooks.onJobEnded?.();
+    const gc = await session
+      .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
+      .catch((e: Error) => `gc failed: ${e.message}`);
+    reporter.debug(gc.trim());
 
     const verdict = follow.cancelled
       ? { ok: false as const, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' }
@@ -239,22 +250,24 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       jobState: verdict.state,
       exitCode: verdict.exitCode,
       sifPath: paths.sif,
+      sifReused: report.sifReusable,
       node: follow.state.node,
       remoteDir: paths.root,
       timings: timings.list(),
       outputTail: follow.out.tail,
-      bytesSent,
+      bytesSent: stats.sent,
       bytesTotal,
+      reconnects: session.reconnects,
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,
       error,
     };
   } finally {
-    remote?.close();
+    session.close();
     await saved.cleanup();
   }
 }
 
-async function followJob(remote: Remote, s: Settings, jobId: string, jobDir: string, reporter: Reporter, hooks: DeliveryHooks, timings: Timings) {
+async function followJob(session: Session, s: Settings, jobId: string, jobDir: string, reporter: Reporter, hooks: DeliveryHooks, timings: Timings) {
   const state = initialFollowState();
   const out = new OutputStream(reporter);
   const submitted = Date.now();
@@ -266,9 +279,9 @@ async function followJob(remote: Remote, s: Settings, jobId: string, jobDir: str
       cancelled = !!hooks.signal?.aborted;
       timedOut = !cancelled;
       reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
-      await cancelJob(remote, jobId, s.loginModules);
+      await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules));
     }
-    const r = await remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules));
+    const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
     if (r.code !== 0) throw new RemoteCommandError('Following the job', r.code, r.stderr.toString());
     const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
     if (done) break;

@@ -3,8 +3,8 @@ import { shJoin, shq } from './quote.js';
 import type { SmokeTest } from './settings.js';
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
-export const JOB_PHASES = ['modules', 'sif-build', 'smoke-test'] as const;
-export type JobPhase = (typeof JOB_PHASES)[number];
+/** Phases the job reports, in order; each starts with a marker line in the job's output. */
+export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test'] as const;
 
 /** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
 export const PHASE_MARKER = '::riviera-phase::';
@@ -13,13 +13,13 @@ export interface JobScriptParams {
   modules: string[];
   /** Directory under which the job makes its own build temp dir (never /tmp). */
   tmpdir: string;
-  /** docker-archive tar on the cluster. */
-  archive: string;
+  /** How to assemble the docker-archive from the store (not needed when the .sif is reused). */
+  assemble: Assembly;
   /** Content-addressed .sif the job builds (or reuses) and tests. */
   sif: string;
   /** Stable per-image path switched to the new .sif once it is built. */
   sifLink: string;
-  /** Skip the build when `sif` already exists. */
+  /** Skip assembly and build when `sif` exists (the delivery checked it is intact). */
   reuseSif: boolean;
   smoke: SmokeTest;
   /** Name of the smoke script in the job directory (for kind 'script'). */
@@ -28,6 +28,15 @@ export interface JobScriptParams {
   gpus: number;
   /** File the job writes `<phase> <exit code>` to when it ends. */
   statusFile: string;
+}
+
+export interface Assembly {
+  /** The store directory, whose `lock` keeps garbage collection out while blobs are read. */
+  store: string;
+  /** manifest.json for the archive (written to the job directory at submission). */
+  manifest: string;
+  /** Archive members in the legacy layout, each a blob in the store. */
+  members: { name: string; blob: string }[];
 }
 
 /** argv after `singularity` for the smoke test. */
@@ -51,7 +60,7 @@ child=
 job_tmp=
 cleanup() {
   [ -n "$job_tmp" ] && rm -rf "$job_tmp"
-  rm -f "$sif.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
+  rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
   phase end
 }
 # Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
@@ -69,7 +78,6 @@ fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$curren
 phase modules
 ${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}command -v singularity >/dev/null || fail 127 "no singularity command after loading the modules"
 
-phase sif-build
 # Singularity and Apptainer read these (in this order); the node's /tmp is too small.
 mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
 job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
@@ -77,10 +85,23 @@ export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tm
 export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
 mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")"
 if ${p.reuseSif ? '[ -s "$sif" ]' : 'false'}; then
-  echo "riviera-singularity: reusing $sif"
+  phase sif-build
+  echo "riviera-singularity: the image is unchanged; reusing $sif"
 else
-  run singularity build --force "$sif.tmp.$$" ${q(`docker-archive:${p.archive}`)} || fail $? "singularity build failed"
-  mv -f "$sif.tmp.$$" "$sif"
+  phase assemble
+  # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
+  arch="$job_tmp/archive"
+  mkdir -p "$arch" && cp ${q(p.assemble.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
+${p.assemble.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
+  exec 7>${q(`${p.assemble.store}/lock`)}; flock -s -w 600 7 || fail 75 "the image store is locked"
+  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${p.assemble.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
+  exec 7>&-
+  phase sif-build
+  run singularity build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
+  rm -f "$job_tmp/image.tar"
+  # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
+  printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
+  mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
 fi
 ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"
 
@@ -90,6 +111,11 @@ rc=$?
 record smoke-test "$rc"
 exit "$rc"
 `;
+}
+
+function dirOf(name: string): string {
+  const i = name.lastIndexOf('/');
+  return i < 0 ? '.' : name.slice(0, i);
 }
 
 export interface SbatchParams {

@@ -49,6 +49,14 @@ export interface Settings {
   binds: string[];
   /** Limit on the whole wait for the job, in seconds. */
   timeoutSeconds: number;
+  /** Build the .sif even if an intact one of the same image exists. */
+  forceRebuild: boolean;
+  /** Garbage collection keeps the blobs and .sif files of this many most recent images. */
+  keepImages: number;
+  /** ...and drops image records, partial uploads and job directories older than this many days. */
+  maxAgeDays: number;
+  /** Unix group to share remote-dir with; null keeps it private (0700). */
+  group: string | null;
 }
 
 export const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
@@ -143,6 +151,13 @@ const moduleList = (def: string[]) =>
       }
     });
 
+const bool = (def: string) =>
+  trimmed(def).transform((s, ctx) => {
+    const b = parseBool(s);
+    if (b === undefined) ctx.addIssue({ code: 'custom', message: 'must be true or false' });
+    return b ?? false;
+  });
+
 const schema = z.object({
   host: trimmed()
     .refine((s) => s !== '', { message: 'is required: the cluster login host' })
@@ -170,11 +185,11 @@ const schema = z.object({
     .refine((s) => s !== '', { message: 'is required: the image reference, e.g. myimage:tag' })
     .refine((s) => IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
     .transform((s) => (/:[^/]+$/.test(s) ? s : `${s}:latest`)),
-  build: trimmed('true').transform((s, ctx) => {
-    const b = parseBool(s);
-    if (b === undefined) ctx.addIssue({ code: 'custom', message: 'must be true or false' });
-    return b ?? true;
-  }),
+  build: bool('true'),
+  'force-rebuild': bool('false'),
+  'keep-images': intIn(1, 1000, '5'),
+  'max-age': intIn(1, 3650, '30'),
+  group: trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' }),
   context: trimmed('.').refine(...noControl('context')),
   dockerfile: trimmed().refine(...noControl('dockerfile')),
   'build-args': z
@@ -311,5 +326,9 @@ export function parseSettings(raw: RawInputs): Settings {
     sbatchArgs,
     binds: ok.binds,
     timeoutSeconds: ok.timeout,
+    forceRebuild: ok['force-rebuild'],
+    keepImages: ok['keep-images'],
+    maxAgeDays: ok['max-age'],
+    group: ok.group || null,
   };
 }

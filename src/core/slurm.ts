@@ -76,7 +76,9 @@ export function judgeJob(state: string | null, status: JobStatus | null): Verdic
         ? `The smoke test exited with code ${status.code}: see its output above.`
         : status.phase === 'sif-build'
           ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
-          : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
+          : status.phase === 'assemble'
+            ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
+            : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
     return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: what };
   }
   return {

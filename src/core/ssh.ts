@@ -88,13 +88,25 @@ export class Remote {
     return this.ssh.isConnected();
   }
 
-  /** Run a script in a login shell; returns its exit code and output, whatever the code. */
+  /**
+   * Run a script in a login shell; returns its exit code and output, whatever the code. A connection
+   * lost meanwhile rejects with a ConnectionError (the caller may reconnect and retry).
+   */
   exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const conn = this.ssh.connection;
-    if (!conn) return Promise.reject(new ConnectionError('The SSH connection is closed.'));
+    if (!conn || !this.connected) return Promise.reject(new ConnectionError('The SSH connection is closed.'));
     return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        conn.off('close', onLost);
+        fn();
+      };
+      const onLost = () => finish(() => reject(new ConnectionError('The SSH connection was lost.')));
+      conn.once('close', onLost);
       conn.exec(loginShellCommand(script), (err, channel) => {
-        if (err) return reject(new ConnectionError(`Could not open an SSH channel: ${err.message}`));
+        if (err) return finish(() => reject(new ConnectionError(`Could not open an SSH channel: ${err.message}`)));
         const out: Buffer[] = [];
         const errs: Buffer[] = [];
         let code: number | null = null;
@@ -109,12 +121,20 @@ export class Remote {
         channel.on('exit', (c: number | null) => {
           code = c;
         });
-        channel.on('close', () => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
-        channel.on('error', (e: Error) => reject(new ConnectionError(`SSH channel failed: ${e.message}`)));
+        channel.on('close', () => {
+          // The command may stop reading early (it may already have what we send): stop feeding it.
+          if (opts.stdin) {
+            opts.stdin.unpipe(channel);
+            opts.stdin.destroy();
+          }
+          if (code === null && !this.connected) return onLost();
+          finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
+        });
+        channel.on('error', (e: Error) => finish(() => reject(new ConnectionError(`SSH channel failed: ${e.message}`))));
         if (opts.stdin) {
           opts.stdin.on('error', (e) => {
             channel.close();
-            reject(e);
+            finish(() => reject(e));
           });
           opts.stdin.pipe(channel);
         } else {
@@ -129,15 +149,6 @@ export class Remote {
     const r = await this.exec(script, opts);
     if (r.code !== 0) throw new RemoteCommandError(what, r.code, r.stderr.toString('utf8'));
     return r.stdout.toString('utf8');
-  }
-
-  /** Upload a local file with SFTP (64 requests of 32 KiB in flight, as OpenSSH's sftp). */
-  async putFile(local: string, remote: string, onProgress?: (sent: number, total: number) => void): Promise<void> {
-    await this.ssh.putFile(local, remote, null, {
-      concurrency: 64,
-      chunkSize: 32768,
-      step: onProgress ? (sent: number, _chunk: number, total: number) => onProgress(sent, total) : undefined,
-    });
   }
 
   close(): void {

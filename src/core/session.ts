@@ -1,0 +1,61 @@
+// A connection to the cluster that survives a flaky link: work that fails because the connection
+// dropped is retried on a new connection, after a backoff. Nothing else is retried.
+import { ConnectionError } from './errors.js';
+import type { Reporter } from './reporter.js';
+import { Remote, type SshTarget } from './ssh.js';
+
+export interface RetryPolicy {
+  /** Reconnection attempts after a drop before giving up. */
+  attempts: number;
+  /** First backoff in ms; doubles each time, up to maxDelayMs. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseDelayMs: 1000, maxDelayMs: 15_000 };
+
+export function backoffDelay(policy: RetryPolicy, attempt: number): number {
+  return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+}
+
+export class Session {
+  private current: Remote | null = null;
+  /** Reconnections so far (for the log and the benchmarks). */
+  reconnects = 0;
+
+  constructor(
+    private readonly target: SshTarget,
+    private readonly reporter: Reporter,
+    private readonly policy: RetryPolicy = DEFAULT_RETRY,
+  ) {}
+
+  /** The live connection, connecting first if needed (a host-key refusal is never retried). */
+  async remote(): Promise<Remote> {
+    if (this.current?.connected) return this.current;
+    this.current?.close();
+    this.current = await Remote.connect(this.target);
+    return this.current;
+  }
+
+  /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
+  async retry<T>(what: string, fn: (remote: Remote) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn(await this.remote());
+      } catch (e) {
+        if (!(e instanceof ConnectionError) || attempt >= this.policy.attempts) throw e;
+        const delay = backoffDelay(this.policy, attempt);
+        this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
+        this.current?.close();
+        this.current = null;
+        this.reconnects++;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  close(): void {
+    this.current?.close();
+    this.current = null;
+  }
+}

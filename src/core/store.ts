@@ -1,0 +1,172 @@
+// The content-addressed store on the cluster, under remote-dir/.store: what its shell side does
+// (rendered here, pure) and how a transfer is planned from what it reports. The cluster side uses
+// only sh, coreutils, flock, tar and gzip.
+import type { ArchiveBlob, ImageArchive } from './archive.js';
+import { shq } from './quote.js';
+
+export const STORE = '.store';
+
+export function hexOf(digest: string): string {
+  return digest.replace(/^sha256:/, '');
+}
+
+/** Every blob of an image, config first, each once (an image may repeat a layer). */
+export function imageBlobs(archive: ImageArchive): ArchiveBlob[] {
+  const seen = new Set<string>();
+  return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+}
+
+export interface PrepareParams {
+  remoteDir: string;
+  tmpdir: string;
+  /** Group to share the store with (setgid dirs, group-readable files); null: private (0700). */
+  group: string | null;
+  imageHex: string;
+  blobHexes: string[];
+  /** Whether an intact .sif may be reused (false with force-rebuild). */
+  reuse: boolean;
+}
+
+/**
+ * One round trip before the transfer: create the directories, record the image (so garbage
+ * collection keeps its blobs from now on), check its .sif, and report each blob:
+ * `blob HEX have`, `blob HEX part BYTES` (an interrupted upload to resume) or `blob HEX bad`
+ * (it failed its digest check and was removed). Blobs are only checked when they will be used.
+ */
+export function prepareScript(p: PrepareParams): string {
+  const mode = p.group ? `umask 027` : `umask 077`;
+  const share = p.group
+    ? `chgrp ${shq(p.group)} . ${STORE} ${STORE}/* sif images jobs || { echo "cannot give the store to group ${p.group}" >&2; exit 1; }
+chmod 2750 . ${STORE} ${STORE}/* sif images jobs`
+    : `chmod 700 .`;
+  return `${mode}; set -e
+mkdir -p -- ${shq(p.remoteDir)} ${shq(p.tmpdir)}
+cd -- ${shq(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
+cd -- ${shq(p.remoteDir)}; echo "root $(pwd -P)"
+mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
+${share}
+printf '%s\\n' ${p.blobHexes.join(' ')} > ${STORE}/images/${p.imageHex}.tmp.$$ && mv -f ${STORE}/images/${p.imageHex}.tmp.$$ ${STORE}/images/${p.imageHex}
+set +e
+sif=sif/${p.imageHex}.sif
+if [ ${p.reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${p.imageHex}.sif.sha256 2>/dev/null); then
+  echo "sif ok"; exit 0
+fi
+echo "sif build"
+for h in ${p.blobHexes.join(' ')}; do
+  f=${STORE}/blobs/sha256/$h
+  if [ -f "$f" ]; then
+    if [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
+  elif [ -f ${STORE}/incoming/$h.partial ]; then
+    echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
+  fi
+done
+`;
+}
+
+export interface StoreReport {
+  root: string;
+  tmpdir: string;
+  sifReusable: boolean;
+  have: Set<string>;
+  bad: Set<string>;
+  partial: Map<string, number>;
+}
+
+export function parsePrepare(stdout: string): StoreReport {
+  const r: StoreReport = { root: '', tmpdir: '', sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+  for (const line of stdout.split('\n')) {
+    const [kind, a, b, c] = line.split(' ');
+    if (kind === 'root') r.root = line.slice(5);
+    else if (kind === 'tmpdir') r.tmpdir = line.slice(7);
+    else if (kind === 'sif') r.sifReusable = a === 'ok';
+    else if (kind === 'blob' && b === 'have') r.have.add(a);
+    else if (kind === 'blob' && b === 'bad') r.bad.add(a);
+    else if (kind === 'blob' && b === 'part') r.partial.set(a, Number(c));
+  }
+  if (!r.root || !r.tmpdir) throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
+  return r;
+}
+
+export interface BlobSend {
+  blob: ArchiveBlob;
+  /** Bytes already on the cluster (an interrupted upload), sent from here on. */
+  offset: number;
+}
+
+/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
+export function planTransfer(archive: ImageArchive, report: StoreReport): BlobSend[] {
+  if (report.sifReusable) return [];
+  return imageBlobs(archive)
+    .filter((b) => !report.have.has(hexOf(b.digest)))
+    .map((blob) => {
+      const part = report.partial.get(hexOf(blob.digest)) ?? 0;
+      return { blob, offset: part > 0 && part < blob.size ? part : 0 };
+    })
+    .sort((x, y) => y.blob.size - x.blob.size);
+}
+
+/** Exit codes of the receive script. */
+export const RECEIVE = { ok: 0, busy: 75, offset: 76, short: 77, corrupt: 78 } as const;
+
+/**
+ * Receive one blob on stdin (gzip or raw), appended to its partial file from `offset`, checked
+ * against its digest and only then moved into the store. A lock per blob lets concurrent
+ * deliveries of the same image send it once; a shared store lock keeps garbage collection out.
+ */
+export function receiveScript(root: string, hex: string, size: number, offset: number, gzip: boolean): string {
+  return `cd -- ${shq(`${root}/${STORE}`)} || exit 1
+exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
+exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
+[ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
+p=incoming/${hex}.partial
+have=$(stat -c %s "$p" 2>/dev/null || echo 0)
+[ "$have" = ${offset} ] || { echo "offset $have"; exit ${RECEIVE.offset}; }
+${gzip ? 'gzip -dc' : 'cat'} >> "$p"
+have=$(stat -c %s "$p")
+[ "$have" -ge ${size} ] || { echo "offset $have"; exit ${RECEIVE.short}; }
+[ "$have" = ${size} ] && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
+mv -f "$p" blobs/sha256/${hex}
+echo ok
+`;
+}
+
+/** Bytes already received of a blob (to resume after a reconnect). */
+export function partialSizeScript(root: string, hex: string): string {
+  return `cd -- ${shq(`${root}/${STORE}`)} && { [ -f blobs/sha256/${hex} ] && echo have || stat -c %s incoming/${hex}.partial 2>/dev/null || echo 0; }`;
+}
+
+export interface GcParams {
+  root: string;
+  /** Image records to keep, newest first. */
+  keepImages: number;
+  /** Records, partial uploads and job directories older than this are removed. */
+  maxAgeDays: number;
+}
+
+/**
+ * Garbage collection, under the exclusive store lock (skipped, not waited for, when deliveries are
+ * sending): keep the newest image records, drop the blobs and .sif files no kept record names.
+ */
+export function gcScript(p: GcParams): string {
+  return `cd -- ${shq(`${p.root}/${STORE}`)} || exit 0
+exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
+find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mtime +${p.maxAgeDays} -delete
+ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
+keep=$(mktemp keep.XXXXXX) || exit 1
+cat images/* 2>/dev/null | sort -u > "$keep"
+blobs=0; sifs=0
+for f in blobs/sha256/*; do
+  [ -e "$f" ] || continue
+  grep -qx "\${f##*/}" "$keep" || { rm -f "$f"; blobs=$((blobs+1)); }
+done
+for f in ../sif/*.sif; do
+  [ -e "$f" ] || continue
+  h=\${f##*/}; h=\${h%.sif}
+  [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
+done
+find incoming -type f -mtime +1 -delete
+find ../jobs -mindepth 1 -maxdepth 1 -type d -mtime +${p.maxAgeDays} -exec rm -rf {} +
+rm -f "$keep"
+echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
+`;
+}
