@@ -3,6 +3,7 @@
 // that test-cluster/cluster-up.sh brings up. Tests read the cluster's side directly: they run as
 // root on the same machine.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -189,4 +190,53 @@ export function singularityCalls(since: number): { argv: string[]; cwd: string; 
 export function filesUnder(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return execFileSync('find', [dir, '-mindepth', '1'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+}
+
+/**
+ * A build context for an image of busybox plus `randomMiB` of random data and `zerosMiB` of zeros,
+ * each in its own layer; `extra` adds one more small layer on top (a changed image).
+ */
+export function makeDataImageContext(opts: { randomMiB: number; zerosMiB: number; extra?: string; seed?: string }): string {
+  const ws = makeWorkspace();
+  const mib = 1 << 20;
+  // Deterministic "random" bytes, so that the same options give the same layers.
+  const key = createHash('sha256').update(opts.seed ?? 'riviera').digest().subarray(0, 16);
+  writeFileSync(join(ws, 'random.bin'), createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(opts.randomMiB * mib)));
+  writeFileSync(join(ws, 'zeros.bin'), Buffer.alloc(opts.zerosMiB * mib));
+  const lines = [readFileSync(join(ws, 'Dockerfile'), 'utf8').trimEnd(), 'COPY random.bin /data/random.bin', 'COPY zeros.bin /data/zeros.bin'];
+  if (opts.extra !== undefined) {
+    writeFileSync(join(ws, 'extra.txt'), opts.extra);
+    lines.push('COPY extra.txt /data/extra.txt');
+  }
+  writeFileSync(join(ws, 'Dockerfile'), lines.join('\n') + '\n');
+  return ws;
+}
+
+export interface Proxy {
+  port: number;
+  counts(): { up: number; down: number; conns: number; cuts: number };
+  stop(): void;
+}
+
+/** The byte-counting, connection-cutting proxy in front of the cluster's sshd. */
+export async function startProxy(opts: { cutAfter?: number; cutOnce?: boolean } = {}): Promise<Proxy> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const countFile = join(mkdtempSync(join(tmpdir(), 'rs-proxy-')), 'counts.json');
+  const args = [join(ROOT, 'test-cluster/byteproxy.mjs'), String(port), '2222', countFile];
+  if (opts.cutAfter !== undefined) args.push('--cut-after', String(opts.cutAfter));
+  if (opts.cutOnce) args.push('--cut-once');
+  const child = spawn(process.execPath, args, { stdio: 'ignore' });
+  await eventually(() => existsSync(countFile), 5000, 'the proxy to start');
+  await new Promise((r) => setTimeout(r, 200));
+  return {
+    port,
+    counts: () => JSON.parse(readFileSync(countFile, 'utf8')),
+    stop: () => child.kill(),
+  };
+}
+
+/** Inputs that reach the cluster through a proxy port (known-hosts names that port). */
+export function viaProxy(port: number): Record<string, string> {
+  const base = clusterInputs();
+  return { ...base, port: String(port), 'known-hosts': base['known-hosts'].replace('[127.0.0.1]:2222', `[127.0.0.1]:${port}`) };
 }

@@ -1,11 +1,13 @@
 // The job script, checked by bash itself: `bash -n` for syntax, then by running it for real in a
 // temp dir with a fake `module` function and a fake `singularity` on PATH that records its argv.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { type JobScriptParams, JOB_PHASES, PHASE_MARKER, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
 import { shq } from '../../src/core/quote.js';
+import { listTar, readTarMember } from '../../src/core/tar.js';
 
 const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | *`;
 
@@ -13,7 +15,14 @@ function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
   return {
     modules: ['slurm', 'singularity', 'cuda12.2/toolkit'],
     tmpdir: '/scratch/me/tmp',
-    archive: '/scratch/me/archives/abc.tar',
+    assemble: {
+      store: '/scratch/me/.store',
+      manifest: '/scratch/me/jobs/1/manifest.json',
+      members: [
+        { name: 'abc.json', blob: '/scratch/me/.store/blobs/sha256/abc' },
+        { name: 'def/layer.tar', blob: '/scratch/me/.store/blobs/sha256/def' },
+      ],
+    },
     sif: '/scratch/me/sif/abc.sif',
     sifLink: '/scratch/me/images/myimage_latest.sif',
     reuseSif: false,
@@ -38,7 +47,14 @@ describe('renderJobScript: text', () => {
       renderJobScript(
         params({
           tmpdir: `/t/${HOSTILE}`,
-          archive: `/a/${HOSTILE}.tar`,
+          assemble: {
+            store: `/st/${HOSTILE}`,
+            manifest: `/m/${HOSTILE}.json`,
+            members: [
+              { name: `${HOSTILE}.json`, blob: `/b/${HOSTILE}` },
+              { name: `${HOSTILE}/layer.tar`, blob: `/b/it's` },
+            ],
+          },
           sif: `/s/${HOSTILE}.sif`,
           sifLink: `/l/${HOSTILE}.sif`,
           statusFile: `/j/${HOSTILE}/status`,
@@ -70,12 +86,27 @@ describe('renderJobScript: text', () => {
     expect(script).toContain(`mkdir -p ${shq('/scratch/me/tmp')}`);
   });
 
-  test('builds from docker-archive:<absolute path>, single colon form', () => {
-    const script = renderJobScript(params({ archive: '/scratch/me/archives/abc.tar' }));
-    expect(script).toMatch(/singularity build --force "\$sif\.tmp\.\$\$" docker-archive:\/scratch\/me\/archives\/abc\.tar /);
+  test('builds from docker-archive:<the assembled tar in the job temp dir>, single colon form', () => {
+    const script = renderJobScript(params());
+    expect(script).toContain('run singularity build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" ');
     expect(script).not.toContain('docker-archive://');
-    const spaced = renderJobScript(params({ archive: '/scratch/my archives/abc.tar' }));
-    expect(spaced).toContain(`'docker-archive:/scratch/my archives/abc.tar'`);
+  });
+
+  test('assembles the archive from the store: members staged as links, tar -h, under a shared store lock', () => {
+    const script = renderJobScript(params());
+    expect(script).toContain(`cp /scratch/me/jobs/1/manifest.json "$arch/manifest.json"`);
+    expect(script).toContain(`ln -sf /scratch/me/.store/blobs/sha256/abc "$arch/"abc.json`);
+    expect(script).toContain(`mkdir -p "$arch/"def && ln -sf /scratch/me/.store/blobs/sha256/def "$arch/"def/layer.tar`);
+    expect(script).toContain('exec 7>/scratch/me/.store/lock; flock -s ');
+    expect(script).toContain('tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json abc.json def/layer.tar ');
+    const spaced = renderJobScript(params({ assemble: { store: '/scratch/my store', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }));
+    expect(spaced).toContain(`exec 7>'/scratch/my store/lock'`);
+    expect(spaced).toContain(`cp '/j/m f.json' "$arch/manifest.json"`);
+    expect(spaced).toContain(`ln -sf '/s/a b' "$arch/"'a b.json'`);
+  });
+
+  test('the phases, in order', () => {
+    expect([...JOB_PHASES]).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test']);
   });
 
   test('--nv only when gpus > 0', () => {
@@ -134,6 +165,9 @@ case "$1" in
   build)
     printf 'TMPDIR=%s\\nSINGULARITY_TMPDIR=%s\\nAPPTAINER_TMPDIR=%s\\nCACHE=%s\\n' "$TMPDIR" "$SINGULARITY_TMPDIR" "$APPTAINER_TMPDIR" "$SINGULARITY_CACHEDIR" > "$FAKE_ENV"
     [ -d "$TMPDIR" ] && echo in-tmp > "$TMPDIR/scratch-file"
+    # Keep the archive it was given, and whether garbage collection could take the store now.
+    case "$4" in docker-archive:*) cp "\${4#docker-archive:}" "$FAKE_TAR" ;; esac
+    if flock -x -n "$FAKE_STORE_LOCK" true; then echo free; else echo held; fi > "$FAKE_LOCK_STATE"
     echo "building $3"
     if [ "\${FAKE_BUILD_RC:-0}" -eq 0 ]; then printf 'SIF' > "$3"; else printf 'partial' > "$3"; fi
     exit "\${FAKE_BUILD_RC:-0}"
@@ -156,6 +190,11 @@ interface Sandbox {
   log: string;
   moduleLog: string;
   envFile: string;
+  /** Where the fake build copies the archive it is given. */
+  tarCopy: string;
+  lockState: string;
+  /** Archive member name → the bytes it must hold (manifest.json and every blob). */
+  expected: Map<string, Buffer>;
 }
 
 const sandboxes: string[] = [];
@@ -163,7 +202,12 @@ afterAll(() => {
   for (const d of sandboxes) rmSync(d, { recursive: true, force: true });
 });
 
-/** A temp dir with hostile path names everywhere, a fake singularity, and the rendered script. */
+const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+
+/**
+ * A temp dir with hostile path names everywhere, a fake singularity, a real store (blobs named by
+ * their digests, as the delivery leaves them) with a manifest.json in the job dir, and the script.
+ */
 function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), moduleBody = 'printf "%s\\n" "$@" > "$MODULE_LOG"'): Sandbox {
   const root = mkdtempSync(join(tmpdir(), 'jobscript-'));
   sandboxes.push(root);
@@ -173,10 +217,30 @@ function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), 
   chmodSync(join(bin, 'singularity'), 0o755);
   const jobDir = join(root, `jobs ${HOSTILE}`);
   mkdirSync(jobDir);
+
+  const store = join(root, `store ${HOSTILE}`);
+  mkdirSync(join(store, 'blobs', 'sha256'), { recursive: true });
+  const config = Buffer.from(JSON.stringify({ rootfs: { type: 'layers', diff_ids: [] } }));
+  const layers = [randomBytes(70_000), randomBytes(3_000)];
+  const blobs = [config, ...layers].map((data) => {
+    const path = join(store, 'blobs', 'sha256', sha256(data));
+    writeFileSync(path, data);
+    return { data, path, hex: sha256(data) };
+  });
+  // Real names are <hex>.json and <hex>/layer.tar; one hostile name checks the quoting.
+  const members = [
+    { name: `${blobs[0].hex}.json`, blob: blobs[0].path },
+    { name: `${blobs[1].hex}/layer.tar`, blob: blobs[1].path },
+    { name: `l2 ${HOSTILE}/layer.tar`, blob: blobs[2].path },
+  ];
+  const manifest = Buffer.from(JSON.stringify([{ Config: members[0].name, RepoTags: ['x:latest'], Layers: members.slice(1).map((m) => m.name) }]));
+  writeFileSync(join(jobDir, 'manifest.json'), manifest);
+  const expected = new Map<string, Buffer>([['manifest.json', manifest], ...members.map((m, i): [string, Buffer] => [m.name, blobs[i].data])]);
+
   const p = params({
     modules: ['slurm', 'singularity', 'cuda12.2/toolkit'],
     tmpdir: join(root, `tmp ${HOSTILE}`),
-    archive: join(root, `archives ${HOSTILE}`, 'abc.tar'),
+    assemble: { store, manifest: join(jobDir, 'manifest.json'), members },
     sif: join(root, `sif ${HOSTILE}`, "it's.sif"),
     sifLink: join(root, `images ${HOSTILE}`, 'my`image`.sif'),
     statusFile: join(jobDir, 'status'),
@@ -190,6 +254,8 @@ function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), 
   const log = join(root, 'singularity.log');
   const moduleLog = join(root, 'module.log');
   const envFile = join(root, 'singularity.env');
+  const tarCopy = join(root, 'built-from.tar');
+  const lockState = join(root, 'lock-state');
   const env: NodeJS.ProcessEnv = {
     PATH: `${bin}:${process.env.PATH}`,
     HOME: root,
@@ -197,9 +263,12 @@ function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), 
     FAKE_LOG: log,
     FAKE_ENV: envFile,
     FAKE_STARTED: join(root, 'started'),
+    FAKE_TAR: tarCopy,
+    FAKE_STORE_LOCK: join(store, 'lock'),
+    FAKE_LOCK_STATE: lockState,
     MODULE_LOG: moduleLog,
   };
-  return { root, jobDir, p, scriptPath, env, log, moduleLog, envFile };
+  return { root, jobDir, p, scriptPath, env, log, moduleLog, envFile, tarCopy, lockState, expected };
 }
 
 function runScript(sb: Sandbox, env: NodeJS.ProcessEnv = {}) {
@@ -214,6 +283,16 @@ function calls(sb: Sandbox): string[][] {
     .split('--call--\n')
     .slice(1)
     .map((c) => c.replace(/\n$/, '').split('\n'));
+}
+
+/** The temp dir variables the fake build saw. */
+function buildEnv(sb: Sandbox): Record<string, string> {
+  return Object.fromEntries(
+    readFileSync(sb.envFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 }
 
 /** All paths under dir, recursively (not following symlinks). */
@@ -245,6 +324,32 @@ function phasesIn(stdout: string): string[] {
     .map((l) => l.split(' ')[1]);
 }
 
+/** Epoch seconds at which each phase started. */
+function phaseTimes(stdout: string): Record<string, number> {
+  return Object.fromEntries(
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith(PHASE_MARKER))
+      .map((l) => [l.split(' ')[1], Number(l.split(' ')[2])]),
+  );
+}
+
+/** A process holding flock on `path` (shared or exclusive) until release() closes its stdin. */
+async function holdLock(path: string, mode: '-s' | '-x') {
+  const child = spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
+    child.on('exit', () => reject(new Error('the lock holder exited early')));
+  });
+  return {
+    release: async () => {
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
 describe('renderJobScript: running it', () => {
   test('the sandbox really detects injection (a PWNED file would be found)', () => {
     const sb = sandbox();
@@ -252,7 +357,7 @@ describe('renderJobScript: running it', () => {
     expect(() => expectNoPwned(sb)).toThrow();
   });
 
-  test('a passing smoke test: exact argv, status, exit code, cleanup', () => {
+  test('a passing smoke test: exact argv, status, exit code, phases, cleanup', () => {
     const sb = sandbox();
     const r = runScript(sb);
     expect(r.stderr).toContain('smoke test error');
@@ -264,13 +369,13 @@ describe('renderJobScript: running it', () => {
     expect(build.slice(0, 2)).toEqual(['build', '--force']);
     expect(build[2]).toMatch(/\.tmp\.\d+$/);
     expect(build[2].replace(/\.tmp\.\d+$/, '')).toBe(sb.p.sif);
-    expect(build[3]).toBe(`docker-archive:${sb.p.archive}`);
+    expect(build[3]).toBe(`docker-archive:${buildEnv(sb).TMPDIR}/image.tar`);
     expect(build).toHaveLength(4);
     expect(smoke).toEqual(['exec', '--nv', '--bind', sb.p.binds[0], '--bind', sb.p.binds[1], sb.p.sif, 'python3', '-c', `print("${HOSTILE}")`, "it's", '']);
 
     expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('smoke-test 0\n');
     expect(readFileSync(sb.moduleLog, 'utf8')).toBe('load\nslurm\nsingularity\ncuda12.2/toolkit\n');
-    expect(phasesIn(r.stdout)).toEqual([...JOB_PHASES, 'end']);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test', 'end']);
     expect(r.stdout).toContain('smoke test output');
 
     // The .sif is in place and the stable link points at it.
@@ -282,15 +387,77 @@ describe('renderJobScript: running it', () => {
     expectNoTempLeftovers(sb);
   });
 
+  test('the build gets a tar of exactly manifest.json and the members, with the blobs\' bytes (no links)', async () => {
+    const sb = sandbox();
+    expect(runScript(sb).code).toBe(0);
+    const entries = await listTar(sb.tarCopy);
+    expect(entries.map((e) => e.name).sort()).toEqual([...sb.expected.keys()].sort());
+    for (const e of entries) {
+      expect([e.name, e.type]).toEqual([e.name, 'file']);
+      expect((await readTarMember(sb.tarCopy, e)).equals(sb.expected.get(e.name)!)).toBe(true);
+    }
+    // The store is untouched: the blobs are still there, byte for byte.
+    for (const m of sb.p.assemble.members) expect(readFileSync(m.blob).equals(sb.expected.get(m.name)!)).toBe(true);
+    expect(existsSync(join(sb.p.assemble.store, 'lock'))).toBe(true);
+    // The assembled tar was in the job's temp dir, which is gone.
+    expect(existsSync(buildEnv(sb).TMPDIR)).toBe(false);
+  });
+
+  test('the tar check is real: a different blob in the store shows in the archive', async () => {
+    const sb = sandbox();
+    const member = sb.p.assemble.members[1];
+    writeFileSync(member.blob, 'not the layer');
+    expect(runScript(sb).code).toBe(0);
+    const entry = (await listTar(sb.tarCopy)).find((e) => e.name === member.name)!;
+    expect((await readTarMember(sb.tarCopy, entry)).equals(sb.expected.get(member.name)!)).toBe(false);
+  });
+
+  test('<sif>.sha256 beside the .sif verifies with sha256sum -c from its directory', () => {
+    const sb = sandbox();
+    expect(runScript(sb).code).toBe(0);
+    const digestFile = `${sb.p.sif}.sha256`;
+    expect(readFileSync(digestFile, 'utf8')).toBe(`${sha256('SIF')}  ${basename(sb.p.sif)}\n`);
+    const check = () => execFileSync('sha256sum', ['-c', '--status', basename(digestFile)], { cwd: dirname(sb.p.sif), stdio: 'pipe' });
+    expect(check).not.toThrow();
+    writeFileSync(sb.p.sif, 'SIF but changed');
+    expect(check).toThrow();
+  });
+
+  test('the store lock is released before the build (garbage collection is not held up by it)', () => {
+    const sb = sandbox();
+    expect(runScript(sb).code).toBe(0);
+    expect(readFileSync(sb.lockState, 'utf8')).toBe('free\n');
+  });
+
+  test('assembly shares the store lock with deliveries and waits out garbage collection', async () => {
+    const shared = sandbox();
+    const lock = join(shared.p.assemble.store, 'lock');
+    const reader = await holdLock(lock, '-s');
+    try {
+      expect(runScript(shared).code).toBe(0);
+    } finally {
+      await reader.release();
+    }
+
+    const sb = sandbox();
+    const gc = await holdLock(join(sb.p.assemble.store, 'lock'), '-x');
+    const child = spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: sb.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(calls(sb)).toEqual([]); // still waiting for the lock: nothing built
+    await gc.release();
+    expect(await exited).toBe(0);
+    const t = phaseTimes(stdout);
+    expect(t['sif-build'] - t.assemble).toBeGreaterThan(1);
+    expect(calls(sb).map((c) => c[0])).toEqual(['build', 'exec']);
+  }, 30_000);
+
   test('the build ran with every temp dir variable set to a fresh dir under tmpdir', () => {
     const sb = sandbox();
     expect(runScript(sb).code).toBe(0);
-    const env = Object.fromEntries(
-      readFileSync(sb.envFile, 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
+    const env = buildEnv(sb);
     expect(env.TMPDIR.startsWith(`${sb.p.tmpdir}/job-4242.`)).toBe(true);
     expect(env.SINGULARITY_TMPDIR).toBe(env.TMPDIR);
     expect(env.APPTAINER_TMPDIR).toBe(env.TMPDIR);
@@ -327,9 +494,35 @@ describe('renderJobScript: running it', () => {
     expect(r.stderr).toContain('singularity build failed');
     expect(calls(sb).map((c) => c[0])).toEqual(['build']);
     expect(existsSync(sb.p.sif)).toBe(false);
+    expect(existsSync(`${sb.p.sif}.sha256`)).toBe(false);
     expect(existsSync(sb.p.sifLink)).toBe(false);
-    expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'end']);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'end']);
     expectNoPwned(sb);
+    expectNoTempLeftovers(sb);
+  });
+
+  test('a blob missing from the store fails the assemble phase and builds nothing', () => {
+    const sb = sandbox();
+    rmSync(sb.p.assemble.members[2].blob);
+    const r = runScript(sb);
+    expect(r.code).toBe(1);
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('assemble 1\n');
+    expect(r.stderr).toContain('cannot assemble the archive from the store');
+    expect(calls(sb)).toEqual([]);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'end']);
+    expect(existsSync(sb.p.sif)).toBe(false);
+    expectNoPwned(sb);
+    expectNoTempLeftovers(sb);
+  });
+
+  test('a missing manifest.json fails the assemble phase', () => {
+    const sb = sandbox();
+    rmSync(sb.p.assemble.manifest);
+    const r = runScript(sb);
+    expect(r.code).toBe(1);
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('assemble 1\n');
+    expect(r.stderr).toContain('cannot stage the archive');
+    expect(calls(sb)).toEqual([]);
     expectNoTempLeftovers(sb);
   });
 
@@ -349,7 +542,7 @@ describe('renderJobScript: running it', () => {
     expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('modules 127\n');
   });
 
-  test('reuseSif: an existing .sif is not rebuilt', () => {
+  test('reuseSif: an existing .sif is not rebuilt, and nothing is assembled', () => {
     const sb = sandbox(() => ({ reuseSif: true }));
     mkdirSync(join(sb.p.sif, '..'), { recursive: true });
     writeFileSync(sb.p.sif, 'OLD');
@@ -357,8 +550,33 @@ describe('renderJobScript: running it', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('reusing');
     expect(calls(sb).map((c) => c[0])).toEqual(['exec']);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'smoke-test', 'end']);
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('OLD');
     expect(readlinkSync(sb.p.sifLink)).toBe(sb.p.sif);
+    // The store was not touched: no lock taken, no archive made.
+    expect(existsSync(join(sb.p.assemble.store, 'lock'))).toBe(false);
+    expect(existsSync(sb.tarCopy)).toBe(false);
+    expectNoPwned(sb);
+    expectNoTempLeftovers(sb);
+  });
+
+  test('reuseSif: the store is not needed at all', () => {
+    const sb = sandbox(() => ({ reuseSif: true }));
+    rmSync(sb.p.assemble.store, { recursive: true });
+    mkdirSync(join(sb.p.sif, '..'), { recursive: true });
+    writeFileSync(sb.p.sif, 'OLD');
+    expect(runScript(sb).code).toBe(0);
+    expect(calls(sb).map((c) => c[0])).toEqual(['exec']);
+  });
+
+  test('reuseSif without a .sif: assembles and builds', () => {
+    const sb = sandbox(() => ({ reuseSif: true }));
+    const r = runScript(sb);
+    expect(r.code).toBe(0);
+    expect(calls(sb).map((c) => c[0])).toEqual(['build', 'exec']);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test', 'end']);
+    expect(readFileSync(sb.p.sif, 'utf8')).toBe('SIF');
+    expectNoTempLeftovers(sb);
   });
 
   test('SIGTERM (scancel) during the smoke test: records smoke-test 143, exits 143, cleans up', async () => {
@@ -377,9 +595,8 @@ describe('renderJobScript: running it', () => {
     expectNoTempLeftovers(sb);
   }, 20_000);
 
-  // Known bug (src/core/jobscript.ts, the module load line): with no modules (input `modules: none`)
-  // the script still runs a bare `module load`, which fails on a cluster without a module system
-  // (command not found → 'modules 127'). Flip to `test` once the line is left out for no modules.
+  // With no modules (input `modules: none`) there must be no bare `module load`: it fails on a
+  // cluster without a module system (command not found → 'modules 127').
   test('modules: none runs no module command at all', () => {
     const sb = sandbox(() => ({ modules: [] }), 'echo called > "$MODULE_LOG"; return 1');
     const r = runScript(sb);

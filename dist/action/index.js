@@ -55090,31 +55090,30 @@ function planTransfer(archive, report) {
         .sort((x, y) => y.blob.size - x.blob.size);
 }
 /** Exit codes of the receive script. */
-const RECEIVE = { ok: 0, busy: 75, offset: 76, short: 77, corrupt: 78 };
+const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
 /**
- * Receive one blob on stdin (gzip or raw), appended to its partial file from `offset`, checked
- * against its digest and only then moved into the store. A lock per blob lets concurrent
- * deliveries of the same image send it once; a shared store lock keeps garbage collection out.
+ * Receive one blob on stdin (gzip or raw), appended to its partial file, checked against its
+ * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
+ * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
+ * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
+ * keeps garbage collection out.
  */
-function receiveScript(root, hex, size, offset, gzip) {
+function receiveScript(root, hex, size, gzip) {
     return `cd -- ${(0,quote/* shq */.hi)(`${root}/${STORE}`)} || exit 1
 exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
 exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
 [ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
 p=incoming/${hex}.partial
 have=$(stat -c %s "$p" 2>/dev/null || echo 0)
-[ "$have" = ${offset} ] || { echo "offset $have"; exit ${RECEIVE.offset}; }
+[ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
+echo "ready $have"
 ${gzip ? 'gzip -dc' : 'cat'} >> "$p"
 have=$(stat -c %s "$p")
-[ "$have" -ge ${size} ] || { echo "offset $have"; exit ${RECEIVE.short}; }
+[ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
 [ "$have" = ${size} ] && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
 mv -f "$p" blobs/sha256/${hex}
 echo ok
 `;
-}
-/** Bytes already received of a blob (to resume after a reconnect). */
-function partialSizeScript(root, hex) {
-    return `cd -- ${(0,quote/* shq */.hi)(`${root}/${STORE}`)} && { [ -f blobs/sha256/${hex} ] && echo have || stat -c %s incoming/${hex}.partial 2>/dev/null || echo 0; }`;
 }
 /**
  * Garbage collection, under the exclusive store lock (skipped, not waited for, when deliveries are
@@ -55199,7 +55198,7 @@ class Counter extends external_node_stream_.Transform {
     }
 }
 function blobStream(tarPath, blob, from, gzip, stats) {
-    const raw = (0,external_node_fs_namespaceObject.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
+    const raw = from >= blob.size ? external_node_stream_.Readable.from([]) : (0,external_node_fs_namespaceObject.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
     const rawCount = new Counter((n) => (stats.raw += n));
     const wire = new Counter((n) => (stats.sent += n));
     const parts = gzip ? [rawCount, (0,external_node_zlib_.createGzip)({ level: 1, strategy: external_node_zlib_.constants.Z_DEFAULT_STRATEGY }), wire] : [rawCount, wire];
@@ -55210,45 +55209,37 @@ function blobStream(tarPath, blob, from, gzip, stats) {
     }
     return s;
 }
-/** Send one blob, resuming from the cluster's partial file after a drop. */
-async function sendBlob(session, root, tarPath, job, stats, reporter) {
-    const { blob } = job;
+/** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
+async function sendBlob(session, root, tarPath, blob, stats, reporter) {
     const hex = hexOf(blob.digest);
     const gzip = await worthCompressing(tarPath, blob);
-    let offset = job.offset;
     let corrupt = 0;
-    let resumeCheck = false;
     await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
-        for (let round = 0;; round++) {
-            if (round > 20)
-                throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
-            if (resumeCheck) {
-                // After a reconnect: how much arrived before the drop?
-                const have = (await remote.run('Checking an interrupted upload', partialSizeScript(root, hex))).trim();
-                if (have === 'have')
-                    return;
-                offset = Number(have);
-                reporter.info(`Resuming ${hex.slice(0, 12)} at ${offset} of ${blob.size} bytes.`);
-            }
-            resumeCheck = true;
-            const r = await remote.exec(receiveScript(root, hex, blob.size, offset, gzip), { stdin: blobStream(tarPath, blob, offset, gzip, stats) });
+        for (let round = 0; round < 20; round++) {
+            const r = await remote.exec(receiveScript(root, hex, blob.size, gzip), {
+                feed: {
+                    after: 'ready ',
+                    stream: (line) => {
+                        const from = Number(line.split(' ')[1]);
+                        if (from > 0)
+                            reporter.info(`Resuming ${hex.slice(0, 12)} at ${from} of ${blob.size} bytes.`);
+                        return blobStream(tarPath, blob, from, gzip, stats);
+                    },
+                },
+            });
             const said = r.stdout.toString().trim();
             if (r.code === RECEIVE.ok)
                 return;
-            if (r.code === RECEIVE.offset || r.code === RECEIVE.short) {
-                // Another sender got further, or this stream stopped early: continue from what is there.
-                offset = Number(said.split(' ')[1]);
-                resumeCheck = false;
+            // The stream stopped early: go on from what arrived.
+            if (r.code === RECEIVE.short)
                 continue;
-            }
             if (r.code === RECEIVE.corrupt && ++corrupt < 3) {
                 reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
-                offset = 0;
-                resumeCheck = false;
                 continue;
             }
             throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, r.code, r.stderr.toString() || said);
         }
+        throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
     });
 }
 function mib(n) {
@@ -55271,7 +55262,7 @@ async function sendBlobs(session, root, tarPath, plan, reporter) {
         const queue = [...plan];
         const worker = async () => {
             for (let job = queue.shift(); job; job = queue.shift())
-                await sendBlob(session, root, tarPath, job, stats, reporter);
+                await sendBlob(session, root, tarPath, job.blob, stats, reporter);
         };
         await Promise.all(Array.from({ length: Math.min(CONCURRENCY, plan.length) }, worker));
     }
@@ -57142,9 +57133,23 @@ class Remote {
                 const out = [];
                 const errs = [];
                 let code = null;
+                let stdin;
+                const pipeIn = (s) => {
+                    stdin = s;
+                    s.on('error', (e) => {
+                        channel.close();
+                        finish(() => reject(e));
+                    });
+                    s.pipe(channel);
+                };
                 channel.on('data', (d) => {
                     out.push(d);
                     opts.onStdout?.(d);
+                    if (opts.feed && !stdin) {
+                        const line = Buffer.concat(out).toString().split('\n').find((l, i, all) => i < all.length - 1 && l.startsWith(opts.feed.after));
+                        if (line !== undefined)
+                            pipeIn(opts.feed.stream(line));
+                    }
                 });
                 channel.stderr.on('data', (d) => {
                     errs.push(d);
@@ -57154,26 +57159,20 @@ class Remote {
                     code = c;
                 });
                 channel.on('close', () => {
-                    // The command may stop reading early (it may already have what we send): stop feeding it.
-                    if (opts.stdin) {
-                        opts.stdin.unpipe(channel);
-                        opts.stdin.destroy();
+                    // The command may stop reading early: stop feeding it.
+                    if (stdin) {
+                        stdin.unpipe(channel);
+                        stdin.destroy();
                     }
                     if (code === null && !this.connected)
                         return onLost();
                     finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
                 });
                 channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
-                if (opts.stdin) {
-                    opts.stdin.on('error', (e) => {
-                        channel.close();
-                        finish(() => reject(e));
-                    });
-                    opts.stdin.pipe(channel);
-                }
-                else {
+                if (opts.stdin)
+                    pipeIn(opts.stdin);
+                else if (!opts.feed)
                     channel.end();
-                }
             });
         });
     }

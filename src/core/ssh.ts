@@ -23,6 +23,11 @@ export interface ExecResult {
 export interface ExecOptions {
   /** Fed to the command's stdin, then closed. */
   stdin?: Readable;
+  /**
+   * Feed stdin only once the command prints a line starting with `after`, from a stream made from
+   * that line: the command can first take its locks and say where to start.
+   */
+  feed?: { after: string; stream: (line: string) => Readable };
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
 }
@@ -110,9 +115,22 @@ export class Remote {
         const out: Buffer[] = [];
         const errs: Buffer[] = [];
         let code: number | null = null;
+        let stdin: Readable | undefined;
+        const pipeIn = (s: Readable) => {
+          stdin = s;
+          s.on('error', (e) => {
+            channel.close();
+            finish(() => reject(e));
+          });
+          s.pipe(channel);
+        };
         channel.on('data', (d: Buffer) => {
           out.push(d);
           opts.onStdout?.(d);
+          if (opts.feed && !stdin) {
+            const line = Buffer.concat(out).toString().split('\n').find((l, i, all) => i < all.length - 1 && l.startsWith(opts.feed!.after));
+            if (line !== undefined) pipeIn(opts.feed.stream(line));
+          }
         });
         channel.stderr.on('data', (d: Buffer) => {
           errs.push(d);
@@ -122,24 +140,17 @@ export class Remote {
           code = c;
         });
         channel.on('close', () => {
-          // The command may stop reading early (it may already have what we send): stop feeding it.
-          if (opts.stdin) {
-            opts.stdin.unpipe(channel);
-            opts.stdin.destroy();
+          // The command may stop reading early: stop feeding it.
+          if (stdin) {
+            stdin.unpipe(channel);
+            stdin.destroy();
           }
           if (code === null && !this.connected) return onLost();
           finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
         });
         channel.on('error', (e: Error) => finish(() => reject(new ConnectionError(`SSH channel failed: ${e.message}`))));
-        if (opts.stdin) {
-          opts.stdin.on('error', (e) => {
-            channel.close();
-            finish(() => reject(e));
-          });
-          opts.stdin.pipe(channel);
-        } else {
-          channel.end();
-        }
+        if (opts.stdin) pipeIn(opts.stdin);
+        else if (!opts.feed) channel.end();
       });
     });
   }

@@ -106,33 +106,31 @@ export function planTransfer(archive: ImageArchive, report: StoreReport): BlobSe
 }
 
 /** Exit codes of the receive script. */
-export const RECEIVE = { ok: 0, busy: 75, offset: 76, short: 77, corrupt: 78 } as const;
+export const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 } as const;
 
 /**
- * Receive one blob on stdin (gzip or raw), appended to its partial file from `offset`, checked
- * against its digest and only then moved into the store. A lock per blob lets concurrent
- * deliveries of the same image send it once; a shared store lock keeps garbage collection out.
+ * Receive one blob on stdin (gzip or raw), appended to its partial file, checked against its
+ * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
+ * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
+ * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
+ * keeps garbage collection out.
  */
-export function receiveScript(root: string, hex: string, size: number, offset: number, gzip: boolean): string {
+export function receiveScript(root: string, hex: string, size: number, gzip: boolean): string {
   return `cd -- ${shq(`${root}/${STORE}`)} || exit 1
 exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
 exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
 [ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
 p=incoming/${hex}.partial
 have=$(stat -c %s "$p" 2>/dev/null || echo 0)
-[ "$have" = ${offset} ] || { echo "offset $have"; exit ${RECEIVE.offset}; }
+[ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
+echo "ready $have"
 ${gzip ? 'gzip -dc' : 'cat'} >> "$p"
 have=$(stat -c %s "$p")
-[ "$have" -ge ${size} ] || { echo "offset $have"; exit ${RECEIVE.short}; }
+[ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
 [ "$have" = ${size} ] && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
 mv -f "$p" blobs/sha256/${hex}
 echo ok
 `;
-}
-
-/** Bytes already received of a blob (to resume after a reconnect). */
-export function partialSizeScript(root: string, hex: string): string {
-  return `cd -- ${shq(`${root}/${STORE}`)} && { [ -f blobs/sha256/${hex} ] && echo have || stat -c %s incoming/${hex}.partial 2>/dev/null || echo 0; }`;
 }
 
 export interface GcParams {

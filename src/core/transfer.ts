@@ -2,14 +2,14 @@
 // on the fly where that pays, several at once on separate channels, resumed from the bytes already
 // on the cluster after a dropped connection, and verified there before it enters the store.
 import { createReadStream } from 'node:fs';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { constants, createGzip, deflateRawSync } from 'node:zlib';
 import { open } from 'node:fs/promises';
 import type { ArchiveBlob } from './archive.js';
 import { RemoteCommandError } from './errors.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
-import { type BlobSend, RECEIVE, hexOf, partialSizeScript, receiveScript } from './store.js';
+import { type BlobSend, RECEIVE, hexOf, receiveScript } from './store.js';
 
 /** Channels in flight at once: one channel's window caps its rate, several fill the link. */
 const CONCURRENCY = 4;
@@ -58,7 +58,7 @@ class Counter extends Transform {
 }
 
 function blobStream(tarPath: string, blob: ArchiveBlob, from: number, gzip: boolean, stats: TransferStats): Readable {
-  const raw = createReadStream(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
+  const raw = from >= blob.size ? Readable.from([]) : createReadStream(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
   const rawCount = new Counter((n) => (stats.raw += n));
   const wire = new Counter((n) => (stats.sent += n));
   const parts: NodeJS.ReadWriteStream[] = gzip ? [rawCount, createGzip({ level: 1, strategy: constants.Z_DEFAULT_STRATEGY }), wire] : [rawCount, wire];
@@ -70,42 +70,34 @@ function blobStream(tarPath: string, blob: ArchiveBlob, from: number, gzip: bool
   return s;
 }
 
-/** Send one blob, resuming from the cluster's partial file after a drop. */
-async function sendBlob(session: Session, root: string, tarPath: string, job: BlobSend, stats: TransferStats, reporter: Reporter): Promise<void> {
-  const { blob } = job;
+/** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
+async function sendBlob(session: Session, root: string, tarPath: string, blob: ArchiveBlob, stats: TransferStats, reporter: Reporter): Promise<void> {
   const hex = hexOf(blob.digest);
   const gzip = await worthCompressing(tarPath, blob);
-  let offset = job.offset;
   let corrupt = 0;
-  let resumeCheck = false;
   await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
-    for (let round = 0; ; round++) {
-      if (round > 20) throw new RemoteCommandError(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
-      if (resumeCheck) {
-        // After a reconnect: how much arrived before the drop?
-        const have = (await remote.run('Checking an interrupted upload', partialSizeScript(root, hex))).trim();
-        if (have === 'have') return;
-        offset = Number(have);
-        reporter.info(`Resuming ${hex.slice(0, 12)} at ${offset} of ${blob.size} bytes.`);
-      }
-      resumeCheck = true;
-      const r = await remote.exec(receiveScript(root, hex, blob.size, offset, gzip), { stdin: blobStream(tarPath, blob, offset, gzip, stats) });
+    for (let round = 0; round < 20; round++) {
+      const r = await remote.exec(receiveScript(root, hex, blob.size, gzip), {
+        feed: {
+          after: 'ready ',
+          stream: (line) => {
+            const from = Number(line.split(' ')[1]);
+            if (from > 0) reporter.info(`Resuming ${hex.slice(0, 12)} at ${from} of ${blob.size} bytes.`);
+            return blobStream(tarPath, blob, from, gzip, stats);
+          },
+        },
+      });
       const said = r.stdout.toString().trim();
       if (r.code === RECEIVE.ok) return;
-      if (r.code === RECEIVE.offset || r.code === RECEIVE.short) {
-        // Another sender got further, or this stream stopped early: continue from what is there.
-        offset = Number(said.split(' ')[1]);
-        resumeCheck = false;
-        continue;
-      }
+      // The stream stopped early: go on from what arrived.
+      if (r.code === RECEIVE.short) continue;
       if (r.code === RECEIVE.corrupt && ++corrupt < 3) {
         reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
-        offset = 0;
-        resumeCheck = false;
         continue;
       }
       throw new RemoteCommandError(`Receiving blob ${hex.slice(0, 12)}`, r.code, r.stderr.toString() || said);
     }
+    throw new RemoteCommandError(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
   });
 }
 
@@ -128,7 +120,7 @@ export async function sendBlobs(session: Session, root: string, tarPath: string,
   try {
     const queue = [...plan];
     const worker = async () => {
-      for (let job = queue.shift(); job; job = queue.shift()) await sendBlob(session, root, tarPath, job, stats, reporter);
+      for (let job = queue.shift(); job; job = queue.shift()) await sendBlob(session, root, tarPath, job.blob, stats, reporter);
     };
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, plan.length) }, worker));
   } finally {
