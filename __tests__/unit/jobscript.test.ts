@@ -31,6 +31,8 @@ function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
     binds: [],
     gpus: 1,
     statusFile: '/scratch/me/jobs/1/status',
+    runtime: 'singularity',
+    publish: null,
     ...over,
   };
 }
@@ -88,7 +90,7 @@ describe('renderJobScript: text', () => {
 
   test('builds from docker-archive:<the assembled tar in the job temp dir>, single colon form', () => {
     const script = renderJobScript(params());
-    expect(script).toContain('run singularity build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" ');
+    expect(script).toContain('run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" ');
     expect(script).not.toContain('docker-archive://');
   });
 
@@ -113,17 +115,17 @@ describe('renderJobScript: text', () => {
     const smokeLine = (gpus: number) =>
       renderJobScript(params({ gpus }))
         .split('\n')
-        .find((l) => l.startsWith('run singularity exec'));
-    expect(smokeLine(1)).toBe('run singularity exec --nv /scratch/me/sif/abc.sif nvidia-smi -L');
+        .find((l) => l.startsWith('run "$rt" exec'));
+    expect(smokeLine(1)).toBe('run "$rt" exec --nv /scratch/me/sif/abc.sif nvidia-smi -L');
     expect(smokeLine(4)).toContain(' --nv ');
-    expect(smokeLine(0)).toBe('run singularity exec /scratch/me/sif/abc.sif nvidia-smi -L');
+    expect(smokeLine(0)).toBe('run "$rt" exec /scratch/me/sif/abc.sif nvidia-smi -L');
   });
 
   test('one --bind per bind', () => {
     const line = renderJobScript(params({ binds: ['/data:/data:ro', '/scratch/x', 'a b:/c'] }))
       .split('\n')
-      .find((l) => l.startsWith('run singularity exec'));
-    expect(line).toBe(`run singularity exec --nv --bind /data:/data:ro --bind /scratch/x --bind 'a b:/c' /scratch/me/sif/abc.sif nvidia-smi -L`);
+      .find((l) => l.startsWith('run "$rt" exec'));
+    expect(line).toBe(`run "$rt" exec --nv --bind /data:/data:ro --bind /scratch/x --bind 'a b:/c' /scratch/me/sif/abc.sif nvidia-smi -L`);
   });
 
   test('reuses an existing .sif only when asked', () => {
@@ -159,7 +161,8 @@ describe('smokeArgv', () => {
 // Running the script.
 
 const FAKE_SINGULARITY = `#!/bin/sh
-# Records each call's argv, one per line, after a '--call--' line.
+[ "$1" = --version ] && { echo 'singularity-ce version 4.1.0'; exit 0; }
+# Records each call's argv (but --version), one per line, after a '--call--' line.
 { echo --call--; for a in "$@"; do printf '%s\\n' "$a"; done; } >> "$FAKE_LOG"
 case "$1" in
   build)

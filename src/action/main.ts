@@ -2,7 +2,7 @@
 import * as core from '@actions/core';
 import { deliver } from '../core/deliver.js';
 import { parseSettings } from '../core/settings.js';
-import { readInputs } from './inputs.js';
+import { githubContext, readInputs } from './inputs.js';
 import { actionReporter } from './reporter.js';
 import { saveJobDone, saveJobId } from './state.js';
 import { setOutputs, writeSummary } from './summary.js';
@@ -14,7 +14,7 @@ export async function run(): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const settings = parseSettings(readInputs());
+    const settings = parseSettings(await readInputs(), githubContext());
     const result = await deliver(settings, actionReporter(), {
       signal: controller.signal,
       onJobSubmitted: ({ jobId }) => {

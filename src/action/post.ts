@@ -2,7 +2,7 @@
 // so no job is left behind. Post never fails the workflow; it only warns.
 import * as core from '@actions/core';
 import { cancelJob } from '../core/deliver.js';
-import { parseSettings } from '../core/settings.js';
+import { parseConnection } from '../core/settings.js';
 import { Remote } from '../core/ssh.js';
 import { readInputs } from './inputs.js';
 import { savedJob } from './state.js';
@@ -10,7 +10,7 @@ import { savedJob } from './state.js';
 export async function post(): Promise<void> {
   if (!savedJob.jobId || savedJob.jobDone) return;
   try {
-    const settings = parseSettings(readInputs());
+    const settings = parseConnection(await readInputs());
     const remote = await Remote.connect(settings);
     try {
       await cancelJob(remote, savedJob.jobId, settings.loginModules);

@@ -6,6 +6,7 @@ export function actionReporter(): Reporter {
   let open = false;
   return {
     info: (m) => core.info(m),
+    progress: (m) => core.info(m),
     warning: (m) => core.warning(m),
     debug: (m) => core.debug(m),
     group: (title) => {

@@ -11,6 +11,7 @@ export function setOutputs(r: DeliveryResult): void {
   core.setOutput('bytes-sent', String(r.bytesSent));
   core.setOutput('bytes-total', String(r.bytesTotal));
   core.setOutput('sif-reused', String(r.sifReused));
+  core.setOutput('published-path', r.publishedPath ?? '');
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -33,6 +34,7 @@ export async function writeSummary(r: DeliveryResult): Promise<void> {
       ['State', esc(r.jobState)],
       ['Exit code', r.exitCode === null ? '-' : String(r.exitCode)],
       ['SIF', `<code>${esc(r.sifPath)}</code>`],
+      ['Published', r.publishedPath ? `<code>${esc(r.publishedPath)}</code>` : '-'],
       ['SIF reused', r.sifReused ? 'yes (image unchanged)' : 'no (built in this job)'],
       ['Sent', `${mib(r.bytesSent)} for a ${mib(r.bytesTotal)} image (${dedup(r)})`],
     ])

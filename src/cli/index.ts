@@ -1,77 +1,237 @@
-// The command line over the same core as the action: `riviera-singularity deliver ...`.
+// The command line over the same core as the action: deliver, status, logs, cancel.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Command, Option } from 'commander';
-import { deliver } from '../core/deliver.js';
+import { Command, CommanderError, Option } from 'commander';
+import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
+import { cancelJob, deliver, followJob, imageFileName, renderSubmission } from '../core/deliver.js';
 import { ExitCode, InputError, exitCodeOf } from '../core/errors.js';
-import { INPUT_NAMES, type RawInputs, maskPrivateKey, parseSettings } from '../core/settings.js';
+import { parsePoll, pollScript } from '../core/follow.js';
+import { shq } from '../core/quote.js';
+import { INPUT_NAMES, type RawInputs, type RunContext, maskPrivateKey, parseConnection, parseSettings } from '../core/settings.js';
+import { Session } from '../core/session.js';
+import { parseSqueueLine, parseStatusLine } from '../core/slurm.js';
+import { STORE } from '../core/store.js';
 import { cliReporter } from './reporter.js';
 
 /** Inputs read from files on a terminal rather than passed as text. */
-const FILE_INPUTS: Record<string, string> = {
-  'private-key': 'private-key-file',
-  'known-hosts': 'known-hosts-file',
-};
+const FILE_INPUTS = ['private-key', 'known-hosts'];
+const CONNECTION_INPUTS = ['host', 'port', 'username', 'remote-dir', 'login-modules'];
 
 function envName(input: string): string {
   return `RIVIERA_${input.toUpperCase().replace(/-/g, '_')}`;
-}
-
-function readFileInput(input: string, path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new InputError(input, `cannot read ${path}: ${(e as Error).message}`);
-  }
-}
-
-/** Flags, then RIVIERA_* variables, then defaults: the same raw map the action builds from INPUT_*. */
-export function rawInputsFromOptions(opts: Record<string, string | undefined>, env: NodeJS.ProcessEnv): RawInputs {
-  const raw: Record<string, string | undefined> = {};
-  for (const name of INPUT_NAMES) {
-    const key = camel(name);
-    raw[name] = opts[key] ?? env[envName(name)];
-  }
-  if (raw['private-key'] === undefined) {
-    const path = opts.privateKeyFile ?? env.RIVIERA_PRIVATE_KEY_FILE ?? join(homedir(), '.ssh', 'id_ed25519');
-    raw['private-key'] = readFileInput('private-key', path);
-  }
-  if (raw['known-hosts'] === undefined) {
-    const path = opts.knownHostsFile ?? env.RIVIERA_KNOWN_HOSTS_FILE ?? join(homedir(), '.ssh', 'known_hosts');
-    raw['known-hosts'] = readFileInput('known-hosts', path);
-  }
-  return raw;
 }
 
 function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+function readFileInput(input: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new InputError(input, `cannot read ${path}: ${(e as Error).message}`, `Pass --${input}-file PATH.`);
+  }
+}
+
+type Opts = Record<string, string | boolean | undefined>;
+
+/**
+ * Flags (and RIVIERA_* variables, which commander folds into them) over .riviera.yml: the same raw
+ * map the action builds from INPUT_*. The key and known_hosts come from files: by default the
+ * user's own ~/.ssh/id_ed25519 and ~/.ssh/known_hosts, checked as strictly as in CI.
+ */
+export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env): Promise<RawInputs> {
+  const flags: Record<string, string> = {};
+  for (const name of INPUT_NAMES) {
+    const v = opts[camel(name)];
+    if (typeof v === 'string') flags[name] = v;
+  }
+  const file = await loadConfig(typeof opts.config === 'string' ? opts.config : CONFIG_FILE, typeof opts.config === 'string');
+  const raw: Record<string, string | undefined> = { ...mergeInputs(file, flags) };
+  const keyFile = typeof opts.privateKeyFile === 'string' ? opts.privateKeyFile : join(homedir(), '.ssh', 'id_ed25519');
+  const hostsFile = typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : join(homedir(), '.ssh', 'known_hosts');
+  raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile);
+  raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile);
+  return raw;
+}
+
+/** Where this checkout comes from, for publication: the tag at HEAD, if any, publishes by default. */
+export function gitContext(cwd = process.cwd()): RunContext {
+  const git = (...args: string[]) => {
+    try {
+      return execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return '';
+    }
+  };
+  return { repository: git('config', '--get', 'remote.origin.url'), commit: git('rev-parse', 'HEAD'), tag: git('describe', '--exact-match', '--tags', 'HEAD') || null };
+}
+
+function addFileOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <path>', `settings file (default ${CONFIG_FILE}, if present)`)
+    .addOption(new Option('--private-key-file <path>', 'SSH private key (default ~/.ssh/id_ed25519)').env('RIVIERA_PRIVATE_KEY_FILE'))
+    .addOption(new Option('--known-hosts-file <path>', 'known_hosts checked strictly (default ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
+}
+
+function addInputOptions(cmd: Command, names: string[]): Command {
+  for (const name of names) {
+    if (!FILE_INPUTS.includes(name)) cmd.addOption(new Option(`--${name} <value>`, `the action's '${name}' input`).env(envName(name)));
+  }
+  return addFileOptions(cmd);
+}
+
+function print(json: boolean, value: unknown, text: string): void {
+  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text + '\n');
+}
+
+async function connectionSession(opts: Opts, reporter: ReturnType<typeof cliReporter>) {
+  const raw = await rawInputs(opts);
+  maskPrivateKey(raw['private-key'], reporter.secret);
+  const conn = parseConnection(raw);
+  return { conn, session: new Session(conn, reporter) };
+}
+
+/** A job's directory on the cluster, through the jobs/job-ID link the delivery made. */
+function jobLink(remoteDir: string, jobId: string): string {
+  if (!/^\d+(_\d+)?$/.test(jobId)) throw new InputError('JOB', `'${jobId}' is not a Slurm job id`);
+  return `${remoteDir}/jobs/job-${jobId}`;
+}
+
 export function buildProgram(): Command {
   const program = new Command('riviera-singularity')
     .description('Deliver a Docker image to a Slurm cluster as a Singularity image and smoke-test it on a GPU.')
-    .showHelpAfterError();
+    .version(process.env.npm_package_version ?? '1')
+    .showHelpAfterError()
+    .exitOverride();
+  program.addHelpText(
+    'after',
+    `
+Exit codes: 0 passed, 1 other failure, 2 bad input, 3 connection, 4 host key refused,
+5 job failed (smoke test or build), 6 job cancelled, timed out or lost, 7 docker build/save failed.
+Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFIG_FILE}.`,
+  );
 
-  const d = program.command('deliver').description('build, ship, submit and follow one delivery (like the action)');
-  for (const name of INPUT_NAMES) {
-    if (FILE_INPUTS[name]) continue;
-    d.addOption(new Option(`--${name} <value>`, `the action's '${name}' input`).env(envName(name)));
-  }
-  d.option('--private-key-file <path>', 'SSH private key (default ~/.ssh/id_ed25519)');
-  d.option('--known-hosts-file <path>', 'known_hosts to check the host key against (default ~/.ssh/known_hosts)');
-  d.action(async (opts: Record<string, string | undefined>) => {
+  const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'), INPUT_NAMES)
+    .option('--dry-run', 'print the plan and the job script; build, connect and write nothing')
+    .option('--json', 'print the result as JSON on stdout');
+  d.action(async (opts: Opts) => {
     const reporter = cliReporter();
-    const raw = rawInputsFromOptions(opts, process.env);
+    const raw = await rawInputs(opts);
     maskPrivateKey(raw['private-key'], reporter.secret);
-    const settings = parseSettings(raw);
+    const settings = parseSettings(raw, gitContext());
+    if (opts.dryRun) {
+      const root = `~/${settings.remoteDir}`;
+      const paths = {
+        root,
+        tmpdir: `~/${settings.tmpdir}`,
+        sif: `${root}/sif/<image-id>.sif`,
+        sifLink: `${root}/images/${imageFileName(settings.image)}.sif`,
+        jobDir: `${root}/jobs/<run>`,
+        publishDir: settings.publish ? `~/${settings.publish.dir}` : null,
+        published: settings.publish ? `~/${settings.publish.dir}/${settings.publish.name}_${settings.publish.version}.sif` : null,
+      };
+      const blob = `${root}/${STORE}/blobs/sha256/<digest>`;
+      const sub = renderSubmission(
+        settings,
+        paths,
+        { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' },
+        false,
+        settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop()! : null,
+      );
+      const plan = {
+        image: settings.image,
+        build: settings.build ? { context: settings.context, dockerfile: settings.dockerfile, buildArgs: settings.buildArgs } : null,
+        cluster: `${settings.username}@${settings.host}:${settings.port}`,
+        remoteDir: settings.remoteDir,
+        publish: paths.published,
+        sbatch: sub.sbatch,
+        jobScript: sub.script,
+      };
+      print(
+        !!opts.json,
+        plan,
+        [
+          `Would ${settings.build ? `build ${settings.image} from ${settings.context}` : `use ${settings.image} from the local engine`}, save it,`,
+          `send the layers ${plan.cluster} lacks to ~/${settings.remoteDir}/${STORE}, and submit:`,
+          `  ${sub.sbatch.map(shq).join(' ')}`,
+          paths.published ? `If the smoke test passes, publish ${paths.published}.` : 'Nothing is published (no tag; publish: auto).',
+          '',
+          '--- job script (paths under ~ are resolved on the cluster; <...> are filled in from the saved image) ---',
+          sub.script,
+        ].join('\n'),
+      );
+      return;
+    }
+    // First Ctrl-C cancels the job (as the action's post step would); a second one quits at once.
     const controller = new AbortController();
-    process.on('SIGINT', () => controller.abort());
-    process.on('SIGTERM', () => controller.abort());
+    const onSignal = () => {
+      if (controller.signal.aborted) process.exit(130);
+      reporter.warning('Interrupted: cancelling the job (press Ctrl-C again to quit at once).');
+      controller.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     const result = await deliver(settings, reporter, { signal: controller.signal });
-    for (const t of result.timings) reporter.info(`  ${t.phase.padEnd(12)} ${t.seconds.toFixed(2)} s`);
-    if (result.error) throw result.error;
-    reporter.info(`${result.message} job ${result.jobId} on ${result.node}; ${result.sifPath}`);
+    const { error, ...data } = result;
+    if (!opts.json) for (const t of result.timings) reporter.info(`  ${t.phase.padEnd(12)} ${t.seconds.toFixed(2)} s`);
+    print(!!opts.json, { ...data, error: error?.message ?? null }, `${result.ok ? 'passed' : 'FAILED'}: ${result.message} (job ${result.jobId}, ${result.jobState}, ${result.sifPath})`);
+    if (error) {
+      process.exitCode = error.exitCode;
+      if (!opts.json) reporter.info(`error: ${error.message}`);
+    }
+  });
+
+  addInputOptions(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), CONNECTION_INPUTS)
+    .option('--json', 'print as JSON')
+    .action(async (jobId: string, opts: Opts) => {
+      const reporter = cliReporter();
+      const { conn, session } = await connectionSession(opts, reporter);
+      try {
+        const r = await session.retry('status', (remote) => remote.exec(pollScript(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
+        if (r.code === 98) throw new InputError('JOB', `no delivery of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+        const poll = parsePoll(r.stdout);
+        const info = parseSqueueLine(poll.squeue);
+        const status = parseStatusLine(poll.status);
+        const state = info?.state ?? (status ? (status.code === 0 ? 'COMPLETED' : 'FAILED') : 'UNKNOWN');
+        print(!!opts.json, { jobId, state, reason: info?.reason ?? null, node: info?.nodes ?? null, phase: status?.phase ?? null, exitCode: status?.code ?? null }, `job ${jobId}: ${state}${info?.nodes ? ` on ${info.nodes}` : ''}${status ? ` (${status.phase} exited ${status.code})` : ''}`);
+      } finally {
+        session.close();
+      }
+    });
+
+  addInputOptions(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), CONNECTION_INPUTS)
+    .option('-f, --follow', 'keep streaming until the job ends')
+    .action(async (jobId: string, opts: Opts) => {
+      const reporter = cliReporter();
+      const { conn, session } = await connectionSession(opts, reporter);
+      const dir = jobLink(conn.remoteDir, jobId);
+      try {
+        if (opts.follow) {
+          const out = cliReporter((s) => process.stdout.write(s));
+          await followJob(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
+        } else {
+          const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${shq(`${dir}/job.out`)}`));
+          if (r.code !== 0) throw new InputError('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+          process.stdout.write(r.stdout);
+        }
+      } finally {
+        session.close();
+      }
+    });
+
+  addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), CONNECTION_INPUTS).action(async (jobId: string, opts: Opts) => {
+    const reporter = cliReporter();
+    const { conn, session } = await connectionSession(opts, reporter);
+    try {
+      jobLink(conn.remoteDir, jobId);
+      await session.retry('cancel', (remote) => cancelJob(remote, jobId, conn.loginModules));
+      reporter.info(`cancelled job ${jobId}`);
+    } finally {
+      session.close();
+    }
   });
   return program;
 }
@@ -79,11 +239,15 @@ export function buildProgram(): Command {
 async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
-    process.exit(ExitCode.ok);
   } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version are not errors; a usage error is bad input.
+      process.exit(e.exitCode === 0 ? 0 : ExitCode.input);
+    }
     process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(exitCodeOf(e));
   }
+  process.exit(process.exitCode ?? ExitCode.ok);
 }
 
 await main();

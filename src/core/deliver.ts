@@ -39,6 +39,8 @@ export interface DeliveryResult {
   sifPath: string;
   /** The .sif of an unchanged image was reused: no transfer, no build. */
   sifReused: boolean;
+  /** Where the tested .sif was published; null if it was not. */
+  publishedPath: string | null;
   node: string;
   remoteDir: string;
   timings: { phase: string; seconds: number }[];
@@ -84,6 +86,9 @@ export interface RemotePaths {
   sif: string;
   sifLink: string;
   jobDir: string;
+  publishDir: string | null;
+  /** Where the .sif is published if the smoke test passes. */
+  published: string | null;
 }
 
 function remotePaths(s: Settings, archive: ImageArchive, report: StoreReport): RemotePaths {
@@ -94,11 +99,13 @@ function remotePaths(s: Settings, archive: ImageArchive, report: StoreReport): R
     sif: `${root}/sif/${hexOf(archive.imageId)}.sif`,
     sifLink: `${root}/images/${imageFileName(s.image)}.sif`,
     jobDir: `${root}/jobs/${runId()}`,
+    publishDir: report.publishDir,
+    published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
   };
 }
 
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
-function assembly(archive: ImageArchive, paths: RemotePaths): { members: { name: string; blob: string }[]; manifest: string } {
+function assembly(archive: ImageArchive, paths: RemotePaths): { id: string; members: { name: string; blob: string }[]; manifest: string } {
   const blob = (d: string) => `${paths.root}/${STORE}/blobs/sha256/${hexOf(d)}`;
   const config = `${hexOf(archive.config.digest)}.json`;
   const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
@@ -106,31 +113,60 @@ function assembly(archive: ImageArchive, paths: RemotePaths): { members: { name:
   archive.layers.forEach((l, i) => {
     if (!members.some((m) => m.name === layers[i])) members.push({ name: layers[i], blob: blob(l.digest) });
   });
-  return { members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
+  return { id: archive.imageId, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
 }
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
-/** Write the job's files and submit it, in one round trip. */
-async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, archive: ImageArchive, reuseSif: boolean, smoke: { name: string; data: Buffer } | null) {
-  const { members, manifest } = assembly(archive, paths);
+export interface Submission {
+  script: string;
+  manifest: string;
+  sbatch: string[];
+}
+
+/** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
+export function renderSubmission(
+  s: Settings,
+  paths: RemotePaths,
+  image: { id: string; members: { name: string; blob: string }[]; manifest: string },
+  reuseSif: boolean,
+  smokeFile: string | null,
+): Submission {
   const script = renderJobScript({
     modules: s.modules,
     tmpdir: paths.tmpdir,
-    assemble: { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members },
+    assemble: { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members },
     sif: paths.sif,
     sifLink: paths.sifLink,
     reuseSif,
     smoke: s.smoke,
-    smokeFile: smoke?.name ?? null,
+    smokeFile,
     binds: s.binds,
     gpus: s.gpus,
     statusFile: `${paths.jobDir}/status`,
+    runtime: s.runtime,
+    publish:
+      s.publish && paths.publishDir
+        ? {
+            dir: paths.publishDir,
+            name: s.publish.name,
+            version: s.publish.version,
+            keep: s.publish.keep,
+            group: s.publish.group,
+            mode: s.publish.mode,
+            record: {
+              image: s.image,
+              digest: image.id,
+              repository: s.publish.provenance.repository,
+              commit: s.publish.provenance.commit,
+              tag: s.publish.provenance.tag,
+            },
+          }
+        : null,
   });
-  const write = (name: string, data: Buffer) => `printf %s ${shq(data.toString('base64'))} | base64 -d > ${shq(name)}`;
-  const argv = sbatchArgv({
+  const sbatch = sbatchArgv({
     jobName: s.jobName,
     partition: s.partition,
     gpus: s.gpus,
@@ -139,15 +175,29 @@ async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, archiv
     extra: s.sbatchArgs,
     script: `${paths.jobDir}/job.sh`,
   });
+  return { script, manifest: image.manifest, sbatch };
+}
+
+/**
+ * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
+ * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
+ */
+async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, sub: Submission, smoke: { name: string; data: Buffer } | null) {
+  const write = (name: string, data: Buffer) => `printf %s ${shq(data.toString('base64'))} | base64 -d > ${shq(name)}`;
   const out = await remote
     .run(
       'Submitting the job',
       `${s.group ? 'umask 027' : 'umask 077'}; set -e
 mkdir -p -- ${shq(paths.jobDir)}; cd -- ${shq(paths.jobDir)}
-${write('job.sh', Buffer.from(script))}
-${write('manifest.json', Buffer.from(manifest))}
+if [ -s submitted ]; then cat submitted; exit 0; fi
+${write('job.sh', Buffer.from(sub.script))}
+${write('manifest.json', Buffer.from(sub.manifest))}
 ${smoke ? write(smoke.name, smoke.data) : ':'}
-${loadModulesScript(s.loginModules)}${shJoin(argv)}`,
+${loadModulesScript(s.loginModules)}out=$(${shJoin(sub.sbatch)})
+# jobs/job-ID finds the job's directory again (status, logs).
+ln -sfn ${shq(paths.jobDir)} ${shq(`${paths.root}/jobs/job-`)}"\${out%%;*}"
+printf '%s\\n' "$out" > submitted
+echo "$out"`,
     )
     .catch((e) => {
       if (e instanceof RemoteCommandError) {
@@ -203,6 +253,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
                 imageHex: hexOf(archive.imageId),
                 blobHexes: blobs.map((b) => hexOf(b.digest)),
                 reuse: !s.forceRebuild,
+                publishDir: s.publish?.dir ?? null,
               }),
             ),
           ),
@@ -223,7 +274,8 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
 
     const paths = remotePaths(s, archive, report);
     const jobId = await inGroup(reporter, 'Submit job', async () => {
-      const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, archive, report.sifReusable, smoke));
+      const sub = renderSubmission(s, paths, assembly(archive, paths), report.sifReusable, smoke?.name ?? null);
+      const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
       reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
       return id;
     });
@@ -251,6 +303,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       exitCode: verdict.exitCode,
       sifPath: paths.sif,
       sifReused: report.sifReusable,
+      publishedPath: verdict.ok ? paths.published : null,
       node: follow.state.node,
       remoteDir: paths.root,
       timings: timings.list(),
@@ -267,7 +320,16 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
   }
 }
 
-async function followJob(session: Session, s: Settings, jobId: string, jobDir: string, reporter: Reporter, hooks: DeliveryHooks, timings: Timings) {
+/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
+export async function followJob(
+  session: Session,
+  s: Pick<Settings, 'loginModules' | 'timeoutSeconds'>,
+  jobId: string,
+  jobDir: string,
+  reporter: Reporter,
+  hooks: DeliveryHooks,
+  timings?: Timings,
+) {
   const state = initialFollowState();
   const out = new OutputStream(reporter);
   const submitted = Date.now();
@@ -293,7 +355,7 @@ async function followJob(session: Session, s: Settings, jobId: string, jobDir: s
   // is the wait in the queue (plus up to one poll interval).
   const phases = out.phases;
   const inJob = phases.reduce((a, p) => a + p.seconds, 0);
-  timings.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
-  for (const p of phases) timings.add(p.phase, p.seconds);
+  timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
+  for (const p of phases) timings?.add(p.phase, p.seconds);
   return { state, out, cancelled, timedOut };
 }

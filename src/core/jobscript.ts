@@ -28,6 +28,21 @@ export interface JobScriptParams {
   gpus: number;
   /** File the job writes `<phase> <exit code>` to when it ends. */
   statusFile: string;
+  runtime: 'auto' | 'singularity' | 'apptainer';
+  /** Publish the .sif once the smoke test passed; null: not in this run. */
+  publish: JobPublish | null;
+}
+
+export interface JobPublish {
+  /** Absolute publish directory (created by the delivery). */
+  dir: string;
+  name: string;
+  version: string;
+  keep: number;
+  group: string | null;
+  mode: string;
+  /** The provenance record, as JSON; the job adds its id, the date and the .sif's sha256. */
+  record: Record<string, string | null>;
 }
 
 export interface Assembly {
@@ -39,7 +54,7 @@ export interface Assembly {
   members: { name: string; blob: string }[];
 }
 
-/** argv after `singularity` for the smoke test. */
+/** argv after the runtime command (singularity or apptainer) for the smoke test. */
 export function smokeArgv(p: Pick<JobScriptParams, 'smoke' | 'smokeFile' | 'binds' | 'gpus' | 'sif'>): string[] {
   const opts = [...(p.gpus > 0 ? ['--nv'] : []), ...p.binds.flatMap((b) => ['--bind', b])];
   if (p.smoke.kind === 'script') return ['run', ...opts, p.sif, p.smokeFile ?? ''];
@@ -76,7 +91,8 @@ run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
 fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
 
 phase modules
-${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}command -v singularity >/dev/null || fail 127 "no singularity command after loading the modules"
+${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}${runtimeSelection(p.runtime)}
+echo "riviera-singularity: $("$rt" --version 2>/dev/null | head -n 1)"
 
 # Singularity and Apptainer read these (in this order); the node's /tmp is too small.
 mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
@@ -97,7 +113,7 @@ ${p.assemble.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -s
   tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${p.assemble.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
   exec 7>&-
   phase sif-build
-  run singularity build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
+  run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
   rm -f "$job_tmp/image.tar"
   # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
   printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
@@ -106,10 +122,54 @@ fi
 ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"
 
 phase smoke-test
-run singularity ${shJoin(smokeArgv(p))}
+run "$rt" ${shJoin(smokeArgv(p))}
 rc=$?
-record smoke-test "$rc"
-exit "$rc"
+[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
+${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
+exit 0
+`;
+}
+
+/** Pick the container runtime after the modules are loaded; both read the same images and flags. */
+function runtimeSelection(runtime: JobScriptParams['runtime']): string {
+  if (runtime !== 'auto') {
+    return `rt=${runtime}
+command -v "$rt" >/dev/null || fail 127 "no $rt command after loading the modules: add its module to 'modules'"`;
+  }
+  return `if command -v apptainer >/dev/null; then rt=apptainer
+elif command -v singularity >/dev/null; then rt=singularity
+else fail 127 "neither apptainer nor singularity after loading the modules: add one to 'modules'"; fi`;
+}
+
+/**
+ * Publication, only after the smoke test passed: the .sif, its sha256 and a provenance record are
+ * copied in under temporary names and renamed; `<name>_latest.sif` is switched by renaming a new
+ * link over it; older versions beyond \`keep\` are removed. A lock serialises publications.
+ */
+function publishCommands(p: JobPublish): string {
+  const q = shq;
+  const file = `${p.name}_${p.version}.sif`;
+  const json = JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1);
+  const dirMode = (parseInt(p.mode, 8) | ((parseInt(p.mode, 8) & 0o444) >> 2)).toString(8);
+  return `phase publish
+pub=${q(p.dir)}
+exec 6>"$pub/.lock"; flock -w 600 6 || fail 75 "the publish directory is locked"
+tmp="$pub/.${file}.tmp.$$"
+cp -- "$sif" "$tmp" || fail 1 "cannot copy the .sif to $pub"
+sum=$(cut -d' ' -f1 "$sif.sha256")
+printf '%s  %s\n' "$sum" ${q(file)} > "$tmp.sha256" || fail 1 "cannot write the sha256"
+printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' ${q(json)} "\${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" > "$tmp.json" || fail 1 "cannot write the record"
+chmod ${p.mode} "$tmp" "$tmp.sha256" "$tmp.json" && chmod ${dirMode} "$pub" || fail 1 "cannot set the mode"
+${p.group ? `chgrp ${q(p.group)} "$pub" "$tmp" "$tmp.sha256" "$tmp.json" || fail 1 "cannot give the files to group ${p.group}"
+` : ''}mv -f "$tmp.sha256" "$pub/"${q(file + '.sha256')} && mv -f "$tmp.json" "$pub/"${q(`${p.name}_${p.version}.json`)} && mv -f "$tmp" "$pub/"${q(file)} || fail 1 "cannot move the files into place"
+ln -sfn ${q(file)} "$pub/.latest.tmp.$$" && mv -Tf "$pub/.latest.tmp.$$" "$pub/"${q(`${p.name}_latest.sif`)} || fail 1 "cannot switch the latest link"
+echo "riviera-singularity: published $pub/"${q(file)}
+# Keep the newest versions of this name (its records tell them from other names sharing the prefix).
+ls -t "$pub"/${q(p.name + '_')}*.sif 2>/dev/null | while read -r f; do
+  [ -L "$f" ] && continue
+  grep -qF ${q(`"name":${JSON.stringify(p.name)},`)} "\${f%.sif}.json" 2>/dev/null && echo "$f"
+done | tail -n +${p.keep + 1} | while read -r f; do rm -f "$f" "$f.sha256" "\${f%.sif}.json"; done
+exec 6>&-
 `;
 }
 

@@ -8,6 +8,8 @@ export interface Reporter {
   /** Start a titled section of the log (a collapsible group in the step log); ends the previous one. */
   group(title: string): void;
   endGroup(): void;
+  /** A progress line that replaces the previous one where the output allows it (a terminal). */
+  progress(message: string): void;
   /** Mark a value as secret, so that it is masked wherever it would be printed. */
   secret(value: string): void;
 }

@@ -57,6 +57,31 @@ export interface Settings {
   maxAgeDays: number;
   /** Unix group to share remote-dir with; null keeps it private (0700). */
   group: string | null;
+  /** Container runtime the job uses; auto: whichever the loaded modules provide (apptainer first). */
+  runtime: 'auto' | 'singularity' | 'apptainer';
+  /** Where and how to publish the tested .sif; null: not published in this run. */
+  publish: PublishSettings | null;
+}
+
+export interface PublishSettings {
+  /** Directory on the cluster (relative paths are under $HOME). */
+  dir: string;
+  name: string;
+  version: string;
+  /** Versions of this name kept; older ones are removed. */
+  keep: number;
+  group: string | null;
+  /** File mode of published files (directories get the matching x bits). */
+  mode: string;
+  provenance: RunContext;
+}
+
+/** Where the run comes from, for publication: the action reads it from GitHub, the CLI from git. */
+export interface RunContext {
+  repository: string;
+  commit: string;
+  /** The git tag the run is for, if any. */
+  tag: string | null;
 }
 
 export const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
@@ -151,6 +176,9 @@ const moduleList = (def: string[]) =>
       }
     });
 
+const SAFE_NAME = /^[A-Za-z0-9._+-]+$/;
+const groupName = () => trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' });
+
 const bool = (def: string) =>
   trimmed(def).transform((s, ctx) => {
     const b = parseBool(s);
@@ -189,7 +217,15 @@ const schema = z.object({
   'force-rebuild': bool('false'),
   'keep-images': intIn(1, 1000, '5'),
   'max-age': intIn(1, 3650, '30'),
-  group: trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' }),
+  group: groupName(),
+  runtime: trimmed('auto').refine((s) => ['auto', 'singularity', 'apptainer'].includes(s), { message: 'must be auto, singularity or apptainer' }),
+  publish: trimmed('auto').refine((s) => /^(auto|true|false)$/i.test(s), { message: 'must be auto (publish on a tag), true or false' }),
+  'publish-dir': trimmed().refine(...noControl('publish-dir')),
+  'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
+  'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
+  'keep-versions': intIn(1, 1000, '5'),
+  'publish-group': groupName(),
+  'publish-mode': trimmed().refine((s) => s === '' || /^0?[0-7]{3}$/.test(s), { message: 'must be an octal file mode such as 0640' }),
   context: trimmed('.').refine(...noControl('context')),
   dockerfile: trimmed().refine(...noControl('dockerfile')),
   'build-args': z
@@ -243,15 +279,77 @@ export function maskPrivateKey(key: string | undefined, secret: (value: string) 
   for (const line of key.split(/\r?\n/)) if (line.trim().length > 0) secret(line.trim());
 }
 
+type Problem = { input: string; message: string };
+
+/** One InputError naming every bad input. */
+function inputError(problems: Problem[]): InputError {
+  const first = problems[0] ?? { input: 'inputs', message: 'are invalid' };
+  const err = new InputError(first.input, first.message);
+  if (problems.length > 1) err.message = problems.map((p) => `Input '${p.input}': ${p.message}`).join('\n');
+  return err;
+}
+
+function knownHostsOf(raw: RawInputs): KnownHostEntry[] {
+  if (!(raw['known-hosts'] ?? '').trim()) {
+    throw new Error("is required: the cluster's host key line(s), e.g. from `ssh-keyscan -p PORT HOST` run once from a trusted machine");
+  }
+  return parseKnownHosts(raw['known-hosts'] ?? '');
+}
+
+/** What commands about an existing job need: how to reach the cluster and where the delivery lives. */
+export type ConnectionSettings = Pick<Settings, 'host' | 'port' | 'username' | 'privateKey' | 'knownHosts' | 'remoteDir' | 'loginModules'>;
+
+const connectionSchema = schema.pick({ host: true, port: true, username: true, 'private-key': true, 'remote-dir': true, 'login-modules': true });
+
+export function parseConnection(raw: RawInputs): ConnectionSettings {
+  const problems: Problem[] = [];
+  const result = connectionSchema.safeParse(raw);
+  if (!result.success) for (const i of result.error.issues) problems.push({ input: String(i.path[0]), message: i.message });
+  let knownHosts: KnownHostEntry[] = [];
+  try {
+    knownHosts = knownHostsOf(raw);
+  } catch (e) {
+    problems.push({ input: 'known-hosts', message: e instanceof InputError ? e.problem : (e as Error).message });
+  }
+  if (!result.success || problems.length > 0) throw inputError(problems);
+  const ok = result.data;
+  return {
+    host: ok.host,
+    port: ok.port,
+    username: ok.username,
+    privateKey: ok['private-key'].trim() + '\n',
+    knownHosts,
+    remoteDir: ok['remote-dir'],
+    loginModules: ok['login-modules'],
+  };
+}
+
+function publishSettings(ok: z.infer<typeof schema>, imageName: string, context: RunContext | null): PublishSettings | null {
+  const mode = ok.publish.toLowerCase();
+  const provenance = context ?? { repository: '', commit: '', tag: null };
+  if (mode === 'false' || (mode === 'auto' && !provenance.tag)) return null;
+  const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
+  const group = ok['publish-group'] || null;
+  return {
+    dir: ok['publish-dir'] || `${ok['remote-dir']}/published`,
+    name: ok['publish-name'] || imageName.split('/').pop()!.replace(/[^A-Za-z0-9._+-]/g, '_'),
+    version,
+    keep: ok['keep-versions'],
+    group,
+    mode: ok['publish-mode'] || (group ? '0640' : '0600'),
+    provenance,
+  };
+}
+
 function isUnderTmp(path: string): boolean {
   const norm = path.replace(/\/+/g, '/').replace(/\/$/, '');
   return norm === '/tmp' || norm.startsWith('/tmp/') || norm === '/var/tmp' || norm.startsWith('/var/tmp/');
 }
 
 /** Validate all inputs; throws one InputError that lists every bad input, each by name. */
-export function parseSettings(raw: RawInputs): Settings {
+export function parseSettings(raw: RawInputs, context: RunContext | null = null): Settings {
   const result = schema.safeParse(raw);
-  const problems: { input: string; message: string }[] = [];
+  const problems: Problem[] = [];
   if (!result.success) {
     for (const issue of result.error.issues) problems.push({ input: String(issue.path[0]), message: issue.message });
   }
@@ -265,12 +363,7 @@ export function parseSettings(raw: RawInputs): Settings {
     }
   };
 
-  const knownHosts = check('known-hosts', () => {
-    if (!(raw['known-hosts'] ?? '').trim()) {
-      throw new Error("is required: the cluster's host key line(s), e.g. from `ssh-keyscan -p PORT HOST` run once from a trusted machine");
-    }
-    return parseKnownHosts(raw['known-hosts'] ?? '');
-  });
+  const knownHosts = check('known-hosts', () => knownHostsOf(raw));
   const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
   const smokeArgv = check('smoke-command', () => splitWords(raw['smoke-command'] ?? ''));
 
@@ -293,14 +386,7 @@ export function parseSettings(raw: RawInputs): Settings {
     problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
   }
 
-  if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) {
-    const first = problems[0] ?? { input: 'inputs', message: 'are invalid' };
-    const err = new InputError(first.input, first.message);
-    if (problems.length > 1) {
-      err.message = problems.map((p) => `Input '${p.input}': ${p.message}`).join('\n');
-    }
-    throw err;
-  }
+  if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) throw inputError(problems);
 
   const imageName = ok.image.replace(/:[^/:]+$/, '');
   return {
@@ -330,5 +416,7 @@ export function parseSettings(raw: RawInputs): Settings {
     keepImages: ok['keep-images'],
     maxAgeDays: ok['max-age'],
     group: ok.group || null,
+    runtime: ok.runtime as Settings['runtime'],
+    publish: publishSettings(ok, imageName, context),
   };
 }

@@ -76,6 +76,8 @@ export function judgeJob(state: string | null, status: JobStatus | null): Verdic
         ? `The smoke test exited with code ${status.code}: see its output above.`
         : status.phase === 'sif-build'
           ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
+          : status.phase === 'publish'
+            ? `The smoke test passed, but publishing the .sif failed (exit ${status.code}): see the job output above; check the publish-dir permissions.`
           : status.phase === 'assemble'
             ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
             : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;

@@ -25,6 +25,8 @@ export interface PrepareParams {
   blobHexes: string[];
   /** Whether an intact .sif may be reused (false with force-rebuild). */
   reuse: boolean;
+  /** Publish directory to create and resolve; null: not publishing. */
+  publishDir: string | null;
 }
 
 /**
@@ -42,7 +44,7 @@ chmod 2750 . ${STORE} ${STORE}/* sif images jobs`
   return `${mode}; set -e
 mkdir -p -- ${shq(p.remoteDir)} ${shq(p.tmpdir)}
 cd -- ${shq(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
-cd -- ${shq(p.remoteDir)}; echo "root $(pwd -P)"
+${p.publishDir ? `mkdir -p -- ${shq(p.publishDir)}; cd -- ${shq(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${shq(p.remoteDir)}; echo "root $(pwd -P)"
 mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
 ${share}
 printf '%s\\n' ${p.blobHexes.join(' ')} > ${STORE}/images/${p.imageHex}.tmp.$$ && mv -f ${STORE}/images/${p.imageHex}.tmp.$$ ${STORE}/images/${p.imageHex}
@@ -66,6 +68,8 @@ done
 export interface StoreReport {
   root: string;
   tmpdir: string;
+  /** Absolute publish directory, when publishing. */
+  publishDir: string | null;
   sifReusable: boolean;
   have: Set<string>;
   bad: Set<string>;
@@ -73,11 +77,12 @@ export interface StoreReport {
 }
 
 export function parsePrepare(stdout: string): StoreReport {
-  const r: StoreReport = { root: '', tmpdir: '', sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+  const r: StoreReport = { root: '', tmpdir: '', publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
   for (const line of stdout.split('\n')) {
     const [kind, a, b, c] = line.split(' ');
     if (kind === 'root') r.root = line.slice(5);
     else if (kind === 'tmpdir') r.tmpdir = line.slice(7);
+    else if (kind === 'publish') r.publishDir = line.slice(8);
     else if (kind === 'sif') r.sifReusable = a === 'ok';
     else if (kind === 'blob' && b === 'have') r.have.add(a);
     else if (kind === 'blob' && b === 'bad') r.bad.add(a);

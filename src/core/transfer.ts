@@ -114,7 +114,7 @@ export async function sendBlobs(session: Session, root: string, tarPath: string,
     const secs = Math.max(0.001, (Date.now() - started) / 1000);
     const rate = stats.raw / secs;
     const eta = rate > 0 ? Math.max(0, (stats.rawTotal - stats.raw) / rate) : 0;
-    reporter.info(`Sent ${mib(stats.raw)} of ${mib(stats.rawTotal)} (${mib(stats.sent)} on the wire), ${mib(rate)}/s, ETA ${eta.toFixed(0)} s`);
+    reporter.progress(`Sent ${mib(stats.raw)} of ${mib(stats.rawTotal)} (${mib(stats.sent)} on the wire), ${mib(rate)}/s, ETA ${eta.toFixed(0)} s`);
   };
   const timer = setInterval(progress, 3000);
   try {

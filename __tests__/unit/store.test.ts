@@ -1,0 +1,665 @@
+// The store's cluster-side scripts, run for real by bash against a temp dir standing in for the
+// cluster account (HOME is the temp dir, so relative paths resolve under it as they do over SSH),
+// and the pure planning around them.
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ArchiveBlob, ImageArchive } from '../../src/core/archive.js';
+import {
+  RECEIVE,
+  STORE,
+  type StoreReport,
+  gcScript,
+  hexOf,
+  imageBlobs,
+  parsePrepare,
+  planTransfer,
+  prepareScript,
+  receiveScript,
+} from '../../src/core/store.js';
+
+const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | *`;
+
+const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+const fakeHex = (c: string) => c.repeat(64);
+
+const homes: string[] = [];
+afterAll(() => {
+  for (const d of homes) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh stand-in for the cluster account's home directory (resolved: /tmp may be a link). */
+function newHome(): string {
+  const home = realpathSync(mkdtempSync(join(tmpdir(), 'store-')));
+  homes.push(home);
+  return home;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a script as the SSH login would: `bash -c`, in HOME. */
+function sh(home: string, script: string, input?: Buffer): Run {
+  const r = spawnSync('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home }, input: input ?? Buffer.alloc(0), timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** The same, as a running process whose stdin the test feeds. */
+function shAsync(home: string, script: string) {
+  const child = spawn('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // The receiver may stop reading early (it has the blob already): that is no error here.
+  child.stdin.on('error', () => undefined);
+  const done = new Promise<Run>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return { child, done };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** Feed `data` in chunks with pauses, then close stdin. */
+async function feed(child: ChildProcessWithoutNullStreams, data: Buffer, chunk = 16_384, pauseMs = 2): Promise<void> {
+  for (let i = 0; i < data.length && child.stdin.writable; i += chunk) {
+    child.stdin.write(data.subarray(i, i + chunk));
+    await sleep(pauseMs);
+  }
+  child.stdin.end();
+}
+
+/** A process holding flock on `path` (shared or exclusive) until release() closes its stdin. */
+async function holdLock(path: string, mode: '-s' | '-x') {
+  const child = spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
+    child.on('exit', () => reject(new Error('the lock holder exited early')));
+  });
+  return {
+    release: async () => {
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
+const modeOf = (path: string) => statSync(path).mode & 0o7777;
+
+/** Every path under dir, recursively. */
+function walk(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    return e.isDirectory() ? [p, ...walk(p)] : [p];
+  });
+}
+
+const touchAgo = (path: string, ago: string) => execFileSync('touch', ['-d', ago, path]);
+
+/** A blob with real content in the store; its hex. */
+function putBlob(root: string, data: Buffer | string): string {
+  const hex = sha256(data);
+  writeFileSync(join(root, STORE, 'blobs', 'sha256', hex), data);
+  return hex;
+}
+
+const IMAGE = fakeHex('e');
+
+function prepare(home: string, over: Partial<Parameters<typeof prepareScript>[0]> = {}): Run {
+  return sh(home, prepareScript({ remoteDir: 'work/riviera', tmpdir: 'scratch tmp', group: null, imageHex: IMAGE, blobHexes: [], reuse: true, publishDir: null, ...over }));
+}
+
+/** A home with a prepared store under `rd`; its absolute root. */
+function newStore(): { home: string; root: string } {
+  const home = newHome();
+  const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp' });
+  expect(r.code).toBe(0);
+  return { home, root: join(home, 'rd') };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('prepareScript', () => {
+  test('creates remote-dir (0700), the tmpdir and the store; prints their resolved absolute paths', () => {
+    const home = newHome();
+    const r = prepare(home, { blobHexes: [fakeHex('a'), fakeHex('b')] });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const root = join(home, 'work/riviera');
+    expect(r.stdout.split('\n')).toEqual([`tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, 'sif build', '']);
+    expect(modeOf(root)).toBe(0o700);
+    expect(statSync(join(home, 'scratch tmp')).isDirectory()).toBe(true);
+    for (const d of [`${STORE}/blobs/sha256`, `${STORE}/incoming`, `${STORE}/images`, 'sif', 'images', 'jobs']) {
+      expect(statSync(join(root, d)).isDirectory()).toBe(true);
+      expect(modeOf(join(root, d)) & 0o077).toBe(0);
+    }
+    // The image record lists its blobs, so garbage collection keeps them from now on.
+    const record = join(root, STORE, 'images', IMAGE);
+    expect(readFileSync(record, 'utf8')).toBe(`${fakeHex('a')}\n${fakeHex('b')}\n`);
+    expect(modeOf(record)).toBe(0o600);
+    expect(readdirSync(join(root, STORE, 'images'))).toEqual([IMAGE]); // no temp file left
+
+    const report = parsePrepare(r.stdout);
+    expect(report).toEqual({ root, tmpdir: join(home, 'scratch tmp'), publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() });
+  });
+
+  test('resolves links in the printed paths, takes absolute paths as they are', () => {
+    const home = newHome();
+    mkdirSync(join(home, 'real'));
+    execFileSync('ln', ['-s', 'real', join(home, 'link')]);
+    const abs = join(home, 'abs dir');
+    const r = prepare(home, { remoteDir: 'link/rd', tmpdir: abs });
+    expect(r.code).toBe(0);
+    expect(parsePrepare(r.stdout)).toMatchObject({ root: join(home, 'real/rd'), tmpdir: abs });
+  });
+
+  test('publishing: creates the publish directory and prints it resolved', () => {
+    const home = newHome();
+    mkdirSync(join(home, 'shared'));
+    execFileSync('ln', ['-s', 'shared', join(home, 'proj')]);
+    const r = prepare(home, { publishDir: `proj/images ${HOSTILE}` });
+    expect(r.code).toBe(0);
+    const dir = join(home, `shared/images ${HOSTILE}`);
+    expect(statSync(dir).isDirectory()).toBe(true);
+    expect(r.stdout).toContain(`\npublish ${dir}\n`);
+    expect(parsePrepare(r.stdout)).toMatchObject({ publishDir: dir, root: join(home, 'work/riviera') });
+    expect(walk(home).filter((f) => f.endsWith('/PWNED'))).toEqual([]);
+    // Not publishing: no such line.
+    expect(prepare(newHome()).stdout).not.toContain('publish');
+  });
+
+  test('makes an existing remote-dir private again', () => {
+    const home = newHome();
+    mkdirSync(join(home, 'work/riviera'), { recursive: true, mode: 0o755 });
+    execFileSync('chmod', ['755', join(home, 'work/riviera')]);
+    expect(prepare(home).code).toBe(0);
+    expect(modeOf(join(home, 'work/riviera'))).toBe(0o700);
+  });
+
+  test('group-shared: the store dirs are setgid, group-readable (2750), files 0640', () => {
+    const home = newHome();
+    const group = execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+    const r = prepare(home, { group, blobHexes: [fakeHex('a')] });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const root = join(home, 'work/riviera');
+    for (const d of ['.', STORE, `${STORE}/blobs`, `${STORE}/incoming`, `${STORE}/images`, 'sif', 'images', 'jobs']) {
+      expect([d, modeOf(join(root, d)).toString(8)]).toEqual([d, '2750']);
+    }
+    expect(modeOf(join(root, STORE, 'images', IMAGE))).toBe(0o640);
+  });
+
+  test('group-shared with a group that does not exist: fails saying so', () => {
+    const home = newHome();
+    const r = prepare(home, { group: 'no-such-group-riviera' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('cannot give the store to group no-such-group-riviera');
+    expect(r.stdout).not.toContain('sif ');
+  });
+
+  test('reports the blobs it has (checked against their names), bad ones (removed) and partial uploads', () => {
+    const { home, root } = newStore();
+    const good = putBlob(root, randomBytes(5000));
+    const bad = sha256('what it should be');
+    writeFileSync(join(root, STORE, 'blobs', 'sha256', bad), 'what it is');
+    const part = fakeHex('c');
+    writeFileSync(join(root, STORE, 'incoming', `${part}.partial`), Buffer.alloc(1234));
+    const absent = fakeHex('d');
+    const notInImage = putBlob(root, 'some other image');
+
+    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [good, bad, part, absent] });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines.slice(2)).toEqual(['sif build', `blob ${good} have`, `blob ${bad} bad`, `blob ${part} part 1234`]);
+    expect(existsSync(join(root, STORE, 'blobs', 'sha256', bad))).toBe(false);
+    expect(existsSync(join(root, STORE, 'blobs', 'sha256', good))).toBe(true);
+    expect(existsSync(join(root, STORE, 'blobs', 'sha256', notInImage))).toBe(true);
+
+    const report = parsePrepare(r.stdout);
+    expect(report.have).toEqual(new Set([good]));
+    expect(report.bad).toEqual(new Set([bad]));
+    expect(report.partial).toEqual(new Map([[part, 1234]]));
+    expect(report.sifReusable).toBe(false);
+  });
+
+  /** A .sif of IMAGE with its digest file, as the job writes them. */
+  function putSif(root: string, data = 'SIF'): string {
+    const sif = join(root, 'sif', `${IMAGE}.sif`);
+    writeFileSync(sif, data);
+    writeFileSync(`${sif}.sha256`, `${sha256(data)}  ${IMAGE}.sif\n`);
+    return sif;
+  }
+
+  test('sif ok only when the .sif and its digest verify and reuse is allowed; then no blob is checked', () => {
+    const { home, root } = newStore();
+    putSif(root);
+    const good = putBlob(root, 'a blob');
+    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [good] });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n').slice(2)).toEqual(['sif ok']);
+    expect(parsePrepare(r.stdout).sifReusable).toBe(true);
+    // The record is written either way, so the .sif and its blobs are kept.
+    expect(readFileSync(join(root, STORE, 'images', IMAGE), 'utf8')).toBe(`${good}\n`);
+  });
+
+  test('reuse=false: sif build, even with an intact .sif', () => {
+    const { home, root } = newStore();
+    putSif(root);
+    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', reuse: false });
+    expect(r.stdout).toContain('sif build');
+    expect(r.stdout).not.toContain('sif ok');
+    expect(parsePrepare(r.stdout).sifReusable).toBe(false);
+  });
+
+  test.each([
+    ['its bytes changed', (sif: string) => writeFileSync(sif, 'SIF, truncated or changed')],
+    ['no digest file', (sif: string) => rmSync(`${sif}.sha256`)],
+    ['an empty .sif', (sif: string) => (writeFileSync(sif, ''), writeFileSync(`${sif}.sha256`, `${sha256('')}  ${IMAGE}.sif\n`))],
+  ])('a .sif with %s: sif build', (_what, spoil) => {
+    const { home, root } = newStore();
+    spoil(putSif(root));
+    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp' });
+    expect(r.stdout).toContain('sif build');
+    expect(parsePrepare(r.stdout).sifReusable).toBe(false);
+  });
+
+  test('hostile paths stay data', () => {
+    const home = newHome();
+    const r = prepare(home, { remoteDir: `rd ${HOSTILE}`, tmpdir: `tmp ${HOSTILE}` });
+    expect(r.code).toBe(0);
+    const report = parsePrepare(r.stdout);
+    expect(report.root).toBe(join(home, `rd ${HOSTILE}`));
+    expect(report.tmpdir).toBe(join(home, `tmp ${HOSTILE}`));
+    expect(walk(home).filter((f) => f.endsWith('/PWNED'))).toEqual([]);
+  });
+});
+
+describe('parsePrepare', () => {
+  test('ignores other lines (a login banner), keeps spaces in paths', () => {
+    const r = parsePrepare(['Welcome to Riviera', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `blob ${fakeHex('a')} part 7`, ''].join('\n'));
+    expect(r).toEqual({ root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map([[fakeHex('a'), 7]]) });
+    expect(parsePrepare('root /r\ntmpdir /t\npublish /p/my images\n').publishDir).toBe('/p/my images');
+  });
+
+  test('refuses a reply without the paths', () => {
+    expect(() => parsePrepare('sif ok\n')).toThrow(/unexpected reply/);
+    expect(() => parsePrepare('root /x\n')).toThrow(/unexpected reply/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+function blob(c: string, size: number, mediaType: ArchiveBlob['mediaType'] = 'layer'): ArchiveBlob {
+  return { digest: `sha256:${fakeHex(c)}`, member: `${c}/layer.tar`, offset: 512, size, mediaType };
+}
+
+function archiveOf(config: ArchiveBlob, layers: ArchiveBlob[]): ImageArchive {
+  return { path: '/x.tar', layout: 'legacy', repoTags: [], config, layers, imageId: config.digest, diffIds: layers.map((l) => l.digest) };
+}
+
+function report(over: Partial<StoreReport> = {}): StoreReport {
+  return { root: '/r', tmpdir: '/t', publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map(), ...over };
+}
+
+describe('imageBlobs / planTransfer', () => {
+  const config = blob('0', 1500, 'config');
+  const [a, b, c, d] = [blob('a', 100), blob('b', 5000), blob('c', 2000, 'layer+gzip'), blob('d', 3000)];
+
+  test('imageBlobs: config first, each blob once', () => {
+    expect(imageBlobs(archiveOf(config, [a, b, a, c]))).toEqual([config, a, b, c]);
+  });
+
+  test('everything, largest first, when the store is empty', () => {
+    const plan = planTransfer(archiveOf(config, [a, b, c, d]), report());
+    expect(plan.map((p) => [hexOf(p.blob.digest)[0], p.offset])).toEqual([
+      ['b', 0],
+      ['d', 0],
+      ['c', 0],
+      ['0', 0],
+      ['a', 0],
+    ]);
+  });
+
+  test('skips what the store has; a repeated layer is sent once', () => {
+    const plan = planTransfer(archiveOf(config, [a, b, a, d, b]), report({ have: new Set([hexOf(d.digest), hexOf(config.digest)]) }));
+    expect(plan.map((p) => p.blob)).toEqual([b, a]);
+  });
+
+  test('resumes partial uploads from their size, only when it is inside the blob', () => {
+    const partial = new Map([
+      [hexOf(b.digest), 1200],
+      [hexOf(d.digest), 3000], // all of it, unverified: start over
+      [hexOf(c.digest), 0],
+      [hexOf(a.digest), 150], // more than the blob: start over
+    ]);
+    const plan = planTransfer(archiveOf(config, [a, b, c, d]), report({ partial }));
+    expect(plan.map((p) => [p.blob, p.offset])).toEqual([
+      [b, 1200],
+      [d, 0],
+      [c, 0],
+      [config, 0],
+      [a, 0],
+    ]);
+  });
+
+  test('a blob reported bad is sent again, from the start', () => {
+    const plan = planTransfer(archiveOf(config, [a]), report({ have: new Set([hexOf(config.digest)]), bad: new Set([hexOf(a.digest)]) }));
+    expect(plan).toEqual([{ blob: a, offset: 0 }]);
+  });
+
+  test('nothing when the .sif is reusable', () => {
+    expect(planTransfer(archiveOf(config, [a, b]), report({ sifReusable: true }))).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('receiveScript', () => {
+  // Compressible but not trivial, so a cut gzip stream still yields some of it.
+  const data = Buffer.from(randomBytes(300_000).toString('base64'));
+  const hex = sha256(data);
+  const gzipped = (b: Buffer) => execFileSync('gzip', ['-1', '-c'], { input: b, maxBuffer: 1 << 26 });
+  const gz = gzipped(data);
+  const blobPath = (root: string) => join(root, STORE, 'blobs', 'sha256', hex);
+  const partialPath = (root: string) => join(root, STORE, 'incoming', `${hex}.partial`);
+
+  /** A receiver; `ready` resolves with the offset it says to start from, or null if it never does. */
+  function receiver(home: string, root: string, gzip = false) {
+    const r = shAsync(home, receiveScript(root, hex, data.length, gzip));
+    const ready = new Promise<number | null>((resolve) => {
+      let out = '';
+      r.child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /^ready (\d+)\n/m.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      void r.done.then(() => resolve(null));
+    });
+    return { ...r, ready };
+  }
+
+  /** Run a receiver, sending what `send` makes of the offset it says (as the sender does). */
+  async function receive(home: string, root: string, send: (from: number) => Buffer, gzip = false): Promise<Run & { from: number | null }> {
+    const r = receiver(home, root, gzip);
+    const from = await r.ready;
+    if (from !== null) r.child.stdin.end(send(from));
+    return { ...(await r.done), from };
+  }
+
+  test.each([
+    ['raw', false],
+    ['gzip', true],
+  ])('%s: says ready 0 and the blob lands in the store after its digest check, no partial left', async (_kind, gzip) => {
+    const { home, root } = newStore();
+    const r = await receive(home, root, () => (gzip ? gz : data), gzip as boolean);
+    expect(r).toEqual({ code: RECEIVE.ok, stdout: 'ready 0\nok\n', stderr: '', from: 0 });
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+    expect(existsSync(partialPath(root))).toBe(false);
+  });
+
+  test('the blob is not in the store while it is still arriving', async () => {
+    const { home, root } = newStore();
+    const { child, done, ready } = receiver(home, root);
+    expect(await ready).toBe(0);
+    child.stdin.write(data.subarray(0, 100_000));
+    await until(() => existsSync(partialPath(root)) && statSync(partialPath(root)).size === 100_000, 'the first part to arrive');
+    expect(existsSync(blobPath(root))).toBe(false);
+    child.stdin.end(data.subarray(100_000));
+    expect((await done).code).toBe(RECEIVE.ok);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+  });
+
+  test('a short stream: exit 77 saying how far it got, prefix kept; the next receiver resumes there', async () => {
+    const { home, root } = newStore();
+    const r = await receive(home, root, () => data.subarray(0, 123_456));
+    expect([r.code, r.stdout]).toEqual([RECEIVE.short, 'ready 0\nshort 123456\n']);
+    expect(readFileSync(partialPath(root)).equals(data.subarray(0, 123_456))).toBe(true);
+    expect(existsSync(blobPath(root))).toBe(false);
+
+    const rest = await receive(home, root, (from) => data.subarray(from));
+    expect(rest.from).toBe(123_456);
+    expect([rest.code, rest.stdout]).toEqual([RECEIVE.ok, 'ready 123456\nok\n']);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+    expect(existsSync(partialPath(root))).toBe(false);
+  });
+
+  test('a gzip stream cut in the middle leaves a correct prefix; the rest, gzipped, completes it', async () => {
+    const { home, root } = newStore();
+    const r = await receive(home, root, () => gz.subarray(0, Math.floor(gz.length / 2)), true);
+    expect(r.code).toBe(RECEIVE.short);
+    const n = Number(/^ready 0\nshort (\d+)\n$/.exec(r.stdout)![1]);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(data.length);
+    const partial = readFileSync(partialPath(root));
+    expect(partial.length).toBe(n);
+    expect(partial.equals(data.subarray(0, n))).toBe(true);
+
+    const rest = await receive(home, root, (from) => gzipped(data.subarray(from)), true);
+    expect([rest.from, rest.code]).toEqual([n, RECEIVE.ok]);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+  });
+
+  test('a partial holding all the bytes: ready at its size, checked and stored on an empty stream', async () => {
+    const { home, root } = newStore();
+    writeFileSync(partialPath(root), data);
+    const r = await receive(home, root, (from) => data.subarray(from));
+    expect(r).toMatchObject({ code: RECEIVE.ok, stdout: `ready ${data.length}\nok\n`, from: data.length });
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+  });
+
+  test('a partial longer than the blob is dropped: ready 0', async () => {
+    const { home, root } = newStore();
+    writeFileSync(partialPath(root), Buffer.concat([data, Buffer.from('more')]));
+    const r = await receive(home, root, (from) => data.subarray(from));
+    expect(r).toMatchObject({ code: RECEIVE.ok, stdout: 'ready 0\nok\n' });
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+  });
+
+  test.each([
+    ['the right size, wrong bytes', () => Buffer.from(data).fill(0x41, 1000, 1001)],
+    ['too many bytes', () => Buffer.concat([data, Buffer.from('extra')])],
+  ])('%s: exit 78, the partial removed, nothing stored; the next receiver starts over', async (_what, make) => {
+    const { home, root } = newStore();
+    const bad = make();
+    expect(bad.equals(data)).toBe(false);
+    const r = await receive(home, root, () => bad);
+    expect([r.code, r.stdout]).toEqual([RECEIVE.corrupt, 'ready 0\ncorrupt\n']);
+    expect(existsSync(partialPath(root))).toBe(false);
+    expect(existsSync(blobPath(root))).toBe(false);
+    expect((await receive(home, root, (from) => data.subarray(from))).stdout).toBe('ready 0\nok\n');
+  });
+
+  test('a partial with wrong bytes in it fails the digest check once complete, and is removed', async () => {
+    const { home, root } = newStore();
+    writeFileSync(partialPath(root), Buffer.alloc(1000, 0x41));
+    const r = await receive(home, root, (from) => data.subarray(from));
+    expect([r.from, r.code]).toEqual([1000, RECEIVE.corrupt]);
+    expect(existsSync(partialPath(root))).toBe(false);
+    expect(existsSync(blobPath(root))).toBe(false);
+  });
+
+  test('a blob already in the store: have, exit 0, stdin never read', async () => {
+    const { home, root } = newStore();
+    writeFileSync(blobPath(root), data);
+    const { child, done } = shAsync(home, receiveScript(root, hex, data.length, false));
+    // stdin stays open: a receiver that read it would never end.
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([done, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 10_000)))]);
+    clearTimeout(timer);
+    child.stdin.destroy();
+    expect(r).toEqual({ code: 0, stdout: 'have\n', stderr: '' });
+    expect(existsSync(partialPath(root))).toBe(false);
+  });
+
+  test('two receivers of the same blob at once: both succeed, one stores it, the other finds it', async () => {
+    const { home, root } = newStore();
+    const receivers = [receiver(home, root), receiver(home, root)];
+    // Each is fed, slowly, from where it says once it says so.
+    const fed = receivers.map(async (r) => {
+      const from = await r.ready;
+      if (from !== null) await feed(r.child, data.subarray(from));
+    });
+    await Promise.all(fed);
+    const results = await Promise.all(receivers.map((r) => r.done));
+    expect(results.map((r) => r.code)).toEqual([0, 0]);
+    expect(results.map((r) => r.stdout).sort()).toEqual(['have\n', 'ready 0\nok\n']);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+    expect(existsSync(partialPath(root))).toBe(false);
+  });
+
+  test('waits while garbage collection holds the store, before saying ready', async () => {
+    const { home, root } = newStore();
+    const gc = await holdLock(join(root, STORE, 'lock'), '-x');
+    let said: number | null | undefined;
+    const r = receiver(home, root);
+    void r.ready.then((n) => (said = n));
+    await sleep(1000);
+    expect(said).toBeUndefined();
+    await gc.release();
+    expect(await r.ready).toBe(0);
+    r.child.stdin.end(data);
+    expect((await r.done).code).toBe(RECEIVE.ok);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+  });
+
+  test('hostile root paths stay data', async () => {
+    const home = newHome();
+    expect(prepare(home, { remoteDir: `rd ${HOSTILE}`, tmpdir: 'tmp' }).code).toBe(0);
+    const root = join(home, `rd ${HOSTILE}`);
+    expect((await receive(home, root, () => data)).code).toBe(RECEIVE.ok);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+    expect(walk(home).filter((f) => f.endsWith('/PWNED'))).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('gcScript', () => {
+  const [A, B, C] = [fakeHex('a'), fakeHex('b'), fakeHex('c')];
+
+  /** Three image records, oldest A; blobs only A uses, shared ones, a stray one; .sif files. */
+  function populate() {
+    const { home, root } = newStore();
+    const s = (p: string) => join(root, STORE, p);
+    const onlyA = putBlob(root, 'only A');
+    const sharedAB = putBlob(root, 'A and B');
+    const sharedAC = putBlob(root, 'A and C');
+    const onlyB = putBlob(root, 'only B');
+    const onlyC = putBlob(root, 'only C');
+    const stray = putBlob(root, 'no image');
+    const inFlight = putBlob(root, 'an image being prepared');
+    rmSync(s(`images/${IMAGE}`)); // newStore's own record
+    writeFileSync(s(`images/${A}`), [onlyA, sharedAB, sharedAC, ''].join('\n'));
+    writeFileSync(s(`images/${B}`), [sharedAB, onlyB, ''].join('\n'));
+    writeFileSync(s(`images/${C}`), [sharedAC, onlyC, ''].join('\n'));
+    // A record a prepare is writing right now.
+    writeFileSync(s(`images/${fakeHex('d')}.tmp.999`), `${inFlight}\n`);
+    touchAgo(s(`images/${A}`), '3 hours ago');
+    touchAgo(s(`images/${B}`), '2 hours ago');
+    touchAgo(s(`images/${C}`), '1 hour ago');
+    touchAgo(s(`images/${fakeHex('d')}.tmp.999`), '5 hours ago');
+    for (const h of [A, B, C, fakeHex('9')]) {
+      writeFileSync(join(root, 'sif', `${h}.sif`), `sif ${h}`);
+      writeFileSync(join(root, 'sif', `${h}.sif.sha256`), `x  ${h}.sif\n`);
+    }
+    writeFileSync(s('incoming/old.partial'), 'old');
+    touchAgo(s('incoming/old.partial'), '3 days ago');
+    writeFileSync(s('incoming/new.partial'), 'new');
+    touchAgo(s('incoming/new.partial'), '2 hours ago');
+    for (const [job, ago] of [
+      ['old', '10 days ago'],
+      ['new', '2 days ago'],
+    ]) {
+      mkdirSync(join(root, 'jobs', job));
+      writeFileSync(join(root, 'jobs', job, 'job.out'), 'out');
+      touchAgo(join(root, 'jobs', job), ago);
+    }
+    return { home, root, blobs: { onlyA, sharedAB, sharedAC, onlyB, onlyC, stray, inFlight } };
+  }
+
+  const ls = (dir: string) => readdirSync(dir).sort();
+
+  test('keeps the newest records, their blobs and .sif files; drops the rest, old partials and job dirs', () => {
+    const { home, root, blobs } = populate();
+    const r = sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 }));
+    expect(r.stderr).toBe('');
+    expect(r).toEqual({ code: 0, stdout: 'gc removed 2 blob(s) and 2 .sif file(s)\n', stderr: '' });
+    expect(ls(join(root, STORE, 'images'))).toEqual([B, C, `${fakeHex('d')}.tmp.999`].sort());
+    const { onlyA, stray, ...kept } = blobs;
+    expect(ls(join(root, STORE, 'blobs', 'sha256'))).toEqual(Object.values(kept).sort());
+    expect(ls(join(root, 'sif'))).toEqual([`${B}.sif`, `${B}.sif.sha256`, `${C}.sif`, `${C}.sif.sha256`]);
+    expect(ls(join(root, STORE, 'incoming'))).toEqual(['new.partial']);
+    expect(ls(join(root, 'jobs'))).toEqual(['new']);
+    // No temp file of its own left behind.
+    expect(ls(join(root, STORE))).toEqual(['blobs', 'images', 'incoming', 'lock']);
+  });
+
+  test('records older than maxAgeDays go even when fewer than keepImages', () => {
+    const { home, root, blobs } = populate();
+    touchAgo(join(root, STORE, 'images', A), '9 days ago');
+    const r = sh(home, gcScript({ root, keepImages: 10, maxAgeDays: 7 }));
+    expect(r.stdout).toBe('gc removed 2 blob(s) and 2 .sif file(s)\n');
+    expect(ls(join(root, STORE, 'images'))).toEqual([B, C, `${fakeHex('d')}.tmp.999`].sort());
+    expect(existsSync(join(root, STORE, 'blobs', 'sha256', blobs.onlyA))).toBe(false);
+    expect(existsSync(join(root, STORE, 'blobs', 'sha256', blobs.sharedAB))).toBe(true);
+    expect(existsSync(join(root, 'sif', `${A}.sif`))).toBe(false);
+  });
+
+  test('nothing to do: keeps everything in use', () => {
+    const { home, root } = populate();
+    expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+    const again = sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 }));
+    expect(again.stdout).toBe('gc removed 0 blob(s) and 0 .sif file(s)\n');
+  });
+
+  test('skipped, exit 0, while a delivery or a job holds the store lock', async () => {
+    const { home, root } = populate();
+    const reader = await holdLock(join(root, STORE, 'lock'), '-s');
+    const before = walk(root).sort();
+    try {
+      const r = sh(home, gcScript({ root, keepImages: 1, maxAgeDays: 7 }));
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('gc skipped');
+      expect(walk(root).sort()).toEqual(before);
+    } finally {
+      await reader.release();
+    }
+    expect(sh(home, gcScript({ root, keepImages: 1, maxAgeDays: 7 })).stdout).toMatch(/^gc removed [1-9]/);
+  }, 30_000);
+
+  test('no store yet: exit 0', () => {
+    const home = newHome();
+    expect(sh(home, gcScript({ root: join(home, 'nothing'), keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+  });
+
+  // Known bug (src/core/store.ts, gcScript): `find -mtime +N` matches files at least N+1 whole days
+  // old, so a partial upload 36 hours old and a job dir 7.5 days old (maxAgeDays 7) are kept,
+  // though both are "older than" the limit. Flip to `test` once gc compares minutes
+  // (`-mmin +1440`, `-mmin +$((N*1440))`).
+  test.failing('a partial upload over 1 day old goes', () => {
+    const { home, root } = populate();
+    touchAgo(join(root, STORE, 'incoming', 'new.partial'), '36 hours ago');
+    expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+    expect(ls(join(root, STORE, 'incoming'))).toEqual([]);
+  });
+
+  test.failing('a job dir over maxAgeDays old goes', () => {
+    const { home, root } = populate();
+    touchAgo(join(root, 'jobs', 'new'), '7 days ago 12 hours ago');
+    expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+    expect(ls(join(root, 'jobs'))).toEqual([]);
+  });
+});
