@@ -83,8 +83,16 @@ export interface StartedStep {
   log(): string;
 }
 
+export interface StepOptions {
+  workspace: string;
+  /** State saved by main, for the post step. */
+  state?: Record<string, string>;
+  /** More runner variables (GITHUB_REF_TYPE, GITHUB_SHA, ...). */
+  env?: Record<string, string>;
+}
+
 /** Start the bundled action as main (no state) or post (state from main). */
-export function startStep(inputs: Record<string, string>, opts: { workspace: string; state?: Record<string, string> }): StartedStep {
+export function startStep(inputs: Record<string, string>, opts: StepOptions): StartedStep {
   const files = mkdtempSync(join(tmpdir(), 'rs-runner-'));
   const out = join(files, 'output');
   const st = join(files, 'state');
@@ -101,6 +109,7 @@ export function startStep(inputs: Record<string, string>, opts: { workspace: str
     GITHUB_STATE: st,
     GITHUB_STEP_SUMMARY: summary,
     RUNNER_TEMP: runnerTemp,
+    ...opts.env,
   };
   // The runner turns each input into INPUT_<NAME>, upper-cased, spaces to underscores, hyphens kept.
   for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase().replace(/ /g, '_')}`] = v;
@@ -146,7 +155,7 @@ export function startStep(inputs: Record<string, string>, opts: { workspace: str
   };
 }
 
-export function runStep(inputs: Record<string, string>, opts: { workspace: string; state?: Record<string, string> }): Promise<StepRun> {
+export function runStep(inputs: Record<string, string>, opts: StepOptions): Promise<StepRun> {
   return startStep(inputs, opts).done;
 }
 

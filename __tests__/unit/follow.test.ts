@@ -19,6 +19,7 @@ function fakeReporter(): Reporter & { calls: Call[]; infos: () => string[] } {
     infos: () => calls.filter((c) => c[0] === 'info').map((c) => c[1]!),
     info: (m) => void calls.push(['info', m]),
     warning: (m) => void calls.push(['warning', m]),
+    progress: (m) => void calls.push(['progress', m]),
     debug: (m) => void calls.push(['debug', m]),
     group: (t) => void calls.push(['group', t]),
     endGroup: () => void calls.push(['endGroup']),
