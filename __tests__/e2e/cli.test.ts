@@ -1,0 +1,152 @@
+// The CLI as a researcher runs it from a checkout: settings in .riviera.yml, key and known_hosts from
+// files, against the stand-in cluster. Exit codes as documented in the README.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, STATE_DIR, activeJobState, eventually, makeWorkspace, requireCluster, uniqueRemoteDir } from './harness.js';
+
+const CLI = join(ROOT, 'dist/cli/index.js');
+const KEYS = ['--private-key-file', join(STATE_DIR, 'id_ed25519'), '--known-hosts-file', join(STATE_DIR, 'known_hosts')];
+let ws: string;
+
+beforeAll(async () => {
+  await requireCluster();
+  ws = makeWorkspace();
+  writeFileSync(join(ws, 'slow.sh'), 'echo started-slow-smoke-test\nsleep 300\n');
+  // Settings CI and the terminal share; the flags add only what differs.
+  writeFileSync(
+    join(ws, '.riviera.yml'),
+    ['host: 127.0.0.1', 'port: 2222', 'username: rivuser', 'image: rs-e2e/gpucheck:cli', 'partition: short-gpu', 'gpus: 1', 'modules: [slurm, singularity, cuda12.2/toolkit]', ''].join('\n'),
+  );
+});
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function startCli(args: string[]): { child: ChildProcess; done: Promise<CliRun>; output: () => string } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ws, env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<CliRun>((res) => child.on('close', (code) => res({ code, stdout, stderr })));
+  return { child, done, output: () => stdout + stderr };
+}
+
+const cli = (...args: string[]) => startCli(args).done;
+
+async function waitForOutput(run: ReturnType<typeof startCli>, text: string, ms = 60_000): Promise<void> {
+  await eventually(() => run.output().includes(text), ms, `'${text}' in the CLI output:\n${run.output()}`);
+}
+
+test('deliver: settings from .riviera.yml, a JSON result on stdout, exit 0', async () => {
+  const r = await cli('deliver', ...KEYS, '--smoke-test', 'gpu-check.sh', '--remote-dir', uniqueRemoteDir('cli'), '--json');
+  if (r.code !== 0) throw new Error(r.stderr);
+  const result = JSON.parse(r.stdout);
+  expect(result).toMatchObject({ ok: true, jobState: 'COMPLETED', exitCode: 0, image: 'rs-e2e/gpucheck:cli', error: null });
+  expect(r.stderr).toContain('Output tensor device: cuda:0');
+  expect(r.stderr).toContain('==> Job: smoke-test');
+});
+
+test('deliver --dry-run prints the plan and job script, building and connecting nothing', async () => {
+  const image = `rs-e2e/dry-run:${process.pid}`;
+  const r = await cli('deliver', ...KEYS, '--smoke-test', 'gpu-check.sh', '--image', image, '--port', '1', '--dry-run');
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain('#!/bin/bash -l');
+  expect(r.stdout).toMatch(/sbatch --parsable .*--gres=gpu:1/);
+  expect(() => execFileSync('docker', ['image', 'inspect', image], { stdio: 'ignore' })).toThrow();
+});
+
+test('status, logs and cancel a running job; deliver then exits 6 (cancelled)', async () => {
+  const remoteDir = uniqueRemoteDir('cli-ctl');
+  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', remoteDir]);
+  await waitForOutput(run, 'started-slow-smoke-test');
+  const jobId = /Submitted job (\d+)/.exec(run.output())![1];
+  const where = ['--remote-dir', remoteDir, ...KEYS];
+
+  const status = await cli('status', jobId, ...where, '--json');
+  expect(status.code).toBe(0);
+  expect(JSON.parse(status.stdout)).toMatchObject({ jobId, state: 'RUNNING' });
+
+  const logs = await cli('logs', jobId, ...where);
+  expect(logs.code).toBe(0);
+  expect(logs.stdout).toContain('started-slow-smoke-test');
+
+  const cancel = await cli('cancel', jobId, ...where);
+  expect(cancel.code).toBe(0);
+  const result = await run.done;
+  expect(result.code).toBe(6);
+  expect(result.stdout).toMatch(/FAILED: Job CANCELLED/);
+  await eventually(() => activeJobState(jobId) === '', 20_000, `job ${jobId} to leave the queue`);
+
+  const after = await cli('status', jobId, ...where);
+  expect(after.stdout).toMatch(new RegExp(`job ${jobId}: (CANCELLED|FAILED)`));
+});
+
+test('Ctrl-C while the job runs cancels it and exits 6', async () => {
+  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', uniqueRemoteDir('cli-int')]);
+  await waitForOutput(run, 'started-slow-smoke-test');
+  const jobId = /Submitted job (\d+)/.exec(run.output())![1];
+  run.child.kill('SIGINT');
+  const result = await run.done;
+  expect(result.code).toBe(6);
+  expect(result.stderr).toContain('Interrupted: cancelling the job');
+  await eventually(() => activeJobState(jobId) === '', 20_000, `job ${jobId} to leave the queue`);
+});
+
+test('logs --follow streams a job to its end', async () => {
+  const remoteDir = uniqueRemoteDir('cli-follow');
+  writeFileSync(join(ws, 'count.sh'), 'for i in 1 2 3; do echo tick-$i; sleep 1; done\n');
+  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'count.sh', '--remote-dir', remoteDir]);
+  await waitForOutput(run, 'Submitted job');
+  const jobId = /Submitted job (\d+)/.exec(run.output())![1];
+  const follow = await cli('logs', jobId, '--follow', '--remote-dir', remoteDir, ...KEYS);
+  expect(follow.code).toBe(0);
+  expect(follow.stdout).toMatch(/tick-1[\s\S]*tick-2[\s\S]*tick-3/);
+  expect((await run.done).code).toBe(0);
+});
+
+describe('exit codes', () => {
+  test('2: bad input, named', async () => {
+    const r = await cli('deliver', ...KEYS, '--smoke-test', 'gpu-check.sh', '--gpus', '-1');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Input 'gpus'/);
+  });
+
+  test('2: an unknown flag', async () => {
+    expect((await cli('deliver', '--no-such-flag')).code).toBe(2);
+  });
+
+  test('3: nothing listening on the port', async () => {
+    const r = await cli('deliver', ...KEYS, '--smoke-test', 'gpu-check.sh', '--port', '1', '--remote-dir', uniqueRemoteDir('cli-conn'));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/Could not connect to rivuser@127\.0\.0\.1:1/);
+  });
+
+  test('4: a host key that known_hosts does not hold', async () => {
+    const other = join(ws, 'other_known_hosts');
+    const pub = execFileSync('bash', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cut -d" " -f1,2 $d/k.pub'], { encoding: 'utf8' }).trim();
+    writeFileSync(other, `[127.0.0.1]:2222 ${pub}\n`);
+    const r = await cli('deliver', '--private-key-file', join(STATE_DIR, 'id_ed25519'), '--known-hosts-file', other, '--smoke-test', 'gpu-check.sh');
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/Host key refused/);
+  });
+
+  test('5: a failing smoke test', async () => {
+    const r = await cli('deliver', ...KEYS, '--smoke-test', 'gpu-check.sh', '--gpus', '0', '--partition', 'day-long-cpu', '--remote-dir', uniqueRemoteDir('cli-fail'));
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain('smoke test failed: no GPU visible in the container');
+  });
+
+  test('a private key in .riviera.yml is refused (it would sit in the repository)', async () => {
+    const cfg = join(ws, 'bad.yml');
+    writeFileSync(cfg, 'private-key: nope\n');
+    const r = await cli('deliver', ...KEYS, '--config', cfg);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/must not hold 'private-key'/);
+    expect(existsSync(cfg)).toBe(true);
+  });
+});
