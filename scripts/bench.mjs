@@ -10,7 +10,7 @@
 // rs-bench/* images in the local Docker engine for a faster next run).
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -22,7 +22,10 @@ const KEY = join(STATE, 'id_ed25519');
 const KNOWN_HOSTS = join(STATE, 'known_hosts');
 const CLUSTER_HOME = '/home/rivuser';
 const SSH_PORT = 2222;
-const CLI = join(ROOT, 'dist/cli/index.js');
+const DIST_CLI = join(ROOT, 'dist/cli');
+/** The CLI the deliveries run: a snapshot of dist/cli taken at the start (others rebuild dist/ concurrently). */
+let CLI = join(DIST_CLI, 'index.js');
+const LOGS = join(ROOT, '.bench/logs');
 const MIB = 1 << 20;
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3) || 3);
 /** A single delivery that takes longer than this is killed and counts as failed. */
@@ -218,11 +221,14 @@ async function deliver(label, { context, image, remoteDir, port = SSH_PORT, know
   ];
   log(`${label}: delivering ${image} to ~/${remoteDir}${port !== SSH_PORT ? ` via port ${port}` : ''}`);
   let r;
+  const logFile = join(LOGS, `${label.replace(/[^A-Za-z0-9_.-]+/g, '_')}.log`);
   try {
     r = await run(process.execPath, args, { cwd: context, timeoutMs: DELIVERY_TIMEOUT_MS });
+    writeFileSync(logFile, r.stderr + '\n--- stdout ---\n' + r.stdout);
   } catch (e) {
     const res = e.result;
     if (!res) throw e;
+    writeFileSync(logFile, res.stderr + '\n--- stdout ---\n' + res.stdout);
     process.stderr.write(`\n--- ${label}: the delivery failed (${res.timedOut ? `timed out after ${DELIVERY_TIMEOUT_MS / 1000} s` : `exit ${res.code}`}); log tail ---\n`);
     process.stderr.write(res.stderr.trim().split('\n').slice(-40).join('\n') + '\n');
     if (res.stdout.trim()) process.stderr.write(`--- stdout ---\n${res.stdout.trim().split('\n').slice(-40).join('\n')}\n`);
@@ -256,11 +262,28 @@ function dropRemote(remoteDir) {
 async function main() {
   log('bringing the stand-in cluster up');
   await run('bash', [join(ROOT, 'test-cluster/cluster-up.sh')], { inherit: true, timeoutMs: 5 * 60_000 });
+  // dist/ may be in the middle of a rebuild by someone else (package.mjs removes it first): wait a bit.
+  for (let i = 0; i < 60 && !existsSync(CLI); i++) await sleep(1000);
   if (!existsSync(CLI)) {
     log('dist/cli/index.js is missing: npm run package');
     await run('npm', ['run', '-s', 'package'], { inherit: true, timeoutMs: 5 * 60_000 });
   }
   tmp = mkdtempSync(join(tmpdir(), 'rs-bench-'));
+  // Run a private copy of the bundle, so that a concurrent `npm run package` cannot pull it away mid-run.
+  for (let attempt = 1; ; attempt++) {
+    cpSync(DIST_CLI, join(tmp, 'cli'), { recursive: true });
+    try {
+      await run(process.execPath, [join(tmp, 'cli/index.js'), '--help'], { timeoutMs: 30_000 });
+      break;
+    } catch (e) {
+      if (attempt >= 10) throw new Error(`the bundled CLI does not start: ${e.message}`);
+      rmSync(join(tmp, 'cli'), { recursive: true, force: true });
+      await sleep(3000);
+    }
+  }
+  CLI = join(tmp, 'cli/index.js');
+  rmSync(LOGS, { recursive: true, force: true });
+  mkdirSync(LOGS, { recursive: true });
   rmSync(join(CLUSTER_HOME, 'bench'), { recursive: true, force: true });
   const rows = [];
   const raw = {};

@@ -98,6 +98,36 @@ describe('publication on a tag', () => {
   });
 });
 
+describe('smoke-testing a published .sif (the nightly run)', () => {
+  const remoteDir = uniqueRemoteDir('nightly');
+  beforeAll(async () => {
+    expectPassed(await runStep(inputs(remoteDir), { workspace: ws, env: tagEnv('v3.0.0') }));
+  });
+
+  test('tests the published latest without building, saving or sending anything', async () => {
+    const { image: _image, ...rest } = inputs(remoteDir, { sif: `${remoteDir}/published/gpucheck_latest.sif` });
+    void _image;
+    const run = await runStep(rest, { workspace: ws });
+    expectPassed(run);
+    expect(run.outputs['sif-reused']).toBe('true');
+    expect(run.outputs['bytes-sent']).toBe('0');
+    expect(run.outputs['sif-path']).toBe(`${CLUSTER_HOME}/${remoteDir}/published/gpucheck_v3.0.0.sif`);
+    expect(run.log).not.toContain('::group::Build');
+    expect(run.log).not.toContain('::group::Save');
+    const calls = singularityCalls(0).filter((c) => c.SLURM_JOB_ID === run.outputs['job-id']);
+    expect(calls.map((c) => c.argv[0])).toEqual(['--version', 'run']);
+  });
+
+  test('a .sif that is not there fails before anything is submitted, naming it', async () => {
+    const { image: _image, ...rest } = inputs(remoteDir, { sif: `${remoteDir}/published/nope_latest.sif` });
+    void _image;
+    const run = await runStep(rest, { workspace: ws });
+    expect(run.code).toBe(1);
+    expect(run.log).toContain(`no .sif at ~/${remoteDir}/published/nope_latest.sif on the cluster`);
+    expect(run.state.jobId).toBeUndefined();
+  });
+});
+
 describe('runtime', () => {
   test('auto picks apptainer when the modules provide it', async () => {
     const run = await runStep(inputs(uniqueRemoteDir('apptainer'), { modules: 'slurm apptainer cuda12.2/toolkit' }), { workspace: ws });

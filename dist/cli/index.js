@@ -27785,8 +27785,8 @@ function remotePaths(s, archive, report) {
     return {
         root,
         tmpdir: report.tmpdir,
-        sif: `${root}/sif/${(0,store/* hexOf */.ZD)(archive.imageId)}.sif`,
-        sifLink: `${root}/images/${imageFileName(s.image)}.sif`,
+        sif: archive ? `${root}/sif/${(0,store/* hexOf */.ZD)(archive.imageId)}.sif` : report.existingSif,
+        sifLink: archive ? `${root}/images/${imageFileName(s.image)}.sif` : null,
         jobDir: `${root}/jobs/${runId()}`,
         publishDir: report.publishDir,
         published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
@@ -27812,7 +27812,7 @@ function renderSubmission(s, paths, image, reuseSif, smokeFile) {
     const script = (0,jobscript/* renderJobScript */.Hs)({
         modules: s.modules,
         tmpdir: paths.tmpdir,
-        assemble: { store: `${paths.root}/${store/* STORE */.er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members },
+        assemble: image ? { store: `${paths.root}/${store/* STORE */.er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
         sif: paths.sif,
         sifLink: paths.sifLink,
         reuseSif,
@@ -27832,7 +27832,7 @@ function renderSubmission(s, paths, image, reuseSif, smokeFile) {
                 mode: s.publish.mode,
                 record: {
                     image: s.image,
-                    digest: image.id,
+                    digest: image?.id ?? null,
                     repository: s.publish.provenance.repository,
                     commit: s.publish.provenance.commit,
                     tag: s.publish.provenance.tag,
@@ -27849,7 +27849,7 @@ function renderSubmission(s, paths, image, reuseSif, smokeFile) {
         extra: s.sbatchArgs,
         script: `${paths.jobDir}/job.sh`,
     });
-    return { script, manifest: image.manifest, sbatch };
+    return { script, manifest: image?.manifest ?? null, sbatch };
 }
 /**
  * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
@@ -27862,7 +27862,7 @@ async function submitJob(remote, s, paths, sub, smoke) {
 mkdir -p -- ${(0,quote/* shq */.hi)(paths.jobDir)}; cd -- ${(0,quote/* shq */.hi)(paths.jobDir)}
 if [ -s submitted ]; then cat submitted; exit 0; fi
 ${write('job.sh', Buffer.from(sub.script))}
-${write('manifest.json', Buffer.from(sub.manifest))}
+${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
 ${smoke ? write(smoke.name, smoke.data) : ':'}
 ${(0,follow/* loadModulesScript */.Xn)(s.loginModules)}out=$(${(0,quote/* shJoin */.q9)(sub.sbatch)})
 # jobs/job-ID finds the job's directory again (status, logs).
@@ -27884,50 +27884,80 @@ const sleep = (ms, signal) => new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
 });
+async function buildAndSave(s, reporter, timings, signal) {
+    if (s.build)
+        await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
+    checkAbort(signal);
+    const digest = await imageId(s.image, reporter);
+    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
+    try {
+        const archive = await readImageArchive(saved.path);
+        const size = (await (0,promises_.stat)(saved.path)).size;
+        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(size)}`);
+        return { digest, archive, tar: saved.path, size, cleanup: saved.cleanup };
+    }
+    catch (e) {
+        await saved.cleanup();
+        throw e;
+    }
+}
+/** Prepare the cluster side in one round trip, then send the blobs it lacks. */
+async function upload(session, s, image, reporter) {
+    const blobs = image ? (0,store/* imageBlobs */.aR)(image.archive) : [];
+    const report = (0,store/* parsePrepare */.H_)(await session.retry('Preparing the store', (r) => r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({
+        remoteDir: s.remoteDir,
+        tmpdir: s.tmpdir,
+        group: s.group,
+        imageHex: image ? (0,store/* hexOf */.ZD)(image.archive.imageId) : null,
+        blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)),
+        reuse: !s.forceRebuild,
+        publishDir: s.publish?.dir ?? null,
+        existingSif: s.sif,
+    }))));
+    if (!image) {
+        reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
+        return { report, stats: { sent: 0, raw: 0, rawTotal: 0 } };
+    }
+    for (const bad of report.bad)
+        reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+    const plan = (0,store/* planTransfer */.Hp)(image.archive, report);
+    const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
+    reporter.info(report.sifReusable
+        ? 'The cluster has an intact .sif of this image: nothing to send.'
+        : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${deliver_mib(planned)}).`);
+    return { report, stats: await sendBlobs(session, report.root, image.tar, plan, reporter) };
+}
+function verdictOf(s, follow) {
+    if (follow.cancelled) {
+        return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
+    }
+    if (follow.timedOut) {
+        return {
+            ok: false,
+            state: 'TIMEOUT',
+            exitCode: null,
+            interrupted: true,
+            message: `No result within the timeout (${s.timeoutSeconds} s); the job was cancelled. Raise the 'timeout' input, or check the queue with squeue.`,
+        };
+    }
+    return (0,slurm/* judgeJob */.JB)(follow.state.state, follow.state.status);
+}
 async function deliver(s, reporter, hooks = {}) {
     const timings = new Timings();
     const smoke = await readSmokeFile(s);
-    if (s.build) {
-        await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
-    }
-    checkAbort(hooks.signal);
-    const digest = await imageId(s.image, reporter);
-    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
+    const image = s.sif ? null : await buildAndSave(s, reporter, timings, hooks.signal);
     const session = new core_session/* Session */.Nn(s, reporter);
     try {
-        const archive = await readImageArchive(saved.path);
-        const bytesTotal = (await (0,promises_.stat)(saved.path)).size;
-        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(bytesTotal)}`);
         checkAbort(hooks.signal);
         await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
             await session.remote();
             reporter.info('Connected; host key matches known-hosts.');
         });
-        const { report, stats } = await inGroup(reporter, 'Upload', () => timings.time('upload', async () => {
-            const blobs = (0,store/* imageBlobs */.aR)(archive);
-            const report = (0,store/* parsePrepare */.H_)(await session.retry('Preparing the store', (r) => r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({
-                remoteDir: s.remoteDir,
-                tmpdir: s.tmpdir,
-                group: s.group,
-                imageHex: (0,store/* hexOf */.ZD)(archive.imageId),
-                blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)),
-                reuse: !s.forceRebuild,
-                publishDir: s.publish?.dir ?? null,
-            }))));
-            for (const bad of report.bad)
-                reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-            const plan = (0,store/* planTransfer */.Hp)(archive, report);
-            const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-            reporter.info(report.sifReusable
-                ? 'The cluster has an intact .sif of this image: nothing to send.'
-                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${deliver_mib(planned)}).`);
-            const stats = await sendBlobs(session, report.root, saved.path, plan, reporter);
-            return { report, stats };
-        }));
+        const { report, stats } = await inGroup(reporter, 'Upload', () => timings.time('upload', () => upload(session, s, image, reporter)));
         checkAbort(hooks.signal);
-        const paths = remotePaths(s, archive, report);
+        const paths = remotePaths(s, image?.archive ?? null, report);
         const jobId = await inGroup(reporter, 'Submit job', async () => {
-            const sub = renderSubmission(s, paths, assembly(archive, paths), report.sifReusable, smoke?.name ?? null);
+            const sub = renderSubmission(s, paths, image ? assembly(image.archive, paths) : null, report.sifReusable || !image, smoke?.name ?? null);
             const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
             reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
             return id;
@@ -27939,36 +27969,31 @@ async function deliver(s, reporter, hooks = {}) {
             .retry('Garbage collection', (r) => r.run('Garbage collection', (0,store/* gcScript */.QT)({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
             .catch((e) => `gc failed: ${e.message}`);
         reporter.debug(gc.trim());
-        const verdict = follow.cancelled
-            ? { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' }
-            : follow.timedOut
-                ? { ok: false, state: 'TIMEOUT', exitCode: null, interrupted: true, message: `No result within the timeout (${s.timeoutSeconds} s); the job was cancelled. Raise the 'timeout' input, or check the queue with squeue.` }
-                : (0,slurm/* judgeJob */.JB)(follow.state.state, follow.state.status);
-        const error = verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message);
+        const verdict = verdictOf(s, follow);
         return {
             ok: verdict.ok,
             image: s.image,
-            imageDigest: digest,
+            imageDigest: image?.digest ?? '',
             jobId,
             jobState: verdict.state,
             exitCode: verdict.exitCode,
             sifPath: paths.sif,
-            sifReused: report.sifReusable,
+            sifReused: report.sifReusable || !image,
             publishedPath: verdict.ok ? paths.published : null,
             node: follow.state.node,
             remoteDir: paths.root,
             timings: timings.list(),
             outputTail: follow.out.tail,
             bytesSent: stats.sent,
-            bytesTotal,
+            bytesTotal: image?.size ?? 0,
             reconnects: session.reconnects,
             message: verdict.ok ? 'The smoke test passed.' : verdict.message,
-            error,
+            error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
         };
     }
     finally {
         session.close();
-        await saved.cleanup();
+        await image?.cleanup();
     }
 }
 /** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
@@ -28264,7 +28289,7 @@ function renderJobScript(p) {
 # Generated by riviera-singularity. A login shell, so that \`module\` exists.
 status_file=${q(p.statusFile)}
 sif=${q(p.sif)}
-sif_link=${q(p.sifLink)}
+sif_link=${q(p.sifLink ?? '')}
 phase() { printf '%s %s %s\\n' ${q(PHASE_MARKER)} "$1" "$(date +%s.%N)"; current=$1; }
 # The status file is written under a temporary name and renamed, so a reader never sees half of it.
 record() { printf '%s %s\\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
@@ -28296,18 +28321,32 @@ mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
 job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
 export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
 export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
-mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")"
-if ${p.reuseSif ? '[ -s "$sif" ]' : 'false'}; then
+${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble, p.reuseSif) : `phase sif-build
+[ -s "$sif" ] || fail 1 "no .sif at $sif"
+echo "riviera-singularity: testing the existing $sif"
+`}${p.sifLink ? 'ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"\n' : ''}
+phase smoke-test
+run "$rt" ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shJoin */ .q9)(smokeArgv(p))}
+rc=$?
+[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
+${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
+exit 0
+`;
+}
+/** Assemble the archive from the store and build the .sif (unless an intact one is reused). */
+function buildCommands(a, reuse) {
+    const q = _quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi;
+    return `if ${reuse ? '[ -s "$sif" ]' : 'false'}; then
   phase sif-build
   echo "riviera-singularity: the image is unchanged; reusing $sif"
 else
   phase assemble
   # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
   arch="$job_tmp/archive"
-  mkdir -p "$arch" && cp ${q(p.assemble.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
-${p.assemble.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-  exec 7>${q(`${p.assemble.store}/lock`)}; flock -s -w 600 7 || fail 75 "the image store is locked"
-  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${p.assemble.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
+  mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
+${a.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
+  exec 7>${q(`${a.store}/lock`)}; flock -s -w 600 7 || fail 75 "the image store is locked"
+  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
   exec 7>&-
   phase sif-build
   run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
@@ -28316,14 +28355,6 @@ ${p.assemble.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -s
   printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
   mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
 fi
-ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"
-
-phase smoke-test
-run "$rt" ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shJoin */ .q9)(smokeArgv(p))}
-rc=$?
-[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
-${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
-exit 0
 `;
 }
 /** Pick the container runtime after the modules are loaded; both read the same images and flags. */
@@ -29533,9 +29564,15 @@ var quote = __nccwpck_require__(3195);
 
 
 
-/** The remote command for a script: run by bash as a login shell, the script as one quoted word. */
+/**
+ * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
+ * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
+ * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
+ */
 function loginShellCommand(script) {
-    return `bash -l -c ${(0,quote/* shq */.hi)(script)}`;
+    return `bash -l -c ${(0,quote/* shq */.hi)(`(
+${script}
+)`)}`;
 }
 class Remote {
     ssh;
@@ -29864,9 +29901,11 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     }),
     'known-hosts': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP().optional().transform((v) => v ?? ''),
     image: trimmed()
-        .refine((s) => s !== '', { message: 'is required: the image reference, e.g. myimage:tag' })
-        .refine((s) => IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
-        .transform((s) => (/:[^/]+$/.test(s) ? s : `${s}:latest`)),
+        .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
+        .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
+    sif: trimmed()
+        .refine(...noControl('sif'))
+        .transform((s) => s.replace(/^~\//, '')),
     build: bool('true'),
     'force-rebuild': bool('false'),
     'keep-images': intIn(1, 1000, '5'),
@@ -30017,6 +30056,12 @@ function parseSettings(raw, context = null) {
     const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
     // These checks read the raw values, so they are listed even when other inputs failed the schema.
     const rawOf = (name) => (raw[name] ?? '').trim();
+    if (!rawOf('image') && !rawOf('sif')) {
+        problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or sif, to test a .sif already on the cluster)' });
+    }
+    else if (rawOf('image') && rawOf('sif')) {
+        problems.push({ input: 'sif', message: 'give either image (to deliver) or sif (to test a .sif already on the cluster), not both' });
+    }
     let smoke;
     if (rawOf('smoke-test') && rawOf('smoke-command')) {
         problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
@@ -30038,7 +30083,8 @@ function parseSettings(raw, context = null) {
     }
     if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke)
         throw inputError(problems);
-    const imageName = ok.image.replace(/:[^/:]+$/, '');
+    // What names the job and the published file: the image name, or the tested .sif's.
+    const imageName = ok.image ? ok.image.replace(/:[^/:]+$/, '') : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
         host: ok.host,
         port: ok.port,
@@ -30046,7 +30092,8 @@ function parseSettings(raw, context = null) {
         privateKey: ok['private-key'].trim() + '\n',
         knownHosts,
         image: ok.image,
-        build: ok.build,
+        build: ok.build && !ok.sif,
+        sif: ok.sif || null,
         context: ok.context,
         dockerfile: ok.dockerfile || null,
         buildArgs: ok['build-args'],
@@ -30205,14 +30252,20 @@ cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}; ech
 ${p.publishDir ? `mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)}; echo "root $(pwd -P)"
 mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
 ${share}
-printf '%s\\n' ${p.blobHexes.join(' ')} > ${STORE}/images/${p.imageHex}.tmp.$$ && mv -f ${STORE}/images/${p.imageHex}.tmp.$$ ${STORE}/images/${p.imageHex}
+${p.existingSif ? `(cd; [ -s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} ] || { printf 'no .sif at ~/%s on the cluster\\n' ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} >&2; exit 3; }
+echo "existing $(readlink -f -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)})") || exit 3
+` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse)}`;
+}
+/** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
+function imageChecks(imageHex, blobHexes, reuse) {
+    return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
 set +e
-sif=sif/${p.imageHex}.sif
-if [ ${p.reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${p.imageHex}.sif.sha256 2>/dev/null); then
+sif=sif/${imageHex}.sif
+if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${imageHex}.sif.sha256 2>/dev/null); then
   echo "sif ok"; exit 0
 fi
 echo "sif build"
-for h in ${p.blobHexes.join(' ')}; do
+for h in ${blobHexes.join(' ')}; do
   f=${STORE}/blobs/sha256/$h
   if [ -f "$f" ]; then
     if [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
@@ -30223,7 +30276,7 @@ done
 `;
 }
 function parsePrepare(stdout) {
-    const r = { root: '', tmpdir: '', publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
     for (const line of stdout.split('\n')) {
         const [kind, a, b, c] = line.split(' ');
         if (kind === 'root')
@@ -30232,6 +30285,8 @@ function parsePrepare(stdout) {
             r.tmpdir = line.slice(7);
         else if (kind === 'publish')
             r.publishDir = line.slice(8);
+        else if (kind === 'existing')
+            r.existingSif = line.slice(9);
         else if (kind === 'sif')
             r.sifReusable = a === 'ok';
         else if (kind === 'blob' && b === 'have')

@@ -11,7 +11,7 @@ import { renderJobScript, sbatchArgv } from './jobscript.js';
 import { shJoin, shq } from './quote.js';
 import { type Reporter, inGroup } from './reporter.js';
 import type { Settings } from './settings.js';
-import { parseSbatchOutput, judgeJob } from './slurm.js';
+import { type Verdict, parseSbatchOutput, judgeJob } from './slurm.js';
 import { Session } from './session.js';
 import type { Remote } from './ssh.js';
 import { STORE, type StoreReport, gcScript, hexOf, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
@@ -84,20 +84,21 @@ export interface RemotePaths {
   root: string;
   tmpdir: string;
   sif: string;
-  sifLink: string;
+  /** Stable per-image link to the newest .sif; null when testing an existing .sif. */
+  sifLink: string | null;
   jobDir: string;
   publishDir: string | null;
   /** Where the .sif is published if the smoke test passes. */
   published: string | null;
 }
 
-function remotePaths(s: Settings, archive: ImageArchive, report: StoreReport): RemotePaths {
+function remotePaths(s: Settings, archive: ImageArchive | null, report: StoreReport): RemotePaths {
   const root = report.root;
   return {
     root,
     tmpdir: report.tmpdir,
-    sif: `${root}/sif/${hexOf(archive.imageId)}.sif`,
-    sifLink: `${root}/images/${imageFileName(s.image)}.sif`,
+    sif: archive ? `${root}/sif/${hexOf(archive.imageId)}.sif` : report.existingSif!,
+    sifLink: archive ? `${root}/images/${imageFileName(s.image)}.sif` : null,
     jobDir: `${root}/jobs/${runId()}`,
     publishDir: report.publishDir,
     published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
@@ -122,7 +123,8 @@ function mib(n: number): string {
 
 export interface Submission {
   script: string;
-  manifest: string;
+  /** manifest.json of the archive the job assembles; null when it tests an existing .sif. */
+  manifest: string | null;
   sbatch: string[];
 }
 
@@ -130,14 +132,14 @@ export interface Submission {
 export function renderSubmission(
   s: Settings,
   paths: RemotePaths,
-  image: { id: string; members: { name: string; blob: string }[]; manifest: string },
+  image: { id: string; members: { name: string; blob: string }[]; manifest: string } | null,
   reuseSif: boolean,
   smokeFile: string | null,
 ): Submission {
   const script = renderJobScript({
     modules: s.modules,
     tmpdir: paths.tmpdir,
-    assemble: { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members },
+    assemble: image ? { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
     sif: paths.sif,
     sifLink: paths.sifLink,
     reuseSif,
@@ -158,7 +160,7 @@ export function renderSubmission(
             mode: s.publish.mode,
             record: {
               image: s.image,
-              digest: image.id,
+              digest: image?.id ?? null,
               repository: s.publish.provenance.repository,
               commit: s.publish.provenance.commit,
               tag: s.publish.provenance.tag,
@@ -175,7 +177,7 @@ export function renderSubmission(
     extra: s.sbatchArgs,
     script: `${paths.jobDir}/job.sh`,
   });
-  return { script, manifest: image.manifest, sbatch };
+  return { script, manifest: image?.manifest ?? null, sbatch };
 }
 
 /**
@@ -191,7 +193,7 @@ async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, sub: S
 mkdir -p -- ${shq(paths.jobDir)}; cd -- ${shq(paths.jobDir)}
 if [ -s submitted ]; then cat submitted; exit 0; fi
 ${write('job.sh', Buffer.from(sub.script))}
-${write('manifest.json', Buffer.from(sub.manifest))}
+${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
 ${smoke ? write(smoke.name, smoke.data) : ':'}
 ${loadModulesScript(s.loginModules)}out=$(${shJoin(sub.sbatch)})
 # jobs/job-ID finds the job's directory again (status, logs).
@@ -218,63 +220,99 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
 
+/** The image as saved locally: its archive index and the tar to read blobs from. */
+interface SavedImage {
+  digest: string;
+  archive: ImageArchive;
+  tar: string;
+  size: number;
+  cleanup: () => Promise<void>;
+}
+
+async function buildAndSave(s: Settings, reporter: Reporter, timings: Timings, signal?: AbortSignal): Promise<SavedImage> {
+  if (s.build) await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
+  checkAbort(signal);
+  const digest = await imageId(s.image, reporter);
+  const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
+  try {
+    const archive = await readImageArchive(saved.path);
+    const size = (await stat(saved.path)).size;
+    reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
+    return { digest, archive, tar: saved.path, size, cleanup: saved.cleanup };
+  } catch (e) {
+    await saved.cleanup();
+    throw e;
+  }
+}
+
+/** Prepare the cluster side in one round trip, then send the blobs it lacks. */
+async function upload(session: Session, s: Settings, image: SavedImage | null, reporter: Reporter) {
+  const blobs = image ? imageBlobs(image.archive) : [];
+  const report = parsePrepare(
+    await session.retry('Preparing the store', (r) =>
+      r.run(
+        `Preparing ${s.remoteDir} on the cluster`,
+        prepareScript({
+          remoteDir: s.remoteDir,
+          tmpdir: s.tmpdir,
+          group: s.group,
+          imageHex: image ? hexOf(image.archive.imageId) : null,
+          blobHexes: blobs.map((b) => hexOf(b.digest)),
+          reuse: !s.forceRebuild,
+          publishDir: s.publish?.dir ?? null,
+          existingSif: s.sif,
+        }),
+      ),
+    ),
+  );
+  if (!image) {
+    reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
+    return { report, stats: { sent: 0, raw: 0, rawTotal: 0 } };
+  }
+  for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+  const plan = planTransfer(image.archive, report);
+  const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
+  reporter.info(
+    report.sifReusable
+      ? 'The cluster has an intact .sif of this image: nothing to send.'
+      : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}).`,
+  );
+  return { report, stats: await sendBlobs(session, report.root, image.tar, plan, reporter) };
+}
+
+function verdictOf(s: Settings, follow: Awaited<ReturnType<typeof followJob>>): Verdict {
+  if (follow.cancelled) {
+    return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
+  }
+  if (follow.timedOut) {
+    return {
+      ok: false,
+      state: 'TIMEOUT',
+      exitCode: null,
+      interrupted: true,
+      message: `No result within the timeout (${s.timeoutSeconds} s); the job was cancelled. Raise the 'timeout' input, or check the queue with squeue.`,
+    };
+  }
+  return judgeJob(follow.state.state, follow.state.status);
+}
+
 export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHooks = {}): Promise<DeliveryResult> {
   const timings = new Timings();
   const smoke = await readSmokeFile(s);
-
-  if (s.build) {
-    await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
-  }
-  checkAbort(hooks.signal);
-  const digest = await imageId(s.image, reporter);
-  const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
+  const image = s.sif ? null : await buildAndSave(s, reporter, timings, hooks.signal);
   const session = new Session(s, reporter);
   try {
-    const archive = await readImageArchive(saved.path);
-    const bytesTotal = (await stat(saved.path)).size;
-    reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(bytesTotal)}`);
     checkAbort(hooks.signal);
-
     await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
       await session.remote();
       reporter.info('Connected; host key matches known-hosts.');
     });
-    const { report, stats } = await inGroup(reporter, 'Upload', () =>
-      timings.time('upload', async () => {
-        const blobs = imageBlobs(archive);
-        const report = parsePrepare(
-          await session.retry('Preparing the store', (r) =>
-            r.run(
-              `Preparing ${s.remoteDir} on the cluster`,
-              prepareScript({
-                remoteDir: s.remoteDir,
-                tmpdir: s.tmpdir,
-                group: s.group,
-                imageHex: hexOf(archive.imageId),
-                blobHexes: blobs.map((b) => hexOf(b.digest)),
-                reuse: !s.forceRebuild,
-                publishDir: s.publish?.dir ?? null,
-              }),
-            ),
-          ),
-        );
-        for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-        const plan = planTransfer(archive, report);
-        const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-        reporter.info(
-          report.sifReusable
-            ? 'The cluster has an intact .sif of this image: nothing to send.'
-            : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}).`,
-        );
-        const stats = await sendBlobs(session, report.root, saved.path, plan, reporter);
-        return { report, stats };
-      }),
-    );
+    const { report, stats } = await inGroup(reporter, 'Upload', () => timings.time('upload', () => upload(session, s, image, reporter)));
     checkAbort(hooks.signal);
 
-    const paths = remotePaths(s, archive, report);
+    const paths = remotePaths(s, image?.archive ?? null, report);
     const jobId = await inGroup(reporter, 'Submit job', async () => {
-      const sub = renderSubmission(s, paths, assembly(archive, paths), report.sifReusable, smoke?.name ?? null);
+      const sub = renderSubmission(s, paths, image ? assembly(image.archive, paths) : null, report.sifReusable || !image, smoke?.name ?? null);
       const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
       reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
       return id;
@@ -288,35 +326,30 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       .catch((e: Error) => `gc failed: ${e.message}`);
     reporter.debug(gc.trim());
 
-    const verdict = follow.cancelled
-      ? { ok: false as const, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' }
-      : follow.timedOut
-        ? { ok: false as const, state: 'TIMEOUT', exitCode: null, interrupted: true, message: `No result within the timeout (${s.timeoutSeconds} s); the job was cancelled. Raise the 'timeout' input, or check the queue with squeue.` }
-        : judgeJob(follow.state.state, follow.state.status);
-    const error = verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message);
+    const verdict = verdictOf(s, follow);
     return {
       ok: verdict.ok,
       image: s.image,
-      imageDigest: digest,
+      imageDigest: image?.digest ?? '',
       jobId,
       jobState: verdict.state,
       exitCode: verdict.exitCode,
       sifPath: paths.sif,
-      sifReused: report.sifReusable,
+      sifReused: report.sifReusable || !image,
       publishedPath: verdict.ok ? paths.published : null,
       node: follow.state.node,
       remoteDir: paths.root,
       timings: timings.list(),
       outputTail: follow.out.tail,
       bytesSent: stats.sent,
-      bytesTotal,
+      bytesTotal: image?.size ?? 0,
       reconnects: session.reconnects,
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,
-      error,
+      error: verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message),
     };
   } finally {
     session.close();
-    await saved.cleanup();
+    await image?.cleanup();
   }
 }
 

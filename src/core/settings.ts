@@ -21,10 +21,12 @@ export interface Settings {
   privateKey: string;
   /** Parsed known_hosts lines: the only host keys accepted. */
   knownHosts: KnownHostEntry[];
-  /** Image reference `name:tag` (tag defaults to latest). */
+  /** Image reference `name:tag` (tag defaults to latest); empty when testing an existing `sif`. */
   image: string;
   /** Build the image with the local engine (false: it must already be there). */
   build: boolean;
+  /** A .sif already on the cluster to smoke-test instead of delivering an image (relative to $HOME). */
+  sif: string | null;
   context: string;
   dockerfile: string | null;
   /** KEY=VALUE pairs for `docker build --build-arg`. */
@@ -210,9 +212,11 @@ const schema = z.object({
     }),
   'known-hosts': z.string().optional().transform((v) => v ?? ''),
   image: trimmed()
-    .refine((s) => s !== '', { message: 'is required: the image reference, e.g. myimage:tag' })
-    .refine((s) => IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
-    .transform((s) => (/:[^/]+$/.test(s) ? s : `${s}:latest`)),
+    .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
+    .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
+  sif: trimmed()
+    .refine(...noControl('sif'))
+    .transform((s) => s.replace(/^~\//, '')),
   build: bool('true'),
   'force-rebuild': bool('false'),
   'keep-images': intIn(1, 1000, '5'),
@@ -369,6 +373,11 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
 
   // These checks read the raw values, so they are listed even when other inputs failed the schema.
   const rawOf = (name: string) => (raw[name] ?? '').trim();
+  if (!rawOf('image') && !rawOf('sif')) {
+    problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or sif, to test a .sif already on the cluster)' });
+  } else if (rawOf('image') && rawOf('sif')) {
+    problems.push({ input: 'sif', message: 'give either image (to deliver) or sif (to test a .sif already on the cluster), not both' });
+  }
   let smoke: SmokeTest | undefined;
   if (rawOf('smoke-test') && rawOf('smoke-command')) {
     problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
@@ -388,7 +397,8 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
 
   if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) throw inputError(problems);
 
-  const imageName = ok.image.replace(/:[^/:]+$/, '');
+  // What names the job and the published file: the image name, or the tested .sif's.
+  const imageName = ok.image ? ok.image.replace(/:[^/:]+$/, '') : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
     host: ok.host,
     port: ok.port,
@@ -396,7 +406,8 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
     privateKey: ok['private-key'].trim() + '\n',
     knownHosts,
     image: ok.image,
-    build: ok.build,
+    build: ok.build && !ok.sif,
+    sif: ok.sif || null,
     context: ok.context,
     dockerfile: ok.dockerfile || null,
     buildArgs: ok['build-args'],

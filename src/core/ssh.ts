@@ -32,9 +32,15 @@ export interface ExecOptions {
   onStderr?: (chunk: Buffer) => void;
 }
 
-/** The remote command for a script: run by bash as a login shell, the script as one quoted word. */
+/**
+ * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
+ * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
+ * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
+ */
 export function loginShellCommand(script: string): string {
-  return `bash -l -c ${shq(script)}`;
+  return `bash -l -c ${shq(`(
+${script}
+)`)}`;
 }
 
 export class Remote {

@@ -21,12 +21,15 @@ export interface PrepareParams {
   tmpdir: string;
   /** Group to share the store with (setgid dirs, group-readable files); null: private (0700). */
   group: string | null;
-  imageHex: string;
+  /** The image being delivered; null when testing an existing .sif. */
+  imageHex: string | null;
   blobHexes: string[];
   /** Whether an intact .sif may be reused (false with force-rebuild). */
   reuse: boolean;
   /** Publish directory to create and resolve; null: not publishing. */
   publishDir: string | null;
+  /** An existing .sif to test instead of an image (must exist); null: deliver the image. */
+  existingSif: string | null;
 }
 
 /**
@@ -47,14 +50,21 @@ cd -- ${shq(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
 ${p.publishDir ? `mkdir -p -- ${shq(p.publishDir)}; cd -- ${shq(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${shq(p.remoteDir)}; echo "root $(pwd -P)"
 mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
 ${share}
-printf '%s\\n' ${p.blobHexes.join(' ')} > ${STORE}/images/${p.imageHex}.tmp.$$ && mv -f ${STORE}/images/${p.imageHex}.tmp.$$ ${STORE}/images/${p.imageHex}
+${p.existingSif ? `(cd; [ -s ${shq(p.existingSif)} ] || { printf 'no .sif at ~/%s on the cluster\\n' ${shq(p.existingSif)} >&2; exit 3; }
+echo "existing $(readlink -f -- ${shq(p.existingSif)})") || exit 3
+` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse)}`;
+}
+
+/** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
+function imageChecks(imageHex: string, blobHexes: string[], reuse: boolean): string {
+  return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
 set +e
-sif=sif/${p.imageHex}.sif
-if [ ${p.reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${p.imageHex}.sif.sha256 2>/dev/null); then
+sif=sif/${imageHex}.sif
+if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${imageHex}.sif.sha256 2>/dev/null); then
   echo "sif ok"; exit 0
 fi
 echo "sif build"
-for h in ${p.blobHexes.join(' ')}; do
+for h in ${blobHexes.join(' ')}; do
   f=${STORE}/blobs/sha256/$h
   if [ -f "$f" ]; then
     if [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
@@ -70,6 +80,8 @@ export interface StoreReport {
   tmpdir: string;
   /** Absolute publish directory, when publishing. */
   publishDir: string | null;
+  /** Absolute path of the existing .sif under test, if any. */
+  existingSif: string | null;
   sifReusable: boolean;
   have: Set<string>;
   bad: Set<string>;
@@ -77,12 +89,13 @@ export interface StoreReport {
 }
 
 export function parsePrepare(stdout: string): StoreReport {
-  const r: StoreReport = { root: '', tmpdir: '', publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+  const r: StoreReport = { root: '', tmpdir: '', publishDir: null, existingSif: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
   for (const line of stdout.split('\n')) {
     const [kind, a, b, c] = line.split(' ');
     if (kind === 'root') r.root = line.slice(5);
     else if (kind === 'tmpdir') r.tmpdir = line.slice(7);
     else if (kind === 'publish') r.publishDir = line.slice(8);
+    else if (kind === 'existing') r.existingSif = line.slice(9);
     else if (kind === 'sif') r.sifReusable = a === 'ok';
     else if (kind === 'blob' && b === 'have') r.have.add(a);
     else if (kind === 'blob' && b === 'bad') r.bad.add(a);
