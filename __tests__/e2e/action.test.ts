@@ -221,3 +221,22 @@ describe('cancellation leaves no job behind', () => {
     await eventually(() => activeJobState(jobId) === '', 20_000, `job ${jobId} to leave the queue`);
   });
 });
+
+describe('a job that runs out of time', () => {
+  beforeAll(() => writeFileSync(join(ws, 'slow.sh'), 'echo started-slow-smoke-test\nsleep 300\n'));
+
+  test("the action's own timeout cancels the job and says what to raise", async () => {
+    const run = await runStep(inputs({ 'smoke-test': 'slow.sh', timeout: '8s', 'remote-dir': uniqueRemoteDir('timeout') }), { workspace: ws });
+    expect(run.code).toBe(1);
+    expect(run.outputs['job-state']).toBe('TIMEOUT');
+    expect(run.log).toMatch(/::error::No result within the timeout \(8 s\); the job was cancelled\. Raise the 'timeout' input/);
+    await eventually(() => activeJobState(run.outputs['job-id']) === '', 20_000, 'the job to leave the queue');
+  });
+
+  test("Slurm's time limit maps to TIMEOUT, with what to try", async () => {
+    const run = await runStep(inputs({ 'smoke-test': 'slow.sh', time: '1', 'remote-dir': uniqueRemoteDir('slurm-timeout') }), { workspace: ws });
+    expect(run.code).toBe(1);
+    expect(run.outputs['job-state']).toBe('TIMEOUT');
+    expect(run.log).toMatch(/::error::Job TIMEOUT: The job reached its time limit\. Raise the 'time' input/);
+  }, 240_000);
+});

@@ -224,6 +224,8 @@ export function makeDataImageContext(opts: { randomMiB: number; zerosMiB: number
 export interface Proxy {
   port: number;
   counts(): { up: number; down: number; conns: number; cuts: number };
+  /** Cut every open connection now. */
+  cut(): void;
   stop(): void;
 }
 
@@ -240,6 +242,7 @@ export async function startProxy(opts: { cutAfter?: number; cutOnce?: boolean } 
   return {
     port,
     counts: () => JSON.parse(readFileSync(countFile, 'utf8')),
+    cut: () => child.kill('SIGUSR1'),
     stop: () => child.kill(),
   };
 }

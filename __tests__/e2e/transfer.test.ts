@@ -1,7 +1,8 @@
 // Shipping only what the cluster lacks, end to end through the byte-counting proxy: dedup, resume
 // after a cut, a corrupted blob, concurrent deliveries, .sif reuse and garbage collection.
 import { execFileSync } from 'node:child_process';
-import { existsSync, openSync, readdirSync, statSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   CLUSTER_HOME,
   type Proxy,
@@ -9,10 +10,12 @@ import {
   clusterInputs,
   filesUnder,
   makeDataImageContext,
+  makeWorkspace,
   requireCluster,
   runStep,
   singularityCalls,
   startProxy,
+  startStep,
   uniqueRemoteDir,
   viaProxy,
 } from './harness.js';
@@ -163,4 +166,25 @@ test('garbage collection keeps the newest keep-images images and drops the rest'
   expect(existsSync(a.outputs['sif-path'])).toBe(false);
   expect(existsSync(b.outputs['sif-path'])).toBe(true);
   expect(statSync(`${CLUSTER_HOME}/${remoteDir}/.store`).mode & 0o077).toBe(0);
+});
+
+test('a connection lost while the job is followed is re-established, and following goes on', async () => {
+  const remoteDir = uniqueRemoteDir('follow-cut');
+  const slowWs = makeWorkspace();
+  writeFileSync(join(slowWs, 'slow.sh'), 'echo before-cut\nsleep 6\necho after-cut\n');
+  const proxy = await startProxy();
+  try {
+    const step = startStep({ ...inputs(remoteDir, { 'smoke-test': 'slow.sh', image: 'rs-e2e/gpucheck:cut' }), ...viaProxy(proxy.port) }, { workspace: slowWs });
+    await step.waitFor('before-cut');
+    proxy.cut();
+    const run = await step.done;
+    expectPassed(run);
+    expect(proxy.counts().cuts).toBeGreaterThanOrEqual(1);
+    expect(run.log).toMatch(/Following the job: .*Reconnecting|The SSH connection was lost; reconnecting/);
+    expect(run.log).toContain('after-cut');
+    // The output after the cut continues where it was: nothing is shown twice.
+    expect(run.log.split('before-cut').length - 1).toBe(1);
+  } finally {
+    proxy.stop();
+  }
 });

@@ -1,6 +1,6 @@
 // The job script, checked by bash itself: `bash -n` for syntax, then by running it for real in a
 // temp dir with a fake `module` function and a fake `singularity` on PATH that records its argv.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -337,9 +337,30 @@ function phaseTimes(stdout: string): Record<string, number> {
   );
 }
 
+/**
+ * Processes a test started (each spawned `detached`, as its own process group); any still running
+ * when the test ends (it failed midway) are killed with their children.
+ */
+const running = new Set<ChildProcess>();
+function track<T extends ChildProcess>(child: T): T {
+  running.add(child);
+  child.on('exit', () => running.delete(child));
+  return child;
+}
+afterEach(() => {
+  for (const child of running) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  running.clear();
+});
+
 /** A process holding flock on `path` (shared or exclusive) until release() closes its stdin. */
 async function holdLock(path: string, mode: '-s' | '-x') {
-  const child = spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const child = track(spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'], detached: true }));
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
@@ -444,7 +465,7 @@ describe('renderJobScript: running it', () => {
 
     const sb = sandbox();
     const gc = await holdLock(join(sb.p.assemble.store, 'lock'), '-x');
-    const child = spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: sb.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: sb.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -584,7 +605,7 @@ describe('renderJobScript: running it', () => {
 
   test('SIGTERM (scancel) during the smoke test: records smoke-test 143, exits 143, cleans up', async () => {
     const sb = sandbox();
-    const child = spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: { ...sb.env, FAKE_SLEEP: '30' }, stdio: 'ignore' });
+    const child = track(spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: { ...sb.env, FAKE_SLEEP: '30' }, stdio: 'ignore', detached: true }));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const started = sb.env.FAKE_STARTED!;
     const t0 = Date.now();

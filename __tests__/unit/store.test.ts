@@ -1,7 +1,7 @@
 // The store's cluster-side scripts, run for real by bash against a temp dir standing in for the
 // cluster account (HOME is the temp dir, so relative paths resolve under it as they do over SSH),
 // and the pure planning around them.
-import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,7 +51,7 @@ function sh(home: string, script: string, input?: Buffer): Run {
 
 /** The same, as a running process whose stdin the test feeds. */
 function shAsync(home: string, script: string) {
-  const child = spawn('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home } });
+  const child = track(spawn('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home }, detached: true }));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -81,9 +81,30 @@ async function feed(child: ChildProcessWithoutNullStreams, data: Buffer, chunk =
   child.stdin.end();
 }
 
+/**
+ * Processes a test started (each spawned `detached`, as its own process group); any still running
+ * when the test ends (it failed midway) are killed with their children.
+ */
+const running = new Set<ChildProcess>();
+function track<T extends ChildProcess>(child: T): T {
+  running.add(child);
+  child.on('exit', () => running.delete(child));
+  return child;
+}
+afterEach(() => {
+  for (const child of running) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  running.clear();
+});
+
 /** A process holding flock on `path` (shared or exclusive) until release() closes its stdin. */
 async function holdLock(path: string, mode: '-s' | '-x') {
-  const child = spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const child = track(spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'], detached: true }));
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());

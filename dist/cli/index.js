@@ -29733,7 +29733,12 @@ class Session {
     async remote() {
         if (this.current?.connected)
             return this.current;
-        this.current?.close();
+        if (this.current) {
+            // Dropped between two commands (e.g. between polls): say so, and connect again.
+            this.reporter.warning('The SSH connection was lost; reconnecting.');
+            this.current.close();
+            this.reconnects++;
+        }
         this.current = await Remote.connect(this.target);
         return this.current;
     }
