@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { type JobScriptParams, JOB_PHASES, PHASE_MARKER, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
+import { type Assembly, type JobScriptParams, JOB_PHASES, PHASE_MARKER, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
 import { shq } from '../../src/core/quote.js';
 import { listTar, readTarMember } from '../../src/core/tar.js';
 
@@ -99,7 +99,7 @@ describe('renderJobScript: text', () => {
     expect(script).toContain(`cp /scratch/me/jobs/1/manifest.json "$arch/manifest.json"`);
     expect(script).toContain(`ln -sf /scratch/me/.store/blobs/sha256/abc "$arch/"abc.json`);
     expect(script).toContain(`mkdir -p "$arch/"def && ln -sf /scratch/me/.store/blobs/sha256/def "$arch/"def/layer.tar`);
-    expect(script).toContain('exec 7>/scratch/me/.store/lock; flock -s ');
+    expect(script).toMatch(/exec 7>\/scratch\/me\/\.store\/lock \|\| fail 1 [^\n]*\n  flock -s /);
     expect(script).toContain('tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json abc.json def/layer.tar ');
     const spaced = renderJobScript(params({ assemble: { store: '/scratch/my store', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }));
     expect(spaced).toContain(`exec 7>'/scratch/my store/lock'`);
@@ -108,7 +108,7 @@ describe('renderJobScript: text', () => {
   });
 
   test('the phases, in order', () => {
-    expect([...JOB_PHASES]).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test']);
+    expect([...JOB_PHASES]).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test', 'publish']);
   });
 
   test('--nv only when gpus > 0', () => {
@@ -198,6 +198,9 @@ interface Sandbox {
   lockState: string;
   /** Archive member name → the bytes it must hold (manifest.json and every blob). */
   expected: Map<string, Buffer>;
+  /** The store and members (p.assemble unless a test overrides it). */
+  assembly: Assembly;
+  sifLink: string;
 }
 
 const sandboxes: string[] = [];
@@ -240,12 +243,14 @@ function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), 
   writeFileSync(join(jobDir, 'manifest.json'), manifest);
   const expected = new Map<string, Buffer>([['manifest.json', manifest], ...members.map((m, i): [string, Buffer] => [m.name, blobs[i].data])]);
 
+  const assembly: Assembly = { store, manifest: join(jobDir, 'manifest.json'), members };
+  const sifLink = join(root, `images ${HOSTILE}`, 'my`image`.sif');
   const p = params({
     modules: ['slurm', 'singularity', 'cuda12.2/toolkit'],
     tmpdir: join(root, `tmp ${HOSTILE}`),
-    assemble: { store, manifest: join(jobDir, 'manifest.json'), members },
+    assemble: assembly,
     sif: join(root, `sif ${HOSTILE}`, "it's.sif"),
-    sifLink: join(root, `images ${HOSTILE}`, 'my`image`.sif'),
+    sifLink,
     statusFile: join(jobDir, 'status'),
     binds: [`/data ${HOSTILE}:/d`, `it's:"/x":ro`],
     smoke: { kind: 'command', argv: ['python3', '-c', `print("${HOSTILE}")`, "it's", ''] },
@@ -271,7 +276,7 @@ function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), 
     FAKE_LOCK_STATE: lockState,
     MODULE_LOG: moduleLog,
   };
-  return { root, jobDir, p, scriptPath, env, log, moduleLog, envFile, tarCopy, lockState, expected };
+  return { root, jobDir, p, scriptPath, env, log, moduleLog, envFile, tarCopy, lockState, expected, assembly, sifLink };
 }
 
 function runScript(sb: Sandbox, env: NodeJS.ProcessEnv = {}) {
@@ -404,8 +409,8 @@ describe('renderJobScript: running it', () => {
 
     // The .sif is in place and the stable link points at it.
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('SIF');
-    expect(lstatSync(sb.p.sifLink).isSymbolicLink()).toBe(true);
-    expect(readlinkSync(sb.p.sifLink)).toBe(sb.p.sif);
+    expect(lstatSync(sb.sifLink).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(sb.sifLink)).toBe(sb.p.sif);
 
     expectNoPwned(sb);
     expectNoTempLeftovers(sb);
@@ -421,15 +426,15 @@ describe('renderJobScript: running it', () => {
       expect((await readTarMember(sb.tarCopy, e)).equals(sb.expected.get(e.name)!)).toBe(true);
     }
     // The store is untouched: the blobs are still there, byte for byte.
-    for (const m of sb.p.assemble.members) expect(readFileSync(m.blob).equals(sb.expected.get(m.name)!)).toBe(true);
-    expect(existsSync(join(sb.p.assemble.store, 'lock'))).toBe(true);
+    for (const m of sb.assembly.members) expect(readFileSync(m.blob).equals(sb.expected.get(m.name)!)).toBe(true);
+    expect(existsSync(join(sb.assembly.store, 'lock'))).toBe(true);
     // The assembled tar was in the job's temp dir, which is gone.
     expect(existsSync(buildEnv(sb).TMPDIR)).toBe(false);
   });
 
   test('the tar check is real: a different blob in the store shows in the archive', async () => {
     const sb = sandbox();
-    const member = sb.p.assemble.members[1];
+    const member = sb.assembly.members[1];
     writeFileSync(member.blob, 'not the layer');
     expect(runScript(sb).code).toBe(0);
     const entry = (await listTar(sb.tarCopy)).find((e) => e.name === member.name)!;
@@ -455,7 +460,7 @@ describe('renderJobScript: running it', () => {
 
   test('assembly shares the store lock with deliveries and waits out garbage collection', async () => {
     const shared = sandbox();
-    const lock = join(shared.p.assemble.store, 'lock');
+    const lock = join(shared.assembly.store, 'lock');
     const reader = await holdLock(lock, '-s');
     try {
       expect(runScript(shared).code).toBe(0);
@@ -464,7 +469,7 @@ describe('renderJobScript: running it', () => {
     }
 
     const sb = sandbox();
-    const gc = await holdLock(join(sb.p.assemble.store, 'lock'), '-x');
+    const gc = await holdLock(join(sb.assembly.store, 'lock'), '-x');
     const child = track(spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: sb.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -519,7 +524,7 @@ describe('renderJobScript: running it', () => {
     expect(calls(sb).map((c) => c[0])).toEqual(['build']);
     expect(existsSync(sb.p.sif)).toBe(false);
     expect(existsSync(`${sb.p.sif}.sha256`)).toBe(false);
-    expect(existsSync(sb.p.sifLink)).toBe(false);
+    expect(existsSync(sb.sifLink)).toBe(false);
     expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'end']);
     expectNoPwned(sb);
     expectNoTempLeftovers(sb);
@@ -527,7 +532,7 @@ describe('renderJobScript: running it', () => {
 
   test('a blob missing from the store fails the assemble phase and builds nothing', () => {
     const sb = sandbox();
-    rmSync(sb.p.assemble.members[2].blob);
+    rmSync(sb.assembly.members[2].blob);
     const r = runScript(sb);
     expect(r.code).toBe(1);
     expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('assemble 1\n');
@@ -539,9 +544,20 @@ describe('renderJobScript: running it', () => {
     expectNoTempLeftovers(sb);
   });
 
+  test('no store at all: fails in the assemble phase and builds nothing', () => {
+    const sb = sandbox();
+    rmSync(sb.assembly.store, { recursive: true });
+    const r = runScript(sb);
+    expect(r.code).not.toBe(0);
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toMatch(/^assemble [1-9]\d*\n$/);
+    expect(calls(sb)).toEqual([]);
+    expect(existsSync(sb.p.sif)).toBe(false);
+    expectNoTempLeftovers(sb);
+  });
+
   test('a missing manifest.json fails the assemble phase', () => {
     const sb = sandbox();
-    rmSync(sb.p.assemble.manifest);
+    rmSync(sb.assembly.manifest);
     const r = runScript(sb);
     expect(r.code).toBe(1);
     expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('assemble 1\n');
@@ -576,9 +592,9 @@ describe('renderJobScript: running it', () => {
     expect(calls(sb).map((c) => c[0])).toEqual(['exec']);
     expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'smoke-test', 'end']);
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('OLD');
-    expect(readlinkSync(sb.p.sifLink)).toBe(sb.p.sif);
+    expect(readlinkSync(sb.sifLink)).toBe(sb.p.sif);
     // The store was not touched: no lock taken, no archive made.
-    expect(existsSync(join(sb.p.assemble.store, 'lock'))).toBe(false);
+    expect(existsSync(join(sb.assembly.store, 'lock'))).toBe(false);
     expect(existsSync(sb.tarCopy)).toBe(false);
     expectNoPwned(sb);
     expectNoTempLeftovers(sb);
@@ -586,7 +602,7 @@ describe('renderJobScript: running it', () => {
 
   test('reuseSif: the store is not needed at all', () => {
     const sb = sandbox(() => ({ reuseSif: true }));
-    rmSync(sb.p.assemble.store, { recursive: true });
+    rmSync(sb.assembly.store, { recursive: true });
     mkdirSync(join(sb.p.sif, '..'), { recursive: true });
     writeFileSync(sb.p.sif, 'OLD');
     expect(runScript(sb).code).toBe(0);
@@ -600,6 +616,34 @@ describe('renderJobScript: running it', () => {
     expect(calls(sb).map((c) => c[0])).toEqual(['build', 'exec']);
     expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test', 'end']);
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('SIF');
+    expectNoTempLeftovers(sb);
+  });
+
+  test('no assembly (an existing .sif under test): no assemble, no build, the .sif tested as it is', () => {
+    const sb = sandbox((root) => ({ assemble: null, sifLink: null, sif: join(root, `given ${HOSTILE}`, "it's.sif") }));
+    mkdirSync(join(sb.p.sif, '..'));
+    writeFileSync(sb.p.sif, 'GIVEN');
+    const r = runScript(sb);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`testing the existing ${sb.p.sif}`);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'smoke-test', 'end']);
+    expect(calls(sb).map((c) => c.slice(0, 3))).toEqual([['exec', '--nv', '--bind']]);
+    expect(calls(sb)[0]).toContain(sb.p.sif);
+    expect(readFileSync(sb.p.sif, 'utf8')).toBe('GIVEN');
+    expect(existsSync(`${sb.p.sif}.sha256`)).toBe(false);
+    expect(existsSync(join(sb.assembly.store, 'lock'))).toBe(false);
+    expect(existsSync(sb.sifLink)).toBe(false);
+    expectNoPwned(sb);
+    expectNoTempLeftovers(sb);
+  });
+
+  test('no assembly and no .sif there: fails in sif-build, runs nothing', () => {
+    const sb = sandbox((root) => ({ assemble: null, sifLink: null, sif: join(root, 'nowhere.sif') }));
+    const r = runScript(sb);
+    expect(r.code).toBe(1);
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('sif-build 1\n');
+    expect(r.stderr).toContain(`no .sif at ${sb.p.sif}`);
+    expect(calls(sb)).toEqual([]);
     expectNoTempLeftovers(sb);
   });
 

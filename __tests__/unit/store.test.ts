@@ -3,12 +3,14 @@
 // and the pure planning around them.
 import { type ChildProcess, type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchiveBlob, ImageArchive } from '../../src/core/archive.js';
 import {
+  type Codec,
   RECEIVE,
+  SHA256_FUNCTION,
   STORE,
   type StoreReport,
   gcScript,
@@ -43,9 +45,31 @@ interface Run {
   stderr: string;
 }
 
+/** Whether this machine has zstd (the store reports it, and receives zstd streams with it). */
+const HAS_ZSTD = spawnSync('zstd', ['--version']).status === 0;
+/** The lines prepare starts with on this machine. */
+const TOOLS = HAS_ZSTD ? ['tool zstd'] : [];
+
+/**
+ * A PATH like a sparse cluster's: every command of /usr/bin and /bin but openssl and zstd
+ * (symlinks in a temp dir), so the store falls back to sha256sum and reports no zstd.
+ */
+let barePath = '';
+beforeAll(() => {
+  const bin = join(newHome(), 'bin');
+  mkdirSync(bin);
+  for (const dir of ['/usr/bin', '/bin']) {
+    for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+      if (name === 'openssl' || name.startsWith('zstd') || existsSync(join(bin, name))) continue;
+      symlinkSync(join(dir, name), join(bin, name));
+    }
+  }
+  barePath = bin;
+});
+
 /** Run a script as the SSH login would: `bash -c`, in HOME. */
-function sh(home: string, script: string, input?: Buffer): Run {
-  const r = spawnSync('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home }, input: input ?? Buffer.alloc(0), timeout: 60_000 });
+function sh(home: string, script: string, input?: Buffer, path = process.env.PATH): Run {
+  const r = spawnSync('bash', ['-c', script], { cwd: home, env: { PATH: path, HOME: home }, input: input ?? Buffer.alloc(0), timeout: 60_000 });
   return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
@@ -139,8 +163,21 @@ function putBlob(root: string, data: Buffer | string): string {
 
 const IMAGE = fakeHex('e');
 
-function prepare(home: string, over: Partial<Parameters<typeof prepareScript>[0]> = {}): Run {
-  return sh(home, prepareScript({ remoteDir: 'work/riviera', tmpdir: 'scratch tmp', group: null, imageHex: IMAGE, blobHexes: [], reuse: true, publishDir: null, ...over }));
+/** What prepare says after the paths (and the tools). */
+const reportLines = (stdout: string) =>
+  stdout
+    .trimEnd()
+    .split('\n')
+    .filter((l) => !/^(tool|tmpdir|root|publish|existing) /.test(l));
+
+/** The PATHs scripts run with: this machine's, and one without openssl and zstd. */
+const PATHS: [string, () => string][] = [
+  ['the full PATH', () => process.env.PATH!],
+  ['neither openssl nor zstd', () => barePath],
+];
+
+function prepare(home: string, over: Partial<Parameters<typeof prepareScript>[0]> = {}, path?: string): Run {
+  return sh(home, prepareScript({ remoteDir: 'work/riviera', tmpdir: 'scratch tmp', group: null, imageHex: IMAGE, blobHexes: [], reuse: true, publishDir: null, existingSif: null, ...over }), undefined, path);
 }
 
 /** A home with a prepared store under `rd`; its absolute root. */
@@ -160,7 +197,7 @@ describe('prepareScript', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const root = join(home, 'work/riviera');
-    expect(r.stdout.split('\n')).toEqual([`tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, 'sif build', '']);
+    expect(r.stdout.split('\n')).toEqual([...TOOLS, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, 'sif build', '']);
     expect(modeOf(root)).toBe(0o700);
     expect(statSync(join(home, 'scratch tmp')).isDirectory()).toBe(true);
     for (const d of [`${STORE}/blobs/sha256`, `${STORE}/incoming`, `${STORE}/images`, 'sif', 'images', 'jobs']) {
@@ -174,7 +211,7 @@ describe('prepareScript', () => {
     expect(readdirSync(join(root, STORE, 'images'))).toEqual([IMAGE]); // no temp file left
 
     const report = parsePrepare(r.stdout);
-    expect(report).toEqual({ root, tmpdir: join(home, 'scratch tmp'), publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() });
+    expect(report).toEqual({ root, tmpdir: join(home, 'scratch tmp'), publishDir: null, existingSif: null, zstd: HAS_ZSTD, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() });
   });
 
   test('resolves links in the printed paths, takes absolute paths as they are', () => {
@@ -202,6 +239,37 @@ describe('prepareScript', () => {
     expect(prepare(newHome()).stdout).not.toContain('publish');
   });
 
+  test('an existing .sif to test: prints it resolved; no image record, no sif or blob report', () => {
+    const home = newHome();
+    mkdirSync(join(home, 'sifs'));
+    writeFileSync(join(home, 'sifs', `my ${HOSTILE}.sif`), 'SIF');
+    execFileSync('ln', ['-s', 'sifs', join(home, 'via')]);
+    const r = prepare(home, { existingSif: `via/my ${HOSTILE}.sif`, imageHex: null });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const root = join(home, 'work/riviera');
+    expect(r.stdout.split('\n')).toEqual([...TOOLS, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, `existing ${join(home, 'sifs', `my ${HOSTILE}.sif`)}`, '']);
+    expect(parsePrepare(r.stdout)).toMatchObject({ existingSif: join(home, 'sifs', `my ${HOSTILE}.sif`), sifReusable: false });
+    expect(readdirSync(join(root, STORE, 'images'))).toEqual([]);
+    expect(statSync(join(root, 'jobs')).isDirectory()).toBe(true);
+    // Absolute paths are taken as they are.
+    const abs = prepare(home, { existingSif: join(home, 'sifs', `my ${HOSTILE}.sif`), imageHex: null });
+    expect(parsePrepare(abs.stdout).existingSif).toBe(join(home, 'sifs', `my ${HOSTILE}.sif`));
+    expect(walk(home).filter((f) => f.endsWith('/PWNED'))).toEqual([]);
+  });
+
+  test.each([
+    ['missing', () => undefined],
+    ['empty', (path: string) => writeFileSync(path, '')],
+  ])('an existing .sif that is %s: exit 3 saying so', (_what, make) => {
+    const home = newHome();
+    make(join(home, 'x.sif'));
+    const r = prepare(home, { existingSif: 'x.sif', imageHex: null });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('no .sif at ~/x.sif on the cluster');
+    expect(r.stdout).not.toContain('existing');
+  });
+
   test('makes an existing remote-dir private again', () => {
     const home = newHome();
     mkdirSync(join(home, 'work/riviera'), { recursive: true, mode: 0o755 });
@@ -223,6 +291,16 @@ describe('prepareScript', () => {
     expect(modeOf(join(root, STORE, 'images', IMAGE))).toBe(0o640);
   });
 
+  // Known bug (src/core/store.ts, prepareScript `share`): chgrp/chmod name `.store/*` only, so
+  // `.store/blobs/sha256` keeps mode 0750 (0700 if the store began private) without setgid, and
+  // the `.store/lock` file is made 2750. Flip to `test` once the dirs are listed explicitly.
+  test('group-shared: every store dir, blobs/sha256 too, is 2750', () => {
+    const home = newHome();
+    const group = execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+    expect(prepare(home, { group }).code).toBe(0);
+    expect(modeOf(join(home, 'work/riviera', STORE, 'blobs', 'sha256')).toString(8)).toBe('2750');
+  });
+
   test('group-shared with a group that does not exist: fails saying so', () => {
     const home = newHome();
     const r = prepare(home, { group: 'no-such-group-riviera' });
@@ -231,7 +309,7 @@ describe('prepareScript', () => {
     expect(r.stdout).not.toContain('sif ');
   });
 
-  test('reports the blobs it has (checked against their names), bad ones (removed) and partial uploads', () => {
+  test.each(PATHS)('reports the blobs it has (checked against their names), bad ones (removed) and partial uploads; %s', (_what, path) => {
     const { home, root } = newStore();
     const good = putBlob(root, randomBytes(5000));
     const bad = sha256('what it should be');
@@ -241,10 +319,9 @@ describe('prepareScript', () => {
     const absent = fakeHex('d');
     const notInImage = putBlob(root, 'some other image');
 
-    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [good, bad, part, absent] });
+    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [good, bad, part, absent] }, path());
     expect(r.code).toBe(0);
-    const lines = r.stdout.trimEnd().split('\n');
-    expect(lines.slice(2)).toEqual(['sif build', `blob ${good} have`, `blob ${bad} bad`, `blob ${part} part 1234`]);
+    expect(reportLines(r.stdout)).toEqual(['sif build', `blob ${good} have`, `blob ${bad} bad`, `blob ${part} part 1234`]);
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', bad))).toBe(false);
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', good))).toBe(true);
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', notInImage))).toBe(true);
@@ -264,13 +341,13 @@ describe('prepareScript', () => {
     return sif;
   }
 
-  test('sif ok only when the .sif and its digest verify and reuse is allowed; then no blob is checked', () => {
+  test.each(PATHS)('sif ok only when the .sif and its digest verify and reuse is allowed; then no blob is checked; %s', (_what, path) => {
     const { home, root } = newStore();
     putSif(root);
     const good = putBlob(root, 'a blob');
-    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [good] });
+    const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [good] }, path());
     expect(r.code).toBe(0);
-    expect(r.stdout.trimEnd().split('\n').slice(2)).toEqual(['sif ok']);
+    expect(reportLines(r.stdout)).toEqual(['sif ok']);
     expect(parsePrepare(r.stdout).sifReusable).toBe(true);
     // The record is written either way, so the .sif and its blobs are kept.
     expect(readFileSync(join(root, STORE, 'images', IMAGE), 'utf8')).toBe(`${good}\n`);
@@ -283,6 +360,29 @@ describe('prepareScript', () => {
     expect(r.stdout).toContain('sif build');
     expect(r.stdout).not.toContain('sif ok');
     expect(parsePrepare(r.stdout).sifReusable).toBe(false);
+  });
+
+  test('sifOnly: the .sif check alone, before the blobs are known', () => {
+    const { home, root } = newStore();
+    rmSync(join(root, STORE, 'images', IMAGE));
+    const nothing = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', sifOnly: true, blobHexes: [] });
+    expect(nothing.code).toBe(0);
+    expect(reportLines(nothing.stdout)).toEqual(['sif build']);
+    expect(existsSync(join(root, STORE, 'images', IMAGE))).toBe(false);
+
+    putSif(root);
+    const ok = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', sifOnly: true, blobHexes: [] });
+    expect(reportLines(ok.stdout)).toEqual(['sif ok']);
+    // The image is recorded (touched), so garbage collection keeps its .sif.
+    expect(existsSync(join(root, STORE, 'images', IMAGE))).toBe(true);
+  });
+
+  test('a cluster without zstd: no tool line', () => {
+    const home = newHome();
+    const r = prepare(home, {}, barePath);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain('tool');
+    expect(parsePrepare(r.stdout).zstd).toBe(false);
   });
 
   test.each([
@@ -308,11 +408,21 @@ describe('prepareScript', () => {
   });
 });
 
+describe('SHA256_FUNCTION', () => {
+  test.each(PATHS)('the sha256 of stdin as bare hex; %s', (_what, path) => {
+    const home = newHome();
+    const data = randomBytes(100_000);
+    const r = sh(home, `${SHA256_FUNCTION}\nsha256`, data, path());
+    expect(r).toEqual({ code: 0, stdout: `${sha256(data)}\n`, stderr: '' });
+  });
+});
+
 describe('parsePrepare', () => {
   test('ignores other lines (a login banner), keeps spaces in paths', () => {
     const r = parsePrepare(['Welcome to Riviera', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `blob ${fakeHex('a')} part 7`, ''].join('\n'));
-    expect(r).toEqual({ root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map([[fakeHex('a'), 7]]) });
+    expect(r).toEqual({ root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map([[fakeHex('a'), 7]]) });
     expect(parsePrepare('root /r\ntmpdir /t\npublish /p/my images\n').publishDir).toBe('/p/my images');
+    expect(parsePrepare('tool zstd\nroot /r\ntmpdir /t\nexisting /a b.sif\n')).toMatchObject({ zstd: true, existingSif: '/a b.sif' });
   });
 
   test('refuses a reply without the paths', () => {
@@ -332,7 +442,7 @@ function archiveOf(config: ArchiveBlob, layers: ArchiveBlob[]): ImageArchive {
 }
 
 function report(over: Partial<StoreReport> = {}): StoreReport {
-  return { root: '/r', tmpdir: '/t', publishDir: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map(), ...over };
+  return { root: '/r', tmpdir: '/t', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map(), ...over };
 }
 
 describe('imageBlobs / planTransfer', () => {
@@ -393,13 +503,12 @@ describe('receiveScript', () => {
   const data = Buffer.from(randomBytes(300_000).toString('base64'));
   const hex = sha256(data);
   const gzipped = (b: Buffer) => execFileSync('gzip', ['-1', '-c'], { input: b, maxBuffer: 1 << 26 });
-  const gz = gzipped(data);
   const blobPath = (root: string) => join(root, STORE, 'blobs', 'sha256', hex);
   const partialPath = (root: string) => join(root, STORE, 'incoming', `${hex}.partial`);
 
   /** A receiver; `ready` resolves with the offset it says to start from, or null if it never does. */
-  function receiver(home: string, root: string, gzip = false) {
-    const r = shAsync(home, receiveScript(root, hex, data.length, gzip));
+  function receiver(home: string, root: string, codec: Codec = 'raw') {
+    const r = shAsync(home, receiveScript(root, hex, data.length, codec));
     const ready = new Promise<number | null>((resolve) => {
       let out = '';
       r.child.stdout.on('data', (d: Buffer) => {
@@ -413,19 +522,20 @@ describe('receiveScript', () => {
   }
 
   /** Run a receiver, sending what `send` makes of the offset it says (as the sender does). */
-  async function receive(home: string, root: string, send: (from: number) => Buffer, gzip = false): Promise<Run & { from: number | null }> {
-    const r = receiver(home, root, gzip);
+  async function receive(home: string, root: string, send: (from: number) => Buffer, codec: Codec = 'raw'): Promise<Run & { from: number | null }> {
+    const r = receiver(home, root, codec);
     const from = await r.ready;
     if (from !== null) r.child.stdin.end(send(from));
     return { ...(await r.done), from };
   }
 
-  test.each([
-    ['raw', false],
-    ['gzip', true],
-  ])('%s: says ready 0 and the blob lands in the store after its digest check, no partial left', async (_kind, gzip) => {
+  const zstdOf = (b: Buffer) => execFileSync('zstd', ['-1', '-q', '-c'], { input: b, maxBuffer: 1 << 26 });
+  const encode: Record<Codec, (b: Buffer) => Buffer> = { raw: (b) => b, gzip: gzipped, zstd: zstdOf };
+  const codecs: Codec[] = HAS_ZSTD ? ['raw', 'gzip', 'zstd'] : ['raw', 'gzip'];
+
+  test.each(codecs)('%s: says ready 0 and the blob lands in the store after its digest check, no partial left', async (codec) => {
     const { home, root } = newStore();
-    const r = await receive(home, root, () => (gzip ? gz : data), gzip as boolean);
+    const r = await receive(home, root, () => encode[codec](data), codec);
     expect(r).toEqual({ code: RECEIVE.ok, stdout: 'ready 0\nok\n', stderr: '', from: 0 });
     expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
     expect(existsSync(partialPath(root))).toBe(false);
@@ -457,9 +567,10 @@ describe('receiveScript', () => {
     expect(existsSync(partialPath(root))).toBe(false);
   });
 
-  test('a gzip stream cut in the middle leaves a correct prefix; the rest, gzipped, completes it', async () => {
+  test.each(codecs.filter((c) => c !== 'raw'))('a %s stream cut in the middle leaves a correct prefix; the rest, compressed, completes it', async (codec) => {
     const { home, root } = newStore();
-    const r = await receive(home, root, () => gz.subarray(0, Math.floor(gz.length / 2)), true);
+    const packed = encode[codec](data);
+    const r = await receive(home, root, () => packed.subarray(0, Math.floor(packed.length / 2)), codec);
     expect(r.code).toBe(RECEIVE.short);
     const n = Number(/^ready 0\nshort (\d+)\n$/.exec(r.stdout)![1]);
     expect(n).toBeGreaterThan(0);
@@ -468,7 +579,7 @@ describe('receiveScript', () => {
     expect(partial.length).toBe(n);
     expect(partial.equals(data.subarray(0, n))).toBe(true);
 
-    const rest = await receive(home, root, (from) => gzipped(data.subarray(from)), true);
+    const rest = await receive(home, root, (from) => encode[codec](data.subarray(from)), codec);
     expect([rest.from, rest.code]).toEqual([n, RECEIVE.ok]);
     expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
   });
@@ -515,7 +626,7 @@ describe('receiveScript', () => {
   test('a blob already in the store: have, exit 0, stdin never read', async () => {
     const { home, root } = newStore();
     writeFileSync(blobPath(root), data);
-    const { child, done } = shAsync(home, receiveScript(root, hex, data.length, false));
+    const { child, done } = shAsync(home, receiveScript(root, hex, data.length, 'raw'));
     // stdin stays open: a receiver that read it would never end.
     let timer: NodeJS.Timeout | undefined;
     const r = await Promise.race([done, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 10_000)))]);
@@ -670,14 +781,14 @@ describe('gcScript', () => {
   // old, so a partial upload 36 hours old and a job dir 7.5 days old (maxAgeDays 7) are kept,
   // though both are "older than" the limit. Flip to `test` once gc compares minutes
   // (`-mmin +1440`, `-mmin +$((N*1440))`).
-  test.failing('a partial upload over 1 day old goes', () => {
+  test('a partial upload over 1 day old goes', () => {
     const { home, root } = populate();
     touchAgo(join(root, STORE, 'incoming', 'new.partial'), '36 hours ago');
     expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
     expect(ls(join(root, STORE, 'incoming'))).toEqual([]);
   });
 
-  test.failing('a job dir over maxAgeDays old goes', () => {
+  test('a job dir over maxAgeDays old goes', () => {
     const { home, root } = populate();
     touchAgo(join(root, 'jobs', 'new'), '7 days ago 12 hours ago');
     expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);

@@ -1,7 +1,7 @@
 // Sending blobs: whether compressing one pays (judged on samples read at its offset in the tar),
 // and whole transfers into a real store, with the receive script run by bash in a temp dir
 // through a stand-in for the SSH session.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import type { Session } from '../../src/core/session.js';
 import type { ExecOptions, ExecResult, Remote } from '../../src/core/ssh.js';
 import { STORE, hexOf, prepareScript } from '../../src/core/store.js';
 import { listTar } from '../../src/core/tar.js';
-import { sendBlobs, worthCompressing } from '../../src/core/transfer.js';
+import { chooseCodec, sendBlobs, worthCompressing } from '../../src/core/transfer.js';
 import { writeTar } from '../helpers/tarfixture.js';
 
 const KIB = 1024;
@@ -79,6 +79,8 @@ describe('worthCompressing', () => {
       { name: 'half-zeros-half-noise', data: Buffer.concat([zeros(big / 2), randomBytes(big / 2)]) },
       { name: 'zeros-with-noise-where-sampled', data: patched(big, zeros, randomBytes, sampleWindows(big)) },
       { name: 'noise-with-zeros-where-sampled', data: patched(big, randomBytes, zeros, sampleWindows(big)) },
+      { name: 'noise-with-zeros-in-the-middle', data: patched(big, randomBytes, zeros, [sampleWindows(big)[1]]) },
+      { name: 'noise-with-zeros-at-the-end', data: patched(big, randomBytes, zeros, [sampleWindows(big)[2]]) },
       { name: 'small-zeros-then-noise', data: Buffer.concat([zeros(SAMPLE), randomBytes(small - SAMPLE)]) },
       { name: 'small-noise-then-zeros', data: Buffer.concat([randomBytes(SAMPLE), zeros(small - SAMPLE)]) },
     ]);
@@ -122,11 +124,29 @@ describe('worthCompressing', () => {
   test('judged on samples at the start, middle and end, not on the whole blob', async () => {
     expect(await worthCompressing(tar.path, tar.blob('zeros-with-noise-where-sampled'))).toBe(false);
     expect(await worthCompressing(tar.path, tar.blob('noise-with-zeros-where-sampled'))).toBe(true);
+    // One sample of three that shrinks to nothing is enough (1/3 of the bytes sampled stay < 0.9).
+    expect(await worthCompressing(tar.path, tar.blob('noise-with-zeros-in-the-middle'))).toBe(true);
+    expect(await worthCompressing(tar.path, tar.blob('noise-with-zeros-at-the-end'))).toBe(true);
   });
 
   test('up to three samples long: judged on its start', async () => {
     expect(await worthCompressing(tar.path, tar.blob('small-zeros-then-noise'))).toBe(true);
     expect(await worthCompressing(tar.path, tar.blob('small-noise-then-zeros'))).toBe(false);
+  });
+});
+
+/** Whether this machine has a zstd command (Node 20 has no zstd of its own). */
+const HAS_ZSTD = spawnSync('zstd', ['--version']).status === 0;
+
+describe('chooseCodec', () => {
+  test('incompressible: raw, whatever the cluster has', () => {
+    expect(chooseCodec(false, false)).toBe('raw');
+    expect(chooseCodec(false, true)).toBe('raw');
+  });
+
+  test('compressible: gzip unless the cluster has zstd (and so do we)', () => {
+    expect(chooseCodec(true, false)).toBe('gzip');
+    expect(chooseCodec(true, true)).toBe(HAS_ZSTD ? 'zstd' : 'gzip');
   });
 });
 
@@ -204,7 +224,7 @@ describe('sendBlobs', () => {
     const scripts: string[] = [];
     const remote = localRemote(home, scripts);
     const session = { retry: <T>(_what: string, fn: (r: Remote) => Promise<T>) => fn(remote) } as unknown as Session;
-    const script = prepareScript({ remoteDir: 'rd', tmpdir: 'tmp', group: null, imageHex: 'e'.repeat(64), blobHexes: [], reuse: true, publishDir: null });
+    const script = prepareScript({ remoteDir: 'rd', tmpdir: 'tmp', group: null, imageHex: 'e'.repeat(64), blobHexes: [], reuse: true, publishDir: null, existingSif: null });
     return remote.exec(script).then((r) => {
       expect(r.code).toBe(0);
       const root = join(home, 'rd');
@@ -216,10 +236,22 @@ describe('sendBlobs', () => {
 
   const plan = (...names: (keyof typeof layers)[]) => names.map((n) => ({ blob: tar.blob(n), offset: 0 }));
 
+  (HAS_ZSTD ? test : test.skip)('with zstd on both ends: compressible blobs go as zstd', async () => {
+    const { root, session, scripts, stored } = await setup();
+    const stats = await sendBlobs(session, root, tar.path, plan('zeros', 'noise', 'text'), true, reporter());
+    for (const name of Object.keys(layers) as (keyof typeof layers)[]) {
+      expect(readFileSync(stored(name)).equals(layers[name])).toBe(true);
+    }
+    const receives = scripts.filter((s) => s.includes('echo "ready $have"'));
+    expect(receives.filter((s) => s.includes('zstd -dcq'))).toHaveLength(2);
+    expect(receives.filter((s) => s.includes('gzip -dc'))).toHaveLength(0);
+    expect(stats.sent).toBeLessThan(layers.noise.length + layers.text.length);
+  });
+
   test('every planned blob lands in the store, verified; zeros go gzipped, noise raw', async () => {
     const { root, session, scripts, stored } = await setup();
     const log = reporter();
-    const stats = await sendBlobs(session, root, tar.path, plan('zeros', 'noise', 'text'), log);
+    const stats = await sendBlobs(session, root, tar.path, plan('zeros', 'noise', 'text'), false, log);
     for (const name of Object.keys(layers) as (keyof typeof layers)[]) {
       expect(readFileSync(stored(name)).equals(layers[name])).toBe(true);
     }
@@ -227,6 +259,7 @@ describe('sendBlobs', () => {
     expect(stats.raw).toBe(total);
     expect(stats.rawTotal).toBe(total);
     expect(stats.sent).toBeLessThan(total - layers.zeros.length / 2);
+    expect(stats.sent).toBeGreaterThan(layers.noise.length);
     expect(scripts.filter((s) => s.includes('gzip -dc'))).toHaveLength(2);
     expect(log.warnings).toEqual([]);
   });
@@ -234,7 +267,7 @@ describe('sendBlobs', () => {
   test('nothing planned: nothing run', async () => {
     const { root, session, scripts } = await setup();
     const before = scripts.length;
-    expect(await sendBlobs(session, root, tar.path, [], reporter())).toEqual({ sent: 0, raw: 0, rawTotal: 0 });
+    expect(await sendBlobs(session, root, tar.path, [], false, reporter())).toEqual({ sent: 0, raw: 0, rawTotal: 0 });
     expect(scripts.length).toBe(before);
   });
 
@@ -242,25 +275,28 @@ describe('sendBlobs', () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('noise'), layers.noise.subarray(0, 400_000));
     const log = reporter();
-    const stats = await sendBlobs(session, root, tar.path, [{ blob: tar.blob('noise'), offset: 400_000 }], log);
+    const stats = await sendBlobs(session, root, tar.path, [{ blob: tar.blob('noise'), offset: 400_000 }], false, log);
     expect(readFileSync(stored('noise')).equals(layers.noise)).toBe(true);
-    expect(stats.raw).toBe(layers.noise.length - 400_000);
+    // Progress counts what is on the cluster; only the rest went over the wire (raw: noise).
+    expect(stats).toEqual({ raw: layers.noise.length, rawTotal: layers.noise.length, sent: layers.noise.length - 400_000 });
     expect(log.infos.some((m) => m.startsWith(`Resuming ${hexOf(tar.blob('noise').digest).slice(0, 12)} at 400000 `))).toBe(true);
   });
 
   test('a compressed blob is resumed too (the rest gzipped on its own)', async () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('zeros'), layers.zeros.subarray(0, 1_000_000));
-    const stats = await sendBlobs(session, root, tar.path, plan('zeros'), reporter());
+    const log = reporter();
+    const stats = await sendBlobs(session, root, tar.path, plan('zeros'), false, log);
     expect(readFileSync(stored('zeros')).equals(layers.zeros)).toBe(true);
-    expect(stats.raw).toBe(layers.zeros.length - 1_000_000);
+    expect(stats.raw).toBe(layers.zeros.length);
+    expect(log.infos.some((m) => m.includes(' at 1000000 of '))).toBe(true);
   });
 
   test('a partial with wrong bytes: the digest check fails, it is sent again whole, with a warning', async () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('text'), Buffer.alloc(5000, 0x21));
     const log = reporter();
-    await sendBlobs(session, root, tar.path, plan('text'), log);
+    await sendBlobs(session, root, tar.path, plan('text'), false, log);
     expect(readFileSync(stored('text')).equals(layers.text)).toBe(true);
     expect(existsSync(partial('text'))).toBe(false);
     expect(log.warnings).toHaveLength(1);
@@ -270,23 +306,22 @@ describe('sendBlobs', () => {
   test('a complete but unverified partial: checked and stored without sending a byte', async () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('noise'), layers.noise);
-    const stats = await sendBlobs(session, root, tar.path, plan('noise'), reporter());
+    const stats = await sendBlobs(session, root, tar.path, plan('noise'), false, reporter());
     expect(readFileSync(stored('noise')).equals(layers.noise)).toBe(true);
-    expect(stats.raw).toBe(0);
+    expect(stats.sent).toBe(0);
   });
 
   test('a blob another delivery stored meanwhile: nothing sent', async () => {
     const { root, session, stored } = await setup();
     writeFileSync(stored('noise'), layers.noise);
-    const stats = await sendBlobs(session, root, tar.path, plan('noise'), reporter());
-    expect(stats.raw).toBe(0);
-    expect(stats.sent).toBe(0);
+    const stats = await sendBlobs(session, root, tar.path, plan('noise'), false, reporter());
+    expect(stats).toEqual({ raw: layers.noise.length, rawTotal: layers.noise.length, sent: 0 });
   });
 
   test('a receiver that keeps failing: the error names the blob', async () => {
     const { root, session } = await setup();
     // No store under this root: the receive script cannot even cd there.
-    await expect(sendBlobs(session, join(root, 'nowhere'), tar.path, plan('text'), reporter())).rejects.toThrow(
+    await expect(sendBlobs(session, join(root, 'nowhere'), tar.path, plan('text'), false, reporter())).rejects.toThrow(
       new RegExp(`Receiving blob ${hexOf(tar.blob('text').digest).slice(0, 12)}`),
     );
   });

@@ -27532,14 +27532,17 @@ async function buildImage(p, reporter) {
     const args = ['build', '-t', p.image, ...(p.dockerfile ? ['-f', p.dockerfile] : []), ...p.buildArgs.flatMap((a) => ['--build-arg', a]), p.context];
     await docker(args, reporter, true);
 }
-/** The image's ID (`sha256:…`); a clear error if the engine does not have it. */
-async function imageId(image, reporter) {
+/** The image's ID (`sha256:…`) and size in bytes; a clear error if the engine does not have it. */
+async function inspectImage(image, reporter) {
+    let out;
     try {
-        return (await docker(['image', 'inspect', '--format', '{{.Id}}', image], reporter)).trim();
+        out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}}', image], reporter);
     }
     catch {
         throw new errors/* BuildError */.zS(`The image '${image}' is not in the local Docker engine.`, "Build it first (e.g. docker/build-push-action with load: true), or set 'build: true'.");
     }
+    const [id, size] = out.trim().split(' ');
+    return { id, size: Number(size) || 0 };
 }
 /** `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function. */
 async function saveImage(image, reporter) {
@@ -27582,6 +27585,8 @@ var slurm = __nccwpck_require__(2348);
 var core_session = __nccwpck_require__(6856);
 // EXTERNAL MODULE: ./src/core/store.ts
 var store = __nccwpck_require__(4230);
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
 ;// CONCATENATED MODULE: external "node:stream"
@@ -27589,9 +27594,11 @@ const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(im
 ;// CONCATENATED MODULE: external "node:zlib"
 const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 ;// CONCATENATED MODULE: ./src/core/transfer.ts
-// Sends the blobs the cluster lacks: each streamed out of the local `docker save` tar, gzip-compressed
-// on the fly where that pays, several at once on separate channels, resumed from the bytes already
-// on the cluster after a dropped connection, and verified there before it enters the store.
+// Sends the blobs the cluster lacks: each streamed out of the local `docker save` tar, compressed on
+// the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
+// channels, resumed from the bytes already on the cluster after a dropped connection, and verified
+// there before it enters the store.
+
 
 
 
@@ -27604,7 +27611,7 @@ const CONCURRENCY = 4;
 const SAMPLE = 256 * 1024;
 /** Compress only if the sample shrinks below this fraction. */
 const WORTH_IT = 0.9;
-/** Whether gzip is worth its CPU for this blob, judged on samples of it. */
+/** Whether compression is worth its CPU for this blob, judged on samples of it. */
 async function worthCompressing(tarPath, blob) {
     if (blob.mediaType === 'layer+gzip' || blob.size < 1024)
         return false;
@@ -27617,13 +27624,48 @@ async function worthCompressing(tarPath, blob) {
             const buf = Buffer.alloc(Math.min(SAMPLE, blob.size - s));
             await fh.read(buf, 0, buf.length, blob.offset + s);
             raw += buf.length;
-            packed += (0,external_node_zlib_namespaceObject.deflateRawSync)(buf, { level: 1 }).length;
+            packed += external_node_zlib_namespaceObject.deflateRawSync(buf, { level: 1 }).length;
         }
         return packed < raw * WORTH_IT;
     }
     finally {
         await fh.close();
     }
+}
+/** A zstd compressor here, if there is one: Node's own (22.15+) or the zstd command. */
+function localZstd() {
+    const z = external_node_zlib_namespaceObject;
+    if (typeof z.createZstdCompress === 'function') {
+        const level = z.constants.ZSTD_c_compressionLevel;
+        return () => z.createZstdCompress({ params: { [level]: 1 } });
+    }
+    if ((0,external_node_child_process_.spawnSync)('zstd', ['--version'], { stdio: 'ignore' }).status !== 0)
+        return null;
+    return () => {
+        const child = (0,external_node_child_process_.spawn)('zstd', ['-1', '-q', '-c'], { stdio: ['pipe', 'pipe', 'ignore'] });
+        const d = external_node_stream_namespaceObject.Duplex.from({ writable: child.stdin, readable: child.stdout });
+        d.on('close', () => child.kill());
+        child.on('exit', (code) => code && d.destroy(new Error(`zstd exited with ${code}`)));
+        return d;
+    };
+}
+let zstdFactory;
+/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
+function chooseCodec(compressible, remoteZstd) {
+    if (!compressible)
+        return 'raw';
+    if (zstdFactory === undefined)
+        zstdFactory = localZstd();
+    if (remoteZstd && zstdFactory)
+        return 'zstd';
+    return 'gzip';
+}
+function compressor(codec) {
+    if (codec === 'gzip')
+        return external_node_zlib_namespaceObject.createGzip({ level: 1 });
+    if (codec === 'zstd')
+        return zstdFactory();
+    return null;
 }
 class Counter extends external_node_stream_namespaceObject.Transform {
     onBytes;
@@ -27636,39 +27678,49 @@ class Counter extends external_node_stream_namespaceObject.Transform {
         cb(null, chunk);
     }
 }
-function blobStream(tarPath, blob, from, gzip, stats) {
+function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
     const raw = from >= blob.size ? external_node_stream_namespaceObject.Readable.from([]) : (0,external_node_fs_.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
-    const rawCount = new Counter((n) => (stats.raw += n));
-    const wire = new Counter((n) => (stats.sent += n));
-    const parts = gzip ? [rawCount, (0,external_node_zlib_namespaceObject.createGzip)({ level: 1, strategy: external_node_zlib_namespaceObject.constants.Z_DEFAULT_STRATEGY }), wire] : [rawCount, wire];
+    const packer = compressor(codec);
+    const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter(onWire)];
     let s = raw;
     for (const p of parts) {
         s.on('error', (e) => p.destroy(e));
         s = s.pipe(p);
     }
+    // Stopping the last stage (the channel closed early) stops the whole chain.
+    s.on('close', () => [raw, ...parts].forEach((x) => x.destroy()));
     return s;
 }
 /** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
-async function sendBlob(session, root, tarPath, blob, stats, reporter) {
+async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter) {
+    const { blob } = job;
     const hex = (0,store/* hexOf */.ZD)(blob.digest);
-    const gzip = await worthCompressing(tarPath, blob);
+    const codec = chooseCodec(await worthCompressing(tarPath, blob), remoteZstd);
+    reporter.debug(`blob ${hex.slice(0, 12)}: ${blob.size} bytes, ${codec}`);
+    // Where this blob stands on the cluster, for progress: a resend does not count twice.
+    let position = job.offset;
+    const moveTo = (n) => {
+        stats.raw += n - position;
+        position = n;
+    };
     let corrupt = 0;
     await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
         for (let round = 0; round < 20; round++) {
-            const r = await remote.exec((0,store/* receiveScript */.rp)(root, hex, blob.size, gzip), {
+            const r = await remote.exec((0,store/* receiveScript */.rp)(root, hex, blob.size, codec), {
                 feed: {
                     after: 'ready ',
                     stream: (line) => {
                         const from = Number(line.split(' ')[1]);
                         if (from > 0)
                             reporter.info(`Resuming ${hex.slice(0, 12)} at ${from} of ${blob.size} bytes.`);
-                        return blobStream(tarPath, blob, from, gzip, stats);
+                        moveTo(from);
+                        return blobStream(tarPath, blob, from, codec, (n) => moveTo(position + n), (n) => (stats.sent += n));
                     },
                 },
             });
             const said = r.stdout.toString().trim();
             if (r.code === store/* RECEIVE */.KR.ok)
-                return;
+                return moveTo(blob.size);
             // The stream stopped early: go on from what arrived.
             if (r.code === store/* RECEIVE */.KR.short)
                 continue;
@@ -27685,14 +27737,15 @@ function mib(n) {
     return `${(n / 1048576).toFixed(1)} MiB`;
 }
 /** Send every planned blob (largest first, a few at a time), logging progress every few seconds. */
-async function sendBlobs(session, root, tarPath, plan, reporter) {
-    const stats = { sent: 0, raw: 0, rawTotal: plan.reduce((a, j) => a + j.blob.size - j.offset, 0) };
+async function sendBlobs(session, root, tarPath, plan, remoteZstd, reporter) {
+    const stats = { sent: 0, raw: plan.reduce((a, j) => a + j.offset, 0), rawTotal: plan.reduce((a, j) => a + j.blob.size, 0) };
     if (plan.length === 0)
         return stats;
     const started = Date.now();
+    const resumedFrom = stats.raw;
     const progress = () => {
         const secs = Math.max(0.001, (Date.now() - started) / 1000);
-        const rate = stats.raw / secs;
+        const rate = (stats.raw - resumedFrom) / secs;
         const eta = rate > 0 ? Math.max(0, (stats.rawTotal - stats.raw) / rate) : 0;
         reporter.progress(`Sent ${mib(stats.raw)} of ${mib(stats.rawTotal)} (${mib(stats.sent)} on the wire), ${mib(rate)}/s, ETA ${eta.toFixed(0)} s`);
     };
@@ -27701,7 +27754,7 @@ async function sendBlobs(session, root, tarPath, plan, reporter) {
         const queue = [...plan];
         const worker = async () => {
             for (let job = queue.shift(); job; job = queue.shift())
-                await sendBlob(session, root, tarPath, job.blob, stats, reporter);
+                await sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter);
         };
         await Promise.all(Array.from({ length: Math.min(CONCURRENCY, plan.length) }, worker));
     }
@@ -27780,20 +27833,20 @@ function checkAbort(signal) {
     if (signal?.aborted)
         throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
-function remotePaths(s, archive, report) {
+function remotePaths(s, digest, report) {
     const root = report.root;
     return {
         root,
         tmpdir: report.tmpdir,
-        sif: archive ? `${root}/sif/${(0,store/* hexOf */.ZD)(archive.imageId)}.sif` : report.existingSif,
-        sifLink: archive ? `${root}/images/${imageFileName(s.image)}.sif` : null,
+        sif: digest ? `${root}/sif/${(0,store/* hexOf */.ZD)(digest)}.sif` : report.existingSif,
+        sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
         jobDir: `${root}/jobs/${runId()}`,
         publishDir: report.publishDir,
         published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
     };
 }
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
-function assembly(archive, paths) {
+function assembly(archive, digest, paths) {
     const blob = (d) => `${paths.root}/${store/* STORE */.er}/blobs/sha256/${(0,store/* hexOf */.ZD)(d)}`;
     const config = `${(0,store/* hexOf */.ZD)(archive.config.digest)}.json`;
     const layers = archive.layers.map((l) => `${(0,store/* hexOf */.ZD)(l.digest)}/layer.tar`);
@@ -27802,7 +27855,7 @@ function assembly(archive, paths) {
         if (!members.some((m) => m.name === layers[i]))
             members.push({ name: layers[i], blob: blob(l.digest) });
     });
-    return { id: archive.imageId, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
+    return { id: digest, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
 }
 function deliver_mib(n) {
     return `${(n / 1048576).toFixed(1)} MiB`;
@@ -27884,48 +27937,56 @@ const sleep = (ms, signal) => new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
 });
-async function buildAndSave(s, reporter, timings, signal) {
-    if (s.build)
-        await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
-    checkAbort(signal);
-    const digest = await imageId(s.image, reporter);
+async function save(s, digest, reporter, timings) {
     const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
     try {
         const archive = await readImageArchive(saved.path);
         const size = (await (0,promises_.stat)(saved.path)).size;
         reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(size)}`);
-        return { digest, archive, tar: saved.path, size, cleanup: saved.cleanup };
+        return { archive, tar: saved.path, size, cleanup: saved.cleanup };
     }
     catch (e) {
         await saved.cleanup();
         throw e;
     }
 }
-/** Prepare the cluster side in one round trip, then send the blobs it lacks. */
-async function upload(session, s, image, reporter) {
-    const blobs = image ? (0,store/* imageBlobs */.aR)(image.archive) : [];
-    const report = (0,store/* parsePrepare */.H_)(await session.retry('Preparing the store', (r) => r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({
-        remoteDir: s.remoteDir,
-        tmpdir: s.tmpdir,
-        group: s.group,
-        imageHex: image ? (0,store/* hexOf */.ZD)(image.archive.imageId) : null,
-        blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)),
-        reuse: !s.forceRebuild,
-        publishDir: s.publish?.dir ?? null,
-        existingSif: s.sif,
-    }))));
-    if (!image) {
-        reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
-        return { report, stats: { sent: 0, raw: 0, rawTotal: 0 } };
+function prepare(session, s, params) {
+    return session.retry('Preparing the store', async (r) => (0,store/* parsePrepare */.H_)(await r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
+}
+/**
+ * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
+ * image is not even saved), else save it, learn which blobs the store lacks, and send those.
+ */
+async function upload(session, s, digest, reporter, timings) {
+    const none = { sent: 0, raw: 0, rawTotal: 0 };
+    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,store/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true }));
+    if (!digest) {
+        reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
+        return { report: first, image: null, stats: none };
     }
-    for (const bad of report.bad)
-        reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-    const plan = (0,store/* planTransfer */.Hp)(image.archive, report);
-    const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-    reporter.info(report.sifReusable
-        ? 'The cluster has an intact .sif of this image: nothing to send.'
-        : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${deliver_mib(planned)}).`);
-    return { report, stats: await sendBlobs(session, report.root, image.tar, plan, reporter) };
+    if (first.sifReusable) {
+        reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
+        return { report: first, image: null, stats: none };
+    }
+    const image = await save(s, digest, reporter, timings);
+    try {
+        return await timings.time('upload', async () => {
+            const blobs = (0,store/* imageBlobs */.aR)(image.archive);
+            const report = await prepare(session, s, { imageHex: (0,store/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)) });
+            for (const bad of report.bad)
+                reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+            const plan = (0,store/* planTransfer */.Hp)(image.archive, report);
+            const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
+            reporter.info(report.sifReusable
+                ? 'The cluster has an intact .sif of this image: nothing to send.'
+                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${deliver_mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
+            return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
+        });
+    }
+    catch (e) {
+        await image.cleanup();
+        throw e;
+    }
 }
 function verdictOf(s, follow) {
     if (follow.cancelled) {
@@ -27945,19 +28006,26 @@ function verdictOf(s, follow) {
 async function deliver(s, reporter, hooks = {}) {
     const timings = new Timings();
     const smoke = await readSmokeFile(s);
-    const image = s.sif ? null : await buildAndSave(s, reporter, timings, hooks.signal);
+    if (s.build)
+        await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
+    checkAbort(hooks.signal);
+    const inspected = s.sif ? null : await inspectImage(s.image, reporter);
+    const digest = inspected?.id ?? null;
     const session = new core_session/* Session */.Nn(s, reporter);
+    let image = null;
     try {
-        checkAbort(hooks.signal);
         await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
             await session.remote();
             reporter.info('Connected; host key matches known-hosts.');
         });
-        const { report, stats } = await inGroup(reporter, 'Upload', () => timings.time('upload', () => upload(session, s, image, reporter)));
+        const up = await inGroup(reporter, 'Upload', () => upload(session, s, digest, reporter, timings));
+        const { report, stats } = up;
+        image = up.image;
         checkAbort(hooks.signal);
-        const paths = remotePaths(s, image?.archive ?? null, report);
+        const paths = remotePaths(s, digest, report);
+        const reuse = report.sifReusable || !image;
         const jobId = await inGroup(reporter, 'Submit job', async () => {
-            const sub = renderSubmission(s, paths, image ? assembly(image.archive, paths) : null, report.sifReusable || !image, smoke?.name ?? null);
+            const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest, paths) : null, reuse, smoke?.name ?? null);
             const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
             reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
             return id;
@@ -27973,19 +28041,20 @@ async function deliver(s, reporter, hooks = {}) {
         return {
             ok: verdict.ok,
             image: s.image,
-            imageDigest: image?.digest ?? '',
+            imageDigest: digest ?? '',
             jobId,
             jobState: verdict.state,
             exitCode: verdict.exitCode,
             sifPath: paths.sif,
-            sifReused: report.sifReusable || !image,
+            sifReused: reuse,
             publishedPath: verdict.ok ? paths.published : null,
             node: follow.state.node,
             remoteDir: paths.root,
             timings: timings.list(),
             outputTail: follow.out.tail,
             bytesSent: stats.sent,
-            bytesTotal: image?.size ?? 0,
+            // The saved tar's size; when nothing had to be saved, the engine's size of the image.
+            bytesTotal: image?.size ?? inspected?.size ?? 0,
             reconnects: session.reconnects,
             message: verdict.ok ? 'The smoke test passed.' : verdict.message,
             error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
@@ -28272,8 +28341,7 @@ function applyPoll(s, poll, out, reporter, jobId) {
 // Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
-/** Phases the job reports, in order; each starts with a marker line in the job's output. */
-const JOB_PHASES = (/* unused pure expression or super */ null && (['modules', 'assemble', 'sif-build', 'smoke-test']));
+const JOB_PHASES = (/* unused pure expression or super */ null && (['modules', 'assemble', 'sif-build', 'smoke-test', 'publish']));
 /** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
 const PHASE_MARKER = '::riviera-phase::';
 /** argv after the runtime command (singularity or apptainer) for the smoke test. */
@@ -28345,7 +28413,8 @@ else
   arch="$job_tmp/archive"
   mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
 ${a.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-  exec 7>${q(`${a.store}/lock`)}; flock -s -w 600 7 || fail 75 "the image store is locked"
+  exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
+  flock -s -w 600 7 || fail 75 "the image store is locked"
   tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
   exec 7>&-
   phase sif-build
@@ -29722,6 +29791,8 @@ class Session {
     reporter;
     policy;
     current = null;
+    /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
+    connecting = null;
     /** Reconnections so far (for the log and the benchmarks). */
     reconnects = 0;
     constructor(target, reporter, policy = DEFAULT_RETRY) {
@@ -29730,32 +29801,49 @@ class Session {
         this.policy = policy;
     }
     /** The live connection, connecting first if needed (a host-key refusal is never retried). */
-    async remote() {
+    remote() {
         if (this.current?.connected)
-            return this.current;
-        if (this.current) {
-            // Dropped between two commands (e.g. between polls): say so, and connect again.
-            this.reporter.warning('The SSH connection was lost; reconnecting.');
-            this.current.close();
-            this.reconnects++;
+            return Promise.resolve(this.current);
+        if (!this.connecting) {
+            if (this.current) {
+                // Dropped between two commands (e.g. between polls): say so, and connect again.
+                this.reporter.warning('The SSH connection was lost; reconnecting.');
+                this.dropped(this.current);
+            }
+            this.connecting = Remote.connect(this.target).then((r) => {
+                this.current = r;
+                this.connecting = null;
+                return r;
+            }, (e) => {
+                this.connecting = null;
+                throw e;
+            });
         }
-        this.current = await Remote.connect(this.target);
-        return this.current;
+        return this.connecting;
+    }
+    /** Forget a connection that failed (once, however many users saw it fail). */
+    dropped(r) {
+        if (this.current !== r)
+            return;
+        r.close();
+        this.current = null;
+        this.reconnects++;
     }
     /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
     async retry(what, fn) {
         for (let attempt = 0;; attempt++) {
+            let remote;
             try {
-                return await fn(await this.remote());
+                remote = await this.remote();
+                return await fn(remote);
             }
             catch (e) {
                 if (!(e instanceof errors/* ConnectionError */.Rc) || attempt >= this.policy.attempts)
                     throw e;
                 const delay = backoffDelay(this.policy, attempt);
                 this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
-                this.current?.close();
-                this.current = null;
-                this.reconnects++;
+                if (remote)
+                    this.dropped(remote);
                 await new Promise((r) => setTimeout(r, delay));
             }
         }
@@ -30020,7 +30108,8 @@ function parseConnection(raw) {
 function publishSettings(ok, imageName, context) {
     const mode = ok.publish.toLowerCase();
     const provenance = context ?? { repository: '', commit: '', tag: null };
-    if (mode === 'false' || (mode === 'auto' && !provenance.tag))
+    // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
+    if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif)))
         return null;
     const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
     const group = ok['publish-group'] || null;
@@ -30228,6 +30317,7 @@ function judgeJob(state, status) {
 /* harmony export */   p5: () => (/* binding */ prepareScript),
 /* harmony export */   rp: () => (/* binding */ receiveScript)
 /* harmony export */ });
+/* unused harmony export SHA256_FUNCTION */
 /* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3195);
 
 const STORE = '.store';
@@ -30240,6 +30330,13 @@ function imageBlobs(archive) {
     return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
 }
 /**
+ * sha256 of stdin as hex, by openssl where the cluster has it (several times faster than
+ * coreutils' sha256sum on machines with SHA instructions), else by sha256sum.
+ */
+const SHA256_FUNCTION = `sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed 's/^.*= *//'; else sha256sum | cut -d' ' -f1; fi; }`;
+/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
+const STORE_DIRS = `. ${STORE} ${STORE}/blobs ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs`;
+/**
  * One round trip before the transfer: create the directories, record the image (so garbage
  * collection keeps its blobs from now on), check its .sif, and report each blob:
  * `blob HEX have`, `blob HEX part BYTES` (an interrupted upload to resume) or `blob HEX bad`
@@ -30248,32 +30345,37 @@ function imageBlobs(archive) {
 function prepareScript(p) {
     const mode = p.group ? `umask 027` : `umask 077`;
     const share = p.group
-        ? `chgrp ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.group)} . ${STORE} ${STORE}/* sif images jobs || { echo "cannot give the store to group ${p.group}" >&2; exit 1; }
-chmod 2750 . ${STORE} ${STORE}/* sif images jobs`
+        ? `chgrp ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.group)} ${STORE_DIRS} || { echo "cannot give the store to group ${p.group}: are you in it?" >&2; exit 1; }
+chmod 2750 ${STORE_DIRS}; chmod g+r sif/* 2>/dev/null || true`
         : `chmod 700 .`;
     return `${mode}; set -e
+${SHA256_FUNCTION}
+command -v zstd >/dev/null 2>&1 && echo "tool zstd"
 mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}
 cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
 ${p.publishDir ? `mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)}; echo "root $(pwd -P)"
 mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
 ${share}
-${p.existingSif ? `(cd; [ -s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} ] || { printf 'no .sif at ~/%s on the cluster\\n' ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} >&2; exit 3; }
+${p.existingSif ? `(cd; [ -s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} ] || { printf 'no .sif at %s on the cluster\\n' ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif.startsWith('/') ? p.existingSif : `~/${p.existingSif}`)} >&2; exit 3; }
 echo "existing $(readlink -f -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)})") || exit 3
-` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse)}`;
+` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse, !!p.sifOnly)}`;
 }
 /** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
-function imageChecks(imageHex, blobHexes, reuse) {
-    return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
-set +e
+function imageChecks(imageHex, blobHexes, reuse, sifOnly) {
+    const sifCheck = `set +e
 sif=sif/${imageHex}.sif
-if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${imageHex}.sif.sha256 2>/dev/null); then
-  echo "sif ok"; exit 0
+if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && [ "$(sha256 < "$sif")" = "$(cut -d' ' -f1 "$sif.sha256")" ]; then
+  touch ${STORE}/images/${imageHex} 2>/dev/null; echo "sif ok"; exit 0
 fi
 echo "sif build"
-for h in ${blobHexes.join(' ')}; do
+`;
+    if (sifOnly)
+        return sifCheck;
+    return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
+${sifCheck}for h in ${blobHexes.join(' ')}; do
   f=${STORE}/blobs/sha256/$h
   if [ -f "$f" ]; then
-    if [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
+    if [ "$(sha256 < "$f")" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
   elif [ -f ${STORE}/incoming/$h.partial ]; then
     echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
   fi
@@ -30281,7 +30383,7 @@ done
 `;
 }
 function parsePrepare(stdout) {
-    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
     for (const line of stdout.split('\n')) {
         const [kind, a, b, c] = line.split(' ');
         if (kind === 'root')
@@ -30292,6 +30394,8 @@ function parsePrepare(stdout) {
             r.publishDir = line.slice(8);
         else if (kind === 'existing')
             r.existingSif = line.slice(9);
+        else if (kind === 'tool' && a === 'zstd')
+            r.zstd = true;
         else if (kind === 'sif')
             r.sifReusable = a === 'ok';
         else if (kind === 'blob' && b === 'have')
@@ -30319,15 +30423,17 @@ function planTransfer(archive, report) {
 }
 /** Exit codes of the receive script. */
 const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
+const DECOMPRESS = { raw: 'cat', gzip: 'gzip -dc', zstd: 'zstd -dcq' };
 /**
- * Receive one blob on stdin (gzip or raw), appended to its partial file, checked against its
+ * Receive one blob on stdin (raw, gzip or zstd), appended to its partial file, checked against its
  * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
  * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
  * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
  * keeps garbage collection out.
  */
-function receiveScript(root, hex, size, gzip) {
-    return `cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${root}/${STORE}`)} || exit 1
+function receiveScript(root, hex, size, codec) {
+    return `${SHA256_FUNCTION}
+cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${root}/${STORE}`)} || exit 1
 exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
 exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
 [ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
@@ -30335,10 +30441,12 @@ p=incoming/${hex}.partial
 have=$(stat -c %s "$p" 2>/dev/null || echo 0)
 [ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
 echo "ready $have"
-${gzip ? 'gzip -dc' : 'cat'} >> "$p"
+# A fresh blob is hashed as it arrives; a resumed one is hashed whole once complete.
+if [ "$have" = 0 ]; then sum=$(${DECOMPRESS[codec]} | tee "$p" | sha256); else ${DECOMPRESS[codec]} >> "$p"; sum=; fi
 have=$(stat -c %s "$p")
 [ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
-[ "$have" = ${size} ] && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
+[ -n "$sum" ] || sum=$(sha256 < "$p")
+[ "$have" = ${size} ] && [ "$sum" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
 mv -f "$p" blobs/sha256/${hex}
 echo ok
 `;
@@ -30350,7 +30458,7 @@ echo ok
 function gcScript(p) {
     return `cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${p.root}/${STORE}`)} || exit 0
 exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
-find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mtime +${p.maxAgeDays} -delete
+find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mmin +${p.maxAgeDays * 1440} -delete
 ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
 keep=$(mktemp keep.XXXXXX) || exit 1
 cat images/* 2>/dev/null | sort -u > "$keep"
@@ -30364,8 +30472,8 @@ for f in ../sif/*.sif; do
   h=\${f##*/}; h=\${h%.sif}
   [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
 done
-find incoming -type f -mtime +1 -delete
-find ../jobs -mindepth 1 -maxdepth 1 -type d -mtime +${p.maxAgeDays} -exec rm -rf {} +
+find incoming -type f -mmin +1440 -delete
+find ../jobs -mindepth 1 -maxdepth 1 -type d -mmin +${p.maxAgeDays * 1440} -exec rm -rf {} +
 rm -f "$keep"
 echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 `;

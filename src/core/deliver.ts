@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest, readImageArchive } from './archive.js';
-import { buildImage, imageId, saveImage } from './docker.js';
+import { buildImage, inspectImage, saveImage } from './docker.js';
 import { type DeliveryError, InputError, JobFailedError, JobInterruptedError, RemoteCommandError } from './errors.js';
 import { OutputStream, applyPoll, initialFollowState, loadModulesScript, parsePoll, pollScript } from './follow.js';
 import { renderJobScript, sbatchArgv } from './jobscript.js';
@@ -14,7 +14,7 @@ import type { Settings } from './settings.js';
 import { type Verdict, parseSbatchOutput, judgeJob } from './slurm.js';
 import { Session } from './session.js';
 import type { Remote } from './ssh.js';
-import { STORE, type StoreReport, gcScript, hexOf, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
+import { type PrepareParams, STORE, type StoreReport, gcScript, hexOf, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
 import { sendBlobs } from './transfer.js';
 import { Timings } from './timings.js';
 
@@ -92,13 +92,13 @@ export interface RemotePaths {
   published: string | null;
 }
 
-function remotePaths(s: Settings, archive: ImageArchive | null, report: StoreReport): RemotePaths {
+function remotePaths(s: Settings, digest: string | null, report: StoreReport): RemotePaths {
   const root = report.root;
   return {
     root,
     tmpdir: report.tmpdir,
-    sif: archive ? `${root}/sif/${hexOf(archive.imageId)}.sif` : report.existingSif!,
-    sifLink: archive ? `${root}/images/${imageFileName(s.image)}.sif` : null,
+    sif: digest ? `${root}/sif/${hexOf(digest)}.sif` : report.existingSif!,
+    sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
     jobDir: `${root}/jobs/${runId()}`,
     publishDir: report.publishDir,
     published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
@@ -106,7 +106,7 @@ function remotePaths(s: Settings, archive: ImageArchive | null, report: StoreRep
 }
 
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
-function assembly(archive: ImageArchive, paths: RemotePaths): { id: string; members: { name: string; blob: string }[]; manifest: string } {
+function assembly(archive: ImageArchive, digest: string, paths: RemotePaths): { id: string; members: { name: string; blob: string }[]; manifest: string } {
   const blob = (d: string) => `${paths.root}/${STORE}/blobs/sha256/${hexOf(d)}`;
   const config = `${hexOf(archive.config.digest)}.json`;
   const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
@@ -114,7 +114,7 @@ function assembly(archive: ImageArchive, paths: RemotePaths): { id: string; memb
   archive.layers.forEach((l, i) => {
     if (!members.some((m) => m.name === layers[i])) members.push({ name: layers[i], blob: blob(l.digest) });
   });
-  return { id: archive.imageId, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
+  return { id: digest, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
 }
 
 function mib(n: number): string {
@@ -222,62 +222,70 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 /** The image as saved locally: its archive index and the tar to read blobs from. */
 interface SavedImage {
-  digest: string;
   archive: ImageArchive;
   tar: string;
   size: number;
   cleanup: () => Promise<void>;
 }
 
-async function buildAndSave(s: Settings, reporter: Reporter, timings: Timings, signal?: AbortSignal): Promise<SavedImage> {
-  if (s.build) await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
-  checkAbort(signal);
-  const digest = await imageId(s.image, reporter);
+async function save(s: Settings, digest: string, reporter: Reporter, timings: Timings): Promise<SavedImage> {
   const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
   try {
     const archive = await readImageArchive(saved.path);
     const size = (await stat(saved.path)).size;
     reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
-    return { digest, archive, tar: saved.path, size, cleanup: saved.cleanup };
+    return { archive, tar: saved.path, size, cleanup: saved.cleanup };
   } catch (e) {
     await saved.cleanup();
     throw e;
   }
 }
 
-/** Prepare the cluster side in one round trip, then send the blobs it lacks. */
-async function upload(session: Session, s: Settings, image: SavedImage | null, reporter: Reporter) {
-  const blobs = image ? imageBlobs(image.archive) : [];
-  const report = parsePrepare(
-    await session.retry('Preparing the store', (r) =>
-      r.run(
+function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly'>): Promise<StoreReport> {
+  return session.retry('Preparing the store', async (r) =>
+    parsePrepare(
+      await r.run(
         `Preparing ${s.remoteDir} on the cluster`,
-        prepareScript({
-          remoteDir: s.remoteDir,
-          tmpdir: s.tmpdir,
-          group: s.group,
-          imageHex: image ? hexOf(image.archive.imageId) : null,
-          blobHexes: blobs.map((b) => hexOf(b.digest)),
-          reuse: !s.forceRebuild,
-          publishDir: s.publish?.dir ?? null,
-          existingSif: s.sif,
-        }),
+        prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }),
       ),
     ),
   );
-  if (!image) {
-    reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
-    return { report, stats: { sent: 0, raw: 0, rawTotal: 0 } };
+}
+
+/**
+ * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
+ * image is not even saved), else save it, learn which blobs the store lacks, and send those.
+ */
+async function upload(session: Session, s: Settings, digest: string | null, reporter: Reporter, timings: Timings) {
+  const none = { sent: 0, raw: 0, rawTotal: 0 };
+  const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true }));
+  if (!digest) {
+    reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
+    return { report: first, image: null, stats: none };
   }
-  for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-  const plan = planTransfer(image.archive, report);
-  const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-  reporter.info(
-    report.sifReusable
-      ? 'The cluster has an intact .sif of this image: nothing to send.'
-      : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}).`,
-  );
-  return { report, stats: await sendBlobs(session, report.root, image.tar, plan, reporter) };
+  if (first.sifReusable) {
+    reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
+    return { report: first, image: null, stats: none };
+  }
+  const image = await save(s, digest, reporter, timings);
+  try {
+    return await timings.time('upload', async () => {
+      const blobs = imageBlobs(image.archive);
+      const report = await prepare(session, s, { imageHex: hexOf(digest), blobHexes: blobs.map((b) => hexOf(b.digest)) });
+      for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+      const plan = planTransfer(image.archive, report);
+      const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
+      reporter.info(
+        report.sifReusable
+          ? 'The cluster has an intact .sif of this image: nothing to send.'
+          : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`,
+      );
+      return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
+    });
+  } catch (e) {
+    await image.cleanup();
+    throw e;
+  }
 }
 
 function verdictOf(s: Settings, follow: Awaited<ReturnType<typeof followJob>>): Verdict {
@@ -299,20 +307,26 @@ function verdictOf(s: Settings, follow: Awaited<ReturnType<typeof followJob>>): 
 export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHooks = {}): Promise<DeliveryResult> {
   const timings = new Timings();
   const smoke = await readSmokeFile(s);
-  const image = s.sif ? null : await buildAndSave(s, reporter, timings, hooks.signal);
+  if (s.build) await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
+  checkAbort(hooks.signal);
+  const inspected = s.sif ? null : await inspectImage(s.image, reporter);
+  const digest = inspected?.id ?? null;
   const session = new Session(s, reporter);
+  let image: SavedImage | null = null;
   try {
-    checkAbort(hooks.signal);
     await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
       await session.remote();
       reporter.info('Connected; host key matches known-hosts.');
     });
-    const { report, stats } = await inGroup(reporter, 'Upload', () => timings.time('upload', () => upload(session, s, image, reporter)));
+    const up = await inGroup(reporter, 'Upload', () => upload(session, s, digest, reporter, timings));
+    const { report, stats } = up;
+    image = up.image;
     checkAbort(hooks.signal);
 
-    const paths = remotePaths(s, image?.archive ?? null, report);
+    const paths = remotePaths(s, digest, report);
+    const reuse = report.sifReusable || !image;
     const jobId = await inGroup(reporter, 'Submit job', async () => {
-      const sub = renderSubmission(s, paths, image ? assembly(image.archive, paths) : null, report.sifReusable || !image, smoke?.name ?? null);
+      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, reuse, smoke?.name ?? null);
       const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
       reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
       return id;
@@ -330,19 +344,20 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     return {
       ok: verdict.ok,
       image: s.image,
-      imageDigest: image?.digest ?? '',
+      imageDigest: digest ?? '',
       jobId,
       jobState: verdict.state,
       exitCode: verdict.exitCode,
       sifPath: paths.sif,
-      sifReused: report.sifReusable || !image,
+      sifReused: reuse,
       publishedPath: verdict.ok ? paths.published : null,
       node: follow.state.node,
       remoteDir: paths.root,
       timings: timings.list(),
       outputTail: follow.out.tail,
       bytesSent: stats.sent,
-      bytesTotal: image?.size ?? 0,
+      // The saved tar's size; when nothing had to be saved, the engine's size of the image.
+      bytesTotal: image?.size ?? inspected?.size ?? 0,
       reconnects: session.reconnects,
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,
       error: verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message),

@@ -44,16 +44,19 @@ export async function buildImage(p: BuildParams, reporter: Reporter): Promise<vo
   await docker(args, reporter, true);
 }
 
-/** The image's ID (`sha256:…`); a clear error if the engine does not have it. */
-export async function imageId(image: string, reporter: Reporter): Promise<string> {
+/** The image's ID (`sha256:…`) and size in bytes; a clear error if the engine does not have it. */
+export async function inspectImage(image: string, reporter: Reporter): Promise<{ id: string; size: number }> {
+  let out: string;
   try {
-    return (await docker(['image', 'inspect', '--format', '{{.Id}}', image], reporter)).trim();
+    out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}}', image], reporter);
   } catch {
     throw new BuildError(
       `The image '${image}' is not in the local Docker engine.`,
       "Build it first (e.g. docker/build-push-action with load: true), or set 'build: true'.",
     );
   }
+  const [id, size] = out.trim().split(' ');
+  return { id, size: Number(size) || 0 };
 }
 
 /** `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function. */

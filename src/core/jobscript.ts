@@ -3,8 +3,7 @@ import { shJoin, shq } from './quote.js';
 import type { SmokeTest } from './settings.js';
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
-/** Phases the job reports, in order; each starts with a marker line in the job's output. */
-export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test'] as const;
+export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'] as const;
 
 /** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
 export const PHASE_MARKER = '::riviera-phase::';
@@ -124,7 +123,8 @@ else
   arch="$job_tmp/archive"
   mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
 ${a.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-  exec 7>${q(`${a.store}/lock`)}; flock -s -w 600 7 || fail 75 "the image store is locked"
+  exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
+  flock -s -w 600 7 || fail 75 "the image store is locked"
   tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
   exec 7>&-
   phase sif-build

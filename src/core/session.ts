@@ -20,6 +20,8 @@ export function backoffDelay(policy: RetryPolicy, attempt: number): number {
 
 export class Session {
   private current: Remote | null = null;
+  /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
+  private connecting: Promise<Remote> | null = null;
   /** Reconnections so far (for the log and the benchmarks). */
   reconnects = 0;
 
@@ -30,30 +32,49 @@ export class Session {
   ) {}
 
   /** The live connection, connecting first if needed (a host-key refusal is never retried). */
-  async remote(): Promise<Remote> {
-    if (this.current?.connected) return this.current;
-    if (this.current) {
-      // Dropped between two commands (e.g. between polls): say so, and connect again.
-      this.reporter.warning('The SSH connection was lost; reconnecting.');
-      this.current.close();
-      this.reconnects++;
+  remote(): Promise<Remote> {
+    if (this.current?.connected) return Promise.resolve(this.current);
+    if (!this.connecting) {
+      if (this.current) {
+        // Dropped between two commands (e.g. between polls): say so, and connect again.
+        this.reporter.warning('The SSH connection was lost; reconnecting.');
+        this.dropped(this.current);
+      }
+      this.connecting = Remote.connect(this.target).then(
+        (r) => {
+          this.current = r;
+          this.connecting = null;
+          return r;
+        },
+        (e) => {
+          this.connecting = null;
+          throw e;
+        },
+      );
     }
-    this.current = await Remote.connect(this.target);
-    return this.current;
+    return this.connecting;
+  }
+
+  /** Forget a connection that failed (once, however many users saw it fail). */
+  private dropped(r: Remote): void {
+    if (this.current !== r) return;
+    r.close();
+    this.current = null;
+    this.reconnects++;
   }
 
   /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
   async retry<T>(what: string, fn: (remote: Remote) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
+      let remote: Remote | undefined;
       try {
-        return await fn(await this.remote());
+        remote = await this.remote();
+        return await fn(remote);
       } catch (e) {
         if (!(e instanceof ConnectionError) || attempt >= this.policy.attempts) throw e;
         const delay = backoffDelay(this.policy, attempt);
         this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
-        this.current?.close();
-        this.current = null;
-        this.reconnects++;
+        if (remote) this.dropped(remote);
         await new Promise((r) => setTimeout(r, delay));
       }
     }

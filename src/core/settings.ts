@@ -331,7 +331,8 @@ export function parseConnection(raw: RawInputs): ConnectionSettings {
 function publishSettings(ok: z.infer<typeof schema>, imageName: string, context: RunContext | null): PublishSettings | null {
   const mode = ok.publish.toLowerCase();
   const provenance = context ?? { repository: '', commit: '', tag: null };
-  if (mode === 'false' || (mode === 'auto' && !provenance.tag)) return null;
+  // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
+  if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif))) return null;
   const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
   const group = ok['publish-group'] || null;
   return {

@@ -16,6 +16,15 @@ export function imageBlobs(archive: ImageArchive): ArchiveBlob[] {
   return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
 }
 
+/**
+ * sha256 of stdin as hex, by openssl where the cluster has it (several times faster than
+ * coreutils' sha256sum on machines with SHA instructions), else by sha256sum.
+ */
+export const SHA256_FUNCTION = `sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed 's/^.*= *//'; else sha256sum | cut -d' ' -f1; fi; }`;
+
+/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
+const STORE_DIRS = `. ${STORE} ${STORE}/blobs ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs`;
+
 export interface PrepareParams {
   remoteDir: string;
   tmpdir: string;
@@ -30,6 +39,8 @@ export interface PrepareParams {
   publishDir: string | null;
   /** An existing .sif to test instead of an image (must exist); null: deliver the image. */
   existingSif: string | null;
+  /** Stop after the .sif check: the blobs are not known yet (the image is saved only if needed). */
+  sifOnly?: boolean;
 }
 
 /**
@@ -41,33 +52,37 @@ export interface PrepareParams {
 export function prepareScript(p: PrepareParams): string {
   const mode = p.group ? `umask 027` : `umask 077`;
   const share = p.group
-    ? `chgrp ${shq(p.group)} . ${STORE} ${STORE}/* sif images jobs || { echo "cannot give the store to group ${p.group}" >&2; exit 1; }
-chmod 2750 . ${STORE} ${STORE}/* sif images jobs`
+    ? `chgrp ${shq(p.group)} ${STORE_DIRS} || { echo "cannot give the store to group ${p.group}: are you in it?" >&2; exit 1; }
+chmod 2750 ${STORE_DIRS}; chmod g+r sif/* 2>/dev/null || true`
     : `chmod 700 .`;
   return `${mode}; set -e
+${SHA256_FUNCTION}
+command -v zstd >/dev/null 2>&1 && echo "tool zstd"
 mkdir -p -- ${shq(p.remoteDir)} ${shq(p.tmpdir)}
 cd -- ${shq(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
 ${p.publishDir ? `mkdir -p -- ${shq(p.publishDir)}; cd -- ${shq(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${shq(p.remoteDir)}; echo "root $(pwd -P)"
 mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
 ${share}
-${p.existingSif ? `(cd; [ -s ${shq(p.existingSif)} ] || { printf 'no .sif at ~/%s on the cluster\\n' ${shq(p.existingSif)} >&2; exit 3; }
+${p.existingSif ? `(cd; [ -s ${shq(p.existingSif)} ] || { printf 'no .sif at %s on the cluster\\n' ${shq(p.existingSif.startsWith('/') ? p.existingSif : `~/${p.existingSif}`)} >&2; exit 3; }
 echo "existing $(readlink -f -- ${shq(p.existingSif)})") || exit 3
-` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse)}`;
+` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse, !!p.sifOnly)}`;
 }
 
 /** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
-function imageChecks(imageHex: string, blobHexes: string[], reuse: boolean): string {
-  return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
-set +e
+function imageChecks(imageHex: string, blobHexes: string[], reuse: boolean, sifOnly: boolean): string {
+  const sifCheck = `set +e
 sif=sif/${imageHex}.sif
-if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && (cd sif && sha256sum -c --status ${imageHex}.sif.sha256 2>/dev/null); then
-  echo "sif ok"; exit 0
+if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && [ "$(sha256 < "$sif")" = "$(cut -d' ' -f1 "$sif.sha256")" ]; then
+  touch ${STORE}/images/${imageHex} 2>/dev/null; echo "sif ok"; exit 0
 fi
 echo "sif build"
-for h in ${blobHexes.join(' ')}; do
+`;
+  if (sifOnly) return sifCheck;
+  return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
+${sifCheck}for h in ${blobHexes.join(' ')}; do
   f=${STORE}/blobs/sha256/$h
   if [ -f "$f" ]; then
-    if [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
+    if [ "$(sha256 < "$f")" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
   elif [ -f ${STORE}/incoming/$h.partial ]; then
     echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
   fi
@@ -82,6 +97,8 @@ export interface StoreReport {
   publishDir: string | null;
   /** Absolute path of the existing .sif under test, if any. */
   existingSif: string | null;
+  /** The cluster has zstd (blobs may be sent zstd-compressed). */
+  zstd: boolean;
   sifReusable: boolean;
   have: Set<string>;
   bad: Set<string>;
@@ -89,13 +106,14 @@ export interface StoreReport {
 }
 
 export function parsePrepare(stdout: string): StoreReport {
-  const r: StoreReport = { root: '', tmpdir: '', publishDir: null, existingSif: null, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+  const r: StoreReport = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
   for (const line of stdout.split('\n')) {
     const [kind, a, b, c] = line.split(' ');
     if (kind === 'root') r.root = line.slice(5);
     else if (kind === 'tmpdir') r.tmpdir = line.slice(7);
     else if (kind === 'publish') r.publishDir = line.slice(8);
     else if (kind === 'existing') r.existingSif = line.slice(9);
+    else if (kind === 'tool' && a === 'zstd') r.zstd = true;
     else if (kind === 'sif') r.sifReusable = a === 'ok';
     else if (kind === 'blob' && b === 'have') r.have.add(a);
     else if (kind === 'blob' && b === 'bad') r.bad.add(a);
@@ -126,15 +144,20 @@ export function planTransfer(archive: ImageArchive, report: StoreReport): BlobSe
 /** Exit codes of the receive script. */
 export const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 } as const;
 
+export type Codec = 'raw' | 'gzip' | 'zstd';
+
+const DECOMPRESS: Record<Codec, string> = { raw: 'cat', gzip: 'gzip -dc', zstd: 'zstd -dcq' };
+
 /**
- * Receive one blob on stdin (gzip or raw), appended to its partial file, checked against its
+ * Receive one blob on stdin (raw, gzip or zstd), appended to its partial file, checked against its
  * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
  * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
  * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
  * keeps garbage collection out.
  */
-export function receiveScript(root: string, hex: string, size: number, gzip: boolean): string {
-  return `cd -- ${shq(`${root}/${STORE}`)} || exit 1
+export function receiveScript(root: string, hex: string, size: number, codec: Codec): string {
+  return `${SHA256_FUNCTION}
+cd -- ${shq(`${root}/${STORE}`)} || exit 1
 exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
 exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
 [ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
@@ -142,10 +165,12 @@ p=incoming/${hex}.partial
 have=$(stat -c %s "$p" 2>/dev/null || echo 0)
 [ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
 echo "ready $have"
-${gzip ? 'gzip -dc' : 'cat'} >> "$p"
+# A fresh blob is hashed as it arrives; a resumed one is hashed whole once complete.
+if [ "$have" = 0 ]; then sum=$(${DECOMPRESS[codec]} | tee "$p" | sha256); else ${DECOMPRESS[codec]} >> "$p"; sum=; fi
 have=$(stat -c %s "$p")
 [ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
-[ "$have" = ${size} ] && [ "$(sha256sum < "$p" | cut -d' ' -f1)" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
+[ -n "$sum" ] || sum=$(sha256 < "$p")
+[ "$have" = ${size} ] && [ "$sum" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
 mv -f "$p" blobs/sha256/${hex}
 echo ok
 `;
@@ -166,7 +191,7 @@ export interface GcParams {
 export function gcScript(p: GcParams): string {
   return `cd -- ${shq(`${p.root}/${STORE}`)} || exit 0
 exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
-find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mtime +${p.maxAgeDays} -delete
+find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mmin +${p.maxAgeDays * 1440} -delete
 ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
 keep=$(mktemp keep.XXXXXX) || exit 1
 cat images/* 2>/dev/null | sort -u > "$keep"
@@ -180,8 +205,8 @@ for f in ../sif/*.sif; do
   h=\${f##*/}; h=\${h%.sif}
   [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
 done
-find incoming -type f -mtime +1 -delete
-find ../jobs -mindepth 1 -maxdepth 1 -type d -mtime +${p.maxAgeDays} -exec rm -rf {} +
+find incoming -type f -mmin +1440 -delete
+find ../jobs -mindepth 1 -maxdepth 1 -type d -mmin +${p.maxAgeDays * 1440} -exec rm -rf {} +
 rm -f "$keep"
 echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 `;
