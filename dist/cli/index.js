@@ -27779,8 +27779,10 @@ class Timings {
             this.add(phase, (Date.now() - t0) / 1000);
         }
     }
+    /** Add time to a phase (a phase timed in several parts is listed once, summed). */
     add(phase, seconds) {
-        this.entries.push({ phase, seconds: Math.round(seconds * 100) / 100 });
+        const e = this.entries.find((x) => x.phase === phase) ?? this.entries[this.entries.push({ phase, seconds: 0 }) - 1];
+        e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
     }
     /** Phases in order, then `overhead` (what no phase accounts for) and `total`. */
     list() {
@@ -28073,6 +28075,7 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
     const deadline = submitted + s.timeoutSeconds * 1000;
     let cancelled = false;
     let timedOut = false;
+    let polls = 0;
     for (;;) {
         if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
             cancelled = !!hooks.signal?.aborted;
@@ -28086,7 +28089,8 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
         const done = (0,follow/* applyPoll */.oG)(state, (0,follow/* parsePoll */.$f)(r.stdout), out, reporter, jobId);
         if (done)
             break;
-        await sleep(hooks.pollMs ?? 2000, cancelled ? undefined : hooks.signal);
+        // Poll quickly at first (short jobs end in seconds), then every pollMs.
+        await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
     }
     out.end();
     reporter.endGroup();
@@ -30442,7 +30446,7 @@ have=$(stat -c %s "$p" 2>/dev/null || echo 0)
 [ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
 echo "ready $have"
 # A fresh blob is hashed as it arrives; a resumed one is hashed whole once complete.
-if [ "$have" = 0 ]; then sum=$(${DECOMPRESS[codec]} | tee "$p" | sha256); else ${DECOMPRESS[codec]} >> "$p"; sum=; fi
+if [ "$have" = 0 ]; then sum=$(${codec === 'raw' ? '' : `${DECOMPRESS[codec]} | `}tee "$p" | sha256); else ${DECOMPRESS[codec]} >> "$p"; sum=; fi
 have=$(stat -c %s "$p")
 [ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
 [ -n "$sum" ] || sum=$(sha256 < "$p")

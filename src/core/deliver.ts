@@ -384,6 +384,7 @@ export async function followJob(
   const deadline = submitted + s.timeoutSeconds * 1000;
   let cancelled = false;
   let timedOut = false;
+  let polls = 0;
   for (;;) {
     if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
       cancelled = !!hooks.signal?.aborted;
@@ -395,7 +396,8 @@ export async function followJob(
     if (r.code !== 0) throw new RemoteCommandError('Following the job', r.code, r.stderr.toString());
     const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
     if (done) break;
-    await sleep(hooks.pollMs ?? 2000, cancelled ? undefined : hooks.signal);
+    // Poll quickly at first (short jobs end in seconds), then every pollMs.
+    await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
   }
   out.end();
   reporter.endGroup();

@@ -166,7 +166,7 @@ have=$(stat -c %s "$p" 2>/dev/null || echo 0)
 [ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
 echo "ready $have"
 # A fresh blob is hashed as it arrives; a resumed one is hashed whole once complete.
-if [ "$have" = 0 ]; then sum=$(${DECOMPRESS[codec]} | tee "$p" | sha256); else ${DECOMPRESS[codec]} >> "$p"; sum=; fi
+if [ "$have" = 0 ]; then sum=$(${codec === 'raw' ? '' : `${DECOMPRESS[codec]} | `}tee "$p" | sha256); else ${DECOMPRESS[codec]} >> "$p"; sum=; fi
 have=$(stat -c %s "$p")
 [ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
 [ -n "$sum" ] || sum=$(sha256 < "$p")

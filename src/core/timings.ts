@@ -13,8 +13,10 @@ export class Timings {
     }
   }
 
+  /** Add time to a phase (a phase timed in several parts is listed once, summed). */
   add(phase: string, seconds: number): void {
-    this.entries.push({ phase, seconds: Math.round(seconds * 100) / 100 });
+    const e = this.entries.find((x) => x.phase === phase) ?? this.entries[this.entries.push({ phase, seconds: 0 }) - 1];
+    e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
   }
 
   /** Phases in order, then `overhead` (what no phase accounts for) and `total`. */
