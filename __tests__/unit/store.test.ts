@@ -109,39 +109,6 @@ async function feed(child: ChildProcessWithoutNullStreams, data: Buffer, chunk =
  * Processes a test started (each spawned `detached`, as its own process group); any still running
  * when the test ends (it failed midway) are killed with their children.
  */
-const running = new Set<ChildProcess>();
-function track<T extends ChildProcess>(child: T): T {
-  running.add(child);
-  child.on('exit', () => running.delete(child));
-  return child;
-}
-afterEach(() => {
-  for (const child of running) {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  running.clear();
-});
-
-/** A process holding flock on `path` (shared or exclusive) until release() closes its stdin. */
-async function holdLock(path: string, mode: '-s' | '-x') {
-  const child = track(spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'], detached: true }));
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
-    child.on('exit', () => reject(new Error('the lock holder exited early')));
-  });
-  return {
-    release: async () => {
-      child.stdin.end();
-      await exited;
-    },
-  };
-}
-
 const modeOf = (path: string) => statSync(path).mode & 0o7777;
 
 /** Every path under dir, recursively. */

@@ -165,11 +165,12 @@ p=incoming/${hex}.partial
 have=$(stat -c %s "$p" 2>/dev/null || echo 0)
 [ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
 echo "ready $have"
-# A fresh blob is hashed as it arrives; a resumed one is hashed whole once complete.
-if [ "$have" = 0 ]; then sum=$(${codec === 'raw' ? '' : `${DECOMPRESS[codec]} | `}tee "$p" | sha256); else ${DECOMPRESS[codec]} >> "$p"; sum=; fi
+${DECOMPRESS[codec]} >> "$p"
 have=$(stat -c %s "$p")
 [ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
-[ -n "$sum" ] || sum=$(sha256 < "$p")
+# Hashed once complete (read back from the page cache): hashing while receiving competes for the
+# CPU that decrypting needs, and a resumed blob must be hashed whole anyway.
+sum=$(sha256 < "$p")
 [ "$have" = ${size} ] && [ "$sum" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
 mv -f "$p" blobs/sha256/${hex}
 echo ok
