@@ -7,16 +7,20 @@ export function track<T extends ChildProcess>(child: T): T {
   child.on('exit', () => running.delete(child));
   return child;
 }
-afterEach(() => {
-  for (const child of running) {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
+
+/** Register, in a test file, the clean-up of every tracked process after each test. */
+export function killTrackedAfterEach(): void {
+  afterEach(() => {
+    for (const child of running) {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
     }
-  }
-  running.clear();
-});
+    running.clear();
+  });
+}
 
 /** A process holding flock on `path` (shared or exclusive) until release() closes its stdin. */
 export async function holdLock(path: string, mode: '-s' | '-x') {

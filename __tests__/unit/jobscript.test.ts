@@ -1,14 +1,17 @@
 // The job script, checked by bash itself: `bash -n` for syntax, then by running it for real in a
 // temp dir with a fake `module` function and a fake `singularity` on PATH that records its argv.
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type Assembly, type JobScriptParams, JOB_PHASES, PHASE_MARKER, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
 import { shq } from '../../src/core/quote.js';
+import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import { listTar, readTarMember } from '../../src/core/tar.js';
 
+
+killTrackedAfterEach();
 const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | *`;
 
 function params(over: Partial<JobScriptParams> = {}): JobScriptParams {

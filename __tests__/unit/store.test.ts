@@ -1,12 +1,13 @@
 // The store's cluster-side scripts, run for real by bash against a temp dir standing in for the
 // cluster account (HOME is the temp dir, so relative paths resolve under it as they do over SSH),
 // and the pure planning around them.
-import { type ChildProcess, type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchiveBlob, ImageArchive } from '../../src/core/archive.js';
+import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import {
   type Codec,
   RECEIVE,
@@ -22,6 +23,8 @@ import {
   receiveScript,
 } from '../../src/core/store.js';
 
+
+killTrackedAfterEach();
 const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | *`;
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');

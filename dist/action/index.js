@@ -55640,12 +55640,8 @@ function renderSubmission(s, paths, image, reuseSif, smokeFile) {
         runtime: s.runtime,
         publish: s.publish && paths.publishDir
             ? {
+                ...s.publish,
                 dir: paths.publishDir,
-                name: s.publish.name,
-                version: s.publish.version,
-                keep: s.publish.keep,
-                group: s.publish.group,
-                mode: s.publish.mode,
                 record: {
                     image: s.image,
                     digest: image?.id ?? null,
@@ -56423,7 +56419,9 @@ function parseConnection(raw) {
     }
     if (!result.success || problems.length > 0)
         throw inputError(problems);
-    const ok = result.data;
+    return connectionOf(result.data, knownHosts);
+}
+function connectionOf(ok, knownHosts) {
     return {
         host: ok.host,
         port: ok.port,
@@ -56509,11 +56507,7 @@ function parseSettings(raw, context = null) {
     // What names the job and the published file: the image name, or the tested .sif's.
     const imageName = ok.image ? ok.image.replace(/:[^/:]+$/, '') : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
-        host: ok.host,
-        port: ok.port,
-        username: ok.username,
-        privateKey: ok['private-key'].trim() + '\n',
-        knownHosts,
+        ...connectionOf(ok, knownHosts),
         image: ok.image,
         build: ok.build && !ok.sif,
         sif: ok.sif || null,
@@ -56525,8 +56519,6 @@ function parseSettings(raw, context = null) {
         gpus: ok.gpus,
         time: ok.time,
         modules: ok.modules,
-        loginModules: ok['login-modules'],
-        remoteDir: ok['remote-dir'],
         tmpdir: ok.tmpdir || `${ok['remote-dir']}/tmp`,
         jobName: ok['job-name'] || `riviera-${imageName.split('/').pop()}`,
         sbatchArgs,

@@ -152,12 +152,8 @@ export function renderSubmission(
     publish:
       s.publish && paths.publishDir
         ? {
+            ...s.publish,
             dir: paths.publishDir,
-            name: s.publish.name,
-            version: s.publish.version,
-            keep: s.publish.keep,
-            group: s.publish.group,
-            mode: s.publish.mode,
             record: {
               image: s.image,
               digest: image?.id ?? null,

@@ -1,6 +1,6 @@
 // Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
 import { shJoin, shq } from './quote.js';
-import type { SmokeTest } from './settings.js';
+import type { PublishSettings, SmokeTest } from './settings.js';
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
 export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'] as const;
@@ -32,14 +32,7 @@ export interface JobScriptParams {
   publish: JobPublish | null;
 }
 
-export interface JobPublish {
-  /** Absolute publish directory (created by the delivery). */
-  dir: string;
-  name: string;
-  version: string;
-  keep: number;
-  group: string | null;
-  mode: string;
+export interface JobPublish extends Omit<PublishSettings, 'provenance'> {
   /** The provenance record, as JSON; the job adds its id, the date and the .sif's sha256. */
   record: Record<string, string | null>;
 }

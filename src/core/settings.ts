@@ -316,7 +316,10 @@ export function parseConnection(raw: RawInputs): ConnectionSettings {
     problems.push({ input: 'known-hosts', message: e instanceof InputError ? e.problem : (e as Error).message });
   }
   if (!result.success || problems.length > 0) throw inputError(problems);
-  const ok = result.data;
+  return connectionOf(result.data, knownHosts);
+}
+
+function connectionOf(ok: z.infer<typeof connectionSchema>, knownHosts: KnownHostEntry[]): ConnectionSettings {
   return {
     host: ok.host,
     port: ok.port,
@@ -401,11 +404,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
   // What names the job and the published file: the image name, or the tested .sif's.
   const imageName = ok.image ? ok.image.replace(/:[^/:]+$/, '') : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
-    host: ok.host,
-    port: ok.port,
-    username: ok.username,
-    privateKey: ok['private-key'].trim() + '\n',
-    knownHosts,
+    ...connectionOf(ok, knownHosts),
     image: ok.image,
     build: ok.build && !ok.sif,
     sif: ok.sif || null,
@@ -417,8 +416,6 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
     gpus: ok.gpus,
     time: ok.time,
     modules: ok.modules,
-    loginModules: ok['login-modules'],
-    remoteDir: ok['remote-dir'],
     tmpdir: ok.tmpdir || `${ok['remote-dir']}/tmp`,
     jobName: ok['job-name'] || `riviera-${imageName.split('/').pop()}`,
     sbatchArgs,
