@@ -25637,17 +25637,19 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(6760);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_3__);
 /* harmony import */ var commander__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8179);
-/* harmony import */ var _core_config_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4489);
-/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4513);
-/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(4296);
-/* harmony import */ var _core_follow_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(9746);
-/* harmony import */ var _core_quote_js__WEBPACK_IMPORTED_MODULE_14__ = __nccwpck_require__(3195);
-/* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(1922);
-/* harmony import */ var _core_session_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(6856);
-/* harmony import */ var _core_slurm_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(2348);
-/* harmony import */ var _core_store_js__WEBPACK_IMPORTED_MODULE_12__ = __nccwpck_require__(4230);
-/* harmony import */ var _reporter_js__WEBPACK_IMPORTED_MODULE_13__ = __nccwpck_require__(3933);
+/* harmony import */ var _package_json__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8330);
+/* harmony import */ var _core_config_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4489);
+/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(4513);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4296);
+/* harmony import */ var _core_follow_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(9746);
+/* harmony import */ var _core_quote_js__WEBPACK_IMPORTED_MODULE_15__ = __nccwpck_require__(3195);
+/* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(1922);
+/* harmony import */ var _core_session_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(6856);
+/* harmony import */ var _core_slurm_js__WEBPACK_IMPORTED_MODULE_12__ = __nccwpck_require__(2348);
+/* harmony import */ var _core_store_js__WEBPACK_IMPORTED_MODULE_13__ = __nccwpck_require__(4230);
+/* harmony import */ var _reporter_js__WEBPACK_IMPORTED_MODULE_14__ = __nccwpck_require__(3933);
 // The command line over the same core as the action: deliver, status, logs, cancel.
+
 
 
 
@@ -25677,7 +25679,7 @@ function readFileInput(input, path) {
         return (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(path, 'utf8');
     }
     catch (e) {
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_7__/* .InputError */ .dz(input, `cannot read ${path}: ${e.message}`, `Pass --${input}-file PATH.`);
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz(input, `cannot read ${path}: ${e.message}`, `Pass --${input}-file PATH.`);
     }
 }
 /**
@@ -25687,13 +25689,13 @@ function readFileInput(input, path) {
  */
 async function rawInputs(opts, env = process.env) {
     const flags = {};
-    for (const name of _core_settings_js__WEBPACK_IMPORTED_MODULE_9__/* .INPUT_NAMES */ .Qh) {
+    for (const name of _core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .INPUT_NAMES */ .Qh) {
         const v = opts[camel(name)];
         if (typeof v === 'string')
             flags[name] = v;
     }
-    const file = await (0,_core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .loadConfig */ .Z9)(typeof opts.config === 'string' ? opts.config : _core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .CONFIG_FILE */ .g2, typeof opts.config === 'string');
-    const raw = { ...(0,_core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .mergeInputs */ .sg)(file, flags) };
+    const file = await (0,_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .loadConfig */ .Z9)(typeof opts.config === 'string' ? opts.config : _core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2, typeof opts.config === 'string');
+    const raw = { ...(0,_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .mergeInputs */ .sg)(file, flags) };
     const keyFile = typeof opts.privateKeyFile === 'string' ? opts.privateKeyFile : (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', 'id_ed25519');
     const hostsFile = typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', 'known_hosts');
     raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile);
@@ -25714,7 +25716,7 @@ function gitContext(cwd = process.cwd()) {
 }
 function addFileOptions(cmd) {
     return cmd
-        .option('--config <path>', `settings file (default ${_core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .CONFIG_FILE */ .g2}, if present)`)
+        .option('--config <path>', `settings file (default ${_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2}, if present)`)
         .addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$('--private-key-file <path>', 'SSH private key (default ~/.ssh/id_ed25519)').env('RIVIERA_PRIVATE_KEY_FILE'))
         .addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$('--known-hosts-file <path>', 'known_hosts checked strictly (default ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
 }
@@ -25730,47 +25732,47 @@ function print(json, value, text) {
 }
 async function connectionSession(opts, reporter) {
     const raw = await rawInputs(opts);
-    (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_9__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
-    const conn = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_9__/* .parseConnection */ .C8)(raw);
-    return { conn, session: new _core_session_js__WEBPACK_IMPORTED_MODULE_10__/* .Session */ .Nn(conn, reporter) };
+    (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
+    const conn = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .parseConnection */ .C8)(raw);
+    return { conn, session: new _core_session_js__WEBPACK_IMPORTED_MODULE_11__/* .Session */ .Nn(conn, reporter) };
 }
 /** A job's directory on the cluster, through the jobs/job-ID link the delivery made. */
 function jobLink(remoteDir, jobId) {
     if (!/^\d+(_\d+)?$/.test(jobId))
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_7__/* .InputError */ .dz('JOB', `'${jobId}' is not a Slurm job id`);
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz('JOB', `'${jobId}' is not a Slurm job id`);
     return `${remoteDir}/jobs/job-${jobId}`;
 }
 function buildProgram() {
     const program = new commander__WEBPACK_IMPORTED_MODULE_4__/* .Command */ .uB('riviera-singularity')
         .description('Deliver a Docker image to a Slurm cluster as a Singularity image and smoke-test it on a GPU.')
-        .version(process.env.npm_package_version ?? '1')
+        .version(_package_json__WEBPACK_IMPORTED_MODULE_5__/* .version */ .rE)
         .showHelpAfterError()
         .exitOverride();
     program.addHelpText('after', `
 Exit codes: 0 passed, 1 other failure, 2 bad input, 3 connection, 4 host key refused,
 5 job failed (smoke test or build), 6 job cancelled, timed out or lost, 7 docker build/save failed.
-Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .CONFIG_FILE */ .g2}.`);
-    const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'), _core_settings_js__WEBPACK_IMPORTED_MODULE_9__/* .INPUT_NAMES */ .Qh)
+Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2}.`);
+    const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'), _core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .INPUT_NAMES */ .Qh)
         .option('--dry-run', 'print the plan and the job script; build, connect and write nothing')
         .option('--json', 'print the result as JSON on stdout');
     d.action(async (opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_13__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
         const raw = await rawInputs(opts);
-        (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_9__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
-        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_9__/* .parseSettings */ .P$)(raw, gitContext());
+        (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
+        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .parseSettings */ .P$)(raw, gitContext());
         if (opts.dryRun) {
             const root = `~/${settings.remoteDir}`;
             const paths = {
                 root,
                 tmpdir: `~/${settings.tmpdir}`,
                 sif: `${root}/sif/<image-id>.sif`,
-                sifLink: `${root}/images/${(0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_6__/* .imageFileName */ .vO)(settings.image)}.sif`,
+                sifLink: `${root}/images/${(0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .imageFileName */ .vO)(settings.image)}.sif`,
                 jobDir: `${root}/jobs/<run>`,
                 publishDir: settings.publish ? `~/${settings.publish.dir}` : null,
                 published: settings.publish ? `~/${settings.publish.dir}/${settings.publish.name}_${settings.publish.version}.sif` : null,
             };
-            const blob = `${root}/${_core_store_js__WEBPACK_IMPORTED_MODULE_12__/* .STORE */ .er}/blobs/sha256/<digest>`;
-            const sub = (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_6__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, false, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
+            const blob = `${root}/${_core_store_js__WEBPACK_IMPORTED_MODULE_13__/* .STORE */ .er}/blobs/sha256/<digest>`;
+            const sub = (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, false, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
             const plan = {
                 image: settings.image,
                 build: settings.build ? { context: settings.context, dockerfile: settings.dockerfile, buildArgs: settings.buildArgs } : null,
@@ -25782,8 +25784,8 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
             };
             print(!!opts.json, plan, [
                 `Would ${settings.build ? `build ${settings.image} from ${settings.context}` : `use ${settings.image} from the local engine`}, save it,`,
-                `send the layers ${plan.cluster} lacks to ~/${settings.remoteDir}/${_core_store_js__WEBPACK_IMPORTED_MODULE_12__/* .STORE */ .er}, and submit:`,
-                `  ${sub.sbatch.map(_core_quote_js__WEBPACK_IMPORTED_MODULE_14__/* .shq */ .hi).join(' ')}`,
+                `send the layers ${plan.cluster} lacks to ~/${settings.remoteDir}/${_core_store_js__WEBPACK_IMPORTED_MODULE_13__/* .STORE */ .er}, and submit:`,
+                `  ${sub.sbatch.map(_core_quote_js__WEBPACK_IMPORTED_MODULE_15__/* .shq */ .hi).join(' ')}`,
                 paths.published ? `If the smoke test passes, publish ${paths.published}.` : 'Nothing is published (no tag; publish: auto).',
                 '',
                 '--- job script (paths under ~ are resolved on the cluster; <...> are filled in from the saved image) ---',
@@ -25801,7 +25803,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
-        const result = await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_6__/* .deliver */ .cK)(settings, reporter, { signal: controller.signal });
+        const result = await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .deliver */ .cK)(settings, reporter, { signal: controller.signal });
         const { error, ...data } = result;
         if (!opts.json)
             for (const t of result.timings)
@@ -25816,15 +25818,15 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
     addInputOptions(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), CONNECTION_INPUTS)
         .option('--json', 'print as JSON')
         .action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_13__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         try {
-            const r = await session.retry('status', (remote) => remote.exec((0,_core_follow_js__WEBPACK_IMPORTED_MODULE_8__/* .pollScript */ .PK)(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
+            const r = await session.retry('status', (remote) => remote.exec((0,_core_follow_js__WEBPACK_IMPORTED_MODULE_9__/* .pollScript */ .PK)(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
             if (r.code === 98)
-                throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_7__/* .InputError */ .dz('JOB', `no delivery of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
-            const poll = (0,_core_follow_js__WEBPACK_IMPORTED_MODULE_8__/* .parsePoll */ .$f)(r.stdout);
-            const info = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_11__/* .parseSqueueLine */ .KV)(poll.squeue);
-            const status = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_11__/* .parseStatusLine */ .Su)(poll.status);
+                throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz('JOB', `no delivery of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+            const poll = (0,_core_follow_js__WEBPACK_IMPORTED_MODULE_9__/* .parsePoll */ .$f)(r.stdout);
+            const info = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_12__/* .parseSqueueLine */ .KV)(poll.squeue);
+            const status = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_12__/* .parseStatusLine */ .Su)(poll.status);
             const state = info?.state ?? (status ? (status.code === 0 ? 'COMPLETED' : 'FAILED') : 'UNKNOWN');
             print(!!opts.json, { jobId, state, reason: info?.reason ?? null, node: info?.nodes ?? null, phase: status?.phase ?? null, exitCode: status?.code ?? null }, `job ${jobId}: ${state}${info?.nodes ? ` on ${info.nodes}` : ''}${status ? ` (${status.phase} exited ${status.code})` : ''}`);
         }
@@ -25835,18 +25837,18 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
     addInputOptions(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), CONNECTION_INPUTS)
         .option('-f, --follow', 'keep streaming until the job ends')
         .action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_13__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         const dir = jobLink(conn.remoteDir, jobId);
         try {
             if (opts.follow) {
-                const out = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_13__/* .cliReporter */ .w)((s) => process.stdout.write(s));
-                await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_6__/* .followJob */ .Bv)(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
+                const out = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)((s) => process.stdout.write(s));
+                await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .followJob */ .Bv)(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
             }
             else {
-                const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${(0,_core_quote_js__WEBPACK_IMPORTED_MODULE_14__/* .shq */ .hi)(`${dir}/job.out`)}`));
+                const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${(0,_core_quote_js__WEBPACK_IMPORTED_MODULE_15__/* .shq */ .hi)(`${dir}/job.out`)}`));
                 if (r.code !== 0)
-                    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_7__/* .InputError */ .dz('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+                    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
                 process.stdout.write(r.stdout);
             }
         }
@@ -25855,11 +25857,11 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
         }
     });
     addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), CONNECTION_INPUTS).action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_13__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         try {
             jobLink(conn.remoteDir, jobId);
-            await session.retry('cancel', (remote) => (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_6__/* .cancelJob */ .mh)(remote, jobId, conn.loginModules));
+            await session.retry('cancel', (remote) => (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .cancelJob */ .mh)(remote, jobId, conn.loginModules));
             reporter.info(`cancelled job ${jobId}`);
         }
         finally {
@@ -25875,12 +25877,12 @@ async function main() {
     catch (e) {
         if (e instanceof commander__WEBPACK_IMPORTED_MODULE_4__/* .CommanderError */ .b7) {
             // Help and version are not errors; a usage error is bad input.
-            process.exit(e.exitCode === 0 ? 0 : _core_errors_js__WEBPACK_IMPORTED_MODULE_7__/* .ExitCode */ .yU.input);
+            process.exit(e.exitCode === 0 ? 0 : _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .ExitCode */ .yU.input);
         }
         process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-        process.exit((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_7__/* .exitCodeOf */ .FO)(e));
+        process.exit((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .exitCodeOf */ .FO)(e));
     }
-    process.exit(process.exitCode ?? _core_errors_js__WEBPACK_IMPORTED_MODULE_7__/* .ExitCode */ .yU.ok);
+    process.exit(process.exitCode ?? _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .ExitCode */ .yU.ok);
 }
 await main();
 
@@ -53084,6 +53086,13 @@ function preprocess(fn, schema) {
 /***/ ((module) => {
 
 module.exports = {"rE":"1.17.0"};
+
+/***/ }),
+
+/***/ 8330:
+/***/ ((module) => {
+
+module.exports = {"rE":"1.0.0"};
 
 /***/ })
 

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import pkg from '../../package.json' with { type: 'json' };
 import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
 import { cancelJob, deliver, followJob, imageFileName, renderSubmission } from '../core/deliver.js';
 import { ExitCode, InputError, exitCodeOf } from '../core/errors.js';
@@ -103,7 +104,7 @@ function jobLink(remoteDir: string, jobId: string): string {
 export function buildProgram(): Command {
   const program = new Command('riviera-singularity')
     .description('Deliver a Docker image to a Slurm cluster as a Singularity image and smoke-test it on a GPU.')
-    .version(process.env.npm_package_version ?? '1')
+    .version(pkg.version)
     .showHelpAfterError()
     .exitOverride();
   program.addHelpText(
