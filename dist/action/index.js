@@ -55709,6 +55709,26 @@ async function save(s, digest, reporter, timings) {
         throw e;
     }
 }
+async function engineSource(s, reporter, timings) {
+    const { id, size } = await inspectImage(s.image, reporter);
+    return { digest: id, size, load: () => save(s, id, reporter, timings) };
+}
+/** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
+async function archiveSource(path, reporter) {
+    const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
+    if (size === undefined)
+        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace)`);
+    let archive;
+    try {
+        archive = await readImageArchive(path);
+    }
+    catch (e) {
+        throw new errors/* InputError */.dz('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
+    }
+    reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(size)}`);
+    const loaded = { archive, tar: path, size, cleanup: async () => undefined };
+    return { digest: archive.imageId, size, load: async () => loaded };
+}
 function prepare(session, s, params) {
     return session.retry('Preparing the store', async (r) => parsePrepare(await r.run(`Preparing ${s.remoteDir} on the cluster`, prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
 }
@@ -55716,8 +55736,9 @@ function prepare(session, s, params) {
  * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
  * image is not even saved), else save it, learn which blobs the store lacks, and send those.
  */
-async function upload(session, s, digest, reporter, timings) {
+async function upload(session, s, source, reporter, timings) {
     const none = { sent: 0, raw: 0, rawTotal: 0 };
+    const digest = source?.digest ?? null;
     const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true }));
     if (!digest) {
         reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
@@ -55727,7 +55748,7 @@ async function upload(session, s, digest, reporter, timings) {
         reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
         return { report: first, image: null, stats: none };
     }
-    const image = await save(s, digest, reporter, timings);
+    const image = await source.load();
     try {
         return await timings.time('upload', async () => {
             const blobs = imageBlobs(image.archive);
@@ -55768,8 +55789,8 @@ async function deliver(s, reporter, hooks = {}) {
     if (s.build)
         await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
     checkAbort(hooks.signal);
-    const inspected = s.sif ? null : await inspectImage(s.image, reporter);
-    const digest = inspected?.id ?? null;
+    const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter, timings);
+    const digest = source?.digest ?? null;
     const session = new Session(s, reporter);
     let image = null;
     try {
@@ -55777,7 +55798,7 @@ async function deliver(s, reporter, hooks = {}) {
             await session.remote();
             reporter.info('Connected; host key matches known-hosts.');
         });
-        const up = await inGroup(reporter, 'Upload', () => upload(session, s, digest, reporter, timings));
+        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
         const { report, stats } = up;
         image = up.image;
         checkAbort(hooks.signal);
@@ -55813,7 +55834,7 @@ async function deliver(s, reporter, hooks = {}) {
             outputTail: follow.out.tail,
             bytesSent: stats.sent,
             // The saved tar's size; when nothing had to be saved, the engine's size of the image.
-            bytesTotal: image?.size ?? inspected?.size ?? 0,
+            bytesTotal: image?.size ?? source?.size ?? 0,
             reconnects: session.reconnects,
             message: verdict.ok ? 'The smoke test passed.' : verdict.message,
             error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
@@ -56321,6 +56342,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     image: trimmed()
         .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
         .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
+    archive: trimmed().refine(...noControl('archive')),
     sif: trimmed()
         .refine(...noControl('sif'))
         .transform((s) => s.replace(/^~\//, '')),
@@ -56477,11 +56499,11 @@ function parseSettings(raw, context = null) {
     const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
     // These checks read the raw values, so they are listed even when other inputs failed the schema.
     const rawOf = (name) => (raw[name] ?? '').trim();
-    if (!rawOf('image') && !rawOf('sif')) {
-        problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or sif, to test a .sif already on the cluster)' });
+    if (!rawOf('image') && !rawOf('sif') && !rawOf('archive')) {
+        problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)' });
     }
-    else if (rawOf('image') && rawOf('sif')) {
-        problems.push({ input: 'sif', message: 'give either image (to deliver) or sif (to test a .sif already on the cluster), not both' });
+    else if (rawOf('sif') && (rawOf('image') || rawOf('archive'))) {
+        problems.push({ input: 'sif', message: 'give either image or archive (to deliver), or sif (to test a .sif already on the cluster), not both' });
     }
     let smoke;
     if (rawOf('smoke-test') && rawOf('smoke-command')) {
@@ -56505,12 +56527,17 @@ function parseSettings(raw, context = null) {
     if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke)
         throw inputError(problems);
     // What names the job and the published file: the image name, or the tested .sif's.
-    const imageName = ok.image ? ok.image.replace(/:[^/:]+$/, '') : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
+    const imageName = ok.image
+        ? ok.image.replace(/:[^/:]+$/, '')
+        : ok.archive
+            ? (ok.archive.split('/').pop() ?? 'image').replace(/\.tar$/, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-')
+            : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
         ...connectionOf(ok, knownHosts),
-        image: ok.image,
-        build: ok.build && !ok.sif,
+        build: ok.build && !ok.sif && !ok.archive,
         sif: ok.sif || null,
+        archive: ok.archive || null,
+        image: ok.image || (ok.archive ? `${imageName}:latest` : ''),
         context: ok.context,
         dockerfile: ok.dockerfile || null,
         buildArgs: ok['build-args'],

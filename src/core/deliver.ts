@@ -237,6 +237,34 @@ async function save(s: Settings, digest: string, reporter: Reporter, timings: Ti
   }
 }
 
+/** Where the image comes from: the local engine (saved only when the cluster needs its blobs), or a saved tar. */
+interface ImageSource {
+  digest: string;
+  /** Size of the image (the tar's, or the engine's estimate before it is saved). */
+  size: number;
+  load(): Promise<SavedImage>;
+}
+
+async function engineSource(s: Settings, reporter: Reporter, timings: Timings): Promise<ImageSource> {
+  const { id, size } = await inspectImage(s.image, reporter);
+  return { digest: id, size, load: () => save(s, id, reporter, timings) };
+}
+
+/** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
+async function archiveSource(path: string, reporter: Reporter): Promise<ImageSource> {
+  const size = (await stat(path).catch(() => null))?.size;
+  if (size === undefined) throw new InputError('archive', `file '${path}' not found (paths are relative to the workspace)`);
+  let archive: ImageArchive;
+  try {
+    archive = await readImageArchive(path);
+  } catch (e) {
+    throw new InputError('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
+  }
+  reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
+  const loaded: SavedImage = { archive, tar: path, size, cleanup: async () => undefined };
+  return { digest: archive.imageId, size, load: async () => loaded };
+}
+
 function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly'>): Promise<StoreReport> {
   return session.retry('Preparing the store', async (r) =>
     parsePrepare(
@@ -252,8 +280,9 @@ function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'ima
  * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
  * image is not even saved), else save it, learn which blobs the store lacks, and send those.
  */
-async function upload(session: Session, s: Settings, digest: string | null, reporter: Reporter, timings: Timings) {
+async function upload(session: Session, s: Settings, source: ImageSource | null, reporter: Reporter, timings: Timings) {
   const none = { sent: 0, raw: 0, rawTotal: 0 };
+  const digest = source?.digest ?? null;
   const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true }));
   if (!digest) {
     reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
@@ -263,7 +292,7 @@ async function upload(session: Session, s: Settings, digest: string | null, repo
     reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
     return { report: first, image: null, stats: none };
   }
-  const image = await save(s, digest, reporter, timings);
+  const image = await source!.load();
   try {
     return await timings.time('upload', async () => {
       const blobs = imageBlobs(image.archive);
@@ -305,8 +334,8 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
   const smoke = await readSmokeFile(s);
   if (s.build) await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
   checkAbort(hooks.signal);
-  const inspected = s.sif ? null : await inspectImage(s.image, reporter);
-  const digest = inspected?.id ?? null;
+  const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter, timings);
+  const digest = source?.digest ?? null;
   const session = new Session(s, reporter);
   let image: SavedImage | null = null;
   try {
@@ -314,7 +343,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       await session.remote();
       reporter.info('Connected; host key matches known-hosts.');
     });
-    const up = await inGroup(reporter, 'Upload', () => upload(session, s, digest, reporter, timings));
+    const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
     const { report, stats } = up;
     image = up.image;
     checkAbort(hooks.signal);
@@ -353,7 +382,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       outputTail: follow.out.tail,
       bytesSent: stats.sent,
       // The saved tar's size; when nothing had to be saved, the engine's size of the image.
-      bytesTotal: image?.size ?? inspected?.size ?? 0,
+      bytesTotal: image?.size ?? source?.size ?? 0,
       reconnects: session.reconnects,
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,
       error: verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message),

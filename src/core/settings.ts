@@ -27,6 +27,8 @@ export interface Settings {
   build: boolean;
   /** A .sif already on the cluster to smoke-test instead of delivering an image (relative to $HOME). */
   sif: string | null;
+  /** An image already saved as a tar (docker save, or an OCI layout) to deliver instead of one in the engine. */
+  archive: string | null;
   context: string;
   dockerfile: string | null;
   /** KEY=VALUE pairs for `docker build --build-arg`. */
@@ -214,6 +216,7 @@ const schema = z.object({
   image: trimmed()
     .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
     .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
+  archive: trimmed().refine(...noControl('archive')),
   sif: trimmed()
     .refine(...noControl('sif'))
     .transform((s) => s.replace(/^~\//, '')),
@@ -377,10 +380,10 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
 
   // These checks read the raw values, so they are listed even when other inputs failed the schema.
   const rawOf = (name: string) => (raw[name] ?? '').trim();
-  if (!rawOf('image') && !rawOf('sif')) {
-    problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or sif, to test a .sif already on the cluster)' });
-  } else if (rawOf('image') && rawOf('sif')) {
-    problems.push({ input: 'sif', message: 'give either image (to deliver) or sif (to test a .sif already on the cluster), not both' });
+  if (!rawOf('image') && !rawOf('sif') && !rawOf('archive')) {
+    problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)' });
+  } else if (rawOf('sif') && (rawOf('image') || rawOf('archive'))) {
+    problems.push({ input: 'sif', message: 'give either image or archive (to deliver), or sif (to test a .sif already on the cluster), not both' });
   }
   let smoke: SmokeTest | undefined;
   if (rawOf('smoke-test') && rawOf('smoke-command')) {
@@ -402,12 +405,17 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
   if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) throw inputError(problems);
 
   // What names the job and the published file: the image name, or the tested .sif's.
-  const imageName = ok.image ? ok.image.replace(/:[^/:]+$/, '') : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
+  const imageName = ok.image
+    ? ok.image.replace(/:[^/:]+$/, '')
+    : ok.archive
+      ? (ok.archive.split('/').pop() ?? 'image').replace(/\.tar$/, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-')
+      : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
     ...connectionOf(ok, knownHosts),
-    image: ok.image,
-    build: ok.build && !ok.sif,
+    build: ok.build && !ok.sif && !ok.archive,
     sif: ok.sif || null,
+    archive: ok.archive || null,
+    image: ok.image || (ok.archive ? `${imageName}:latest` : ''),
     context: ok.context,
     dockerfile: ok.dockerfile || null,
     buildArgs: ok['build-args'],
