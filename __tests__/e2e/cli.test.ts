@@ -1,7 +1,8 @@
 // The CLI as a researcher runs it from a checkout: settings in .riviera.yml, key and known_hosts from
 // files, against the stand-in cluster. Exit codes as documented in the README.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, STATE_DIR, activeJobState, eventually, makeWorkspace, requireCluster, uniqueRemoteDir } from './harness.js';
 
@@ -58,6 +59,31 @@ test('deliver --dry-run prints the plan and job script, building and connecting 
   expect(r.stdout).toContain('#!/bin/bash -l');
   expect(r.stdout).toMatch(/sbatch --parsable .*--gres=gpu:1/);
   expect(() => execFileSync('docker', ['image', 'inspect', image], { stdio: 'ignore' })).toThrow();
+});
+
+test('a new user can --dry-run before having a key or known_hosts; a missing smoke test is still caught', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'rs-newuser-'));
+  const run = (...args: string[]) =>
+    new Promise<CliRun>((res) => {
+      const child = spawn(process.execPath, [CLI, 'deliver', '--host', 'riviera.example.edu', '--username', 'me', '--image', 'myimg:dev', ...args], {
+        cwd: ws,
+        env: { PATH: process.env.PATH, HOME: home },
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('close', (code) => res({ code, stdout, stderr }));
+    });
+  const ok = await run('--smoke-test', 'gpu-check.sh', '--dry-run');
+  expect(ok.code).toBe(0);
+  expect(ok.stdout).toContain('me@riviera.example.edu:22');
+  const missing = await run('--smoke-test', 'pytorch-cuda.py', '--dry-run');
+  expect(missing.code).toBe(2);
+  expect(missing.stderr).toMatch(/Input 'smoke-test': file 'pytorch-cuda.py' not found/);
+  const real = await run('--smoke-test', 'gpu-check.sh');
+  expect(real.code).toBe(2);
+  expect(real.stderr).toMatch(/Input 'private-key': cannot read .*id_ed25519/);
 });
 
 test('status, logs and cancel a running job; deliver then exits 6 (cancelled)', async () => {

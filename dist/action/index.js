@@ -54335,7 +54335,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   cK: () => (/* binding */ deliver)
 });
 
-// UNUSED EXPORTS: followJob, imageFileName, renderSubmission
+// UNUSED EXPORTS: followJob, imageFileName, readSmokeFile, renderSubmission
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
@@ -55581,13 +55581,14 @@ function runId() {
     return `${t}-${(0,external_node_crypto_.randomBytes)(3).toString('hex')}`;
 }
 const MAX_SMOKE_BYTES = 256 * 1024;
+/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
 async function readSmokeFile(settings) {
     if (settings.smoke.kind !== 'script')
         return null;
     const path = settings.smoke.path;
     const st = await (0,promises_.stat)(path).catch(() => null);
     if (!st?.isFile())
-        throw new errors/* InputError */.dz('smoke-test', `file '${path}' not found (paths are relative to the workspace)`);
+        throw new errors/* InputError */.dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
     if (st.size > MAX_SMOKE_BYTES)
         throw new errors/* InputError */.dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
     return { name: (0,external_node_path_.basename)(path), data: await (0,promises_.readFile)(path) };
@@ -55717,7 +55718,7 @@ async function engineSource(s, reporter, timings) {
 async function archiveSource(path, reporter) {
     const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
     if (size === undefined)
-        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace)`);
+        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
     let archive;
     try {
         archive = await readImageArchive(path);
@@ -56329,7 +56330,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
         .transform((v) => v ?? '')
         .superRefine((s, ctx) => {
         if (s.trim() === '')
-            return void ctx.addIssue({ code: 'custom', message: 'is required: the SSH private key (from a secret)' });
+            return; // required unless only planning: checked in parseSettings
         const parsed = ssh2__WEBPACK_IMPORTED_MODULE_0___default().utils.parseKey(s.trim() + '\n');
         if (parsed instanceof Error) {
             ctx.addIssue({
@@ -56433,6 +56434,8 @@ function parseConnection(raw) {
         for (const i of result.error.issues)
             problems.push({ input: String(i.path[0]), message: i.message });
     let knownHosts = [];
+    if (!raw['private-key']?.trim())
+        problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
     try {
         knownHosts = knownHostsOf(raw);
     }
@@ -56477,7 +56480,11 @@ function isUnderTmp(path) {
     return norm === '/tmp' || norm.startsWith('/tmp/') || norm === '/var/tmp' || norm.startsWith('/var/tmp/');
 }
 /** Validate all inputs; throws one InputError that lists every bad input, each by name. */
-function parseSettings(raw, context = null) {
+/**
+ * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
+ * known-hosts may be missing, and are checked only if given.
+ */
+function parseSettings(raw, context = null, { credentials = true } = {}) {
     const result = schema.safeParse(raw);
     const problems = [];
     if (!result.success) {
@@ -56494,7 +56501,9 @@ function parseSettings(raw, context = null) {
             return undefined;
         }
     };
-    const knownHosts = check('known-hosts', () => knownHostsOf(raw));
+    const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
+    if (credentials && !raw['private-key']?.trim())
+        problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
     const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
     const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
     // These checks read the raw values, so they are listed even when other inputs failed the schema.

@@ -25674,11 +25674,13 @@ function envName(input) {
 function camel(name) {
     return name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 }
-function readFileInput(input, path) {
+function readFileInput(input, path, optional = false) {
     try {
         return (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(path, 'utf8');
     }
     catch (e) {
+        if (optional)
+            return '';
         throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz(input, `cannot read ${path}: ${e.message}`, `Pass --${input}-file PATH.`);
     }
 }
@@ -25696,10 +25698,15 @@ async function rawInputs(opts, env = process.env) {
     }
     const file = await (0,_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .loadConfig */ .Z9)(typeof opts.config === 'string' ? opts.config : _core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2, typeof opts.config === 'string');
     const raw = { ...(0,_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .mergeInputs */ .sg)(file, flags) };
-    const keyFile = typeof opts.privateKeyFile === 'string' ? opts.privateKeyFile : (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', 'id_ed25519');
+    // As ssh does: the first of the usual key files that exists.
+    const keyFile = typeof opts.privateKeyFile === 'string'
+        ? opts.privateKeyFile
+        : (['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', k)).find((f) => (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.existsSync)(f)) ?? (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', 'id_ed25519'));
     const hostsFile = typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', 'known_hosts');
-    raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile);
-    raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile);
+    // A dry run connects to nothing: missing key or known_hosts files are no reason to refuse it.
+    const optional = !!opts.dryRun;
+    raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile, optional);
+    raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile, optional);
     return raw;
 }
 /** Where this checkout comes from, for publication: the tag at HEAD, if any, publishes by default. */
@@ -25717,7 +25724,7 @@ function gitContext(cwd = process.cwd()) {
 function addFileOptions(cmd) {
     return cmd
         .option('--config <path>', `settings file (default ${_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2}, if present)`)
-        .addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$('--private-key-file <path>', 'SSH private key (default ~/.ssh/id_ed25519)').env('RIVIERA_PRIVATE_KEY_FILE'))
+        .addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env('RIVIERA_PRIVATE_KEY_FILE'))
         .addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$('--known-hosts-file <path>', 'known_hosts checked strictly (default ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
 }
 function addInputOptions(cmd, names) {
@@ -25759,8 +25766,9 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
         const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
         const raw = await rawInputs(opts);
         (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
-        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .parseSettings */ .P$)(raw, gitContext());
+        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .parseSettings */ .P$)(raw, gitContext(), { credentials: !opts.dryRun });
         if (opts.dryRun) {
+            await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .readSmokeFile */ .w3)(settings);
             const root = `~/${settings.remoteDir}`;
             const paths = {
                 root,
@@ -26020,6 +26028,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   cK: () => (/* binding */ deliver),
   Bv: () => (/* binding */ followJob),
   vO: () => (/* binding */ imageFileName),
+  w3: () => (/* binding */ readSmokeFile),
   Tb: () => (/* binding */ renderSubmission)
 });
 
@@ -27822,13 +27831,14 @@ function runId() {
     return `${t}-${(0,external_node_crypto_.randomBytes)(3).toString('hex')}`;
 }
 const MAX_SMOKE_BYTES = 256 * 1024;
+/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
 async function readSmokeFile(settings) {
     if (settings.smoke.kind !== 'script')
         return null;
     const path = settings.smoke.path;
     const st = await (0,promises_.stat)(path).catch(() => null);
     if (!st?.isFile())
-        throw new errors/* InputError */.dz('smoke-test', `file '${path}' not found (paths are relative to the workspace)`);
+        throw new errors/* InputError */.dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
     if (st.size > MAX_SMOKE_BYTES)
         throw new errors/* InputError */.dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
     return { name: (0,external_node_path_.basename)(path), data: await (0,promises_.readFile)(path) };
@@ -27958,7 +27968,7 @@ async function engineSource(s, reporter, timings) {
 async function archiveSource(path, reporter) {
     const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
     if (size === undefined)
-        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace)`);
+        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
     let archive;
     try {
         archive = await readImageArchive(path);
@@ -30006,7 +30016,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
         .transform((v) => v ?? '')
         .superRefine((s, ctx) => {
         if (s.trim() === '')
-            return void ctx.addIssue({ code: 'custom', message: 'is required: the SSH private key (from a secret)' });
+            return; // required unless only planning: checked in parseSettings
         const parsed = ssh2__WEBPACK_IMPORTED_MODULE_0___default().utils.parseKey(s.trim() + '\n');
         if (parsed instanceof Error) {
             ctx.addIssue({
@@ -30110,6 +30120,8 @@ function parseConnection(raw) {
         for (const i of result.error.issues)
             problems.push({ input: String(i.path[0]), message: i.message });
     let knownHosts = [];
+    if (!raw['private-key']?.trim())
+        problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
     try {
         knownHosts = knownHostsOf(raw);
     }
@@ -30154,7 +30166,11 @@ function isUnderTmp(path) {
     return norm === '/tmp' || norm.startsWith('/tmp/') || norm === '/var/tmp' || norm.startsWith('/var/tmp/');
 }
 /** Validate all inputs; throws one InputError that lists every bad input, each by name. */
-function parseSettings(raw, context = null) {
+/**
+ * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
+ * known-hosts may be missing, and are checked only if given.
+ */
+function parseSettings(raw, context = null, { credentials = true } = {}) {
     const result = schema.safeParse(raw);
     const problems = [];
     if (!result.success) {
@@ -30171,7 +30187,9 @@ function parseSettings(raw, context = null) {
             return undefined;
         }
     };
-    const knownHosts = check('known-hosts', () => knownHostsOf(raw));
+    const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
+    if (credentials && !raw['private-key']?.trim())
+        problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
     const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
     const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
     // These checks read the raw values, so they are listed even when other inputs failed the schema.

@@ -1,12 +1,12 @@
 // The command line over the same core as the action: deliver, status, logs, cancel.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
 import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
-import { cancelJob, deliver, followJob, imageFileName, renderSubmission } from '../core/deliver.js';
+import { cancelJob, deliver, followJob, imageFileName, readSmokeFile, renderSubmission } from '../core/deliver.js';
 import { ExitCode, InputError, exitCodeOf } from '../core/errors.js';
 import { parsePoll, pollScript } from '../core/follow.js';
 import { shq } from '../core/quote.js';
@@ -28,10 +28,11 @@ function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-function readFileInput(input: string, path: string): string {
+function readFileInput(input: string, path: string, optional = false): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
+    if (optional) return '';
     throw new InputError(input, `cannot read ${path}: ${(e as Error).message}`, `Pass --${input}-file PATH.`);
   }
 }
@@ -51,10 +52,16 @@ export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env
   }
   const file = await loadConfig(typeof opts.config === 'string' ? opts.config : CONFIG_FILE, typeof opts.config === 'string');
   const raw: Record<string, string | undefined> = { ...mergeInputs(file, flags) };
-  const keyFile = typeof opts.privateKeyFile === 'string' ? opts.privateKeyFile : join(homedir(), '.ssh', 'id_ed25519');
+  // As ssh does: the first of the usual key files that exists.
+  const keyFile =
+    typeof opts.privateKeyFile === 'string'
+      ? opts.privateKeyFile
+      : (['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => join(homedir(), '.ssh', k)).find((f) => existsSync(f)) ?? join(homedir(), '.ssh', 'id_ed25519'));
   const hostsFile = typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : join(homedir(), '.ssh', 'known_hosts');
-  raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile);
-  raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile);
+  // A dry run connects to nothing: missing key or known_hosts files are no reason to refuse it.
+  const optional = !!opts.dryRun;
+  raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile, optional);
+  raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile, optional);
   return raw;
 }
 
@@ -73,7 +80,7 @@ export function gitContext(cwd = process.cwd()): RunContext {
 function addFileOptions(cmd: Command): Command {
   return cmd
     .option('--config <path>', `settings file (default ${CONFIG_FILE}, if present)`)
-    .addOption(new Option('--private-key-file <path>', 'SSH private key (default ~/.ssh/id_ed25519)').env('RIVIERA_PRIVATE_KEY_FILE'))
+    .addOption(new Option('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env('RIVIERA_PRIVATE_KEY_FILE'))
     .addOption(new Option('--known-hosts-file <path>', 'known_hosts checked strictly (default ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
 }
 
@@ -122,8 +129,9 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     const reporter = cliReporter();
     const raw = await rawInputs(opts);
     maskPrivateKey(raw['private-key'], reporter.secret);
-    const settings = parseSettings(raw, gitContext());
+    const settings = parseSettings(raw, gitContext(), { credentials: !opts.dryRun });
     if (opts.dryRun) {
+      await readSmokeFile(settings);
       const root = `~/${settings.remoteDir}`;
       const paths = {
         root,

@@ -66,11 +66,12 @@ function runId(): string {
 
 const MAX_SMOKE_BYTES = 256 * 1024;
 
-async function readSmokeFile(settings: Settings): Promise<{ name: string; data: Buffer } | null> {
+/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
+export async function readSmokeFile(settings: Settings): Promise<{ name: string; data: Buffer } | null> {
   if (settings.smoke.kind !== 'script') return null;
   const path = settings.smoke.path;
   const st = await stat(path).catch(() => null);
-  if (!st?.isFile()) throw new InputError('smoke-test', `file '${path}' not found (paths are relative to the workspace)`);
+  if (!st?.isFile()) throw new InputError('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
   if (st.size > MAX_SMOKE_BYTES) throw new InputError('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
   return { name: basename(path), data: await readFile(path) };
 }
@@ -253,7 +254,7 @@ async function engineSource(s: Settings, reporter: Reporter, timings: Timings): 
 /** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
 async function archiveSource(path: string, reporter: Reporter): Promise<ImageSource> {
   const size = (await stat(path).catch(() => null))?.size;
-  if (size === undefined) throw new InputError('archive', `file '${path}' not found (paths are relative to the workspace)`);
+  if (size === undefined) throw new InputError('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
   let archive: ImageArchive;
   try {
     archive = await readImageArchive(path);

@@ -203,7 +203,7 @@ const schema = z.object({
     .optional()
     .transform((v) => v ?? '')
     .superRefine((s, ctx) => {
-      if (s.trim() === '') return void ctx.addIssue({ code: 'custom', message: 'is required: the SSH private key (from a secret)' });
+      if (s.trim() === '') return; // required unless only planning: checked in parseSettings
       const parsed = ssh2.utils.parseKey(s.trim() + '\n');
       if (parsed instanceof Error) {
         ctx.addIssue({
@@ -313,6 +313,7 @@ export function parseConnection(raw: RawInputs): ConnectionSettings {
   const result = connectionSchema.safeParse(raw);
   if (!result.success) for (const i of result.error.issues) problems.push({ input: String(i.path[0]), message: i.message });
   let knownHosts: KnownHostEntry[] = [];
+  if (!raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
   try {
     knownHosts = knownHostsOf(raw);
   } catch (e) {
@@ -358,7 +359,11 @@ function isUnderTmp(path: string): boolean {
 }
 
 /** Validate all inputs; throws one InputError that lists every bad input, each by name. */
-export function parseSettings(raw: RawInputs, context: RunContext | null = null): Settings {
+/**
+ * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
+ * known-hosts may be missing, and are checked only if given.
+ */
+export function parseSettings(raw: RawInputs, context: RunContext | null = null, { credentials = true } = {}): Settings {
   const result = schema.safeParse(raw);
   const problems: Problem[] = [];
   if (!result.success) {
@@ -374,7 +379,8 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null)
     }
   };
 
-  const knownHosts = check('known-hosts', () => knownHostsOf(raw));
+  const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
+  if (credentials && !raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
   const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
   const smokeArgv = check('smoke-command', () => splitWords(raw['smoke-command'] ?? ''));
 
