@@ -54747,7 +54747,7 @@ var quote = __nccwpck_require__(3195);
 // Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
-const JOB_PHASES = (/* unused pure expression or super */ null && (['modules', 'assemble', 'sif-build', 'smoke-test', 'publish']));
+const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'];
 /** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
 const PHASE_MARKER = '::riviera-phase::';
 /** argv after the runtime command (singularity or apptainer) for the smoke test. */
@@ -55545,12 +55545,17 @@ class Timings {
         const e = this.entries.find((x) => x.phase === phase) ?? this.entries[this.entries.push({ phase, seconds: 0 }) - 1];
         e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
     }
-    /** Phases in order, then `overhead` (what no phase accounts for) and `total`. */
-    list() {
+    /**
+     * Phases (those named in `order` first, in that order; the rest as they came), then `overhead`
+     * (what no phase accounts for) and `total`.
+     */
+    list(order = []) {
         const total = (Date.now() - this.started) / 1000;
         const counted = this.entries.reduce((a, e) => a + e.seconds, 0);
         const round = (n) => Math.round(n * 100) / 100;
-        return [...this.entries, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
+        const rank = (p) => (order.includes(p) ? order.indexOf(p) : order.length);
+        const sorted = [...this.entries].sort((a, b) => rank(a.phase) - rank(b.phase));
+        return [...sorted, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
     }
 }
 
@@ -55831,7 +55836,7 @@ async function deliver(s, reporter, hooks = {}) {
             publishedPath: verdict.ok ? paths.published : null,
             node: follow.state.node,
             remoteDir: paths.root,
-            timings: timings.list(),
+            timings: timings.list(['build', 'save', 'upload', 'sbatch-wait', ...JOB_PHASES]),
             outputTail: follow.out.tail,
             bytesSent: stats.sent,
             // The saved tar's size; when nothing had to be saved, the engine's size of the image.

@@ -7,7 +7,7 @@ import { type ImageArchive, legacyManifest, readImageArchive } from './archive.j
 import { buildImage, inspectImage, saveImage } from './docker.js';
 import { type DeliveryError, InputError, JobFailedError, JobInterruptedError, RemoteCommandError } from './errors.js';
 import { OutputStream, applyPoll, initialFollowState, loadModulesScript, parsePoll, pollScript } from './follow.js';
-import { renderJobScript, sbatchArgv } from './jobscript.js';
+import { JOB_PHASES, renderJobScript, sbatchArgv } from './jobscript.js';
 import { shJoin, shq } from './quote.js';
 import { type Reporter, inGroup } from './reporter.js';
 import type { Settings } from './settings.js';
@@ -379,7 +379,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       publishedPath: verdict.ok ? paths.published : null,
       node: follow.state.node,
       remoteDir: paths.root,
-      timings: timings.list(),
+      timings: timings.list(['build', 'save', 'upload', 'sbatch-wait', ...JOB_PHASES]),
       outputTail: follow.out.tail,
       bytesSent: stats.sent,
       // The saved tar's size; when nothing had to be saved, the engine's size of the image.

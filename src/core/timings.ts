@@ -19,11 +19,16 @@ export class Timings {
     e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
   }
 
-  /** Phases in order, then `overhead` (what no phase accounts for) and `total`. */
-  list(): { phase: string; seconds: number }[] {
+  /**
+   * Phases (those named in `order` first, in that order; the rest as they came), then `overhead`
+   * (what no phase accounts for) and `total`.
+   */
+  list(order: readonly string[] = []): { phase: string; seconds: number }[] {
     const total = (Date.now() - this.started) / 1000;
     const counted = this.entries.reduce((a, e) => a + e.seconds, 0);
     const round = (n: number) => Math.round(n * 100) / 100;
-    return [...this.entries, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
+    const rank = (p: string) => (order.includes(p) ? order.indexOf(p) : order.length);
+    const sorted = [...this.entries].sort((a, b) => rank(a.phase) - rank(b.phase));
+    return [...sorted, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
   }
 }
