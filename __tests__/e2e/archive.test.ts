@@ -206,7 +206,8 @@ function describeFirstDelivery(variant: string, archive: () => string, archiveFi
       const builds = buildCalls(run, since);
       expect(builds).toHaveLength(1);
       expect(builds[0].argv.at(-1)).toMatch(new RegExp(`^docker-archive:(//)?${escape(`${CLUSTER_HOME}/${remoteDir}/`)}.+\\.tar$`));
-      expect(builds[0].argv).toContain(run.outputs['sif-path']);
+      // Built next to the .sif, then moved into place.
+      expect(builds[0].argv.at(-2)).toMatch(new RegExp(`^${escape(run.outputs['sif-path'])}(\\.tmp\\.\\d+)?$`));
       expect(run.outputs['sif-path']).toBe(`${CLUSTER_HOME}/${remoteDir}/sif/${src.configHex}.sif`);
       expect(statSync(run.outputs['sif-path']).size).toBeGreaterThan(1000);
     });
@@ -286,7 +287,7 @@ describe('a bad archive fails the step at once, naming it, and touches nothing o
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'rs-bad-archive-'));
-    writeFileSync(join(dir, 'notes-not-a-tar.tar'), 'These are release notes, not an image.\n'.repeat(40));
+    writeFileSync(join(dir, 'notes.tar'), 'These are release notes, not an image.\n'.repeat(40));
     const layers = src.layers.map((l) => ({ name: `${sha(l)}/layer.tar`, data: l }));
     const one = { Config: `${src.configHex}.json`, Layers: layers.map((l) => l.name) };
     await writeTar(join(dir, 'two-images.tar'), [
@@ -297,8 +298,8 @@ describe('a bad archive fails the step at once, naming it, and touches nothing o
   });
 
   test.each([
-    ['a text file named .tar', 'notes-not-a-tar.tar', /tar/i],
-    ['two images in manifest.json', 'two-images.tar', /2 images/],
+    ['a text file named .tar', 'notes.tar', /not a valid tar file/],
+    ['two images in manifest.json', 'two-images.tar', /2 images in manifest\.json/],
   ])('%s', async (_name, file, message) => {
     const remoteDir = uniqueRemoteDir('archive-bad');
     const path = join(dir, file);
@@ -308,6 +309,7 @@ describe('a bad archive fails the step at once, naming it, and touches nothing o
     const errors = run.log.split('\n').filter((l) => l.startsWith('::error::'));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toContain(file);
+    expect(errors[0]).toMatch(/Input 'archive'/);
     expect(errors[0]).toMatch(message);
     expect(run.seconds).toBeLessThan(5); // node start-up included
     expect(run.log).not.toContain('::group::Build');

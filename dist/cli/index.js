@@ -26059,6 +26059,8 @@ async function listTar(path) {
             const header = await readAt(fh, pos, BLOCK);
             if (header.length < BLOCK)
                 throw invalid(path, `it ends inside the header at byte ${pos}`);
+            if (pos === 0 && header[0] === 0x1f && header[1] === 0x8b)
+                throw invalid(path, 'it is gzip-compressed: pass the tar itself (gunzip it first)');
             if (header.every((b) => b === 0))
                 break; // end-of-archive marker
             if (!checksumOk(header))
@@ -30231,7 +30233,7 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
     const imageName = ok.image
         ? ok.image.replace(/:[^/:]+$/, '')
         : ok.archive
-            ? (ok.archive.split('/').pop() ?? 'image').replace(/\.tar$/, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-')
+            ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
             : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
         ...connectionOf(ok, knownHosts),

@@ -414,7 +414,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
   const imageName = ok.image
     ? ok.image.replace(/:[^/:]+$/, '')
     : ok.archive
-      ? (ok.archive.split('/').pop() ?? 'image').replace(/\.tar$/, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-')
+      ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
       : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
     ...connectionOf(ok, knownHosts),
