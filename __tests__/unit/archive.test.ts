@@ -148,6 +148,12 @@ describe('listTar / readTarMember', () => {
     await expectBuildError(listTar(path), /not a valid tar file/);
     await expectBuildError(listTar(join(dir, 'nope.tar')), /Cannot read image archive .*nope\.tar/);
   });
+
+  it('says so when the tar is gzip-compressed (docker save | gzip)', async () => {
+    const path = tarPath();
+    await writeFile(path, gzipSync(tarBuffer([{ name: 'manifest.json', data: '[]' }])));
+    await expectBuildError(listTar(path), /gzip-compressed: pass the tar itself/);
+  });
 });
 
 // A tiny image: two layers (themselves tars) and the config listing their diff_ids.
