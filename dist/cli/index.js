@@ -26057,10 +26057,10 @@ async function listTar(path) {
         let next = {};
         for (let pos = 0; pos < fileSize;) {
             const header = await readAt(fh, pos, BLOCK);
-            if (header.length < BLOCK)
-                throw invalid(path, `it ends inside the header at byte ${pos}`);
             if (pos === 0 && header[0] === 0x1f && header[1] === 0x8b)
                 throw invalid(path, 'it is gzip-compressed: pass the tar itself (gunzip it first)');
+            if (header.length < BLOCK)
+                throw invalid(path, `it ends inside the header at byte ${pos}`);
             if (header.every((b) => b === 0))
                 break; // end-of-archive marker
             if (!checksumOk(header))

@@ -23,8 +23,8 @@ export async function listTar(path: string): Promise<TarEntry[]> {
     let next: { path?: string; linkpath?: string; size?: number } = {};
     for (let pos = 0; pos < fileSize; ) {
       const header = await readAt(fh, pos, BLOCK);
-      if (header.length < BLOCK) throw invalid(path, `it ends inside the header at byte ${pos}`);
       if (pos === 0 && header[0] === 0x1f && header[1] === 0x8b) throw invalid(path, 'it is gzip-compressed: pass the tar itself (gunzip it first)');
+      if (header.length < BLOCK) throw invalid(path, `it ends inside the header at byte ${pos}`);
       if (header.every((b) => b === 0)) break; // end-of-archive marker
       if (!checksumOk(header)) throw invalid(path, `the header at byte ${pos} has a bad checksum`);
       const flag = String.fromCharCode(header[156]);
