@@ -54728,17 +54728,27 @@ async function inspectImage(image, reporter) {
     const [id, size] = out.trim().split(' ');
     return { id, size: Number(size) || 0 };
 }
-/** `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function. */
-async function saveImage(image, reporter) {
+/**
+ * `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function.
+ * Progress (the tar's size against the image's) every two seconds on long saves.
+ */
+async function saveImage(image, expectedBytes, reporter) {
     const dir = await (0,promises_.mkdtemp)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'riviera-save-'));
     const path = (0,external_node_path_.join)(dir, 'image.tar');
     const cleanup = () => (0,promises_.rm)(dir, { recursive: true, force: true });
+    const mib = (n) => `${(n / 1048576).toFixed(0)} MiB`;
+    const timer = setInterval(() => {
+        (0,promises_.stat)(path).then((st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`), () => undefined);
+    }, 2000);
     try {
         await docker(['save', '-o', path, image], reporter);
     }
     catch (e) {
         await cleanup();
         throw e;
+    }
+    finally {
+        clearInterval(timer);
     }
     return { path, cleanup };
 }
@@ -55704,8 +55714,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
 });
-async function save(s, digest, reporter, timings) {
-    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
+async function save(s, digest, expectedBytes, reporter, timings) {
+    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
     try {
         const archive = await readImageArchive(saved.path);
         const size = (await (0,promises_.stat)(saved.path)).size;
@@ -55719,7 +55729,7 @@ async function save(s, digest, reporter, timings) {
 }
 async function engineSource(s, reporter, timings) {
     const { id, size } = await inspectImage(s.image, reporter);
-    return { digest: id, size, load: () => save(s, id, reporter, timings) };
+    return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
 }
 /** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
 async function archiveSource(path, reporter) {

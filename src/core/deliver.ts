@@ -225,8 +225,8 @@ interface SavedImage {
   cleanup: () => Promise<void>;
 }
 
-async function save(s: Settings, digest: string, reporter: Reporter, timings: Timings): Promise<SavedImage> {
-  const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, reporter)));
+async function save(s: Settings, digest: string, expectedBytes: number, reporter: Reporter, timings: Timings): Promise<SavedImage> {
+  const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
   try {
     const archive = await readImageArchive(saved.path);
     const size = (await stat(saved.path)).size;
@@ -248,7 +248,7 @@ interface ImageSource {
 
 async function engineSource(s: Settings, reporter: Reporter, timings: Timings): Promise<ImageSource> {
   const { id, size } = await inspectImage(s.image, reporter);
-  return { digest: id, size, load: () => save(s, id, reporter, timings) };
+  return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
 }
 
 /** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */

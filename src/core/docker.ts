@@ -1,5 +1,5 @@
 // The local Docker engine: build the image and save it to a tar, via @actions/exec.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as exec from '@actions/exec';
@@ -59,16 +59,28 @@ export async function inspectImage(image: string, reporter: Reporter): Promise<{
   return { id, size: Number(size) || 0 };
 }
 
-/** `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function. */
-export async function saveImage(image: string, reporter: Reporter): Promise<{ path: string; cleanup: () => Promise<void> }> {
+/**
+ * `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function.
+ * Progress (the tar's size against the image's) every two seconds on long saves.
+ */
+export async function saveImage(image: string, expectedBytes: number, reporter: Reporter): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'riviera-save-'));
   const path = join(dir, 'image.tar');
   const cleanup = () => rm(dir, { recursive: true, force: true });
+  const mib = (n: number) => `${(n / 1048576).toFixed(0)} MiB`;
+  const timer = setInterval(() => {
+    stat(path).then(
+      (st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`),
+      () => undefined,
+    );
+  }, 2000);
   try {
     await docker(['save', '-o', path, image], reporter);
   } catch (e) {
     await cleanup();
     throw e;
+  } finally {
+    clearInterval(timer);
   }
   return { path, cleanup };
 }
