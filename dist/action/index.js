@@ -53991,7 +53991,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6308);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4742);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7718);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3175);
 // One bundle for both steps: the runner runs it as main, then again as post.
@@ -54123,7 +54123,7 @@ function githubContext(env = process.env) {
 
 /***/ }),
 
-/***/ 6308:
+/***/ 4742:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54134,8 +54134,638 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
 var core = __nccwpck_require__(7264);
-// EXTERNAL MODULE: ./src/core/deliver.ts + 14 modules
-var deliver = __nccwpck_require__(3092);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 4 modules
+var exec = __nccwpck_require__(2697);
+// EXTERNAL MODULE: ./src/core/errors.ts
+var errors = __nccwpck_require__(4296);
+;// CONCATENATED MODULE: ./src/core/format.ts
+// Sizes as people read them in logs and summaries.
+function mib(n) {
+    return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+;// CONCATENATED MODULE: ./src/core/docker.ts
+// The local Docker engine: build the image and save it to a tar, via @actions/exec.
+
+
+
+
+
+
+async function docker(args, reporter, stream = false) {
+    let stdout = '';
+    let stderr = '';
+    const code = await exec/* exec */.m('docker', args, {
+        silent: true,
+        ignoreReturnCode: true,
+        listeners: {
+            stdout: (d) => {
+                stdout += d.toString();
+            },
+            stderr: (d) => {
+                stderr += d.toString();
+            },
+            stdline: stream ? (l) => reporter.info(l) : undefined,
+            errline: stream ? (l) => reporter.info(l) : undefined,
+        },
+    }).catch((e) => {
+        throw new errors/* BuildError */.zS(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
+    });
+    if (code !== 0) {
+        const tail = stderr.trim().split('\n').slice(-15).join('\n');
+        throw new errors/* BuildError */.zS(`docker ${args[0]} failed (exit ${code}):\n${tail}`);
+    }
+    return stdout;
+}
+async function buildImage(p, reporter) {
+    const args = ['build', '-t', p.image, ...(p.dockerfile ? ['-f', p.dockerfile] : []), ...p.buildArgs.flatMap((a) => ['--build-arg', a]), p.context];
+    await docker(args, reporter, true);
+}
+/** The image's ID (`sha256:…`) and size in bytes; a clear error if the engine does not have it. */
+async function inspectImage(image, reporter) {
+    let out;
+    try {
+        out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}}', image], reporter);
+    }
+    catch {
+        throw new errors/* BuildError */.zS(`The image '${image}' is not in the local Docker engine.`, "Build it first (e.g. docker/build-push-action with load: true), or set 'build: true'.");
+    }
+    const [id, size] = out.trim().split(' ');
+    return { id, size: Number(size) || 0 };
+}
+/**
+ * `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function.
+ * Progress (the tar's size against the image's) every two seconds on long saves.
+ */
+async function saveImage(image, expectedBytes, reporter) {
+    const dir = await (0,promises_.mkdtemp)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'riviera-save-'));
+    const path = (0,external_node_path_.join)(dir, 'image.tar');
+    const cleanup = () => (0,promises_.rm)(dir, { recursive: true, force: true });
+    const timer = setInterval(() => {
+        (0,promises_.stat)(path).then((st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`), () => undefined);
+    }, 2000);
+    try {
+        await docker(['save', '-o', path, image], reporter);
+    }
+    catch (e) {
+        await cleanup();
+        throw e;
+    }
+    finally {
+        clearInterval(timer);
+    }
+    return { path, cleanup };
+}
+
+// EXTERNAL MODULE: ./src/core/jobscript.ts
+var jobscript = __nccwpck_require__(4103);
+;// CONCATENATED MODULE: ./src/core/reporter.ts
+// What the core tells the person watching. The action backs it with @actions/core (log groups,
+// warnings); the CLI with plain lines on stderr. The core never prints on its own.
+/** Run `fn` inside a log group. */
+async function inGroup(reporter, title, fn) {
+    reporter.group(title);
+    try {
+        return await fn();
+    }
+    finally {
+        reporter.endGroup();
+    }
+}
+
+// EXTERNAL MODULE: ./src/core/slurm.ts
+var slurm = __nccwpck_require__(2348);
+// EXTERNAL MODULE: ./src/core/ssh.ts + 3 modules
+var ssh = __nccwpck_require__(446);
+;// CONCATENATED MODULE: ./src/core/session.ts
+// A connection to the cluster that survives a flaky link: work that fails because the connection
+// dropped is retried on a new connection, after a backoff. Nothing else is retried.
+
+
+const DEFAULT_RETRY = { attempts: 8, baseDelayMs: 1000, maxDelayMs: 15_000 };
+function backoffDelay(policy, attempt) {
+    return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+}
+class Session {
+    target;
+    reporter;
+    policy;
+    current = null;
+    /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
+    connecting = null;
+    /** Reconnections so far (for the log and the benchmarks). */
+    reconnects = 0;
+    constructor(target, reporter, policy = DEFAULT_RETRY) {
+        this.target = target;
+        this.reporter = reporter;
+        this.policy = policy;
+    }
+    /** The live connection, connecting first if needed (a host-key refusal is never retried). */
+    remote() {
+        if (this.current?.connected)
+            return Promise.resolve(this.current);
+        if (!this.connecting) {
+            if (this.current) {
+                // Dropped between two commands (e.g. between polls): say so, and connect again.
+                this.reporter.warning('The SSH connection was lost; reconnecting.');
+                this.dropped(this.current);
+            }
+            this.connecting = ssh/* Remote */.V.connect(this.target).then((r) => {
+                this.current = r;
+                this.connecting = null;
+                return r;
+            }, (e) => {
+                this.connecting = null;
+                throw e;
+            });
+        }
+        return this.connecting;
+    }
+    /** Forget a connection that failed (once, however many users saw it fail). */
+    dropped(r) {
+        if (this.current !== r)
+            return;
+        r.close();
+        this.current = null;
+        this.reconnects++;
+    }
+    /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
+    async retry(what, fn) {
+        for (let attempt = 0;; attempt++) {
+            let remote;
+            try {
+                remote = await this.remote();
+                return await fn(remote);
+            }
+            catch (e) {
+                if (!(e instanceof errors/* ConnectionError */.Rc) || attempt >= this.policy.attempts)
+                    throw e;
+                const delay = backoffDelay(this.policy, attempt);
+                this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
+                if (remote)
+                    this.dropped(remote);
+                await new Promise((r) => setTimeout(r, delay));
+            }
+        }
+    }
+    close() {
+        this.current?.close();
+        this.current = null;
+    }
+}
+
+// EXTERNAL MODULE: ./src/core/archive.ts + 1 modules
+var core_archive = __nccwpck_require__(1344);
+;// CONCATENATED MODULE: ./src/core/source.ts
+// Where the image comes from: the local Docker engine (saved to a tar only when the cluster needs
+// its blobs), or a tar saved elsewhere. Either way the archive's index is read, never its layers.
+
+
+
+
+
+
+async function save(s, digest, expectedBytes, reporter, timings) {
+    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
+    try {
+        const archive = await (0,core_archive/* readImageArchive */.E)(saved.path);
+        const size = (await (0,promises_.stat)(saved.path)).size;
+        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
+        return { archive, tar: saved.path, size, cleanup: saved.cleanup };
+    }
+    catch (e) {
+        await saved.cleanup();
+        throw e;
+    }
+}
+async function engineSource(s, reporter, timings) {
+    const { id, size } = await inspectImage(s.image, reporter);
+    return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
+}
+/** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
+async function archiveSource(path, reporter) {
+    const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
+    if (size === undefined)
+        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+    let archive;
+    try {
+        archive = await (0,core_archive/* readImageArchive */.E)(path);
+    }
+    catch (e) {
+        throw new errors/* InputError */.dz('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
+    }
+    reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
+    const loaded = { archive, tar: path, size, cleanup: async () => undefined };
+    return { digest: archive.imageId, size, load: async () => loaded };
+}
+
+// EXTERNAL MODULE: ./src/core/store.ts
+var store = __nccwpck_require__(4230);
+// EXTERNAL MODULE: ./src/core/submit.ts
+var core_submit = __nccwpck_require__(4695);
+;// CONCATENATED MODULE: ./src/core/timings.ts
+// Wall time per phase of a delivery, for the log, the summary and the benchmarks.
+class Timings {
+    entries = [];
+    started = Date.now();
+    async time(phase, fn) {
+        const t0 = Date.now();
+        try {
+            return await fn();
+        }
+        finally {
+            this.add(phase, (Date.now() - t0) / 1000);
+        }
+    }
+    /** Add time to a phase (a phase timed in several parts is listed once, summed). */
+    add(phase, seconds) {
+        const e = this.entries.find((x) => x.phase === phase) ?? this.entries[this.entries.push({ phase, seconds: 0 }) - 1];
+        e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
+    }
+    /**
+     * Phases (those named in `order` first, in that order; the rest as they came), then `overhead`
+     * (what no phase accounts for) and `total`.
+     */
+    list(order = []) {
+        const total = (Date.now() - this.started) / 1000;
+        const counted = this.entries.reduce((a, e) => a + e.seconds, 0);
+        const round = (n) => Math.round(n * 100) / 100;
+        const rank = (p) => (order.includes(p) ? order.indexOf(p) : order.length);
+        const sorted = [...this.entries].sort((a, b) => rank(a.phase) - rank(b.phase));
+        return [...sorted, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
+    }
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./src/core/transfer.ts
+// Sends the blobs the cluster lacks: each streamed out of the local `docker save` tar, compressed on
+// the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
+// channels, resumed from the bytes already on the cluster after a dropped connection, and verified
+// there before it enters the store.
+
+
+
+
+
+
+
+
+/** Channels in flight at once: one channel's window caps its rate, several fill the link. */
+const CONCURRENCY = 4;
+/** Bytes sampled (at start, middle and end) to decide whether compressing a blob pays. */
+const SAMPLE = 256 * 1024;
+/** Compress only if the sample shrinks below this fraction. */
+const WORTH_IT = 0.9;
+/** Whether compression is worth its CPU for this blob, judged on samples of it. */
+async function worthCompressing(tarPath, blob) {
+    if (blob.mediaType === 'layer+gzip' || blob.size < 1024)
+        return false;
+    const fh = await (0,promises_.open)(tarPath, 'r');
+    try {
+        const starts = blob.size <= 3 * SAMPLE ? [0] : [0, Math.floor(blob.size / 2), blob.size - SAMPLE];
+        let raw = 0;
+        let packed = 0;
+        for (const s of starts) {
+            const buf = Buffer.alloc(Math.min(SAMPLE, blob.size - s));
+            await fh.read(buf, 0, buf.length, blob.offset + s);
+            raw += buf.length;
+            packed += external_node_zlib_.deflateRawSync(buf, { level: 1 }).length;
+        }
+        return packed < raw * WORTH_IT;
+    }
+    finally {
+        await fh.close();
+    }
+}
+/** A zstd compressor here, if there is one: Node's own (22.15+) or the zstd command. */
+function localZstd() {
+    const z = external_node_zlib_;
+    if (typeof z.createZstdCompress === 'function') {
+        const level = z.constants.ZSTD_c_compressionLevel;
+        return () => z.createZstdCompress({ params: { [level]: 1 } });
+    }
+    if ((0,external_node_child_process_namespaceObject.spawnSync)('zstd', ['--version'], { stdio: 'ignore' }).status !== 0)
+        return null;
+    return () => {
+        const child = (0,external_node_child_process_namespaceObject.spawn)('zstd', ['-1', '-q', '-c'], { stdio: ['pipe', 'pipe', 'ignore'] });
+        const d = external_node_stream_.Duplex.from({ writable: child.stdin, readable: child.stdout });
+        d.on('close', () => child.kill());
+        child.on('exit', (code) => code && d.destroy(new Error(`zstd exited with ${code}`)));
+        return d;
+    };
+}
+let zstdFactory;
+/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
+function chooseCodec(compressible, remoteZstd) {
+    if (!compressible)
+        return 'raw';
+    if (zstdFactory === undefined)
+        zstdFactory = localZstd();
+    if (remoteZstd && zstdFactory)
+        return 'zstd';
+    return 'gzip';
+}
+function compressor(codec) {
+    if (codec === 'gzip')
+        return external_node_zlib_.createGzip({ level: 1 });
+    if (codec === 'zstd')
+        return zstdFactory();
+    return null;
+}
+class Counter extends external_node_stream_.Transform {
+    onBytes;
+    constructor(onBytes) {
+        super();
+        this.onBytes = onBytes;
+    }
+    _transform(chunk, _enc, cb) {
+        this.onBytes(chunk.length);
+        cb(null, chunk);
+    }
+}
+function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
+    const raw = from >= blob.size ? external_node_stream_.Readable.from([]) : (0,external_node_fs_namespaceObject.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
+    const packer = compressor(codec);
+    const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter(onWire)];
+    let s = raw;
+    for (const p of parts) {
+        s.on('error', (e) => p.destroy(e));
+        s = s.pipe(p);
+    }
+    // Stopping the last stage (the channel closed early) stops the whole chain.
+    s.on('close', () => [raw, ...parts].forEach((x) => x.destroy()));
+    return s;
+}
+/** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
+async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter) {
+    const { blob } = job;
+    const hex = (0,store/* hexOf */.ZD)(blob.digest);
+    const codec = chooseCodec(await worthCompressing(tarPath, blob), remoteZstd);
+    reporter.debug(`blob ${hex.slice(0, 12)}: ${blob.size} bytes, ${codec}`);
+    // Where this blob stands on the cluster, for progress: a resend does not count twice.
+    let position = job.offset;
+    const moveTo = (n) => {
+        stats.raw += n - position;
+        position = n;
+    };
+    let corrupt = 0;
+    await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
+        for (let round = 0; round < 20; round++) {
+            const r = await remote.exec((0,store/* receiveScript */.rp)(root, hex, blob.size, codec), {
+                feed: {
+                    after: 'ready ',
+                    stream: (line) => {
+                        const from = Number(line.split(' ')[1]);
+                        if (from > 0)
+                            reporter.info(`Resuming ${hex.slice(0, 12)} at ${from} of ${blob.size} bytes.`);
+                        moveTo(from);
+                        return blobStream(tarPath, blob, from, codec, (n) => moveTo(position + n), (n) => (stats.sent += n));
+                    },
+                },
+            });
+            const said = r.stdout.toString().trim();
+            if (r.code === store/* RECEIVE */.KR.ok)
+                return moveTo(blob.size);
+            // The stream stopped early: go on from what arrived.
+            if (r.code === store/* RECEIVE */.KR.short)
+                continue;
+            if (r.code === store/* RECEIVE */.KR.corrupt && ++corrupt < 3) {
+                reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
+                continue;
+            }
+            throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, r.code, r.stderr.toString() || said);
+        }
+        throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
+    });
+}
+/** Send every planned blob (largest first, a few at a time), logging progress every few seconds. */
+async function sendBlobs(session, root, tarPath, plan, remoteZstd, reporter) {
+    const stats = { sent: 0, raw: plan.reduce((a, j) => a + j.offset, 0), rawTotal: plan.reduce((a, j) => a + j.blob.size, 0) };
+    if (plan.length === 0)
+        return stats;
+    const started = Date.now();
+    const resumedFrom = stats.raw;
+    const progress = () => {
+        const secs = Math.max(0.001, (Date.now() - started) / 1000);
+        const rate = (stats.raw - resumedFrom) / secs;
+        const eta = rate > 0 ? Math.max(0, (stats.rawTotal - stats.raw) / rate) : 0;
+        reporter.progress(`Sent ${mib(stats.raw)} of ${mib(stats.rawTotal)} (${mib(stats.sent)} on the wire), ${mib(rate)}/s, ETA ${eta.toFixed(0)} s`);
+    };
+    const timer = setInterval(progress, 3000);
+    try {
+        const queue = [...plan];
+        const worker = async () => {
+            for (let job = queue.shift(); job; job = queue.shift())
+                await sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter);
+        };
+        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, plan.length) }, worker));
+    }
+    finally {
+        clearInterval(timer);
+    }
+    progress();
+    return stats;
+}
+
+// EXTERNAL MODULE: ./src/core/follow.ts
+var follow = __nccwpck_require__(9746);
+;// CONCATENATED MODULE: ./src/core/watch.ts
+// Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
+// stream its output, cancel it on abort or timeout, and time its phases.
+
+
+
+const sleep = (ms, signal) => new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+});
+/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
+async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
+    const state = (0,follow/* initialFollowState */.Lk)();
+    const out = new follow/* OutputStream */.eG(reporter);
+    const submitted = Date.now();
+    const deadline = submitted + s.timeoutSeconds * 1000;
+    let cancelled = false;
+    let timedOut = false;
+    let polls = 0;
+    for (;;) {
+        if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
+            cancelled = !!hooks.signal?.aborted;
+            timedOut = !cancelled;
+            reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
+            await session.retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, jobId, s.loginModules));
+        }
+        const r = await session.retry('Following the job', (remote) => remote.exec((0,follow/* pollScript */.PK)(jobId, jobDir, state.offset, s.loginModules)));
+        if (r.code !== 0)
+            throw new errors/* RemoteCommandError */.at('Following the job', r.code, r.stderr.toString());
+        const done = (0,follow/* applyPoll */.oG)(state, (0,follow/* parsePoll */.$f)(r.stdout), out, reporter, jobId);
+        if (done)
+            break;
+        // Poll quickly at first (short jobs end in seconds), then every pollMs.
+        await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
+    }
+    out.end();
+    reporter.endGroup();
+    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
+    // is the wait in the queue (plus up to one poll interval).
+    const phases = out.phases;
+    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
+    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
+    for (const p of phases)
+        timings?.add(p.phase, p.seconds);
+    return { state, out, cancelled, timedOut };
+}
+
+;// CONCATENATED MODULE: ./src/core/deliver.ts
+// One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
+// are thin shells over this function.
+
+
+
+
+
+
+
+
+
+
+
+
+
+function checkAbort(signal) {
+    if (signal?.aborted)
+        throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
+}
+function prepare(session, s, params) {
+    return session.retry('Preparing the store', async (r) => (0,store/* parsePrepare */.H_)(await r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
+}
+/**
+ * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
+ * image is not even saved), else save it, learn which blobs the store lacks, and send those.
+ */
+async function upload(session, s, source, reporter, timings) {
+    const none = { sent: 0, raw: 0, rawTotal: 0 };
+    const digest = source?.digest ?? null;
+    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,store/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true }));
+    if (!digest) {
+        reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
+        return { report: first, image: null, stats: none };
+    }
+    if (first.sifReusable) {
+        reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
+        return { report: first, image: null, stats: none };
+    }
+    const image = await source.load();
+    try {
+        return await timings.time('upload', async () => {
+            const blobs = (0,store/* imageBlobs */.aR)(image.archive);
+            const report = await prepare(session, s, { imageHex: (0,store/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)) });
+            for (const bad of report.bad)
+                reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+            const plan = (0,store/* planTransfer */.Hp)(image.archive, report);
+            const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
+            reporter.info(report.sifReusable
+                ? 'The cluster has an intact .sif of this image: nothing to send.'
+                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
+            return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
+        });
+    }
+    catch (e) {
+        await image.cleanup();
+        throw e;
+    }
+}
+function verdictOf(s, follow) {
+    if (follow.cancelled) {
+        return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
+    }
+    if (follow.timedOut) {
+        return {
+            ok: false,
+            state: 'TIMEOUT',
+            exitCode: null,
+            interrupted: true,
+            message: `No result within the timeout (${s.timeoutSeconds} s); the job was cancelled. Raise the 'timeout' input, or check the queue with squeue.`,
+        };
+    }
+    return (0,slurm/* judgeJob */.JB)(follow.state.state, follow.state.status);
+}
+async function deliver(s, reporter, hooks = {}) {
+    const timings = new Timings();
+    const smoke = await (0,core_submit/* readSmokeFile */.w3)(s);
+    if (s.build)
+        await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
+    checkAbort(hooks.signal);
+    const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter, timings);
+    const digest = source?.digest ?? null;
+    const session = new Session(s, reporter);
+    let image = null;
+    try {
+        await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
+            await session.remote();
+            reporter.info('Connected; host key matches known-hosts.');
+        });
+        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
+        const { report, stats } = up;
+        image = up.image;
+        checkAbort(hooks.signal);
+        const paths = (0,core_submit/* remotePaths */.xu)(s, digest, report);
+        const reuse = report.sifReusable || !image;
+        const jobId = await inGroup(reporter, 'Submit job', async () => {
+            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, reuse, smoke?.name ?? null);
+            const id = await session.retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke));
+            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
+            return id;
+        });
+        await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
+        const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
+        await hooks.onJobEnded?.();
+        const gc = await session
+            .retry('Garbage collection', (r) => r.run('Garbage collection', (0,store/* gcScript */.QT)({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
+            .catch((e) => `gc failed: ${e.message}`);
+        reporter.debug(gc.trim());
+        const verdict = verdictOf(s, follow);
+        return {
+            ok: verdict.ok,
+            image: s.image,
+            imageDigest: digest ?? '',
+            jobId,
+            jobState: verdict.state,
+            exitCode: verdict.exitCode,
+            sifPath: paths.sif,
+            sifReused: reuse,
+            publishedPath: verdict.ok ? paths.published : null,
+            node: follow.state.node,
+            remoteDir: paths.root,
+            timings: timings.list(['build', 'save', 'upload', 'sbatch-wait', ...jobscript/* JOB_PHASES */.b5]),
+            outputTail: follow.out.tail,
+            bytesSent: stats.sent,
+            // The saved tar's size; when nothing had to be saved, the engine's size of the image.
+            bytesTotal: image?.size ?? source?.size ?? 0,
+            reconnects: session.reconnects,
+            message: verdict.ok ? 'The smoke test passed.' : verdict.message,
+            error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
+        };
+    }
+    finally {
+        session.close();
+        await image?.cleanup();
+    }
+}
+
 // EXTERNAL MODULE: ./src/core/settings.ts
 var core_settings = __nccwpck_require__(1922);
 // EXTERNAL MODULE: ./src/action/inputs.ts + 1 modules
@@ -54170,6 +54800,7 @@ var state = __nccwpck_require__(3175);
 ;// CONCATENATED MODULE: ./src/action/summary.ts
 // The job summary and the step outputs, from the core's result.
 
+
 function setOutputs(r) {
     core/* setOutput */.uH('job-id', r.jobId);
     core/* setOutput */.uH('job-state', r.jobState);
@@ -54181,7 +54812,6 @@ function setOutputs(r) {
     core/* setOutput */.uH('sif-reused', String(r.sifReused));
     core/* setOutput */.uH('published-path', r.publishedPath ?? '');
 }
-const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 /** How much the store and compression saved, against sending the whole `docker save` tar. */
 const dedup = (r) => (r.bytesTotal > 0 ? `${((r.bytesSent / r.bytesTotal) * 100).toFixed(1)}% of the tar on the wire` : '-');
 const esc = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -54227,7 +54857,7 @@ async function run() {
     process.on('SIGTERM', onSignal);
     try {
         const settings = (0,core_settings/* parseSettings */.P$)(await (0,inputs/* readInputs */.K)(), (0,inputs/* githubContext */.h)());
-        const result = await (0,deliver/* deliver */.cK)(settings, actionReporter(), {
+        const result = await deliver(settings, actionReporter(), {
             signal: controller.signal,
             onJobSubmitted: ({ jobId }) => {
                 (0,state/* saveJobId */.ih)(jobId);
@@ -54260,7 +54890,7 @@ async function run() {
 /* harmony export */   b: () => (/* binding */ post)
 /* harmony export */ });
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
-/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3092);
+/* harmony import */ var _core_submit_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4695);
 /* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1922);
 /* harmony import */ var _core_ssh_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(446);
 /* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(6301);
@@ -54280,7 +54910,7 @@ async function post() {
         const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_2__/* .parseConnection */ .C8)(await (0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .readInputs */ .K)());
         const remote = await _core_ssh_js__WEBPACK_IMPORTED_MODULE_3__/* .Remote */ .V.connect(settings);
         try {
-            await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_1__/* .cancelJob */ .mh)(remote, _state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId, settings.loginModules);
+            await (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_1__/* .cancelJob */ .mh)(remote, _state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId, settings.loginModules);
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Cancelled job ${_state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId}: the main step ended before it did.`);
         }
         finally {
@@ -54325,28 +54955,26 @@ function saveJobDone() {
 
 /***/ }),
 
-/***/ 3092:
+/***/ 1344:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  mh: () => (/* binding */ cancelJob),
-  cK: () => (/* binding */ deliver)
+  N: () => (/* binding */ legacyManifest),
+  E: () => (/* binding */ readImageArchive)
 });
-
-// UNUSED EXPORTS: followJob, imageFileName, readSmokeFile, renderSubmission
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: ./node_modules/zod/v4/classic/schemas.js + 17 modules
 var schemas = __nccwpck_require__(8816);
 // EXTERNAL MODULE: ./src/core/errors.ts
 var errors = __nccwpck_require__(4296);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
 ;// CONCATENATED MODULE: ./src/core/tar.ts
 // Minimal tar index reader. It walks the headers of a tar file on disk with positioned reads and
 // skips member data, so a multi-GB `docker save` archive is indexed without reading its layers.
@@ -54676,1230 +55304,6 @@ class Members {
     }
 }
 
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 4 modules
-var exec = __nccwpck_require__(2697);
-;// CONCATENATED MODULE: ./src/core/docker.ts
-// The local Docker engine: build the image and save it to a tar, via @actions/exec.
-
-
-
-
-
-async function docker(args, reporter, stream = false) {
-    let stdout = '';
-    let stderr = '';
-    const code = await exec/* exec */.m('docker', args, {
-        silent: true,
-        ignoreReturnCode: true,
-        listeners: {
-            stdout: (d) => {
-                stdout += d.toString();
-            },
-            stderr: (d) => {
-                stderr += d.toString();
-            },
-            stdline: stream ? (l) => reporter.info(l) : undefined,
-            errline: stream ? (l) => reporter.info(l) : undefined,
-        },
-    }).catch((e) => {
-        throw new errors/* BuildError */.zS(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
-    });
-    if (code !== 0) {
-        const tail = stderr.trim().split('\n').slice(-15).join('\n');
-        throw new errors/* BuildError */.zS(`docker ${args[0]} failed (exit ${code}):\n${tail}`);
-    }
-    return stdout;
-}
-async function buildImage(p, reporter) {
-    const args = ['build', '-t', p.image, ...(p.dockerfile ? ['-f', p.dockerfile] : []), ...p.buildArgs.flatMap((a) => ['--build-arg', a]), p.context];
-    await docker(args, reporter, true);
-}
-/** The image's ID (`sha256:…`) and size in bytes; a clear error if the engine does not have it. */
-async function inspectImage(image, reporter) {
-    let out;
-    try {
-        out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}}', image], reporter);
-    }
-    catch {
-        throw new errors/* BuildError */.zS(`The image '${image}' is not in the local Docker engine.`, "Build it first (e.g. docker/build-push-action with load: true), or set 'build: true'.");
-    }
-    const [id, size] = out.trim().split(' ');
-    return { id, size: Number(size) || 0 };
-}
-/**
- * `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function.
- * Progress (the tar's size against the image's) every two seconds on long saves.
- */
-async function saveImage(image, expectedBytes, reporter) {
-    const dir = await (0,promises_.mkdtemp)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'riviera-save-'));
-    const path = (0,external_node_path_.join)(dir, 'image.tar');
-    const cleanup = () => (0,promises_.rm)(dir, { recursive: true, force: true });
-    const mib = (n) => `${(n / 1048576).toFixed(0)} MiB`;
-    const timer = setInterval(() => {
-        (0,promises_.stat)(path).then((st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`), () => undefined);
-    }, 2000);
-    try {
-        await docker(['save', '-o', path, image], reporter);
-    }
-    catch (e) {
-        await cleanup();
-        throw e;
-    }
-    finally {
-        clearInterval(timer);
-    }
-    return { path, cleanup };
-}
-
-// EXTERNAL MODULE: ./src/core/quote.ts
-var quote = __nccwpck_require__(3195);
-;// CONCATENATED MODULE: ./src/core/jobscript.ts
-// Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
-
-/** Phases the job reports, in order; each starts with a marker line in the job's output. */
-const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'];
-/** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
-const PHASE_MARKER = '::riviera-phase::';
-/** argv after the runtime command (singularity or apptainer) for the smoke test. */
-function smokeArgv(p) {
-    const opts = [...(p.gpus > 0 ? ['--nv'] : []), ...p.binds.flatMap((b) => ['--bind', b])];
-    if (p.smoke.kind === 'script')
-        return ['run', ...opts, p.sif, p.smokeFile ?? ''];
-    return ['exec', ...opts, p.sif, ...p.smoke.argv];
-}
-function renderJobScript(p) {
-    const q = quote/* shq */.hi;
-    return `#!/bin/bash -l
-# Generated by riviera-singularity. A login shell, so that \`module\` exists.
-status_file=${q(p.statusFile)}
-sif=${q(p.sif)}
-sif_link=${q(p.sifLink ?? '')}
-phase() { printf '%s %s %s\\n' ${q(PHASE_MARKER)} "$1" "$(date +%s.%N)"; current=$1; }
-# The status file is written under a temporary name and renamed, so a reader never sees half of it.
-record() { printf '%s %s\\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
-child=
-job_tmp=
-cleanup() {
-  [ -n "$job_tmp" ] && rm -rf "$job_tmp"
-  rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
-  phase end
-}
-# Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
-on_signal() {
-  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
-  record "$current" 143
-  exit 143
-}
-trap on_signal TERM INT USR2
-trap cleanup EXIT
-current=start
-run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
-fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
-
-phase modules
-${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}${runtimeSelection(p.runtime)}
-echo "riviera-singularity: $("$rt" --version 2>/dev/null | head -n 1)"
-
-# Singularity and Apptainer read these (in this order); the node's /tmp is too small.
-mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
-job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
-export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
-export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
-${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble, p.reuseSif) : `phase sif-build
-[ -s "$sif" ] || fail 1 "no .sif at $sif"
-echo "riviera-singularity: testing the existing $sif"
-`}${p.sifLink ? 'ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"\n' : ''}
-phase smoke-test
-run "$rt" ${(0,quote/* shJoin */.q9)(smokeArgv(p))}
-rc=$?
-[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
-${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
-exit 0
-`;
-}
-/** Assemble the archive from the store and build the .sif (unless an intact one is reused). */
-function buildCommands(a, reuse) {
-    const q = quote/* shq */.hi;
-    return `if ${reuse ? '[ -s "$sif" ]' : 'false'}; then
-  phase sif-build
-  echo "riviera-singularity: the image is unchanged; reusing $sif"
-else
-  phase assemble
-  # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
-  arch="$job_tmp/archive"
-  mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
-${a.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-  exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
-  flock -s -w 600 7 || fail 75 "the image store is locked"
-  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
-  exec 7>&-
-  phase sif-build
-  run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
-  rm -f "$job_tmp/image.tar"
-  # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
-  printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
-  mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
-fi
-`;
-}
-/** Pick the container runtime after the modules are loaded; both read the same images and flags. */
-function runtimeSelection(runtime) {
-    if (runtime !== 'auto') {
-        return `rt=${runtime}
-command -v "$rt" >/dev/null || fail 127 "no $rt command after loading the modules: add its module to 'modules'"`;
-    }
-    return `if command -v apptainer >/dev/null; then rt=apptainer
-elif command -v singularity >/dev/null; then rt=singularity
-else fail 127 "neither apptainer nor singularity after loading the modules: add one to 'modules'"; fi`;
-}
-/**
- * Publication, only after the smoke test passed: the .sif, its sha256 and a provenance record are
- * copied in under temporary names and renamed; `<name>_latest.sif` is switched by renaming a new
- * link over it; older versions beyond \`keep\` are removed. A lock serialises publications.
- */
-function publishCommands(p) {
-    const q = quote/* shq */.hi;
-    const file = `${p.name}_${p.version}.sif`;
-    const json = JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1);
-    const dirMode = (parseInt(p.mode, 8) | ((parseInt(p.mode, 8) & 0o444) >> 2)).toString(8);
-    return `phase publish
-pub=${q(p.dir)}
-exec 6>"$pub/.lock"; flock -w 600 6 || fail 75 "the publish directory is locked"
-tmp="$pub/.${file}.tmp.$$"
-cp -- "$sif" "$tmp" || fail 1 "cannot copy the .sif to $pub"
-sum=$(cut -d' ' -f1 "$sif.sha256")
-printf '%s  %s\n' "$sum" ${q(file)} > "$tmp.sha256" || fail 1 "cannot write the sha256"
-printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' ${q(json)} "\${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" > "$tmp.json" || fail 1 "cannot write the record"
-chmod ${p.mode} "$tmp" "$tmp.sha256" "$tmp.json" && chmod ${dirMode} "$pub" || fail 1 "cannot set the mode"
-${p.group ? `chgrp ${q(p.group)} "$pub" "$tmp" "$tmp.sha256" "$tmp.json" || fail 1 "cannot give the files to group ${p.group}"
-` : ''}mv -f "$tmp.sha256" "$pub/"${q(file + '.sha256')} && mv -f "$tmp.json" "$pub/"${q(`${p.name}_${p.version}.json`)} && mv -f "$tmp" "$pub/"${q(file)} || fail 1 "cannot move the files into place"
-ln -sfn ${q(file)} "$pub/.latest.tmp.$$" && mv -Tf "$pub/.latest.tmp.$$" "$pub/"${q(`${p.name}_latest.sif`)} || fail 1 "cannot switch the latest link"
-echo "riviera-singularity: published $pub/"${q(file)}
-# Keep the newest versions of this name (its records tell them from other names sharing the prefix).
-ls -t "$pub"/${q(p.name + '_')}*.sif 2>/dev/null | while read -r f; do
-  [ -L "$f" ] && continue
-  grep -qF ${q(`"name":${JSON.stringify(p.name)},`)} "\${f%.sif}.json" 2>/dev/null && echo "$f"
-done | tail -n +${p.keep + 1} | while read -r f; do rm -f "$f" "$f.sha256" "\${f%.sif}.json"; done
-exec 6>&-
-`;
-}
-function dirOf(name) {
-    const i = name.lastIndexOf('/');
-    return i < 0 ? '.' : name.slice(0, i);
-}
-/** The sbatch argv: everything as options on the command line, nothing pasted into #SBATCH lines. */
-function sbatchArgv(p) {
-    return [
-        'sbatch',
-        '--parsable',
-        `--job-name=${p.jobName}`,
-        `--partition=${p.partition}`,
-        ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
-        ...(p.time ? [`--time=${p.time}`] : []),
-        `--chdir=${p.jobDir}`,
-        '--output=job.out',
-        ...p.extra,
-        p.script,
-    ];
-}
-
-;// CONCATENATED MODULE: ./src/core/slurm.ts
-// Reading what Slurm says: sbatch's job id, squeue's state line, and what a final state means.
-// No sacct: many clusters (and the stand-in) have no accounting database.
-/** `sbatch --parsable` prints `jobid` or `jobid;cluster`. */
-function parseSbatchOutput(out) {
-    const line = out.trim().split('\n').pop() ?? '';
-    const id = line.split(';')[0].trim();
-    if (!/^\d+(_\d+)?$/.test(id))
-        throw new Error(`sbatch printed no job id: ${JSON.stringify(out.trim().slice(0, 200))}`);
-    return id;
-}
-/** One line of `squeue -h -t all -j ID -o '%T|%r|%N'`; null when Slurm no longer knows the job. */
-function parseSqueueLine(line) {
-    const t = line.trim();
-    if (!t || t === 'UNKNOWN')
-        return null;
-    const [state, reason = '', nodes = ''] = t.split('|');
-    if (!/^[A-Z_]+$/.test(state))
-        return null;
-    return { state, reason: reason === '(null)' || reason === 'None' ? '' : reason, nodes: nodes === '(null)' ? '' : nodes };
-}
-const FINAL = new Set([
-    'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',
-]);
-function isFinalState(state) {
-    return FINAL.has(state);
-}
-function parseStatusLine(line) {
-    const m = /^([a-z-]+) (\d+)$/.exec(line.trim());
-    return m ? { phase: m[1], code: Number(m[2]) } : null;
-}
-/**
- * What a finished job means. `state` is the last state Slurm reported (null if the record was gone
- * before we saw a final one); `status` is what the job script recorded itself.
- */
-function judgeJob(state, status) {
-    const s = state && isFinalState(state) ? state : null;
-    const interruptions = {
-        CANCELLED: 'The job was cancelled (scancel, or by an administrator). Nothing to fix if that was intended; otherwise re-run.',
-        TIMEOUT: "The job reached its time limit. Raise the 'time' input (the partition's maximum is in `sinfo -s`).",
-        OUT_OF_MEMORY: "The job ran out of memory. Ask for more with sbatch-args, e.g. '--mem=32G'.",
-        NODE_FAIL: 'The node running the job failed. Re-run; if it repeats, tell the cluster administrators.',
-        BOOT_FAIL: 'The node could not be booted for the job. Re-run; if it repeats, tell the cluster administrators.',
-        PREEMPTED: 'The job was preempted by a higher-priority job. Re-run, or use a partition without preemption.',
-        DEADLINE: 'The job could not finish before its deadline.',
-    };
-    if (s && interruptions[s]) {
-        return { ok: false, state: s, exitCode: status?.code ?? null, interrupted: true, message: `Job ${s}: ${interruptions[s]}` };
-    }
-    if (status) {
-        if (status.phase === 'smoke-test' && status.code === 0)
-            return { ok: true, state: 'COMPLETED', exitCode: 0 };
-        if (status.code === 143 && s !== 'FAILED') {
-            return { ok: false, state: s ?? 'CANCELLED', exitCode: 143, interrupted: true, message: `Job was terminated by a signal during ${status.phase}.` };
-        }
-        const what = status.phase === 'smoke-test'
-            ? `The smoke test exited with code ${status.code}: see its output above.`
-            : status.phase === 'sif-build'
-                ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
-                : status.phase === 'publish'
-                    ? `The smoke test passed, but publishing the .sif failed (exit ${status.code}): see the job output above; check the publish-dir permissions.`
-                    : status.phase === 'assemble'
-                        ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
-                        : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
-        return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: what };
-    }
-    return {
-        ok: false,
-        state: s ?? 'LOST',
-        exitCode: null,
-        interrupted: true,
-        message: 'The job ended without recording a result: it was killed (SIGKILL, node failure or out of memory) before its script could finish. ' +
-            'Check `scontrol show job` on the cluster soon after, or re-run.',
-    };
-}
-
-;// CONCATENATED MODULE: ./src/core/follow.ts
-// Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
-// status file and the output written since the last poll. The job never depends on this session.
-
-
-
-/** Most output fetched in one poll; more is fetched at once in the next. */
-const CHUNK = 1 << 20;
-function loadModulesScript(modules) {
-    if (modules.length === 0)
-        return '';
-    return `module load ${modules.map(quote/* shq */.hi).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
-}
-function pollScript(jobId, jobDir, offset, loginModules) {
-    return (loadModulesScript(loginModules) +
-        `cd ${(0,quote/* shq */.hi)(jobDir)} || exit 98
-st=$(squeue -h -t all -j ${(0,quote/* shq */.hi)(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
-printf '%s\\n' "\${st:-UNKNOWN}"
-printf '%s\\n' "$(head -n 1 status 2>/dev/null)"
-tail -c +${offset + 1} job.out 2>/dev/null | head -c ${CHUNK}
-`);
-}
-/** Split a poll's stdout: two header lines, then raw output bytes. */
-function parsePoll(stdout) {
-    const nl1 = stdout.indexOf(10);
-    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
-    if (nl2 < 0)
-        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
-    return {
-        squeue: stdout.subarray(0, nl1).toString('utf8'),
-        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
-        output: stdout.subarray(nl2 + 1),
-    };
-}
-/**
- * Turns the job's output stream into log lines: phase markers open a new log group and time the
- * phases; the last lines are kept for the summary. Handles lines split across polls.
- */
-class OutputStream {
-    reporter;
-    tailLines;
-    pending = Buffer.alloc(0);
-    marks = [];
-    tail = [];
-    /** The job printed its last marker: all of its output has been read. */
-    ended = false;
-    constructor(reporter, tailLines = 30) {
-        this.reporter = reporter;
-        this.tailLines = tailLines;
-    }
-    push(chunk) {
-        this.pending = Buffer.concat([this.pending, chunk]);
-        let nl;
-        while ((nl = this.pending.indexOf(10)) >= 0) {
-            this.line(this.pending.subarray(0, nl).toString('utf8'));
-            this.pending = this.pending.subarray(nl + 1);
-        }
-    }
-    /** Flush a last line without a newline. */
-    end() {
-        if (this.pending.length > 0)
-            this.line(this.pending.toString('utf8'));
-        this.pending = Buffer.alloc(0);
-    }
-    line(text) {
-        if (text.startsWith(PHASE_MARKER)) {
-            const [phase, at] = text.slice(PHASE_MARKER.length).trim().split(/\s+/);
-            this.marks.push({ phase, at: Number(at) });
-            if (phase !== 'end')
-                this.reporter.group(`Job: ${phase}`);
-            else {
-                this.reporter.endGroup();
-                this.ended = true;
-            }
-            return;
-        }
-        this.reporter.info(text);
-        this.tail.push(text);
-        if (this.tail.length > this.tailLines)
-            this.tail.shift();
-    }
-    get phases() {
-        return this.marks
-            .slice(0, -1)
-            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
-            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
-    }
-}
-function initialFollowState() {
-    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
-}
-/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
-const LOST_AFTER = 5;
-/**
- * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
- * reporting state changes and pushing output.
- */
-function applyPoll(s, poll, out, reporter, jobId) {
-    out.push(poll.output);
-    s.offset += poll.output.length;
-    const info = parseSqueueLine(poll.squeue);
-    s.status = parseStatusLine(poll.status) ?? s.status;
-    if (info) {
-        s.unknownPolls = 0;
-        if (info.nodes)
-            s.node = info.nodes;
-        if (info.state !== s.state) {
-            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
-            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
-            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
-            s.state = info.state;
-        }
-        // All output was written before the job ended, so this poll's output is complete.
-        return isFinalState(info.state) && poll.output.length < CHUNK;
-    }
-    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
-    if (s.status && out.ended && poll.output.length < CHUNK)
-        return true;
-    s.unknownPolls++;
-    return s.unknownPolls >= LOST_AFTER;
-}
-
-;// CONCATENATED MODULE: ./src/core/reporter.ts
-// What the core tells the person watching. The action backs it with @actions/core (log groups,
-// warnings); the CLI with plain lines on stderr. The core never prints on its own.
-/** Run `fn` inside a log group. */
-async function inGroup(reporter, title, fn) {
-    reporter.group(title);
-    try {
-        return await fn();
-    }
-    finally {
-        reporter.endGroup();
-    }
-}
-
-// EXTERNAL MODULE: ./src/core/ssh.ts + 3 modules
-var ssh = __nccwpck_require__(446);
-;// CONCATENATED MODULE: ./src/core/session.ts
-// A connection to the cluster that survives a flaky link: work that fails because the connection
-// dropped is retried on a new connection, after a backoff. Nothing else is retried.
-
-
-const DEFAULT_RETRY = { attempts: 8, baseDelayMs: 1000, maxDelayMs: 15_000 };
-function backoffDelay(policy, attempt) {
-    return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
-}
-class Session {
-    target;
-    reporter;
-    policy;
-    current = null;
-    /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
-    connecting = null;
-    /** Reconnections so far (for the log and the benchmarks). */
-    reconnects = 0;
-    constructor(target, reporter, policy = DEFAULT_RETRY) {
-        this.target = target;
-        this.reporter = reporter;
-        this.policy = policy;
-    }
-    /** The live connection, connecting first if needed (a host-key refusal is never retried). */
-    remote() {
-        if (this.current?.connected)
-            return Promise.resolve(this.current);
-        if (!this.connecting) {
-            if (this.current) {
-                // Dropped between two commands (e.g. between polls): say so, and connect again.
-                this.reporter.warning('The SSH connection was lost; reconnecting.');
-                this.dropped(this.current);
-            }
-            this.connecting = ssh/* Remote */.V.connect(this.target).then((r) => {
-                this.current = r;
-                this.connecting = null;
-                return r;
-            }, (e) => {
-                this.connecting = null;
-                throw e;
-            });
-        }
-        return this.connecting;
-    }
-    /** Forget a connection that failed (once, however many users saw it fail). */
-    dropped(r) {
-        if (this.current !== r)
-            return;
-        r.close();
-        this.current = null;
-        this.reconnects++;
-    }
-    /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
-    async retry(what, fn) {
-        for (let attempt = 0;; attempt++) {
-            let remote;
-            try {
-                remote = await this.remote();
-                return await fn(remote);
-            }
-            catch (e) {
-                if (!(e instanceof errors/* ConnectionError */.Rc) || attempt >= this.policy.attempts)
-                    throw e;
-                const delay = backoffDelay(this.policy, attempt);
-                this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
-                if (remote)
-                    this.dropped(remote);
-                await new Promise((r) => setTimeout(r, delay));
-            }
-        }
-    }
-    close() {
-        this.current?.close();
-        this.current = null;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/core/store.ts
-
-const STORE = '.store';
-function hexOf(digest) {
-    return digest.replace(/^sha256:/, '');
-}
-/** Every blob of an image, config first, each once (an image may repeat a layer). */
-function imageBlobs(archive) {
-    const seen = new Set();
-    return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
-}
-/**
- * sha256 of stdin as hex, by openssl where the cluster has it (several times faster than
- * coreutils' sha256sum on machines with SHA instructions), else by sha256sum.
- */
-const SHA256_FUNCTION = `sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed 's/^.*= *//'; else sha256sum | cut -d' ' -f1; fi; }`;
-/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
-const STORE_DIRS = `. ${STORE} ${STORE}/blobs ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs`;
-/**
- * One round trip before the transfer: create the directories, record the image (so garbage
- * collection keeps its blobs from now on), check its .sif, and report each blob:
- * `blob HEX have`, `blob HEX part BYTES` (an interrupted upload to resume) or `blob HEX bad`
- * (it failed its digest check and was removed). Blobs are only checked when they will be used.
- */
-function prepareScript(p) {
-    const mode = p.group ? `umask 027` : `umask 077`;
-    const share = p.group
-        ? `chgrp ${(0,quote/* shq */.hi)(p.group)} ${STORE_DIRS} || { echo "cannot give the store to group ${p.group}: are you in it?" >&2; exit 1; }
-chmod 2750 ${STORE_DIRS}; chmod g+r sif/* 2>/dev/null || true`
-        : `chmod 700 .`;
-    return `${mode}; set -e
-${SHA256_FUNCTION}
-command -v zstd >/dev/null 2>&1 && echo "tool zstd"
-mkdir -p -- ${(0,quote/* shq */.hi)(p.remoteDir)} ${(0,quote/* shq */.hi)(p.tmpdir)}
-cd -- ${(0,quote/* shq */.hi)(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
-${p.publishDir ? `mkdir -p -- ${(0,quote/* shq */.hi)(p.publishDir)}; cd -- ${(0,quote/* shq */.hi)(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${(0,quote/* shq */.hi)(p.remoteDir)}; echo "root $(pwd -P)"
-mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
-${share}
-${p.existingSif ? `(cd; [ -s ${(0,quote/* shq */.hi)(p.existingSif)} ] || { printf 'no .sif at %s on the cluster\\n' ${(0,quote/* shq */.hi)(p.existingSif.startsWith('/') ? p.existingSif : `~/${p.existingSif}`)} >&2; exit 3; }
-echo "existing $(readlink -f -- ${(0,quote/* shq */.hi)(p.existingSif)})") || exit 3
-` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse, !!p.sifOnly)}`;
-}
-/** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
-function imageChecks(imageHex, blobHexes, reuse, sifOnly) {
-    const sifCheck = `set +e
-sif=sif/${imageHex}.sif
-if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && [ "$(sha256 < "$sif")" = "$(cut -d' ' -f1 "$sif.sha256")" ]; then
-  touch ${STORE}/images/${imageHex} 2>/dev/null; echo "sif ok"; exit 0
-fi
-echo "sif build"
-`;
-    if (sifOnly)
-        return sifCheck;
-    return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
-${sifCheck}for h in ${blobHexes.join(' ')}; do
-  f=${STORE}/blobs/sha256/$h
-  if [ -f "$f" ]; then
-    if [ "$(sha256 < "$f")" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
-  elif [ -f ${STORE}/incoming/$h.partial ]; then
-    echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
-  fi
-done
-`;
-}
-function parsePrepare(stdout) {
-    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
-    for (const line of stdout.split('\n')) {
-        const [kind, a, b, c] = line.split(' ');
-        if (kind === 'root')
-            r.root = line.slice(5);
-        else if (kind === 'tmpdir')
-            r.tmpdir = line.slice(7);
-        else if (kind === 'publish')
-            r.publishDir = line.slice(8);
-        else if (kind === 'existing')
-            r.existingSif = line.slice(9);
-        else if (kind === 'tool' && a === 'zstd')
-            r.zstd = true;
-        else if (kind === 'sif')
-            r.sifReusable = a === 'ok';
-        else if (kind === 'blob' && b === 'have')
-            r.have.add(a);
-        else if (kind === 'blob' && b === 'bad')
-            r.bad.add(a);
-        else if (kind === 'blob' && b === 'part')
-            r.partial.set(a, Number(c));
-    }
-    if (!r.root || !r.tmpdir)
-        throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
-    return r;
-}
-/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
-function planTransfer(archive, report) {
-    if (report.sifReusable)
-        return [];
-    return imageBlobs(archive)
-        .filter((b) => !report.have.has(hexOf(b.digest)))
-        .map((blob) => {
-        const part = report.partial.get(hexOf(blob.digest)) ?? 0;
-        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
-    })
-        .sort((x, y) => y.blob.size - x.blob.size);
-}
-/** Exit codes of the receive script. */
-const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
-const DECOMPRESS = { raw: 'cat', gzip: 'gzip -dc', zstd: 'zstd -dcq' };
-/**
- * Receive one blob on stdin (raw, gzip or zstd), appended to its partial file, checked against its
- * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
- * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
- * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
- * keeps garbage collection out.
- */
-function receiveScript(root, hex, size, codec) {
-    return `${SHA256_FUNCTION}
-cd -- ${(0,quote/* shq */.hi)(`${root}/${STORE}`)} || exit 1
-exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
-exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
-[ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
-p=incoming/${hex}.partial
-have=$(stat -c %s "$p" 2>/dev/null || echo 0)
-[ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
-echo "ready $have"
-${DECOMPRESS[codec]} >> "$p"
-have=$(stat -c %s "$p")
-[ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
-# Hashed once complete (read back from the page cache): hashing while receiving competes for the
-# CPU that decrypting needs, and a resumed blob must be hashed whole anyway.
-sum=$(sha256 < "$p")
-[ "$have" = ${size} ] && [ "$sum" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
-mv -f "$p" blobs/sha256/${hex}
-echo ok
-`;
-}
-/**
- * Garbage collection, under the exclusive store lock (skipped, not waited for, when deliveries are
- * sending): keep the newest image records, drop the blobs and .sif files no kept record names.
- */
-function gcScript(p) {
-    return `cd -- ${(0,quote/* shq */.hi)(`${p.root}/${STORE}`)} || exit 0
-exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
-find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mmin +${p.maxAgeDays * 1440} -delete
-ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
-keep=$(mktemp keep.XXXXXX) || exit 1
-cat images/* 2>/dev/null | sort -u > "$keep"
-blobs=0; sifs=0
-for f in blobs/sha256/*; do
-  [ -e "$f" ] || continue
-  grep -qx "\${f##*/}" "$keep" || { rm -f "$f"; blobs=$((blobs+1)); }
-done
-for f in ../sif/*.sif; do
-  [ -e "$f" ] || continue
-  h=\${f##*/}; h=\${h%.sif}
-  [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
-done
-find incoming -type f -mmin +1440 -delete
-find ../jobs -mindepth 1 -maxdepth 1 -type d -mmin +${p.maxAgeDays * 1440} -exec rm -rf {} +
-rm -f "$keep"
-echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
-`;
-}
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-// EXTERNAL MODULE: external "node:zlib"
-var external_node_zlib_ = __nccwpck_require__(8522);
-;// CONCATENATED MODULE: ./src/core/transfer.ts
-// Sends the blobs the cluster lacks: each streamed out of the local `docker save` tar, compressed on
-// the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
-// channels, resumed from the bytes already on the cluster after a dropped connection, and verified
-// there before it enters the store.
-
-
-
-
-
-
-
-/** Channels in flight at once: one channel's window caps its rate, several fill the link. */
-const CONCURRENCY = 4;
-/** Bytes sampled (at start, middle and end) to decide whether compressing a blob pays. */
-const SAMPLE = 256 * 1024;
-/** Compress only if the sample shrinks below this fraction. */
-const WORTH_IT = 0.9;
-/** Whether compression is worth its CPU for this blob, judged on samples of it. */
-async function worthCompressing(tarPath, blob) {
-    if (blob.mediaType === 'layer+gzip' || blob.size < 1024)
-        return false;
-    const fh = await (0,promises_.open)(tarPath, 'r');
-    try {
-        const starts = blob.size <= 3 * SAMPLE ? [0] : [0, Math.floor(blob.size / 2), blob.size - SAMPLE];
-        let raw = 0;
-        let packed = 0;
-        for (const s of starts) {
-            const buf = Buffer.alloc(Math.min(SAMPLE, blob.size - s));
-            await fh.read(buf, 0, buf.length, blob.offset + s);
-            raw += buf.length;
-            packed += external_node_zlib_.deflateRawSync(buf, { level: 1 }).length;
-        }
-        return packed < raw * WORTH_IT;
-    }
-    finally {
-        await fh.close();
-    }
-}
-/** A zstd compressor here, if there is one: Node's own (22.15+) or the zstd command. */
-function localZstd() {
-    const z = external_node_zlib_;
-    if (typeof z.createZstdCompress === 'function') {
-        const level = z.constants.ZSTD_c_compressionLevel;
-        return () => z.createZstdCompress({ params: { [level]: 1 } });
-    }
-    if ((0,external_node_child_process_namespaceObject.spawnSync)('zstd', ['--version'], { stdio: 'ignore' }).status !== 0)
-        return null;
-    return () => {
-        const child = (0,external_node_child_process_namespaceObject.spawn)('zstd', ['-1', '-q', '-c'], { stdio: ['pipe', 'pipe', 'ignore'] });
-        const d = external_node_stream_.Duplex.from({ writable: child.stdin, readable: child.stdout });
-        d.on('close', () => child.kill());
-        child.on('exit', (code) => code && d.destroy(new Error(`zstd exited with ${code}`)));
-        return d;
-    };
-}
-let zstdFactory;
-/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
-function chooseCodec(compressible, remoteZstd) {
-    if (!compressible)
-        return 'raw';
-    if (zstdFactory === undefined)
-        zstdFactory = localZstd();
-    if (remoteZstd && zstdFactory)
-        return 'zstd';
-    return 'gzip';
-}
-function compressor(codec) {
-    if (codec === 'gzip')
-        return external_node_zlib_.createGzip({ level: 1 });
-    if (codec === 'zstd')
-        return zstdFactory();
-    return null;
-}
-class Counter extends external_node_stream_.Transform {
-    onBytes;
-    constructor(onBytes) {
-        super();
-        this.onBytes = onBytes;
-    }
-    _transform(chunk, _enc, cb) {
-        this.onBytes(chunk.length);
-        cb(null, chunk);
-    }
-}
-function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
-    const raw = from >= blob.size ? external_node_stream_.Readable.from([]) : (0,external_node_fs_namespaceObject.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
-    const packer = compressor(codec);
-    const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter(onWire)];
-    let s = raw;
-    for (const p of parts) {
-        s.on('error', (e) => p.destroy(e));
-        s = s.pipe(p);
-    }
-    // Stopping the last stage (the channel closed early) stops the whole chain.
-    s.on('close', () => [raw, ...parts].forEach((x) => x.destroy()));
-    return s;
-}
-/** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
-async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter) {
-    const { blob } = job;
-    const hex = hexOf(blob.digest);
-    const codec = chooseCodec(await worthCompressing(tarPath, blob), remoteZstd);
-    reporter.debug(`blob ${hex.slice(0, 12)}: ${blob.size} bytes, ${codec}`);
-    // Where this blob stands on the cluster, for progress: a resend does not count twice.
-    let position = job.offset;
-    const moveTo = (n) => {
-        stats.raw += n - position;
-        position = n;
-    };
-    let corrupt = 0;
-    await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
-        for (let round = 0; round < 20; round++) {
-            const r = await remote.exec(receiveScript(root, hex, blob.size, codec), {
-                feed: {
-                    after: 'ready ',
-                    stream: (line) => {
-                        const from = Number(line.split(' ')[1]);
-                        if (from > 0)
-                            reporter.info(`Resuming ${hex.slice(0, 12)} at ${from} of ${blob.size} bytes.`);
-                        moveTo(from);
-                        return blobStream(tarPath, blob, from, codec, (n) => moveTo(position + n), (n) => (stats.sent += n));
-                    },
-                },
-            });
-            const said = r.stdout.toString().trim();
-            if (r.code === RECEIVE.ok)
-                return moveTo(blob.size);
-            // The stream stopped early: go on from what arrived.
-            if (r.code === RECEIVE.short)
-                continue;
-            if (r.code === RECEIVE.corrupt && ++corrupt < 3) {
-                reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
-                continue;
-            }
-            throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, r.code, r.stderr.toString() || said);
-        }
-        throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
-    });
-}
-function mib(n) {
-    return `${(n / 1048576).toFixed(1)} MiB`;
-}
-/** Send every planned blob (largest first, a few at a time), logging progress every few seconds. */
-async function sendBlobs(session, root, tarPath, plan, remoteZstd, reporter) {
-    const stats = { sent: 0, raw: plan.reduce((a, j) => a + j.offset, 0), rawTotal: plan.reduce((a, j) => a + j.blob.size, 0) };
-    if (plan.length === 0)
-        return stats;
-    const started = Date.now();
-    const resumedFrom = stats.raw;
-    const progress = () => {
-        const secs = Math.max(0.001, (Date.now() - started) / 1000);
-        const rate = (stats.raw - resumedFrom) / secs;
-        const eta = rate > 0 ? Math.max(0, (stats.rawTotal - stats.raw) / rate) : 0;
-        reporter.progress(`Sent ${mib(stats.raw)} of ${mib(stats.rawTotal)} (${mib(stats.sent)} on the wire), ${mib(rate)}/s, ETA ${eta.toFixed(0)} s`);
-    };
-    const timer = setInterval(progress, 3000);
-    try {
-        const queue = [...plan];
-        const worker = async () => {
-            for (let job = queue.shift(); job; job = queue.shift())
-                await sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter);
-        };
-        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, plan.length) }, worker));
-    }
-    finally {
-        clearInterval(timer);
-    }
-    progress();
-    return stats;
-}
-
-;// CONCATENATED MODULE: ./src/core/timings.ts
-// Wall time per phase of a delivery, for the log, the summary and the benchmarks.
-class Timings {
-    entries = [];
-    started = Date.now();
-    async time(phase, fn) {
-        const t0 = Date.now();
-        try {
-            return await fn();
-        }
-        finally {
-            this.add(phase, (Date.now() - t0) / 1000);
-        }
-    }
-    /** Add time to a phase (a phase timed in several parts is listed once, summed). */
-    add(phase, seconds) {
-        const e = this.entries.find((x) => x.phase === phase) ?? this.entries[this.entries.push({ phase, seconds: 0 }) - 1];
-        e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
-    }
-    /**
-     * Phases (those named in `order` first, in that order; the rest as they came), then `overhead`
-     * (what no phase accounts for) and `total`.
-     */
-    list(order = []) {
-        const total = (Date.now() - this.started) / 1000;
-        const counted = this.entries.reduce((a, e) => a + e.seconds, 0);
-        const round = (n) => Math.round(n * 100) / 100;
-        const rank = (p) => (order.includes(p) ? order.indexOf(p) : order.length);
-        const sorted = [...this.entries].sort((a, b) => rank(a.phase) - rank(b.phase));
-        return [...sorted, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
-    }
-}
-
-;// CONCATENATED MODULE: ./src/core/deliver.ts
-// One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
-// are thin shells over this function.
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** `org/name:tag` → `org_name_tag`: a file name for the image. */
-function imageFileName(image) {
-    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-function runId() {
-    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-    return `${t}-${(0,external_node_crypto_.randomBytes)(3).toString('hex')}`;
-}
-const MAX_SMOKE_BYTES = 256 * 1024;
-/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
-async function readSmokeFile(settings) {
-    if (settings.smoke.kind !== 'script')
-        return null;
-    const path = settings.smoke.path;
-    const st = await (0,promises_.stat)(path).catch(() => null);
-    if (!st?.isFile())
-        throw new errors/* InputError */.dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
-    if (st.size > MAX_SMOKE_BYTES)
-        throw new errors/* InputError */.dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
-    return { name: (0,external_node_path_.basename)(path), data: await (0,promises_.readFile)(path) };
-}
-function checkAbort(signal) {
-    if (signal?.aborted)
-        throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
-}
-function remotePaths(s, digest, report) {
-    const root = report.root;
-    return {
-        root,
-        tmpdir: report.tmpdir,
-        sif: digest ? `${root}/sif/${hexOf(digest)}.sif` : report.existingSif,
-        sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
-        jobDir: `${root}/jobs/${runId()}`,
-        publishDir: report.publishDir,
-        published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
-    };
-}
-/** The docker-archive members, legacy layout, as the job assembles them from the store. */
-function assembly(archive, digest, paths) {
-    const blob = (d) => `${paths.root}/${STORE}/blobs/sha256/${hexOf(d)}`;
-    const config = `${hexOf(archive.config.digest)}.json`;
-    const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
-    const members = [{ name: config, blob: blob(archive.config.digest) }];
-    archive.layers.forEach((l, i) => {
-        if (!members.some((m) => m.name === layers[i]))
-            members.push({ name: layers[i], blob: blob(l.digest) });
-    });
-    return { id: digest, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
-}
-function deliver_mib(n) {
-    return `${(n / 1048576).toFixed(1)} MiB`;
-}
-/** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
-function renderSubmission(s, paths, image, reuseSif, smokeFile) {
-    const script = renderJobScript({
-        modules: s.modules,
-        tmpdir: paths.tmpdir,
-        assemble: image ? { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
-        sif: paths.sif,
-        sifLink: paths.sifLink,
-        reuseSif,
-        smoke: s.smoke,
-        smokeFile,
-        binds: s.binds,
-        gpus: s.gpus,
-        statusFile: `${paths.jobDir}/status`,
-        runtime: s.runtime,
-        publish: s.publish && paths.publishDir
-            ? {
-                ...s.publish,
-                dir: paths.publishDir,
-                record: {
-                    image: s.image,
-                    digest: image?.id ?? null,
-                    repository: s.publish.provenance.repository,
-                    commit: s.publish.provenance.commit,
-                    tag: s.publish.provenance.tag,
-                },
-            }
-            : null,
-    });
-    const sbatch = sbatchArgv({
-        jobName: s.jobName,
-        partition: s.partition,
-        gpus: s.gpus,
-        time: s.time,
-        jobDir: paths.jobDir,
-        extra: s.sbatchArgs,
-        script: `${paths.jobDir}/job.sh`,
-    });
-    return { script, manifest: image?.manifest ?? null, sbatch };
-}
-/**
- * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
- * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
- */
-async function submitJob(remote, s, paths, sub, smoke) {
-    const write = (name, data) => `printf %s ${(0,quote/* shq */.hi)(data.toString('base64'))} | base64 -d > ${(0,quote/* shq */.hi)(name)}`;
-    const out = await remote
-        .run('Submitting the job', `${s.group ? 'umask 027' : 'umask 077'}; set -e
-mkdir -p -- ${(0,quote/* shq */.hi)(paths.jobDir)}; cd -- ${(0,quote/* shq */.hi)(paths.jobDir)}
-if [ -s submitted ]; then cat submitted; exit 0; fi
-${write('job.sh', Buffer.from(sub.script))}
-${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
-${smoke ? write(smoke.name, smoke.data) : ':'}
-${loadModulesScript(s.loginModules)}out=$(${(0,quote/* shJoin */.q9)(sub.sbatch)})
-# jobs/job-ID finds the job's directory again (status, logs).
-ln -sfn ${(0,quote/* shq */.hi)(paths.jobDir)} ${(0,quote/* shq */.hi)(`${paths.root}/jobs/job-`)}"\${out%%;*}"
-printf '%s\\n' "$out" > submitted
-echo "$out"`)
-        .catch((e) => {
-        if (e instanceof errors/* RemoteCommandError */.at) {
-            throw new errors/* RemoteCommandError */.at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
-        }
-        throw e;
-    });
-    return parseSbatchOutput(out);
-}
-async function cancelJob(remote, jobId, loginModules) {
-    await remote.run(`scancel ${jobId}`, `${loadModulesScript(loginModules)}scancel ${(0,quote/* shq */.hi)(jobId)}`);
-}
-const sleep = (ms, signal) => new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-});
-async function save(s, digest, expectedBytes, reporter, timings) {
-    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
-    try {
-        const archive = await readImageArchive(saved.path);
-        const size = (await (0,promises_.stat)(saved.path)).size;
-        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(size)}`);
-        return { archive, tar: saved.path, size, cleanup: saved.cleanup };
-    }
-    catch (e) {
-        await saved.cleanup();
-        throw e;
-    }
-}
-async function engineSource(s, reporter, timings) {
-    const { id, size } = await inspectImage(s.image, reporter);
-    return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
-}
-/** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
-async function archiveSource(path, reporter) {
-    const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
-    if (size === undefined)
-        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
-    let archive;
-    try {
-        archive = await readImageArchive(path);
-    }
-    catch (e) {
-        throw new errors/* InputError */.dz('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
-    }
-    reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(size)}`);
-    const loaded = { archive, tar: path, size, cleanup: async () => undefined };
-    return { digest: archive.imageId, size, load: async () => loaded };
-}
-function prepare(session, s, params) {
-    return session.retry('Preparing the store', async (r) => parsePrepare(await r.run(`Preparing ${s.remoteDir} on the cluster`, prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
-}
-/**
- * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
- * image is not even saved), else save it, learn which blobs the store lacks, and send those.
- */
-async function upload(session, s, source, reporter, timings) {
-    const none = { sent: 0, raw: 0, rawTotal: 0 };
-    const digest = source?.digest ?? null;
-    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true }));
-    if (!digest) {
-        reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
-        return { report: first, image: null, stats: none };
-    }
-    if (first.sifReusable) {
-        reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
-        return { report: first, image: null, stats: none };
-    }
-    const image = await source.load();
-    try {
-        return await timings.time('upload', async () => {
-            const blobs = imageBlobs(image.archive);
-            const report = await prepare(session, s, { imageHex: hexOf(digest), blobHexes: blobs.map((b) => hexOf(b.digest)) });
-            for (const bad of report.bad)
-                reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-            const plan = planTransfer(image.archive, report);
-            const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-            reporter.info(report.sifReusable
-                ? 'The cluster has an intact .sif of this image: nothing to send.'
-                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${deliver_mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
-            return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
-        });
-    }
-    catch (e) {
-        await image.cleanup();
-        throw e;
-    }
-}
-function verdictOf(s, follow) {
-    if (follow.cancelled) {
-        return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
-    }
-    if (follow.timedOut) {
-        return {
-            ok: false,
-            state: 'TIMEOUT',
-            exitCode: null,
-            interrupted: true,
-            message: `No result within the timeout (${s.timeoutSeconds} s); the job was cancelled. Raise the 'timeout' input, or check the queue with squeue.`,
-        };
-    }
-    return judgeJob(follow.state.state, follow.state.status);
-}
-async function deliver(s, reporter, hooks = {}) {
-    const timings = new Timings();
-    const smoke = await readSmokeFile(s);
-    if (s.build)
-        await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
-    checkAbort(hooks.signal);
-    const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter, timings);
-    const digest = source?.digest ?? null;
-    const session = new Session(s, reporter);
-    let image = null;
-    try {
-        await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
-            await session.remote();
-            reporter.info('Connected; host key matches known-hosts.');
-        });
-        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
-        const { report, stats } = up;
-        image = up.image;
-        checkAbort(hooks.signal);
-        const paths = remotePaths(s, digest, report);
-        const reuse = report.sifReusable || !image;
-        const jobId = await inGroup(reporter, 'Submit job', async () => {
-            const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest, paths) : null, reuse, smoke?.name ?? null);
-            const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
-            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
-            return id;
-        });
-        await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
-        const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
-        await hooks.onJobEnded?.();
-        const gc = await session
-            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
-            .catch((e) => `gc failed: ${e.message}`);
-        reporter.debug(gc.trim());
-        const verdict = verdictOf(s, follow);
-        return {
-            ok: verdict.ok,
-            image: s.image,
-            imageDigest: digest ?? '',
-            jobId,
-            jobState: verdict.state,
-            exitCode: verdict.exitCode,
-            sifPath: paths.sif,
-            sifReused: reuse,
-            publishedPath: verdict.ok ? paths.published : null,
-            node: follow.state.node,
-            remoteDir: paths.root,
-            timings: timings.list(['build', 'save', 'upload', 'sbatch-wait', ...JOB_PHASES]),
-            outputTail: follow.out.tail,
-            bytesSent: stats.sent,
-            // The saved tar's size; when nothing had to be saved, the engine's size of the image.
-            bytesTotal: image?.size ?? source?.size ?? 0,
-            reconnects: session.reconnects,
-            message: verdict.ok ? 'The smoke test passed.' : verdict.message,
-            error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
-        };
-    }
-    finally {
-        session.close();
-        await image?.cleanup();
-    }
-}
-/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
-async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
-    const state = initialFollowState();
-    const out = new OutputStream(reporter);
-    const submitted = Date.now();
-    const deadline = submitted + s.timeoutSeconds * 1000;
-    let cancelled = false;
-    let timedOut = false;
-    let polls = 0;
-    for (;;) {
-        if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
-            cancelled = !!hooks.signal?.aborted;
-            timedOut = !cancelled;
-            reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
-            await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules));
-        }
-        const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
-        if (r.code !== 0)
-            throw new errors/* RemoteCommandError */.at('Following the job', r.code, r.stderr.toString());
-        const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
-        if (done)
-            break;
-        // Poll quickly at first (short jobs end in seconds), then every pollMs.
-        await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
-    }
-    out.end();
-    reporter.endGroup();
-    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
-    // is the wait in the queue (plus up to one poll interval).
-    const phases = out.phases;
-    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
-    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
-    for (const p of phases)
-        timings?.add(p.phase, p.seconds);
-    return { state, out, cancelled, timedOut };
-}
-
 
 /***/ }),
 
@@ -55983,6 +55387,307 @@ function tail(text, lines = 10) {
 }
 function exitCodeOf(err) {
     return err instanceof DeliveryError ? err.exitCode : ExitCode.failure;
+}
+
+
+/***/ }),
+
+/***/ 9746:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $f: () => (/* binding */ parsePoll),
+/* harmony export */   Lk: () => (/* binding */ initialFollowState),
+/* harmony export */   PK: () => (/* binding */ pollScript),
+/* harmony export */   Xn: () => (/* binding */ loadModulesScript),
+/* harmony export */   eG: () => (/* binding */ OutputStream),
+/* harmony export */   oG: () => (/* binding */ applyPoll)
+/* harmony export */ });
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4103);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3195);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2348);
+// Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
+// status file and the output written since the last poll. The job never depends on this session.
+
+
+
+/** Most output fetched in one poll; more is fetched at once in the next. */
+const CHUNK = 1 << 20;
+function loadModulesScript(modules) {
+    if (modules.length === 0)
+        return '';
+    return `module load ${modules.map(_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
+}
+function pollScript(jobId, jobDir, offset, loginModules) {
+    return (loadModulesScript(loginModules) +
+        `cd ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi)(jobDir)} || exit 98
+st=$(squeue -h -t all -j ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi)(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
+printf '%s\\n' "\${st:-UNKNOWN}"
+printf '%s\\n' "$(head -n 1 status 2>/dev/null)"
+tail -c +${offset + 1} job.out 2>/dev/null | head -c ${CHUNK}
+`);
+}
+/** Split a poll's stdout: two header lines, then raw output bytes. */
+function parsePoll(stdout) {
+    const nl1 = stdout.indexOf(10);
+    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
+    if (nl2 < 0)
+        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
+    return {
+        squeue: stdout.subarray(0, nl1).toString('utf8'),
+        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
+        output: stdout.subarray(nl2 + 1),
+    };
+}
+/**
+ * Turns the job's output stream into log lines: phase markers open a new log group and time the
+ * phases; the last lines are kept for the summary. Handles lines split across polls.
+ */
+class OutputStream {
+    reporter;
+    tailLines;
+    pending = Buffer.alloc(0);
+    marks = [];
+    tail = [];
+    /** The job printed its last marker: all of its output has been read. */
+    ended = false;
+    constructor(reporter, tailLines = 30) {
+        this.reporter = reporter;
+        this.tailLines = tailLines;
+    }
+    push(chunk) {
+        this.pending = Buffer.concat([this.pending, chunk]);
+        let nl;
+        while ((nl = this.pending.indexOf(10)) >= 0) {
+            this.line(this.pending.subarray(0, nl).toString('utf8'));
+            this.pending = this.pending.subarray(nl + 1);
+        }
+    }
+    /** Flush a last line without a newline. */
+    end() {
+        if (this.pending.length > 0)
+            this.line(this.pending.toString('utf8'));
+        this.pending = Buffer.alloc(0);
+    }
+    line(text) {
+        if (text.startsWith(_jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .PHASE_MARKER */ .ne)) {
+            const [phase, at] = text.slice(_jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .PHASE_MARKER */ .ne.length).trim().split(/\s+/);
+            this.marks.push({ phase, at: Number(at) });
+            if (phase !== 'end')
+                this.reporter.group(`Job: ${phase}`);
+            else {
+                this.reporter.endGroup();
+                this.ended = true;
+            }
+            return;
+        }
+        this.reporter.info(text);
+        this.tail.push(text);
+        if (this.tail.length > this.tailLines)
+            this.tail.shift();
+    }
+    get phases() {
+        return this.marks
+            .slice(0, -1)
+            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
+            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
+    }
+}
+function initialFollowState() {
+    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
+}
+/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
+const LOST_AFTER = 5;
+/**
+ * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
+ * reporting state changes and pushing output.
+ */
+function applyPoll(s, poll, out, reporter, jobId) {
+    out.push(poll.output);
+    s.offset += poll.output.length;
+    const info = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_0__/* .parseSqueueLine */ .KV)(poll.squeue);
+    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_0__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
+    if (info) {
+        s.unknownPolls = 0;
+        if (info.nodes)
+            s.node = info.nodes;
+        if (info.state !== s.state) {
+            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
+            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
+            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
+            s.state = info.state;
+        }
+        // All output was written before the job ended, so this poll's output is complete.
+        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_0__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
+    }
+    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
+    if (s.status && out.ended && poll.output.length < CHUNK)
+        return true;
+    s.unknownPolls++;
+    return s.unknownPolls >= LOST_AFTER;
+}
+
+
+/***/ }),
+
+/***/ 4103:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Hs: () => (/* binding */ renderJobScript),
+/* harmony export */   Oq: () => (/* binding */ sbatchArgv),
+/* harmony export */   b5: () => (/* binding */ JOB_PHASES),
+/* harmony export */   ne: () => (/* binding */ PHASE_MARKER)
+/* harmony export */ });
+/* unused harmony export smokeArgv */
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3195);
+// Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
+
+/** Phases the job reports, in order; each starts with a marker line in the job's output. */
+const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'];
+/** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
+const PHASE_MARKER = '::riviera-phase::';
+/** argv after the runtime command (singularity or apptainer) for the smoke test. */
+function smokeArgv(p) {
+    const opts = [...(p.gpus > 0 ? ['--nv'] : []), ...p.binds.flatMap((b) => ['--bind', b])];
+    if (p.smoke.kind === 'script')
+        return ['run', ...opts, p.sif, p.smokeFile ?? ''];
+    return ['exec', ...opts, p.sif, ...p.smoke.argv];
+}
+function renderJobScript(p) {
+    const q = _quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi;
+    return `#!/bin/bash -l
+# Generated by riviera-singularity. A login shell, so that \`module\` exists.
+status_file=${q(p.statusFile)}
+sif=${q(p.sif)}
+sif_link=${q(p.sifLink ?? '')}
+phase() { printf '%s %s %s\\n' ${q(PHASE_MARKER)} "$1" "$(date +%s.%N)"; current=$1; }
+# The status file is written under a temporary name and renamed, so a reader never sees half of it.
+record() { printf '%s %s\\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
+child=
+job_tmp=
+cleanup() {
+  [ -n "$job_tmp" ] && rm -rf "$job_tmp"
+  rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
+  phase end
+}
+# Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
+on_signal() {
+  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
+  record "$current" 143
+  exit 143
+}
+trap on_signal TERM INT USR2
+trap cleanup EXIT
+current=start
+run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
+fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
+
+phase modules
+${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}${runtimeSelection(p.runtime)}
+echo "riviera-singularity: $("$rt" --version 2>/dev/null | head -n 1)"
+
+# Singularity and Apptainer read these (in this order); the node's /tmp is too small.
+mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
+job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
+export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
+export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
+${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble, p.reuseSif) : `phase sif-build
+[ -s "$sif" ] || fail 1 "no .sif at $sif"
+echo "riviera-singularity: testing the existing $sif"
+`}${p.sifLink ? 'ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"\n' : ''}
+phase smoke-test
+run "$rt" ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shJoin */ .q9)(smokeArgv(p))}
+rc=$?
+[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
+${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
+exit 0
+`;
+}
+/** Assemble the archive from the store and build the .sif (unless an intact one is reused). */
+function buildCommands(a, reuse) {
+    const q = _quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi;
+    return `if ${reuse ? '[ -s "$sif" ]' : 'false'}; then
+  phase sif-build
+  echo "riviera-singularity: the image is unchanged; reusing $sif"
+else
+  phase assemble
+  # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
+  arch="$job_tmp/archive"
+  mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
+${a.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
+  exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
+  flock -s -w 600 7 || fail 75 "the image store is locked"
+  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
+  exec 7>&-
+  phase sif-build
+  run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
+  rm -f "$job_tmp/image.tar"
+  # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
+  printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
+  mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
+fi
+`;
+}
+/** Pick the container runtime after the modules are loaded; both read the same images and flags. */
+function runtimeSelection(runtime) {
+    if (runtime !== 'auto') {
+        return `rt=${runtime}
+command -v "$rt" >/dev/null || fail 127 "no $rt command after loading the modules: add its module to 'modules'"`;
+    }
+    return `if command -v apptainer >/dev/null; then rt=apptainer
+elif command -v singularity >/dev/null; then rt=singularity
+else fail 127 "neither apptainer nor singularity after loading the modules: add one to 'modules'"; fi`;
+}
+/**
+ * Publication, only after the smoke test passed: the .sif, its sha256 and a provenance record are
+ * copied in under temporary names and renamed; `<name>_latest.sif` is switched by renaming a new
+ * link over it; older versions beyond \`keep\` are removed. A lock serialises publications.
+ */
+function publishCommands(p) {
+    const q = _quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi;
+    const file = `${p.name}_${p.version}.sif`;
+    const json = JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1);
+    const dirMode = (parseInt(p.mode, 8) | ((parseInt(p.mode, 8) & 0o444) >> 2)).toString(8);
+    return `phase publish
+pub=${q(p.dir)}
+exec 6>"$pub/.lock"; flock -w 600 6 || fail 75 "the publish directory is locked"
+tmp="$pub/.${file}.tmp.$$"
+cp -- "$sif" "$tmp" || fail 1 "cannot copy the .sif to $pub"
+sum=$(cut -d' ' -f1 "$sif.sha256")
+printf '%s  %s\n' "$sum" ${q(file)} > "$tmp.sha256" || fail 1 "cannot write the sha256"
+printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' ${q(json)} "\${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" > "$tmp.json" || fail 1 "cannot write the record"
+chmod ${p.mode} "$tmp" "$tmp.sha256" "$tmp.json" && chmod ${dirMode} "$pub" || fail 1 "cannot set the mode"
+${p.group ? `chgrp ${q(p.group)} "$pub" "$tmp" "$tmp.sha256" "$tmp.json" || fail 1 "cannot give the files to group ${p.group}"
+` : ''}mv -f "$tmp.sha256" "$pub/"${q(file + '.sha256')} && mv -f "$tmp.json" "$pub/"${q(`${p.name}_${p.version}.json`)} && mv -f "$tmp" "$pub/"${q(file)} || fail 1 "cannot move the files into place"
+ln -sfn ${q(file)} "$pub/.latest.tmp.$$" && mv -Tf "$pub/.latest.tmp.$$" "$pub/"${q(`${p.name}_latest.sif`)} || fail 1 "cannot switch the latest link"
+echo "riviera-singularity: published $pub/"${q(file)}
+# Keep the newest versions of this name (its records tell them from other names sharing the prefix).
+ls -t "$pub"/${q(p.name + '_')}*.sif 2>/dev/null | while read -r f; do
+  [ -L "$f" ] && continue
+  grep -qF ${q(`"name":${JSON.stringify(p.name)},`)} "\${f%.sif}.json" 2>/dev/null && echo "$f"
+done | tail -n +${p.keep + 1} | while read -r f; do rm -f "$f" "$f.sha256" "\${f%.sif}.json"; done
+exec 6>&-
+`;
+}
+function dirOf(name) {
+    const i = name.lastIndexOf('/');
+    return i < 0 ? '.' : name.slice(0, i);
+}
+/** The sbatch argv: everything as options on the command line, nothing pasted into #SBATCH lines. */
+function sbatchArgv(p) {
+    return [
+        'sbatch',
+        '--parsable',
+        `--job-name=${p.jobName}`,
+        `--partition=${p.partition}`,
+        ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
+        ...(p.time ? [`--time=${p.time}`] : []),
+        `--chdir=${p.jobDir}`,
+        '--output=job.out',
+        ...p.extra,
+        p.script,
+    ];
 }
 
 
@@ -56583,6 +56288,94 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
         group: ok.group || null,
         runtime: ok.runtime,
         publish: publishSettings(ok, imageName, context),
+    };
+}
+
+
+/***/ }),
+
+/***/ 2348:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   G8: () => (/* binding */ isFinalState),
+/* harmony export */   JB: () => (/* binding */ judgeJob),
+/* harmony export */   KV: () => (/* binding */ parseSqueueLine),
+/* harmony export */   Su: () => (/* binding */ parseStatusLine),
+/* harmony export */   Yu: () => (/* binding */ parseSbatchOutput)
+/* harmony export */ });
+// Reading what Slurm says: sbatch's job id, squeue's state line, and what a final state means.
+// No sacct: many clusters (and the stand-in) have no accounting database.
+/** `sbatch --parsable` prints `jobid` or `jobid;cluster`. */
+function parseSbatchOutput(out) {
+    const line = out.trim().split('\n').pop() ?? '';
+    const id = line.split(';')[0].trim();
+    if (!/^\d+(_\d+)?$/.test(id))
+        throw new Error(`sbatch printed no job id: ${JSON.stringify(out.trim().slice(0, 200))}`);
+    return id;
+}
+/** One line of `squeue -h -t all -j ID -o '%T|%r|%N'`; null when Slurm no longer knows the job. */
+function parseSqueueLine(line) {
+    const t = line.trim();
+    if (!t || t === 'UNKNOWN')
+        return null;
+    const [state, reason = '', nodes = ''] = t.split('|');
+    if (!/^[A-Z_]+$/.test(state))
+        return null;
+    return { state, reason: reason === '(null)' || reason === 'None' ? '' : reason, nodes: nodes === '(null)' ? '' : nodes };
+}
+const FINAL = new Set([
+    'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',
+]);
+function isFinalState(state) {
+    return FINAL.has(state);
+}
+function parseStatusLine(line) {
+    const m = /^([a-z-]+) (\d+)$/.exec(line.trim());
+    return m ? { phase: m[1], code: Number(m[2]) } : null;
+}
+/**
+ * What a finished job means. `state` is the last state Slurm reported (null if the record was gone
+ * before we saw a final one); `status` is what the job script recorded itself.
+ */
+function judgeJob(state, status) {
+    const s = state && isFinalState(state) ? state : null;
+    const interruptions = {
+        CANCELLED: 'The job was cancelled (scancel, or by an administrator). Nothing to fix if that was intended; otherwise re-run.',
+        TIMEOUT: "The job reached its time limit. Raise the 'time' input (the partition's maximum is in `sinfo -s`).",
+        OUT_OF_MEMORY: "The job ran out of memory. Ask for more with sbatch-args, e.g. '--mem=32G'.",
+        NODE_FAIL: 'The node running the job failed. Re-run; if it repeats, tell the cluster administrators.',
+        BOOT_FAIL: 'The node could not be booted for the job. Re-run; if it repeats, tell the cluster administrators.',
+        PREEMPTED: 'The job was preempted by a higher-priority job. Re-run, or use a partition without preemption.',
+        DEADLINE: 'The job could not finish before its deadline.',
+    };
+    if (s && interruptions[s]) {
+        return { ok: false, state: s, exitCode: status?.code ?? null, interrupted: true, message: `Job ${s}: ${interruptions[s]}` };
+    }
+    if (status) {
+        if (status.phase === 'smoke-test' && status.code === 0)
+            return { ok: true, state: 'COMPLETED', exitCode: 0 };
+        if (status.code === 143 && s !== 'FAILED') {
+            return { ok: false, state: s ?? 'CANCELLED', exitCode: 143, interrupted: true, message: `Job was terminated by a signal during ${status.phase}.` };
+        }
+        const what = status.phase === 'smoke-test'
+            ? `The smoke test exited with code ${status.code}: see its output above.`
+            : status.phase === 'sif-build'
+                ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
+                : status.phase === 'publish'
+                    ? `The smoke test passed, but publishing the .sif failed (exit ${status.code}): see the job output above; check the publish-dir permissions.`
+                    : status.phase === 'assemble'
+                        ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
+                        : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
+        return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: what };
+    }
+    return {
+        ok: false,
+        state: s ?? 'LOST',
+        exitCode: null,
+        interrupted: true,
+        message: 'The job ended without recording a result: it was killed (SIGKILL, node failure or out of memory) before its script could finish. ' +
+            'Check `scontrol show job` on the cluster soon after, or re-run.',
     };
 }
 
@@ -57641,6 +57434,341 @@ class Remote {
     close() {
         this.ssh.dispose();
     }
+}
+
+
+/***/ }),
+
+/***/ 4230:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   H_: () => (/* binding */ parsePrepare),
+/* harmony export */   Hp: () => (/* binding */ planTransfer),
+/* harmony export */   KR: () => (/* binding */ RECEIVE),
+/* harmony export */   QT: () => (/* binding */ gcScript),
+/* harmony export */   ZD: () => (/* binding */ hexOf),
+/* harmony export */   aR: () => (/* binding */ imageBlobs),
+/* harmony export */   er: () => (/* binding */ STORE),
+/* harmony export */   p5: () => (/* binding */ prepareScript),
+/* harmony export */   rp: () => (/* binding */ receiveScript)
+/* harmony export */ });
+/* unused harmony export SHA256_FUNCTION */
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3195);
+
+const STORE = '.store';
+function hexOf(digest) {
+    return digest.replace(/^sha256:/, '');
+}
+/** Every blob of an image, config first, each once (an image may repeat a layer). */
+function imageBlobs(archive) {
+    const seen = new Set();
+    return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+}
+/**
+ * sha256 of stdin as hex, by openssl where the cluster has it (several times faster than
+ * coreutils' sha256sum on machines with SHA instructions), else by sha256sum.
+ */
+const SHA256_FUNCTION = `sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed 's/^.*= *//'; else sha256sum | cut -d' ' -f1; fi; }`;
+/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
+const STORE_DIRS = `. ${STORE} ${STORE}/blobs ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs`;
+/**
+ * One round trip before the transfer: create the directories, record the image (so garbage
+ * collection keeps its blobs from now on), check its .sif, and report each blob:
+ * `blob HEX have`, `blob HEX part BYTES` (an interrupted upload to resume) or `blob HEX bad`
+ * (it failed its digest check and was removed). Blobs are only checked when they will be used.
+ */
+function prepareScript(p) {
+    const mode = p.group ? `umask 027` : `umask 077`;
+    const share = p.group
+        ? `chgrp ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.group)} ${STORE_DIRS} || { echo "cannot give the store to group ${p.group}: are you in it?" >&2; exit 1; }
+chmod 2750 ${STORE_DIRS}; chmod g+r sif/* 2>/dev/null || true`
+        : `chmod 700 .`;
+    return `${mode}; set -e
+${SHA256_FUNCTION}
+command -v zstd >/dev/null 2>&1 && echo "tool zstd"
+mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}
+cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
+${p.publishDir ? `mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)}; echo "root $(pwd -P)"
+mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
+${share}
+${p.existingSif ? `(cd; [ -s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} ] || { printf 'no .sif at %s on the cluster\\n' ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif.startsWith('/') ? p.existingSif : `~/${p.existingSif}`)} >&2; exit 3; }
+echo "existing $(readlink -f -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)})") || exit 3
+` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse, !!p.sifOnly)}`;
+}
+/** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
+function imageChecks(imageHex, blobHexes, reuse, sifOnly) {
+    const sifCheck = `set +e
+sif=sif/${imageHex}.sif
+if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && [ "$(sha256 < "$sif")" = "$(cut -d' ' -f1 "$sif.sha256")" ]; then
+  touch ${STORE}/images/${imageHex} 2>/dev/null; echo "sif ok"; exit 0
+fi
+echo "sif build"
+`;
+    if (sifOnly)
+        return sifCheck;
+    return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
+${sifCheck}for h in ${blobHexes.join(' ')}; do
+  f=${STORE}/blobs/sha256/$h
+  if [ -f "$f" ]; then
+    if [ "$(sha256 < "$f")" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
+  elif [ -f ${STORE}/incoming/$h.partial ]; then
+    echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
+  fi
+done
+`;
+}
+function parsePrepare(stdout) {
+    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+    for (const line of stdout.split('\n')) {
+        const [kind, a, b, c] = line.split(' ');
+        if (kind === 'root')
+            r.root = line.slice(5);
+        else if (kind === 'tmpdir')
+            r.tmpdir = line.slice(7);
+        else if (kind === 'publish')
+            r.publishDir = line.slice(8);
+        else if (kind === 'existing')
+            r.existingSif = line.slice(9);
+        else if (kind === 'tool' && a === 'zstd')
+            r.zstd = true;
+        else if (kind === 'sif')
+            r.sifReusable = a === 'ok';
+        else if (kind === 'blob' && b === 'have')
+            r.have.add(a);
+        else if (kind === 'blob' && b === 'bad')
+            r.bad.add(a);
+        else if (kind === 'blob' && b === 'part')
+            r.partial.set(a, Number(c));
+    }
+    if (!r.root || !r.tmpdir)
+        throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
+    return r;
+}
+/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
+function planTransfer(archive, report) {
+    if (report.sifReusable)
+        return [];
+    return imageBlobs(archive)
+        .filter((b) => !report.have.has(hexOf(b.digest)))
+        .map((blob) => {
+        const part = report.partial.get(hexOf(blob.digest)) ?? 0;
+        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
+    })
+        .sort((x, y) => y.blob.size - x.blob.size);
+}
+/** Exit codes of the receive script. */
+const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
+const DECOMPRESS = { raw: 'cat', gzip: 'gzip -dc', zstd: 'zstd -dcq' };
+/**
+ * Receive one blob on stdin (raw, gzip or zstd), appended to its partial file, checked against its
+ * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
+ * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
+ * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
+ * keeps garbage collection out.
+ */
+function receiveScript(root, hex, size, codec) {
+    return `${SHA256_FUNCTION}
+cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${root}/${STORE}`)} || exit 1
+exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
+exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
+[ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
+p=incoming/${hex}.partial
+have=$(stat -c %s "$p" 2>/dev/null || echo 0)
+[ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
+echo "ready $have"
+${DECOMPRESS[codec]} >> "$p"
+have=$(stat -c %s "$p")
+[ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
+# Hashed once complete (read back from the page cache): hashing while receiving competes for the
+# CPU that decrypting needs, and a resumed blob must be hashed whole anyway.
+sum=$(sha256 < "$p")
+[ "$have" = ${size} ] && [ "$sum" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
+mv -f "$p" blobs/sha256/${hex}
+echo ok
+`;
+}
+/**
+ * Garbage collection, under the exclusive store lock (skipped, not waited for, when deliveries are
+ * sending): keep the newest image records, drop the blobs and .sif files no kept record names.
+ */
+function gcScript(p) {
+    return `cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${p.root}/${STORE}`)} || exit 0
+exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
+find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mmin +${p.maxAgeDays * 1440} -delete
+ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
+keep=$(mktemp keep.XXXXXX) || exit 1
+cat images/* 2>/dev/null | sort -u > "$keep"
+blobs=0; sifs=0
+for f in blobs/sha256/*; do
+  [ -e "$f" ] || continue
+  grep -qx "\${f##*/}" "$keep" || { rm -f "$f"; blobs=$((blobs+1)); }
+done
+for f in ../sif/*.sif; do
+  [ -e "$f" ] || continue
+  h=\${f##*/}; h=\${h%.sif}
+  [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
+done
+find incoming -type f -mmin +1440 -delete
+find ../jobs -mindepth 1 -maxdepth 1 -type d -mmin +${p.maxAgeDays * 1440} -exec rm -rf {} +
+rm -f "$keep"
+echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
+`;
+}
+
+
+/***/ }),
+
+/***/ 4695:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ok: () => (/* binding */ submitJob),
+/* harmony export */   Tb: () => (/* binding */ renderSubmission),
+/* harmony export */   f$: () => (/* binding */ assembly),
+/* harmony export */   mh: () => (/* binding */ cancelJob),
+/* harmony export */   w3: () => (/* binding */ readSmokeFile),
+/* harmony export */   xu: () => (/* binding */ remotePaths)
+/* harmony export */ });
+/* unused harmony export imageFileName */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1344);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4296);
+/* harmony import */ var _follow_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9746);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4103);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(3195);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(2348);
+/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(4230);
+// Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
+// the archive's manifest and the sbatch command, rendered purely, then one round trip.
+
+
+
+
+
+
+
+
+
+
+/** `org/name:tag` → `org_name_tag`: a file name for the image. */
+function imageFileName(image) {
+    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+function runId() {
+    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    return `${t}-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(3).toString('hex')}`;
+}
+const MAX_SMOKE_BYTES = 256 * 1024;
+/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
+async function readSmokeFile(settings) {
+    if (settings.smoke.kind !== 'script')
+        return null;
+    const path = settings.smoke.path;
+    const st = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(path).catch(() => null);
+    if (!st?.isFile())
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+    if (st.size > MAX_SMOKE_BYTES)
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
+    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readFile)(path) };
+}
+function remotePaths(s, digest, report) {
+    const root = report.root;
+    return {
+        root,
+        tmpdir: report.tmpdir,
+        sif: digest ? `${root}/sif/${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(digest)}.sif` : report.existingSif,
+        sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
+        jobDir: `${root}/jobs/${runId()}`,
+        publishDir: report.publishDir,
+        published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
+    };
+}
+/** The docker-archive members, legacy layout, as the job assembles them from the store. */
+function assembly(archive, digest, paths) {
+    const blob = (d) => `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_7__/* .STORE */ .er}/blobs/sha256/${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(d)}`;
+    const config = `${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
+    const layers = archive.layers.map((l) => `${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
+    const members = [{ name: config, blob: blob(archive.config.digest) }];
+    archive.layers.forEach((l, i) => {
+        if (!members.some((m) => m.name === layers[i]))
+            members.push({ name: layers[i], blob: blob(l.digest) });
+    });
+    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_3__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
+}
+/** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
+function renderSubmission(s, paths, image, reuseSif, smokeFile) {
+    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_8__/* .renderJobScript */ .Hs)({
+        modules: s.modules,
+        tmpdir: paths.tmpdir,
+        assemble: image ? { store: `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_7__/* .STORE */ .er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
+        sif: paths.sif,
+        sifLink: paths.sifLink,
+        reuseSif,
+        smoke: s.smoke,
+        smokeFile,
+        binds: s.binds,
+        gpus: s.gpus,
+        statusFile: `${paths.jobDir}/status`,
+        runtime: s.runtime,
+        publish: s.publish && paths.publishDir
+            ? {
+                ...s.publish,
+                dir: paths.publishDir,
+                record: {
+                    image: s.image,
+                    digest: image?.id ?? null,
+                    repository: s.publish.provenance.repository,
+                    commit: s.publish.provenance.commit,
+                    tag: s.publish.provenance.tag,
+                },
+            }
+            : null,
+    });
+    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_8__/* .sbatchArgv */ .Oq)({
+        jobName: s.jobName,
+        partition: s.partition,
+        gpus: s.gpus,
+        time: s.time,
+        jobDir: paths.jobDir,
+        extra: s.sbatchArgs,
+        script: `${paths.jobDir}/job.sh`,
+    });
+    return { script, manifest: image?.manifest ?? null, sbatch };
+}
+/**
+ * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
+ * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
+ */
+async function submitJob(remote, s, paths, sub, smoke) {
+    const write = (name, data) => `printf %s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(data.toString('base64'))} | base64 -d > ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(name)}`;
+    const out = await remote
+        .run('Submitting the job', `${s.group ? 'umask 027' : 'umask 077'}; set -e
+mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}
+if [ -s submitted ]; then cat submitted; exit 0; fi
+${write('job.sh', Buffer.from(sub.script))}
+${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
+${smoke ? write(smoke.name, smoke.data) : ':'}
+${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(s.loginModules)}out=$(${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shJoin */ .q9)(sub.sbatch)})
+# jobs/job-ID finds the job's directory again (status, logs).
+ln -sfn ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(`${paths.root}/jobs/job-`)}"\${out%%;*}"
+printf '%s\\n' "$out" > submitted
+echo "$out"`)
+        .catch((e) => {
+        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at) {
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
+        }
+        throw e;
+    });
+    return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_6__/* .parseSbatchOutput */ .Yu)(out);
+}
+async function cancelJob(remote, jobId, loginModules) {
+    await remote.run(`scancel ${jobId}`, `${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(loginModules)}scancel ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(jobId)}`);
 }
 
 

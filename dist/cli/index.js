@@ -25639,16 +25639,20 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony import */ var commander__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8179);
 /* harmony import */ var _package_json__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8330);
 /* harmony import */ var _core_config_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4489);
-/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(4513);
-/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4296);
-/* harmony import */ var _core_follow_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(9746);
-/* harmony import */ var _core_quote_js__WEBPACK_IMPORTED_MODULE_15__ = __nccwpck_require__(3195);
-/* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(1922);
-/* harmony import */ var _core_session_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(6856);
-/* harmony import */ var _core_slurm_js__WEBPACK_IMPORTED_MODULE_12__ = __nccwpck_require__(2348);
-/* harmony import */ var _core_store_js__WEBPACK_IMPORTED_MODULE_13__ = __nccwpck_require__(4230);
-/* harmony import */ var _reporter_js__WEBPACK_IMPORTED_MODULE_14__ = __nccwpck_require__(3933);
+/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(3594);
+/* harmony import */ var _core_submit_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4695);
+/* harmony import */ var _core_watch_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(2372);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(4296);
+/* harmony import */ var _core_follow_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(9746);
+/* harmony import */ var _core_quote_js__WEBPACK_IMPORTED_MODULE_17__ = __nccwpck_require__(3195);
+/* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_12__ = __nccwpck_require__(1922);
+/* harmony import */ var _core_session_js__WEBPACK_IMPORTED_MODULE_13__ = __nccwpck_require__(6856);
+/* harmony import */ var _core_slurm_js__WEBPACK_IMPORTED_MODULE_14__ = __nccwpck_require__(2348);
+/* harmony import */ var _core_store_js__WEBPACK_IMPORTED_MODULE_15__ = __nccwpck_require__(4230);
+/* harmony import */ var _reporter_js__WEBPACK_IMPORTED_MODULE_16__ = __nccwpck_require__(3933);
 // The command line over the same core as the action: deliver, status, logs, cancel.
+
+
 
 
 
@@ -25681,7 +25685,7 @@ function readFileInput(input, path, optional = false) {
     catch (e) {
         if (optional)
             return '';
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz(input, `cannot read ${path}: ${e.message}`, `Pass --${input}-file PATH.`);
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz(input, `cannot read ${path}: ${e.message}`, `Pass --${input}-file PATH.`);
     }
 }
 /**
@@ -25691,7 +25695,7 @@ function readFileInput(input, path, optional = false) {
  */
 async function rawInputs(opts, env = process.env) {
     const flags = {};
-    for (const name of _core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .INPUT_NAMES */ .Qh) {
+    for (const name of _core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .INPUT_NAMES */ .Qh) {
         const v = opts[camel(name)];
         if (typeof v === 'string')
             flags[name] = v;
@@ -25739,14 +25743,14 @@ function print(json, value, text) {
 }
 async function connectionSession(opts, reporter) {
     const raw = await rawInputs(opts);
-    (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
-    const conn = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .parseConnection */ .C8)(raw);
-    return { conn, session: new _core_session_js__WEBPACK_IMPORTED_MODULE_11__/* .Session */ .Nn(conn, reporter) };
+    (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
+    const conn = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .parseConnection */ .C8)(raw);
+    return { conn, session: new _core_session_js__WEBPACK_IMPORTED_MODULE_13__/* .Session */ .Nn(conn, reporter) };
 }
 /** A job's directory on the cluster, through the jobs/job-ID link the delivery made. */
 function jobLink(remoteDir, jobId) {
     if (!/^\d+(_\d+)?$/.test(jobId))
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz('JOB', `'${jobId}' is not a Slurm job id`);
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz('JOB', `'${jobId}' is not a Slurm job id`);
     return `${remoteDir}/jobs/job-${jobId}`;
 }
 function buildProgram() {
@@ -25759,28 +25763,28 @@ function buildProgram() {
 Exit codes: 0 passed, 1 other failure, 2 bad input, 3 connection, 4 host key refused,
 5 job failed (smoke test or build), 6 job cancelled, timed out or lost, 7 docker build/save failed.
 Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2}.`);
-    const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'), _core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .INPUT_NAMES */ .Qh)
+    const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'), _core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .INPUT_NAMES */ .Qh)
         .option('--dry-run', 'print the plan and the job script; build, connect and write nothing')
         .option('--json', 'print the result as JSON on stdout');
     d.action(async (opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
         const raw = await rawInputs(opts);
-        (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
-        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_10__/* .parseSettings */ .P$)(raw, gitContext(), { credentials: !opts.dryRun });
+        (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
+        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .parseSettings */ .P$)(raw, gitContext(), { credentials: !opts.dryRun });
         if (opts.dryRun) {
-            await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .readSmokeFile */ .w3)(settings);
+            await (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .readSmokeFile */ .w3)(settings);
             const root = `~/${settings.remoteDir}`;
             const paths = {
                 root,
                 tmpdir: `~/${settings.tmpdir}`,
                 sif: `${root}/sif/<image-id>.sif`,
-                sifLink: `${root}/images/${(0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .imageFileName */ .vO)(settings.image)}.sif`,
+                sifLink: `${root}/images/${(0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .imageFileName */ .vO)(settings.image)}.sif`,
                 jobDir: `${root}/jobs/<run>`,
                 publishDir: settings.publish ? `~/${settings.publish.dir}` : null,
                 published: settings.publish ? `~/${settings.publish.dir}/${settings.publish.name}_${settings.publish.version}.sif` : null,
             };
-            const blob = `${root}/${_core_store_js__WEBPACK_IMPORTED_MODULE_13__/* .STORE */ .er}/blobs/sha256/<digest>`;
-            const sub = (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, false, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
+            const blob = `${root}/${_core_store_js__WEBPACK_IMPORTED_MODULE_15__/* .STORE */ .er}/blobs/sha256/<digest>`;
+            const sub = (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, false, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
             const plan = {
                 image: settings.image,
                 build: settings.build ? { context: settings.context, dockerfile: settings.dockerfile, buildArgs: settings.buildArgs } : null,
@@ -25792,8 +25796,8 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
             };
             print(!!opts.json, plan, [
                 `Would ${settings.build ? `build ${settings.image} from ${settings.context}` : `use ${settings.image} from the local engine`}, save it,`,
-                `send the layers ${plan.cluster} lacks to ~/${settings.remoteDir}/${_core_store_js__WEBPACK_IMPORTED_MODULE_13__/* .STORE */ .er}, and submit:`,
-                `  ${sub.sbatch.map(_core_quote_js__WEBPACK_IMPORTED_MODULE_15__/* .shq */ .hi).join(' ')}`,
+                `send the layers ${plan.cluster} lacks to ~/${settings.remoteDir}/${_core_store_js__WEBPACK_IMPORTED_MODULE_15__/* .STORE */ .er}, and submit:`,
+                `  ${sub.sbatch.map(_core_quote_js__WEBPACK_IMPORTED_MODULE_17__/* .shq */ .hi).join(' ')}`,
                 paths.published ? `If the smoke test passes, publish ${paths.published}.` : 'Nothing is published (no tag; publish: auto).',
                 '',
                 '--- job script (paths under ~ are resolved on the cluster; <...> are filled in from the saved image) ---',
@@ -25811,7 +25815,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
-        const result = await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .deliver */ .cK)(settings, reporter, { signal: controller.signal });
+        const result = await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .deliver */ .c)(settings, reporter, { signal: controller.signal });
         const { error, ...data } = result;
         if (!opts.json)
             for (const t of result.timings)
@@ -25826,15 +25830,15 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
     addInputOptions(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), CONNECTION_INPUTS)
         .option('--json', 'print as JSON')
         .action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         try {
-            const r = await session.retry('status', (remote) => remote.exec((0,_core_follow_js__WEBPACK_IMPORTED_MODULE_9__/* .pollScript */ .PK)(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
+            const r = await session.retry('status', (remote) => remote.exec((0,_core_follow_js__WEBPACK_IMPORTED_MODULE_11__/* .pollScript */ .PK)(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
             if (r.code === 98)
-                throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz('JOB', `no delivery of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
-            const poll = (0,_core_follow_js__WEBPACK_IMPORTED_MODULE_9__/* .parsePoll */ .$f)(r.stdout);
-            const info = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_12__/* .parseSqueueLine */ .KV)(poll.squeue);
-            const status = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_12__/* .parseStatusLine */ .Su)(poll.status);
+                throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz('JOB', `no delivery of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+            const poll = (0,_core_follow_js__WEBPACK_IMPORTED_MODULE_11__/* .parsePoll */ .$f)(r.stdout);
+            const info = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_14__/* .parseSqueueLine */ .KV)(poll.squeue);
+            const status = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_14__/* .parseStatusLine */ .Su)(poll.status);
             const state = info?.state ?? (status ? (status.code === 0 ? 'COMPLETED' : 'FAILED') : 'UNKNOWN');
             print(!!opts.json, { jobId, state, reason: info?.reason ?? null, node: info?.nodes ?? null, phase: status?.phase ?? null, exitCode: status?.code ?? null }, `job ${jobId}: ${state}${info?.nodes ? ` on ${info.nodes}` : ''}${status ? ` (${status.phase} exited ${status.code})` : ''}`);
         }
@@ -25845,18 +25849,18 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
     addInputOptions(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), CONNECTION_INPUTS)
         .option('-f, --follow', 'keep streaming until the job ends')
         .action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         const dir = jobLink(conn.remoteDir, jobId);
         try {
             if (opts.follow) {
-                const out = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)((s) => process.stdout.write(s));
-                await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .followJob */ .Bv)(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
+                const out = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)((s) => process.stdout.write(s));
+                await (0,_core_watch_js__WEBPACK_IMPORTED_MODULE_9__/* .followJob */ .B)(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
             }
             else {
-                const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${(0,_core_quote_js__WEBPACK_IMPORTED_MODULE_15__/* .shq */ .hi)(`${dir}/job.out`)}`));
+                const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${(0,_core_quote_js__WEBPACK_IMPORTED_MODULE_17__/* .shq */ .hi)(`${dir}/job.out`)}`));
                 if (r.code !== 0)
-                    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .InputError */ .dz('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+                    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
                 process.stdout.write(r.stdout);
             }
         }
@@ -25865,11 +25869,11 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
         }
     });
     addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), CONNECTION_INPUTS).action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_14__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         try {
             jobLink(conn.remoteDir, jobId);
-            await session.retry('cancel', (remote) => (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .cancelJob */ .mh)(remote, jobId, conn.loginModules));
+            await session.retry('cancel', (remote) => (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .cancelJob */ .mh)(remote, jobId, conn.loginModules));
             reporter.info(`cancelled job ${jobId}`);
         }
         finally {
@@ -25885,12 +25889,12 @@ async function main() {
     catch (e) {
         if (e instanceof commander__WEBPACK_IMPORTED_MODULE_4__/* .CommanderError */ .b7) {
             // Help and version are not errors; a usage error is bad input.
-            process.exit(e.exitCode === 0 ? 0 : _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .ExitCode */ .yU.input);
+            process.exit(e.exitCode === 0 ? 0 : _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .ExitCode */ .yU.input);
         }
         process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-        process.exit((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .exitCodeOf */ .FO)(e));
+        process.exit((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .exitCodeOf */ .FO)(e));
     }
-    process.exit(process.exitCode ?? _core_errors_js__WEBPACK_IMPORTED_MODULE_8__/* .ExitCode */ .yU.ok);
+    process.exit(process.exitCode ?? _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .ExitCode */ .yU.ok);
 }
 await main();
 
@@ -25938,110 +25942,26 @@ function cliReporter(write = (s) => process.stderr.write(s), tty = !!process.std
 
 /***/ }),
 
-/***/ 4489:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   Z9: () => (/* binding */ loadConfig),
-/* harmony export */   g2: () => (/* binding */ CONFIG_FILE),
-/* harmony export */   sg: () => (/* binding */ mergeInputs)
-/* harmony export */ });
-/* unused harmony export parseConfig */
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var yaml__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8815);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4296);
-/* harmony import */ var _settings_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1922);
-// Settings shared by CI and the terminal: an optional YAML file in the repository (.riviera.yml)
-// whose keys are the action's input names. Explicit inputs, flags and variables win over it.
-
-
-
-
-const CONFIG_FILE = '.riviera.yml';
-/** Inputs that must never sit in a file in the repository. */
-const SECRET = new Set(['private-key']);
-/** Parse the config file's text into raw inputs (lists become one item per line). Pure. */
-function parseConfig(text, path) {
-    let doc;
-    try {
-        doc = (0,yaml__WEBPACK_IMPORTED_MODULE_1__/* .parse */ .qg)(text);
-    }
-    catch (e) {
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `${path} is not valid YAML: ${e.message}`);
-    }
-    if (doc === null || doc === undefined)
-        return {};
-    if (typeof doc !== 'object' || Array.isArray(doc))
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `${path} must be a mapping of input names to values`);
-    const out = {};
-    for (const [key, value] of Object.entries(doc)) {
-        if (SECRET.has(key))
-            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `${path} must not hold '${key}': pass it as a secret (action) or a file path (CLI)`);
-        if (!_settings_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.includes(key))
-            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `unknown setting '${key}' in ${path}`, `Known settings: ${_settings_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.filter((n) => !SECRET.has(n)).join(', ')}`);
-        if (value === null || value === undefined)
-            continue;
-        if (Array.isArray(value) && value.every((v) => ['string', 'number', 'boolean'].includes(typeof v)))
-            out[key] = value.join('\n');
-        else if (['string', 'number', 'boolean'].includes(typeof value))
-            out[key] = String(value);
-        else
-            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `'${key}' in ${path} must be a string, number, boolean or list of them`);
-    }
-    return out;
-}
-/** Read the config file; a missing file is fine unless it was asked for by name. */
-async function loadConfig(path, explicit) {
-    let text;
-    try {
-        text = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.readFile)(path, 'utf8');
-    }
-    catch (e) {
-        if (!explicit && e.code === 'ENOENT')
-            return {};
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `cannot read ${path}: ${e.message}`);
-    }
-    return parseConfig(text, path);
-}
-/** Layer raw inputs: a later layer's non-empty value wins. */
-function mergeInputs(...layers) {
-    const out = {};
-    for (const layer of layers) {
-        for (const [k, v] of Object.entries(layer))
-            if (v !== undefined && v !== '')
-                out[k] = v;
-    }
-    return out;
-}
-
-
-/***/ }),
-
-/***/ 4513:
+/***/ 1344:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  mh: () => (/* binding */ cancelJob),
-  cK: () => (/* binding */ deliver),
-  Bv: () => (/* binding */ followJob),
-  vO: () => (/* binding */ imageFileName),
-  w3: () => (/* binding */ readSmokeFile),
-  Tb: () => (/* binding */ renderSubmission)
+  N: () => (/* binding */ legacyManifest),
+  E: () => (/* binding */ readImageArchive)
 });
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: ./node_modules/zod/v4/classic/schemas.js + 17 modules
 var schemas = __nccwpck_require__(8816);
 // EXTERNAL MODULE: ./src/core/errors.ts
 var errors = __nccwpck_require__(4296);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
 ;// CONCATENATED MODULE: ./src/core/tar.ts
 // Minimal tar index reader. It walks the headers of a tar file on disk with positioned reads and
 // skips member data, so a multi-GB `docker save` archive is indexed without reading its layers.
@@ -26371,8 +26291,104 @@ class Members {
     }
 }
 
+
+/***/ }),
+
+/***/ 4489:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Z9: () => (/* binding */ loadConfig),
+/* harmony export */   g2: () => (/* binding */ CONFIG_FILE),
+/* harmony export */   sg: () => (/* binding */ mergeInputs)
+/* harmony export */ });
+/* unused harmony export parseConfig */
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var yaml__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8815);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4296);
+/* harmony import */ var _settings_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1922);
+// Settings shared by CI and the terminal: an optional YAML file in the repository (.riviera.yml)
+// whose keys are the action's input names. Explicit inputs, flags and variables win over it.
+
+
+
+
+const CONFIG_FILE = '.riviera.yml';
+/** Inputs that must never sit in a file in the repository. */
+const SECRET = new Set(['private-key']);
+/** Parse the config file's text into raw inputs (lists become one item per line). Pure. */
+function parseConfig(text, path) {
+    let doc;
+    try {
+        doc = (0,yaml__WEBPACK_IMPORTED_MODULE_1__/* .parse */ .qg)(text);
+    }
+    catch (e) {
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `${path} is not valid YAML: ${e.message}`);
+    }
+    if (doc === null || doc === undefined)
+        return {};
+    if (typeof doc !== 'object' || Array.isArray(doc))
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `${path} must be a mapping of input names to values`);
+    const out = {};
+    for (const [key, value] of Object.entries(doc)) {
+        if (SECRET.has(key))
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `${path} must not hold '${key}': pass it as a secret (action) or a file path (CLI)`);
+        if (!_settings_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.includes(key))
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `unknown setting '${key}' in ${path}`, `Known settings: ${_settings_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.filter((n) => !SECRET.has(n)).join(', ')}`);
+        if (value === null || value === undefined)
+            continue;
+        if (Array.isArray(value) && value.every((v) => ['string', 'number', 'boolean'].includes(typeof v)))
+            out[key] = value.join('\n');
+        else if (['string', 'number', 'boolean'].includes(typeof value))
+            out[key] = String(value);
+        else
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `'${key}' in ${path} must be a string, number, boolean or list of them`);
+    }
+    return out;
+}
+/** Read the config file; a missing file is fine unless it was asked for by name. */
+async function loadConfig(path, explicit) {
+    let text;
+    try {
+        text = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.readFile)(path, 'utf8');
+    }
+    catch (e) {
+        if (!explicit && e.code === 'ENOENT')
+            return {};
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('config', `cannot read ${path}: ${e.message}`);
+    }
+    return parseConfig(text, path);
+}
+/** Layer raw inputs: a later layer's non-empty value wins. */
+function mergeInputs(...layers) {
+    const out = {};
+    for (const layer of layers) {
+        for (const [k, v] of Object.entries(layer))
+            if (v !== undefined && v !== '')
+                out[k] = v;
+    }
+    return out;
+}
+
+
+/***/ }),
+
+/***/ 3594:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  c: () => (/* binding */ deliver)
+});
+
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:os"
 var external_node_os_ = __nccwpck_require__(8161);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
 ;// CONCATENATED MODULE: external "string_decoder"
 const external_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
 ;// CONCATENATED MODULE: external "os"
@@ -27509,8 +27525,17 @@ function getExecOutput(commandLine, args, options) {
     });
 }
 //# sourceMappingURL=exec.js.map
+// EXTERNAL MODULE: ./src/core/errors.ts
+var errors = __nccwpck_require__(4296);
+;// CONCATENATED MODULE: ./src/core/format.ts
+// Sizes as people read them in logs and summaries.
+function mib(n) {
+    return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
 ;// CONCATENATED MODULE: ./src/core/docker.ts
 // The local Docker engine: build the image and save it to a tar, via @actions/exec.
+
 
 
 
@@ -27565,7 +27590,6 @@ async function saveImage(image, expectedBytes, reporter) {
     const dir = await (0,promises_.mkdtemp)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_.tmpdir)(), 'riviera-save-'));
     const path = (0,external_node_path_.join)(dir, 'image.tar');
     const cleanup = () => (0,promises_.rm)(dir, { recursive: true, force: true });
-    const mib = (n) => `${(n / 1048576).toFixed(0)} MiB`;
     const timer = setInterval(() => {
         (0,promises_.stat)(path).then((st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`), () => undefined);
     }, 2000);
@@ -27582,12 +27606,8 @@ async function saveImage(image, expectedBytes, reporter) {
     return { path, cleanup };
 }
 
-// EXTERNAL MODULE: ./src/core/follow.ts
-var follow = __nccwpck_require__(9746);
 // EXTERNAL MODULE: ./src/core/jobscript.ts
 var jobscript = __nccwpck_require__(4103);
-// EXTERNAL MODULE: ./src/core/quote.ts
-var quote = __nccwpck_require__(3195);
 ;// CONCATENATED MODULE: ./src/core/reporter.ts
 // What the core tells the person watching. The action backs it with @actions/core (log groups,
 // warnings); the CLI with plain lines on stderr. The core never prints on its own.
@@ -27606,8 +27626,88 @@ async function inGroup(reporter, title, fn) {
 var slurm = __nccwpck_require__(2348);
 // EXTERNAL MODULE: ./src/core/session.ts + 4 modules
 var core_session = __nccwpck_require__(6856);
+// EXTERNAL MODULE: ./src/core/archive.ts + 1 modules
+var core_archive = __nccwpck_require__(1344);
+;// CONCATENATED MODULE: ./src/core/source.ts
+// Where the image comes from: the local Docker engine (saved to a tar only when the cluster needs
+// its blobs), or a tar saved elsewhere. Either way the archive's index is read, never its layers.
+
+
+
+
+
+
+async function save(s, digest, expectedBytes, reporter, timings) {
+    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
+    try {
+        const archive = await (0,core_archive/* readImageArchive */.E)(saved.path);
+        const size = (await (0,promises_.stat)(saved.path)).size;
+        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
+        return { archive, tar: saved.path, size, cleanup: saved.cleanup };
+    }
+    catch (e) {
+        await saved.cleanup();
+        throw e;
+    }
+}
+async function engineSource(s, reporter, timings) {
+    const { id, size } = await inspectImage(s.image, reporter);
+    return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
+}
+/** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
+async function archiveSource(path, reporter) {
+    const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
+    if (size === undefined)
+        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+    let archive;
+    try {
+        archive = await (0,core_archive/* readImageArchive */.E)(path);
+    }
+    catch (e) {
+        throw new errors/* InputError */.dz('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
+    }
+    reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
+    const loaded = { archive, tar: path, size, cleanup: async () => undefined };
+    return { digest: archive.imageId, size, load: async () => loaded };
+}
+
 // EXTERNAL MODULE: ./src/core/store.ts
 var store = __nccwpck_require__(4230);
+// EXTERNAL MODULE: ./src/core/submit.ts
+var core_submit = __nccwpck_require__(4695);
+;// CONCATENATED MODULE: ./src/core/timings.ts
+// Wall time per phase of a delivery, for the log, the summary and the benchmarks.
+class Timings {
+    entries = [];
+    started = Date.now();
+    async time(phase, fn) {
+        const t0 = Date.now();
+        try {
+            return await fn();
+        }
+        finally {
+            this.add(phase, (Date.now() - t0) / 1000);
+        }
+    }
+    /** Add time to a phase (a phase timed in several parts is listed once, summed). */
+    add(phase, seconds) {
+        const e = this.entries.find((x) => x.phase === phase) ?? this.entries[this.entries.push({ phase, seconds: 0 }) - 1];
+        e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
+    }
+    /**
+     * Phases (those named in `order` first, in that order; the rest as they came), then `overhead`
+     * (what no phase accounts for) and `total`.
+     */
+    list(order = []) {
+        const total = (Date.now() - this.started) / 1000;
+        const counted = this.entries.reduce((a, e) => a + e.seconds, 0);
+        const round = (n) => Math.round(n * 100) / 100;
+        const rank = (p) => (order.includes(p) ? order.indexOf(p) : order.length);
+        const sorted = [...this.entries].sort((a, b) => rank(a.phase) - rank(b.phase));
+        return [...sorted, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
+    }
+}
+
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:fs"
@@ -27621,6 +27721,7 @@ const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 // the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
 // channels, resumed from the bytes already on the cluster after a dropped connection, and verified
 // there before it enters the store.
+
 
 
 
@@ -27756,9 +27857,6 @@ async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter
         throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
     });
 }
-function mib(n) {
-    return `${(n / 1048576).toFixed(1)} MiB`;
-}
 /** Send every planned blob (largest first, a few at a time), logging progress every few seconds. */
 async function sendBlobs(session, root, tarPath, plan, remoteZstd, reporter) {
     const stats = { sent: 0, raw: plan.reduce((a, j) => a + j.offset, 0), rawTotal: plan.reduce((a, j) => a + j.blob.size, 0) };
@@ -27788,39 +27886,8 @@ async function sendBlobs(session, root, tarPath, plan, remoteZstd, reporter) {
     return stats;
 }
 
-;// CONCATENATED MODULE: ./src/core/timings.ts
-// Wall time per phase of a delivery, for the log, the summary and the benchmarks.
-class Timings {
-    entries = [];
-    started = Date.now();
-    async time(phase, fn) {
-        const t0 = Date.now();
-        try {
-            return await fn();
-        }
-        finally {
-            this.add(phase, (Date.now() - t0) / 1000);
-        }
-    }
-    /** Add time to a phase (a phase timed in several parts is listed once, summed). */
-    add(phase, seconds) {
-        const e = this.entries.find((x) => x.phase === phase) ?? this.entries[this.entries.push({ phase, seconds: 0 }) - 1];
-        e.seconds = Math.round((e.seconds + seconds) * 100) / 100;
-    }
-    /**
-     * Phases (those named in `order` first, in that order; the rest as they came), then `overhead`
-     * (what no phase accounts for) and `total`.
-     */
-    list(order = []) {
-        const total = (Date.now() - this.started) / 1000;
-        const counted = this.entries.reduce((a, e) => a + e.seconds, 0);
-        const round = (n) => Math.round(n * 100) / 100;
-        const rank = (p) => (order.includes(p) ? order.indexOf(p) : order.length);
-        const sorted = [...this.entries].sort((a, b) => rank(a.phase) - rank(b.phase));
-        return [...sorted, { phase: 'overhead', seconds: round(Math.max(0, total - counted)) }, { phase: 'total', seconds: round(total) }];
-    }
-}
-
+// EXTERNAL MODULE: ./src/core/watch.ts
+var watch = __nccwpck_require__(2372);
 ;// CONCATENATED MODULE: ./src/core/deliver.ts
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
@@ -27837,165 +27904,9 @@ class Timings {
 
 
 
-
-
-/** `org/name:tag` → `org_name_tag`: a file name for the image. */
-function imageFileName(image) {
-    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-function runId() {
-    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-    return `${t}-${(0,external_node_crypto_.randomBytes)(3).toString('hex')}`;
-}
-const MAX_SMOKE_BYTES = 256 * 1024;
-/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
-async function readSmokeFile(settings) {
-    if (settings.smoke.kind !== 'script')
-        return null;
-    const path = settings.smoke.path;
-    const st = await (0,promises_.stat)(path).catch(() => null);
-    if (!st?.isFile())
-        throw new errors/* InputError */.dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
-    if (st.size > MAX_SMOKE_BYTES)
-        throw new errors/* InputError */.dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
-    return { name: (0,external_node_path_.basename)(path), data: await (0,promises_.readFile)(path) };
-}
 function checkAbort(signal) {
     if (signal?.aborted)
         throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
-}
-function remotePaths(s, digest, report) {
-    const root = report.root;
-    return {
-        root,
-        tmpdir: report.tmpdir,
-        sif: digest ? `${root}/sif/${(0,store/* hexOf */.ZD)(digest)}.sif` : report.existingSif,
-        sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
-        jobDir: `${root}/jobs/${runId()}`,
-        publishDir: report.publishDir,
-        published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
-    };
-}
-/** The docker-archive members, legacy layout, as the job assembles them from the store. */
-function assembly(archive, digest, paths) {
-    const blob = (d) => `${paths.root}/${store/* STORE */.er}/blobs/sha256/${(0,store/* hexOf */.ZD)(d)}`;
-    const config = `${(0,store/* hexOf */.ZD)(archive.config.digest)}.json`;
-    const layers = archive.layers.map((l) => `${(0,store/* hexOf */.ZD)(l.digest)}/layer.tar`);
-    const members = [{ name: config, blob: blob(archive.config.digest) }];
-    archive.layers.forEach((l, i) => {
-        if (!members.some((m) => m.name === layers[i]))
-            members.push({ name: layers[i], blob: blob(l.digest) });
-    });
-    return { id: digest, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
-}
-function deliver_mib(n) {
-    return `${(n / 1048576).toFixed(1)} MiB`;
-}
-/** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
-function renderSubmission(s, paths, image, reuseSif, smokeFile) {
-    const script = (0,jobscript/* renderJobScript */.Hs)({
-        modules: s.modules,
-        tmpdir: paths.tmpdir,
-        assemble: image ? { store: `${paths.root}/${store/* STORE */.er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
-        sif: paths.sif,
-        sifLink: paths.sifLink,
-        reuseSif,
-        smoke: s.smoke,
-        smokeFile,
-        binds: s.binds,
-        gpus: s.gpus,
-        statusFile: `${paths.jobDir}/status`,
-        runtime: s.runtime,
-        publish: s.publish && paths.publishDir
-            ? {
-                ...s.publish,
-                dir: paths.publishDir,
-                record: {
-                    image: s.image,
-                    digest: image?.id ?? null,
-                    repository: s.publish.provenance.repository,
-                    commit: s.publish.provenance.commit,
-                    tag: s.publish.provenance.tag,
-                },
-            }
-            : null,
-    });
-    const sbatch = (0,jobscript/* sbatchArgv */.Oq)({
-        jobName: s.jobName,
-        partition: s.partition,
-        gpus: s.gpus,
-        time: s.time,
-        jobDir: paths.jobDir,
-        extra: s.sbatchArgs,
-        script: `${paths.jobDir}/job.sh`,
-    });
-    return { script, manifest: image?.manifest ?? null, sbatch };
-}
-/**
- * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
- * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
- */
-async function submitJob(remote, s, paths, sub, smoke) {
-    const write = (name, data) => `printf %s ${(0,quote/* shq */.hi)(data.toString('base64'))} | base64 -d > ${(0,quote/* shq */.hi)(name)}`;
-    const out = await remote
-        .run('Submitting the job', `${s.group ? 'umask 027' : 'umask 077'}; set -e
-mkdir -p -- ${(0,quote/* shq */.hi)(paths.jobDir)}; cd -- ${(0,quote/* shq */.hi)(paths.jobDir)}
-if [ -s submitted ]; then cat submitted; exit 0; fi
-${write('job.sh', Buffer.from(sub.script))}
-${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
-${smoke ? write(smoke.name, smoke.data) : ':'}
-${(0,follow/* loadModulesScript */.Xn)(s.loginModules)}out=$(${(0,quote/* shJoin */.q9)(sub.sbatch)})
-# jobs/job-ID finds the job's directory again (status, logs).
-ln -sfn ${(0,quote/* shq */.hi)(paths.jobDir)} ${(0,quote/* shq */.hi)(`${paths.root}/jobs/job-`)}"\${out%%;*}"
-printf '%s\\n' "$out" > submitted
-echo "$out"`)
-        .catch((e) => {
-        if (e instanceof errors/* RemoteCommandError */.at) {
-            throw new errors/* RemoteCommandError */.at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
-        }
-        throw e;
-    });
-    return (0,slurm/* parseSbatchOutput */.Yu)(out);
-}
-async function cancelJob(remote, jobId, loginModules) {
-    await remote.run(`scancel ${jobId}`, `${(0,follow/* loadModulesScript */.Xn)(loginModules)}scancel ${(0,quote/* shq */.hi)(jobId)}`);
-}
-const sleep = (ms, signal) => new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-});
-async function save(s, digest, expectedBytes, reporter, timings) {
-    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
-    try {
-        const archive = await readImageArchive(saved.path);
-        const size = (await (0,promises_.stat)(saved.path)).size;
-        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(size)}`);
-        return { archive, tar: saved.path, size, cleanup: saved.cleanup };
-    }
-    catch (e) {
-        await saved.cleanup();
-        throw e;
-    }
-}
-async function engineSource(s, reporter, timings) {
-    const { id, size } = await inspectImage(s.image, reporter);
-    return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
-}
-/** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
-async function archiveSource(path, reporter) {
-    const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
-    if (size === undefined)
-        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
-    let archive;
-    try {
-        archive = await readImageArchive(path);
-    }
-    catch (e) {
-        throw new errors/* InputError */.dz('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
-    }
-    reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${deliver_mib(size)}`);
-    const loaded = { archive, tar: path, size, cleanup: async () => undefined };
-    return { digest: archive.imageId, size, load: async () => loaded };
 }
 function prepare(session, s, params) {
     return session.retry('Preparing the store', async (r) => (0,store/* parsePrepare */.H_)(await r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
@@ -28027,7 +27938,7 @@ async function upload(session, s, source, reporter, timings) {
             const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
             reporter.info(report.sifReusable
                 ? 'The cluster has an intact .sif of this image: nothing to send.'
-                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${deliver_mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
+                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
             return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
         });
     }
@@ -28053,7 +27964,7 @@ function verdictOf(s, follow) {
 }
 async function deliver(s, reporter, hooks = {}) {
     const timings = new Timings();
-    const smoke = await readSmokeFile(s);
+    const smoke = await (0,core_submit/* readSmokeFile */.w3)(s);
     if (s.build)
         await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
     checkAbort(hooks.signal);
@@ -28070,16 +27981,16 @@ async function deliver(s, reporter, hooks = {}) {
         const { report, stats } = up;
         image = up.image;
         checkAbort(hooks.signal);
-        const paths = remotePaths(s, digest, report);
+        const paths = (0,core_submit/* remotePaths */.xu)(s, digest, report);
         const reuse = report.sifReusable || !image;
         const jobId = await inGroup(reporter, 'Submit job', async () => {
-            const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest, paths) : null, reuse, smoke?.name ?? null);
-            const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
+            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, reuse, smoke?.name ?? null);
+            const id = await session.retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke));
             reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
             return id;
         });
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
-        const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
+        const follow = await (0,watch/* followJob */.B)(session, s, jobId, paths.jobDir, reporter, hooks, timings);
         await hooks.onJobEnded?.();
         const gc = await session
             .retry('Garbage collection', (r) => r.run('Garbage collection', (0,store/* gcScript */.QT)({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
@@ -28112,42 +28023,6 @@ async function deliver(s, reporter, hooks = {}) {
         session.close();
         await image?.cleanup();
     }
-}
-/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
-async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
-    const state = (0,follow/* initialFollowState */.Lk)();
-    const out = new follow/* OutputStream */.eG(reporter);
-    const submitted = Date.now();
-    const deadline = submitted + s.timeoutSeconds * 1000;
-    let cancelled = false;
-    let timedOut = false;
-    let polls = 0;
-    for (;;) {
-        if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
-            cancelled = !!hooks.signal?.aborted;
-            timedOut = !cancelled;
-            reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
-            await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules));
-        }
-        const r = await session.retry('Following the job', (remote) => remote.exec((0,follow/* pollScript */.PK)(jobId, jobDir, state.offset, s.loginModules)));
-        if (r.code !== 0)
-            throw new errors/* RemoteCommandError */.at('Following the job', r.code, r.stderr.toString());
-        const done = (0,follow/* applyPoll */.oG)(state, (0,follow/* parsePoll */.$f)(r.stdout), out, reporter, jobId);
-        if (done)
-            break;
-        // Poll quickly at first (short jobs end in seconds), then every pollMs.
-        await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
-    }
-    out.end();
-    reporter.endGroup();
-    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
-    // is the wait in the queue (plus up to one poll interval).
-    const phases = out.phases;
-    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
-    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
-    for (const p of phases)
-        timings?.add(p.phase, p.seconds);
-    return { state, out, cancelled, timedOut };
 }
 
 
@@ -30539,6 +30414,219 @@ find ../jobs -mindepth 1 -maxdepth 1 -type d -mmin +${p.maxAgeDays * 1440} -exec
 rm -f "$keep"
 echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 `;
+}
+
+
+/***/ }),
+
+/***/ 4695:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ok: () => (/* binding */ submitJob),
+/* harmony export */   Tb: () => (/* binding */ renderSubmission),
+/* harmony export */   f$: () => (/* binding */ assembly),
+/* harmony export */   mh: () => (/* binding */ cancelJob),
+/* harmony export */   vO: () => (/* binding */ imageFileName),
+/* harmony export */   w3: () => (/* binding */ readSmokeFile),
+/* harmony export */   xu: () => (/* binding */ remotePaths)
+/* harmony export */ });
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1344);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4296);
+/* harmony import */ var _follow_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9746);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4103);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(3195);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(2348);
+/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(4230);
+// Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
+// the archive's manifest and the sbatch command, rendered purely, then one round trip.
+
+
+
+
+
+
+
+
+
+
+/** `org/name:tag` → `org_name_tag`: a file name for the image. */
+function imageFileName(image) {
+    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+function runId() {
+    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    return `${t}-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(3).toString('hex')}`;
+}
+const MAX_SMOKE_BYTES = 256 * 1024;
+/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
+async function readSmokeFile(settings) {
+    if (settings.smoke.kind !== 'script')
+        return null;
+    const path = settings.smoke.path;
+    const st = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(path).catch(() => null);
+    if (!st?.isFile())
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+    if (st.size > MAX_SMOKE_BYTES)
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
+    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readFile)(path) };
+}
+function remotePaths(s, digest, report) {
+    const root = report.root;
+    return {
+        root,
+        tmpdir: report.tmpdir,
+        sif: digest ? `${root}/sif/${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(digest)}.sif` : report.existingSif,
+        sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
+        jobDir: `${root}/jobs/${runId()}`,
+        publishDir: report.publishDir,
+        published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
+    };
+}
+/** The docker-archive members, legacy layout, as the job assembles them from the store. */
+function assembly(archive, digest, paths) {
+    const blob = (d) => `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_7__/* .STORE */ .er}/blobs/sha256/${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(d)}`;
+    const config = `${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
+    const layers = archive.layers.map((l) => `${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
+    const members = [{ name: config, blob: blob(archive.config.digest) }];
+    archive.layers.forEach((l, i) => {
+        if (!members.some((m) => m.name === layers[i]))
+            members.push({ name: layers[i], blob: blob(l.digest) });
+    });
+    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_3__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
+}
+/** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
+function renderSubmission(s, paths, image, reuseSif, smokeFile) {
+    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_8__/* .renderJobScript */ .Hs)({
+        modules: s.modules,
+        tmpdir: paths.tmpdir,
+        assemble: image ? { store: `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_7__/* .STORE */ .er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
+        sif: paths.sif,
+        sifLink: paths.sifLink,
+        reuseSif,
+        smoke: s.smoke,
+        smokeFile,
+        binds: s.binds,
+        gpus: s.gpus,
+        statusFile: `${paths.jobDir}/status`,
+        runtime: s.runtime,
+        publish: s.publish && paths.publishDir
+            ? {
+                ...s.publish,
+                dir: paths.publishDir,
+                record: {
+                    image: s.image,
+                    digest: image?.id ?? null,
+                    repository: s.publish.provenance.repository,
+                    commit: s.publish.provenance.commit,
+                    tag: s.publish.provenance.tag,
+                },
+            }
+            : null,
+    });
+    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_8__/* .sbatchArgv */ .Oq)({
+        jobName: s.jobName,
+        partition: s.partition,
+        gpus: s.gpus,
+        time: s.time,
+        jobDir: paths.jobDir,
+        extra: s.sbatchArgs,
+        script: `${paths.jobDir}/job.sh`,
+    });
+    return { script, manifest: image?.manifest ?? null, sbatch };
+}
+/**
+ * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
+ * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
+ */
+async function submitJob(remote, s, paths, sub, smoke) {
+    const write = (name, data) => `printf %s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(data.toString('base64'))} | base64 -d > ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(name)}`;
+    const out = await remote
+        .run('Submitting the job', `${s.group ? 'umask 027' : 'umask 077'}; set -e
+mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}
+if [ -s submitted ]; then cat submitted; exit 0; fi
+${write('job.sh', Buffer.from(sub.script))}
+${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
+${smoke ? write(smoke.name, smoke.data) : ':'}
+${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(s.loginModules)}out=$(${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shJoin */ .q9)(sub.sbatch)})
+# jobs/job-ID finds the job's directory again (status, logs).
+ln -sfn ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(`${paths.root}/jobs/job-`)}"\${out%%;*}"
+printf '%s\\n' "$out" > submitted
+echo "$out"`)
+        .catch((e) => {
+        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at) {
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
+        }
+        throw e;
+    });
+    return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_6__/* .parseSbatchOutput */ .Yu)(out);
+}
+async function cancelJob(remote, jobId, loginModules) {
+    await remote.run(`scancel ${jobId}`, `${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(loginModules)}scancel ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(jobId)}`);
+}
+
+
+/***/ }),
+
+/***/ 2372:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   B: () => (/* binding */ followJob)
+/* harmony export */ });
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4296);
+/* harmony import */ var _follow_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9746);
+/* harmony import */ var _submit_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4695);
+// Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
+// stream its output, cancel it on abort or timeout, and time its phases.
+
+
+
+const sleep = (ms, signal) => new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+});
+/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
+async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
+    const state = (0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .initialFollowState */ .Lk)();
+    const out = new _follow_js__WEBPACK_IMPORTED_MODULE_1__/* .OutputStream */ .eG(reporter);
+    const submitted = Date.now();
+    const deadline = submitted + s.timeoutSeconds * 1000;
+    let cancelled = false;
+    let timedOut = false;
+    let polls = 0;
+    for (;;) {
+        if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
+            cancelled = !!hooks.signal?.aborted;
+            timedOut = !cancelled;
+            reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
+            await session.retry('Cancelling', (r) => (0,_submit_js__WEBPACK_IMPORTED_MODULE_2__/* .cancelJob */ .mh)(r, jobId, s.loginModules));
+        }
+        const r = await session.retry('Following the job', (remote) => remote.exec((0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .pollScript */ .PK)(jobId, jobDir, state.offset, s.loginModules)));
+        if (r.code !== 0)
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at('Following the job', r.code, r.stderr.toString());
+        const done = (0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .applyPoll */ .oG)(state, (0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .parsePoll */ .$f)(r.stdout), out, reporter, jobId);
+        if (done)
+            break;
+        // Poll quickly at first (short jobs end in seconds), then every pollMs.
+        await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
+    }
+    out.end();
+    reporter.endGroup();
+    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
+    // is the wait in the queue (plus up to one poll interval).
+    const phases = out.phases;
+    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
+    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
+    for (const p of phases)
+        timings?.add(p.phase, p.seconds);
+    return { state, out, cancelled, timedOut };
 }
 
 

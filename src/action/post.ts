@@ -1,7 +1,7 @@
 // The post step: if main ended (cancelled, killed) while its job was pending or running, scancel it,
 // so no job is left behind. Post never fails the workflow; it only warns.
 import * as core from '@actions/core';
-import { cancelJob } from '../core/deliver.js';
+import { cancelJob } from '../core/submit.js';
 import { parseConnection } from '../core/settings.js';
 import { Remote } from '../core/ssh.js';
 import { readInputs } from './inputs.js';

@@ -1,6 +1,7 @@
 // The job summary and the step outputs, from the core's result.
 import * as core from '@actions/core';
 import type { DeliveryResult } from '../core/deliver.js';
+import { mib } from '../core/format.js';
 
 export function setOutputs(r: DeliveryResult): void {
   core.setOutput('job-id', r.jobId);
@@ -14,7 +15,6 @@ export function setOutputs(r: DeliveryResult): void {
   core.setOutput('published-path', r.publishedPath ?? '');
 }
 
-const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
 /** How much the store and compression saved, against sending the whole `docker save` tar. */
 const dedup = (r: DeliveryResult) => (r.bytesTotal > 0 ? `${((r.bytesSent / r.bytesTotal) * 100).toFixed(1)}% of the tar on the wire` : '-');
 

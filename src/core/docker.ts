@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as exec from '@actions/exec';
 import { BuildError } from './errors.js';
+import { mib } from './format.js';
 import type { Reporter } from './reporter.js';
 
 async function docker(args: string[], reporter: Reporter, stream = false): Promise<string> {
@@ -67,7 +68,6 @@ export async function saveImage(image: string, expectedBytes: number, reporter: 
   const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'riviera-save-'));
   const path = join(dir, 'image.tar');
   const cleanup = () => rm(dir, { recursive: true, force: true });
-  const mib = (n: number) => `${(n / 1048576).toFixed(0)} MiB`;
   const timer = setInterval(() => {
     stat(path).then(
       (st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`),

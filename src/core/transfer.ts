@@ -9,6 +9,7 @@ import { Duplex, Readable, Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import type { ArchiveBlob } from './archive.js';
 import { RemoteCommandError } from './errors.js';
+import { mib } from './format.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
 import { type BlobSend, type Codec, RECEIVE, hexOf, receiveScript } from './store.js';
@@ -146,10 +147,6 @@ async function sendBlob(session: Session, root: string, tarPath: string, job: Bl
     }
     throw new RemoteCommandError(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
   });
-}
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 /** Send every planned blob (largest first, a few at a time), logging progress every few seconds. */

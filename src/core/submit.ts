@@ -1,0 +1,164 @@
+// Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
+// the archive's manifest and the sbatch command, rendered purely, then one round trip.
+import { randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { type ImageArchive, legacyManifest } from './archive.js';
+import { InputError, RemoteCommandError } from './errors.js';
+import { loadModulesScript } from './follow.js';
+import { renderJobScript, sbatchArgv } from './jobscript.js';
+import { shJoin, shq } from './quote.js';
+import type { Settings } from './settings.js';
+import { parseSbatchOutput } from './slurm.js';
+import type { Remote } from './ssh.js';
+import { STORE, type StoreReport, hexOf } from './store.js';
+
+/** `org/name:tag` → `org_name_tag`: a file name for the image. */
+export function imageFileName(image: string): string {
+  return image.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+function runId(): string {
+  const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${t}-${randomBytes(3).toString('hex')}`;
+}
+
+const MAX_SMOKE_BYTES = 256 * 1024;
+
+/** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
+export async function readSmokeFile(settings: Settings): Promise<{ name: string; data: Buffer } | null> {
+  if (settings.smoke.kind !== 'script') return null;
+  const path = settings.smoke.path;
+  const st = await stat(path).catch(() => null);
+  if (!st?.isFile()) throw new InputError('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+  if (st.size > MAX_SMOKE_BYTES) throw new InputError('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
+  return { name: basename(path), data: await readFile(path) };
+}
+
+/** Remote paths of one delivery, all absolute. */
+export interface RemotePaths {
+  root: string;
+  tmpdir: string;
+  sif: string;
+  /** Stable per-image link to the newest .sif; null when testing an existing .sif. */
+  sifLink: string | null;
+  jobDir: string;
+  publishDir: string | null;
+  /** Where the .sif is published if the smoke test passes. */
+  published: string | null;
+}
+
+export function remotePaths(s: Settings, digest: string | null, report: StoreReport): RemotePaths {
+  const root = report.root;
+  return {
+    root,
+    tmpdir: report.tmpdir,
+    sif: digest ? `${root}/sif/${hexOf(digest)}.sif` : report.existingSif!,
+    sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
+    jobDir: `${root}/jobs/${runId()}`,
+    publishDir: report.publishDir,
+    published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
+  };
+}
+
+/** The docker-archive members, legacy layout, as the job assembles them from the store. */
+export function assembly(archive: ImageArchive, digest: string, paths: RemotePaths): { id: string; members: { name: string; blob: string }[]; manifest: string } {
+  const blob = (d: string) => `${paths.root}/${STORE}/blobs/sha256/${hexOf(d)}`;
+  const config = `${hexOf(archive.config.digest)}.json`;
+  const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
+  const members = [{ name: config, blob: blob(archive.config.digest) }];
+  archive.layers.forEach((l, i) => {
+    if (!members.some((m) => m.name === layers[i])) members.push({ name: layers[i], blob: blob(l.digest) });
+  });
+  return { id: digest, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
+}
+
+export interface Submission {
+  script: string;
+  /** manifest.json of the archive the job assembles; null when it tests an existing .sif. */
+  manifest: string | null;
+  sbatch: string[];
+}
+
+/** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
+export function renderSubmission(
+  s: Settings,
+  paths: RemotePaths,
+  image: { id: string; members: { name: string; blob: string }[]; manifest: string } | null,
+  reuseSif: boolean,
+  smokeFile: string | null,
+): Submission {
+  const script = renderJobScript({
+    modules: s.modules,
+    tmpdir: paths.tmpdir,
+    assemble: image ? { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
+    sif: paths.sif,
+    sifLink: paths.sifLink,
+    reuseSif,
+    smoke: s.smoke,
+    smokeFile,
+    binds: s.binds,
+    gpus: s.gpus,
+    statusFile: `${paths.jobDir}/status`,
+    runtime: s.runtime,
+    publish:
+      s.publish && paths.publishDir
+        ? {
+            ...s.publish,
+            dir: paths.publishDir,
+            record: {
+              image: s.image,
+              digest: image?.id ?? null,
+              repository: s.publish.provenance.repository,
+              commit: s.publish.provenance.commit,
+              tag: s.publish.provenance.tag,
+            },
+          }
+        : null,
+  });
+  const sbatch = sbatchArgv({
+    jobName: s.jobName,
+    partition: s.partition,
+    gpus: s.gpus,
+    time: s.time,
+    jobDir: paths.jobDir,
+    extra: s.sbatchArgs,
+    script: `${paths.jobDir}/job.sh`,
+  });
+  return { script, manifest: image?.manifest ?? null, sbatch };
+}
+
+/**
+ * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
+ * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
+ */
+export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, sub: Submission, smoke: { name: string; data: Buffer } | null) {
+  const write = (name: string, data: Buffer) => `printf %s ${shq(data.toString('base64'))} | base64 -d > ${shq(name)}`;
+  const out = await remote
+    .run(
+      'Submitting the job',
+      `${s.group ? 'umask 027' : 'umask 077'}; set -e
+mkdir -p -- ${shq(paths.jobDir)}; cd -- ${shq(paths.jobDir)}
+if [ -s submitted ]; then cat submitted; exit 0; fi
+${write('job.sh', Buffer.from(sub.script))}
+${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
+${smoke ? write(smoke.name, smoke.data) : ':'}
+${loadModulesScript(s.loginModules)}out=$(${shJoin(sub.sbatch)})
+# jobs/job-ID finds the job's directory again (status, logs).
+ln -sfn ${shq(paths.jobDir)} ${shq(`${paths.root}/jobs/job-`)}"\${out%%;*}"
+printf '%s\\n' "$out" > submitted
+echo "$out"`,
+    )
+    .catch((e) => {
+      if (e instanceof RemoteCommandError) {
+        throw new RemoteCommandError('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
+      }
+      throw e;
+    });
+  return parseSbatchOutput(out);
+}
+
+export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {
+  await remote.run(`scancel ${jobId}`, `${loadModulesScript(loginModules)}scancel ${shq(jobId)}`);
+}
+

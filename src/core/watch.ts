@@ -1,0 +1,64 @@
+// Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
+// stream its output, cancel it on abort or timeout, and time its phases.
+import { RemoteCommandError } from './errors.js';
+import { OutputStream, applyPoll, initialFollowState, parsePoll, pollScript } from './follow.js';
+import type { Reporter } from './reporter.js';
+import type { Session } from './session.js';
+import type { Settings } from './settings.js';
+import { cancelJob } from './submit.js';
+import type { Timings } from './timings.js';
+
+export interface FollowOptions {
+  /** Aborting cancels the job. */
+  signal?: AbortSignal;
+  /** Most milliseconds between polls (default 2000). */
+  pollMs?: number;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
+export async function followJob(
+  session: Session,
+  s: Pick<Settings, 'loginModules' | 'timeoutSeconds'>,
+  jobId: string,
+  jobDir: string,
+  reporter: Reporter,
+  hooks: FollowOptions,
+  timings?: Timings,
+) {
+  const state = initialFollowState();
+  const out = new OutputStream(reporter);
+  const submitted = Date.now();
+  const deadline = submitted + s.timeoutSeconds * 1000;
+  let cancelled = false;
+  let timedOut = false;
+  let polls = 0;
+  for (;;) {
+    if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
+      cancelled = !!hooks.signal?.aborted;
+      timedOut = !cancelled;
+      reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
+      await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules));
+    }
+    const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
+    if (r.code !== 0) throw new RemoteCommandError('Following the job', r.code, r.stderr.toString());
+    const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
+    if (done) break;
+    // Poll quickly at first (short jobs end in seconds), then every pollMs.
+    await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
+  }
+  out.end();
+  reporter.endGroup();
+  // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
+  // is the wait in the queue (plus up to one poll interval).
+  const phases = out.phases;
+  const inJob = phases.reduce((a, p) => a + p.seconds, 0);
+  timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
+  for (const p of phases) timings?.add(p.phase, p.seconds);
+  return { state, out, cancelled, timedOut };
+}
