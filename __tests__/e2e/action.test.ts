@@ -1,6 +1,6 @@
 // The bundled action, run as the runner runs it, against the stand-in cluster and the real Docker engine.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CLUSTER_HOME,
@@ -239,4 +239,19 @@ describe('a job that runs out of time', () => {
     expect(run.outputs['job-state']).toBe('TIMEOUT');
     expect(run.log).toMatch(/::error::Job TIMEOUT: The job reached its time limit\. Raise the 'time' input/);
   }, 240_000);
+});
+
+test('a login profile that prints a banner on the cluster does not confuse the delivery', async () => {
+  const profile = `${CLUSTER_HOME}/.bash_profile`;
+  expect(existsSync(profile)).toBe(false);
+  writeFileSync(profile, 'echo "Welcome to Riviera. Quota: 91% used."\n. ~/.profile\n');
+  try {
+    const run = await runStep(inputs({ 'remote-dir': uniqueRemoteDir('banner') }), { workspace: ws });
+    expect(run.log).not.toMatch(/::error::/);
+    expect(run.code).toBe(0);
+    expect(run.outputs['job-state']).toBe('COMPLETED');
+    expect(run.log).toContain('Output tensor device: cuda:0');
+  } finally {
+    rmSync(profile, { force: true });
+  }
 });

@@ -3,10 +3,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loginShellCommand } from '../../src/core/ssh.js';
+import { OUTPUT_START, PreambleFilter, loginShellCommand } from '../../src/core/ssh.js';
 
-function runRemote(script: string, home: string) {
+/** As sshd runs a command: the user's shell with -c, in $HOME. stdout is raw (preamble and all). */
+function runRemoteRaw(script: string, home: string) {
   return spawnSync('sh', ['-c', loginShellCommand(script)], { cwd: home, env: { HOME: home, PATH: process.env.PATH }, encoding: 'utf8' });
+}
+
+/** The same, with stdout as Remote.exec hands it on (through the preamble filter). */
+function runRemote(script: string, home: string) {
+  const r = runRemoteRaw(script, home);
+  return { ...r, stdout: new PreambleFilter().push(Buffer.from(r.stdout)).toString() };
 }
 
 describe('loginShellCommand', () => {
@@ -32,5 +39,28 @@ describe('loginShellCommand', () => {
   test('quotes, $(...) and newlines in the script reach bash intact and run only as written', () => {
     const r = runRemote(`printf '%s|' 'it'"'"'s' "\\$(touch PWNED)" "$(printf 'a\\nb')"`, home);
     expect(r.stdout).toBe("it's|$(touch PWNED)|a\nb|");
+  });
+});
+
+describe('output of a login profile', () => {
+  test('is dropped: only the script output follows the start line, however the chunks fall', () => {
+    const home = mkdtempSync(join(tmpdir(), 'rs-home-'));
+    writeFileSync(join(home, '.bash_profile'), 'echo "Welcome to Riviera"\necho "Quota: 91% used"\n');
+    const r = runRemoteRaw('printf "%s\\n" one two', home);
+    expect(r.stdout).toContain('Welcome to Riviera');
+    const raw = Buffer.from(r.stdout);
+    for (const size of [1, 3, 7, raw.length]) {
+      const filter = new PreambleFilter();
+      const parts: Buffer[] = [];
+      for (let i = 0; i < raw.length; i += size) parts.push(filter.push(raw.subarray(i, i + size)));
+      expect(Buffer.concat(parts).toString()).toBe('one\ntwo\n');
+    }
+  });
+
+  test('nothing passes before the start line', () => {
+    const filter = new PreambleFilter();
+    expect(filter.push(Buffer.from(`banner\n${OUTPUT_START.slice(0, 5)}`)).length).toBe(0);
+    expect(filter.push(Buffer.from(`${OUTPUT_START.slice(5)}\nout`)).toString()).toBe('out');
+    expect(filter.push(Buffer.from('more')).toString()).toBe('more');
   });
 });

@@ -54276,7 +54276,7 @@ class Session {
                 this.reporter.warning('The SSH connection was lost; reconnecting.');
                 this.dropped(this.current);
             }
-            this.connecting = ssh/* Remote */.V.connect(this.target).then((r) => {
+            this.connecting = ssh/* Remote */.V$.connect(this.target).then((r) => {
                 this.current = r;
                 this.connecting = null;
                 return r;
@@ -54908,7 +54908,7 @@ async function post() {
         return;
     try {
         const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_2__/* .parseConnection */ .C8)(await (0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .readInputs */ .K)());
-        const remote = await _core_ssh_js__WEBPACK_IMPORTED_MODULE_3__/* .Remote */ .V.connect(settings);
+        const remote = await _core_ssh_js__WEBPACK_IMPORTED_MODULE_3__/* .Remote */ .V$.connect(settings);
         try {
             await (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_1__/* .cancelJob */ .mh)(remote, _state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId, settings.loginModules);
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Cancelled job ${_state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId}: the main step ended before it did.`);
@@ -56388,10 +56388,10 @@ function judgeJob(state, status) {
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  V: () => (/* binding */ Remote)
+  V$: () => (/* binding */ Remote)
 });
 
-// UNUSED EXPORTS: loginShellCommand
+// UNUSED EXPORTS: OUTPUT_START, PreambleFilter, loginShellCommand
 
 // EXTERNAL MODULE: external "assert"
 var external_assert_ = __nccwpck_require__(2613);
@@ -57298,9 +57298,31 @@ var quote = __nccwpck_require__(3195);
  * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
  */
 function loginShellCommand(script) {
-    return `bash -l -c ${(0,quote/* shq */.hi)(`(
+    return `bash -l -c ${(0,quote/* shq */.hi)(`printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}
+(
 ${script}
 )`)}`;
+}
+/**
+ * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
+ * warning) comes before it and is dropped, so that the parsers see only the script's output.
+ */
+const OUTPUT_START = '::riviera-output-start::';
+/** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
+class PreambleFilter {
+    head = Buffer.alloc(0);
+    /** The part of `chunk` that belongs to the script (empty while still in the preamble). */
+    push(chunk) {
+        if (this.head === null)
+            return chunk;
+        this.head = Buffer.concat([this.head, chunk]);
+        const at = this.head.indexOf(`${OUTPUT_START}\n`);
+        if (at < 0)
+            return Buffer.alloc(0);
+        const rest = this.head.subarray(at + OUTPUT_START.length + 1);
+        this.head = null;
+        return rest;
+    }
 }
 class Remote {
     ssh;
@@ -57390,7 +57412,11 @@ class Remote {
                     });
                     s.pipe(channel);
                 };
-                channel.on('data', (d) => {
+                const preamble = new PreambleFilter();
+                channel.on('data', (chunk) => {
+                    const d = preamble.push(chunk);
+                    if (d.length === 0)
+                        return;
                     out.push(d);
                     opts.onStdout?.(d);
                     if (opts.feed && !stdin) {

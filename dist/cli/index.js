@@ -29565,9 +29565,31 @@ var quote = __nccwpck_require__(3195);
  * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
  */
 function loginShellCommand(script) {
-    return `bash -l -c ${(0,quote/* shq */.hi)(`(
+    return `bash -l -c ${(0,quote/* shq */.hi)(`printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}
+(
 ${script}
 )`)}`;
+}
+/**
+ * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
+ * warning) comes before it and is dropped, so that the parsers see only the script's output.
+ */
+const OUTPUT_START = '::riviera-output-start::';
+/** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
+class PreambleFilter {
+    head = Buffer.alloc(0);
+    /** The part of `chunk` that belongs to the script (empty while still in the preamble). */
+    push(chunk) {
+        if (this.head === null)
+            return chunk;
+        this.head = Buffer.concat([this.head, chunk]);
+        const at = this.head.indexOf(`${OUTPUT_START}\n`);
+        if (at < 0)
+            return Buffer.alloc(0);
+        const rest = this.head.subarray(at + OUTPUT_START.length + 1);
+        this.head = null;
+        return rest;
+    }
 }
 class Remote {
     ssh;
@@ -29657,7 +29679,11 @@ class Remote {
                     });
                     s.pipe(channel);
                 };
-                channel.on('data', (d) => {
+                const preamble = new PreambleFilter();
+                channel.on('data', (chunk) => {
+                    const d = preamble.push(chunk);
+                    if (d.length === 0)
+                        return;
                     out.push(d);
                     opts.onStdout?.(d);
                     if (opts.feed && !stdin) {

@@ -38,9 +38,32 @@ export interface ExecOptions {
  * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
  */
 export function loginShellCommand(script: string): string {
-  return `bash -l -c ${shq(`(
+  return `bash -l -c ${shq(`printf '%s\\n' ${shq(OUTPUT_START)}
+(
 ${script}
 )`)}`;
+}
+
+/**
+ * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
+ * warning) comes before it and is dropped, so that the parsers see only the script's output.
+ */
+export const OUTPUT_START = '::riviera-output-start::';
+
+/** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
+export class PreambleFilter {
+  private head: Buffer | null = Buffer.alloc(0);
+
+  /** The part of `chunk` that belongs to the script (empty while still in the preamble). */
+  push(chunk: Buffer): Buffer {
+    if (this.head === null) return chunk;
+    this.head = Buffer.concat([this.head, chunk]);
+    const at = this.head.indexOf(`${OUTPUT_START}\n`);
+    if (at < 0) return Buffer.alloc(0);
+    const rest = this.head.subarray(at + OUTPUT_START.length + 1);
+    this.head = null;
+    return rest;
+  }
 }
 
 export class Remote {
@@ -130,7 +153,10 @@ export class Remote {
           });
           s.pipe(channel);
         };
-        channel.on('data', (d: Buffer) => {
+        const preamble = new PreambleFilter();
+        channel.on('data', (chunk: Buffer) => {
+          const d = preamble.push(chunk);
+          if (d.length === 0) return;
           out.push(d);
           opts.onStdout?.(d);
           if (opts.feed && !stdin) {
