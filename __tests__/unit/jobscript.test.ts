@@ -28,7 +28,6 @@ function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
     },
     sif: '/scratch/me/sif/abc.sif',
     sifLink: '/scratch/me/images/myimage_latest.sif',
-    reuseSif: false,
     smoke: { kind: 'command', argv: ['nvidia-smi', '-L'] },
     smokeFile: null,
     binds: [],
@@ -47,7 +46,7 @@ function bashSyntaxOk(script: string): void {
 describe('renderJobScript: text', () => {
   test('passes bash -n, for both kinds of smoke test and with hostile values', () => {
     bashSyntaxOk(renderJobScript(params()));
-    bashSyntaxOk(renderJobScript(params({ smoke: { kind: 'script', path: 'x/smoke.sh' }, smokeFile: 'smoke.sh', gpus: 0, reuseSif: true })));
+    bashSyntaxOk(renderJobScript(params({ smoke: { kind: 'script', path: 'x/smoke.sh' }, smokeFile: 'smoke.sh', gpus: 0, assemble: null })));
     bashSyntaxOk(
       renderJobScript(
         params({
@@ -102,7 +101,7 @@ describe('renderJobScript: text', () => {
     expect(script).toContain(`cp /scratch/me/jobs/1/manifest.json "$arch/manifest.json"`);
     expect(script).toContain(`ln -sf /scratch/me/.store/blobs/sha256/abc "$arch/"abc.json`);
     expect(script).toContain(`mkdir -p "$arch/"def && ln -sf /scratch/me/.store/blobs/sha256/def "$arch/"def/layer.tar`);
-    expect(script).toMatch(/exec 7>\/scratch\/me\/\.store\/lock \|\| fail 1 [^\n]*\n  flock -s /);
+    expect(script).toMatch(/exec 7>\/scratch\/me\/\.store\/lock \|\| fail 1 [^\n]*\nflock -s /);
     expect(script).toContain('tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json abc.json def/layer.tar ');
     const spaced = renderJobScript(params({ assemble: { store: '/scratch/my store', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }));
     expect(spaced).toContain(`exec 7>'/scratch/my store/lock'`);
@@ -131,9 +130,9 @@ describe('renderJobScript: text', () => {
     expect(line).toBe(`run "$rt" exec --nv --bind /data:/data:ro --bind /scratch/x --bind 'a b:/c' /scratch/me/sif/abc.sif nvidia-smi -L`);
   });
 
-  test('reuses an existing .sif only when asked', () => {
-    expect(renderJobScript(params({ reuseSif: true }))).toContain('if [ -s "$sif" ]; then');
-    expect(renderJobScript(params({ reuseSif: false }))).toContain('if false; then');
+  test('with an assembly it always builds; without one it builds nothing', () => {
+    expect(renderJobScript(params())).toContain('run "$rt" build --force');
+    expect(renderJobScript(params({ assemble: null }))).not.toContain('build --force');
   });
 });
 
@@ -552,40 +551,20 @@ describe('renderJobScript: running it', () => {
     expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('modules 127\n');
   });
 
-  test('reuseSif: an existing .sif is not rebuilt, and nothing is assembled', () => {
-    const sb = sandbox(() => ({ reuseSif: true }));
+  test('an unchanged image (no assembly): its .sif is not rebuilt, the store not touched, the link updated', () => {
+    const sb = sandbox(() => ({ assemble: null }));
+    rmSync(sb.assembly.store, { recursive: true });
     mkdirSync(join(sb.p.sif, '..'), { recursive: true });
     writeFileSync(sb.p.sif, 'OLD');
     const r = runScript(sb);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('reusing');
+    expect(r.stdout).toContain(`using the existing ${sb.p.sif}`);
     expect(calls(sb).map((c) => c[0])).toEqual(['exec']);
     expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'smoke-test', 'end']);
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('OLD');
     expect(readlinkSync(sb.sifLink)).toBe(sb.p.sif);
-    // The store was not touched: no lock taken, no archive made.
-    expect(existsSync(join(sb.assembly.store, 'lock'))).toBe(false);
     expect(existsSync(sb.tarCopy)).toBe(false);
     expectNoPwned(sb);
-    expectNoTempLeftovers(sb);
-  });
-
-  test('reuseSif: the store is not needed at all', () => {
-    const sb = sandbox(() => ({ reuseSif: true }));
-    rmSync(sb.assembly.store, { recursive: true });
-    mkdirSync(join(sb.p.sif, '..'), { recursive: true });
-    writeFileSync(sb.p.sif, 'OLD');
-    expect(runScript(sb).code).toBe(0);
-    expect(calls(sb).map((c) => c[0])).toEqual(['exec']);
-  });
-
-  test('reuseSif without a .sif: assembles and builds', () => {
-    const sb = sandbox(() => ({ reuseSif: true }));
-    const r = runScript(sb);
-    expect(r.code).toBe(0);
-    expect(calls(sb).map((c) => c[0])).toEqual(['build', 'exec']);
-    expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test', 'end']);
-    expect(readFileSync(sb.p.sif, 'utf8')).toBe('SIF');
     expectNoTempLeftovers(sb);
   });
 
@@ -595,7 +574,7 @@ describe('renderJobScript: running it', () => {
     writeFileSync(sb.p.sif, 'GIVEN');
     const r = runScript(sb);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(`testing the existing ${sb.p.sif}`);
+    expect(r.stdout).toContain(`using the existing ${sb.p.sif}`);
     expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'smoke-test', 'end']);
     expect(calls(sb).map((c) => c.slice(0, 3))).toEqual([['exec', '--nv', '--bind']]);
     expect(calls(sb)[0]).toContain(sb.p.sif);

@@ -202,8 +202,7 @@ function localRemote(home: string, scripts: string[]): Remote {
         }
         resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) });
       });
-      if (opts.stdin) pipeIn(opts.stdin);
-      else if (!opts.feed) child.stdin.end();
+      if (!opts.feed) child.stdin.end();
     });
   return { exec, run: async (_what: string, script: string) => (await exec(script)).stdout.toString() } as unknown as Remote;
 }

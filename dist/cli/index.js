@@ -25784,7 +25784,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
                 published: settings.publish ? `~/${settings.publish.dir}/${settings.publish.name}_${settings.publish.version}.sif` : null,
             };
             const blob = `${root}/${_core_store_js__WEBPACK_IMPORTED_MODULE_15__/* .STORE */ .er}/blobs/sha256/<digest>`;
-            const sub = (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, false, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
+            const sub = (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
             const plan = {
                 image: settings.image,
                 build: settings.build ? { context: settings.context, dockerfile: settings.dockerfile, buildArgs: settings.buildArgs } : null,
@@ -27909,7 +27909,7 @@ function checkAbort(signal) {
         throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
 function prepare(session, s, params) {
-    return session.retry('Preparing the store', async (r) => (0,store/* parsePrepare */.H_)(await r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
+    return session.retry('Preparing the store', async (r) => (0,store/* parsePrepare */.H_)(await r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
 }
 /**
  * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
@@ -27918,7 +27918,7 @@ function prepare(session, s, params) {
 async function upload(session, s, source, reporter, timings) {
     const none = { sent: 0, raw: 0, rawTotal: 0 };
     const digest = source?.digest ?? null;
-    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,store/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true }));
+    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,store/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
     if (!digest) {
         reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
         return { report: first, image: null, stats: none };
@@ -27931,14 +27931,13 @@ async function upload(session, s, source, reporter, timings) {
     try {
         return await timings.time('upload', async () => {
             const blobs = (0,store/* imageBlobs */.aR)(image.archive);
-            const report = await prepare(session, s, { imageHex: (0,store/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)) });
+            // The first round trip already found no reusable .sif: do not hash it again.
+            const report = await prepare(session, s, { imageHex: (0,store/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)), reuse: false });
             for (const bad of report.bad)
                 reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
             const plan = (0,store/* planTransfer */.Hp)(image.archive, report);
             const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-            reporter.info(report.sifReusable
-                ? 'The cluster has an intact .sif of this image: nothing to send.'
-                : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
+            reporter.info(`The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
             return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
         });
     }
@@ -27982,9 +27981,10 @@ async function deliver(s, reporter, hooks = {}) {
         image = up.image;
         checkAbort(hooks.signal);
         const paths = (0,core_submit/* remotePaths */.xu)(s, digest, report);
-        const reuse = report.sifReusable || !image;
+        // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
+        const reuse = !image;
         const jobId = await inGroup(reporter, 'Submit job', async () => {
-            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, reuse, smoke?.name ?? null);
+            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, smoke?.name ?? null);
             const id = await session.retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke));
             reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
             return id;
@@ -28126,9 +28126,9 @@ function exitCodeOf(err) {
 /* harmony export */   eG: () => (/* binding */ OutputStream),
 /* harmony export */   oG: () => (/* binding */ applyPoll)
 /* harmony export */ });
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4103);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3195);
-/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2348);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4103);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3195);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2348);
 // Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
 // status file and the output written since the last poll. The job never depends on this session.
 
@@ -28139,12 +28139,12 @@ const CHUNK = 1 << 20;
 function loadModulesScript(modules) {
     if (modules.length === 0)
         return '';
-    return `module load ${modules.map(_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
+    return `module load ${modules.map(_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
 }
 function pollScript(jobId, jobDir, offset, loginModules) {
     return (loadModulesScript(loginModules) +
-        `cd ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi)(jobDir)} || exit 98
-st=$(squeue -h -t all -j ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi)(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
+        `cd ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi)(jobDir)} || exit 98
+st=$(squeue -h -t all -j ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi)(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
 printf '%s\\n' "\${st:-UNKNOWN}"
 printf '%s\\n' "$(head -n 1 status 2>/dev/null)"
 tail -c +${offset + 1} job.out 2>/dev/null | head -c ${CHUNK}
@@ -28193,8 +28193,8 @@ class OutputStream {
         this.pending = Buffer.alloc(0);
     }
     line(text) {
-        if (text.startsWith(_jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .PHASE_MARKER */ .ne)) {
-            const [phase, at] = text.slice(_jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .PHASE_MARKER */ .ne.length).trim().split(/\s+/);
+        if (text.startsWith(_jobscript_js__WEBPACK_IMPORTED_MODULE_0__/* .PHASE_MARKER */ .ne)) {
+            const [phase, at] = text.slice(_jobscript_js__WEBPACK_IMPORTED_MODULE_0__/* .PHASE_MARKER */ .ne.length).trim().split(/\s+/);
             this.marks.push({ phase, at: Number(at) });
             if (phase !== 'end')
                 this.reporter.group(`Job: ${phase}`);
@@ -28228,8 +28228,8 @@ const LOST_AFTER = 5;
 function applyPoll(s, poll, out, reporter, jobId) {
     out.push(poll.output);
     s.offset += poll.output.length;
-    const info = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_0__/* .parseSqueueLine */ .KV)(poll.squeue);
-    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_0__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
+    const info = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .parseSqueueLine */ .KV)(poll.squeue);
+    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
     if (info) {
         s.unknownPolls = 0;
         if (info.nodes)
@@ -28241,7 +28241,7 @@ function applyPoll(s, poll, out, reporter, jobId) {
             s.state = info.state;
         }
         // All output was written before the job ended, so this poll's output is complete.
-        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_0__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
+        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
     }
     // Slurm no longer lists the job: it has ended once its own status and last marker are in.
     if (s.status && out.ended && poll.output.length < CHUNK)
@@ -28263,8 +28263,10 @@ function applyPoll(s, poll, out, reporter, jobId) {
 /* harmony export */   ne: () => (/* binding */ PHASE_MARKER)
 /* harmony export */ });
 /* unused harmony export smokeArgv */
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3195);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3195);
+/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4230);
 // Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
+
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
 const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'];
@@ -28278,7 +28280,7 @@ function smokeArgv(p) {
     return ['exec', ...opts, p.sif, ...p.smoke.argv];
 }
 function renderJobScript(p) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi;
+    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
     return `#!/bin/bash -l
 # Generated by riviera-singularity. A login shell, so that \`module\` exists.
 status_file=${q(p.statusFile)}
@@ -28294,6 +28296,7 @@ cleanup() {
   rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
   phase end
 }
+${_store_js__WEBPACK_IMPORTED_MODULE_0__/* .SHA256_FUNCTION */ .Vv}
 # Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
 on_signal() {
   [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
@@ -28315,41 +28318,36 @@ mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
 job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
 export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
 export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
-${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble, p.reuseSif) : `phase sif-build
+${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble) : `phase sif-build
 [ -s "$sif" ] || fail 1 "no .sif at $sif"
-echo "riviera-singularity: testing the existing $sif"
+echo "riviera-singularity: using the existing $sif"
 `}${p.sifLink ? 'ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"\n' : ''}
 phase smoke-test
-run "$rt" ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shJoin */ .q9)(smokeArgv(p))}
+run "$rt" ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shJoin */ .q9)(smokeArgv(p))}
 rc=$?
 [ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
 ${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
 exit 0
 `;
 }
-/** Assemble the archive from the store and build the .sif (unless an intact one is reused). */
-function buildCommands(a, reuse) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi;
-    return `if ${reuse ? '[ -s "$sif" ]' : 'false'}; then
-  phase sif-build
-  echo "riviera-singularity: the image is unchanged; reusing $sif"
-else
-  phase assemble
-  # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
-  arch="$job_tmp/archive"
-  mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
-${a.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-  exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
-  flock -s -w 600 7 || fail 75 "the image store is locked"
-  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
-  exec 7>&-
-  phase sif-build
-  run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
-  rm -f "$job_tmp/image.tar"
-  # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
-  printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
-  mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
-fi
+/** Assemble the archive from the store and build the .sif. */
+function buildCommands(a) {
+    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
+    return `phase assemble
+# A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
+arch="$job_tmp/archive"
+mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
+${a.members.map((m) => `mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
+exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
+flock -s -w 600 7 || fail 75 "the image store is locked"
+tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
+exec 7>&-
+phase sif-build
+run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
+rm -f "$job_tmp/image.tar"
+# Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
+printf '%s  %s\\n' "$(sha256 < "$sif.tmp.$$")" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
+mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
 `;
 }
 /** Pick the container runtime after the modules are loaded; both read the same images and flags. */
@@ -28368,7 +28366,7 @@ else fail 127 "neither apptainer nor singularity after loading the modules: add 
  * link over it; older versions beyond \`keep\` are removed. A lock serialises publications.
  */
 function publishCommands(p) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi;
+    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
     const file = `${p.name}_${p.version}.sif`;
     const json = JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1);
     const dirMode = (parseInt(p.mode, 8) | ((parseInt(p.mode, 8) & 0o444) >> 2)).toString(8);
@@ -29685,7 +29683,6 @@ class Remote {
                     if (d.length === 0)
                         return;
                     out.push(d);
-                    opts.onStdout?.(d);
                     if (opts.feed && !stdin) {
                         const line = Buffer.concat(out).toString().split('\n').find((l, i, all) => i < all.length - 1 && l.startsWith(opts.feed.after));
                         if (line !== undefined)
@@ -29694,7 +29691,6 @@ class Remote {
                 });
                 channel.stderr.on('data', (d) => {
                     errs.push(d);
-                    opts.onStderr?.(d);
                 });
                 channel.on('exit', (c) => {
                     code = c;
@@ -29710,9 +29706,7 @@ class Remote {
                     finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
                 });
                 channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
-                if (opts.stdin)
-                    pipeIn(opts.stdin);
-                else if (!opts.feed)
+                if (!opts.feed)
                     channel.end();
             });
         });
@@ -30273,13 +30267,13 @@ function judgeJob(state, status) {
 /* harmony export */   Hp: () => (/* binding */ planTransfer),
 /* harmony export */   KR: () => (/* binding */ RECEIVE),
 /* harmony export */   QT: () => (/* binding */ gcScript),
+/* harmony export */   Vv: () => (/* binding */ SHA256_FUNCTION),
 /* harmony export */   ZD: () => (/* binding */ hexOf),
 /* harmony export */   aR: () => (/* binding */ imageBlobs),
 /* harmony export */   er: () => (/* binding */ STORE),
 /* harmony export */   p5: () => (/* binding */ prepareScript),
 /* harmony export */   rp: () => (/* binding */ receiveScript)
 /* harmony export */ });
-/* unused harmony export SHA256_FUNCTION */
 /* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3195);
 
 const STORE = '.store';
@@ -30466,10 +30460,10 @@ echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 /* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1344);
 /* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4296);
 /* harmony import */ var _follow_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9746);
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4103);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4103);
 /* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(3195);
-/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(2348);
-/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(4230);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2348);
+/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4230);
 // Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
 // the archive's manifest and the sbatch command, rendered purely, then one round trip.
 
@@ -30508,7 +30502,7 @@ function remotePaths(s, digest, report) {
     return {
         root,
         tmpdir: report.tmpdir,
-        sif: digest ? `${root}/sif/${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(digest)}.sif` : report.existingSif,
+        sif: digest ? `${root}/sif/${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(digest)}.sif` : report.existingSif,
         sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
         jobDir: `${root}/jobs/${runId()}`,
         publishDir: report.publishDir,
@@ -30517,9 +30511,9 @@ function remotePaths(s, digest, report) {
 }
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
 function assembly(archive, digest, paths) {
-    const blob = (d) => `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_7__/* .STORE */ .er}/blobs/sha256/${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(d)}`;
-    const config = `${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
-    const layers = archive.layers.map((l) => `${(0,_store_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
+    const blob = (d) => `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_8__/* .STORE */ .er}/blobs/sha256/${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(d)}`;
+    const config = `${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
+    const layers = archive.layers.map((l) => `${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
     const members = [{ name: config, blob: blob(archive.config.digest) }];
     archive.layers.forEach((l, i) => {
         if (!members.some((m) => m.name === layers[i]))
@@ -30528,14 +30522,13 @@ function assembly(archive, digest, paths) {
     return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_3__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
 }
 /** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
-function renderSubmission(s, paths, image, reuseSif, smokeFile) {
-    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_8__/* .renderJobScript */ .Hs)({
+function renderSubmission(s, paths, image, smokeFile) {
+    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .renderJobScript */ .Hs)({
         modules: s.modules,
         tmpdir: paths.tmpdir,
-        assemble: image ? { store: `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_7__/* .STORE */ .er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
+        assemble: image ? { store: `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_8__/* .STORE */ .er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
         sif: paths.sif,
         sifLink: paths.sifLink,
-        reuseSif,
         smoke: s.smoke,
         smokeFile,
         binds: s.binds,
@@ -30556,7 +30549,7 @@ function renderSubmission(s, paths, image, reuseSif, smokeFile) {
             }
             : null,
     });
-    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_8__/* .sbatchArgv */ .Oq)({
+    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .sbatchArgv */ .Oq)({
         jobName: s.jobName,
         partition: s.partition,
         gpus: s.gpus,
@@ -30591,7 +30584,7 @@ echo "$out"`)
         }
         throw e;
     });
-    return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_6__/* .parseSbatchOutput */ .Yu)(out);
+    return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_7__/* .parseSbatchOutput */ .Yu)(out);
 }
 async function cancelJob(remote, jobId, loginModules) {
     await remote.run(`scancel ${jobId}`, `${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(loginModules)}scancel ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(jobId)}`);

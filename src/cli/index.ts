@@ -149,7 +149,6 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         settings,
         paths,
         { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' },
-        false,
         settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop()! : null,
       );
       const plan = {

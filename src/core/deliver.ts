@@ -51,12 +51,12 @@ function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new JobInterruptedError('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
 
-function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly'>): Promise<StoreReport> {
+function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse'>): Promise<StoreReport> {
   return session.retry('Preparing the store', async (r) =>
     parsePrepare(
       await r.run(
         `Preparing ${s.remoteDir} on the cluster`,
-        prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, reuse: !s.forceRebuild, publishDir: s.publish?.dir ?? null, existingSif: s.sif }),
+        prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }),
       ),
     ),
   );
@@ -69,7 +69,7 @@ function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'ima
 async function upload(session: Session, s: Settings, source: ImageSource | null, reporter: Reporter, timings: Timings) {
   const none = { sent: 0, raw: 0, rawTotal: 0 };
   const digest = source?.digest ?? null;
-  const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true }));
+  const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
   if (!digest) {
     reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
     return { report: first, image: null, stats: none };
@@ -82,14 +82,13 @@ async function upload(session: Session, s: Settings, source: ImageSource | null,
   try {
     return await timings.time('upload', async () => {
       const blobs = imageBlobs(image.archive);
-      const report = await prepare(session, s, { imageHex: hexOf(digest), blobHexes: blobs.map((b) => hexOf(b.digest)) });
+      // The first round trip already found no reusable .sif: do not hash it again.
+      const report = await prepare(session, s, { imageHex: hexOf(digest), blobHexes: blobs.map((b) => hexOf(b.digest)), reuse: false });
       for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
       const plan = planTransfer(image.archive, report);
       const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
       reporter.info(
-        report.sifReusable
-          ? 'The cluster has an intact .sif of this image: nothing to send.'
-          : `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`,
+        `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`,
       );
       return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
     });
@@ -135,9 +134,10 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     checkAbort(hooks.signal);
 
     const paths = remotePaths(s, digest, report);
-    const reuse = report.sifReusable || !image;
+    // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
+    const reuse = !image;
     const jobId = await inGroup(reporter, 'Submit job', async () => {
-      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, reuse, smoke?.name ?? null);
+      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null);
       const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
       reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
       return id;

@@ -1,6 +1,7 @@
 // Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
 import { shJoin, shq } from './quote.js';
 import type { PublishSettings, SmokeTest } from './settings.js';
+import { SHA256_FUNCTION } from './store.js';
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
 export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'] as const;
@@ -12,14 +13,12 @@ export interface JobScriptParams {
   modules: string[];
   /** Directory under which the job makes its own build temp dir (never /tmp). */
   tmpdir: string;
-  /** How to assemble the docker-archive from the store; null: test the existing `sif` as it is. */
+  /** How to assemble the docker-archive from the store; null: test the existing `sif` as it is (given, or reused because the image is unchanged). */
   assemble: Assembly | null;
   /** Content-addressed .sif the job builds (or reuses) and tests. */
   sif: string;
   /** Stable per-image path switched to the new .sif once it is built; null: none. */
   sifLink: string | null;
-  /** Skip assembly and build when `sif` exists (the delivery checked it is intact). */
-  reuseSif: boolean;
   smoke: SmokeTest;
   /** Name of the smoke script in the job directory (for kind 'script'). */
   smokeFile: string | null;
@@ -70,6 +69,7 @@ cleanup() {
   rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
   phase end
 }
+${SHA256_FUNCTION}
 # Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
 on_signal() {
   [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
@@ -91,9 +91,9 @@ mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
 job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
 export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
 export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
-${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble, p.reuseSif) : `phase sif-build
+${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble) : `phase sif-build
 [ -s "$sif" ] || fail 1 "no .sif at $sif"
-echo "riviera-singularity: testing the existing $sif"
+echo "riviera-singularity: using the existing $sif"
 `}${p.sifLink ? 'ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"\n' : ''}
 phase smoke-test
 run "$rt" ${shJoin(smokeArgv(p))}
@@ -104,29 +104,24 @@ exit 0
 `;
 }
 
-/** Assemble the archive from the store and build the .sif (unless an intact one is reused). */
-function buildCommands(a: Assembly, reuse: boolean): string {
+/** Assemble the archive from the store and build the .sif. */
+function buildCommands(a: Assembly): string {
   const q = shq;
-  return `if ${reuse ? '[ -s "$sif" ]' : 'false'}; then
-  phase sif-build
-  echo "riviera-singularity: the image is unchanged; reusing $sif"
-else
-  phase assemble
-  # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
-  arch="$job_tmp/archive"
-  mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
-${a.members.map((m) => `  mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-  exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
-  flock -s -w 600 7 || fail 75 "the image store is locked"
-  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
-  exec 7>&-
-  phase sif-build
-  run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
-  rm -f "$job_tmp/image.tar"
-  # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
-  printf '%s  %s\\n' "$(sha256sum < "$sif.tmp.$$" | cut -d' ' -f1)" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
-  mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
-fi
+  return `phase assemble
+# A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
+arch="$job_tmp/archive"
+mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
+${a.members.map((m) => `mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
+exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
+flock -s -w 600 7 || fail 75 "the image store is locked"
+tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
+exec 7>&-
+phase sif-build
+run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
+rm -f "$job_tmp/image.tar"
+# Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
+printf '%s  %s\\n' "$(sha256 < "$sif.tmp.$$")" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
+mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
 `;
 }
 

@@ -21,15 +21,11 @@ export interface ExecResult {
 }
 
 export interface ExecOptions {
-  /** Fed to the command's stdin, then closed. */
-  stdin?: Readable;
   /**
    * Feed stdin only once the command prints a line starting with `after`, from a stream made from
    * that line: the command can first take its locks and say where to start.
    */
   feed?: { after: string; stream: (line: string) => Readable };
-  onStdout?: (chunk: Buffer) => void;
-  onStderr?: (chunk: Buffer) => void;
 }
 
 /**
@@ -158,7 +154,6 @@ export class Remote {
           const d = preamble.push(chunk);
           if (d.length === 0) return;
           out.push(d);
-          opts.onStdout?.(d);
           if (opts.feed && !stdin) {
             const line = Buffer.concat(out).toString().split('\n').find((l, i, all) => i < all.length - 1 && l.startsWith(opts.feed!.after));
             if (line !== undefined) pipeIn(opts.feed.stream(line));
@@ -166,7 +161,6 @@ export class Remote {
         });
         channel.stderr.on('data', (d: Buffer) => {
           errs.push(d);
-          opts.onStderr?.(d);
         });
         channel.on('exit', (c: number | null) => {
           code = c;
@@ -181,8 +175,7 @@ export class Remote {
           finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
         });
         channel.on('error', (e: Error) => finish(() => reject(new ConnectionError(`SSH channel failed: ${e.message}`))));
-        if (opts.stdin) pipeIn(opts.stdin);
-        else if (!opts.feed) channel.end();
+        if (!opts.feed) channel.end();
       });
     });
   }

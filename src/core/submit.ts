@@ -85,7 +85,6 @@ export function renderSubmission(
   s: Settings,
   paths: RemotePaths,
   image: { id: string; members: { name: string; blob: string }[]; manifest: string } | null,
-  reuseSif: boolean,
   smokeFile: string | null,
 ): Submission {
   const script = renderJobScript({
@@ -94,7 +93,6 @@ export function renderSubmission(
     assemble: image ? { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
     sif: paths.sif,
     sifLink: paths.sifLink,
-    reuseSif,
     smoke: s.smoke,
     smokeFile,
     binds: s.binds,
