@@ -17,6 +17,9 @@ rmSync('dist', { recursive: true, force: true });
 for (const { entry, out, shebang } of bundles) {
   execFileSync('npx', ['ncc', 'build', entry, '-o', out, '--target', 'es2022', '--quiet'], { stdio: 'inherit' });
   writeFileSync(`${out}/package.json`, '{ "type": "module" }\n');
+  // ncc copies ssh2's Windows Pageant helper because agent.js names it; it is spawned only for the
+  // 'pageant' agent, which we never configure (the key is passed in memory).
+  rmSync(`${out}/pagent.exe`, { force: true });
   const file = `${out}/index.js`;
   writeFileSync(file, (shebang ? '#!/usr/bin/env node\n' : '') + prelude + readFileSync(file, 'utf8'));
   if (shebang) chmodSync(file, 0o755);

@@ -1,5 +1,4 @@
 // The command line over the same core as the action: deliver, status, logs, cancel.
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { ExitCode, InputError, exitCodeOf } from '../core/errors.js';
 import { parsePoll, pollScript } from '../core/follow.js';
 import { shq } from '../core/quote.js';
 import { INPUT_NAMES, type RawInputs, type RunContext, maskPrivateKey, parseConnection, parseSettings } from '../core/settings.js';
+import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
 import { parseSqueueLine, parseStatusLine } from '../core/slurm.js';
 import { STORE } from '../core/store.js';
@@ -68,15 +68,13 @@ export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env
 }
 
 /** Where this checkout comes from, for publication: the tag at HEAD, if any, publishes by default. */
-export function gitContext(cwd = process.cwd()): RunContext {
-  const git = (...args: string[]) => {
-    try {
-      return execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return '';
-    }
+export async function gitContext(cwd = process.cwd()): Promise<RunContext> {
+  const git = async (...args: string[]) => {
+    const r = await runProcess('git', args, { cwd }).catch(() => null);
+    return r?.code === 0 ? r.stdout.trim() : '';
   };
-  return { repository: git('config', '--get', 'remote.origin.url'), commit: git('rev-parse', 'HEAD'), tag: git('describe', '--exact-match', '--tags', 'HEAD') || null };
+  const [repository, commit, tag] = await Promise.all([git('config', '--get', 'remote.origin.url'), git('rev-parse', 'HEAD'), git('describe', '--exact-match', '--tags', 'HEAD')]);
+  return { repository, commit, tag: tag || null };
 }
 
 function addFileOptions(cmd: Command): Command {
@@ -131,7 +129,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     const reporter = cliReporter();
     const raw = await rawInputs(opts);
     maskPrivateKey(raw['private-key'], reporter.secret);
-    const settings = parseSettings(raw, gitContext(), { credentials: !opts.dryRun });
+    const settings = parseSettings(raw, await gitContext(), { credentials: !opts.dryRun });
     if (opts.dryRun) {
       await readSmokeFile(settings);
       const root = `~/${settings.remoteDir}`;

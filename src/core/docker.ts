@@ -1,29 +1,14 @@
-// The local Docker engine: build the image and save it to a tar, via @actions/exec.
+// The local Docker engine: build the image and save it to a tar.
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as exec from '@actions/exec';
 import { BuildError } from './errors.js';
 import { mib } from './format.js';
+import { runProcess } from './process.js';
 import type { Reporter } from './reporter.js';
 
 async function docker(args: string[], reporter: Reporter, stream = false): Promise<string> {
-  let stdout = '';
-  let stderr = '';
-  const code = await exec.exec('docker', args, {
-    silent: true,
-    ignoreReturnCode: true,
-    listeners: {
-      stdout: (d: Buffer) => {
-        stdout += d.toString();
-      },
-      stderr: (d: Buffer) => {
-        stderr += d.toString();
-      },
-      stdline: stream ? (l: string) => reporter.info(l) : undefined,
-      errline: stream ? (l: string) => reporter.info(l) : undefined,
-    },
-  }).catch((e: Error) => {
+  const { code, stdout, stderr } = await runProcess('docker', args, stream ? { onLine: (l) => reporter.info(l) } : {}).catch((e: Error) => {
     throw new BuildError(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
   });
   if (code !== 0) {

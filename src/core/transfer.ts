@@ -2,7 +2,6 @@
 // the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
 // channels, resumed from the bytes already on the cluster after a dropped connection, and verified
 // there before it enters the store.
-import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Duplex, Readable, Transform } from 'node:stream';
@@ -10,6 +9,7 @@ import * as zlib from 'node:zlib';
 import type { ArchiveBlob } from './archive.js';
 import { RemoteCommandError } from './errors.js';
 import { mib } from './format.js';
+import { commandWorks, processFilter } from './process.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
 import { type BlobSend, type Codec, RECEIVE, hexOf, receiveScript } from './store.js';
@@ -50,14 +50,8 @@ function localZstd(): (() => Duplex) | null {
     const level = z.constants.ZSTD_c_compressionLevel;
     return () => z.createZstdCompress!({ params: { [level]: 1 } });
   }
-  if (spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status !== 0) return null;
-  return () => {
-    const child = spawn('zstd', ['-1', '-q', '-c'], { stdio: ['pipe', 'pipe', 'ignore'] });
-    const d = Duplex.from({ writable: child.stdin, readable: child.stdout });
-    d.on('close', () => child.kill());
-    child.on('exit', (code) => code && d.destroy(new Error(`zstd exited with ${code}`)));
-    return d;
-  };
+  if (!commandWorks('zstd')) return null;
+  return () => processFilter('zstd', ['-1', '-q', '-c']);
 }
 
 let zstdFactory: (() => Duplex) | null | undefined;

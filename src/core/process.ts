@@ -1,0 +1,79 @@
+// Running a local program (docker, git, zstd): the one place the core starts processes. Arguments
+// are an argv, never a shell line.
+import { spawn, spawnSync } from 'node:child_process';
+import { Duplex } from 'node:stream';
+
+export interface ProcessResult {
+  /** Exit code; null if a signal ended the process. */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  /** Each complete line of stdout and stderr as it arrives (e.g. docker build's progress). */
+  onLine?: (line: string) => void;
+}
+
+/** A line splitter for a stream of chunks; `flush` hands on a last line without a newline. */
+function lines(onLine: (line: string) => void) {
+  let pending = '';
+  return {
+    push(chunk: string) {
+      pending += chunk;
+      const parts = pending.split('\n');
+      pending = parts.pop()!;
+      for (const l of parts) onLine(l.replace(/\r$/, ''));
+    },
+    flush() {
+      if (pending) onLine(pending);
+      pending = '';
+    },
+  };
+}
+
+/**
+ * Run a program to its end and return its exit code and output, whatever the code. Rejects only if
+ * it could not be started (not installed: the error's `code` is 'ENOENT').
+ */
+export function runProcess(command: string, args: string[], opts: RunOptions = {}): Promise<ProcessResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const out = opts.onLine ? lines(opts.onLine) : null;
+    const err = opts.onLine ? lines(opts.onLine) : null;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      out?.push(d);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      err?.push(d);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      out?.flush();
+      err?.flush();
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Whether a program is installed here and runs (`command --version` exits 0). */
+export function commandWorks(command: string): boolean {
+  return spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * A program as a filter stream: what is written goes to its stdin, its stdout is read. A non-zero
+ * exit destroys the stream with an error; destroying the stream kills the program.
+ */
+export function processFilter(command: string, args: string[]): Duplex {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+  const d = Duplex.from({ writable: child.stdin, readable: child.stdout });
+  d.on('close', () => child.kill());
+  child.on('exit', (code) => code && d.destroy(new Error(`${command} exited with ${code}`)));
+  return d;
+}
