@@ -276,7 +276,7 @@ async function main() {
       await run(process.execPath, [join(tmp, 'cli/index.js'), '--help'], { timeoutMs: 30_000 });
       break;
     } catch (e) {
-      if (attempt >= 10) throw new Error(`the bundled CLI does not start: ${e.message}`);
+      if (attempt >= 10) throw new Error(`the bundled CLI does not start: ${e.message}`, { cause: e });
       rmSync(join(tmp, 'cli'), { recursive: true, force: true });
       await sleep(3000);
     }

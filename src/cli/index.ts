@@ -2,13 +2,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
 import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
 import { deliver } from '../core/deliver.js';
 import { cancelJob, imageFileName, readSmokeFile, renderSubmission } from '../core/submit.js';
 import { followJob } from '../core/watch.js';
-import { ExitCode, InputError, exitCodeOf } from '../core/errors.js';
+import { EXIT_CODE_MEANINGS, ExitCode, InputError, exitCodeOf } from '../core/errors.js';
 import { parsePoll, pollScript } from '../core/follow.js';
 import { shq } from '../core/quote.js';
 import { INPUT_NAMES, type RawInputs, type RunContext, maskPrivateKey, parseConnection, parseSettings } from '../core/settings.js';
@@ -16,15 +16,8 @@ import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
 import { parseSqueueLine, parseStatusLine } from '../core/slurm.js';
 import { STORE } from '../core/store.js';
+import { CONNECTION_INPUTS, FLAG_INPUTS, addInputOptions, envName, optionTerm } from './options.js';
 import { cliReporter } from './reporter.js';
-
-/** Inputs read from files on a terminal rather than passed as text. */
-const FILE_INPUTS = ['private-key', 'known-hosts'];
-const CONNECTION_INPUTS = ['host', 'port', 'username', 'remote-dir', 'login-modules'];
-
-function envName(input: string): string {
-  return `RIVIERA_${input.toUpperCase().replace(/-/g, '_')}`;
-}
 
 function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -49,8 +42,8 @@ type Opts = Record<string, string | boolean | undefined>;
 export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env): Promise<RawInputs> {
   const flags: Record<string, string> = {};
   for (const name of INPUT_NAMES) {
-    const v = opts[camel(name)];
-    if (typeof v === 'string') flags[name] = v;
+    const v = opts[camel(name)] ?? (FLAG_INPUTS.includes(name) ? env[envName(name)] : undefined);
+    if (v !== undefined) flags[name] = String(v);
   }
   const file = await loadConfig(typeof opts.config === 'string' ? opts.config : CONFIG_FILE, typeof opts.config === 'string');
   const raw: Record<string, string | undefined> = { ...mergeInputs(file, flags) };
@@ -77,20 +70,6 @@ export async function gitContext(cwd = process.cwd()): Promise<RunContext> {
   return { repository, commit, tag: tag || null };
 }
 
-function addFileOptions(cmd: Command): Command {
-  return cmd
-    .option('--config <path>', `settings file (default ${CONFIG_FILE}, if present)`)
-    .addOption(new Option('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env('RIVIERA_PRIVATE_KEY_FILE'))
-    .addOption(new Option('--known-hosts-file <path>', 'known_hosts checked strictly (default ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
-}
-
-function addInputOptions(cmd: Command, names: string[]): Command {
-  for (const name of names) {
-    if (!FILE_INPUTS.includes(name)) cmd.addOption(new Option(`--${name} <value>`, `the action's '${name}' input`).env(envName(name)));
-  }
-  return addFileOptions(cmd);
-}
-
 function print(json: boolean, value: unknown, text: string): void {
   process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text + '\n');
 }
@@ -113,16 +92,17 @@ export function buildProgram(): Command {
     .description('Deliver a Docker image to a Slurm cluster as a Singularity image and smoke-test it on a GPU.')
     .version(pkg.version)
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    .configureHelp({ optionTerm, showGlobalOptions: false });
   program.addHelpText(
     'after',
     `
-Exit codes: 0 passed, 1 other failure, 2 bad input, 3 connection, 4 host key refused,
-5 job failed (smoke test or build), 6 job cancelled, timed out or lost, 7 docker build/save failed.
+Exit codes: ${Object.entries(EXIT_CODE_MEANINGS).map(([code, meaning]) => `${code} ${meaning}`).join(', ')}.
 Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFIG_FILE}.`,
   );
 
-  const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'), INPUT_NAMES)
+  const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'))
+    .optionsGroup('Output:')
     .option('--dry-run', 'print the plan and the job script; build, connect and write nothing')
     .option('--json', 'print the result as JSON on stdout');
   d.action(async (opts: Opts) => {
@@ -193,6 +173,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
   });
 
   addInputOptions(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), CONNECTION_INPUTS)
+    .optionsGroup('Output:')
     .option('--json', 'print as JSON')
     .action(async (jobId: string, opts: Opts) => {
       const reporter = cliReporter();
@@ -211,6 +192,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     });
 
   addInputOptions(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), CONNECTION_INPUTS)
+    .optionsGroup('Output:')
     .option('-f, --follow', 'keep streaming until the job ends')
     .action(async (jobId: string, opts: Opts) => {
       const reporter = cliReporter();

@@ -12,6 +12,18 @@ export const ExitCode = {
   build: 7,
 } as const;
 
+/** What each exit code means, for the CLI's help (the README's table says the same at more length). */
+export const EXIT_CODE_MEANINGS: Record<(typeof ExitCode)[keyof typeof ExitCode], string> = {
+  0: 'passed',
+  1: 'other failure',
+  2: 'bad input',
+  3: 'connection',
+  4: 'host key refused',
+  5: 'job failed (smoke test or build)',
+  6: 'job cancelled, timed out or lost',
+  7: 'docker build/save failed',
+};
+
 export abstract class DeliveryError extends Error {
   abstract readonly exitCode: number;
   constructor(message: string, readonly hint?: string) {

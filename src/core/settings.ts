@@ -90,6 +90,7 @@ export interface RunContext {
 
 export const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
 
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const noControl = (what: string) => [(s: string) => !CONTROL.test(s), { message: `${what} must not contain control characters or newlines` }] as const;
 
