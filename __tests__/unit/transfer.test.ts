@@ -1,17 +1,16 @@
 // Sending blobs: whether compressing one pays (judged on samples read at its offset in the tar),
 // and whole transfers into a real store, with the receive script run by bash in a temp dir
 // through a stand-in for the SSH session.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import type { ArchiveBlob } from '../../src/core/archive.js';
 import type { Reporter } from '../../src/core/reporter.js';
 import type { Session } from '../../src/core/session.js';
-import type { ExecOptions, ExecResult, Remote } from '../../src/core/ssh.js';
+import { type ExecOptions, type ExecResult, type Remote, ScriptRemote, spawnScript } from '../../src/core/remote.js';
 import { STORE, hexOf, prepareScript } from '../../src/core/store.js';
 import { listTar } from '../../src/core/tar.js';
 import { chooseCodec, sendBlobs, worthCompressing } from '../../src/core/transfer.js';
@@ -172,39 +171,16 @@ function reporter(): Reporter & Log {
   };
 }
 
-/** Runs scripts with bash in `home`, feeding stdin as Remote.exec does. */
+/** Runs scripts in `home` through the shared login-shell wrapper, as a transport does (sh playing sshd). */
 function localRemote(home: string, scripts: string[]): Remote {
-  const exec = (script: string, opts: ExecOptions = {}): Promise<ExecResult> =>
-    new Promise((resolve, reject) => {
+  return new (class extends ScriptRemote {
+    readonly connected = true;
+    exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
       scripts.push(script);
-      const child = spawn('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home } });
-      const out: Buffer[] = [];
-      const errs: Buffer[] = [];
-      let stdin: Readable | undefined;
-      const pipeIn = (s: Readable) => {
-        stdin = s;
-        s.on('error', reject);
-        s.pipe(child.stdin);
-      };
-      child.stdin.on('error', () => undefined); // it may stop reading early
-      child.stdout.on('data', (d: Buffer) => {
-        out.push(d);
-        if (opts.feed && !stdin) {
-          const line = Buffer.concat(out).toString().split('\n').find((l, i, all) => i < all.length - 1 && l.startsWith(opts.feed!.after));
-          if (line !== undefined) pipeIn(opts.feed.stream(line));
-        }
-      });
-      child.stderr.on('data', (d: Buffer) => errs.push(d));
-      child.on('close', (code) => {
-        if (stdin) {
-          stdin.unpipe(child.stdin);
-          stdin.destroy();
-        }
-        resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) });
-      });
-      if (!opts.feed) child.stdin.end();
-    });
-  return { exec, run: async (_what: string, script: string) => (await exec(script)).stdout.toString() } as unknown as Remote;
+      return spawnScript(['sh', '-c'], script, opts, { PATH: process.env.PATH, HOME: home }, home);
+    }
+    close(): void {}
+  })();
 }
 
 describe('sendBlobs', () => {

@@ -3,7 +3,7 @@
 import * as core from '@actions/core';
 import { cancelJob } from '../core/submit.js';
 import { parseConnection } from '../core/settings.js';
-import { Remote } from '../core/ssh.js';
+import { connectRemote } from '../core/connect.js';
 import { readInputs } from './inputs.js';
 import { savedJob } from './state.js';
 
@@ -11,7 +11,7 @@ export async function post(): Promise<void> {
   if (!savedJob.jobId || savedJob.jobDone) return;
   try {
     const settings = parseConnection(await readInputs());
-    const remote = await Remote.connect(settings);
+    const remote = await connectRemote(settings);
     try {
       await cancelJob(remote, savedJob.jobId, settings.loginModules);
       core.info(`Cancelled job ${savedJob.jobId}: the main step ended before it did.`);

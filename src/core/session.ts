@@ -2,7 +2,8 @@
 // dropped is retried on a new connection, after a backoff. Nothing else is retried.
 import { ConnectionError } from './errors.js';
 import type { Reporter } from './reporter.js';
-import { Remote, type SshTarget } from './ssh.js';
+import { type Connector, connectRemote } from './connect.js';
+import type { Remote, SshTarget } from './remote.js';
 
 export interface RetryPolicy {
   /** Reconnection attempts after a drop before giving up. */
@@ -29,6 +30,8 @@ export class Session {
     private readonly target: SshTarget,
     private readonly reporter: Reporter,
     private readonly policy: RetryPolicy = DEFAULT_RETRY,
+    /** How to make a connection (a test may hand in its own transport). */
+    private readonly connect: Connector = connectRemote,
   ) {}
 
   /** The live connection, connecting first if needed (a host-key refusal is never retried). */
@@ -40,7 +43,7 @@ export class Session {
         this.reporter.warning('The SSH connection was lost; reconnecting.');
         this.dropped(this.current);
       }
-      this.connecting = Remote.connect(this.target).then(
+      this.connecting = this.connect(this.target).then(
         (r) => {
           this.current = r;
           this.connecting = null;

@@ -10,7 +10,7 @@ import { renderJobScript, sbatchArgv } from './jobscript.js';
 import { shJoin, shq } from './quote.js';
 import type { Settings } from './settings.js';
 import { parseSbatchOutput } from './slurm.js';
-import type { Remote } from './ssh.js';
+import type { Remote } from './remote.js';
 import { STORE, type StoreReport, hexOf } from './store.js';
 
 /** `org/name:tag` → `org_name_tag`: a file name for the image. */

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OUTPUT_START, PreambleFilter, loginShellCommand } from '../../src/core/ssh.js';
+import { OUTPUT_START, PreambleFilter, loginShellCommand } from '../../src/core/loginshell.js';
 
 /** As sshd runs a command: the user's shell with -c, in $HOME. stdout is raw (preamble and all). */
 function runRemoteRaw(script: string, home: string) {

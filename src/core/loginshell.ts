@@ -1,0 +1,38 @@
+// How a script is wrapped to run on the cluster, whatever carries it there: in a login shell (on
+// Riviera, `module` and with it the Slurm clients exist only there), its output marked off from
+// whatever the login profile prints.
+import { shq } from './quote.js';
+
+/**
+ * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
+ * warning) comes before it and is dropped, so that the parsers see only the script's output.
+ */
+export const OUTPUT_START = '::riviera-output-start::';
+
+/**
+ * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
+ * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
+ * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
+ */
+export function loginShellCommand(script: string): string {
+  return `bash -l -c ${shq(`printf '%s\\n' ${shq(OUTPUT_START)}
+(
+${script}
+)`)}`;
+}
+
+/** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
+export class PreambleFilter {
+  private head: Buffer | null = Buffer.alloc(0);
+
+  /** The part of `chunk` that belongs to the script (empty while still in the preamble). */
+  push(chunk: Buffer): Buffer {
+    if (this.head === null) return chunk;
+    this.head = Buffer.concat([this.head, chunk]);
+    const at = this.head.indexOf(`${OUTPUT_START}\n`);
+    if (at < 0) return Buffer.alloc(0);
+    const rest = this.head.subarray(at + OUTPUT_START.length + 1);
+    this.head = null;
+    return rest;
+  }
+}
