@@ -1,7 +1,7 @@
 // Running a local program (docker, git, zstd): the one place the core starts processes. Arguments
 // are an argv, never a shell line.
 import { spawn, spawnSync } from 'node:child_process';
-import { Duplex } from 'node:stream';
+import { Duplex, type Readable, type Writable } from 'node:stream';
 
 export interface ProcessResult {
   /** Exit code; null if a signal ended the process. */
@@ -59,6 +59,27 @@ export function runProcess(command: string, args: string[], opts: RunOptions = {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** A running program with its three streams piped, e.g. `ssh` carrying one remote command. */
+export interface PipedProcess {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /** Its exit code (null if a signal ended it) once its output is read; rejects if it could not start. */
+  ended: Promise<number | null>;
+  kill(): void;
+}
+
+export function startProcess(command: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): PipedProcess {
+  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: 'pipe' });
+  // The program may stop reading early (EPIPE); its exit code says how it went.
+  child.stdin.on('error', () => undefined);
+  const ended = new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code));
+  });
+  return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, ended, kill: () => child.kill() };
 }
 
 /** Whether a program is installed here and runs (`command --version` exits 0). */

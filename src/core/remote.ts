@@ -2,11 +2,11 @@
 // built-in ssh2 client, the system's OpenSSH client, a local shell in tests), and the parts of
 // running a script that every transport shares: the login-shell wrapper, dropping the profile's
 // preamble, and feeding stdin once the script says where to start.
-import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { RemoteCommandError } from './errors.js';
 import type { KnownHostEntry } from './knownhosts.js';
 import { PreambleFilter, loginShellCommand } from './loginshell.js';
+import { startProcess } from './process.js';
 
 /** Where and as whom to connect, and the only host keys accepted. */
 export interface SshTarget {
@@ -113,16 +113,10 @@ export function streamScript(ch: ScriptChannel, opts: ExecOptions = {}): Promise
 }
 
 /**
- * Run a script as a local child process: `argv` followed by the login-shell command as its last
- * word (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
+ * Run a script as a local program: `argv` followed by the login-shell command as its last word
+ * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
  */
-export function spawnScript(argv: string[], script: string, opts: ExecOptions = {}, env: NodeJS.ProcessEnv = process.env, cwd?: string): Promise<ExecResult> {
-  const child = spawn(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd, stdio: 'pipe' });
-  // The command may stop reading early (EPIPE); its exit status says how it went.
-  child.stdin.on('error', () => undefined);
-  const ended = new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve(code));
-  });
-  return streamScript({ stdout: child.stdout, stderr: child.stderr, stdin: child.stdin, ended, abort: () => child.kill() }, opts);
+export function spawnScript(argv: string[], script: string, opts: ExecOptions = {}, env?: NodeJS.ProcessEnv, cwd?: string): Promise<ExecResult> {
+  const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
+  return streamScript({ ...p, abort: p.kill }, opts);
 }
