@@ -5,9 +5,15 @@
 // writes the same results to .bench/results.json. A report, not a test: a missed target still exits
 // 0; a delivery that fails exits non-zero with the tail of its log.
 //
-// Usage: npm run bench   (as root: it brings the stand-in cluster up and reads its side directly)
-// Environment: BENCH_RUNS (timing runs per image, default 3), BENCH_KEEP_IMAGES=1 (keep the
-// rs-bench/* images in the local Docker engine for a faster next run).
+// Usage: npm run bench [-- --wan] [-- --memory]   (as root: it brings the stand-in cluster up and
+// reads its side directly). No flag: every section. --wan: only the WAN section (a realistic image,
+// busybox plus ~260 MiB of this machine's shared libraries, delivered through
+// test-cluster/wanproxy.mjs at 40 ms RTT and 1 Gbit/s and 200 Mbit/s, beside `docker save` + `scp`
+// and `docker save | zstd -3 -T0 | ssh cat` over the same link). --memory: only the peak RSS of
+// the CLI delivering a ~1 GiB image. Flags combine.
+// Environment: BENCH_RUNS (timing runs per image, default 3), BENCH_WAN_RUNS (runs per link,
+// default 2), BENCH_KEEP_IMAGES=1 (keep the rs-bench/* images in the local Docker engine for a
+// faster next run).
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -28,10 +34,15 @@ let CLI = join(DIST_CLI, 'index.js');
 const LOGS = join(ROOT, '.bench/logs');
 const MIB = 1 << 20;
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3) || 3);
+const WAN_RUNS = Math.max(1, Number(process.env.BENCH_WAN_RUNS ?? 2) || 2);
+const FLAGS = process.argv.slice(2);
+for (const f of FLAGS) if (!['--wan', '--memory'].includes(f)) throw new Error(`unknown flag ${f} (known: --wan, --memory)`);
+/** The sections to run: the flags given, or all of them. */
+const want = (section) => (FLAGS.length === 0 ? true : FLAGS.includes(`--${section}`));
 /** A single delivery that takes longer than this is killed and counts as failed. */
 const DELIVERY_TIMEOUT_MS = 5 * 60_000;
 /** The whole benchmark is stopped (and cleaned up) after this. */
-const GLOBAL_TIMEOUT_MS = 25 * 60_000;
+const GLOBAL_TIMEOUT_MS = 45 * 60_000;
 
 const t0 = Date.now();
 const ts = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -56,6 +67,7 @@ function cleanup() {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
   rmSync(join(CLUSTER_HOME, 'bench'), { recursive: true, force: true });
   rmSync(join(CLUSTER_HOME, 'bench-scp.tar'), { force: true });
+  rmSync(join(CLUSTER_HOME, 'bench-pipe.tar.zst'), { force: true });
   if (!process.env.BENCH_KEEP_IMAGES && images.size) spawnSync('docker', ['rmi', '-f', ...images], { stdio: 'ignore' });
 }
 
@@ -211,9 +223,11 @@ function makeContext(name, { randomMiB = 0, zerosMiB = 0, extra, seed = 'riviera
 }
 
 /** One delivery with the bundled CLI; exits the benchmark (non-zero) with the log tail if it fails. */
-async function deliver(label, { context, image, remoteDir, port = SSH_PORT, knownHosts = KNOWN_HOSTS }) {
+async function deliver(label, { context, image, remoteDir, port = SSH_PORT, knownHosts = KNOWN_HOSTS, extra = [] }) {
+  const rssFile = join(tmp, 'rss.txt');
+  rmSync(rssFile, { force: true });
   const args = [
-    CLI, 'deliver', '--json',
+    '--import', RSS_PRELOAD, CLI, 'deliver', '--json', ...extra,
     '--host', '127.0.0.1', '--port', String(port), '--username', 'rivuser',
     '--private-key-file', KEY, '--known-hosts-file', knownHosts,
     '--image', image, '--smoke-test', 'gpu-check.sh', '--partition', 'short-gpu', '--gpus', '1',
@@ -223,7 +237,7 @@ async function deliver(label, { context, image, remoteDir, port = SSH_PORT, know
   let r;
   const logFile = join(LOGS, `${label.replace(/[^A-Za-z0-9_.-]+/g, '_')}.log`);
   try {
-    r = await run(process.execPath, args, { cwd: context, timeoutMs: DELIVERY_TIMEOUT_MS });
+    r = await run(process.execPath, args, { cwd: context, timeoutMs: DELIVERY_TIMEOUT_MS, env: { ...process.env, BENCH_RSS_FILE: rssFile } });
     writeFileSync(logFile, r.stderr + '\n--- stdout ---\n' + r.stdout);
   } catch (e) {
     const res = e.result;
@@ -245,12 +259,24 @@ async function deliver(label, { context, image, remoteDir, port = SSH_PORT, know
     process.stderr.write(`\n--- ${label}: the delivery did not pass: ${result.message}; log tail ---\n${r.stderr.trim().split('\n').slice(-40).join('\n')}\n`);
     throw new DeliveryFailed(`delivery '${label}' did not pass`);
   }
-  const phase = (p) => result.timings.find((t) => t.phase === p)?.seconds ?? NaN;
+  const phase = (p) => result.timings.find((t) => t.phase === p)?.seconds ?? 0;
+  const peakRss = existsSync(rssFile) ? Number(readFileSync(rssFile, 'utf8')) * 1024 : NaN;
   log(
     `${label}: ok in ${phase('total').toFixed(1)} s (upload ${phase('upload').toFixed(2)} s), sent ${mib(result.bytesSent)} of ${mib(result.bytesTotal)}, ` +
-      `sif reused ${result.sifReused}, reconnects ${result.reconnects}`,
+      `sif reused ${result.sifReused}, reconnects ${result.reconnects}, peak RSS ${mib(peakRss)}`,
   );
-  return { ...result, phase, log: r.stderr };
+  return { ...result, phase, peakRss, log: r.stderr };
+}
+
+/** Preloaded into the CLI: writes its own peak RSS (KiB, getrusage of the node process alone) when it exits. */
+let RSS_PRELOAD = '';
+function writeRssPreload() {
+  const path = join(tmp, 'rss-preload.mjs');
+  writeFileSync(
+    path,
+    `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => { if (process.env.BENCH_RSS_FILE) writeFileSync(process.env.BENCH_RSS_FILE, String(process.resourceUsage().maxRSS)); });\n`,
+  );
+  RSS_PRELOAD = path;
 }
 
 /** Remove one delivery's remote dir (as root on the same machine): keeps the disk use of the timing runs bounded. */
@@ -258,37 +284,8 @@ function dropRemote(remoteDir) {
   rmSync(join(CLUSTER_HOME, remoteDir), { recursive: true, force: true });
 }
 
-// ---------------------------------------------------------------- main
-async function main() {
-  log('bringing the stand-in cluster up');
-  await run('bash', [join(ROOT, 'test-cluster/cluster-up.sh')], { inherit: true, timeoutMs: 5 * 60_000 });
-  // dist/ may be in the middle of a rebuild by someone else (package.mjs removes it first): wait a bit.
-  for (let i = 0; i < 60 && !existsSync(CLI); i++) await sleep(1000);
-  if (!existsSync(CLI)) {
-    log('dist/cli/index.js is missing: npm run package');
-    await run('npm', ['run', '-s', 'package'], { inherit: true, timeoutMs: 5 * 60_000 });
-  }
-  tmp = mkdtempSync(join(tmpdir(), 'rs-bench-'));
-  // Run a private copy of the bundle, so that a concurrent `npm run package` cannot pull it away mid-run.
-  for (let attempt = 1; ; attempt++) {
-    cpSync(DIST_CLI, join(tmp, 'cli'), { recursive: true });
-    try {
-      await run(process.execPath, [join(tmp, 'cli/index.js'), '--help'], { timeoutMs: 30_000 });
-      break;
-    } catch (e) {
-      if (attempt >= 10) throw new Error(`the bundled CLI does not start: ${e.message}`, { cause: e });
-      rmSync(join(tmp, 'cli'), { recursive: true, force: true });
-      await sleep(3000);
-    }
-  }
-  CLI = join(tmp, 'cli/index.js');
-  rmSync(LOGS, { recursive: true, force: true });
-  mkdirSync(LOGS, { recursive: true });
-  rmSync(join(CLUSTER_HOME, 'bench'), { recursive: true, force: true });
-  const rows = [];
-  const raw = {};
-  const row = (measurement, value, target, met, extra = {}) => rows.push({ measurement, value, target, met, ...extra });
-
+// ---------------------------------------------------------------- loopback: bytes on the wire, upload vs scp
+async function loopbackSection(row, raw) {
   // ---- bytes on the wire: first delivery, again, one new small layer
   log('making the 16 MiB random + 16 MiB zeros image contexts');
   const ctxBase = makeContext('data', { randomMiB: 16, zerosMiB: 16 });
@@ -415,6 +412,231 @@ async function main() {
   }
   raw.firstDelivery = { timings: first.timings, again: again.timings, newLayer: changed.timings, cut: cut.timings };
 
+}
+
+// ---------------------------------------------------------------- WAN: a realistic image over 40 ms
+/** The WAN link settings: 40 ms RTT, each direction shaped to RATE Mbit/s. */
+const LINKS = [
+  { name: '1 Gbit/s', rtt: 40, rate: 1000 },
+  { name: '200 Mbit/s', rtt: 40, rate: 200 },
+];
+const LIB_MIB = 260;
+
+/** Regular shared-library files under /usr/lib, in a stable order, until `mibs` MiB. */
+function pickLibraries(mibs) {
+  const out = spawnSync('find', ['/usr/lib', '-xdev', '-type', 'f', '-name', '*.so*'], { encoding: 'utf8', maxBuffer: 64 * MIB });
+  const files = out.stdout.split('\n').filter(Boolean).sort();
+  const picked = [];
+  let total = 0;
+  for (const f of files) {
+    if (total >= mibs * MIB) break;
+    const size = statSync(f).size;
+    if (size < 4096) continue;
+    picked.push({ path: f, size });
+    total += size;
+  }
+  if (total < mibs * MIB * 0.9) throw new Error(`only ${mib(total)} of shared libraries under /usr/lib; the realistic image needs ~${mibs} MiB`);
+  return picked;
+}
+
+/**
+ * Busybox plus ~260 MiB of this machine's shared libraries (they compress like CUDA/PyTorch
+ * layers), FROM scratch in several layers: busybox, its links, a ~200 MiB and a ~60 MiB library layer.
+ */
+function makeRealisticContext() {
+  const ws = join(tmp, 'ctx-wan');
+  mkdirSync(ws);
+  for (const f of ['Dockerfile', 'gpu-check.sh']) copyFileSync(join(ROOT, 'examples/gpu-check', f), join(ws, f));
+  copyFileSync('/bin/busybox', join(ws, 'busybox'));
+  const libs = pickLibraries(LIB_MIB);
+  let acc = 0;
+  for (const l of libs) {
+    const dir = acc < 200 * MIB ? 'libs1' : 'libs2';
+    acc += l.size;
+    const dest = join(ws, dir, l.path.slice(1));
+    mkdirSync(dirname(dest), { recursive: true });
+    copyFileSync(l.path, dest);
+  }
+  writeFileSync(join(ws, 'Dockerfile'), readFileSync(join(ws, 'Dockerfile'), 'utf8').trimEnd() + '\nCOPY libs1/ /opt/libs/\nCOPY libs2/ /opt/libs/\n');
+  return ws;
+}
+
+/** The WAN proxy in front of the cluster's sshd, and a known_hosts naming its port. */
+async function startWan(link) {
+  const port = await freePort();
+  const countFile = join(tmp, `wan-${port}.json`);
+  const child = spawn(process.execPath, [join(ROOT, 'test-cluster/wanproxy.mjs'), String(port), String(SSH_PORT), '--rtt', String(link.rtt), '--rate', String(link.rate), '--count', countFile], { stdio: 'ignore' });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  for (let i = 0; i < 50 && !(await canConnect(port)); i++) await sleep(100);
+  if (!(await canConnect(port))) throw new Error(`the WAN proxy on port ${port} did not start`);
+  const knownHosts = join(tmp, `known_hosts-${port}`);
+  writeFileSync(knownHosts, readFileSync(KNOWN_HOSTS, 'utf8').replaceAll(`[127.0.0.1]:${SSH_PORT}`, `[127.0.0.1]:${port}`));
+  log(`WAN proxy ${link.name}, ${link.rtt} ms RTT on port ${port}`);
+  return {
+    port,
+    knownHosts,
+    counts: () => (existsSync(countFile) ? JSON.parse(readFileSync(countFile, 'utf8')) : { up: 0, down: 0, conns: 0 }),
+    stop: () => {
+      child.kill();
+      children.delete(child);
+    },
+  };
+}
+
+const sshOpts = (wan) => ['-i', KEY, '-o', `UserKnownHostsFile=${wan.knownHosts}`, '-o', 'BatchMode=yes', '-o', 'ControlMaster=no', '-o', 'ControlPath=none'];
+
+/** By hand, 1: `docker save -o` then `scp` (OpenSSH's scp speaks SFTP). Seconds for each. */
+async function saveAndScp(image, wan) {
+  const tar = join(tmp, 'wan-save.tar');
+  rmSync(tar, { force: true });
+  const save = await run('docker', ['save', '-o', tar, image], { timeoutMs: 5 * 60_000 });
+  rmSync(join(CLUSTER_HOME, 'bench-scp.tar'), { force: true });
+  const scp = await run('scp', ['-q', '-P', String(wan.port), ...sshOpts(wan), tar, 'rivuser@127.0.0.1:bench-scp.tar'], { timeoutMs: 10 * 60_000 });
+  const size = statSync(tar).size;
+  rmSync(tar, { force: true });
+  rmSync(join(CLUSTER_HOME, 'bench-scp.tar'), { force: true });
+  return { save: save.seconds, scp: scp.seconds, total: save.seconds + scp.seconds, tarSize: size };
+}
+
+/** By hand, 2: `docker save IMAGE | zstd -3 -T0 | ssh cat > file`. */
+async function zstdPipe(image, wan) {
+  rmSync(join(CLUSTER_HOME, 'bench-pipe.tar.zst'), { force: true });
+  const ssh = ['ssh', '-p', String(wan.port), ...sshOpts(wan), 'rivuser@127.0.0.1', 'cat > bench-pipe.tar.zst'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const r = await run('bash', ['-c', `set -o pipefail; docker save '${image}' | zstd -3 -T0 -q -c | ${ssh}`], { timeoutMs: 10 * 60_000 });
+  const sent = statSync(join(CLUSTER_HOME, 'bench-pipe.tar.zst')).size;
+  rmSync(join(CLUSTER_HOME, 'bench-pipe.tar.zst'), { force: true });
+  return { total: r.seconds, sent };
+}
+
+async function wanSection(row, raw) {
+  log('making the realistic image (busybox + ~260 MiB of shared libraries from /usr/lib)');
+  const ctx = makeRealisticContext();
+  const image = 'rs-bench/realistic:v1';
+  images.add(image);
+  await run('docker', ['build', '-q', '-t', image, ctx], { timeoutMs: 10 * 60_000 });
+  raw.wan = { image: { libsMiB: LIB_MIB }, links: {} };
+  for (const link of LINKS) {
+    const wan = await startWan(link);
+    const runs = [];
+    try {
+      for (let i = 0; i < WAN_RUNS; i++) {
+        const tag = `${link.rate}-${i + 1}/${WAN_RUNS}`;
+        const hand1 = await saveAndScp(image, wan);
+        log(`WAN ${tag}: save ${hand1.save.toFixed(2)} s + scp ${hand1.scp.toFixed(2)} s (${mib(hand1.tarSize)})`);
+        const hand2 = await zstdPipe(image, wan);
+        log(`WAN ${tag}: docker save | zstd -3 -T0 | ssh cat ${hand2.total.toFixed(2)} s (${mib(hand2.sent)} sent)`);
+        const remoteDir = `bench/wan-${link.rate}-${ts}-${i + 1}`;
+        dropRemote(remoteDir);
+        const upBefore = wan.counts().up;
+        const first = await deliver(`wan ${tag} first`, { context: ctx, image, remoteDir, port: wan.port, knownHosts: wan.knownHosts });
+        const firstUp = wan.counts().up - upBefore;
+        const again = await deliver(`wan ${tag} again`, { context: ctx, image, remoteDir, port: wan.port, knownHosts: wan.knownHosts });
+        dropRemote(remoteDir);
+        // What the delivery spends getting the image there: connect, save, upload (the job follows).
+        const product = (r) => r.phase('connect') + r.phase('save') + r.phase('upload');
+        const one = {
+          scp: hand1,
+          pipe: hand2,
+          first: { seconds: product(first), save: first.phase('save'), upload: first.phase('upload'), connect: first.phase('connect'), wireUp: firstUp, bytesSent: first.bytesSent, bytesTotal: first.bytesTotal, peakRss: first.peakRss, sifBuild: first.phase('assemble') + first.phase('sif-build'), timings: first.timings, remoteCalls: first.remoteCalls, total: first.phase('total') },
+          again: { seconds: product(again), upload: again.phase('upload'), connect: again.phase('connect'), peakRss: again.peakRss, sifReused: again.sifReused, timings: again.timings, remoteCalls: again.remoteCalls, total: again.phase('total') },
+        };
+        log(`WAN ${tag}: product first ${one.first.seconds.toFixed(2)} s (save ${one.first.save.toFixed(2)}, upload ${one.first.upload.toFixed(2)}), again ${one.again.seconds.toFixed(2)} s`);
+        runs.push(one);
+      }
+    } finally {
+      wan.stop();
+    }
+    const m = (f) => median(runs.map(f));
+    const scp = m((r) => r.scp.total);
+    const pipe = m((r) => r.pipe.total);
+    const first = m((r) => r.first.seconds);
+    const again = m((r) => r.again.seconds);
+    const sif = m((r) => r.first.sifBuild);
+    const rss = Math.max(...runs.map((r) => Math.max(r.first.peakRss, r.again.peakRss)));
+    raw.wan.links[link.name] = { link, runs, medians: { scp, pipe, first, again, sifBuild: sif }, peakRss: rss };
+    const n = `median of ${runs.length}`;
+    row(`WAN ${link.name}, ${link.rtt} ms: docker save + scp (${mib(runs[0].scp.tarSize)} tar), ${n}`, `${scp.toFixed(2)} s (save ${m((r) => r.scp.save).toFixed(2)} + scp ${m((r) => r.scp.scp).toFixed(2)})`, '—', '—', { seconds: round(scp, 3) });
+    row(`WAN ${link.name}: docker save | zstd -3 -T0 | ssh cat, ${n}`, `${pipe.toFixed(2)} s (${mib(runs[0].pipe.sent)} sent)`, '—', '—', { seconds: round(pipe, 3) });
+    row(
+      `WAN ${link.name}: product, first delivery into an empty remote-dir (connect + save + upload), ${n}`,
+      `${first.toFixed(2)} s = ${(first / scp).toFixed(2)}x scp, ${(first / pipe).toFixed(2)}x the pipe (save ${m((r) => r.first.save).toFixed(2)}, upload ${m((r) => r.first.upload).toFixed(2)}; ${mib(runs[0].first.wireUp)} up the wire)`,
+      '≤ 0.4x scp and < the pipe',
+      first <= 0.4 * scp && first < pipe,
+      { seconds: round(first, 3), vsScp: round(first / scp, 3), vsPipe: round(first / pipe, 3) },
+    );
+    row(
+      `WAN ${link.name}: product, unchanged re-delivery (connect + upload), ${n}`,
+      `${again.toFixed(2)} s = ${(again / scp).toFixed(3)}x scp (whole re-delivery ${m((r) => r.again.total).toFixed(2)} s; ${runs[0].again.remoteCalls.connections} connection(s), ${runs[0].again.remoteCalls.commands} remote commands)`,
+      '≤ 0.05x scp',
+      again <= 0.05 * scp,
+      { seconds: round(again, 3), vsScp: round(again / scp, 4) },
+    );
+    row(`WAN ${link.name}: first delivery's fixed path`, `${runs[0].first.remoteCalls.connections} connection(s), ${runs[0].first.remoteCalls.commands} remote commands; whole delivery ${m((r) => r.first.total).toFixed(2)} s`, '—', '—');
+    row(`WAN ${link.name}: .sif build on the cluster (assemble + build), ${n}`, `${sif.toFixed(2)} s`, '—', '—', { seconds: round(sif, 3) });
+    row(`WAN ${link.name}: peak RSS of the CLI`, mib(rss), '—', '—', { bytes: rss });
+  }
+  rmSync(ctx, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------- memory: a ~1 GiB image
+async function memorySection(row, raw) {
+  log('making the ~1 GiB image (768 MiB random + ~260 MiB of shared libraries)');
+  const ctx = makeContext('mem', { randomMiB: 768, seed: 'bench-mem' });
+  const libs = pickLibraries(LIB_MIB);
+  for (const l of libs) {
+    const dest = join(ctx, 'libs', l.path.slice(1));
+    mkdirSync(dirname(dest), { recursive: true });
+    copyFileSync(l.path, dest);
+  }
+  writeFileSync(join(ctx, 'Dockerfile'), readFileSync(join(ctx, 'Dockerfile'), 'utf8').trimEnd() + '\nCOPY libs/ /opt/libs/\n');
+  const image = 'rs-bench/mem:v1';
+  images.add(image);
+  await run('docker', ['build', '-q', '-t', image, ctx], { timeoutMs: 10 * 60_000 });
+  const remoteDir = `bench/mem-${ts}`;
+  const r = await deliver('memory 1 GiB', { context: ctx, image, remoteDir });
+  dropRemote(remoteDir);
+  rmSync(ctx, { recursive: true, force: true });
+  raw.memory = { bytesTotal: r.bytesTotal, peakRss: r.peakRss, timings: r.timings };
+  row(`peak RSS of the CLI delivering a ${mib(r.bytesTotal)} image (loopback)`, mib(r.peakRss), '< 200 MB', r.peakRss < 200e6, { bytes: r.peakRss });
+}
+
+// ---------------------------------------------------------------- main
+async function main() {
+  log('bringing the stand-in cluster up');
+  await run('bash', [join(ROOT, 'test-cluster/cluster-up.sh')], { inherit: true, timeoutMs: 5 * 60_000 });
+  // dist/ may be in the middle of a rebuild by someone else (package.mjs removes it first): wait a bit.
+  for (let i = 0; i < 60 && !existsSync(CLI); i++) await sleep(1000);
+  if (!existsSync(CLI)) {
+    log('dist/cli/index.js is missing: npm run package');
+    await run('npm', ['run', '-s', 'package'], { inherit: true, timeoutMs: 5 * 60_000 });
+  }
+  tmp = mkdtempSync(join(tmpdir(), 'rs-bench-'));
+  // Run a private copy of the bundle, so that a concurrent `npm run package` cannot pull it away mid-run.
+  for (let attempt = 1; ; attempt++) {
+    cpSync(DIST_CLI, join(tmp, 'cli'), { recursive: true });
+    try {
+      await run(process.execPath, [join(tmp, 'cli/index.js'), '--help'], { timeoutMs: 30_000 });
+      break;
+    } catch (e) {
+      if (attempt >= 10) throw new Error(`the bundled CLI does not start: ${e.message}`, { cause: e });
+      rmSync(join(tmp, 'cli'), { recursive: true, force: true });
+      await sleep(3000);
+    }
+  }
+  CLI = join(tmp, 'cli/index.js');
+  writeRssPreload();
+  rmSync(LOGS, { recursive: true, force: true });
+  mkdirSync(LOGS, { recursive: true });
+  rmSync(join(CLUSTER_HOME, 'bench'), { recursive: true, force: true });
+  const rows = [];
+  const raw = {};
+  const row = (measurement, value, target, met, extra = {}) => rows.push({ measurement, value, target, met, ...extra });
+
+  if (want('loopback')) await loopbackSection(row, raw);
+  if (want('wan')) await wanSection(row, raw);
+  if (want('memory')) await memorySection(row, raw);
+
   // ---- report
   const cell = (v) => String(v).replace(/\|/g, '\\|');
   const metText = (m) => (m === true ? 'yes' : m === false ? '**no**' : m);
@@ -427,14 +649,17 @@ async function main() {
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? null, node: process.version },
     notes: [
       'bytes on the wire: client-to-server bytes through test-cluster/byteproxy.mjs (SSH framing, store round trip, job submission and polling included) over the docker-save tar size',
+      'WAN: through test-cluster/wanproxy.mjs; the product is timed by its own phases connect + save + upload (everything before the job is submitted, the build excepted); the hand methods by wall time, connection set-up included',
       'upload timings: the delivery\'s own "upload" phase (store round trip + blob transfer) and scp wall time of the same tar, both direct to sshd on 127.0.0.1:2222, each delivery to a fresh remote-dir',
     ],
     rows,
     raw,
   };
-  writeFileSync(join(ROOT, '.bench/results.json'), JSON.stringify(out, null, 2) + '\n');
+  // A partial run (flags) keeps its own file, so it does not overwrite the last full run's.
+  const resultsFile = `.bench/results${FLAGS.length ? `-${FLAGS.map((f) => f.slice(2)).join('-')}` : ''}.json`;
+  writeFileSync(join(ROOT, resultsFile), JSON.stringify(out, null, 2) + '\n');
   const missed = rows.filter((r) => r.met === false).length;
-  log(`done in ${out.seconds} s; ${missed} target(s) missed; results in .bench/results.json`);
+  log(`done in ${out.seconds} s; ${missed} target(s) missed; results in ${resultsFile}`);
 }
 
 try {

@@ -42,6 +42,8 @@ export interface DeliveryResult {
   bytesTotal: number;
   /** Times the SSH connection dropped and was re-established. */
   reconnects: number;
+  /** SSH connections made and remote operations run (each one command, a blob's maybe several). */
+  remoteCalls: { connections: number; commands: number };
   message: string;
   /** Set when the job ran but did not pass; the shells fail with it after setting outputs. */
   error: DeliveryError | null;
@@ -125,7 +127,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
   let image: SavedImage | null = null;
   try {
     await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
-      await session.remote();
+      await timings.time('connect', () => session.remote());
       reporter.info('Connected; host key matches known-hosts.');
     });
     const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
@@ -164,12 +166,13 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       publishedPath: verdict.ok ? paths.published : null,
       node: follow.state.node,
       remoteDir: paths.root,
-      timings: timings.list(['build', 'save', 'upload', 'sbatch-wait', ...JOB_PHASES]),
+      timings: timings.list(['build', 'connect', 'save', 'upload', 'sbatch-wait', ...JOB_PHASES]),
       outputTail: follow.out.tail,
       bytesSent: stats.sent,
       // The saved tar's size; when nothing had to be saved, the engine's size of the image.
       bytesTotal: image?.size ?? source?.size ?? 0,
       reconnects: session.reconnects,
+      remoteCalls: { ...session.calls },
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,
       error: verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message),
     };

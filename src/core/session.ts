@@ -25,6 +25,8 @@ export class Session {
   private connecting: Promise<Remote> | null = null;
   /** Reconnections so far (for the log and the benchmarks). */
   reconnects = 0;
+  /** Connections made and operations run on them (each at least one command), for the benchmarks' round-trip count. */
+  readonly calls = { connections: 0, commands: 0 };
 
   constructor(
     private readonly target: SshTarget,
@@ -43,6 +45,7 @@ export class Session {
         this.reporter.warning('The SSH connection was lost; reconnecting.');
         this.dropped(this.current);
       }
+      this.calls.connections++;
       this.connecting = this.connect(this.target).then(
         (r) => {
           this.current = r;
@@ -68,6 +71,7 @@ export class Session {
 
   /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
   async retry<T>(what: string, fn: (remote: Remote) => Promise<T>): Promise<T> {
+    this.calls.commands++;
     for (let attempt = 0; ; attempt++) {
       let remote: Remote | undefined;
       try {
