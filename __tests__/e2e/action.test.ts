@@ -78,7 +78,7 @@ describe('a passing GPU smoke test', () => {
     for (const v of [build!.TMPDIR, build!.SINGULARITY_TMPDIR, build!.APPTAINER_TMPDIR]) expect(v).toMatch(new RegExp(`^${CLUSTER_HOME}/${remoteDir}/tmp/`));
     expect(smoke?.argv).toEqual(['run', '--nv', run.outputs['sif-path'], 'gpu-check.sh']);
     // All five are loaded in order; Lmod keeps one version per name, so of cuda12.2/* only the last stays.
-    expect(readFileSync(`${smoke!.cwd}/job.sh`, 'utf8')).toContain('module load slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit ||');
+    expect(readFileSync(`${smoke!.cwd}/job.sh`, 'utf8')).toContain('\nmodules=(slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit)\n');
     expect(smoke?.LOADEDMODULES?.split(':')).toEqual(['slurm', 'singularity', 'cuda12.2/toolkit']);
   });
 

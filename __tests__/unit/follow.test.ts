@@ -1,10 +1,10 @@
 // Following a job: the poll script (checked and run by bash with a fake squeue), the reply parser,
 // the output stream (phase groups, tail, timings) and the fold of polls into the follow state.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OutputStream, type Poll, applyPoll, initialFollowState, loadModulesScript, parsePoll, pollScript } from '../../src/core/follow.js';
+import { OutputStream, type Poll, applyPoll, initialFollowState, parsePoll, pollScript } from '../../src/core/follow.js';
 import { PHASE_MARKER } from '../../src/core/jobscript.js';
 import type { Reporter } from '../../src/core/reporter.js';
 
@@ -54,20 +54,10 @@ describe('pollScript', () => {
     }
   });
 
-  test('asks for the output from the byte after the offset, at most one chunk', () => {
-    expect(pollScript('9', '/j', 0, [])).toContain(`tail -c +1 job.out 2>/dev/null | head -c ${CHUNK}`);
-    expect(pollScript('9', '/j', 1000, [])).toContain(`tail -c +1001 job.out`);
-  });
-
-  test('loads the login modules first, only when there are some', () => {
-    expect(loadModulesScript([])).toBe('');
-    expect(pollScript('9', '/j', 0, []).startsWith('cd ')).toBe(true);
-    const s = pollScript('9', '/j', 0, ['slurm', 'a b']);
-    expect(s.startsWith("module load slurm 'a b' ")).toBe(true);
-    expect(s).toContain('exit 97');
-  });
-
-  /** Run the poll script with bash in a job dir, with a fake squeue (and module) on PATH. */
+  /**
+   * Run the poll script with bash in a job dir, with a fake squeue on PATH and a fake module
+   * function that logs each call's arguments on a line.
+   */
   function runPoll(jobDir: string, offset: number, squeueOut: string | null, modules: string[] = [], moduleRc = 0) {
     const bin = join(dir, 'bin');
     mkdirSync(bin, { recursive: true });
@@ -76,8 +66,9 @@ describe('pollScript', () => {
       `#!/bin/sh\nprintf '%s\\n' "$@" > "$SQUEUE_ARGS"\n${squeueOut === null ? 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1' : `printf '%s\\n' '${squeueOut}'`}\n`,
     );
     chmodSync(join(bin, 'squeue'), 0o755);
-    const script = `module() { return ${moduleRc}; }\n${pollScript('77', jobDir, offset, modules)}`;
-    return spawnSync('bash', ['-c', script], { env: { PATH: `${bin}:${process.env.PATH}`, SQUEUE_ARGS: join(dir, 'squeue.args') } });
+    rmSync(join(dir, 'module.log'), { force: true });
+    const script = `module() { echo "$*" >> "$MODULE_LOG"; return ${moduleRc}; }\n${pollScript('77', jobDir, offset, modules)}`;
+    return spawnSync('bash', ['-c', script], { env: { PATH: `${bin}:${process.env.PATH}`, SQUEUE_ARGS: join(dir, 'squeue.args'), MODULE_LOG: join(dir, 'module.log') }, maxBuffer: 4 * CHUNK });
   }
 
   test('run for real: squeue line, status line, then the output from the offset', () => {
@@ -100,6 +91,29 @@ describe('pollScript', () => {
     const r = runPoll(jobDir, 0, null);
     expect(r.status).toBe(0);
     expect(parsePoll(r.stdout)).toEqual({ squeue: 'UNKNOWN', status: '', output: Buffer.alloc(0) });
+  });
+
+  test('run for real: the output from the byte after the offset, at most one chunk', () => {
+    const jobDir = join(dir, 'big-job');
+    mkdirSync(jobDir, { recursive: true });
+    const out = Buffer.alloc(CHUNK + 4000);
+    for (let i = 0; i < out.length; i++) out[i] = i % 251;
+    writeFileSync(join(jobDir, 'job.out'), out);
+    expect(parsePoll(runPoll(jobDir, 0, 'RUNNING|None|n').stdout).output.equals(out.subarray(0, CHUNK))).toBe(true);
+    expect(parsePoll(runPoll(jobDir, 1000, 'RUNNING|None|n').stdout).output.equals(out.subarray(1000, 1000 + CHUNK))).toBe(true);
+    expect(parsePoll(runPoll(jobDir, CHUNK + 10, 'RUNNING|None|n').stdout).output.equals(out.subarray(CHUNK + 10))).toBe(true);
+  });
+
+  test('run for real: loads the login modules first in one module load, only when there are some', () => {
+    const jobDir = join(dir, 'empty-job');
+    mkdirSync(jobDir, { recursive: true });
+    expect(runPoll(jobDir, 0, 'RUNNING|None|n', [], 1).status).toBe(0);
+    expect(existsSync(join(dir, 'module.log'))).toBe(false);
+    expect(runPoll(jobDir, 0, 'RUNNING|None|n', ['slurm', 'a b']).status).toBe(0);
+    expect(readFileSync(join(dir, 'module.log'), 'utf8')).toBe('load slurm a b\n');
+    const failed = runPoll(jobDir, 0, 'RUNNING|None|n', ['slurm', 'a b'], 1);
+    expect(failed.stderr.toString()).toContain('module load slurm a b failed on the login node');
+    expect(failed.stdout.toString()).toBe('');
   });
 
   test('run for real: a missing job dir exits 98, a failing module load 97', () => {

@@ -77,17 +77,31 @@ describe('renderJobScript: text', () => {
     expect(renderJobScript(params()).split('\n')[0]).toBe('#!/bin/bash -l');
   });
 
-  test('loads the modules in order, in one module load', () => {
-    const script = renderJobScript(params({ modules: ['b', 'a/1.0', 'c'] }));
-    const loads = script.split('\n').filter((l) => /^module load /.test(l));
-    expect(loads).toHaveLength(1);
-    expect(loads[0]).toMatch(/^module load b a\/1\.0 c \|\| fail 127 /);
+  /** The generated assignment of one parameter. */
+  const param = (script: string, name: string) => script.split('\n').find((l) => l.startsWith(`${name}=`));
+
+  test('every parameter is an assignment quoted by shq; lists are bash arrays', () => {
+    const script = renderJobScript(params({ modules: ['b', 'a/1.0', "it's"], tmpdir: '/scratch/my tmp', sifLink: null }));
+    expect(param(script, 'modules')).toBe(`modules=(b a/1.0 'it'\\''s')`);
+    expect(param(script, 'tmpdir')).toBe(`tmpdir='/scratch/my tmp'`);
+    expect(param(script, 'sif_link')).toBe(`sif_link=''`);
+    expect(param(script, 'phase_marker')).toBe(`phase_marker=${shq(PHASE_MARKER)}`);
+    // The parameters come before the body, which holds no value but through them.
+    const body = script.slice(script.indexOf('\nphase modules\n'));
+    expect(body).not.toContain('/scratch');
+  });
+
+  test('loads the modules in one module load, only when there are some', () => {
+    const script = renderJobScript(params());
+    expect(script.split('\n').filter((l) => /^\s*module load /.test(l))).toEqual([`  module load "\${modules[@]}" || fail 127 "module load failed: check the module names with 'module avail'"`]);
+    expect(script).toContain('if [ "${#modules[@]}" -gt 0 ]; then\n  module load');
   });
 
   test('exports the temp dir to Singularity, Apptainer and TMPDIR', () => {
     const script = renderJobScript(params());
     expect(script).toContain('export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"');
-    expect(script).toContain(`mkdir -p ${shq('/scratch/me/tmp')}`);
+    expect(script).toContain('mkdir -p "$tmpdir"');
+    expect(param(script, 'tmpdir')).toBe('tmpdir=/scratch/me/tmp');
   });
 
   test('builds from docker-archive:<the assembled tar in the job temp dir>, single colon form', () => {
@@ -98,15 +112,19 @@ describe('renderJobScript: text', () => {
 
   test('assembles the archive from the store: members staged as links, tar -h, under a shared store lock', () => {
     const script = renderJobScript(params());
-    expect(script).toContain(`cp /scratch/me/jobs/1/manifest.json "$arch/manifest.json"`);
-    expect(script).toContain(`ln -sf /scratch/me/.store/blobs/sha256/abc "$arch/"abc.json`);
-    expect(script).toContain(`mkdir -p "$arch/"def && ln -sf /scratch/me/.store/blobs/sha256/def "$arch/"def/layer.tar`);
-    expect(script).toMatch(/exec 7>\/scratch\/me\/\.store\/lock \|\| fail 1 [^\n]*\nflock -s /);
-    expect(script).toContain('tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json abc.json def/layer.tar ');
+    expect(param(script, 'store')).toBe('store=/scratch/me/.store');
+    expect(param(script, 'manifest')).toBe('manifest=/scratch/me/jobs/1/manifest.json');
+    expect(param(script, 'member_names')).toBe('member_names=(abc.json def/layer.tar)');
+    expect(param(script, 'member_blobs')).toBe('member_blobs=(/scratch/me/.store/blobs/sha256/abc /scratch/me/.store/blobs/sha256/def)');
+    expect(script).toContain('cp "$manifest" "$arch/manifest.json"');
+    expect(script).toContain('mkdir -p "$arch/$dir" && ln -sf "${member_blobs[$i]}" "$arch/$name" || fail 1 "cannot stage the archive"');
+    expect(script).toMatch(/exec 7>"\$store\/lock" \|\| fail 1 [^\n]*\n\s*flock -s /);
+    expect(script).toContain('tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json "${member_names[@]}" ');
     const spaced = renderJobScript(params({ assemble: { store: '/scratch/my store', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }));
-    expect(spaced).toContain(`exec 7>'/scratch/my store/lock'`);
-    expect(spaced).toContain(`cp '/j/m f.json' "$arch/manifest.json"`);
-    expect(spaced).toContain(`ln -sf '/s/a b' "$arch/"'a b.json'`);
+    expect(param(spaced, 'store')).toBe(`store='/scratch/my store'`);
+    expect(param(spaced, 'manifest')).toBe(`manifest='/j/m f.json'`);
+    expect(param(spaced, 'member_names')).toBe(`member_names=('a b.json')`);
+    expect(param(spaced, 'member_blobs')).toBe(`member_blobs=('/s/a b')`);
   });
 
   test('the phases, in order', () => {
@@ -114,25 +132,23 @@ describe('renderJobScript: text', () => {
   });
 
   test('--nv only when gpus > 0', () => {
-    const smokeLine = (gpus: number) =>
-      renderJobScript(params({ gpus }))
-        .split('\n')
-        .find((l) => l.startsWith('run "$rt" exec'));
-    expect(smokeLine(1)).toBe('run "$rt" exec --nv /scratch/me/sif/abc.sif nvidia-smi -L');
-    expect(smokeLine(4)).toContain(' --nv ');
-    expect(smokeLine(0)).toBe('run "$rt" exec /scratch/me/sif/abc.sif nvidia-smi -L');
+    const smoke = (gpus: number) => param(renderJobScript(params({ gpus })), 'smoke');
+    expect(smoke(1)).toBe('smoke=(exec --nv /scratch/me/sif/abc.sif nvidia-smi -L)');
+    expect(smoke(4)).toContain(' --nv ');
+    expect(smoke(0)).toBe('smoke=(exec /scratch/me/sif/abc.sif nvidia-smi -L)');
+    expect(renderJobScript(params())).toContain('run "$rt" "${smoke[@]}"');
   });
 
   test('one --bind per bind', () => {
-    const line = renderJobScript(params({ binds: ['/data:/data:ro', '/scratch/x', 'a b:/c'] }))
-      .split('\n')
-      .find((l) => l.startsWith('run "$rt" exec'));
-    expect(line).toBe(`run "$rt" exec --nv --bind /data:/data:ro --bind /scratch/x --bind 'a b:/c' /scratch/me/sif/abc.sif nvidia-smi -L`);
+    const smoke = param(renderJobScript(params({ binds: ['/data:/data:ro', '/scratch/x', 'a b:/c'] })), 'smoke');
+    expect(smoke).toBe(`smoke=(exec --nv --bind /data:/data:ro --bind /scratch/x --bind 'a b:/c' /scratch/me/sif/abc.sif nvidia-smi -L)`);
   });
 
-  test('with an assembly it always builds; without one it builds nothing', () => {
-    expect(renderJobScript(params())).toContain('run "$rt" build --force');
-    expect(renderJobScript(params({ assemble: null }))).not.toContain('build --force');
+  test('with an assembly it builds from the store; without one the store parameters are empty', () => {
+    const none = renderJobScript(params({ assemble: null }));
+    expect(param(none, 'store')).toBe(`store=''`);
+    expect(param(none, 'member_names')).toBe('member_names=()');
+    expect(none).toContain('if [ -n "$store" ]; then\n  phase assemble');
   });
 });
 

@@ -11,7 +11,6 @@ import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import {
   type Codec,
   RECEIVE,
-  SHA256_FUNCTION,
   STORE,
   type StoreReport,
   gcScript,
@@ -378,11 +377,11 @@ describe('prepareScript', () => {
   });
 });
 
-describe('SHA256_FUNCTION', () => {
+describe('sha256 (cluster/lib-sha256.sh)', () => {
   test.each(PATHS)('the sha256 of stdin as bare hex; %s', (_what, path) => {
     const home = newHome();
     const data = randomBytes(100_000);
-    const r = sh(home, `${SHA256_FUNCTION}\nsha256`, data, path());
+    const r = sh(home, `${readFileSync(new URL('../../src/core/cluster/lib-sha256.sh', import.meta.url), 'utf8')}\nsha256`, data, path());
     expect(r).toEqual({ code: 0, stdout: `${sha256(data)}\n`, stderr: '' });
   });
 });

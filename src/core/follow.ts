@@ -1,28 +1,16 @@
 // Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
 // status file and the output written since the last poll. The job never depends on this session.
+import { renderScript } from './cluster/scripts.js';
 import { PHASE_MARKER } from './jobscript.js';
-import { shq } from './quote.js';
 import type { Reporter } from './reporter.js';
 import { type JobStatus, isFinalState, parseSqueueLine, parseStatusLine } from './slurm.js';
 
 /** Most output fetched in one poll; more is fetched at once in the next. */
 const CHUNK = 1 << 20;
 
-export function loadModulesScript(modules: string[]): string {
-  if (modules.length === 0) return '';
-  return `module load ${modules.map(shq).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
-}
-
+/** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
 export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[]): string {
-  return (
-    loadModulesScript(loginModules) +
-    `cd ${shq(jobDir)} || exit 98
-st=$(squeue -h -t all -j ${shq(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
-printf '%s\\n' "\${st:-UNKNOWN}"
-printf '%s\\n' "$(head -n 1 status 2>/dev/null)"
-tail -c +${offset + 1} job.out 2>/dev/null | head -c ${CHUNK}
-`
-  );
+  return renderScript('poll', { login_modules: loginModules, job_dir: jobDir, job_id: jobId, offset, chunk: CHUNK });
 }
 
 export interface Poll {

@@ -1,13 +1,13 @@
 // Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
-// the archive's manifest and the sbatch command, rendered purely, then one round trip.
+// the archive's manifest and the sbatch command, rendered purely, then one round trip
+// (cluster/submit.sh, cluster/cancel.sh).
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest } from './archive.js';
 import { InputError, RemoteCommandError } from './errors.js';
-import { loadModulesScript } from './follow.js';
+import { renderScript } from './cluster/scripts.js';
 import { renderJobScript, sbatchArgv } from './jobscript.js';
-import { shJoin, shq } from './quote.js';
 import type { Settings } from './settings.js';
 import { parseSbatchOutput } from './slurm.js';
 import type { Remote } from './remote.js';
@@ -131,22 +131,19 @@ export function renderSubmission(
  * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
  */
 export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, sub: Submission, smoke: { name: string; data: Buffer } | null) {
-  const write = (name: string, data: Buffer) => `printf %s ${shq(data.toString('base64'))} | base64 -d > ${shq(name)}`;
+  const script = renderScript('submit', {
+    group: s.group,
+    job_dir: paths.jobDir,
+    job_script_b64: Buffer.from(sub.script).toString('base64'),
+    manifest_b64: sub.manifest === null ? null : Buffer.from(sub.manifest).toString('base64'),
+    smoke_name: smoke?.name ?? null,
+    smoke_b64: smoke?.data.toString('base64') ?? null,
+    login_modules: s.loginModules,
+    sbatch: sub.sbatch,
+    job_link_prefix: `${paths.root}/jobs/job-`,
+  });
   const out = await remote
-    .run(
-      'Submitting the job',
-      `${s.group ? 'umask 027' : 'umask 077'}; set -e
-mkdir -p -- ${shq(paths.jobDir)}; cd -- ${shq(paths.jobDir)}
-if [ -s submitted ]; then cat submitted; exit 0; fi
-${write('job.sh', Buffer.from(sub.script))}
-${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
-${smoke ? write(smoke.name, smoke.data) : ':'}
-${loadModulesScript(s.loginModules)}out=$(${shJoin(sub.sbatch)})
-# jobs/job-ID finds the job's directory again (status, logs).
-ln -sfn ${shq(paths.jobDir)} ${shq(`${paths.root}/jobs/job-`)}"\${out%%;*}"
-printf '%s\\n' "$out" > submitted
-echo "$out"`,
-    )
+    .run('Submitting the job', script)
     .catch((e) => {
       if (e instanceof RemoteCommandError) {
         throw new RemoteCommandError('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
@@ -157,6 +154,6 @@ echo "$out"`,
 }
 
 export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {
-  await remote.run(`scancel ${jobId}`, `${loadModulesScript(loginModules)}scancel ${shq(jobId)}`);
+  await remote.run(`scancel ${jobId}`, renderScript('cancel', { login_modules: loginModules, job_id: jobId }));
 }
 

@@ -1,0 +1,174 @@
+// The cluster-side scripts (src/core/cluster/*.sh): shellcheck passes on each file and on each
+// script as rendered with its generated parameters; the parameters reach bash exactly as given.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderScript, shellAssignments } from '../../src/core/cluster/scripts.js';
+import { pollScript } from '../../src/core/follow.js';
+import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.js';
+import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
+
+const DIR = fileURLToPath(new URL('../../src/core/cluster/', import.meta.url));
+const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | * \\ \n end`;
+
+/** shellcheck's findings at warning level and above (empty when clean). */
+function shellcheck(args: string[], input?: string): string {
+  const r = spawnSync('shellcheck', ['-S', 'warning', '-f', 'gcc', ...args], { cwd: DIR, input, encoding: 'utf8' });
+  if (r.error) throw new Error(`shellcheck is not installed (apt-get install shellcheck): ${r.error.message}`);
+  return r.stdout + r.stderr;
+}
+
+/** shellcheck on a rendered script, without the folder's .shellcheckrc: every variable must be assigned. */
+const checkRendered = (script: string) => shellcheck(['--norc', '-s', 'bash', '-'], script);
+
+const shFiles = readdirSync(DIR).filter((f) => f.endsWith('.sh'));
+
+describe('the .sh files', () => {
+  test.each(shFiles)('%s passes shellcheck -S warning', (file) => {
+    expect(shellcheck([file])).toBe('');
+  });
+
+  test('each one is read by scripts.ts with a literal URL (so the bundler copies it into dist/)', () => {
+    const source = readFileSync(`${DIR}/scripts.ts`, 'utf8');
+    expect(shFiles.length).toBeGreaterThan(5);
+    for (const f of shFiles) expect([f, source.includes(`readFileSync(new URL('./${f}', import.meta.url), 'utf8')`)]).toEqual([f, true]);
+  });
+});
+
+describe('rendered scripts', () => {
+  const job: JobScriptParams = {
+    modules: ['cuda/12', HOSTILE],
+    tmpdir: `/t/${HOSTILE}`,
+    assemble: { store: '/s/.store', manifest: '/j/manifest.json', members: [{ name: 'a.json', blob: '/s/.store/blobs/sha256/a' }] },
+    sif: '/s/sif/a.sif',
+    sifLink: '/s/images/x.sif',
+    smoke: { kind: 'command', argv: ['nvidia-smi', HOSTILE] },
+    smokeFile: null,
+    binds: ['/d'],
+    gpus: 1,
+    statusFile: '/j/status',
+    runtime: 'auto',
+    publish: { dir: '/p', name: 'x', version: '1.0', keep: 3, group: 'g', mode: '0640', record: { image: 'x:1.0', digest: null } },
+  };
+  const rendered: [string, string][] = [
+    ['job, full', renderJobScript(job)],
+    ['job, existing .sif, no publication', renderJobScript({ ...job, assemble: null, sifLink: null, publish: null, modules: [] })],
+    ['store-prepare', prepareScript({ remoteDir: 'rd', tmpdir: 't', group: 'g', imageHex: 'e'.repeat(64), blobHexes: ['a', 'b'], reuse: true, publishDir: 'p', existingSif: null })],
+    ['store-prepare, existing .sif', prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: null, blobHexes: [], reuse: false, publishDir: null, existingSif: 'x.sif' })],
+    ['store-receive', receiveScript('/r', 'a'.repeat(64), 10, 'zstd')],
+    ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7 })],
+    ['poll', pollScript('1', '/j', 0, ['slurm'])],
+    ['submit', renderScript('submit', { group: null, job_dir: '/j', job_script_b64: 'eA==', manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'x'], job_link_prefix: '/r/jobs/job-' })],
+    ['cancel', renderScript('cancel', { login_modules: [], job_id: '1' })],
+  ];
+
+  test.each(rendered)('%s passes shellcheck, every variable assigned', (_what, script) => {
+    expect(checkRendered(script)).toBe('');
+  });
+
+  test('the check is real: a variable no parameter assigns is found', () => {
+    expect(checkRendered(`${rendered[6][1]}\necho "$job_dri"\n`)).toContain('SC2154');
+  });
+});
+
+describe('shellAssignments', () => {
+  test('strings and numbers through shq, flags as 1/0, null as empty, lists as arrays', () => {
+    expect(shellAssignments({ a: 'plain/path', b: 'it is', n: 42, t: true, f: false, z: null, l: ['x', 'y z'], e: [] })).toBe(
+      "a=plain/path\nb='it is'\nn=42\nt=1\nf=0\nz=''\nl=(x 'y z')\ne=()\n",
+    );
+  });
+
+  test('refuses a name that is not a plain shell variable', () => {
+    expect(() => shellAssignments({ 'a-b': 'x' })).toThrow(/not a shell variable name/);
+    expect(() => shellAssignments({ 'x;touch PWNED;y': 'x' })).toThrow(/not a shell variable name/);
+  });
+
+  test('bash reads back exactly the values given, hostile ones too', () => {
+    const values = [HOSTILE, "it's", '', ' lead and trail ', '-n', '*', '\t\n'];
+    const script = `${shellAssignments({ one: HOSTILE, list: values })}printf '%s\\0' "$one" "\${list[@]}"`;
+    const cwd = mkdtempSync(join(tmpdir(), 'scripts-'));
+    try {
+      const r = spawnSync('bash', ['-c', script], { cwd, encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      expect(r.stdout.split('\0').slice(0, -1)).toEqual([HOSTILE, ...values]);
+      expect(readdirSync(cwd)).toEqual([]);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and module', () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  function sandbox() {
+    const home = mkdtempSync(join(tmpdir(), 'submit-'));
+    dirs.push(home);
+    const bin = join(home, 'bin');
+    mkdirSync(bin);
+    for (const cmd of ['sbatch', 'scancel']) {
+      writeFileSync(join(bin, cmd), `#!/bin/sh\n{ echo --${cmd}--; printf '%s\\n' "$@"; } >> "$HOME/calls"\n[ ${cmd} = sbatch ] && echo '4242;cluster-a'\nexit 0\n`);
+      chmodSync(join(bin, cmd), 0o755);
+    }
+    const run = (script: string) => {
+      const r = spawnSync('bash', ['-c', `module() { echo "module $*" >> "$HOME/calls"; }\n${script}`], { cwd: home, env: { PATH: `${bin}:${process.env.PATH}`, HOME: home }, encoding: 'utf8' });
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    const calls = () => (existsSync(join(home, 'calls')) ? readFileSync(join(home, 'calls'), 'utf8') : '');
+    return { home, run, calls };
+  }
+
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+  test('writes the files, submits once, links jobs/job-ID to the job dir; a second run finds the job', () => {
+    const { home, run, calls } = sandbox();
+    const jobDir = join(home, 'rd', 'jobs', `run ${HOSTILE}`);
+    const script = renderScript('submit', {
+      group: null,
+      job_dir: jobDir,
+      job_script_b64: b64('#!/bin/bash -l\necho job\n'),
+      manifest_b64: b64('[{"Config":"a.json"}]'),
+      smoke_name: `smoke ${HOSTILE}.sh`,
+      smoke_b64: b64('echo smoke\n'),
+      login_modules: ['slurm', 'a b'],
+      sbatch: ['sbatch', '--parsable', `--chdir=${jobDir}`, `${jobDir}/job.sh`],
+      job_link_prefix: join(home, 'rd', 'jobs', 'job-'),
+    });
+    const r = run(script);
+    expect(r).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
+    expect(readFileSync(join(jobDir, 'job.sh'), 'utf8')).toBe('#!/bin/bash -l\necho job\n');
+    expect(readFileSync(join(jobDir, 'manifest.json'), 'utf8')).toBe('[{"Config":"a.json"}]');
+    expect(readFileSync(join(jobDir, `smoke ${HOSTILE}.sh`), 'utf8')).toBe('echo smoke\n');
+    expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('4242;cluster-a\n');
+    expect(readlinkSync(join(home, 'rd', 'jobs', 'job-4242'))).toBe(jobDir);
+    expect(statSync(jobDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(jobDir, 'job.sh')).mode & 0o777).toBe(0o600);
+    expect(calls()).toBe(`module load slurm a b\n--sbatch--\n--parsable\n--chdir=${jobDir}\n${jobDir}/job.sh\n`);
+    // A retry after a dropped connection: the same answer, no second job.
+    expect(run(script)).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
+    expect(calls().match(/--sbatch--/g)).toHaveLength(1);
+    expect(readdirSync(home).filter((f) => f === 'PWNED')).toEqual([]);
+  });
+
+  test('no manifest, no smoke file, no login modules: none written, no module command; group-shared: umask 027', () => {
+    const { home, run, calls } = sandbox();
+    const jobDir = join(home, 'jobs', 'r');
+    const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
+    const r = run(
+      renderScript('submit', { group, job_dir: jobDir, job_script_b64: b64('x'), manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'j'], job_link_prefix: join(home, 'jobs', 'job-') }),
+    );
+    expect(r.code).toBe(0);
+    expect(readdirSync(jobDir).sort()).toEqual(['job.sh', 'submitted']);
+    expect(statSync(jobDir).mode & 0o777).toBe(0o750);
+    expect(calls()).toBe('--sbatch--\nj\n');
+  });
+
+  test('cancel: scancel the job id, after the login modules', () => {
+    const { run, calls } = sandbox();
+    expect(run(renderScript('cancel', { login_modules: ['slurm'], job_id: '4242' })).code).toBe(0);
+    expect(calls()).toBe('module load slurm\n--scancel--\n4242\n');
+  });
+});

@@ -1,0 +1,135 @@
+#!/bin/bash -l
+# The batch job of a delivery (sbatch runs it; a login shell, so that `module` exists): load the
+# modules, assemble the image's docker-archive from the store and build the .sif (or test an
+# existing one), run the smoke test, and publish the .sif once it passed. Each phase starts with a
+# marker line `<phase_marker> <phase> <epoch seconds>` in the output; the job's end is recorded
+# as `<phase> <exit code>` in status_file, which followers read whatever Slurm says.
+# Parameters:
+#   status_file, phase_marker, modules (array), runtime (auto, singularity or apptainer),
+#   tmpdir (the job makes its build temp dir under it, never /tmp),
+#   sif (the .sif it builds or tests), sif_link (stable per-image link to it; '' = none),
+#   smoke (array: argv after the runtime command),
+#   assembly, from the store ('' store = none: test the existing sif as it is):
+#     store (its `lock` keeps garbage collection out while the blobs are read),
+#     manifest (manifest.json, in the job directory), member_names and member_blobs (arrays:
+#     the archive members in the legacy layout and the store blob each one is),
+#   publication, once the smoke test passed ('' pub = not in this run):
+#     pub (directory), pub_name, pub_name_field (`"name":NAME,` in JSON, as its records hold it),
+#     pub_file (NAME_VERSION.sif), pub_record (NAME_VERSION.json),
+#     pub_latest (NAME_latest.sif), pub_json (the record as JSON without its closing brace),
+#     pub_mode and pub_dir_mode (octal), pub_group ('' = none), pub_keep (versions to keep).
+
+# --- Bookkeeping: phases, status file, cleanup, signals
+phase() { printf '%s %s %s\n' "$phase_marker" "$1" "$(date +%s.%N)"; current=$1; }
+# The status file is written under a temporary name and renamed, so a reader never sees half of it.
+record() { printf '%s %s\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
+child=
+job_tmp=
+cleanup() {
+  [ -n "$job_tmp" ] && rm -rf "$job_tmp"
+  rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
+  phase end
+}
+# Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
+on_signal() {
+  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
+  record "$current" 143
+  exit 143
+}
+trap on_signal TERM INT USR2
+trap cleanup EXIT
+current=start
+run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
+fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
+
+# --- Modules and the container runtime (both runtimes read the same images and flags)
+phase modules
+if [ "${#modules[@]}" -gt 0 ]; then
+  module load "${modules[@]}" || fail 127 "module load failed: check the module names with 'module avail'"
+fi
+case $runtime in
+  auto)
+    if command -v apptainer >/dev/null; then rt=apptainer
+    elif command -v singularity >/dev/null; then rt=singularity
+    else fail 127 "neither apptainer nor singularity after loading the modules: add one to 'modules'"; fi
+    ;;
+  *)
+    rt=$runtime
+    command -v "$rt" >/dev/null || fail 127 "no $rt command after loading the modules: add its module to 'modules'"
+    ;;
+esac
+echo "riviera-singularity: $("$rt" --version 2>/dev/null | head -n 1)"
+
+# Singularity and Apptainer read these (in this order); the node's /tmp is too small.
+mkdir -p "$tmpdir" || fail 1 "cannot create the temp directory"
+job_tmp=$(mktemp -d "$tmpdir/job-${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
+export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
+export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
+if [ -n "$sif_link" ]; then
+  mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"
+fi
+
+# --- The .sif: assembled and built, or the existing one
+if [ -n "$store" ]; then
+  phase assemble
+  # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
+  arch="$job_tmp/archive"
+  mkdir -p "$arch" && cp "$manifest" "$arch/manifest.json" || fail 1 "cannot stage the archive"
+  for i in "${!member_names[@]}"; do
+    name=${member_names[$i]}
+    case $name in */*) dir=${name%/*} ;; *) dir=. ;; esac
+    mkdir -p "$arch/$dir" && ln -sf "${member_blobs[$i]}" "$arch/$name" || fail 1 "cannot stage the archive"
+  done
+  exec 7>"$store/lock" || fail 1 "cannot open the store's lock: is the store there?"
+  flock -s -w 600 7 || fail 75 "the image store is locked"
+  tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json "${member_names[@]}" || fail 1 "cannot assemble the archive from the store"
+  exec 7>&-
+
+  phase sif-build
+  run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
+  rm -f "$job_tmp/image.tar"
+  # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
+  printf '%s  %s\n' "$(sha256 < "$sif.tmp.$$")" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
+  mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
+else
+  phase sif-build
+  [ -s "$sif" ] || fail 1 "no .sif at $sif"
+  echo "riviera-singularity: using the existing $sif"
+fi
+if [ -n "$sif_link" ]; then
+  ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"
+fi
+
+# --- The smoke test
+phase smoke-test
+run "$rt" "${smoke[@]}"
+rc=$?
+[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
+
+# --- Publication, only after the smoke test passed: the .sif, its sha256 and a provenance record
+# are copied in under temporary names and renamed; NAME_latest.sif is switched by renaming a new
+# link over it; older versions beyond pub_keep are removed. A lock serialises publications.
+if [ -n "$pub" ]; then
+  phase publish
+  exec 6>"$pub/.lock"; flock -w 600 6 || fail 75 "the publish directory is locked"
+  tmp="$pub/.$pub_file.tmp.$$"
+  cp -- "$sif" "$tmp" || fail 1 "cannot copy the .sif to $pub"
+  sum=$(cut -d' ' -f1 "$sif.sha256")
+  printf '%s  %s\n' "$sum" "$pub_file" > "$tmp.sha256" || fail 1 "cannot write the sha256"
+  printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' "$pub_json" "${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" > "$tmp.json" || fail 1 "cannot write the record"
+  chmod "$pub_mode" "$tmp" "$tmp.sha256" "$tmp.json" && chmod "$pub_dir_mode" "$pub" || fail 1 "cannot set the mode"
+  if [ -n "$pub_group" ]; then
+    chgrp "$pub_group" "$pub" "$tmp" "$tmp.sha256" "$tmp.json" || fail 1 "cannot give the files to group $pub_group"
+  fi
+  mv -f "$tmp.sha256" "$pub/$pub_file.sha256" && mv -f "$tmp.json" "$pub/$pub_record" && mv -f "$tmp" "$pub/$pub_file" || fail 1 "cannot move the files into place"
+  ln -sfn "$pub_file" "$pub/.latest.tmp.$$" && mv -Tf "$pub/.latest.tmp.$$" "$pub/$pub_latest" || fail 1 "cannot switch the latest link"
+  echo "riviera-singularity: published $pub/$pub_file"
+  # Keep the newest versions of this name (its records tell them from other names sharing the prefix).
+  ls -t "$pub/${pub_name}_"*.sif 2>/dev/null | while read -r f; do
+    [ -L "$f" ] && continue
+    grep -qF "$pub_name_field" "${f%.sif}.json" 2>/dev/null && echo "$f"
+  done | tail -n +"$((pub_keep + 1))" | while read -r f; do rm -f "$f" "$f.sha256" "${f%.sif}.json"; done
+  exec 6>&-
+fi
+record smoke-test 0
+exit 0
