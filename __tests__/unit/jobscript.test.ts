@@ -19,7 +19,7 @@ function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
     modules: ['slurm', 'singularity', 'cuda12.2/toolkit'],
     tmpdir: '/scratch/me/tmp',
     assemble: {
-      store: '/scratch/me/.store',
+      storeLock: '/scratch/me/.store/lock',
       manifest: '/scratch/me/jobs/1/manifest.json',
       members: [
         { name: 'abc.json', blob: '/scratch/me/.store/blobs/sha256/abc' },
@@ -52,7 +52,7 @@ describe('renderJobScript: text', () => {
         params({
           tmpdir: `/t/${HOSTILE}`,
           assemble: {
-            store: `/st/${HOSTILE}`,
+            storeLock: `/st/${HOSTILE}/lock`,
             manifest: `/m/${HOSTILE}.json`,
             members: [
               { name: `${HOSTILE}.json`, blob: `/b/${HOSTILE}` },
@@ -112,16 +112,17 @@ describe('renderJobScript: text', () => {
 
   test('assembles the archive from the store: members staged as links, tar -h, under a shared store lock', () => {
     const script = renderJobScript(params());
-    expect(param(script, 'store')).toBe('store=/scratch/me/.store');
+    expect(param(script, 'assemble')).toBe('assemble=1');
+    expect(param(script, 'store_lock')).toBe('store_lock=/scratch/me/.store/lock');
     expect(param(script, 'manifest')).toBe('manifest=/scratch/me/jobs/1/manifest.json');
     expect(param(script, 'member_names')).toBe('member_names=(abc.json def/layer.tar)');
     expect(param(script, 'member_blobs')).toBe('member_blobs=(/scratch/me/.store/blobs/sha256/abc /scratch/me/.store/blobs/sha256/def)');
     expect(script).toContain('cp "$manifest" "$arch/manifest.json"');
     expect(script).toContain('mkdir -p "$arch/$dir" && ln -sf "${member_blobs[$i]}" "$arch/$name" || fail 1 "cannot stage the archive"');
-    expect(script).toMatch(/exec 7>"\$store\/lock" \|\| fail 1 [^\n]*\n\s*flock -s /);
+    expect(script).toMatch(/exec 7>"\$store_lock" \|\| fail 1 [^\n]*\n\s*flock -s /);
     expect(script).toContain('tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json "${member_names[@]}" ');
-    const spaced = renderJobScript(params({ assemble: { store: '/scratch/my store', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }));
-    expect(param(spaced, 'store')).toBe(`store='/scratch/my store'`);
+    const spaced = renderJobScript(params({ assemble: { storeLock: '/scratch/my store/lock', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }));
+    expect(param(spaced, 'store_lock')).toBe(`store_lock='/scratch/my store/lock'`);
     expect(param(spaced, 'manifest')).toBe(`manifest='/j/m f.json'`);
     expect(param(spaced, 'member_names')).toBe(`member_names=('a b.json')`);
     expect(param(spaced, 'member_blobs')).toBe(`member_blobs=('/s/a b')`);
@@ -146,9 +147,10 @@ describe('renderJobScript: text', () => {
 
   test('with an assembly it builds from the store; without one the store parameters are empty', () => {
     const none = renderJobScript(params({ assemble: null }));
-    expect(param(none, 'store')).toBe(`store=''`);
+    expect(param(none, 'assemble')).toBe('assemble=0');
+    expect(param(none, 'store_lock')).toBe(`store_lock=''`);
     expect(param(none, 'member_names')).toBe('member_names=()');
-    expect(none).toContain('if [ -n "$store" ]; then\n  phase assemble');
+    expect(none).toContain('if [ "$assemble" = 1 ]; then\n  phase assemble');
   });
 });
 
@@ -216,7 +218,9 @@ interface Sandbox {
   lockState: string;
   /** Archive member name → the bytes it must hold (manifest.json and every blob). */
   expected: Map<string, Buffer>;
-  /** The store and members (p.assemble unless a test overrides it). */
+  /** The store directory. */
+  store: string;
+  /** The store's lock and members (p.assemble unless a test overrides it). */
   assembly: Assembly;
   sifLink: string;
 }
@@ -261,7 +265,7 @@ function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), 
   writeFileSync(join(jobDir, 'manifest.json'), manifest);
   const expected = new Map<string, Buffer>([['manifest.json', manifest], ...members.map((m, i): [string, Buffer] => [m.name, blobs[i].data])]);
 
-  const assembly: Assembly = { store, manifest: join(jobDir, 'manifest.json'), members };
+  const assembly: Assembly = { storeLock: join(store, 'lock'), manifest: join(jobDir, 'manifest.json'), members };
   const sifLink = join(root, `images ${HOSTILE}`, 'my`image`.sif');
   const p = params({
     modules: ['slurm', 'singularity', 'cuda12.2/toolkit'],
@@ -290,11 +294,11 @@ function sandbox(over: (root: string) => Partial<JobScriptParams> = () => ({}), 
     FAKE_ENV: envFile,
     FAKE_STARTED: join(root, 'started'),
     FAKE_TAR: tarCopy,
-    FAKE_STORE_LOCK: join(store, 'lock'),
+    FAKE_STORE_LOCK: assembly.storeLock,
     FAKE_LOCK_STATE: lockState,
     MODULE_LOG: moduleLog,
   };
-  return { root, jobDir, p, scriptPath, env, log, moduleLog, envFile, tarCopy, lockState, expected, assembly, sifLink };
+  return { root, jobDir, p, scriptPath, env, log, moduleLog, envFile, tarCopy, lockState, expected, store, assembly, sifLink };
 }
 
 function runScript(sb: Sandbox, env: NodeJS.ProcessEnv = {}) {
@@ -412,7 +416,7 @@ describe('renderJobScript: running it', () => {
     }
     // The store is untouched: the blobs are still there, byte for byte.
     for (const m of sb.assembly.members) expect(readFileSync(m.blob).equals(sb.expected.get(m.name)!)).toBe(true);
-    expect(existsSync(join(sb.assembly.store, 'lock'))).toBe(true);
+    expect(existsSync(sb.assembly.storeLock)).toBe(true);
     // The assembled tar was in the job's temp dir, which is gone.
     expect(existsSync(buildEnv(sb).TMPDIR)).toBe(false);
   });
@@ -445,7 +449,7 @@ describe('renderJobScript: running it', () => {
 
   test('assembly shares the store lock with deliveries and waits out garbage collection', async () => {
     const shared = sandbox();
-    const lock = join(shared.assembly.store, 'lock');
+    const lock = shared.assembly.storeLock;
     const reader = await holdLock(lock, '-s');
     try {
       expect(runScript(shared).code).toBe(0);
@@ -454,7 +458,7 @@ describe('renderJobScript: running it', () => {
     }
 
     const sb = sandbox();
-    const gc = await holdLock(join(sb.assembly.store, 'lock'), '-x');
+    const gc = await holdLock(sb.assembly.storeLock, '-x');
     const child = track(spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: sb.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -531,7 +535,7 @@ describe('renderJobScript: running it', () => {
 
   test('no store at all: fails in the assemble phase and builds nothing', () => {
     const sb = sandbox();
-    rmSync(sb.assembly.store, { recursive: true });
+    rmSync(sb.store, { recursive: true });
     const r = runScript(sb);
     expect(r.code).not.toBe(0);
     expect(readFileSync(sb.p.statusFile, 'utf8')).toMatch(/^assemble [1-9]\d*\n$/);
@@ -569,7 +573,7 @@ describe('renderJobScript: running it', () => {
 
   test('an unchanged image (no assembly): its .sif is not rebuilt, the store not touched, the link updated', () => {
     const sb = sandbox(() => ({ assemble: null }));
-    rmSync(sb.assembly.store, { recursive: true });
+    rmSync(sb.store, { recursive: true });
     mkdirSync(join(sb.p.sif, '..'), { recursive: true });
     writeFileSync(sb.p.sif, 'OLD');
     const r = runScript(sb);
@@ -596,7 +600,7 @@ describe('renderJobScript: running it', () => {
     expect(calls(sb)[0]).toContain(sb.p.sif);
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('GIVEN');
     expect(existsSync(`${sb.p.sif}.sha256`)).toBe(false);
-    expect(existsSync(join(sb.assembly.store, 'lock'))).toBe(false);
+    expect(existsSync(sb.assembly.storeLock)).toBe(false);
     expect(existsSync(sb.sifLink)).toBe(false);
     expectNoPwned(sb);
     expectNoTempLeftovers(sb);
@@ -639,7 +643,7 @@ describe('renderJobScript: running it', () => {
 });
 
 describe('sbatchArgv', () => {
-  const base = { jobName: 'riviera-x', partition: 'short-gpu', gpus: 2, time: '30:00', jobDir: '/j/1', extra: [], script: '/j/1/job.sh' };
+  const base = { jobName: 'riviera-x', partition: 'short-gpu', gpus: 2, time: '30:00', jobDir: '/j/1', output: 'job.out', extra: [], script: '/j/1/job.sh' };
 
   test('the full argv, in order', () => {
     expect(sbatchArgv(base)).toEqual([

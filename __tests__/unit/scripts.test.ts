@@ -41,7 +41,7 @@ describe('rendered scripts', () => {
   const job: JobScriptParams = {
     modules: ['cuda/12', HOSTILE],
     tmpdir: `/t/${HOSTILE}`,
-    assemble: { store: '/s/.store', manifest: '/j/manifest.json', members: [{ name: 'a.json', blob: '/s/.store/blobs/sha256/a' }] },
+    assemble: { storeLock: '/s/.store/lock', manifest: '/j/manifest.json', members: [{ name: 'a.json', blob: '/s/.store/blobs/sha256/a' }] },
     sif: '/s/sif/a.sif',
     sifLink: '/s/images/x.sif',
     smoke: { kind: 'command', argv: ['nvidia-smi', HOSTILE] },
@@ -60,7 +60,7 @@ describe('rendered scripts', () => {
     ['store-receive', receiveScript('/r', 'a'.repeat(64), 10, 'zstd')],
     ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7 })],
     ['poll', pollScript('1', '/j', 0, ['slurm'])],
-    ['submit', renderScript('submit', { group: null, job_dir: '/j', job_script_b64: 'eA==', manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'x'], job_link_prefix: '/r/jobs/job-' })],
+    ['submit', renderScript('submit', { group: null, job_dir: '/j', script_file: 'job.sh', manifest_file: 'manifest.json', job_script_b64: 'eA==', manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'x'], job_link_prefix: '/r/jobs/job-' })],
     ['cancel', renderScript('cancel', { login_modules: [], job_id: '1' })],
   ];
 
@@ -129,6 +129,8 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
     const script = renderScript('submit', {
       group: null,
       job_dir: jobDir,
+      script_file: 'job.sh',
+      manifest_file: 'manifest.json',
       job_script_b64: b64('#!/bin/bash -l\necho job\n'),
       manifest_b64: b64('[{"Config":"a.json"}]'),
       smoke_name: `smoke ${HOSTILE}.sh`,
@@ -158,7 +160,7 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
     const jobDir = join(home, 'jobs', 'r');
     const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
     const r = run(
-      renderScript('submit', { group, job_dir: jobDir, job_script_b64: b64('x'), manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'j'], job_link_prefix: join(home, 'jobs', 'job-') }),
+      renderScript('submit', { group, job_dir: jobDir, script_file: 'job.sh', manifest_file: 'manifest.json', job_script_b64: b64('x'), manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'j'], job_link_prefix: join(home, 'jobs', 'job-') }),
     );
     expect(r.code).toBe(0);
     expect(readdirSync(jobDir).sort()).toEqual(['job.sh', 'submitted']);

@@ -8,19 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchiveBlob, ImageArchive } from '../../src/core/archive.js';
 import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
-import {
-  type Codec,
-  RECEIVE,
-  STORE,
-  type StoreReport,
-  gcScript,
-  hexOf,
-  imageBlobs,
-  parsePrepare,
-  planTransfer,
-  prepareScript,
-  receiveScript,
-} from '../../src/core/store.js';
+import { STORE, hexOf } from '../../src/core/layout.js';
+import { type Codec, RECEIVE, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript, receiveScript } from '../../src/core/store.js';
 
 
 killTrackedAfterEach();

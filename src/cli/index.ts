@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
 import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
 import { deliver } from '../core/deliver.js';
-import { cancelJob, imageFileName, readSmokeFile, renderSubmission } from '../core/submit.js';
+import { cancelJob, readSmokeFile, renderSubmission } from '../core/submit.js';
 import { followJob } from '../core/watch.js';
 import { EXIT_CODE_MEANINGS, ExitCode, InputError, exitCodeOf } from '../core/errors.js';
 import { parsePoll, pollScript } from '../core/follow.js';
@@ -15,7 +15,7 @@ import { INPUT_NAMES, type RawInputs, type RunContext, maskPrivateKey, parseConn
 import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
 import { parseSqueueLine, parseStatusLine } from '../core/slurm.js';
-import { STORE } from '../core/store.js';
+import { JOB_FILES, STORE, blobPath, jobLinkPath, remotePaths } from '../core/layout.js';
 import { CONNECTION_INPUTS, FLAG_INPUTS, addInputOptions, envName, optionTerm } from './options.js';
 import { cliReporter } from './reporter.js';
 
@@ -84,7 +84,7 @@ async function connectionSession(opts: Opts, reporter: ReturnType<typeof cliRepo
 /** A job's directory on the cluster, through the jobs/job-ID link the delivery made. */
 function jobLink(remoteDir: string, jobId: string): string {
   if (!/^\d+(_\d+)?$/.test(jobId)) throw new InputError('JOB', `'${jobId}' is not a Slurm job id`);
-  return `${remoteDir}/jobs/job-${jobId}`;
+  return `${remoteDir}/${jobLinkPath(jobId)}`;
 }
 
 export function buildProgram(): Command {
@@ -112,17 +112,9 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     const settings = parseSettings(raw, await gitContext(), { credentials: !opts.dryRun });
     if (opts.dryRun) {
       await readSmokeFile(settings);
-      const root = `~/${settings.remoteDir}`;
-      const paths = {
-        root,
-        tmpdir: `~/${settings.tmpdir}`,
-        sif: `${root}/sif/<image-id>.sif`,
-        sifLink: `${root}/images/${imageFileName(settings.image)}.sif`,
-        jobDir: `${root}/jobs/<run>`,
-        publishDir: settings.publish ? `~/${settings.publish.dir}` : null,
-        published: settings.publish ? `~/${settings.publish.dir}/${settings.publish.name}_${settings.publish.version}.sif` : null,
-      };
-      const blob = `${root}/${STORE}/blobs/sha256/<digest>`;
+      const dirs = { root: `~/${settings.remoteDir}`, tmpdir: `~/${settings.tmpdir}`, publishDir: settings.publish ? `~/${settings.publish.dir}` : null, existingSif: null };
+      const paths = remotePaths(dirs, settings.image, '<image-id>', '<run>', settings.publish);
+      const blob = `${paths.root}/${blobPath('<digest>')}`;
       const sub = renderSubmission(
         settings,
         paths,
@@ -203,7 +195,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
           const out = cliReporter((s) => process.stdout.write(s));
           await followJob(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
         } else {
-          const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${shq(`${dir}/job.out`)}`));
+          const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${shq(`${dir}/${JOB_FILES.output}`)}`));
           if (r.code !== 0) throw new InputError('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
           process.stdout.write(r.stdout);
         }

@@ -9,8 +9,9 @@ import type { Settings } from './settings.js';
 import { type Verdict, judgeJob } from './slurm.js';
 import { Session } from './session.js';
 import { type ImageSource, type SavedImage, archiveSource, engineSource } from './source.js';
-import { type PrepareParams, type StoreReport, gcScript, hexOf, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
-import { assembly, readSmokeFile, remotePaths, renderSubmission, submitJob } from './submit.js';
+import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
+import { type PrepareParams, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
+import { assembly, readSmokeFile, renderSubmission, submitJob } from './submit.js';
 import { Timings } from './timings.js';
 import { sendBlobs } from './transfer.js';
 import { type FollowOptions, followJob } from './watch.js';
@@ -135,13 +136,13 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     image = up.image;
     checkAbort(hooks.signal);
 
-    const paths = remotePaths(s, digest, report);
+    const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, newRunId(), s.publish);
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
     const jobId = await inGroup(reporter, 'Submit job', async () => {
       const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null);
       const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
-      reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
+      reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
       return id;
     });
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });

@@ -2,6 +2,7 @@
 // status file and the output written since the last poll. The job never depends on this session.
 import { renderScript } from './cluster/scripts.js';
 import { PHASE_MARKER } from './jobscript.js';
+import { JOB_FILES } from './layout.js';
 import type { Reporter } from './reporter.js';
 import { type JobStatus, isFinalState, parseSqueueLine, parseStatusLine } from './slurm.js';
 
@@ -10,7 +11,15 @@ const CHUNK = 1 << 20;
 
 /** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
 export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[]): string {
-  return renderScript('poll', { login_modules: loginModules, job_dir: jobDir, job_id: jobId, offset, chunk: CHUNK });
+  return renderScript('poll', {
+    login_modules: loginModules,
+    job_dir: jobDir,
+    job_id: jobId,
+    offset,
+    chunk: CHUNK,
+    status_file: JOB_FILES.status,
+    output_file: JOB_FILES.output,
+  });
 }
 
 export interface Poll {

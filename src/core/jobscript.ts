@@ -1,5 +1,6 @@
 // The sbatch job script's parameters (the script is cluster/job.sh) and the sbatch command line. Pure.
 import { type ShellValue, renderScript } from './cluster/scripts.js';
+import { publishedNames } from './layout.js';
 import type { PublishSettings, SmokeTest } from './settings.js';
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
@@ -36,8 +37,8 @@ export interface JobPublish extends Omit<PublishSettings, 'provenance'> {
 }
 
 export interface Assembly {
-  /** The store directory, whose `lock` keeps garbage collection out while blobs are read. */
-  store: string;
+  /** The store's lock, which keeps garbage collection out while blobs are read. */
+  storeLock: string;
   /** manifest.json for the archive (written to the job directory at submission). */
   manifest: string;
   /** Archive members in the legacy layout, each a blob in the store. */
@@ -62,7 +63,8 @@ export function renderJobScript(p: JobScriptParams): string {
     sif: p.sif,
     sif_link: p.sifLink,
     smoke: smokeArgv(p),
-    store: a?.store ?? null,
+    assemble: a !== null,
+    store_lock: a?.storeLock ?? null,
     manifest: a?.manifest ?? null,
     member_names: a?.members.map((m) => m.name) ?? [],
     member_blobs: a?.members.map((m) => m.blob) ?? [],
@@ -73,13 +75,14 @@ export function renderJobScript(p: JobScriptParams): string {
 /** The publication's parameters; all '' when not publishing in this run. */
 function publishParams(p: JobPublish | null): Record<string, ShellValue> {
   const mode = p ? parseInt(p.mode, 8) : 0;
+  const names = p ? publishedNames(p.name, p.version) : null;
   return {
     pub: p?.dir ?? null,
     pub_name: p?.name ?? null,
     pub_name_field: p ? `"name":${JSON.stringify(p.name)},` : null,
-    pub_file: p ? `${p.name}_${p.version}.sif` : null,
-    pub_record: p ? `${p.name}_${p.version}.json` : null,
-    pub_latest: p ? `${p.name}_latest.sif` : null,
+    pub_file: names?.sif ?? null,
+    pub_record: names?.record ?? null,
+    pub_latest: names?.latest ?? null,
     // The record as JSON without its closing brace: the job adds its id, the date and the sha256.
     pub_json: p ? JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1) : null,
     pub_mode: p?.mode ?? null,
@@ -96,6 +99,8 @@ export interface SbatchParams {
   gpus: number;
   time: string | null;
   jobDir: string;
+  /** The job's output file, relative to jobDir. */
+  output: string;
   extra: string[];
   script: string;
 }
@@ -110,7 +115,7 @@ export function sbatchArgv(p: SbatchParams): string[] {
     ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
     ...(p.time ? [`--time=${p.time}`] : []),
     `--chdir=${p.jobDir}`,
-    '--output=job.out',
+    `--output=${p.output}`,
     ...p.extra,
     p.script,
   ];

@@ -3,21 +3,13 @@
 // side uses only bash, coreutils, flock, tar and gzip.
 import type { ArchiveBlob, ImageArchive } from './archive.js';
 import { renderScript } from './cluster/scripts.js';
-
-export const STORE = '.store';
-
-export function hexOf(digest: string): string {
-  return digest.replace(/^sha256:/, '');
-}
+import { BLOBS, IMAGE_RECORDS, INCOMING, JOBS, REMOTE_DIRS, SIFS, STORE, STORE_LOCK, blobLockPath, blobPath, hexOf, imageRecordPath, partialPath, sifPath } from './layout.js';
 
 /** Every blob of an image, config first, each once (an image may repeat a layer). */
 export function imageBlobs(archive: ImageArchive): ArchiveBlob[] {
   const seen = new Set<string>();
   return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
 }
-
-/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
-const STORE_DIRS = ['.', STORE, `${STORE}/blobs`, `${STORE}/blobs/sha256`, `${STORE}/incoming`, `${STORE}/images`, 'sif', 'images', 'jobs'];
 
 export interface PrepareParams {
   remoteDir: string;
@@ -44,16 +36,17 @@ export function prepareScript(p: PrepareParams): string {
     remote_dir: p.remoteDir,
     tmpdir: p.tmpdir,
     publish_dir: p.publishDir,
-    store_dirs: STORE_DIRS,
+    remote_dirs: REMOTE_DIRS,
+    sif_dir: SIFS,
     existing_sif: p.existingSif,
     image_hex: p.imageHex,
     blob_hexes: p.blobHexes,
     reuse: p.reuse,
     sif_only: !!p.sifOnly,
-    sif: p.imageHex === null ? null : `sif/${p.imageHex}.sif`,
-    image_record: p.imageHex === null ? null : `${STORE}/images/${p.imageHex}`,
-    blobs: `${STORE}/blobs/sha256`,
-    incoming: `${STORE}/incoming`,
+    sif: p.imageHex === null ? null : sifPath(p.imageHex),
+    image_record: p.imageHex === null ? null : imageRecordPath(p.imageHex),
+    blobs: BLOBS,
+    incoming: INCOMING,
   });
 }
 
@@ -117,6 +110,10 @@ export type Codec = 'raw' | 'gzip' | 'zstd';
 export function receiveScript(root: string, hex: string, size: number, codec: Codec): string {
   return renderScript('store-receive', {
     store: `${root}/${STORE}`,
+    store_lock: `${root}/${STORE_LOCK}`,
+    blob_lock: `${root}/${blobLockPath(hex)}`,
+    blob: `${root}/${blobPath(hex)}`,
+    partial: `${root}/${partialPath(hex)}`,
     hex,
     size,
     codec,
@@ -136,5 +133,16 @@ export interface GcParams {
 
 /** Garbage collection of the store (cluster/store-gc.sh). */
 export function gcScript(p: GcParams): string {
-  return renderScript('store-gc', { store: `${p.root}/${STORE}`, keep_images: p.keepImages, max_age_minutes: p.maxAgeDays * 1440 });
+  const at = (path: string) => `${p.root}/${path}`;
+  return renderScript('store-gc', {
+    store: at(STORE),
+    store_lock: at(STORE_LOCK),
+    records: at(IMAGE_RECORDS),
+    blobs: at(BLOBS),
+    incoming: at(INCOMING),
+    sifs: at(SIFS),
+    jobs: at(JOBS),
+    keep_images: p.keepImages,
+    max_age_minutes: p.maxAgeDays * 1440,
+  });
 }

@@ -1,27 +1,16 @@
 // Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
 // the archive's manifest and the sbatch command, rendered purely, then one round trip
 // (cluster/submit.sh, cluster/cancel.sh).
-import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest } from './archive.js';
 import { InputError, RemoteCommandError } from './errors.js';
 import { renderScript } from './cluster/scripts.js';
 import { renderJobScript, sbatchArgv } from './jobscript.js';
+import { JOB_FILES, JOB_LINK_PREFIX, type RemotePaths, STORE_LOCK, blobPath, hexOf } from './layout.js';
 import type { Settings } from './settings.js';
 import { parseSbatchOutput } from './slurm.js';
 import type { Remote } from './remote.js';
-import { STORE, type StoreReport, hexOf } from './store.js';
-
-/** `org/name:tag` → `org_name_tag`: a file name for the image. */
-export function imageFileName(image: string): string {
-  return image.replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-
-function runId(): string {
-  const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  return `${t}-${randomBytes(3).toString('hex')}`;
-}
 
 const MAX_SMOKE_BYTES = 256 * 1024;
 
@@ -35,35 +24,9 @@ export async function readSmokeFile(settings: Settings): Promise<{ name: string;
   return { name: basename(path), data: await readFile(path) };
 }
 
-/** Remote paths of one delivery, all absolute. */
-export interface RemotePaths {
-  root: string;
-  tmpdir: string;
-  sif: string;
-  /** Stable per-image link to the newest .sif; null when testing an existing .sif. */
-  sifLink: string | null;
-  jobDir: string;
-  publishDir: string | null;
-  /** Where the .sif is published if the smoke test passes. */
-  published: string | null;
-}
-
-export function remotePaths(s: Settings, digest: string | null, report: StoreReport): RemotePaths {
-  const root = report.root;
-  return {
-    root,
-    tmpdir: report.tmpdir,
-    sif: digest ? `${root}/sif/${hexOf(digest)}.sif` : report.existingSif!,
-    sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
-    jobDir: `${root}/jobs/${runId()}`,
-    publishDir: report.publishDir,
-    published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
-  };
-}
-
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
 export function assembly(archive: ImageArchive, digest: string, paths: RemotePaths): { id: string; members: { name: string; blob: string }[]; manifest: string } {
-  const blob = (d: string) => `${paths.root}/${STORE}/blobs/sha256/${hexOf(d)}`;
+  const blob = (d: string) => `${paths.root}/${blobPath(hexOf(d))}`;
   const config = `${hexOf(archive.config.digest)}.json`;
   const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
   const members = [{ name: config, blob: blob(archive.config.digest) }];
@@ -90,14 +53,14 @@ export function renderSubmission(
   const script = renderJobScript({
     modules: s.modules,
     tmpdir: paths.tmpdir,
-    assemble: image ? { store: `${paths.root}/${STORE}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
+    assemble: image ? { storeLock: `${paths.root}/${STORE_LOCK}`, manifest: `${paths.jobDir}/${JOB_FILES.manifest}`, members: image.members } : null,
     sif: paths.sif,
     sifLink: paths.sifLink,
     smoke: s.smoke,
     smokeFile,
     binds: s.binds,
     gpus: s.gpus,
-    statusFile: `${paths.jobDir}/status`,
+    statusFile: `${paths.jobDir}/${JOB_FILES.status}`,
     runtime: s.runtime,
     publish:
       s.publish && paths.publishDir
@@ -121,7 +84,8 @@ export function renderSubmission(
     time: s.time,
     jobDir: paths.jobDir,
     extra: s.sbatchArgs,
-    script: `${paths.jobDir}/job.sh`,
+    script: `${paths.jobDir}/${JOB_FILES.script}`,
+    output: JOB_FILES.output,
   });
   return { script, manifest: image?.manifest ?? null, sbatch };
 }
@@ -134,13 +98,15 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
   const script = renderScript('submit', {
     group: s.group,
     job_dir: paths.jobDir,
+    script_file: JOB_FILES.script,
+    manifest_file: JOB_FILES.manifest,
     job_script_b64: Buffer.from(sub.script).toString('base64'),
     manifest_b64: sub.manifest === null ? null : Buffer.from(sub.manifest).toString('base64'),
     smoke_name: smoke?.name ?? null,
     smoke_b64: smoke?.data.toString('base64') ?? null,
     login_modules: s.loginModules,
     sbatch: sub.sbatch,
-    job_link_prefix: `${paths.root}/jobs/job-`,
+    job_link_prefix: `${paths.root}/${JOB_LINK_PREFIX}`,
   });
   const out = await remote
     .run('Submitting the job', script)

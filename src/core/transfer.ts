@@ -12,7 +12,8 @@ import { mib } from './format.js';
 import { commandWorks, processFilter } from './process.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
-import { type BlobSend, type Codec, RECEIVE, hexOf, receiveScript } from './store.js';
+import { hexOf } from './layout.js';
+import { type BlobSend, type Codec, RECEIVE, receiveScript } from './store.js';
 
 /** Channels in flight at once: one channel's window caps its rate, several fill the link. */
 const CONCURRENCY = 4;

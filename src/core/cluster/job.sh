@@ -9,8 +9,8 @@
 #   tmpdir (the job makes its build temp dir under it, never /tmp),
 #   sif (the .sif it builds or tests), sif_link (stable per-image link to it; '' = none),
 #   smoke (array: argv after the runtime command),
-#   assembly, from the store ('' store = none: test the existing sif as it is):
-#     store (its `lock` keeps garbage collection out while the blobs are read),
+#   assemble (1/0: assemble the archive from the store and build sif; 0: test sif as it is),
+#     store_lock (keeps garbage collection out while the blobs are read),
 #     manifest (manifest.json, in the job directory), member_names and member_blobs (arrays:
 #     the archive members in the legacy layout and the store blob each one is),
 #   publication, once the smoke test passed ('' pub = not in this run):
@@ -70,7 +70,7 @@ if [ -n "$sif_link" ]; then
 fi
 
 # --- The .sif: assembled and built, or the existing one
-if [ -n "$store" ]; then
+if [ "$assemble" = 1 ]; then
   phase assemble
   # A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
   arch="$job_tmp/archive"
@@ -80,7 +80,7 @@ if [ -n "$store" ]; then
     case $name in */*) dir=${name%/*} ;; *) dir=. ;; esac
     mkdir -p "$arch/$dir" && ln -sf "${member_blobs[$i]}" "$arch/$name" || fail 1 "cannot stage the archive"
   done
-  exec 7>"$store/lock" || fail 1 "cannot open the store's lock: is the store there?"
+  exec 7>"$store_lock" || fail 1 "cannot open the store's lock: is the store there?"
   flock -s -w 600 7 || fail 75 "the image store is locked"
   tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json "${member_names[@]}" || fail 1 "cannot assemble the archive from the store"
   exec 7>&-

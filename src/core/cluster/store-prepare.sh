@@ -9,11 +9,11 @@
 #   blob HEX bad           it failed its digest check and was removed
 # Blobs are only checked when they will be used. Exit 3: the existing .sif is not there.
 # Parameters: group ('' = private), remote_dir, tmpdir, publish_dir ('' = not publishing),
-# store_dirs (array: every directory of remote_dir, relative to it), existing_sif ('' = deliver
-# an image), image_hex ('' = no image), blob_hexes (array), reuse (1/0: an intact .sif may be
-# reused), sif_only (1/0: stop after the .sif check, the blobs are not known yet), and relative
-# to remote_dir: sif (the image's .sif), image_record (its record), blobs and incoming (the
-# store's blob and partial-upload directories).
+# existing_sif ('' = deliver an image), image_hex ('' = no image), blob_hexes (array), reuse (1/0:
+# an intact .sif may be reused), sif_only (1/0: stop after the .sif check, the blobs are not known
+# yet), and relative to remote_dir (layout.ts names them): remote_dirs (array: all its
+# directories), sif_dir, sif (the image's .sif), image_record (its record), blobs and incoming
+# (the store's blob and partial-upload directories).
 if [ -n "$group" ]; then umask 027; else umask 077; fi
 set -e
 command -v zstd >/dev/null 2>&1 && echo "tool zstd"
@@ -25,11 +25,11 @@ if [ -n "$publish_dir" ]; then
   mkdir -p -- "$publish_dir"; cd -- "$publish_dir"; echo "publish $(pwd -P)"; cd
 fi
 cd -- "$remote_dir"; echo "root $(pwd -P)"
-mkdir -p "${store_dirs[@]}"
+mkdir -p "${remote_dirs[@]}"
 # Group sharing makes every directory setgid, so new files inherit the group.
 if [ -n "$group" ]; then
-  chgrp "$group" "${store_dirs[@]}" || { echo "cannot give the store to group $group: are you in it?" >&2; exit 1; }
-  chmod 2750 "${store_dirs[@]}"; chmod g+r sif/* 2>/dev/null || true
+  chgrp "$group" "${remote_dirs[@]}" || { echo "cannot give the store to group $group: are you in it?" >&2; exit 1; }
+  chmod 2750 "${remote_dirs[@]}"; chmod g+r "$sif_dir"/* 2>/dev/null || true
 else
   chmod 700 .
 fi

@@ -1,0 +1,121 @@
+// Where a delivery's things are on the cluster: the one module that knows the names under
+// remote-dir and in the publish directory. Paths here are relative to remote-dir unless a
+// function takes the root; the scripts in cluster/ get them as parameters.
+//
+//   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
+//   .store/incoming/HEX.partial    an upload in progress (HEX.lock: its sender's lock)
+//   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
+//   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
+//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
+//   images/NAME.sif                link to the newest .sif of an image name
+//   jobs/RUN/                      a job's directory (JOB_FILES)
+//   jobs/job-ID                    link to the job's directory, by Slurm job id (status, logs)
+// In the publish directory: NAME_VERSION.sif, .sif.sha256 and .json (the provenance record), and
+// NAME_latest.sif, a link to the newest.
+
+import { randomBytes } from 'node:crypto';
+
+export const STORE = '.store';
+export const BLOBS = `${STORE}/blobs/sha256`;
+export const INCOMING = `${STORE}/incoming`;
+export const IMAGE_RECORDS = `${STORE}/images`;
+export const STORE_LOCK = `${STORE}/lock`;
+export const SIFS = 'sif';
+export const JOBS = 'jobs';
+
+/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
+export const REMOTE_DIRS = ['.', STORE, `${STORE}/blobs`, BLOBS, INCOMING, IMAGE_RECORDS, SIFS, 'images', JOBS];
+
+/** `sha256:HEX` → HEX, the name of a blob or an image in the store. */
+export function hexOf(digest: string): string {
+  return digest.replace(/^sha256:/, '');
+}
+
+export const blobPath = (hex: string) => `${BLOBS}/${hex}`;
+export const partialPath = (hex: string) => `${INCOMING}/${hex}.partial`;
+/** Held by the one delivery sending the blob. */
+export const blobLockPath = (hex: string) => `${INCOMING}/${hex}.lock`;
+export const imageRecordPath = (hex: string) => `${IMAGE_RECORDS}/${hex}`;
+export const sifPath = (hex: string) => `${SIFS}/${hex}.sif`;
+
+/** `org/name:tag` → `org_name_tag`: a file name for the image. */
+export function imageFileName(image: string): string {
+  return image.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/** The stable per-image link to its newest .sif. */
+export const sifLinkPath = (image: string) => `images/${imageFileName(image)}.sif`;
+
+/** A new run's name, its job directory's: the time (sortable) and a random part. */
+export function newRunId(): string {
+  const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${t}-${randomBytes(3).toString('hex')}`;
+}
+
+export const jobDirPath = (run: string) => `${JOBS}/${run}`;
+
+/** The files in a job's directory (submit.sh also keeps sbatch's answer there, in `submitted`). */
+export const JOB_FILES = {
+  script: 'job.sh',
+  /** manifest.json of the docker-archive the job assembles. */
+  manifest: 'manifest.json',
+  /** `<phase> <exit code>`, written by the job when it ends. */
+  status: 'status',
+  /** The job's stdout and stderr (sbatch --output, relative to --chdir). */
+  output: 'job.out',
+} as const;
+
+/** jobs/job-: followed by the Slurm job id, the link to that job's directory. */
+export const JOB_LINK_PREFIX = `${JOBS}/job-`;
+export const jobLinkPath = (jobId: string) => `${JOB_LINK_PREFIX}${jobId}`;
+
+/** The published files of one version, in the publish directory. */
+export function publishedNames(name: string, version: string) {
+  return {
+    sif: `${name}_${version}.sif`,
+    record: `${name}_${version}.json`,
+    latest: `${name}_latest.sif`,
+  };
+}
+
+/** Where the cluster resolved the directories (absolute), as the store's prepare reports them. */
+export interface ResolvedDirs {
+  root: string;
+  tmpdir: string;
+  publishDir: string | null;
+  /** The existing .sif under test, if any. */
+  existingSif: string | null;
+}
+
+/** Remote paths of one delivery, all absolute. */
+export interface RemotePaths {
+  root: string;
+  tmpdir: string;
+  sif: string;
+  /** Stable per-image link to the newest .sif; null when testing an existing .sif. */
+  sifLink: string | null;
+  jobDir: string;
+  publishDir: string | null;
+  /** Where the .sif is published if the smoke test passes. */
+  published: string | null;
+}
+
+/** The paths of one delivery: of the image `imageHex` (null: the existing .sif), in run `run`. */
+export function remotePaths(
+  dirs: ResolvedDirs,
+  image: string,
+  imageHex: string | null,
+  run: string,
+  publish: { name: string; version: string } | null,
+): RemotePaths {
+  const root = dirs.root;
+  return {
+    root,
+    tmpdir: dirs.tmpdir,
+    sif: imageHex !== null ? `${root}/${sifPath(imageHex)}` : dirs.existingSif!,
+    sifLink: imageHex !== null ? `${root}/${sifLinkPath(image)}` : null,
+    jobDir: `${root}/${jobDirPath(run)}`,
+    publishDir: dirs.publishDir,
+    published: publish && dirs.publishDir ? `${dirs.publishDir}/${publishedNames(publish.name, publish.version).sif}` : null,
+  };
+}
