@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderScript, shellAssignments } from '../../src/core/cluster/scripts.js';
-import { pollScript } from '../../src/core/follow.js';
+import { pollScript } from '../../src/core/poll.js';
 import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.js';
 import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
 

@@ -9,7 +9,7 @@ import { deliver } from '../core/deliver.js';
 import { cancelJob, readSmokeFile, renderSubmission } from '../core/submit.js';
 import { followJob } from '../core/watch.js';
 import { EXIT_CODE_MEANINGS, ExitCode, InputError, exitCodeOf } from '../core/errors.js';
-import { parsePoll, pollScript } from '../core/follow.js';
+import { parsePoll, pollScript } from '../core/poll.js';
 import { shq } from '../core/quote.js';
 import { INPUT_NAMES, type RawInputs, type RunContext, maskPrivateKey, parseConnection, parseSettings } from '../core/settings.js';
 import { runProcess } from '../core/process.js';

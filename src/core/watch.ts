@@ -1,7 +1,7 @@
 // Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
 // stream its output, cancel it on abort or timeout, and time its phases.
 import { RemoteCommandError } from './errors.js';
-import { OutputStream, applyPoll, initialFollowState, parsePoll, pollScript } from './follow.js';
+import { OutputStream, applyPoll, initialFollowState, parsePoll, pollScript } from './poll.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
 import type { Settings } from './settings.js';

@@ -1,5 +1,7 @@
-// Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
-// status file and the output written since the last poll. The job never depends on this session.
+// Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
+// reads the job's own status file and the output written since the last poll; here are its reply's
+// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
+// The job never depends on this session.
 import { renderScript } from './cluster/scripts.js';
 import { PHASE_MARKER } from './jobscript.js';
 import { JOB_FILES } from './layout.js';
