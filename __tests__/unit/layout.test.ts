@@ -1,10 +1,21 @@
 // Where a delivery's things are on the cluster (src/core/layout.ts).
-import { JOB_LINK_PREFIX, REMOTE_DIRS, blobPath, hexOf, imageFileName, jobLinkPath, newRunId, publishedNames, remotePaths, sifPath } from '../../src/core/layout.js';
+import {
+  JOB_LINK_PREFIX,
+  REMOTE_DIRS,
+  blobPath,
+  hexOf,
+  imageFileName,
+  jobLinkPath,
+  newRunId,
+  publishedNames,
+  remotePaths,
+  sifPath,
+} from '../../src/core/layout.js';
 
 const dirs = { root: '/home/me/rd', tmpdir: '/scratch/me/tmp', publishDir: '/proj/images', existingSif: null };
 
 describe('remotePaths', () => {
-  test('an image: its content-addressed .sif, the per-image link, the run\'s job dir, the published .sif', () => {
+  test("an image: its content-addressed .sif, the per-image link, the run's job dir, the published .sif", () => {
     expect(remotePaths(dirs, 'org/my-image:v1.2', 'abc', '20261127-150000-a1b2c3', { name: 'my-image', version: 'v1.2' })).toEqual({
       root: '/home/me/rd',
       tmpdir: '/scratch/me/tmp',

@@ -55,12 +55,42 @@ describe('rendered scripts', () => {
   const rendered: [string, string][] = [
     ['job, full', renderJobScript(job)],
     ['job, existing .sif, no publication', renderJobScript({ ...job, assemble: null, sifLink: null, publish: null, modules: [] })],
-    ['store-prepare', prepareScript({ remoteDir: 'rd', tmpdir: 't', group: 'g', imageHex: 'e'.repeat(64), blobHexes: ['a', 'b'], reuse: true, publishDir: 'p', existingSif: null })],
-    ['store-prepare, existing .sif', prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: null, blobHexes: [], reuse: false, publishDir: null, existingSif: 'x.sif' })],
+    [
+      'store-prepare',
+      prepareScript({
+        remoteDir: 'rd',
+        tmpdir: 't',
+        group: 'g',
+        imageHex: 'e'.repeat(64),
+        blobHexes: ['a', 'b'],
+        reuse: true,
+        publishDir: 'p',
+        existingSif: null,
+      }),
+    ],
+    [
+      'store-prepare, existing .sif',
+      prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: null, blobHexes: [], reuse: false, publishDir: null, existingSif: 'x.sif' }),
+    ],
     ['store-receive', receiveScript('/r', 'a'.repeat(64), 10, 'zstd')],
     ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7 })],
     ['poll', pollScript('1', '/j', 0, ['slurm'])],
-    ['submit', renderScript('submit', { group: null, job_dir: '/j', script_file: 'job.sh', manifest_file: 'manifest.json', job_script_b64: 'eA==', manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'x'], job_link_prefix: '/r/jobs/job-' })],
+    [
+      'submit',
+      renderScript('submit', {
+        group: null,
+        job_dir: '/j',
+        script_file: 'job.sh',
+        manifest_file: 'manifest.json',
+        job_script_b64: 'eA==',
+        manifest_b64: null,
+        smoke_name: null,
+        smoke_b64: null,
+        login_modules: [],
+        sbatch: ['sbatch', 'x'],
+        job_link_prefix: '/r/jobs/job-',
+      }),
+    ],
     ['cancel', renderScript('cancel', { login_modules: [], job_id: '1' })],
   ];
 
@@ -110,11 +140,18 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
     const bin = join(home, 'bin');
     mkdirSync(bin);
     for (const cmd of ['sbatch', 'scancel']) {
-      writeFileSync(join(bin, cmd), `#!/bin/sh\n{ echo --${cmd}--; printf '%s\\n' "$@"; } >> "$HOME/calls"\n[ ${cmd} = sbatch ] && echo '4242;cluster-a'\nexit 0\n`);
+      writeFileSync(
+        join(bin, cmd),
+        `#!/bin/sh\n{ echo --${cmd}--; printf '%s\\n' "$@"; } >> "$HOME/calls"\n[ ${cmd} = sbatch ] && echo '4242;cluster-a'\nexit 0\n`,
+      );
       chmodSync(join(bin, cmd), 0o755);
     }
     const run = (script: string) => {
-      const r = spawnSync('bash', ['-c', `module() { echo "module $*" >> "$HOME/calls"; }\n${script}`], { cwd: home, env: { PATH: `${bin}:${process.env.PATH}`, HOME: home }, encoding: 'utf8' });
+      const r = spawnSync('bash', ['-c', `module() { echo "module $*" >> "$HOME/calls"; }\n${script}`], {
+        cwd: home,
+        env: { PATH: `${bin}:${process.env.PATH}`, HOME: home },
+        encoding: 'utf8',
+      });
       return { code: r.status, stdout: r.stdout, stderr: r.stderr };
     };
     const calls = () => (existsSync(join(home, 'calls')) ? readFileSync(join(home, 'calls'), 'utf8') : '');
@@ -160,7 +197,19 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
     const jobDir = join(home, 'jobs', 'r');
     const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
     const r = run(
-      renderScript('submit', { group, job_dir: jobDir, script_file: 'job.sh', manifest_file: 'manifest.json', job_script_b64: b64('x'), manifest_b64: null, smoke_name: null, smoke_b64: null, login_modules: [], sbatch: ['sbatch', 'j'], job_link_prefix: join(home, 'jobs', 'job-') }),
+      renderScript('submit', {
+        group,
+        job_dir: jobDir,
+        script_file: 'job.sh',
+        manifest_file: 'manifest.json',
+        job_script_b64: b64('x'),
+        manifest_b64: null,
+        smoke_name: null,
+        smoke_b64: null,
+        login_modules: [],
+        sbatch: ['sbatch', 'j'],
+        job_link_prefix: join(home, 'jobs', 'job-'),
+      }),
     );
     expect(r.code).toBe(0);
     expect(readdirSync(jobDir).sort()).toEqual(['job.sh', 'submitted']);
