@@ -136,6 +136,23 @@ describe('parseSettings: each bad input is refused by name', () => {
     ['tmpdir /var/tmp/', { tmpdir: '/var/tmp/' }, 'tmpdir'],
     ['tmpdir //tmp//x', { tmpdir: '//tmp//x' }, 'tmpdir'],
     ['remote-dir /tmp/x', { 'remote-dir': '/tmp/x' }, 'remote-dir'],
+    ['tmpdir /scratch/../tmp/x', { tmpdir: '/scratch/../tmp/x' }, 'tmpdir'],
+    ['remote-dir /scratch/./../var/tmp', { 'remote-dir': '/scratch/./../var/tmp' }, 'remote-dir'],
+    ['remote-dir ~ (the home directory)', { 'remote-dir': '~' }, 'remote-dir'],
+    ['remote-dir ~/', { 'remote-dir': '~/' }, 'remote-dir'],
+    ['remote-dir .', { 'remote-dir': '.' }, 'remote-dir'],
+    ['remote-dir $HOME', { 'remote-dir': '$HOME' }, 'remote-dir'],
+    ['remote-dir ${HOME}/', { 'remote-dir': '${HOME}/' }, 'remote-dir'],
+    ['remote-dir x/..', { 'remote-dir': 'x/..' }, 'remote-dir'],
+    ['remote-dir ~other/x', { 'remote-dir': '~other/x' }, 'remote-dir'],
+    ['tmpdir $SCRATCH/x', { tmpdir: '$SCRATCH/x' }, 'tmpdir'],
+    ['publish-dir /lab/$GROUP', { publish: 'true', 'publish-dir': '/lab/$GROUP' }, 'publish-dir'],
+    ['sif $(id)', { image: undefined, sif: '$(id).sif' }, 'sif'],
+    ['publish-mode 0660 (group may write)', { publish: 'true', 'publish-mode': '0660' }, 'publish-mode'],
+    ['publish-mode 0666 (anyone may write)', { publish: 'true', 'publish-mode': '0666' }, 'publish-mode'],
+    ['publish-mode 0642 (others may write)', { publish: 'true', 'publish-mode': '0642' }, 'publish-mode'],
+    ['publish-name -rf', { publish: 'true', 'publish-name': '-rf' }, 'publish-name'],
+    ['publish-version --force', { publish: 'true', 'publish-version': '--force' }, 'publish-version'],
     ['smoke-test and smoke-command', { 'smoke-test': 'smoke.sh', 'smoke-command': 'nvidia-smi' }, 'smoke-test'],
     ['neither smoke-test nor smoke-command', { 'smoke-command': undefined }, 'smoke-test'],
     ['smoke-command blank', { 'smoke-command': '  ' }, 'smoke-test'],
@@ -244,12 +261,62 @@ describe('parseSettings: accepted values', () => {
 
   test.each([
     ['~/x', 'x'],
-    ['~', '.'],
-    ['~/', '.'],
     ['x/y/', 'x/y'],
     ['/scratch/me', '/scratch/me'],
   ])('remote-dir %s → %s', (remoteDir, want) => {
     expect(parseSettings(withInputs({ 'remote-dir': remoteDir })).remoteDir).toBe(want);
+  });
+
+  test.each<[string, string, string]>([
+    ['remote-dir', '~/x', 'x'],
+    ['remote-dir', '$HOME/a/./b/', 'a/b'],
+    ['remote-dir', '${HOME}/x', 'x'],
+    ['remote-dir', '/scratch/$USER/rs', '/scratch/alice/rs'],
+    ['remote-dir', '/scratch/${USER}x', '/scratch/alicex'],
+    ['remote-dir', '../shared/x', '../shared/x'],
+    ['tmpdir', '~/x', 'x'],
+    ['tmpdir', '$HOME/build-tmp', 'build-tmp'],
+    ['tmpdir', '/scratch/../scratch2/t', '/scratch2/t'],
+    ['tmpdir', '/tmpfs/x', '/tmpfs/x'],
+  ])('%s %s means %s (relative: under the home)', (input, value, want) => {
+    const s = parseSettings(withInputs({ [input]: value }));
+    expect(input === 'tmpdir' ? s.tmpdir : s.remoteDir).toBe(want);
+  });
+
+  test('publish-dir, sif and bind sources follow the same rules', () => {
+    const pub = parseSettings(withInputs({ publish: 'true', 'publish-dir': '~/pub/', 'remote-dir': '$HOME/rs' }), { repository: '', commit: 'c0ffee', tag: null });
+    expect(pub.publish?.dir).toBe('pub');
+    expect(parseSettings(withInputs({ publish: 'true', 'remote-dir': '~/rs' })).publish?.dir).toBe('rs/published');
+    expect(parseSettings(withInputs({ image: undefined, sif: '~/images/x_latest.sif' })).sif).toBe('images/x_latest.sif');
+    expect(parseSettings(withInputs({ image: undefined, sif: '$HOME/x.sif' })).sif).toBe('x.sif');
+    expect(parseSettings(withInputs({ binds: '~/data:/data:ro, $HOME/../shared/$USER, /scratch/./x:/x' })).binds).toEqual([
+      'data:/data:ro',
+      '../shared/alice',
+      '/scratch/x:/x',
+    ]);
+  });
+
+  test('a tmpdir default follows remote-dir, however it was written', () => {
+    expect(parseSettings(withInputs({ 'remote-dir': '~/rs' })).tmpdir).toBe('rs/tmp');
+    expect(parseSettings(withInputs({ 'remote-dir': '/scratch/$USER' })).tmpdir).toBe('/scratch/alice/tmp');
+  });
+
+  test('publish-mode may let the group or others read, never write', () => {
+    expect(parseSettings(withInputs({ publish: 'true', 'publish-mode': '0644' })).publish?.mode).toBe('0644');
+    expect(parseSettings(withInputs({ publish: 'true', 'publish-mode': '755' })).publish?.mode).toBe('755');
+  });
+
+  test('the provenance record carries no credentials from the repository address', () => {
+    const ctx = (repository: string) => parseSettings(withInputs({ publish: 'true' }), { repository, commit: 'c0ffee', tag: 'v1' }).publish?.provenance.repository;
+    expect(ctx('https://user:ghp_secret123@github.com/lab/repo.git')).toBe('https://github.com/lab/repo.git');
+    expect(ctx('https://oauth2:glpat-xyz@gitlab.example.edu:8443/lab/repo?private_token=abc#x')).toBe('https://gitlab.example.edu:8443/lab/repo');
+    expect(ctx('ssh://git@github.com/lab/repo.git')).toBe('ssh://github.com/lab/repo.git');
+    expect(ctx('git@github.com:lab/repo.git')).toBe('git@github.com:lab/repo.git');
+    expect(ctx('https://github.com/lab/repo')).toBe('https://github.com/lab/repo');
+  });
+
+  test('a version taken from a tag never starts like an option', () => {
+    expect(parseSettings(withInputs({ publish: 'true' }), { repository: '', commit: 'c0ffee', tag: '.-v1/x' }).publish?.version).toBe('v1_x');
   });
 
   test('smoke-command is split into argv like sh, with nothing expanded', () => {

@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
+import { displayPath } from '../core/clusterpath.js';
 import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
 import { deliver } from '../core/deliver.js';
 import { cancelJob, readSmokeFile, renderSubmission } from '../core/submit.js';
@@ -112,7 +113,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     const settings = parseSettings(raw, await gitContext(), { credentials: !opts.dryRun });
     if (opts.dryRun) {
       await readSmokeFile(settings);
-      const dirs = { root: `~/${settings.remoteDir}`, tmpdir: `~/${settings.tmpdir}`, publishDir: settings.publish ? `~/${settings.publish.dir}` : null, existingSif: null };
+      const dirs = { root: displayPath(settings.remoteDir), tmpdir: displayPath(settings.tmpdir), publishDir: settings.publish ? displayPath(settings.publish.dir) : null, existingSif: null };
       const paths = remotePaths(dirs, settings.image, '<image-id>', '<run>', settings.publish);
       const blob = `${paths.root}/${blobPath('<digest>')}`;
       const sub = renderSubmission(
@@ -135,7 +136,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         plan,
         [
           `Would ${settings.build ? `build ${settings.image} from ${settings.context}` : `use ${settings.image} from the local engine`}, save it,`,
-          `send the layers ${plan.cluster} lacks to ~/${settings.remoteDir}/${STORE}, and submit:`,
+          `send the layers ${plan.cluster} lacks to ${paths.root}/${STORE}, and submit:`,
           `  ${sub.sbatch.map(shq).join(' ')}`,
           paths.published ? `If the smoke test passes, publish ${paths.published}.` : 'Nothing is published (no tag; publish: auto).',
           '',
@@ -172,7 +173,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
       const { conn, session } = await connectionSession(opts, reporter);
       try {
         const r = await session.retry('status', (remote) => remote.exec(pollScript(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
-        if (r.code === 98) throw new InputError('JOB', `no delivery of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+        if (r.code === 98) throw new InputError('JOB', `no delivery of job ${jobId} under ${displayPath(conn.remoteDir)} on the cluster`);
         const poll = parsePoll(r.stdout);
         const info = parseSqueueLine(poll.squeue);
         const status = parseStatusLine(poll.status);
@@ -196,7 +197,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
           await followJob(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
         } else {
           const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${shq(`${dir}/${JOB_FILES.output}`)}`));
-          if (r.code !== 0) throw new InputError('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+          if (r.code !== 0) throw new InputError('JOB', `no output of job ${jobId} under ${displayPath(conn.remoteDir)} on the cluster`);
           process.stdout.write(r.stdout);
         }
       } finally {

@@ -1,7 +1,8 @@
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
+import { displayPath, isUnderTmp } from './clusterpath.js';
 import { buildImage } from './docker.js';
-import { type DeliveryError, JobFailedError, JobInterruptedError } from './errors.js';
+import { type DeliveryError, InputError, JobFailedError, JobInterruptedError } from './errors.js';
 import { mib } from './format.js';
 import { JOB_PHASES } from './jobscript.js';
 import { type Reporter, inGroup } from './reporter.js';
@@ -54,15 +55,20 @@ function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new JobInterruptedError('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
 
-function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse'>): Promise<StoreReport> {
-  return session.retry('Preparing the store', async (r) =>
+async function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse'>): Promise<StoreReport> {
+  const report = await session.retry('Preparing the store', async (r) =>
     parsePrepare(
       await r.run(
-        `Preparing ${s.remoteDir} on the cluster`,
+        `Preparing ${displayPath(s.remoteDir)} on the cluster`,
         prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }),
       ),
     ),
   );
+  // The inputs were checked as written; a link or a `..` above the home may still lead into /tmp.
+  for (const [input, path] of [['tmpdir', report.tmpdir], ['remote-dir', report.root]] as const) {
+    if (isUnderTmp(path)) throw new InputError(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
+  }
+  return report;
 }
 
 /**

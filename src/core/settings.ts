@@ -2,6 +2,7 @@
 // and the CLI both hand in the same raw name → string map (input names as in action.yml).
 import ssh2 from 'ssh2';
 import { z } from 'zod';
+import { type ClusterPath, clusterPath, isHome, isUnderTmp, joinPath } from './clusterpath.js';
 import { InputError } from './errors.js';
 import { type KnownHostEntry, parseKnownHosts } from './knownhosts.js';
 import { splitWords } from './quote.js';
@@ -25,8 +26,8 @@ export interface Settings {
   image: string;
   /** Build the image with the local engine (false: it must already be there). */
   build: boolean;
-  /** A .sif already on the cluster to smoke-test instead of delivering an image (relative to $HOME). */
-  sif: string | null;
+  /** A .sif already on the cluster to smoke-test instead of delivering an image. */
+  sif: ClusterPath | null;
   /** An image already saved as a tar (docker save, or an OCI layout) to deliver instead of one in the engine. */
   archive: string | null;
   context: string;
@@ -42,14 +43,14 @@ export interface Settings {
   modules: string[];
   /** Modules loaded on the login node to reach sbatch, squeue and scancel. */
   loginModules: string[];
-  /** Working directory on the cluster; relative paths are under $HOME. */
-  remoteDir: string;
+  /** Working directory on the cluster, created by the delivery (never the home directory itself). */
+  remoteDir: ClusterPath;
   /** Build temp dir on the cluster (never under /tmp). */
-  tmpdir: string;
+  tmpdir: ClusterPath;
   jobName: string;
   /** Extra sbatch options as argv. */
   sbatchArgs: string[];
-  /** Singularity --bind specs, one per bind. */
+  /** Singularity --bind specs, one per bind; each source a ClusterPath. */
   binds: string[];
   /** Limit on the whole wait for the job, in seconds. */
   timeoutSeconds: number;
@@ -68,8 +69,8 @@ export interface Settings {
 }
 
 export interface PublishSettings {
-  /** Directory on the cluster (relative paths are under $HOME). */
-  dir: string;
+  /** Directory on the cluster. */
+  dir: ClusterPath;
   name: string;
   version: string;
   /** Versions of this name kept; older ones are removed. */
@@ -181,7 +182,8 @@ const moduleList = (def: string[]) =>
       }
     });
 
-const SAFE_NAME = /^[A-Za-z0-9._+-]+$/;
+/** Published file names: never an option (no leading '-') nor hidden. */
+const SAFE_NAME = /^[A-Za-z0-9_+][A-Za-z0-9._+-]*$/;
 const groupName = () => trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' });
 
 const bool = (def: string) =>
@@ -218,9 +220,7 @@ const schema = z.object({
     .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
     .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
   archive: trimmed().refine(...noControl('archive')),
-  sif: trimmed()
-    .refine(...noControl('sif'))
-    .transform((s) => s.replace(/^~\//, '')),
+  sif: trimmed().refine(...noControl('sif')),
   build: bool('true'),
   'force-rebuild': bool('false'),
   'keep-images': intIn(1, 1000, '5'),
@@ -229,11 +229,15 @@ const schema = z.object({
   runtime: trimmed('auto').refine((s) => ['auto', 'singularity', 'apptainer'].includes(s), { message: 'must be auto, singularity or apptainer' }),
   publish: trimmed('auto').refine((s) => /^(auto|true|false)$/i.test(s), { message: 'must be auto (publish on a tag), true or false' }),
   'publish-dir': trimmed().refine(...noControl('publish-dir')),
-  'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
-  'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
+  'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
+  'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
   'keep-versions': intIn(1, 1000, '5'),
   'publish-group': groupName(),
-  'publish-mode': trimmed().refine((s) => s === '' || /^0?[0-7]{3}$/.test(s), { message: 'must be an octal file mode such as 0640' }),
+  'publish-mode': trimmed()
+    .refine((s) => s === '' || /^0?[0-7]{3}$/.test(s), { message: 'must be an octal file mode such as 0640' })
+    .refine((s) => !/^0?[0-7]{3}$/.test(s) || (parseInt(s, 8) & 0o022) === 0, {
+      message: 'must not let the group or others write (e.g. 0640 or 0644): anyone who may write a published .sif can change what everybody runs',
+    }),
   context: trimmed('.').refine(...noControl('context')),
   dockerfile: trimmed().refine(...noControl('dockerfile')),
   'build-args': z
@@ -253,9 +257,7 @@ const schema = z.object({
   }),
   modules: moduleList(DEFAULT_MODULES),
   'login-modules': moduleList(['slurm']),
-  'remote-dir': trimmed('riviera-singularity')
-    .refine(...noControl('remote-dir'))
-    .transform((s) => s.replace(/^~(\/|$)/, '').replace(/\/+$/, '') || '.'),
+  'remote-dir': trimmed('riviera-singularity').refine(...noControl('remote-dir')),
   tmpdir: trimmed().refine(...noControl('tmpdir')),
   'job-name': trimmed().refine(...noControl('job-name')),
   'sbatch-args': trimmed(),
@@ -314,37 +316,85 @@ export function parseConnection(raw: RawInputs): ConnectionSettings {
   const result = connectionSchema.safeParse(raw);
   if (!result.success) for (const i of result.error.issues) problems.push({ input: String(i.path[0]), message: i.message });
   let knownHosts: KnownHostEntry[] = [];
+  let remoteDir: ClusterPath = '';
   if (!raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
-  try {
-    knownHosts = knownHostsOf(raw);
-  } catch (e) {
-    problems.push({ input: 'known-hosts', message: e instanceof InputError ? e.problem : (e as Error).message });
+  for (const [input, fn] of [
+    ['known-hosts', () => (knownHosts = knownHostsOf(raw))],
+    ['remote-dir', () => (remoteDir = remoteDirOf(raw))],
+  ] as const) {
+    try {
+      fn();
+    } catch (e) {
+      problems.push({ input, message: e instanceof InputError ? e.problem : (e as Error).message });
+    }
   }
   if (!result.success || problems.length > 0) throw inputError(problems);
-  return connectionOf(result.data, knownHosts);
+  return connectionOf(result.data, knownHosts, remoteDir);
 }
 
-function connectionOf(ok: z.infer<typeof connectionSchema>, knownHosts: KnownHostEntry[]): ConnectionSettings {
+function connectionOf(ok: z.infer<typeof connectionSchema>, knownHosts: KnownHostEntry[], remoteDir: ClusterPath): ConnectionSettings {
   return {
     host: ok.host,
     port: ok.port,
     username: ok.username,
     privateKey: ok['private-key'].trim() + '\n',
     knownHosts,
-    remoteDir: ok['remote-dir'],
+    remoteDir,
     loginModules: ok['login-modules'],
   };
 }
 
-function publishSettings(ok: z.infer<typeof schema>, imageName: string, context: RunContext | null): PublishSettings | null {
+/** A path input in its canonical form (see clusterpath.ts); '' when not given. */
+function pathInput(raw: RawInputs, name: string): ClusterPath {
+  const v = (raw[name] ?? '').trim();
+  return v ? clusterPath(v, (raw.username ?? '').trim()) : '';
+}
+
+/** remote-dir: a folder of the delivery's own, so never the home directory itself, nor under /tmp. */
+function remoteDirOf(raw: RawInputs): ClusterPath {
+  const p = pathInput(raw, 'remote-dir') || 'riviera-singularity';
+  if (isHome(p)) {
+    throw new Error('is your home directory: give a folder of its own, e.g. riviera-singularity (the delivery creates it and keeps to it)');
+  }
+  if (isUnderTmp(p)) throw new Error('must not be under /tmp: node-local /tmp is small and not shared with the login node');
+  return p;
+}
+
+/** tmpdir: never under /tmp (also through `..`); the default is remote-dir/tmp. */
+function tmpdirOf(raw: RawInputs, remoteDir: ClusterPath): ClusterPath {
+  const p = pathInput(raw, 'tmpdir') || joinPath(remoteDir, 'tmp');
+  if (isUnderTmp(p)) throw new Error('must not be under /tmp: the compute node’s /tmp is too small to build an image in');
+  return p;
+}
+
+/** Each bind's source as a cluster path (its destination is a path in the container, as given). */
+function bindsOf(binds: string[], raw: RawInputs): string[] {
+  return binds.map((b) => {
+    const [src, ...rest] = b.split(':');
+    return [clusterPath(src, (raw.username ?? '').trim()), ...rest].join(':');
+  });
+}
+
+/**
+ * A repository address fit for a record others read: no user name, password or token
+ * (`https://user:token@host/...`), no query or fragment. scp-like `git@host:path` keeps its user,
+ * which is no secret.
+ */
+export function withoutCredentials(url: string): string {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*@)?([^?#]*)/.exec(url);
+  return m ? m[1] + m[3] : url;
+}
+
+function publishSettings(ok: z.infer<typeof schema>, imageName: string, context: RunContext | null, dir: ClusterPath): PublishSettings | null {
   const mode = ok.publish.toLowerCase();
-  const provenance = context ?? { repository: '', commit: '', tag: null };
+  const provenance = context ? { ...context, repository: withoutCredentials(context.repository) } : { repository: '', commit: '', tag: null };
   // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
   if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif))) return null;
-  const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
+  const version =
+    ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
   const group = ok['publish-group'] || null;
   return {
-    dir: ok['publish-dir'] || `${ok['remote-dir']}/published`,
+    dir,
     name: ok['publish-name'] || imageName.split('/').pop()!.replace(/[^A-Za-z0-9._+-]/g, '_'),
     version,
     keep: ok['keep-versions'],
@@ -352,11 +402,6 @@ function publishSettings(ok: z.infer<typeof schema>, imageName: string, context:
     mode: ok['publish-mode'] || (group ? '0640' : '0600'),
     provenance,
   };
-}
-
-function isUnderTmp(path: string): boolean {
-  const norm = path.replace(/\/+/g, '/').replace(/\/$/, '');
-  return norm === '/tmp' || norm.startsWith('/tmp/') || norm === '/var/tmp' || norm.startsWith('/var/tmp/');
 }
 
 /** Validate all inputs; throws one InputError that lists every bad input, each by name. */
@@ -383,6 +428,11 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
   const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
   if (credentials && !raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
   const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
+  const remoteDir = check('remote-dir', () => remoteDirOf(raw));
+  const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
+  const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || joinPath(remoteDir ?? 'riviera-singularity', 'published'));
+  const sif = check('sif', () => pathInput(raw, 'sif'));
+  const binds = check('binds', () => bindsOf(ok?.binds ?? [], raw));
   const smokeArgv = check('smoke-command', () => splitWords(raw['smoke-command'] ?? ''));
 
   // These checks read the raw values, so they are listed even when other inputs failed the schema.
@@ -402,25 +452,21 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
   } else if (smokeArgv) {
     problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
   }
-  if (isUnderTmp(rawOf('tmpdir'))) {
-    problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
-  }
-  if (isUnderTmp(rawOf('remote-dir'))) {
-    problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
-  }
 
-  if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke) throw inputError(problems);
+  if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
+    throw inputError(problems);
+  }
 
   // What names the job and the published file: the image name, or the tested .sif's.
   const imageName = ok.image
     ? ok.image.replace(/:[^/:]+$/, '')
     : ok.archive
       ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
-      : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
+      : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
-    ...connectionOf(ok, knownHosts),
+    ...connectionOf(ok, knownHosts, remoteDir),
     build: ok.build && !ok.sif && !ok.archive,
-    sif: ok.sif || null,
+    sif: sif || null,
     archive: ok.archive || null,
     image: ok.image || (ok.archive ? `${imageName}:latest` : ''),
     context: ok.context,
@@ -431,16 +477,16 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     gpus: ok.gpus,
     time: ok.time,
     modules: ok.modules,
-    tmpdir: ok.tmpdir || `${ok['remote-dir']}/tmp`,
+    tmpdir,
     jobName: ok['job-name'] || `riviera-${imageName.split('/').pop()}`,
     sbatchArgs,
-    binds: ok.binds,
+    binds,
     timeoutSeconds: ok.timeout,
     forceRebuild: ok['force-rebuild'],
     keepImages: ok['keep-images'],
     maxAgeDays: ok['max-age'],
     group: ok.group || null,
     runtime: ok.runtime as Settings['runtime'],
-    publish: publishSettings(ok, imageName, context),
+    publish: publishSettings(ok, imageName, context, publishDir),
   };
 }
