@@ -13,7 +13,11 @@ let ws: string;
 beforeAll(async () => {
   await requireCluster();
   ws = makeWorkspace();
+  writeFileSync(join(ws, 'quick.sh'), 'echo quick-ok\n');
 });
+
+/** A delivery on the CPU partition with a smoke test that needs no GPU: the quickest there is. */
+const ON_CPU = { gpus: '0', partition: 'day-long-cpu', 'smoke-test': 'quick.sh' };
 
 function inputs(remoteDir: string, extra: Record<string, string> = {}): Record<string, string> {
   return { ...clusterInputs(), image: 'rs-e2e/gpucheck:safety', 'smoke-test': 'gpu-check.sh', 'remote-dir': remoteDir, ...extra };
@@ -26,7 +30,7 @@ function expectPassed(run: StepRun): void {
 describe('path inputs', () => {
   test('tmpdir ~/x is the folder x in the home directory, not one named ~', async () => {
     const remoteDir = uniqueRemoteDir('tilde');
-    const run = await runStep(inputs(remoteDir, { tmpdir: `~/${remoteDir}-tmp`, gpus: '0', partition: 'day-long-cpu' }), { workspace: ws });
+    const run = await runStep(inputs(remoteDir, { tmpdir: `~/${remoteDir}-tmp`, ...ON_CPU }), { workspace: ws });
     expectPassed(run);
     expect(statSync(`${CLUSTER_HOME}/${remoteDir}-tmp`).isDirectory()).toBe(true);
     expect(existsSync(`${CLUSTER_HOME}/~`)).toBe(false);

@@ -53991,7 +53991,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4742);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7699);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7718);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3175);
 // One bundle for both steps: the runner runs it as main, then again as post.
@@ -54019,8 +54019,8 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
-var core = __nccwpck_require__(7264);
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 16 modules
+var core = __nccwpck_require__(8261);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
@@ -54123,7 +54123,7 @@ function githubContext(env = process.env) {
 
 /***/ }),
 
-/***/ 4742:
+/***/ 7699:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54132,16 +54132,16 @@ __nccwpck_require__.d(__webpack_exports__, {
   e: () => (/* binding */ run)
 });
 
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 10 modules
-var core = __nccwpck_require__(7264);
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 16 modules
+var core = __nccwpck_require__(8261);
+// EXTERNAL MODULE: ./src/core/clusterpath.ts
+var clusterpath = __nccwpck_require__(7782);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 4 modules
-var exec = __nccwpck_require__(2697);
 // EXTERNAL MODULE: ./src/core/errors.ts
 var errors = __nccwpck_require__(4296);
 ;// CONCATENATED MODULE: ./src/core/format.ts
@@ -54150,8 +54150,10 @@ function mib(n) {
     return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
+// EXTERNAL MODULE: ./src/core/process.ts + 1 modules
+var core_process = __nccwpck_require__(9084);
 ;// CONCATENATED MODULE: ./src/core/docker.ts
-// The local Docker engine: build the image and save it to a tar, via @actions/exec.
+// The local Docker engine: build the image and save it to a tar.
 
 
 
@@ -54159,22 +54161,7 @@ function mib(n) {
 
 
 async function docker(args, reporter, stream = false) {
-    let stdout = '';
-    let stderr = '';
-    const code = await exec/* exec */.m('docker', args, {
-        silent: true,
-        ignoreReturnCode: true,
-        listeners: {
-            stdout: (d) => {
-                stdout += d.toString();
-            },
-            stderr: (d) => {
-                stderr += d.toString();
-            },
-            stdline: stream ? (l) => reporter.info(l) : undefined,
-            errline: stream ? (l) => reporter.info(l) : undefined,
-        },
-    }).catch((e) => {
+    const { code, stdout, stderr } = await (0,core_process/* runProcess */.R3)('docker', args, stream ? { onLine: (l) => reporter.info(l) } : {}).catch((e) => {
         throw new errors/* BuildError */.zS(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
     });
     if (code !== 0) {
@@ -54241,8 +54228,8 @@ async function inGroup(reporter, title, fn) {
 
 // EXTERNAL MODULE: ./src/core/slurm.ts
 var slurm = __nccwpck_require__(2348);
-// EXTERNAL MODULE: ./src/core/ssh.ts + 3 modules
-var ssh = __nccwpck_require__(446);
+// EXTERNAL MODULE: ./src/core/connect.ts + 6 modules
+var core_connect = __nccwpck_require__(8235);
 ;// CONCATENATED MODULE: ./src/core/session.ts
 // A connection to the cluster that survives a flaky link: work that fails because the connection
 // dropped is retried on a new connection, after a backoff. Nothing else is retried.
@@ -54256,15 +54243,21 @@ class Session {
     target;
     reporter;
     policy;
+    connect;
     current = null;
     /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
     connecting = null;
     /** Reconnections so far (for the log and the benchmarks). */
     reconnects = 0;
-    constructor(target, reporter, policy = DEFAULT_RETRY) {
+    /** Connections made and operations run on them (each at least one command), for the benchmarks' round-trip count. */
+    calls = { connections: 0, commands: 0 };
+    constructor(target, reporter, policy = DEFAULT_RETRY, 
+    /** How to make a connection (a test may hand in its own transport). */
+    connect = core_connect/* connectRemote */.n) {
         this.target = target;
         this.reporter = reporter;
         this.policy = policy;
+        this.connect = connect;
     }
     /** The live connection, connecting first if needed (a host-key refusal is never retried). */
     remote() {
@@ -54276,7 +54269,8 @@ class Session {
                 this.reporter.warning('The SSH connection was lost; reconnecting.');
                 this.dropped(this.current);
             }
-            this.connecting = ssh/* Remote */.V$.connect(this.target).then((r) => {
+            this.calls.connections++;
+            this.connecting = this.connect(this.target).then((r) => {
                 this.current = r;
                 this.connecting = null;
                 return r;
@@ -54297,6 +54291,7 @@ class Session {
     }
     /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
     async retry(what, fn) {
+        this.calls.commands++;
         for (let attempt = 0;; attempt++) {
             let remote;
             try {
@@ -54365,8 +54360,111 @@ async function archiveSource(path, reporter) {
     return { digest: archive.imageId, size, load: async () => loaded };
 }
 
-// EXTERNAL MODULE: ./src/core/store.ts
-var store = __nccwpck_require__(4230);
+// EXTERNAL MODULE: ./src/core/layout.ts
+var layout = __nccwpck_require__(6585);
+// EXTERNAL MODULE: ./src/core/cluster/scripts.ts
+var scripts = __nccwpck_require__(450);
+;// CONCATENATED MODULE: ./src/core/store.ts
+
+
+/** Every blob of an image, config first, each once (an image may repeat a layer). */
+function imageBlobs(archive) {
+    const seen = new Set();
+    return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+}
+/** One round trip before the transfer (cluster/store-prepare.sh says what it reports). */
+function prepareScript(p) {
+    return (0,scripts/* renderScript */.y)('store-prepare', {
+        group: p.group,
+        remote_dir: p.remoteDir,
+        tmpdir: p.tmpdir,
+        publish_dir: p.publishDir,
+        remote_dirs: layout/* REMOTE_DIRS */.mI,
+        sif_dir: layout/* SIFS */.Kt,
+        existing_sif: p.existingSif,
+        image_hex: p.imageHex,
+        blob_hexes: p.blobHexes,
+        reuse: p.reuse,
+        sif_only: !!p.sifOnly,
+        sif: p.imageHex === null ? null : (0,layout/* sifPath */.SX)(p.imageHex),
+        image_record: p.imageHex === null ? null : (0,layout/* imageRecordPath */.kT)(p.imageHex),
+        blobs: layout/* BLOBS */.df,
+        incoming: layout/* INCOMING */.BG,
+    });
+}
+function parsePrepare(stdout) {
+    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+    for (const line of stdout.split('\n')) {
+        const [kind, a, b, c] = line.split(' ');
+        if (kind === 'root')
+            r.root = line.slice(5);
+        else if (kind === 'tmpdir')
+            r.tmpdir = line.slice(7);
+        else if (kind === 'publish')
+            r.publishDir = line.slice(8);
+        else if (kind === 'existing')
+            r.existingSif = line.slice(9);
+        else if (kind === 'tool' && a === 'zstd')
+            r.zstd = true;
+        else if (kind === 'sif')
+            r.sifReusable = a === 'ok';
+        else if (kind === 'blob' && b === 'have')
+            r.have.add(a);
+        else if (kind === 'blob' && b === 'bad')
+            r.bad.add(a);
+        else if (kind === 'blob' && b === 'part')
+            r.partial.set(a, Number(c));
+    }
+    if (!r.root || !r.tmpdir)
+        throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
+    return r;
+}
+/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
+function planTransfer(archive, report) {
+    if (report.sifReusable)
+        return [];
+    return imageBlobs(archive)
+        .filter((b) => !report.have.has((0,layout/* hexOf */.ZD)(b.digest)))
+        .map((blob) => {
+        const part = report.partial.get((0,layout/* hexOf */.ZD)(blob.digest)) ?? 0;
+        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
+    })
+        .sort((x, y) => y.blob.size - x.blob.size);
+}
+/** Exit codes of the receive script. */
+const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
+/** Receive one blob on stdin, sent as `codec` (cluster/store-receive.sh says how). */
+function receiveScript(root, hex, size, codec) {
+    return (0,scripts/* renderScript */.y)('store-receive', {
+        store: `${root}/${layout/* STORE */.er}`,
+        store_lock: `${root}/${layout/* STORE_LOCK */.Q$}`,
+        blob_lock: `${root}/${(0,layout/* blobLockPath */.s)(hex)}`,
+        blob: `${root}/${(0,layout/* blobPath */.nD)(hex)}`,
+        partial: `${root}/${(0,layout/* partialPath */.Dn)(hex)}`,
+        hex,
+        size,
+        codec,
+        rc_busy: RECEIVE.busy,
+        rc_short: RECEIVE.short,
+        rc_corrupt: RECEIVE.corrupt,
+    });
+}
+/** Garbage collection of the store (cluster/store-gc.sh). */
+function gcScript(p) {
+    const at = (path) => `${p.root}/${path}`;
+    return (0,scripts/* renderScript */.y)('store-gc', {
+        store: at(layout/* STORE */.er),
+        store_lock: at(layout/* STORE_LOCK */.Q$),
+        records: at(layout/* IMAGE_RECORDS */.RB),
+        blobs: at(layout/* BLOBS */.df),
+        incoming: at(layout/* INCOMING */.BG),
+        sifs: at(layout/* SIFS */.Kt),
+        jobs: at(layout/* JOBS */.PL),
+        keep_images: p.keepImages,
+        max_age_minutes: p.maxAgeDays * 1440,
+    });
+}
+
 // EXTERNAL MODULE: ./src/core/submit.ts
 var core_submit = __nccwpck_require__(4695);
 ;// CONCATENATED MODULE: ./src/core/timings.ts
@@ -54402,10 +54500,8 @@ class Timings {
     }
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 // EXTERNAL MODULE: external "node:zlib"
@@ -54415,6 +54511,7 @@ var external_node_zlib_ = __nccwpck_require__(8522);
 // the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
 // channels, resumed from the bytes already on the cluster after a dropped connection, and verified
 // there before it enters the store.
+
 
 
 
@@ -54457,15 +54554,9 @@ function localZstd() {
         const level = z.constants.ZSTD_c_compressionLevel;
         return () => z.createZstdCompress({ params: { [level]: 1 } });
     }
-    if ((0,external_node_child_process_namespaceObject.spawnSync)('zstd', ['--version'], { stdio: 'ignore' }).status !== 0)
+    if (!(0,core_process/* commandWorks */.g1)('zstd'))
         return null;
-    return () => {
-        const child = (0,external_node_child_process_namespaceObject.spawn)('zstd', ['-1', '-q', '-c'], { stdio: ['pipe', 'pipe', 'ignore'] });
-        const d = external_node_stream_.Duplex.from({ writable: child.stdin, readable: child.stdout });
-        d.on('close', () => child.kill());
-        child.on('exit', (code) => code && d.destroy(new Error(`zstd exited with ${code}`)));
-        return d;
-    };
+    return () => (0,core_process/* processFilter */.iw)('zstd', ['-1', '-q', '-c']);
 }
 let zstdFactory;
 /** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
@@ -54497,7 +54588,7 @@ class Counter extends external_node_stream_.Transform {
     }
 }
 function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
-    const raw = from >= blob.size ? external_node_stream_.Readable.from([]) : (0,external_node_fs_namespaceObject.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
+    const raw = from >= blob.size ? external_node_stream_.Readable.from([]) : (0,external_node_fs_.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
     const packer = compressor(codec);
     const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter(onWire)];
     let s = raw;
@@ -54512,7 +54603,7 @@ function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
 /** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
 async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter) {
     const { blob } = job;
-    const hex = (0,store/* hexOf */.ZD)(blob.digest);
+    const hex = (0,layout/* hexOf */.ZD)(blob.digest);
     const codec = chooseCodec(await worthCompressing(tarPath, blob), remoteZstd);
     reporter.debug(`blob ${hex.slice(0, 12)}: ${blob.size} bytes, ${codec}`);
     // Where this blob stands on the cluster, for progress: a resend does not count twice.
@@ -54524,7 +54615,7 @@ async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter
     let corrupt = 0;
     await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
         for (let round = 0; round < 20; round++) {
-            const r = await remote.exec((0,store/* receiveScript */.rp)(root, hex, blob.size, codec), {
+            const r = await remote.exec(receiveScript(root, hex, blob.size, codec), {
                 feed: {
                     after: 'ready ',
                     stream: (line) => {
@@ -54537,12 +54628,12 @@ async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter
                 },
             });
             const said = r.stdout.toString().trim();
-            if (r.code === store/* RECEIVE */.KR.ok)
+            if (r.code === RECEIVE.ok)
                 return moveTo(blob.size);
             // The stream stopped early: go on from what arrived.
-            if (r.code === store/* RECEIVE */.KR.short)
+            if (r.code === RECEIVE.short)
                 continue;
-            if (r.code === store/* RECEIVE */.KR.corrupt && ++corrupt < 3) {
+            if (r.code === RECEIVE.corrupt && ++corrupt < 3) {
                 reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
                 continue;
             }
@@ -54580,8 +54671,129 @@ async function sendBlobs(session, root, tarPath, plan, remoteZstd, reporter) {
     return stats;
 }
 
-// EXTERNAL MODULE: ./src/core/follow.ts
-var follow = __nccwpck_require__(9746);
+;// CONCATENATED MODULE: ./src/core/poll.ts
+// Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
+// reads the job's own status file and the output written since the last poll; here are its reply's
+// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
+// The job never depends on this session.
+
+
+
+
+/** Most output fetched in one poll; more is fetched at once in the next. */
+const CHUNK = 1 << 20;
+/** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
+function pollScript(jobId, jobDir, offset, loginModules) {
+    return (0,scripts/* renderScript */.y)('poll', {
+        login_modules: loginModules,
+        job_dir: jobDir,
+        job_id: jobId,
+        offset,
+        chunk: CHUNK,
+        status_file: layout/* JOB_FILES */.e0.status,
+        output_file: layout/* JOB_FILES */.e0.output,
+    });
+}
+/** Split a poll's stdout: two header lines, then raw output bytes. */
+function parsePoll(stdout) {
+    const nl1 = stdout.indexOf(10);
+    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
+    if (nl2 < 0)
+        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
+    return {
+        squeue: stdout.subarray(0, nl1).toString('utf8'),
+        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
+        output: stdout.subarray(nl2 + 1),
+    };
+}
+/**
+ * Turns the job's output stream into log lines: phase markers open a new log group and time the
+ * phases; the last lines are kept for the summary. Handles lines split across polls.
+ */
+class OutputStream {
+    reporter;
+    tailLines;
+    pending = Buffer.alloc(0);
+    marks = [];
+    tail = [];
+    /** The job printed its last marker: all of its output has been read. */
+    ended = false;
+    constructor(reporter, tailLines = 30) {
+        this.reporter = reporter;
+        this.tailLines = tailLines;
+    }
+    push(chunk) {
+        this.pending = Buffer.concat([this.pending, chunk]);
+        let nl;
+        while ((nl = this.pending.indexOf(10)) >= 0) {
+            this.line(this.pending.subarray(0, nl).toString('utf8'));
+            this.pending = this.pending.subarray(nl + 1);
+        }
+    }
+    /** Flush a last line without a newline. */
+    end() {
+        if (this.pending.length > 0)
+            this.line(this.pending.toString('utf8'));
+        this.pending = Buffer.alloc(0);
+    }
+    line(text) {
+        if (text.startsWith(jobscript/* PHASE_MARKER */.ne)) {
+            const [phase, at] = text.slice(jobscript/* PHASE_MARKER */.ne.length).trim().split(/\s+/);
+            this.marks.push({ phase, at: Number(at) });
+            if (phase !== 'end')
+                this.reporter.group(`Job: ${phase}`);
+            else {
+                this.reporter.endGroup();
+                this.ended = true;
+            }
+            return;
+        }
+        this.reporter.info(text);
+        this.tail.push(text);
+        if (this.tail.length > this.tailLines)
+            this.tail.shift();
+    }
+    get phases() {
+        return this.marks
+            .slice(0, -1)
+            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
+            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
+    }
+}
+function initialFollowState() {
+    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
+}
+/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
+const LOST_AFTER = 5;
+/**
+ * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
+ * reporting state changes and pushing output.
+ */
+function applyPoll(s, poll, out, reporter, jobId) {
+    out.push(poll.output);
+    s.offset += poll.output.length;
+    const info = (0,slurm/* parseSqueueLine */.KV)(poll.squeue);
+    s.status = (0,slurm/* parseStatusLine */.Su)(poll.status) ?? s.status;
+    if (info) {
+        s.unknownPolls = 0;
+        if (info.nodes)
+            s.node = info.nodes;
+        if (info.state !== s.state) {
+            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
+            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
+            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
+            s.state = info.state;
+        }
+        // All output was written before the job ended, so this poll's output is complete.
+        return (0,slurm/* isFinalState */.G8)(info.state) && poll.output.length < CHUNK;
+    }
+    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
+    if (s.status && out.ended && poll.output.length < CHUNK)
+        return true;
+    s.unknownPolls++;
+    return s.unknownPolls >= LOST_AFTER;
+}
+
 ;// CONCATENATED MODULE: ./src/core/watch.ts
 // Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
 // stream its output, cancel it on abort or timeout, and time its phases.
@@ -54594,8 +54806,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 });
 /** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
 async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
-    const state = (0,follow/* initialFollowState */.Lk)();
-    const out = new follow/* OutputStream */.eG(reporter);
+    const state = initialFollowState();
+    const out = new OutputStream(reporter);
     const submitted = Date.now();
     const deadline = submitted + s.timeoutSeconds * 1000;
     let cancelled = false;
@@ -54608,10 +54820,10 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
             reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
             await session.retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, jobId, s.loginModules));
         }
-        const r = await session.retry('Following the job', (remote) => remote.exec((0,follow/* pollScript */.PK)(jobId, jobDir, state.offset, s.loginModules)));
+        const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
         if (r.code !== 0)
             throw new errors/* RemoteCommandError */.at('Following the job', r.code, r.stderr.toString());
-        const done = (0,follow/* applyPoll */.oG)(state, (0,follow/* parsePoll */.$f)(r.stdout), out, reporter, jobId);
+        const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
         if (done)
             break;
         // Poll quickly at first (short jobs end in seconds), then every pollMs.
@@ -54645,12 +54857,20 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
 
 
 
+
+
 function checkAbort(signal) {
     if (signal?.aborted)
         throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
-function prepare(session, s, params) {
-    return session.retry('Preparing the store', async (r) => (0,store/* parsePrepare */.H_)(await r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
+async function prepare(session, s, params) {
+    const report = await session.retry('Preparing the store', async (r) => parsePrepare(await r.run(`Preparing ${(0,clusterpath/* displayPath */.Gt)(s.remoteDir)} on the cluster`, prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
+    // The inputs were checked as written; a link or a `..` above the home may still lead into /tmp.
+    for (const [input, path] of [['tmpdir', report.tmpdir], ['remote-dir', report.root]]) {
+        if ((0,clusterpath/* isUnderTmp */.ix)(path))
+            throw new errors/* InputError */.dz(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
+    }
+    return report;
 }
 /**
  * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
@@ -54659,7 +54879,7 @@ function prepare(session, s, params) {
 async function upload(session, s, source, reporter, timings) {
     const none = { sent: 0, raw: 0, rawTotal: 0 };
     const digest = source?.digest ?? null;
-    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,store/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
+    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,layout/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
     if (!digest) {
         reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
         return { report: first, image: null, stats: none };
@@ -54671,12 +54891,12 @@ async function upload(session, s, source, reporter, timings) {
     const image = await source.load();
     try {
         return await timings.time('upload', async () => {
-            const blobs = (0,store/* imageBlobs */.aR)(image.archive);
+            const blobs = imageBlobs(image.archive);
             // The first round trip already found no reusable .sif: do not hash it again.
-            const report = await prepare(session, s, { imageHex: (0,store/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)), reuse: false });
+            const report = await prepare(session, s, { imageHex: (0,layout/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,layout/* hexOf */.ZD)(b.digest)), reuse: false });
             for (const bad of report.bad)
                 reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-            const plan = (0,store/* planTransfer */.Hp)(image.archive, report);
+            const plan = planTransfer(image.archive, report);
             const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
             reporter.info(`The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
             return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
@@ -54714,27 +54934,27 @@ async function deliver(s, reporter, hooks = {}) {
     let image = null;
     try {
         await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
-            await session.remote();
+            await timings.time('connect', () => session.remote());
             reporter.info('Connected; host key matches known-hosts.');
         });
         const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
         const { report, stats } = up;
         image = up.image;
         checkAbort(hooks.signal);
-        const paths = (0,core_submit/* remotePaths */.xu)(s, digest, report);
+        const paths = (0,layout/* remotePaths */.xu)(report, s.image, digest ? (0,layout/* hexOf */.ZD)(digest) : null, (0,layout/* newRunId */.F$)(), s.publish);
         // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
         const reuse = !image;
         const jobId = await inGroup(reporter, 'Submit job', async () => {
             const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, smoke?.name ?? null);
             const id = await session.retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke));
-            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
+            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/${layout/* JOB_FILES */.e0.output}`);
             return id;
         });
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
         const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
         await hooks.onJobEnded?.();
         const gc = await session
-            .retry('Garbage collection', (r) => r.run('Garbage collection', (0,store/* gcScript */.QT)({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
+            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
             .catch((e) => `gc failed: ${e.message}`);
         reporter.debug(gc.trim());
         const verdict = verdictOf(s, follow);
@@ -54750,12 +54970,13 @@ async function deliver(s, reporter, hooks = {}) {
             publishedPath: verdict.ok ? paths.published : null,
             node: follow.state.node,
             remoteDir: paths.root,
-            timings: timings.list(['build', 'save', 'upload', 'sbatch-wait', ...jobscript/* JOB_PHASES */.b5]),
+            timings: timings.list(['build', 'connect', 'save', 'upload', 'sbatch-wait', ...jobscript/* JOB_PHASES */.b5]),
             outputTail: follow.out.tail,
             bytesSent: stats.sent,
             // The saved tar's size; when nothing had to be saved, the engine's size of the image.
             bytesTotal: image?.size ?? source?.size ?? 0,
             reconnects: session.reconnects,
+            remoteCalls: { ...session.calls },
             message: verdict.ok ? 'The smoke test passed.' : verdict.message,
             error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
         };
@@ -54889,10 +55110,10 @@ async function run() {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   b: () => (/* binding */ post)
 /* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
 /* harmony import */ var _core_submit_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4695);
 /* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1922);
-/* harmony import */ var _core_ssh_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(446);
+/* harmony import */ var _core_connect_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8235);
 /* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(6301);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(3175);
 // The post step: if main ended (cancelled, killed) while its job was pending or running, scancel it,
@@ -54908,7 +55129,7 @@ async function post() {
         return;
     try {
         const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_2__/* .parseConnection */ .C8)(await (0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .readInputs */ .K)());
-        const remote = await _core_ssh_js__WEBPACK_IMPORTED_MODULE_3__/* .Remote */ .V$.connect(settings);
+        const remote = await (0,_core_connect_js__WEBPACK_IMPORTED_MODULE_3__/* .connectRemote */ .n)(settings);
         try {
             await (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_1__/* .cancelJob */ .mh)(remote, _state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId, settings.loginModules);
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Cancelled job ${_state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId}: the main step ended before it did.`);
@@ -54934,7 +55155,7 @@ async function post() {
 /* harmony export */   j6: () => (/* binding */ saveJobDone),
 /* harmony export */   tl: () => (/* binding */ isPost)
 /* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7264);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
 // What main hands to post, through the runner's GITHUB_STATE file.
 
 /** Set on the first (main) run, so the second run of the same bundle knows it is the post step. */
@@ -55307,1089 +55528,147 @@ class Members {
 
 /***/ }),
 
-/***/ 4296:
+/***/ 450:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   QT: () => (/* binding */ JobInterruptedError),
-/* harmony export */   Rc: () => (/* binding */ ConnectionError),
-/* harmony export */   at: () => (/* binding */ RemoteCommandError),
-/* harmony export */   dk: () => (/* binding */ JobFailedError),
-/* harmony export */   dz: () => (/* binding */ InputError),
-/* harmony export */   oZ: () => (/* binding */ HostKeyError),
-/* harmony export */   zS: () => (/* binding */ BuildError)
+/* harmony export */   y: () => (/* binding */ renderScript)
 /* harmony export */ });
-/* unused harmony exports ExitCode, DeliveryError, exitCodeOf */
-// Typed errors: each kind says what went wrong and what to do next, and carries the exit code the
-// CLI returns for it (documented in the README).
-const ExitCode = {
-    ok: 0,
-    failure: 1,
-    input: 2,
-    connection: 3,
-    hostKey: 4,
-    jobFailed: 5,
-    jobInterrupted: 6,
-    build: 7,
-};
-class DeliveryError extends Error {
-    hint;
-    constructor(message, hint) {
-        super(hint ? `${message}\n${hint}` : message);
-        this.hint = hint;
-        this.name = new.target.name;
-    }
-}
-/** A bad input value: named, refused before anything is built, connected or written. */
-class InputError extends DeliveryError {
-    input;
-    problem;
-    exitCode = ExitCode.input;
-    constructor(input, problem, hint) {
-        super(`Input '${input}': ${problem}`, hint);
-        this.input = input;
-        this.problem = problem;
-    }
-}
-/** The server's host key is not the one recorded in known-hosts. */
-class HostKeyError extends DeliveryError {
-    exitCode = ExitCode.hostKey;
-}
-/** The SSH connection could not be made, or was lost and could not be re-established. */
-class ConnectionError extends DeliveryError {
-    exitCode = ExitCode.connection;
-}
-/** A command on the cluster failed (exit code and the tail of its stderr in the message). */
-class RemoteCommandError extends DeliveryError {
-    code;
-    stderr;
-    exitCode = ExitCode.failure;
-    constructor(what, code, stderr, hint) {
-        super(`${what} failed on the cluster (exit ${code ?? 'unknown'})${stderr ? `: ${tail(stderr)}` : ''}`, hint);
-        this.code = code;
-        this.stderr = stderr;
-    }
-}
-/** docker build / docker save failed, or the saved archive could not be read. */
-class BuildError extends DeliveryError {
-    exitCode = ExitCode.build;
-}
-/** The Slurm job ran but did not pass: the smoke test exited non-zero, or the .sif build failed. */
-class JobFailedError extends DeliveryError {
-    exitCode = ExitCode.jobFailed;
-}
-/** The Slurm job was cancelled, timed out, ran out of memory or lost its node. */
-class JobInterruptedError extends DeliveryError {
-    exitCode = ExitCode.jobInterrupted;
-}
-function tail(text, lines = 10) {
-    return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-function exitCodeOf(err) {
-    return err instanceof DeliveryError ? err.exitCode : ExitCode.failure;
-}
-
-
-/***/ }),
-
-/***/ 9746:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $f: () => (/* binding */ parsePoll),
-/* harmony export */   Lk: () => (/* binding */ initialFollowState),
-/* harmony export */   PK: () => (/* binding */ pollScript),
-/* harmony export */   Xn: () => (/* binding */ loadModulesScript),
-/* harmony export */   eG: () => (/* binding */ OutputStream),
-/* harmony export */   oG: () => (/* binding */ applyPoll)
-/* harmony export */ });
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4103);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3195);
-/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2348);
-// Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
-// status file and the output written since the last poll. The job never depends on this session.
-
-
-
-/** Most output fetched in one poll; more is fetched at once in the next. */
-const CHUNK = 1 << 20;
-function loadModulesScript(modules) {
-    if (modules.length === 0)
-        return '';
-    return `module load ${modules.map(_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
-}
-function pollScript(jobId, jobDir, offset, loginModules) {
-    return (loadModulesScript(loginModules) +
-        `cd ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi)(jobDir)} || exit 98
-st=$(squeue -h -t all -j ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi)(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
-printf '%s\\n' "\${st:-UNKNOWN}"
-printf '%s\\n' "$(head -n 1 status 2>/dev/null)"
-tail -c +${offset + 1} job.out 2>/dev/null | head -c ${CHUNK}
-`);
-}
-/** Split a poll's stdout: two header lines, then raw output bytes. */
-function parsePoll(stdout) {
-    const nl1 = stdout.indexOf(10);
-    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
-    if (nl2 < 0)
-        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
-    return {
-        squeue: stdout.subarray(0, nl1).toString('utf8'),
-        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
-        output: stdout.subarray(nl2 + 1),
-    };
-}
-/**
- * Turns the job's output stream into log lines: phase markers open a new log group and time the
- * phases; the last lines are kept for the summary. Handles lines split across polls.
- */
-class OutputStream {
-    reporter;
-    tailLines;
-    pending = Buffer.alloc(0);
-    marks = [];
-    tail = [];
-    /** The job printed its last marker: all of its output has been read. */
-    ended = false;
-    constructor(reporter, tailLines = 30) {
-        this.reporter = reporter;
-        this.tailLines = tailLines;
-    }
-    push(chunk) {
-        this.pending = Buffer.concat([this.pending, chunk]);
-        let nl;
-        while ((nl = this.pending.indexOf(10)) >= 0) {
-            this.line(this.pending.subarray(0, nl).toString('utf8'));
-            this.pending = this.pending.subarray(nl + 1);
-        }
-    }
-    /** Flush a last line without a newline. */
-    end() {
-        if (this.pending.length > 0)
-            this.line(this.pending.toString('utf8'));
-        this.pending = Buffer.alloc(0);
-    }
-    line(text) {
-        if (text.startsWith(_jobscript_js__WEBPACK_IMPORTED_MODULE_0__/* .PHASE_MARKER */ .ne)) {
-            const [phase, at] = text.slice(_jobscript_js__WEBPACK_IMPORTED_MODULE_0__/* .PHASE_MARKER */ .ne.length).trim().split(/\s+/);
-            this.marks.push({ phase, at: Number(at) });
-            if (phase !== 'end')
-                this.reporter.group(`Job: ${phase}`);
-            else {
-                this.reporter.endGroup();
-                this.ended = true;
-            }
-            return;
-        }
-        this.reporter.info(text);
-        this.tail.push(text);
-        if (this.tail.length > this.tailLines)
-            this.tail.shift();
-    }
-    get phases() {
-        return this.marks
-            .slice(0, -1)
-            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
-            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
-    }
-}
-function initialFollowState() {
-    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
-}
-/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
-const LOST_AFTER = 5;
-/**
- * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
- * reporting state changes and pushing output.
- */
-function applyPoll(s, poll, out, reporter, jobId) {
-    out.push(poll.output);
-    s.offset += poll.output.length;
-    const info = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .parseSqueueLine */ .KV)(poll.squeue);
-    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
-    if (info) {
-        s.unknownPolls = 0;
-        if (info.nodes)
-            s.node = info.nodes;
-        if (info.state !== s.state) {
-            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
-            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
-            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
-            s.state = info.state;
-        }
-        // All output was written before the job ended, so this poll's output is complete.
-        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
-    }
-    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
-    if (s.status && out.ended && poll.output.length < CHUNK)
-        return true;
-    s.unknownPolls++;
-    return s.unknownPolls >= LOST_AFTER;
-}
-
-
-/***/ }),
-
-/***/ 4103:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   Hs: () => (/* binding */ renderJobScript),
-/* harmony export */   Oq: () => (/* binding */ sbatchArgv),
-/* harmony export */   b5: () => (/* binding */ JOB_PHASES),
-/* harmony export */   ne: () => (/* binding */ PHASE_MARKER)
-/* harmony export */ });
-/* unused harmony export smokeArgv */
+/* unused harmony export shellAssignments */
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3195);
-/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4230);
-// Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
+// The scripts that run on the cluster are the .sh files beside this module. Each gets its
+// parameters as a generated header of assignments quoted by shq (the one escaping layer), then
+// the libraries (lib-*.sh) it uses, then its own body; nothing else is spliced into them.
 
 
-/** Phases the job reports, in order; each starts with a marker line in the job's output. */
-const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'];
-/** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
-const PHASE_MARKER = '::riviera-phase::';
-/** argv after the runtime command (singularity or apptainer) for the smoke test. */
-function smokeArgv(p) {
-    const opts = [...(p.gpus > 0 ? ['--nv'] : []), ...p.binds.flatMap((b) => ['--bind', b])];
-    if (p.smoke.kind === 'script')
-        return ['run', ...opts, p.sif, p.smokeFile ?? ''];
-    return ['exec', ...opts, p.sif, ...p.smoke.argv];
-}
-function renderJobScript(p) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
-    return `#!/bin/bash -l
-# Generated by riviera-singularity. A login shell, so that \`module\` exists.
-status_file=${q(p.statusFile)}
-sif=${q(p.sif)}
-sif_link=${q(p.sifLink ?? '')}
-phase() { printf '%s %s %s\\n' ${q(PHASE_MARKER)} "$1" "$(date +%s.%N)"; current=$1; }
-# The status file is written under a temporary name and renamed, so a reader never sees half of it.
-record() { printf '%s %s\\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
-child=
-job_tmp=
-cleanup() {
-  [ -n "$job_tmp" ] && rm -rf "$job_tmp"
-  rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
-  phase end
-}
-${_store_js__WEBPACK_IMPORTED_MODULE_0__/* .SHA256_FUNCTION */ .Vv}
-# Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
-on_signal() {
-  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
-  record "$current" 143
-  exit 143
-}
-trap on_signal TERM INT USR2
-trap cleanup EXIT
-current=start
-run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
-fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
-
-phase modules
-${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}${runtimeSelection(p.runtime)}
-echo "riviera-singularity: $("$rt" --version 2>/dev/null | head -n 1)"
-
-# Singularity and Apptainer read these (in this order); the node's /tmp is too small.
-mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
-job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
-export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
-export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
-${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble) : `phase sif-build
-[ -s "$sif" ] || fail 1 "no .sif at $sif"
-echo "riviera-singularity: using the existing $sif"
-`}${p.sifLink ? 'ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"\n' : ''}
-phase smoke-test
-run "$rt" ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shJoin */ .q9)(smokeArgv(p))}
-rc=$?
-[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
-${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
-exit 0
-`;
-}
-/** Assemble the archive from the store and build the .sif. */
-function buildCommands(a) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
-    return `phase assemble
-# A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
-arch="$job_tmp/archive"
-mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
-${a.members.map((m) => `mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
-flock -s -w 600 7 || fail 75 "the image store is locked"
-tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
-exec 7>&-
-phase sif-build
-run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
-rm -f "$job_tmp/image.tar"
-# Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
-printf '%s  %s\\n' "$(sha256 < "$sif.tmp.$$")" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
-mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
-`;
-}
-/** Pick the container runtime after the modules are loaded; both read the same images and flags. */
-function runtimeSelection(runtime) {
-    if (runtime !== 'auto') {
-        return `rt=${runtime}
-command -v "$rt" >/dev/null || fail 127 "no $rt command after loading the modules: add its module to 'modules'"`;
-    }
-    return `if command -v apptainer >/dev/null; then rt=apptainer
-elif command -v singularity >/dev/null; then rt=singularity
-else fail 127 "neither apptainer nor singularity after loading the modules: add one to 'modules'"; fi`;
+// One readFileSync of a literal URL per file: ncc (scripts/package.mjs) finds these and copies the
+// files into dist/ beside the bundle; a computed file name would not be found there.
+const SHA256 = (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "lib-sha256.sh", 'utf8');
+const LOGIN_MODULES = (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "lib-login-modules.sh", 'utf8');
+const SCRIPTS = {
+    job: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "job.sh", 'utf8'), libs: [SHA256] },
+    'store-prepare': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-prepare.sh", 'utf8'), libs: [SHA256] },
+    'store-receive': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-receive.sh", 'utf8'), libs: [SHA256] },
+    'store-gc': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-gc.sh", 'utf8'), libs: [] },
+    submit: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "submit.sh", 'utf8'), libs: [LOGIN_MODULES] },
+    cancel: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "cancel.sh", 'utf8'), libs: [LOGIN_MODULES] },
+    poll: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "poll.sh", 'utf8'), libs: [LOGIN_MODULES] },
+};
+/** `name=value` lines, every value quoted by shq; lists become bash arrays. */
+function shellAssignments(params) {
+    return Object.entries(params)
+        .map(([name, v]) => {
+        if (!/^[a-z_][a-z0-9_]*$/.test(name))
+            throw new Error(`not a shell variable name: ${name}`);
+        if (Array.isArray(v))
+            return `${name}=(${v.map(_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi).join(' ')})\n`;
+        if (v === null)
+            return `${name}=''\n`;
+        if (typeof v === 'boolean')
+            return `${name}=${v ? 1 : 0}\n`;
+        return `${name}=${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi)(String(v))}\n`;
+    })
+        .join('');
 }
 /**
- * Publication, only after the smoke test passed: the .sif, its sha256 and a provenance record are
- * copied in under temporary names and renamed; `<name>_latest.sif` is switched by renaming a new
- * link over it; older versions beyond \`keep\` are removed. A lock serialises publications.
+ * The script `name` with its parameters: its opening comment block (the shebang, what it does and
+ * which parameters it takes), the generated assignments, its libraries, then the rest of it.
  */
-function publishCommands(p) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
-    const file = `${p.name}_${p.version}.sif`;
-    const json = JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1);
-    const dirMode = (parseInt(p.mode, 8) | ((parseInt(p.mode, 8) & 0o444) >> 2)).toString(8);
-    return `phase publish
-pub=${q(p.dir)}
-exec 6>"$pub/.lock"; flock -w 600 6 || fail 75 "the publish directory is locked"
-tmp="$pub/.${file}.tmp.$$"
-cp -- "$sif" "$tmp" || fail 1 "cannot copy the .sif to $pub"
-sum=$(cut -d' ' -f1 "$sif.sha256")
-printf '%s  %s\n' "$sum" ${q(file)} > "$tmp.sha256" || fail 1 "cannot write the sha256"
-printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' ${q(json)} "\${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" > "$tmp.json" || fail 1 "cannot write the record"
-chmod ${p.mode} "$tmp" "$tmp.sha256" "$tmp.json" && chmod ${dirMode} "$pub" || fail 1 "cannot set the mode"
-${p.group ? `chgrp ${q(p.group)} "$pub" "$tmp" "$tmp.sha256" "$tmp.json" || fail 1 "cannot give the files to group ${p.group}"
-` : ''}mv -f "$tmp.sha256" "$pub/"${q(file + '.sha256')} && mv -f "$tmp.json" "$pub/"${q(`${p.name}_${p.version}.json`)} && mv -f "$tmp" "$pub/"${q(file)} || fail 1 "cannot move the files into place"
-ln -sfn ${q(file)} "$pub/.latest.tmp.$$" && mv -Tf "$pub/.latest.tmp.$$" "$pub/"${q(`${p.name}_latest.sif`)} || fail 1 "cannot switch the latest link"
-echo "riviera-singularity: published $pub/"${q(file)}
-# Keep the newest versions of this name (its records tell them from other names sharing the prefix).
-ls -t "$pub"/${q(p.name + '_')}*.sif 2>/dev/null | while read -r f; do
-  [ -L "$f" ] && continue
-  grep -qF ${q(`"name":${JSON.stringify(p.name)},`)} "\${f%.sif}.json" 2>/dev/null && echo "$f"
-done | tail -n +${p.keep + 1} | while read -r f; do rm -f "$f" "$f.sha256" "\${f%.sif}.json"; done
-exec 6>&-
-`;
-}
-function dirOf(name) {
-    const i = name.lastIndexOf('/');
-    return i < 0 ? '.' : name.slice(0, i);
-}
-/** The sbatch argv: everything as options on the command line, nothing pasted into #SBATCH lines. */
-function sbatchArgv(p) {
-    return [
-        'sbatch',
-        '--parsable',
-        `--job-name=${p.jobName}`,
-        `--partition=${p.partition}`,
-        ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
-        ...(p.time ? [`--time=${p.time}`] : []),
-        `--chdir=${p.jobDir}`,
-        '--output=job.out',
-        ...p.extra,
-        p.script,
-    ];
+function renderScript(name, params) {
+    const { text, libs } = SCRIPTS[name];
+    const lines = text.split('\n');
+    const start = lines.findIndex((l) => !l.startsWith('#'));
+    const head = lines.slice(0, start).join('\n');
+    const body = lines.slice(start).join('\n');
+    const parts = [`${head}\n# --- Parameters (generated)\n${shellAssignments(params)}`, ...libs, body];
+    return parts.map((p) => p.trim()).join('\n\n') + '\n';
 }
 
 
 /***/ }),
 
-/***/ 4965:
+/***/ 7782:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   Ex: () => (/* binding */ checkHostKey),
-/* harmony export */   Ll: () => (/* binding */ recordedKeyTypes),
-/* harmony export */   tc: () => (/* binding */ hostKeyName),
-/* harmony export */   uJ: () => (/* binding */ parseKnownHosts)
+/* harmony export */   Gt: () => (/* binding */ displayPath),
+/* harmony export */   Sf: () => (/* binding */ clusterPath),
+/* harmony export */   ix: () => (/* binding */ isUnderTmp),
+/* harmony export */   qN: () => (/* binding */ isHome),
+/* harmony export */   uJ: () => (/* binding */ joinPath)
 /* harmony export */ });
-/* unused harmony export fingerprint */
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5472);
-/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4296);
-// known_hosts parsing and host-key checking, following sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT" and
-// openssh hostfile.c, so the action pins the cluster's host key instead of trusting on first use.
-
-
-
-const { utils } = (ssh2__WEBPACK_IMPORTED_MODULE_1___default());
-const LINE_HINT = 'Each line must read `[@cert-authority|@revoked] hostpatterns keytype base64-key [comment]`, ' +
-    'e.g. a line printed by `ssh-keyscan -p PORT HOST`.';
-const MARKERS = { '@cert-authority': 'cert-authority', '@revoked': 'revoked' };
-// ssh2 negotiates RSA host keys under these three signature algorithm names, strongest first.
-const RSA_ALGOS = ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
-const HASH_SIZE = 20; // HMAC-SHA1 salt and digest length, as hostfile.c's extract_salt requires
-function parseKnownHosts(text) {
-    const entries = [];
-    text.split('\n').forEach((raw, i) => {
-        const trimmed = raw.trim(); // also drops the '\r' of CRLF text pasted into a secret
-        if (trimmed === '' || trimmed.startsWith('#'))
-            return;
-        entries.push(parseLine(trimmed.split(/[ \t]+/), i + 1));
-    });
-    if (entries.length === 0) {
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('known-hosts', 'is empty (no host key lines)', "Add the cluster's host key, e.g. the output of `ssh-keyscan -p PORT HOST`.");
+/* unused harmony export absolutePath */
+// Path inputs on the cluster (remote-dir, tmpdir, publish-dir, sif, bind sources) mean one thing
+// everywhere: a relative path is under the home directory; `~`, `~/x`, `$HOME` and `$USER` are
+// expanded as a shell would, and nothing else is. Pure: the home directory itself is only known on
+// the cluster, so a path under it stays relative here (the cluster side starts from the home).
+/**
+ * The canonical form of a path input: `~`, `~/`, `$HOME`/`${HOME}` at the start mean the home;
+ * `$USER`/`${USER}` anywhere is the user name; `.` and `..` are resolved (so checks see through
+ * them); repeated and trailing slashes are dropped. Throws on what a user could expect to be
+ * expanded but is not (`~other`, any other `$VAR`).
+ */
+function clusterPath(input, username) {
+    let p = input.trim().replace(/\$\{USER\}|\$USER(?![A-Za-z0-9_])/g, username);
+    p = p.replace(/^(~|\$\{HOME\}|\$HOME(?![A-Za-z0-9_]))(?=\/|$)/, '.');
+    if (p.startsWith('~'))
+        throw new Error(`'${input}': only ~ (your home) is expanded, not ~user: write the path out`);
+    const v = /\$\{?[A-Za-z_][A-Za-z0-9_]*\}?/.exec(p);
+    if (v || p.includes('$')) {
+        throw new Error(`'${input}': only $HOME and $USER (at the start, or ~) are expanded${v ? `, not ${v[0]}` : ''}: write the path out`);
     }
-    return entries;
+    return normalise(p);
 }
-function parseLine(fields, line) {
-    const fail = (problem) => {
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('known-hosts', `line ${line}: ${problem}`, LINE_HINT);
-    };
-    let marker = null;
-    if (fields[0].startsWith('@')) {
-        const word = fields.shift();
-        marker = MARKERS[word] ?? fail(`unknown marker '${word}' (only @cert-authority and @revoked exist)`);
-    }
-    const [hosts, keyType, b64] = fields;
-    if (!hosts)
-        return fail('missing host patterns, key type and key');
-    if (!keyType)
-        return fail('missing key type and key');
-    if (!b64)
-        return fail(`missing the base64 ${keyType} key`);
-    if (hosts.startsWith('|') && !parseHashed(hosts))
-        fail(`malformed hashed host name '${hosts}' (expected |1|salt|hash)`);
-    // Buffer.from ignores junk characters, so require that the text round-trips.
-    const key = Buffer.from(b64, 'base64');
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || key.toString('base64').replace(/=+$/, '') !== b64.replace(/=+$/, '')) {
-        fail('the key is not valid base64');
-    }
-    // ssh2 must be able to use the key anyway, and its parsed type is the one embedded in the blob.
-    const parsed = utils.parseKey(key);
-    if (parsed instanceof Error)
-        return fail(`the ${keyType} key does not parse (${parsed.message})`);
-    if (parsed.type !== keyType)
-        fail(`the key type field says ${keyType} but the key itself is ${parsed.type}`);
-    return { line, marker, hosts, keyType, key };
-}
-/** '|1|salt|hmac' → decoded salt and digest, or undefined when it is not that shape. */
-function parseHashed(hosts) {
-    const parts = hosts.split('|');
-    if (parts.length !== 4 || parts[0] !== '' || parts[1] !== '1')
-        return undefined;
-    const [salt, hash] = [Buffer.from(parts[2], 'base64'), Buffer.from(parts[3], 'base64')];
-    return salt.length === HASH_SIZE && hash.length === HASH_SIZE ? { salt, hash } : undefined;
-}
-function hostKeyName(host, port) {
-    return (port === 22 ? host : `[${host}]:${port}`).toLowerCase();
-}
-function fingerprint(key) {
-    return `SHA256:${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
-}
-function checkHostKey(entries, host, port, key) {
-    const forHost = linesFor(entries, host, port);
-    const plain = forHost.filter((e) => e.marker === null);
-    // A revoked key stays refused even when a plain line also lists it.
-    const reason = forHost.some((e) => e.marker === 'revoked' && e.key.equals(key))
-        ? 'revoked'
-        : plain.some((e) => e.key.equals(key))
-            ? undefined
-            : plain.length > 0
-                ? 'changed'
-                : 'unknown-host';
-    if (!reason)
-        return { ok: true };
-    const parsed = utils.parseKey(key);
-    return { ok: false, reason, keyType: parsed instanceof Error ? 'unknown' : parsed.type, fingerprint: fingerprint(key) };
-}
-function recordedKeyTypes(entries, host, port) {
-    const types = linesFor(entries, host, port)
-        .filter((e) => e.marker === null)
-        .flatMap((e) => (e.keyType === 'ssh-rsa' ? RSA_ALGOS : [e.keyType]));
-    return [...new Set(types)];
-}
-/** Lines whose host patterns match. Callers skip @cert-authority lines: ssh2 has no host certificates. */
-function linesFor(entries, host, port) {
-    const name = hostKeyName(host, port);
-    const names = port === 22 ? [name, `[${name}]:22`] : [name];
-    return entries.filter((e) => hostsMatch(e.hosts, names));
-}
-function hostsMatch(hosts, names) {
-    // A hashed field is one whole name, never a pattern list (hostfile.c match_maybe_hashed).
-    if (hosts.startsWith('|')) {
-        const hashed = parseHashed(hosts);
-        return names.some((n) => (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHmac)('sha1', hashed.salt).update(n).digest().equals(hashed.hash));
-    }
-    let positive = false;
-    for (const pattern of hosts.toLowerCase().split(',')) {
-        const negated = pattern.startsWith('!');
-        if (!names.some((n) => glob(negated ? pattern.slice(1) : pattern, n)))
+/** Resolve `.`, `..` and repeated slashes lexically; `..` above `/` stays at `/`, above the home is kept. */
+function normalise(p) {
+    const absolute = p.startsWith('/');
+    const out = [];
+    for (const seg of p.split('/')) {
+        if (seg === '' || seg === '.')
             continue;
-        if (negated)
-            return false; // a negated match rejects the whole line (match_pattern_list)
-        positive = true;
+        if (seg === '..' && out.length > 0 && out[out.length - 1] !== '..')
+            out.pop();
+        else if (seg === '..' && absolute)
+            continue;
+        else
+            out.push(seg);
     }
-    return positive;
+    return absolute ? `/${out.join('/')}` : out.join('/') || '.';
 }
-function glob(pattern, name) {
-    const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-    return new RegExp(`^${re}$`, 's').test(name);
+/** Whether a canonical path is the home directory itself (as far as can be told here). */
+function isHome(p) {
+    return p === '.';
+}
+/** Whether an absolute path is in /tmp or /var/tmp (small, node-local on the compute nodes). */
+function isUnderTmp(p) {
+    return /^\/(var\/)?tmp(\/|$)/.test(p);
+}
+/** A cluster path joined with a relative part. */
+function joinPath(base, rel) {
+    return base === '.' ? rel : `${base}/${rel}`;
+}
+/** How a path reads to the user: `~/x` for a path under the home. */
+function displayPath(p) {
+    return p.startsWith('/') ? p : p === '.' ? '~' : `~/${p}`;
+}
+/** The absolute path on the cluster, given its home directory. */
+function absolutePath(p, home) {
+    return p.startsWith('/') ? p : p === '.' ? home : `${home}/${p}`;
 }
 
 
 /***/ }),
 
-/***/ 3195:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   hi: () => (/* binding */ shq),
-/* harmony export */   q9: () => (/* binding */ shJoin),
-/* harmony export */   yM: () => (/* binding */ splitWords)
-/* harmony export */ });
-// The one way a value reaches a remote shell: POSIX single quotes, in which nothing is special
-// but the quote itself. Everything the cluster runs is assembled from these pieces.
-/** Quote one word for a POSIX shell. */
-function shq(word) {
-    if (word.includes('\0'))
-        throw new Error('a NUL byte cannot be passed to a shell');
-    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word))
-        return word;
-    return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-/** Quote every word of an argv and join them into one command line. */
-function shJoin(argv) {
-    return argv.map(shq).join(' ');
-}
-/**
- * Split a command line into words as a POSIX shell would, without running or expanding anything:
- * quotes and backslashes group, `$`, backticks, `;`, `|` and the like are kept as plain characters.
- * Used for sbatch-args and smoke-command, which are then passed on as argv (never pasted).
- */
-function splitWords(line) {
-    const words = [];
-    let cur = '';
-    let inWord = false;
-    let i = 0;
-    while (i < line.length) {
-        const c = line[i];
-        if (c === "'") {
-            const end = line.indexOf("'", i + 1);
-            if (end < 0)
-                throw new Error('unterminated single quote');
-            cur += line.slice(i + 1, end);
-            inWord = true;
-            i = end + 1;
-        }
-        else if (c === '"') {
-            i++;
-            for (;;) {
-                if (i >= line.length)
-                    throw new Error('unterminated double quote');
-                const d = line[i];
-                if (d === '"')
-                    break;
-                // Inside double quotes a backslash only escapes these, as in sh.
-                if (d === '\\' && line[i + 1] === '\n') {
-                    i += 2;
-                }
-                else if (d === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) {
-                    cur += line[i + 1];
-                    i += 2;
-                }
-                else {
-                    cur += d;
-                    i++;
-                }
-            }
-            inWord = true;
-            i++;
-        }
-        else if (c === '\\') {
-            if (i + 1 >= line.length)
-                throw new Error('trailing backslash');
-            if (line[i + 1] !== '\n')
-                cur += line[i + 1];
-            inWord = true;
-            i += 2;
-        }
-        else if (/\s/.test(c)) {
-            if (inWord)
-                words.push(cur);
-            cur = '';
-            inWord = false;
-            i++;
-        }
-        else {
-            cur += c;
-            inWord = true;
-            i++;
-        }
-    }
-    if (inWord)
-        words.push(cur);
-    return words;
-}
-
-
-/***/ }),
-
-/***/ 1922:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   C8: () => (/* binding */ parseConnection),
-/* harmony export */   P$: () => (/* binding */ parseSettings),
-/* harmony export */   Qh: () => (/* binding */ INPUT_NAMES),
-/* harmony export */   xr: () => (/* binding */ maskPrivateKey)
-/* harmony export */ });
-/* unused harmony exports DEFAULT_MODULES, listInput, parseSbatchArgs */
-/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5472);
-/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var zod__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8816);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4296);
-/* harmony import */ var _knownhosts_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4965);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3195);
-// Every input, validated in one place before anything is built, connected or written. The action
-// and the CLI both hand in the same raw name → string map (input names as in action.yml).
-
-
-
-
-
-const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
-const CONTROL = /[\u0000-\u001f\u007f]/;
-const noControl = (what) => [(s) => !CONTROL.test(s), { message: `${what} must not contain control characters or newlines` }];
-/** Split a list input: one item per line or separated by commas (or spaces, if `spaces`). */
-function listInput(value, spaces = false) {
-    return value
-        .split(spaces ? /[\n,\s]+/ : /[\n,]+/)
-        .map((s) => s.trim())
-        .filter(Boolean);
-}
-/** Slurm's --time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours[:minutes[:seconds]]. */
-const SLURM_TIME = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i;
-const IMAGE_REF = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
-const MODULE_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$/;
-/** sbatch options the delivery sets itself and relies on. */
-const RESERVED_LONG = ['--wrap', '--chdir', '--output', '--error', '--parsable', '--wait'];
-const RESERVED_SHORT = ['-D', '-o', '-e', '-W'];
-/** sbatch options that take no value, or one only after '=': a word after them would be taken as the script. */
-const SBATCH_NO_VALUE = new Set([
-    '--contiguous', '--exclusive', '--get-user-env', '--hold', '-H', '--ignore-pbs', '--kill-on-invalid-dep', '--nice',
-    '--no-kill', '-k', '--no-requeue', '--overcommit', '-O', '--oversubscribe', '-s', '--quiet', '-Q', '--reboot',
-    '--requeue', '--spread-job', '--test-only', '--use-min-nodes', '--verbose', '-v',
-]);
-/**
- * sbatch-args as argv: options, each value either after '=' or as the next word. Refuses words that
- * sbatch would take as the job script, and the options the delivery sets itself (also abbreviated,
- * as sbatch accepts unambiguous prefixes, and short ones with the value attached).
- */
-function parseSbatchArgs(line) {
-    const argv = (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(line);
-    for (let i = 0; i < argv.length; i++) {
-        const a = argv[i];
-        if (!a.startsWith('-') || a === '-' || a === '--') {
-            throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
-        }
-        const name = a.split('=')[0];
-        const reserved = a.startsWith('--')
-            ? RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name))
-            : RESERVED_SHORT.find((r) => a.startsWith(r));
-        if (reserved)
-            throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
-        const takesNext = !a.includes('=') && !SBATCH_NO_VALUE.has(name) && (a.startsWith('--') || a.length === 2);
-        if (takesNext && i + 1 < argv.length && !argv[i + 1].startsWith('-'))
-            i++;
-    }
-    return argv;
-}
-function parseBool(s) {
-    if (/^(true|yes|1)$/i.test(s))
-        return true;
-    if (/^(false|no|0)$/i.test(s))
-        return false;
-    return undefined;
-}
-function parseDuration(s) {
-    const m = /^(\d+)\s*(s|m|h|d)?$/i.exec(s.trim());
-    if (!m)
-        return undefined;
-    const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's').toLowerCase()];
-    return Number(m[1]) * unit;
-}
-function trimmed(def) {
-    return zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
-        .optional()
-        .transform((v) => {
-        const t = v?.trim() ?? '';
-        return t === '' ? (def ?? '') : t;
-    });
-}
-const intIn = (min, max, def) => trimmed(def)
-    .refine((s) => /^\d+$/.test(s), { message: 'must be a whole number' })
-    .transform(Number)
-    .refine((n) => n >= min && n <= max, { message: `must be between ${min} and ${max}` });
-/** A module list input: empty means the default, `none` means no modules. */
-const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
-    .optional()
-    .transform((v) => (!v?.trim() ? def : v.trim() === 'none' ? [] : listInput(v, true)))
-    .superRefine((mods, ctx) => {
-    for (const m of mods.filter((m) => !MODULE_NAME.test(m))) {
-        ctx.addIssue({ code: 'custom', message: `'${m}' is not a module name (letters, digits, . _ + - /)` });
-    }
-});
-const SAFE_NAME = /^[A-Za-z0-9._+-]+$/;
-const groupName = () => trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' });
-const bool = (def) => trimmed(def).transform((s, ctx) => {
-    const b = parseBool(s);
-    if (b === undefined)
-        ctx.addIssue({ code: 'custom', message: 'must be true or false' });
-    return b ?? false;
-});
-const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
-    host: trimmed()
-        .refine((s) => s !== '', { message: 'is required: the cluster login host' })
-        .refine((s) => /^[A-Za-z0-9._:-]+$/.test(s) && s.length <= 253, { message: 'is not a host name or IP address' }),
-    port: intIn(1, 65535, '22'),
-    username: trimmed()
-        .refine((s) => s !== '', { message: 'is required: your account on the cluster' })
-        .refine((s) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid user name' }),
-    'private-key': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
-        .optional()
-        .transform((v) => v ?? '')
-        .superRefine((s, ctx) => {
-        if (s.trim() === '')
-            return; // required unless only planning: checked in parseSettings
-        const parsed = ssh2__WEBPACK_IMPORTED_MODULE_0___default().utils.parseKey(s.trim() + '\n');
-        if (parsed instanceof Error) {
-            ctx.addIssue({
-                code: 'custom',
-                message: `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}, unencrypted`,
-            });
-        }
-    }),
-    'known-hosts': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP().optional().transform((v) => v ?? ''),
-    image: trimmed()
-        .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
-        .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
-    archive: trimmed().refine(...noControl('archive')),
-    sif: trimmed()
-        .refine(...noControl('sif'))
-        .transform((s) => s.replace(/^~\//, '')),
-    build: bool('true'),
-    'force-rebuild': bool('false'),
-    'keep-images': intIn(1, 1000, '5'),
-    'max-age': intIn(1, 3650, '30'),
-    group: groupName(),
-    runtime: trimmed('auto').refine((s) => ['auto', 'singularity', 'apptainer'].includes(s), { message: 'must be auto, singularity or apptainer' }),
-    publish: trimmed('auto').refine((s) => /^(auto|true|false)$/i.test(s), { message: 'must be auto (publish on a tag), true or false' }),
-    'publish-dir': trimmed().refine(...noControl('publish-dir')),
-    'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
-    'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
-    'keep-versions': intIn(1, 1000, '5'),
-    'publish-group': groupName(),
-    'publish-mode': trimmed().refine((s) => s === '' || /^0?[0-7]{3}$/.test(s), { message: 'must be an octal file mode such as 0640' }),
-    context: trimmed('.').refine(...noControl('context')),
-    dockerfile: trimmed().refine(...noControl('dockerfile')),
-    'build-args': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
-        .optional()
-        .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
-        .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
-    'smoke-test': trimmed().refine(...noControl('smoke-test')),
-    'smoke-command': trimmed(),
-    partition: trimmed('short-gpu').refine((s) => /^[A-Za-z0-9_.-]+$/.test(s), { message: 'is not a valid partition name' }),
-    gpus: trimmed('1')
-        .refine((s) => /^-?\d+$/.test(s), { message: 'must be a whole number of GPUs' })
-        .transform(Number)
-        .refine((n) => n >= 0 && n <= 64, { message: 'must be between 0 and 64' }),
-    time: trimmed('30:00').refine((s) => SLURM_TIME.test(s), {
-        message: 'is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)',
-    }),
-    modules: moduleList(DEFAULT_MODULES),
-    'login-modules': moduleList(['slurm']),
-    'remote-dir': trimmed('riviera-singularity')
-        .refine(...noControl('remote-dir'))
-        .transform((s) => s.replace(/^~(\/|$)/, '').replace(/\/+$/, '') || '.'),
-    tmpdir: trimmed().refine(...noControl('tmpdir')),
-    'job-name': trimmed().refine(...noControl('job-name')),
-    'sbatch-args': trimmed(),
-    binds: zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
-        .optional()
-        .transform((v) => listInput(v ?? ''))
-        .superRefine((binds, ctx) => {
-        for (const b of binds) {
-            if (CONTROL.test(b) || !/^[^:]+(:[^:]+(:(ro|rw))?)?$/.test(b)) {
-                ctx.addIssue({ code: 'custom', message: `'${b}' is not a bind spec (src[:dest[:ro|rw]])` });
-            }
-        }
-    }),
-    timeout: trimmed('2h').transform((s, ctx) => {
-        const n = parseDuration(s);
-        if (n === undefined || n <= 0)
-            ctx.addIssue({ code: 'custom', message: 'must be a duration such as 3600, 90m or 2h' });
-        return n ?? 0;
-    }),
-});
-/** Every input name, as in action.yml. */
-const INPUT_NAMES = Object.keys(schema.shape);
-/** Mark every line of the private key secret, before anything could print it. */
-function maskPrivateKey(key, secret) {
-    if (!key)
-        return;
-    secret(key);
-    for (const line of key.split(/\r?\n/))
-        if (line.trim().length > 0)
-            secret(line.trim());
-}
-/** One InputError naming every bad input. */
-function inputError(problems) {
-    const first = problems[0] ?? { input: 'inputs', message: 'are invalid' };
-    const err = new _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz(first.input, first.message);
-    if (problems.length > 1)
-        err.message = problems.map((p) => `Input '${p.input}': ${p.message}`).join('\n');
-    return err;
-}
-function knownHostsOf(raw) {
-    if (!(raw['known-hosts'] ?? '').trim()) {
-        throw new Error("is required: the cluster's host key line(s), e.g. from `ssh-keyscan -p PORT HOST` run once from a trusted machine");
-    }
-    return (0,_knownhosts_js__WEBPACK_IMPORTED_MODULE_2__/* .parseKnownHosts */ .uJ)(raw['known-hosts'] ?? '');
-}
-const connectionSchema = schema.pick({ host: true, port: true, username: true, 'private-key': true, 'remote-dir': true, 'login-modules': true });
-function parseConnection(raw) {
-    const problems = [];
-    const result = connectionSchema.safeParse(raw);
-    if (!result.success)
-        for (const i of result.error.issues)
-            problems.push({ input: String(i.path[0]), message: i.message });
-    let knownHosts = [];
-    if (!raw['private-key']?.trim())
-        problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
-    try {
-        knownHosts = knownHostsOf(raw);
-    }
-    catch (e) {
-        problems.push({ input: 'known-hosts', message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
-    }
-    if (!result.success || problems.length > 0)
-        throw inputError(problems);
-    return connectionOf(result.data, knownHosts);
-}
-function connectionOf(ok, knownHosts) {
-    return {
-        host: ok.host,
-        port: ok.port,
-        username: ok.username,
-        privateKey: ok['private-key'].trim() + '\n',
-        knownHosts,
-        remoteDir: ok['remote-dir'],
-        loginModules: ok['login-modules'],
-    };
-}
-function publishSettings(ok, imageName, context) {
-    const mode = ok.publish.toLowerCase();
-    const provenance = context ?? { repository: '', commit: '', tag: null };
-    // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
-    if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif)))
-        return null;
-    const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
-    const group = ok['publish-group'] || null;
-    return {
-        dir: ok['publish-dir'] || `${ok['remote-dir']}/published`,
-        name: ok['publish-name'] || imageName.split('/').pop().replace(/[^A-Za-z0-9._+-]/g, '_'),
-        version,
-        keep: ok['keep-versions'],
-        group,
-        mode: ok['publish-mode'] || (group ? '0640' : '0600'),
-        provenance,
-    };
-}
-function isUnderTmp(path) {
-    const norm = path.replace(/\/+/g, '/').replace(/\/$/, '');
-    return norm === '/tmp' || norm.startsWith('/tmp/') || norm === '/var/tmp' || norm.startsWith('/var/tmp/');
-}
-/** Validate all inputs; throws one InputError that lists every bad input, each by name. */
-/**
- * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
- * known-hosts may be missing, and are checked only if given.
- */
-function parseSettings(raw, context = null, { credentials = true } = {}) {
-    const result = schema.safeParse(raw);
-    const problems = [];
-    if (!result.success) {
-        for (const issue of result.error.issues)
-            problems.push({ input: String(issue.path[0]), message: issue.message });
-    }
-    const ok = result.success ? result.data : undefined;
-    const check = (input, fn) => {
-        try {
-            return fn();
-        }
-        catch (e) {
-            problems.push({ input, message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
-            return undefined;
-        }
-    };
-    const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
-    if (credentials && !raw['private-key']?.trim())
-        problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
-    const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
-    const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
-    // These checks read the raw values, so they are listed even when other inputs failed the schema.
-    const rawOf = (name) => (raw[name] ?? '').trim();
-    if (!rawOf('image') && !rawOf('sif') && !rawOf('archive')) {
-        problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)' });
-    }
-    else if (rawOf('sif') && (rawOf('image') || rawOf('archive'))) {
-        problems.push({ input: 'sif', message: 'give either image or archive (to deliver), or sif (to test a .sif already on the cluster), not both' });
-    }
-    let smoke;
-    if (rawOf('smoke-test') && rawOf('smoke-command')) {
-        problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
-    }
-    else if (rawOf('smoke-test')) {
-        smoke = { kind: 'script', path: rawOf('smoke-test') };
-    }
-    else if (smokeArgv && smokeArgv.length > 0) {
-        smoke = { kind: 'command', argv: smokeArgv };
-    }
-    else if (smokeArgv) {
-        problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
-    }
-    if (isUnderTmp(rawOf('tmpdir'))) {
-        problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
-    }
-    if (isUnderTmp(rawOf('remote-dir'))) {
-        problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
-    }
-    if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke)
-        throw inputError(problems);
-    // What names the job and the published file: the image name, or the tested .sif's.
-    const imageName = ok.image
-        ? ok.image.replace(/:[^/:]+$/, '')
-        : ok.archive
-            ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
-            : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
-    return {
-        ...connectionOf(ok, knownHosts),
-        build: ok.build && !ok.sif && !ok.archive,
-        sif: ok.sif || null,
-        archive: ok.archive || null,
-        image: ok.image || (ok.archive ? `${imageName}:latest` : ''),
-        context: ok.context,
-        dockerfile: ok.dockerfile || null,
-        buildArgs: ok['build-args'],
-        smoke,
-        partition: ok.partition,
-        gpus: ok.gpus,
-        time: ok.time,
-        modules: ok.modules,
-        tmpdir: ok.tmpdir || `${ok['remote-dir']}/tmp`,
-        jobName: ok['job-name'] || `riviera-${imageName.split('/').pop()}`,
-        sbatchArgs,
-        binds: ok.binds,
-        timeoutSeconds: ok.timeout,
-        forceRebuild: ok['force-rebuild'],
-        keepImages: ok['keep-images'],
-        maxAgeDays: ok['max-age'],
-        group: ok.group || null,
-        runtime: ok.runtime,
-        publish: publishSettings(ok, imageName, context),
-    };
-}
-
-
-/***/ }),
-
-/***/ 2348:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   G8: () => (/* binding */ isFinalState),
-/* harmony export */   JB: () => (/* binding */ judgeJob),
-/* harmony export */   KV: () => (/* binding */ parseSqueueLine),
-/* harmony export */   Su: () => (/* binding */ parseStatusLine),
-/* harmony export */   Yu: () => (/* binding */ parseSbatchOutput)
-/* harmony export */ });
-// Reading what Slurm says: sbatch's job id, squeue's state line, and what a final state means.
-// No sacct: many clusters (and the stand-in) have no accounting database.
-/** `sbatch --parsable` prints `jobid` or `jobid;cluster`. */
-function parseSbatchOutput(out) {
-    const line = out.trim().split('\n').pop() ?? '';
-    const id = line.split(';')[0].trim();
-    if (!/^\d+(_\d+)?$/.test(id))
-        throw new Error(`sbatch printed no job id: ${JSON.stringify(out.trim().slice(0, 200))}`);
-    return id;
-}
-/** One line of `squeue -h -t all -j ID -o '%T|%r|%N'`; null when Slurm no longer knows the job. */
-function parseSqueueLine(line) {
-    const t = line.trim();
-    if (!t || t === 'UNKNOWN')
-        return null;
-    const [state, reason = '', nodes = ''] = t.split('|');
-    if (!/^[A-Z_]+$/.test(state))
-        return null;
-    return { state, reason: reason === '(null)' || reason === 'None' ? '' : reason, nodes: nodes === '(null)' ? '' : nodes };
-}
-const FINAL = new Set([
-    'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',
-]);
-function isFinalState(state) {
-    return FINAL.has(state);
-}
-function parseStatusLine(line) {
-    const m = /^([a-z-]+) (\d+)$/.exec(line.trim());
-    return m ? { phase: m[1], code: Number(m[2]) } : null;
-}
-/**
- * What a finished job means. `state` is the last state Slurm reported (null if the record was gone
- * before we saw a final one); `status` is what the job script recorded itself.
- */
-function judgeJob(state, status) {
-    const s = state && isFinalState(state) ? state : null;
-    const interruptions = {
-        CANCELLED: 'The job was cancelled (scancel, or by an administrator). Nothing to fix if that was intended; otherwise re-run.',
-        TIMEOUT: "The job reached its time limit. Raise the 'time' input (the partition's maximum is in `sinfo -s`).",
-        OUT_OF_MEMORY: "The job ran out of memory. Ask for more with sbatch-args, e.g. '--mem=32G'.",
-        NODE_FAIL: 'The node running the job failed. Re-run; if it repeats, tell the cluster administrators.',
-        BOOT_FAIL: 'The node could not be booted for the job. Re-run; if it repeats, tell the cluster administrators.',
-        PREEMPTED: 'The job was preempted by a higher-priority job. Re-run, or use a partition without preemption.',
-        DEADLINE: 'The job could not finish before its deadline.',
-    };
-    if (s && interruptions[s]) {
-        return { ok: false, state: s, exitCode: status?.code ?? null, interrupted: true, message: `Job ${s}: ${interruptions[s]}` };
-    }
-    if (status) {
-        if (status.phase === 'smoke-test' && status.code === 0)
-            return { ok: true, state: 'COMPLETED', exitCode: 0 };
-        if (status.code === 143 && s !== 'FAILED') {
-            return { ok: false, state: s ?? 'CANCELLED', exitCode: 143, interrupted: true, message: `Job was terminated by a signal during ${status.phase}.` };
-        }
-        const what = status.phase === 'smoke-test'
-            ? `The smoke test exited with code ${status.code}: see its output above.`
-            : status.phase === 'sif-build'
-                ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
-                : status.phase === 'publish'
-                    ? `The smoke test passed, but publishing the .sif failed (exit ${status.code}): see the job output above; check the publish-dir permissions.`
-                    : status.phase === 'assemble'
-                        ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
-                        : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
-        return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: what };
-    }
-    return {
-        ok: false,
-        state: s ?? 'LOST',
-        exitCode: null,
-        interrupted: true,
-        message: 'The job ended without recording a result: it was killed (SIGKILL, node failure or out of memory) before its script could finish. ' +
-            'Check `scontrol show job` on the cluster soon after, or re-run.',
-    };
-}
-
-
-/***/ }),
-
-/***/ 446:
+/***/ 8235:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  V$: () => (/* binding */ Remote)
+  n: () => (/* binding */ connectRemote)
 });
-
-// UNUSED EXPORTS: OUTPUT_START, PreambleFilter, loginShellCommand
 
 // EXTERNAL MODULE: external "assert"
 var external_assert_ = __nccwpck_require__(2613);
@@ -57285,27 +56564,27 @@ var errors = __nccwpck_require__(4296);
 var knownhosts = __nccwpck_require__(4965);
 // EXTERNAL MODULE: ./src/core/quote.ts
 var quote = __nccwpck_require__(3195);
-;// CONCATENATED MODULE: ./src/core/ssh.ts
+;// CONCATENATED MODULE: ./src/core/loginshell.ts
+// How a script is wrapped to run on the cluster, whatever carries it there: in a login shell (on
+// Riviera, `module` and with it the Slurm clients exist only there), its output marked off from
+// whatever the login profile prints.
 
-
-
-
-/**
- * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
- * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
- * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
- */
-function loginShellCommand(script) {
-    return `bash -l -c ${(0,quote/* shq */.hi)(`printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}
-(
-${script}
-)`)}`;
-}
 /**
  * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
  * warning) comes before it and is dropped, so that the parsers see only the script's output.
  */
 const OUTPUT_START = '::riviera-output-start::';
+/**
+ * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
+ * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
+ * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
+ */
+function loginshell_loginShellCommand(script) {
+    return `bash -l -c ${(0,quote/* shq */.hi)(`printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}
+(
+${script}
+)`)}`;
+}
 /** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
 class PreambleFilter {
     head = Buffer.alloc(0);
@@ -57322,10 +56601,88 @@ class PreambleFilter {
         return rest;
     }
 }
-class Remote {
+
+// EXTERNAL MODULE: ./src/core/process.ts + 1 modules
+var process = __nccwpck_require__(9084);
+;// CONCATENATED MODULE: ./src/core/remote.ts
+
+
+
+/** A Remote from its exec: run is the same for every transport. */
+class ScriptRemote {
+    async run(what, script, opts = {}) {
+        const r = await this.exec(script, opts);
+        if (r.code !== 0)
+            throw new errors/* RemoteCommandError */.at(what, r.code, r.stderr.toString('utf8'));
+        return r.stdout.toString('utf8');
+    }
+}
+/** The first complete line of `out` that starts with `prefix`. */
+function lineStarting(out, prefix) {
+    const lines = Buffer.concat(out).toString().split('\n');
+    return lines.slice(0, -1).find((l) => l.startsWith(prefix));
+}
+/**
+ * Collect a command's output (the preamble dropped) and its exit status; with `feed`, pipe the
+ * stream into its stdin once the line appears, else close stdin at once.
+ */
+function streamScript(ch, opts = {}) {
+    return new Promise((resolve, reject) => {
+        const out = [];
+        const errs = [];
+        let stdin;
+        const preamble = new PreambleFilter();
+        ch.stdout.on('data', (chunk) => {
+            const d = preamble.push(chunk);
+            if (d.length === 0)
+                return;
+            out.push(d);
+            if (!opts.feed || stdin)
+                return;
+            const line = lineStarting(out, opts.feed.after);
+            if (line === undefined)
+                return;
+            stdin = opts.feed.stream(line);
+            stdin.on('error', (e) => {
+                ch.abort();
+                reject(e);
+            });
+            stdin.pipe(ch.stdin);
+        });
+        ch.stderr.on('data', (d) => errs.push(d));
+        ch.ended.then((code) => {
+            // The command may stop reading early: stop feeding it.
+            if (stdin) {
+                stdin.unpipe(ch.stdin);
+                stdin.destroy();
+            }
+            resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) });
+        }, reject);
+        if (!opts.feed)
+            ch.stdin.end();
+    });
+}
+/**
+ * Run a script as a local program: `argv` followed by the login-shell command as its last word
+ * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
+ */
+function spawnScript(argv, script, opts = {}, env, cwd) {
+    const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
+    return streamScript({ ...p, abort: p.kill }, opts);
+}
+
+;// CONCATENATED MODULE: ./src/core/ssh2remote.ts
+// The built-in transport: the ssh2 library (through node-ssh), with strict host-key checking.
+
+
+
+
+
+class Ssh2Remote extends ScriptRemote {
     ssh;
     target;
     constructor(ssh, target) {
+        super();
         this.ssh = ssh;
         this.target = target;
     }
@@ -57371,15 +56728,11 @@ class Remote {
         }
         // node-ssh drops its error listener once connected; without ours a reset would crash the process.
         ssh.connection?.on('error', () => undefined);
-        return new Remote(ssh, target);
+        return new Ssh2Remote(ssh, target);
     }
     get connected() {
         return this.ssh.isConnected();
     }
-    /**
-     * Run a script in a login shell; returns its exit code and output, whatever the code. A connection
-     * lost meanwhile rejects with a ConnectionError (the caller may reconnect and retry).
-     */
     exec(script, opts = {}) {
         const conn = this.ssh.connection;
         if (!conn || !this.connected)
@@ -57395,245 +56748,1148 @@ class Remote {
             };
             const onLost = () => finish(() => reject(new errors/* ConnectionError */.Rc('The SSH connection was lost.')));
             conn.once('close', onLost);
-            conn.exec(loginShellCommand(script), (err, channel) => {
+            conn.exec(loginshell_loginShellCommand(script), (err, channel) => {
                 if (err)
                     return finish(() => reject(new errors/* ConnectionError */.Rc(`Could not open an SSH channel: ${err.message}`)));
-                const out = [];
-                const errs = [];
-                let code = null;
-                let stdin;
-                const pipeIn = (s) => {
-                    stdin = s;
-                    s.on('error', (e) => {
-                        channel.close();
-                        finish(() => reject(e));
-                    });
-                    s.pipe(channel);
-                };
-                const preamble = new PreambleFilter();
-                channel.on('data', (chunk) => {
-                    const d = preamble.push(chunk);
-                    if (d.length === 0)
-                        return;
-                    out.push(d);
-                    if (opts.feed && !stdin) {
-                        const line = Buffer.concat(out).toString().split('\n').find((l, i, all) => i < all.length - 1 && l.startsWith(opts.feed.after));
-                        if (line !== undefined)
-                            pipeIn(opts.feed.stream(line));
-                    }
-                });
-                channel.stderr.on('data', (d) => {
-                    errs.push(d);
-                });
-                channel.on('exit', (c) => {
-                    code = c;
-                });
-                channel.on('close', () => {
-                    // The command may stop reading early: stop feeding it.
-                    if (stdin) {
-                        stdin.unpipe(channel);
-                        stdin.destroy();
-                    }
-                    if (code === null && !this.connected)
-                        return onLost();
-                    finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
-                });
                 channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
-                if (!opts.feed)
-                    channel.end();
+                const ended = new Promise((done) => {
+                    let code = null;
+                    channel.on('exit', (c) => {
+                        code = c;
+                    });
+                    channel.on('close', () => done(code));
+                });
+                streamScript({ stdout: channel, stderr: channel.stderr, stdin: channel, ended, abort: () => channel.close() }, opts).then((r) => (r.code === null && !this.connected ? onLost() : finish(() => resolve(r))), (e) => finish(() => reject(e)));
             });
         });
-    }
-    /** Run a script and return its stdout; a non-zero exit throws a RemoteCommandError naming `what`. */
-    async run(what, script, opts = {}) {
-        const r = await this.exec(script, opts);
-        if (r.code !== 0)
-            throw new errors/* RemoteCommandError */.at(what, r.code, r.stderr.toString('utf8'));
-        return r.stdout.toString('utf8');
     }
     close() {
         this.ssh.dispose();
     }
 }
 
+;// CONCATENATED MODULE: ./src/core/connect.ts
+
+const connectRemote = (target) => Ssh2Remote.connect(target);
+
 
 /***/ }),
 
-/***/ 4230:
+/***/ 4296:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   H_: () => (/* binding */ parsePrepare),
-/* harmony export */   Hp: () => (/* binding */ planTransfer),
-/* harmony export */   KR: () => (/* binding */ RECEIVE),
-/* harmony export */   QT: () => (/* binding */ gcScript),
-/* harmony export */   Vv: () => (/* binding */ SHA256_FUNCTION),
-/* harmony export */   ZD: () => (/* binding */ hexOf),
-/* harmony export */   aR: () => (/* binding */ imageBlobs),
-/* harmony export */   er: () => (/* binding */ STORE),
-/* harmony export */   p5: () => (/* binding */ prepareScript),
-/* harmony export */   rp: () => (/* binding */ receiveScript)
+/* harmony export */   QT: () => (/* binding */ JobInterruptedError),
+/* harmony export */   Rc: () => (/* binding */ ConnectionError),
+/* harmony export */   at: () => (/* binding */ RemoteCommandError),
+/* harmony export */   dk: () => (/* binding */ JobFailedError),
+/* harmony export */   dz: () => (/* binding */ InputError),
+/* harmony export */   oZ: () => (/* binding */ HostKeyError),
+/* harmony export */   zS: () => (/* binding */ BuildError)
 /* harmony export */ });
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3195);
+/* unused harmony exports ExitCode, EXIT_CODE_MEANINGS, DeliveryError, exitCodeOf */
+// Typed errors: each kind says what went wrong and what to do next, and carries the exit code the
+// CLI returns for it (documented in the README).
+const ExitCode = {
+    ok: 0,
+    failure: 1,
+    input: 2,
+    connection: 3,
+    hostKey: 4,
+    jobFailed: 5,
+    jobInterrupted: 6,
+    build: 7,
+};
+/** What each exit code means, for the CLI's help (the README's table says the same at more length). */
+const EXIT_CODE_MEANINGS = {
+    0: 'passed',
+    1: 'other failure',
+    2: 'bad input',
+    3: 'connection',
+    4: 'host key refused',
+    5: 'job failed (smoke test or build)',
+    6: 'job cancelled, timed out or lost',
+    7: 'docker build/save failed',
+};
+class DeliveryError extends Error {
+    hint;
+    constructor(message, hint) {
+        super(hint ? `${message}\n${hint}` : message);
+        this.hint = hint;
+        this.name = new.target.name;
+    }
+}
+/** A bad input value: named, refused before anything is built, connected or written. */
+class InputError extends DeliveryError {
+    input;
+    problem;
+    exitCode = ExitCode.input;
+    constructor(input, problem, hint) {
+        super(`Input '${input}': ${problem}`, hint);
+        this.input = input;
+        this.problem = problem;
+    }
+}
+/** The server's host key is not the one recorded in known-hosts. */
+class HostKeyError extends DeliveryError {
+    exitCode = ExitCode.hostKey;
+}
+/** The SSH connection could not be made, or was lost and could not be re-established. */
+class ConnectionError extends DeliveryError {
+    exitCode = ExitCode.connection;
+}
+/** A command on the cluster failed (exit code and the tail of its stderr in the message). */
+class RemoteCommandError extends DeliveryError {
+    code;
+    stderr;
+    exitCode = ExitCode.failure;
+    constructor(what, code, stderr, hint) {
+        super(`${what} failed on the cluster (exit ${code ?? 'unknown'})${stderr ? `: ${tail(stderr)}` : ''}`, hint);
+        this.code = code;
+        this.stderr = stderr;
+    }
+}
+/** docker build / docker save failed, or the saved archive could not be read. */
+class BuildError extends DeliveryError {
+    exitCode = ExitCode.build;
+}
+/** The Slurm job ran but did not pass: the smoke test exited non-zero, or the .sif build failed. */
+class JobFailedError extends DeliveryError {
+    exitCode = ExitCode.jobFailed;
+}
+/** The Slurm job was cancelled, timed out, ran out of memory or lost its node. */
+class JobInterruptedError extends DeliveryError {
+    exitCode = ExitCode.jobInterrupted;
+}
+function tail(text, lines = 10) {
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+function exitCodeOf(err) {
+    return err instanceof DeliveryError ? err.exitCode : ExitCode.failure;
+}
+
+
+/***/ }),
+
+/***/ 4103:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Hs: () => (/* binding */ renderJobScript),
+/* harmony export */   Oq: () => (/* binding */ sbatchArgv),
+/* harmony export */   b5: () => (/* binding */ JOB_PHASES),
+/* harmony export */   ne: () => (/* binding */ PHASE_MARKER)
+/* harmony export */ });
+/* unused harmony export smokeArgv */
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(450);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6585);
+// The sbatch job script's parameters (the script is cluster/job.sh) and the sbatch command line. Pure.
+
+
+/** Phases the job reports, in order; each starts with a marker line in the job's output. */
+const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'];
+/** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
+const PHASE_MARKER = '::riviera-phase::';
+/** argv after the runtime command (singularity or apptainer) for the smoke test. */
+function smokeArgv(p) {
+    const opts = [...(p.gpus > 0 ? ['--nv'] : []), ...p.binds.flatMap((b) => ['--bind', b])];
+    if (p.smoke.kind === 'script')
+        return ['run', ...opts, p.sif, p.smokeFile ?? ''];
+    return ['exec', ...opts, p.sif, ...p.smoke.argv];
+}
+function renderJobScript(p) {
+    const a = p.assemble;
+    return (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__/* .renderScript */ .y)('job', {
+        status_file: p.statusFile,
+        phase_marker: PHASE_MARKER,
+        modules: p.modules,
+        runtime: p.runtime,
+        tmpdir: p.tmpdir,
+        sif: p.sif,
+        sif_link: p.sifLink,
+        smoke: smokeArgv(p),
+        assemble: a !== null,
+        store_lock: a?.storeLock ?? null,
+        manifest: a?.manifest ?? null,
+        member_names: a?.members.map((m) => m.name) ?? [],
+        member_blobs: a?.members.map((m) => m.blob) ?? [],
+        ...publishParams(p.publish),
+    });
+}
+/** The publication's parameters; all '' when not publishing in this run. */
+function publishParams(p) {
+    const mode = p ? parseInt(p.mode, 8) : 0;
+    const names = p ? (0,_layout_js__WEBPACK_IMPORTED_MODULE_1__/* .publishedNames */ .xR)(p.name, p.version) : null;
+    return {
+        pub: p?.dir ?? null,
+        pub_name: p?.name ?? null,
+        pub_name_field: p ? `"name":${JSON.stringify(p.name)},` : null,
+        pub_file: names?.sif ?? null,
+        pub_record: names?.record ?? null,
+        pub_latest: names?.latest ?? null,
+        // The record as JSON without its closing brace: the job adds its id, the date and the sha256.
+        pub_json: p ? JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1) : null,
+        pub_mode: p?.mode ?? null,
+        // The directory gets the files' mode plus x wherever they are readable.
+        pub_dir_mode: p ? (mode | ((mode & 0o444) >> 2)).toString(8) : null,
+        pub_group: p?.group ?? null,
+        pub_keep: p?.keep ?? null,
+    };
+}
+/** The sbatch argv: everything as options on the command line, nothing pasted into #SBATCH lines. */
+function sbatchArgv(p) {
+    return [
+        'sbatch',
+        '--parsable',
+        `--job-name=${p.jobName}`,
+        `--partition=${p.partition}`,
+        ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
+        ...(p.time ? [`--time=${p.time}`] : []),
+        `--chdir=${p.jobDir}`,
+        `--output=${p.output}`,
+        ...p.extra,
+        p.script,
+    ];
+}
+
+
+/***/ }),
+
+/***/ 4965:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ex: () => (/* binding */ checkHostKey),
+/* harmony export */   Ll: () => (/* binding */ recordedKeyTypes),
+/* harmony export */   tc: () => (/* binding */ hostKeyName),
+/* harmony export */   uJ: () => (/* binding */ parseKnownHosts)
+/* harmony export */ });
+/* unused harmony export fingerprint */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5472);
+/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4296);
+// known_hosts parsing and host-key checking, following sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT" and
+// openssh hostfile.c, so the action pins the cluster's host key instead of trusting on first use.
+
+
+
+const { utils } = (ssh2__WEBPACK_IMPORTED_MODULE_1___default());
+const LINE_HINT = 'Each line must read `[@cert-authority|@revoked] hostpatterns keytype base64-key [comment]`, ' +
+    'e.g. a line printed by `ssh-keyscan -p PORT HOST`.';
+const MARKERS = { '@cert-authority': 'cert-authority', '@revoked': 'revoked' };
+// ssh2 negotiates RSA host keys under these three signature algorithm names, strongest first.
+const RSA_ALGOS = ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+const HASH_SIZE = 20; // HMAC-SHA1 salt and digest length, as hostfile.c's extract_salt requires
+function parseKnownHosts(text) {
+    const entries = [];
+    text.split('\n').forEach((raw, i) => {
+        const trimmed = raw.trim(); // also drops the '\r' of CRLF text pasted into a secret
+        if (trimmed === '' || trimmed.startsWith('#'))
+            return;
+        entries.push(parseLine(trimmed.split(/[ \t]+/), i + 1));
+    });
+    if (entries.length === 0) {
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('known-hosts', 'is empty (no host key lines)', "Add the cluster's host key, e.g. the output of `ssh-keyscan -p PORT HOST`.");
+    }
+    return entries;
+}
+function parseLine(fields, line) {
+    const fail = (problem) => {
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz('known-hosts', `line ${line}: ${problem}`, LINE_HINT);
+    };
+    let marker = null;
+    if (fields[0].startsWith('@')) {
+        const word = fields.shift();
+        marker = MARKERS[word] ?? fail(`unknown marker '${word}' (only @cert-authority and @revoked exist)`);
+    }
+    const [hosts, keyType, b64] = fields;
+    if (!hosts)
+        return fail('missing host patterns, key type and key');
+    if (!keyType)
+        return fail('missing key type and key');
+    if (!b64)
+        return fail(`missing the base64 ${keyType} key`);
+    if (hosts.startsWith('|') && !parseHashed(hosts))
+        fail(`malformed hashed host name '${hosts}' (expected |1|salt|hash)`);
+    // Buffer.from ignores junk characters, so require that the text round-trips.
+    const key = Buffer.from(b64, 'base64');
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || key.toString('base64').replace(/=+$/, '') !== b64.replace(/=+$/, '')) {
+        fail('the key is not valid base64');
+    }
+    // ssh2 must be able to use the key anyway, and its parsed type is the one embedded in the blob.
+    const parsed = utils.parseKey(key);
+    if (parsed instanceof Error)
+        return fail(`the ${keyType} key does not parse (${parsed.message})`);
+    if (parsed.type !== keyType)
+        fail(`the key type field says ${keyType} but the key itself is ${parsed.type}`);
+    return { line, marker, hosts, keyType, key };
+}
+/** '|1|salt|hmac' → decoded salt and digest, or undefined when it is not that shape. */
+function parseHashed(hosts) {
+    const parts = hosts.split('|');
+    if (parts.length !== 4 || parts[0] !== '' || parts[1] !== '1')
+        return undefined;
+    const [salt, hash] = [Buffer.from(parts[2], 'base64'), Buffer.from(parts[3], 'base64')];
+    return salt.length === HASH_SIZE && hash.length === HASH_SIZE ? { salt, hash } : undefined;
+}
+function hostKeyName(host, port) {
+    return (port === 22 ? host : `[${host}]:${port}`).toLowerCase();
+}
+function fingerprint(key) {
+    return `SHA256:${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+function checkHostKey(entries, host, port, key) {
+    const forHost = linesFor(entries, host, port);
+    const plain = forHost.filter((e) => e.marker === null);
+    // A revoked key stays refused even when a plain line also lists it.
+    const reason = forHost.some((e) => e.marker === 'revoked' && e.key.equals(key))
+        ? 'revoked'
+        : plain.some((e) => e.key.equals(key))
+            ? undefined
+            : plain.length > 0
+                ? 'changed'
+                : 'unknown-host';
+    if (!reason)
+        return { ok: true };
+    const parsed = utils.parseKey(key);
+    return { ok: false, reason, keyType: parsed instanceof Error ? 'unknown' : parsed.type, fingerprint: fingerprint(key) };
+}
+function recordedKeyTypes(entries, host, port) {
+    const types = linesFor(entries, host, port)
+        .filter((e) => e.marker === null)
+        .flatMap((e) => (e.keyType === 'ssh-rsa' ? RSA_ALGOS : [e.keyType]));
+    return [...new Set(types)];
+}
+/** Lines whose host patterns match. Callers skip @cert-authority lines: ssh2 has no host certificates. */
+function linesFor(entries, host, port) {
+    const name = hostKeyName(host, port);
+    const names = port === 22 ? [name, `[${name}]:22`] : [name];
+    return entries.filter((e) => hostsMatch(e.hosts, names));
+}
+function hostsMatch(hosts, names) {
+    // A hashed field is one whole name, never a pattern list (hostfile.c match_maybe_hashed).
+    if (hosts.startsWith('|')) {
+        const hashed = parseHashed(hosts);
+        return names.some((n) => (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHmac)('sha1', hashed.salt).update(n).digest().equals(hashed.hash));
+    }
+    let positive = false;
+    for (const pattern of hosts.toLowerCase().split(',')) {
+        const negated = pattern.startsWith('!');
+        if (!names.some((n) => glob(negated ? pattern.slice(1) : pattern, n)))
+            continue;
+        if (negated)
+            return false; // a negated match rejects the whole line (match_pattern_list)
+        positive = true;
+    }
+    return positive;
+}
+function glob(pattern, name) {
+    const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+    return new RegExp(`^${re}$`, 's').test(name);
+}
+
+
+/***/ }),
+
+/***/ 6585:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   BG: () => (/* binding */ INCOMING),
+/* harmony export */   Dn: () => (/* binding */ partialPath),
+/* harmony export */   F$: () => (/* binding */ newRunId),
+/* harmony export */   Kt: () => (/* binding */ SIFS),
+/* harmony export */   PL: () => (/* binding */ JOBS),
+/* harmony export */   Q$: () => (/* binding */ STORE_LOCK),
+/* harmony export */   RB: () => (/* binding */ IMAGE_RECORDS),
+/* harmony export */   SX: () => (/* binding */ sifPath),
+/* harmony export */   ZD: () => (/* binding */ hexOf),
+/* harmony export */   _3: () => (/* binding */ JOB_LINK_PREFIX),
+/* harmony export */   df: () => (/* binding */ BLOBS),
+/* harmony export */   e0: () => (/* binding */ JOB_FILES),
+/* harmony export */   er: () => (/* binding */ STORE),
+/* harmony export */   kT: () => (/* binding */ imageRecordPath),
+/* harmony export */   mI: () => (/* binding */ REMOTE_DIRS),
+/* harmony export */   nD: () => (/* binding */ blobPath),
+/* harmony export */   s: () => (/* binding */ blobLockPath),
+/* harmony export */   xR: () => (/* binding */ publishedNames),
+/* harmony export */   xu: () => (/* binding */ remotePaths)
+/* harmony export */ });
+/* unused harmony exports imageFileName, sifLinkPath, jobDirPath, jobLinkPath */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+// Where a delivery's things are on the cluster: the one module that knows the names under
+// remote-dir and in the publish directory. Paths here are relative to remote-dir unless a
+// function takes the root; the scripts in cluster/ get them as parameters.
+//
+//   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
+//   .store/incoming/HEX.partial    an upload in progress (HEX.lock: its sender's lock)
+//   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
+//   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
+//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
+//   images/NAME.sif                link to the newest .sif of an image name
+//   jobs/RUN/                      a job's directory (JOB_FILES)
+//   jobs/job-ID                    link to the job's directory, by Slurm job id (status, logs)
+// In the publish directory: NAME_VERSION.sif, .sif.sha256 and .json (the provenance record), and
+// NAME_latest.sif, a link to the newest.
 
 const STORE = '.store';
+const BLOBS = `${STORE}/blobs/sha256`;
+const INCOMING = `${STORE}/incoming`;
+const IMAGE_RECORDS = `${STORE}/images`;
+const STORE_LOCK = `${STORE}/lock`;
+const SIFS = 'sif';
+const JOBS = 'jobs';
+/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
+const REMOTE_DIRS = ['.', STORE, `${STORE}/blobs`, BLOBS, INCOMING, IMAGE_RECORDS, SIFS, 'images', JOBS];
+/** `sha256:HEX` → HEX, the name of a blob or an image in the store. */
 function hexOf(digest) {
     return digest.replace(/^sha256:/, '');
 }
-/** Every blob of an image, config first, each once (an image may repeat a layer). */
-function imageBlobs(archive) {
-    const seen = new Set();
-    return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+const blobPath = (hex) => `${BLOBS}/${hex}`;
+const partialPath = (hex) => `${INCOMING}/${hex}.partial`;
+/** Held by the one delivery sending the blob. */
+const blobLockPath = (hex) => `${INCOMING}/${hex}.lock`;
+const imageRecordPath = (hex) => `${IMAGE_RECORDS}/${hex}`;
+const sifPath = (hex) => `${SIFS}/${hex}.sif`;
+/** `org/name:tag` → `org_name_tag`: a file name for the image. */
+function imageFileName(image) {
+    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+/** The stable per-image link to its newest .sif. */
+const sifLinkPath = (image) => `images/${imageFileName(image)}.sif`;
+/** A new run's name, its job directory's: the time (sortable) and a random part. */
+function newRunId() {
+    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    return `${t}-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(3).toString('hex')}`;
+}
+const jobDirPath = (run) => `${JOBS}/${run}`;
+/** The files in a job's directory (submit.sh also keeps sbatch's answer there, in `submitted`). */
+const JOB_FILES = {
+    script: 'job.sh',
+    /** manifest.json of the docker-archive the job assembles. */
+    manifest: 'manifest.json',
+    /** `<phase> <exit code>`, written by the job when it ends. */
+    status: 'status',
+    /** The job's stdout and stderr (sbatch --output, relative to --chdir). */
+    output: 'job.out',
+};
+/** jobs/job-: followed by the Slurm job id, the link to that job's directory. */
+const JOB_LINK_PREFIX = `${JOBS}/job-`;
+const jobLinkPath = (jobId) => `${JOB_LINK_PREFIX}${jobId}`;
+/** The published files of one version, in the publish directory. */
+function publishedNames(name, version) {
+    return {
+        sif: `${name}_${version}.sif`,
+        record: `${name}_${version}.json`,
+        latest: `${name}_latest.sif`,
+    };
+}
+/** The paths of one delivery: of the image `imageHex` (null: the existing .sif), in run `run`. */
+function remotePaths(dirs, image, imageHex, run, publish) {
+    const root = dirs.root;
+    return {
+        root,
+        tmpdir: dirs.tmpdir,
+        sif: imageHex !== null ? `${root}/${sifPath(imageHex)}` : dirs.existingSif,
+        sifLink: imageHex !== null ? `${root}/${sifLinkPath(image)}` : null,
+        jobDir: `${root}/${jobDirPath(run)}`,
+        publishDir: dirs.publishDir,
+        published: publish && dirs.publishDir ? `${dirs.publishDir}/${publishedNames(publish.name, publish.version).sif}` : null,
+    };
+}
+
+
+/***/ }),
+
+/***/ 9084:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  g1: () => (/* binding */ commandWorks),
+  iw: () => (/* binding */ processFilter),
+  R3: () => (/* binding */ runProcess)
+});
+
+// UNUSED EXPORTS: startProcess
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/core/process.ts
+// Running a local program (docker, git, zstd): the one place the core starts processes. Arguments
+// are an argv, never a shell line.
+
+
+/** A line splitter for a stream of chunks; `flush` hands on a last line without a newline. */
+function lines(onLine) {
+    let pending = '';
+    return {
+        push(chunk) {
+            pending += chunk;
+            const parts = pending.split('\n');
+            pending = parts.pop();
+            for (const l of parts)
+                onLine(l.replace(/\r$/, ''));
+        },
+        flush() {
+            if (pending)
+                onLine(pending);
+            pending = '';
+        },
+    };
 }
 /**
- * sha256 of stdin as hex, by openssl where the cluster has it (several times faster than
- * coreutils' sha256sum on machines with SHA instructions), else by sha256sum.
+ * Run a program to its end and return its exit code and output, whatever the code. Rejects only if
+ * it could not be started (not installed: the error's `code` is 'ENOENT').
  */
-const SHA256_FUNCTION = `sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed 's/^.*= *//'; else sha256sum | cut -d' ' -f1; fi; }`;
-/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
-const STORE_DIRS = `. ${STORE} ${STORE}/blobs ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs`;
+function runProcess(command, args, opts = {}) {
+    return new Promise((resolve, reject) => {
+        const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        const out = opts.onLine ? lines(opts.onLine) : null;
+        const err = opts.onLine ? lines(opts.onLine) : null;
+        child.stdout.setEncoding('utf8').on('data', (d) => {
+            stdout += d;
+            out?.push(d);
+        });
+        child.stderr.setEncoding('utf8').on('data', (d) => {
+            stderr += d;
+            err?.push(d);
+        });
+        child.on('error', reject);
+        child.on('close', (code) => {
+            out?.flush();
+            err?.flush();
+            resolve({ code, stdout, stderr });
+        });
+    });
+}
+function startProcess(command, args, opts = {}) {
+    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: 'pipe' });
+    // The program may stop reading early (EPIPE); its exit code says how it went.
+    child.stdin.on('error', () => undefined);
+    const ended = new Promise((resolve, reject) => {
+        child.on('error', reject);
+        child.on('close', (code) => resolve(code));
+    });
+    return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, ended, kill: () => child.kill() };
+}
+/** Whether a program is installed here and runs (`command --version` exits 0). */
+function commandWorks(command) {
+    return (0,external_node_child_process_namespaceObject.spawnSync)(command, ['--version'], { stdio: 'ignore' }).status === 0;
+}
 /**
- * One round trip before the transfer: create the directories, record the image (so garbage
- * collection keeps its blobs from now on), check its .sif, and report each blob:
- * `blob HEX have`, `blob HEX part BYTES` (an interrupted upload to resume) or `blob HEX bad`
- * (it failed its digest check and was removed). Blobs are only checked when they will be used.
+ * A program as a filter stream: what is written goes to its stdin, its stdout is read. A non-zero
+ * exit destroys the stream with an error; destroying the stream kills the program.
  */
-function prepareScript(p) {
-    const mode = p.group ? `umask 027` : `umask 077`;
-    const share = p.group
-        ? `chgrp ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.group)} ${STORE_DIRS} || { echo "cannot give the store to group ${p.group}: are you in it?" >&2; exit 1; }
-chmod 2750 ${STORE_DIRS}; chmod g+r sif/* 2>/dev/null || true`
-        : `chmod 700 .`;
-    return `${mode}; set -e
-${SHA256_FUNCTION}
-command -v zstd >/dev/null 2>&1 && echo "tool zstd"
-mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}
-cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
-${p.publishDir ? `mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)}; echo "root $(pwd -P)"
-mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
-${share}
-${p.existingSif ? `(cd; [ -s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} ] || { printf 'no .sif at %s on the cluster\\n' ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif.startsWith('/') ? p.existingSif : `~/${p.existingSif}`)} >&2; exit 3; }
-echo "existing $(readlink -f -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)})") || exit 3
-` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse, !!p.sifOnly)}`;
+function processFilter(command, args) {
+    const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+    const d = external_node_stream_.Duplex.from({ writable: child.stdin, readable: child.stdout });
+    d.on('close', () => child.kill());
+    child.on('exit', (code) => code && d.destroy(new Error(`${command} exited with ${code}`)));
+    return d;
 }
-/** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
-function imageChecks(imageHex, blobHexes, reuse, sifOnly) {
-    const sifCheck = `set +e
-sif=sif/${imageHex}.sif
-if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && [ "$(sha256 < "$sif")" = "$(cut -d' ' -f1 "$sif.sha256")" ]; then
-  touch ${STORE}/images/${imageHex} 2>/dev/null; echo "sif ok"; exit 0
-fi
-echo "sif build"
-`;
-    if (sifOnly)
-        return sifCheck;
-    return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
-${sifCheck}for h in ${blobHexes.join(' ')}; do
-  f=${STORE}/blobs/sha256/$h
-  if [ -f "$f" ]; then
-    if [ "$(sha256 < "$f")" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
-  elif [ -f ${STORE}/incoming/$h.partial ]; then
-    echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
-  fi
-done
-`;
+
+
+/***/ }),
+
+/***/ 3195:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   hi: () => (/* binding */ shq),
+/* harmony export */   yM: () => (/* binding */ splitWords)
+/* harmony export */ });
+/* unused harmony export shJoin */
+// The one way a value reaches a remote shell: POSIX single quotes, in which nothing is special
+// but the quote itself. Everything the cluster runs is assembled from these pieces.
+/** Quote one word for a POSIX shell. */
+function shq(word) {
+    if (word.includes('\0'))
+        throw new Error('a NUL byte cannot be passed to a shell');
+    if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word))
+        return word;
+    return `'${word.replace(/'/g, `'\\''`)}'`;
 }
-function parsePrepare(stdout) {
-    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
-    for (const line of stdout.split('\n')) {
-        const [kind, a, b, c] = line.split(' ');
-        if (kind === 'root')
-            r.root = line.slice(5);
-        else if (kind === 'tmpdir')
-            r.tmpdir = line.slice(7);
-        else if (kind === 'publish')
-            r.publishDir = line.slice(8);
-        else if (kind === 'existing')
-            r.existingSif = line.slice(9);
-        else if (kind === 'tool' && a === 'zstd')
-            r.zstd = true;
-        else if (kind === 'sif')
-            r.sifReusable = a === 'ok';
-        else if (kind === 'blob' && b === 'have')
-            r.have.add(a);
-        else if (kind === 'blob' && b === 'bad')
-            r.bad.add(a);
-        else if (kind === 'blob' && b === 'part')
-            r.partial.set(a, Number(c));
+/** Quote every word of an argv and join them into one command line. */
+function shJoin(argv) {
+    return argv.map(shq).join(' ');
+}
+/**
+ * Split a command line into words as a POSIX shell would, without running or expanding anything:
+ * quotes and backslashes group, `$`, backticks, `;`, `|` and the like are kept as plain characters.
+ * Used for sbatch-args and smoke-command, which are then passed on as argv (never pasted).
+ */
+function splitWords(line) {
+    const words = [];
+    let cur = '';
+    let inWord = false;
+    let i = 0;
+    while (i < line.length) {
+        const c = line[i];
+        if (c === "'") {
+            const end = line.indexOf("'", i + 1);
+            if (end < 0)
+                throw new Error('unterminated single quote');
+            cur += line.slice(i + 1, end);
+            inWord = true;
+            i = end + 1;
+        }
+        else if (c === '"') {
+            i++;
+            for (;;) {
+                if (i >= line.length)
+                    throw new Error('unterminated double quote');
+                const d = line[i];
+                if (d === '"')
+                    break;
+                // Inside double quotes a backslash only escapes these, as in sh.
+                if (d === '\\' && line[i + 1] === '\n') {
+                    i += 2;
+                }
+                else if (d === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) {
+                    cur += line[i + 1];
+                    i += 2;
+                }
+                else {
+                    cur += d;
+                    i++;
+                }
+            }
+            inWord = true;
+            i++;
+        }
+        else if (c === '\\') {
+            if (i + 1 >= line.length)
+                throw new Error('trailing backslash');
+            if (line[i + 1] !== '\n')
+                cur += line[i + 1];
+            inWord = true;
+            i += 2;
+        }
+        else if (/\s/.test(c)) {
+            if (inWord)
+                words.push(cur);
+            cur = '';
+            inWord = false;
+            i++;
+        }
+        else {
+            cur += c;
+            inWord = true;
+            i++;
+        }
     }
-    if (!r.root || !r.tmpdir)
-        throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
-    return r;
+    if (inWord)
+        words.push(cur);
+    return words;
 }
-/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
-function planTransfer(archive, report) {
-    if (report.sifReusable)
-        return [];
-    return imageBlobs(archive)
-        .filter((b) => !report.have.has(hexOf(b.digest)))
-        .map((blob) => {
-        const part = report.partial.get(hexOf(blob.digest)) ?? 0;
-        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
-    })
-        .sort((x, y) => y.blob.size - x.blob.size);
+
+
+/***/ }),
+
+/***/ 1922:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   C8: () => (/* binding */ parseConnection),
+/* harmony export */   P$: () => (/* binding */ parseSettings),
+/* harmony export */   Qh: () => (/* binding */ INPUT_NAMES),
+/* harmony export */   xr: () => (/* binding */ maskPrivateKey)
+/* harmony export */ });
+/* unused harmony exports DEFAULT_MODULES, listInput, parseSbatchArgs, withoutCredentials */
+/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5472);
+/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var zod__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8816);
+/* harmony import */ var _clusterpath_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(7782);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4296);
+/* harmony import */ var _knownhosts_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4965);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3195);
+// Every input, validated in one place before anything is built, connected or written. The action
+// and the CLI both hand in the same raw name → string map (input names as in action.yml).
+
+
+
+
+
+
+const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const noControl = (what) => [(s) => !CONTROL.test(s), { message: `${what} must not contain control characters or newlines` }];
+/** Split a list input: one item per line or separated by commas (or spaces, if `spaces`). */
+function listInput(value, spaces = false) {
+    return value
+        .split(spaces ? /[\n,\s]+/ : /[\n,]+/)
+        .map((s) => s.trim())
+        .filter(Boolean);
 }
-/** Exit codes of the receive script. */
-const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
-const DECOMPRESS = { raw: 'cat', gzip: 'gzip -dc', zstd: 'zstd -dcq' };
+/** Slurm's --time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours[:minutes[:seconds]]. */
+const SLURM_TIME = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i;
+const IMAGE_REF = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+const MODULE_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$/;
+/** sbatch options the delivery sets itself and relies on. */
+const RESERVED_LONG = ['--wrap', '--chdir', '--output', '--error', '--parsable', '--wait'];
+const RESERVED_SHORT = ['-D', '-o', '-e', '-W'];
+/** sbatch options that take no value, or one only after '=': a word after them would be taken as the script. */
+const SBATCH_NO_VALUE = new Set([
+    '--contiguous', '--exclusive', '--get-user-env', '--hold', '-H', '--ignore-pbs', '--kill-on-invalid-dep', '--nice',
+    '--no-kill', '-k', '--no-requeue', '--overcommit', '-O', '--oversubscribe', '-s', '--quiet', '-Q', '--reboot',
+    '--requeue', '--spread-job', '--test-only', '--use-min-nodes', '--verbose', '-v',
+]);
 /**
- * Receive one blob on stdin (raw, gzip or zstd), appended to its partial file, checked against its
- * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
- * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
- * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
- * keeps garbage collection out.
+ * sbatch-args as argv: options, each value either after '=' or as the next word. Refuses words that
+ * sbatch would take as the job script, and the options the delivery sets itself (also abbreviated,
+ * as sbatch accepts unambiguous prefixes, and short ones with the value attached).
  */
-function receiveScript(root, hex, size, codec) {
-    return `${SHA256_FUNCTION}
-cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${root}/${STORE}`)} || exit 1
-exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
-exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
-[ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
-p=incoming/${hex}.partial
-have=$(stat -c %s "$p" 2>/dev/null || echo 0)
-[ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
-echo "ready $have"
-${DECOMPRESS[codec]} >> "$p"
-have=$(stat -c %s "$p")
-[ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
-# Hashed once complete (read back from the page cache): hashing while receiving competes for the
-# CPU that decrypting needs, and a resumed blob must be hashed whole anyway.
-sum=$(sha256 < "$p")
-[ "$have" = ${size} ] && [ "$sum" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
-mv -f "$p" blobs/sha256/${hex}
-echo ok
-`;
+function parseSbatchArgs(line) {
+    const argv = (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(line);
+    for (let i = 0; i < argv.length; i++) {
+        const a = argv[i];
+        if (!a.startsWith('-') || a === '-' || a === '--') {
+            throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
+        }
+        const name = a.split('=')[0];
+        const reserved = a.startsWith('--')
+            ? RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name))
+            : RESERVED_SHORT.find((r) => a.startsWith(r));
+        if (reserved)
+            throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
+        const takesNext = !a.includes('=') && !SBATCH_NO_VALUE.has(name) && (a.startsWith('--') || a.length === 2);
+        if (takesNext && i + 1 < argv.length && !argv[i + 1].startsWith('-'))
+            i++;
+    }
+    return argv;
+}
+function parseBool(s) {
+    if (/^(true|yes|1)$/i.test(s))
+        return true;
+    if (/^(false|no|0)$/i.test(s))
+        return false;
+    return undefined;
+}
+function parseDuration(s) {
+    const m = /^(\d+)\s*(s|m|h|d)?$/i.exec(s.trim());
+    if (!m)
+        return undefined;
+    const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's').toLowerCase()];
+    return Number(m[1]) * unit;
+}
+function trimmed(def) {
+    return zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+        .optional()
+        .transform((v) => {
+        const t = v?.trim() ?? '';
+        return t === '' ? (def ?? '') : t;
+    });
+}
+const intIn = (min, max, def) => trimmed(def)
+    .refine((s) => /^\d+$/.test(s), { message: 'must be a whole number' })
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, { message: `must be between ${min} and ${max}` });
+/** A module list input: empty means the default, `none` means no modules. */
+const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+    .optional()
+    .transform((v) => (!v?.trim() ? def : v.trim() === 'none' ? [] : listInput(v, true)))
+    .superRefine((mods, ctx) => {
+    for (const m of mods.filter((m) => !MODULE_NAME.test(m))) {
+        ctx.addIssue({ code: 'custom', message: `'${m}' is not a module name (letters, digits, . _ + - /)` });
+    }
+});
+/** Published file names: never an option (no leading '-') nor hidden. */
+const SAFE_NAME = /^[A-Za-z0-9_+][A-Za-z0-9._+-]*$/;
+const groupName = () => trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' });
+const bool = (def) => trimmed(def).transform((s, ctx) => {
+    const b = parseBool(s);
+    if (b === undefined)
+        ctx.addIssue({ code: 'custom', message: 'must be true or false' });
+    return b ?? false;
+});
+const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
+    host: trimmed()
+        .refine((s) => s !== '', { message: 'is required: the cluster login host' })
+        .refine((s) => /^[A-Za-z0-9._:-]+$/.test(s) && s.length <= 253, { message: 'is not a host name or IP address' }),
+    port: intIn(1, 65535, '22'),
+    username: trimmed()
+        .refine((s) => s !== '', { message: 'is required: your account on the cluster' })
+        .refine((s) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid user name' }),
+    'private-key': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+        .optional()
+        .transform((v) => v ?? '')
+        .superRefine((s, ctx) => {
+        if (s.trim() === '')
+            return; // required unless only planning: checked in parseSettings
+        const parsed = ssh2__WEBPACK_IMPORTED_MODULE_0___default().utils.parseKey(s.trim() + '\n');
+        if (parsed instanceof Error) {
+            ctx.addIssue({
+                code: 'custom',
+                message: `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}, unencrypted`,
+            });
+        }
+    }),
+    'known-hosts': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP().optional().transform((v) => v ?? ''),
+    image: trimmed()
+        .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
+        .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
+    archive: trimmed().refine(...noControl('archive')),
+    sif: trimmed().refine(...noControl('sif')),
+    build: bool('true'),
+    'force-rebuild': bool('false'),
+    'keep-images': intIn(1, 1000, '5'),
+    'max-age': intIn(1, 3650, '30'),
+    group: groupName(),
+    runtime: trimmed('auto').refine((s) => ['auto', 'singularity', 'apptainer'].includes(s), { message: 'must be auto, singularity or apptainer' }),
+    publish: trimmed('auto').refine((s) => /^(auto|true|false)$/i.test(s), { message: 'must be auto (publish on a tag), true or false' }),
+    'publish-dir': trimmed().refine(...noControl('publish-dir')),
+    'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
+    'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
+    'keep-versions': intIn(1, 1000, '5'),
+    'publish-group': groupName(),
+    'publish-mode': trimmed()
+        .refine((s) => s === '' || /^0?[0-7]{3}$/.test(s), { message: 'must be an octal file mode such as 0640' })
+        .refine((s) => !/^0?[0-7]{3}$/.test(s) || (parseInt(s, 8) & 0o022) === 0, {
+        message: 'must not let the group or others write (e.g. 0640 or 0644): anyone who may write a published .sif can change what everybody runs',
+    }),
+    context: trimmed('.').refine(...noControl('context')),
+    dockerfile: trimmed().refine(...noControl('dockerfile')),
+    'build-args': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+        .optional()
+        .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
+        .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
+    'smoke-test': trimmed().refine(...noControl('smoke-test')),
+    'smoke-command': trimmed(),
+    partition: trimmed('short-gpu').refine((s) => /^[A-Za-z0-9_.-]+$/.test(s), { message: 'is not a valid partition name' }),
+    gpus: trimmed('1')
+        .refine((s) => /^-?\d+$/.test(s), { message: 'must be a whole number of GPUs' })
+        .transform(Number)
+        .refine((n) => n >= 0 && n <= 64, { message: 'must be between 0 and 64' }),
+    time: trimmed('30:00').refine((s) => SLURM_TIME.test(s), {
+        message: 'is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)',
+    }),
+    modules: moduleList(DEFAULT_MODULES),
+    'login-modules': moduleList(['slurm']),
+    'remote-dir': trimmed('riviera-singularity').refine(...noControl('remote-dir')),
+    tmpdir: trimmed().refine(...noControl('tmpdir')),
+    'job-name': trimmed().refine(...noControl('job-name')),
+    'sbatch-args': trimmed(),
+    binds: zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+        .optional()
+        .transform((v) => listInput(v ?? ''))
+        .superRefine((binds, ctx) => {
+        for (const b of binds) {
+            if (CONTROL.test(b) || !/^[^:]+(:[^:]+(:(ro|rw))?)?$/.test(b)) {
+                ctx.addIssue({ code: 'custom', message: `'${b}' is not a bind spec (src[:dest[:ro|rw]])` });
+            }
+        }
+    }),
+    timeout: trimmed('2h').transform((s, ctx) => {
+        const n = parseDuration(s);
+        if (n === undefined || n <= 0)
+            ctx.addIssue({ code: 'custom', message: 'must be a duration such as 3600, 90m or 2h' });
+        return n ?? 0;
+    }),
+});
+/** Every input name, as in action.yml. */
+const INPUT_NAMES = Object.keys(schema.shape);
+/** Mark every line of the private key secret, before anything could print it. */
+function maskPrivateKey(key, secret) {
+    if (!key)
+        return;
+    secret(key);
+    for (const line of key.split(/\r?\n/))
+        if (line.trim().length > 0)
+            secret(line.trim());
+}
+/** One InputError naming every bad input. */
+function inputError(problems) {
+    const first = problems[0] ?? { input: 'inputs', message: 'are invalid' };
+    const err = new _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz(first.input, first.message);
+    if (problems.length > 1)
+        err.message = problems.map((p) => `Input '${p.input}': ${p.message}`).join('\n');
+    return err;
+}
+function knownHostsOf(raw) {
+    if (!(raw['known-hosts'] ?? '').trim()) {
+        throw new Error("is required: the cluster's host key line(s), e.g. from `ssh-keyscan -p PORT HOST` run once from a trusted machine");
+    }
+    return (0,_knownhosts_js__WEBPACK_IMPORTED_MODULE_2__/* .parseKnownHosts */ .uJ)(raw['known-hosts'] ?? '');
+}
+const connectionSchema = schema.pick({ host: true, port: true, username: true, 'private-key': true, 'remote-dir': true, 'login-modules': true });
+function parseConnection(raw) {
+    const problems = [];
+    const result = connectionSchema.safeParse(raw);
+    if (!result.success)
+        for (const i of result.error.issues)
+            problems.push({ input: String(i.path[0]), message: i.message });
+    let knownHosts = [];
+    let remoteDir = '';
+    if (!raw['private-key']?.trim())
+        problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
+    for (const [input, fn] of [
+        ['known-hosts', () => (knownHosts = knownHostsOf(raw))],
+        ['remote-dir', () => (remoteDir = remoteDirOf(raw))],
+    ]) {
+        try {
+            fn();
+        }
+        catch (e) {
+            problems.push({ input, message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
+        }
+    }
+    if (!result.success || problems.length > 0)
+        throw inputError(problems);
+    return connectionOf(result.data, knownHosts, remoteDir);
+}
+function connectionOf(ok, knownHosts, remoteDir) {
+    return {
+        host: ok.host,
+        port: ok.port,
+        username: ok.username,
+        privateKey: ok['private-key'].trim() + '\n',
+        knownHosts,
+        remoteDir,
+        loginModules: ok['login-modules'],
+    };
+}
+/** A path input in its canonical form (see clusterpath.ts); '' when not given. */
+function pathInput(raw, name) {
+    const v = (raw[name] ?? '').trim();
+    return v ? (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .clusterPath */ .Sf)(v, (raw.username ?? '').trim()) : '';
+}
+/** remote-dir: a folder of the delivery's own, so never the home directory itself, nor under /tmp. */
+function remoteDirOf(raw) {
+    const p = pathInput(raw, 'remote-dir') || 'riviera-singularity';
+    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isHome */ .qN)(p)) {
+        throw new Error('is your home directory: give a folder of its own, e.g. riviera-singularity (the delivery creates it and keeps to it)');
+    }
+    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isUnderTmp */ .ix)(p))
+        throw new Error('must not be under /tmp: node-local /tmp is small and not shared with the login node');
+    return p;
+}
+/** tmpdir: never under /tmp (also through `..`); the default is remote-dir/tmp. */
+function tmpdirOf(raw, remoteDir) {
+    const p = pathInput(raw, 'tmpdir') || (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .joinPath */ .uJ)(remoteDir, 'tmp');
+    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isUnderTmp */ .ix)(p))
+        throw new Error('must not be under /tmp: the compute node’s /tmp is too small to build an image in');
+    return p;
+}
+/** Each bind's source as a cluster path (its destination is a path in the container, as given). */
+function bindsOf(binds, raw) {
+    return binds.map((b) => {
+        const [src, ...rest] = b.split(':');
+        return [(0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .clusterPath */ .Sf)(src, (raw.username ?? '').trim()), ...rest].join(':');
+    });
 }
 /**
- * Garbage collection, under the exclusive store lock (skipped, not waited for, when deliveries are
- * sending): keep the newest image records, drop the blobs and .sif files no kept record names.
+ * A repository address fit for a record others read: no user name, password or token
+ * (`https://user:token@host/...`), no query or fragment. scp-like `git@host:path` keeps its user,
+ * which is no secret.
  */
-function gcScript(p) {
-    return `cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${p.root}/${STORE}`)} || exit 0
-exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
-find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mmin +${p.maxAgeDays * 1440} -delete
-ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
-keep=$(mktemp keep.XXXXXX) || exit 1
-cat images/* 2>/dev/null | sort -u > "$keep"
-blobs=0; sifs=0
-for f in blobs/sha256/*; do
-  [ -e "$f" ] || continue
-  grep -qx "\${f##*/}" "$keep" || { rm -f "$f"; blobs=$((blobs+1)); }
-done
-for f in ../sif/*.sif; do
-  [ -e "$f" ] || continue
-  h=\${f##*/}; h=\${h%.sif}
-  [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
-done
-find incoming -type f -mmin +1440 -delete
-find ../jobs -mindepth 1 -maxdepth 1 -type d -mmin +${p.maxAgeDays * 1440} -exec rm -rf {} +
-rm -f "$keep"
-echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
-`;
+function withoutCredentials(url) {
+    const m = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*@)?([^?#]*)/.exec(url);
+    return m ? m[1] + m[3] : url;
+}
+function publishSettings(ok, imageName, context, dir) {
+    const mode = ok.publish.toLowerCase();
+    const provenance = context ? { ...context, repository: withoutCredentials(context.repository) } : { repository: '', commit: '', tag: null };
+    // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
+    if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif)))
+        return null;
+    const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
+    const group = ok['publish-group'] || null;
+    return {
+        dir,
+        name: ok['publish-name'] || imageName.split('/').pop().replace(/[^A-Za-z0-9._+-]/g, '_'),
+        version,
+        keep: ok['keep-versions'],
+        group,
+        mode: ok['publish-mode'] || (group ? '0640' : '0600'),
+        provenance,
+    };
+}
+/** Validate all inputs; throws one InputError that lists every bad input, each by name. */
+/**
+ * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
+ * known-hosts may be missing, and are checked only if given.
+ */
+function parseSettings(raw, context = null, { credentials = true } = {}) {
+    const result = schema.safeParse(raw);
+    const problems = [];
+    if (!result.success) {
+        for (const issue of result.error.issues)
+            problems.push({ input: String(issue.path[0]), message: issue.message });
+    }
+    const ok = result.success ? result.data : undefined;
+    const check = (input, fn) => {
+        try {
+            return fn();
+        }
+        catch (e) {
+            problems.push({ input, message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
+            return undefined;
+        }
+    };
+    const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
+    if (credentials && !raw['private-key']?.trim())
+        problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
+    const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
+    const remoteDir = check('remote-dir', () => remoteDirOf(raw));
+    const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
+    const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .joinPath */ .uJ)(remoteDir ?? 'riviera-singularity', 'published'));
+    const sif = check('sif', () => pathInput(raw, 'sif'));
+    const binds = check('binds', () => bindsOf(ok?.binds ?? [], raw));
+    const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
+    // These checks read the raw values, so they are listed even when other inputs failed the schema.
+    const rawOf = (name) => (raw[name] ?? '').trim();
+    if (!rawOf('image') && !rawOf('sif') && !rawOf('archive')) {
+        problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)' });
+    }
+    else if (rawOf('sif') && (rawOf('image') || rawOf('archive'))) {
+        problems.push({ input: 'sif', message: 'give either image or archive (to deliver), or sif (to test a .sif already on the cluster), not both' });
+    }
+    let smoke;
+    if (rawOf('smoke-test') && rawOf('smoke-command')) {
+        problems.push({ input: 'smoke-test', message: 'give either smoke-test or smoke-command, not both' });
+    }
+    else if (rawOf('smoke-test')) {
+        smoke = { kind: 'script', path: rawOf('smoke-test') };
+    }
+    else if (smokeArgv && smokeArgv.length > 0) {
+        smoke = { kind: 'command', argv: smokeArgv };
+    }
+    else if (smokeArgv) {
+        problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
+    }
+    if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
+        throw inputError(problems);
+    }
+    // What names the job and the published file: the image name, or the tested .sif's.
+    const imageName = ok.image
+        ? ok.image.replace(/:[^/:]+$/, '')
+        : ok.archive
+            ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
+            : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
+    return {
+        ...connectionOf(ok, knownHosts, remoteDir),
+        build: ok.build && !ok.sif && !ok.archive,
+        sif: sif || null,
+        archive: ok.archive || null,
+        image: ok.image || (ok.archive ? `${imageName}:latest` : ''),
+        context: ok.context,
+        dockerfile: ok.dockerfile || null,
+        buildArgs: ok['build-args'],
+        smoke,
+        partition: ok.partition,
+        gpus: ok.gpus,
+        time: ok.time,
+        modules: ok.modules,
+        tmpdir,
+        jobName: ok['job-name'] || `riviera-${imageName.split('/').pop()}`,
+        sbatchArgs,
+        binds,
+        timeoutSeconds: ok.timeout,
+        forceRebuild: ok['force-rebuild'],
+        keepImages: ok['keep-images'],
+        maxAgeDays: ok['max-age'],
+        group: ok.group || null,
+        runtime: ok.runtime,
+        publish: publishSettings(ok, imageName, context, publishDir),
+    };
+}
+
+
+/***/ }),
+
+/***/ 2348:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   G8: () => (/* binding */ isFinalState),
+/* harmony export */   JB: () => (/* binding */ judgeJob),
+/* harmony export */   KV: () => (/* binding */ parseSqueueLine),
+/* harmony export */   Su: () => (/* binding */ parseStatusLine),
+/* harmony export */   Yu: () => (/* binding */ parseSbatchOutput)
+/* harmony export */ });
+// Reading what Slurm says: sbatch's job id, squeue's state line, and what a final state means.
+// No sacct: many clusters (and the stand-in) have no accounting database.
+/** `sbatch --parsable` prints `jobid` or `jobid;cluster`. */
+function parseSbatchOutput(out) {
+    const line = out.trim().split('\n').pop() ?? '';
+    const id = line.split(';')[0].trim();
+    if (!/^\d+(_\d+)?$/.test(id))
+        throw new Error(`sbatch printed no job id: ${JSON.stringify(out.trim().slice(0, 200))}`);
+    return id;
+}
+/** One line of `squeue -h -t all -j ID -o '%T|%r|%N'`; null when Slurm no longer knows the job. */
+function parseSqueueLine(line) {
+    const t = line.trim();
+    if (!t || t === 'UNKNOWN')
+        return null;
+    const [state, reason = '', nodes = ''] = t.split('|');
+    if (!/^[A-Z_]+$/.test(state))
+        return null;
+    return { state, reason: reason === '(null)' || reason === 'None' ? '' : reason, nodes: nodes === '(null)' ? '' : nodes };
+}
+const FINAL = new Set([
+    'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',
+]);
+function isFinalState(state) {
+    return FINAL.has(state);
+}
+function parseStatusLine(line) {
+    const m = /^([a-z-]+) (\d+)$/.exec(line.trim());
+    return m ? { phase: m[1], code: Number(m[2]) } : null;
+}
+/**
+ * What a finished job means. `state` is the last state Slurm reported (null if the record was gone
+ * before we saw a final one); `status` is what the job script recorded itself.
+ */
+function judgeJob(state, status) {
+    const s = state && isFinalState(state) ? state : null;
+    const interruptions = {
+        CANCELLED: 'The job was cancelled (scancel, or by an administrator). Nothing to fix if that was intended; otherwise re-run.',
+        TIMEOUT: "The job reached its time limit. Raise the 'time' input (the partition's maximum is in `sinfo -s`).",
+        OUT_OF_MEMORY: "The job ran out of memory. Ask for more with sbatch-args, e.g. '--mem=32G'.",
+        NODE_FAIL: 'The node running the job failed. Re-run; if it repeats, tell the cluster administrators.',
+        BOOT_FAIL: 'The node could not be booted for the job. Re-run; if it repeats, tell the cluster administrators.',
+        PREEMPTED: 'The job was preempted by a higher-priority job. Re-run, or use a partition without preemption.',
+        DEADLINE: 'The job could not finish before its deadline.',
+    };
+    if (s && interruptions[s]) {
+        return { ok: false, state: s, exitCode: status?.code ?? null, interrupted: true, message: `Job ${s}: ${interruptions[s]}` };
+    }
+    if (status) {
+        if (status.phase === 'smoke-test' && status.code === 0)
+            return { ok: true, state: 'COMPLETED', exitCode: 0 };
+        if (status.code === 143 && s !== 'FAILED') {
+            return { ok: false, state: s ?? 'CANCELLED', exitCode: 143, interrupted: true, message: `Job was terminated by a signal during ${status.phase}.` };
+        }
+        const what = status.phase === 'smoke-test'
+            ? `The smoke test exited with code ${status.code}: see its output above.`
+            : status.phase === 'sif-build'
+                ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
+                : status.phase === 'publish'
+                    ? `The smoke test passed, but publishing the .sif failed (exit ${status.code}): see the job output above; check the publish-dir permissions.`
+                    : status.phase === 'assemble'
+                        ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
+                        : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
+        return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: what };
+    }
+    return {
+        ok: false,
+        state: s ?? 'LOST',
+        exitCode: null,
+        interrupted: true,
+        message: 'The job ended without recording a result: it was killed (SIGKILL, node failure or out of memory) before its script could finish. ' +
+            'Check `scontrol show job` on the cluster soon after, or re-run.',
+    };
 }
 
 
@@ -57647,25 +57903,21 @@ echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 /* harmony export */   Tb: () => (/* binding */ renderSubmission),
 /* harmony export */   f$: () => (/* binding */ assembly),
 /* harmony export */   mh: () => (/* binding */ cancelJob),
-/* harmony export */   w3: () => (/* binding */ readSmokeFile),
-/* harmony export */   xu: () => (/* binding */ remotePaths)
+/* harmony export */   w3: () => (/* binding */ readSmokeFile)
 /* harmony export */ });
-/* unused harmony export imageFileName */
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1344);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4296);
-/* harmony import */ var _follow_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9746);
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4103);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(3195);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1344);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(4296);
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(450);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4103);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(6585);
 /* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2348);
-/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4230);
 // Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
-// the archive's manifest and the sbatch command, rendered purely, then one round trip.
+// the archive's manifest and the sbatch command, rendered purely, then one round trip
+// (cluster/submit.sh, cluster/cancel.sh).
 
 
 
@@ -57674,66 +57926,44 @@ echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 
 
 
-
-
-/** `org/name:tag` → `org_name_tag`: a file name for the image. */
-function imageFileName(image) {
-    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-function runId() {
-    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-    return `${t}-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(3).toString('hex')}`;
-}
 const MAX_SMOKE_BYTES = 256 * 1024;
 /** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
 async function readSmokeFile(settings) {
     if (settings.smoke.kind !== 'script')
         return null;
     const path = settings.smoke.path;
-    const st = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(path).catch(() => null);
+    const st = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.stat)(path).catch(() => null);
     if (!st?.isFile())
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .InputError */ .dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
     if (st.size > MAX_SMOKE_BYTES)
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
-    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readFile)(path) };
-}
-function remotePaths(s, digest, report) {
-    const root = report.root;
-    return {
-        root,
-        tmpdir: report.tmpdir,
-        sif: digest ? `${root}/sif/${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(digest)}.sif` : report.existingSif,
-        sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
-        jobDir: `${root}/jobs/${runId()}`,
-        publishDir: report.publishDir,
-        published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
-    };
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
+    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_1__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.readFile)(path) };
 }
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
 function assembly(archive, digest, paths) {
-    const blob = (d) => `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_8__/* .STORE */ .er}/blobs/sha256/${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(d)}`;
-    const config = `${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
-    const layers = archive.layers.map((l) => `${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
+    const blob = (d) => `${paths.root}/${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .blobPath */ .nD)((0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(d))}`;
+    const config = `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
+    const layers = archive.layers.map((l) => `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
     const members = [{ name: config, blob: blob(archive.config.digest) }];
     archive.layers.forEach((l, i) => {
         if (!members.some((m) => m.name === layers[i]))
             members.push({ name: layers[i], blob: blob(l.digest) });
     });
-    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_3__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
+    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_2__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
 }
 /** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
 function renderSubmission(s, paths, image, smokeFile) {
-    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .renderJobScript */ .Hs)({
+    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_5__/* .renderJobScript */ .Hs)({
         modules: s.modules,
         tmpdir: paths.tmpdir,
-        assemble: image ? { store: `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_8__/* .STORE */ .er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
+        assemble: image ? { storeLock: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .STORE_LOCK */ .Q$}`, manifest: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.manifest}`, members: image.members } : null,
         sif: paths.sif,
         sifLink: paths.sifLink,
         smoke: s.smoke,
         smokeFile,
         binds: s.binds,
         gpus: s.gpus,
-        statusFile: `${paths.jobDir}/status`,
+        statusFile: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.status}`,
         runtime: s.runtime,
         publish: s.publish && paths.publishDir
             ? {
@@ -57749,14 +57979,15 @@ function renderSubmission(s, paths, image, smokeFile) {
             }
             : null,
     });
-    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .sbatchArgv */ .Oq)({
+    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_5__/* .sbatchArgv */ .Oq)({
         jobName: s.jobName,
         partition: s.partition,
         gpus: s.gpus,
         time: s.time,
         jobDir: paths.jobDir,
         extra: s.sbatchArgs,
-        script: `${paths.jobDir}/job.sh`,
+        script: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.script}`,
+        output: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.output,
     });
     return { script, manifest: image?.manifest ?? null, sbatch };
 }
@@ -57765,29 +57996,31 @@ function renderSubmission(s, paths, image, smokeFile) {
  * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
  */
 async function submitJob(remote, s, paths, sub, smoke) {
-    const write = (name, data) => `printf %s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(data.toString('base64'))} | base64 -d > ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(name)}`;
+    const script = (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__/* .renderScript */ .y)('submit', {
+        group: s.group,
+        job_dir: paths.jobDir,
+        script_file: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.script,
+        manifest_file: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.manifest,
+        job_script_b64: Buffer.from(sub.script).toString('base64'),
+        manifest_b64: sub.manifest === null ? null : Buffer.from(sub.manifest).toString('base64'),
+        smoke_name: smoke?.name ?? null,
+        smoke_b64: smoke?.data.toString('base64') ?? null,
+        login_modules: s.loginModules,
+        sbatch: sub.sbatch,
+        job_link_prefix: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_LINK_PREFIX */ ._3}`,
+    });
     const out = await remote
-        .run('Submitting the job', `${s.group ? 'umask 027' : 'umask 077'}; set -e
-mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}
-if [ -s submitted ]; then cat submitted; exit 0; fi
-${write('job.sh', Buffer.from(sub.script))}
-${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
-${smoke ? write(smoke.name, smoke.data) : ':'}
-${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(s.loginModules)}out=$(${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shJoin */ .q9)(sub.sbatch)})
-# jobs/job-ID finds the job's directory again (status, logs).
-ln -sfn ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(`${paths.root}/jobs/job-`)}"\${out%%;*}"
-printf '%s\\n' "$out" > submitted
-echo "$out"`)
+        .run('Submitting the job', script)
         .catch((e) => {
-        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at) {
-            throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
+        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .RemoteCommandError */ .at) {
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
         }
         throw e;
     });
     return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_7__/* .parseSbatchOutput */ .Yu)(out);
 }
 async function cancelJob(remote, jobId, loginModules) {
-    await remote.run(`scancel ${jobId}`, `${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(loginModules)}scancel ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(jobId)}`);
+    await remote.run(`scancel ${jobId}`, (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__/* .renderScript */ .y)('cancel', { login_modules: loginModules, job_id: jobId }));
 }
 
 
@@ -57935,6 +58168,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events"
 
 /***/ }),
 
+/***/ 3024:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+
+/***/ }),
+
 /***/ 1455:
 /***/ ((module) => {
 
@@ -58030,13 +58270,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:worker_
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
-
-/***/ }),
-
-/***/ 857:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 
 /***/ }),
 
@@ -66656,7 +66889,7 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 7264:
+/***/ 8261:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -66678,8 +66911,8 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // UNUSED EXPORTS: ExitCode, addPath, error, exportVariable, getBooleanInput, getIDToken, getMultilineInput, group, isDebug, markdownSummary, notice, platform, setCommandEcho, toPlatformPath, toPosixPath, toWin32Path
 
-// EXTERNAL MODULE: external "os"
-var external_os_ = __nccwpck_require__(857);
+;// CONCATENATED MODULE: external "os"
+const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
 // We use any as a valid input type
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -66754,7 +66987,7 @@ function utils_toCommandProperties(annotationProperties) {
  */
 function command_issueCommand(command, properties, message) {
     const cmd = new Command(command, properties, message);
-    process.stdout.write(cmd.toString() + external_os_.EOL);
+    process.stdout.write(cmd.toString() + external_os_namespaceObject.EOL);
 }
 function command_issue(name, message = '') {
     command_issueCommand(name, {}, message);
@@ -66828,7 +67061,7 @@ function file_command_issueFileCommand(command, message) {
     if (!external_fs_.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
     }
-    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_.EOL}`, {
+    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_namespaceObject.EOL}`, {
         encoding: 'utf8'
     });
 }
@@ -66844,7 +67077,7 @@ function file_command_prepareKeyValueMessage(key, value) {
     if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
     }
-    return `${key}<<${delimiter}${external_os_.EOL}${convertedValue}${external_os_.EOL}${delimiter}`;
+    return `${key}<<${delimiter}${external_os_namespaceObject.EOL}${convertedValue}${external_os_namespaceObject.EOL}${delimiter}`;
 }
 //# sourceMappingURL=file-command.js.map
 // EXTERNAL MODULE: external "path"
@@ -67926,7 +68159,7 @@ class Summary {
      * @returns {Summary} summary instance
      */
     addEOL() {
-        return this.addRaw(external_os_.EOL);
+        return this.addRaw(external_os_namespaceObject.EOL);
     }
     /**
      * Adds an HTML codeblock to the summary buffer
@@ -68110,421 +68343,16 @@ function toPlatformPath(pth) {
     return pth.replace(/[/\\]/g, path.sep);
 }
 //# sourceMappingURL=path-utils.js.map
-// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 4 modules
-var lib_exec = __nccwpck_require__(2697);
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
-var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
-        silent: true
-    });
-    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
-        silent: true
-    });
-    return {
-        name: name.trim(),
-        version: version.trim()
-    };
-});
-const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    var _a, _b, _c, _d;
-    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
-        silent: true
-    });
-    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
-    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
-    return {
-        name,
-        version
-    };
-});
-const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
-    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
-        silent: true
-    });
-    const [name, version] = stdout.trim().split('\n');
-    return {
-        name,
-        version
-    };
-});
-const platform = external_os_.platform();
-const arch = external_os_.arch();
-const isWindows = platform === 'win32';
-const isMacOS = platform === 'darwin';
-const isLinux = platform === 'linux';
-function getDetails() {
-    return platform_awaiter(this, void 0, void 0, function* () {
-        return Object.assign(Object.assign({}, (yield (isWindows
-            ? getWindowsInfo()
-            : isMacOS
-                ? getMacOsInfo()
-                : getLinuxInfo()))), { platform,
-            arch,
-            isWindows,
-            isMacOS,
-            isLinux });
-    });
-}
-//# sourceMappingURL=platform.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
-var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-/**
- * The code to exit an action
- */
-var ExitCode;
-(function (ExitCode) {
-    /**
-     * A code indicating that the action was successful
-     */
-    ExitCode[ExitCode["Success"] = 0] = "Success";
-    /**
-     * A code indicating that the action was a failure
-     */
-    ExitCode[ExitCode["Failure"] = 1] = "Failure";
-})(ExitCode || (ExitCode = {}));
-//-----------------------------------------------------------------------
-// Variables
-//-----------------------------------------------------------------------
-/**
- * Sets env variable for this action and future actions in the job
- * @param name the name of the variable to set
- * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function exportVariable(name, val) {
-    const convertedVal = toCommandValue(val);
-    process.env[name] = convertedVal;
-    const filePath = process.env['GITHUB_ENV'] || '';
-    if (filePath) {
-        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
-    }
-    issueCommand('set-env', { name }, convertedVal);
-}
-/**
- * Registers a secret which will get masked from logs
- *
- * @param secret - Value of the secret to be masked
- * @remarks
- * This function instructs the Actions runner to mask the specified value in any
- * logs produced during the workflow run. Once registered, the secret value will
- * be replaced with asterisks (***) whenever it appears in console output, logs,
- * or error messages.
- *
- * This is useful for protecting sensitive information such as:
- * - API keys
- * - Access tokens
- * - Authentication credentials
- * - URL parameters containing signatures (SAS tokens)
- *
- * Note that masking only affects future logs; any previous appearances of the
- * secret in logs before calling this function will remain unmasked.
- *
- * @example
- * ```typescript
- * // Register an API token as a secret
- * const apiToken = "abc123xyz456";
- * setSecret(apiToken);
- *
- * // Now any logs containing this value will show *** instead
- * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
- * ```
- */
-function core_setSecret(secret) {
-    command_issueCommand('add-mask', {}, secret);
-}
-/**
- * Prepends inputPath to the PATH (for this action and future actions)
- * @param inputPath
- */
-function addPath(inputPath) {
-    const filePath = process.env['GITHUB_PATH'] || '';
-    if (filePath) {
-        issueFileCommand('PATH', inputPath);
-    }
-    else {
-        issueCommand('add-path', {}, inputPath);
-    }
-    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
-}
-/**
- * Gets the value of an input.
- * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
- * Returns an empty string if the value is not defined.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string
- */
-function getInput(name, options) {
-    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
-    if (options && options.required && !val) {
-        throw new Error(`Input required and not supplied: ${name}`);
-    }
-    if (options && options.trimWhitespace === false) {
-        return val;
-    }
-    return val.trim();
-}
-/**
- * Gets the values of an multiline input.  Each value is also trimmed.
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   string[]
- *
- */
-function getMultilineInput(name, options) {
-    const inputs = getInput(name, options)
-        .split('\n')
-        .filter(x => x !== '');
-    if (options && options.trimWhitespace === false) {
-        return inputs;
-    }
-    return inputs.map(input => input.trim());
-}
-/**
- * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
- * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
- * The return value is also in boolean type.
- * ref: https://yaml.org/spec/1.2/spec.html#id2804923
- *
- * @param     name     name of the input to get
- * @param     options  optional. See InputOptions.
- * @returns   boolean
- */
-function getBooleanInput(name, options) {
-    const trueValue = ['true', 'True', 'TRUE'];
-    const falseValue = ['false', 'False', 'FALSE'];
-    const val = getInput(name, options);
-    if (trueValue.includes(val))
-        return true;
-    if (falseValue.includes(val))
-        return false;
-    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
-        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
-}
-/**
- * Sets the value of an output.
- *
- * @param     name     name of the output to set
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function setOutput(name, value) {
-    const filePath = process.env['GITHUB_OUTPUT'] || '';
-    if (filePath) {
-        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
-    }
-    process.stdout.write(external_os_.EOL);
-    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
-}
-/**
- * Enables or disables the echoing of commands into stdout for the rest of the step.
- * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
- *
- */
-function setCommandEcho(enabled) {
-    issue('echo', enabled ? 'on' : 'off');
-}
-//-----------------------------------------------------------------------
-// Results
-//-----------------------------------------------------------------------
-/**
- * Sets the action status to failed.
- * When the action exits it will be with an exit code of 1
- * @param message add error issue message
- */
-function setFailed(message) {
-    process.exitCode = ExitCode.Failure;
-    error(message);
-}
-//-----------------------------------------------------------------------
-// Logging Commands
-//-----------------------------------------------------------------------
-/**
- * Gets whether Actions Step Debug is on or not
- */
-function isDebug() {
-    return process.env['RUNNER_DEBUG'] === '1';
-}
-/**
- * Writes debug message to user log
- * @param message debug message
- */
-function core_debug(message) {
-    command_issueCommand('debug', {}, message);
-}
-/**
- * Adds an error issue
- * @param message error issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function error(message, properties = {}) {
-    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a warning issue
- * @param message warning issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function warning(message, properties = {}) {
-    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Adds a notice issue
- * @param message notice issue message. Errors will be converted to string via toString()
- * @param properties optional properties to add to the annotation.
- */
-function notice(message, properties = {}) {
-    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-/**
- * Writes info to log with console.log.
- * @param message info message
- */
-function info(message) {
-    process.stdout.write(message + external_os_.EOL);
-}
-/**
- * Begin an output group.
- *
- * Output until the next `groupEnd` will be foldable in this group
- *
- * @param name The name of the output group
- */
-function startGroup(name) {
-    command_issue('group', name);
-}
-/**
- * End an output group.
- */
-function endGroup() {
-    command_issue('endgroup');
-}
-/**
- * Wrap an asynchronous function call in a group.
- *
- * Returns the same type as the function itself.
- *
- * @param name The name of the group
- * @param fn The function to wrap in the group
- */
-function group(name, fn) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        startGroup(name);
-        let result;
-        try {
-            result = yield fn();
-        }
-        finally {
-            endGroup();
-        }
-        return result;
-    });
-}
-//-----------------------------------------------------------------------
-// Wrapper action state
-//-----------------------------------------------------------------------
-/**
- * Saves state for current action, the state can only be retrieved by this action's post job execution.
- *
- * @param     name     name of the state to store
- * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function saveState(name, value) {
-    const filePath = process.env['GITHUB_STATE'] || '';
-    if (filePath) {
-        return file_command_issueFileCommand('STATE', file_command_prepareKeyValueMessage(name, value));
-    }
-    command_issueCommand('save-state', { name }, utils_toCommandValue(value));
-}
-/**
- * Gets the value of an state set by this action's main execution.
- *
- * @param     name     name of the state to get
- * @returns   string
- */
-function getState(name) {
-    return process.env[`STATE_${name}`] || '';
-}
-function getIDToken(aud) {
-    return core_awaiter(this, void 0, void 0, function* () {
-        return yield OidcClient.getIDToken(aud);
-    });
-}
-/**
- * Summary exports
- */
-
-/**
- * @deprecated use core.summary
- */
-
-/**
- * Path exports
- */
-
-/**
- * Platform utilities exports
- */
-
-//# sourceMappingURL=core.js.map
-
-/***/ }),
-
-/***/ 2697:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  m: () => (/* binding */ exec)
-});
-
-// UNUSED EXPORTS: getExecOutput
-
 // EXTERNAL MODULE: external "string_decoder"
 var external_string_decoder_ = __nccwpck_require__(3193);
-// EXTERNAL MODULE: external "os"
-var external_os_ = __nccwpck_require__(857);
 // EXTERNAL MODULE: external "events"
 var external_events_ = __nccwpck_require__(4434);
 // EXTERNAL MODULE: external "child_process"
 var external_child_process_ = __nccwpck_require__(5317);
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
 // EXTERNAL MODULE: external "assert"
 var external_assert_ = __nccwpck_require__(2613);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
 ;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
-var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
         function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
@@ -68550,7 +68378,7 @@ const IS_WINDOWS = process.platform === 'win32';
  * backslash to all junction results on Windows.
  */
 function readlink(fsPath) {
-    return __awaiter(this, void 0, void 0, function* () {
+    return io_util_awaiter(this, void 0, void 0, function* () {
         const result = yield fs.promises.readlink(fsPath);
         // On Windows, restore Node 20 behavior: add trailing backslash to all results
         // since junctions on Windows are always directory links
@@ -68564,7 +68392,7 @@ function readlink(fsPath) {
 const UV_FS_O_EXLOCK = 0x10000000;
 const READONLY = external_fs_.constants.O_RDONLY;
 function exists(fsPath) {
-    return __awaiter(this, void 0, void 0, function* () {
+    return io_util_awaiter(this, void 0, void 0, function* () {
         try {
             yield stat(fsPath);
         }
@@ -68578,7 +68406,7 @@ function exists(fsPath) {
     });
 }
 function isDirectory(fsPath_1) {
-    return __awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
+    return io_util_awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
         const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
         return stats.isDirectory();
     });
@@ -68605,7 +68433,7 @@ function isRooted(p) {
  * @return if file exists and is executable, returns the file path. otherwise empty string.
  */
 function tryGetExecutablePath(filePath, extensions) {
-    return __awaiter(this, void 0, void 0, function* () {
+    return io_util_awaiter(this, void 0, void 0, function* () {
         let stats = undefined;
         try {
             // test file exists
@@ -69055,13 +68883,13 @@ class ToolRunner extends external_events_.EventEmitter {
     _processLineBuffer(data, strBuffer, onLine) {
         try {
             let s = strBuffer + data.toString();
-            let n = s.indexOf(external_os_.EOL);
+            let n = s.indexOf(external_os_namespaceObject.EOL);
             while (n > -1) {
                 const line = s.substring(0, n);
                 onLine(line);
                 // the rest of the string ...
-                s = s.substring(n + external_os_.EOL.length);
-                n = s.indexOf(external_os_.EOL);
+                s = s.substring(n + external_os_namespaceObject.EOL.length);
+                n = s.indexOf(external_os_namespaceObject.EOL);
             }
             return s;
         }
@@ -69352,7 +69180,7 @@ class ToolRunner extends external_events_.EventEmitter {
                 }
                 const optionsNonNull = this._cloneExecOptions(this.options);
                 if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_.EOL);
+                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_namespaceObject.EOL);
                 }
                 const state = new ExecState(optionsNonNull, this.toolPath);
                 state.on('debug', (message) => {
@@ -69587,16 +69415,16 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  * @param     options            optional exec options.  See ExecOptions
  * @returns   Promise<number>    exit code
  */
-function exec(commandLine, args, options) {
+function exec_exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = argStringToArray(commandLine);
+        const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new ToolRunner(toolPath, args, options);
+        const runner = new tr.ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -69633,7 +69461,7 @@ function getExecOutput(commandLine, args, options) {
             }
         };
         const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
+        const exitCode = yield exec_exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
         //flush any remaining characters
         stdout += stdoutDecoder.end();
         stderr += stderrDecoder.end();
@@ -69645,6 +69473,389 @@ function getExecOutput(commandLine, args, options) {
     });
 }
 //# sourceMappingURL=exec.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
+var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+const getWindowsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout: version } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Version"', undefined, {
+        silent: true
+    });
+    const { stdout: name } = yield exec.getExecOutput('powershell -command "(Get-CimInstance -ClassName Win32_OperatingSystem).Caption"', undefined, {
+        silent: true
+    });
+    return {
+        name: name.trim(),
+        version: version.trim()
+    };
+});
+const getMacOsInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    var _a, _b, _c, _d;
+    const { stdout } = yield exec.getExecOutput('sw_vers', undefined, {
+        silent: true
+    });
+    const version = (_b = (_a = stdout.match(/ProductVersion:\s*(.+)/)) === null || _a === void 0 ? void 0 : _a[1]) !== null && _b !== void 0 ? _b : '';
+    const name = (_d = (_c = stdout.match(/ProductName:\s*(.+)/)) === null || _c === void 0 ? void 0 : _c[1]) !== null && _d !== void 0 ? _d : '';
+    return {
+        name,
+        version
+    };
+});
+const getLinuxInfo = () => platform_awaiter(void 0, void 0, void 0, function* () {
+    const { stdout } = yield exec.getExecOutput('lsb_release', ['-i', '-r', '-s'], {
+        silent: true
+    });
+    const [name, version] = stdout.trim().split('\n');
+    return {
+        name,
+        version
+    };
+});
+const platform = external_os_namespaceObject.platform();
+const arch = external_os_namespaceObject.arch();
+const isWindows = platform === 'win32';
+const isMacOS = platform === 'darwin';
+const isLinux = platform === 'linux';
+function getDetails() {
+    return platform_awaiter(this, void 0, void 0, function* () {
+        return Object.assign(Object.assign({}, (yield (isWindows
+            ? getWindowsInfo()
+            : isMacOS
+                ? getMacOsInfo()
+                : getLinuxInfo()))), { platform,
+            arch,
+            isWindows,
+            isMacOS,
+            isLinux });
+    });
+}
+//# sourceMappingURL=platform.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
+var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+/**
+ * The code to exit an action
+ */
+var ExitCode;
+(function (ExitCode) {
+    /**
+     * A code indicating that the action was successful
+     */
+    ExitCode[ExitCode["Success"] = 0] = "Success";
+    /**
+     * A code indicating that the action was a failure
+     */
+    ExitCode[ExitCode["Failure"] = 1] = "Failure";
+})(ExitCode || (ExitCode = {}));
+//-----------------------------------------------------------------------
+// Variables
+//-----------------------------------------------------------------------
+/**
+ * Sets env variable for this action and future actions in the job
+ * @param name the name of the variable to set
+ * @param val the value of the variable. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function exportVariable(name, val) {
+    const convertedVal = toCommandValue(val);
+    process.env[name] = convertedVal;
+    const filePath = process.env['GITHUB_ENV'] || '';
+    if (filePath) {
+        return issueFileCommand('ENV', prepareKeyValueMessage(name, val));
+    }
+    issueCommand('set-env', { name }, convertedVal);
+}
+/**
+ * Registers a secret which will get masked from logs
+ *
+ * @param secret - Value of the secret to be masked
+ * @remarks
+ * This function instructs the Actions runner to mask the specified value in any
+ * logs produced during the workflow run. Once registered, the secret value will
+ * be replaced with asterisks (***) whenever it appears in console output, logs,
+ * or error messages.
+ *
+ * This is useful for protecting sensitive information such as:
+ * - API keys
+ * - Access tokens
+ * - Authentication credentials
+ * - URL parameters containing signatures (SAS tokens)
+ *
+ * Note that masking only affects future logs; any previous appearances of the
+ * secret in logs before calling this function will remain unmasked.
+ *
+ * @example
+ * ```typescript
+ * // Register an API token as a secret
+ * const apiToken = "abc123xyz456";
+ * setSecret(apiToken);
+ *
+ * // Now any logs containing this value will show *** instead
+ * console.log(`Using token: ${apiToken}`); // Outputs: "Using token: ***"
+ * ```
+ */
+function core_setSecret(secret) {
+    command_issueCommand('add-mask', {}, secret);
+}
+/**
+ * Prepends inputPath to the PATH (for this action and future actions)
+ * @param inputPath
+ */
+function addPath(inputPath) {
+    const filePath = process.env['GITHUB_PATH'] || '';
+    if (filePath) {
+        issueFileCommand('PATH', inputPath);
+    }
+    else {
+        issueCommand('add-path', {}, inputPath);
+    }
+    process.env['PATH'] = `${inputPath}${path.delimiter}${process.env['PATH']}`;
+}
+/**
+ * Gets the value of an input.
+ * Unless trimWhitespace is set to false in InputOptions, the value is also trimmed.
+ * Returns an empty string if the value is not defined.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string
+ */
+function getInput(name, options) {
+    const val = process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] || '';
+    if (options && options.required && !val) {
+        throw new Error(`Input required and not supplied: ${name}`);
+    }
+    if (options && options.trimWhitespace === false) {
+        return val;
+    }
+    return val.trim();
+}
+/**
+ * Gets the values of an multiline input.  Each value is also trimmed.
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   string[]
+ *
+ */
+function getMultilineInput(name, options) {
+    const inputs = getInput(name, options)
+        .split('\n')
+        .filter(x => x !== '');
+    if (options && options.trimWhitespace === false) {
+        return inputs;
+    }
+    return inputs.map(input => input.trim());
+}
+/**
+ * Gets the input value of the boolean type in the YAML 1.2 "core schema" specification.
+ * Support boolean input list: `true | True | TRUE | false | False | FALSE` .
+ * The return value is also in boolean type.
+ * ref: https://yaml.org/spec/1.2/spec.html#id2804923
+ *
+ * @param     name     name of the input to get
+ * @param     options  optional. See InputOptions.
+ * @returns   boolean
+ */
+function getBooleanInput(name, options) {
+    const trueValue = ['true', 'True', 'TRUE'];
+    const falseValue = ['false', 'False', 'FALSE'];
+    const val = getInput(name, options);
+    if (trueValue.includes(val))
+        return true;
+    if (falseValue.includes(val))
+        return false;
+    throw new TypeError(`Input does not meet YAML 1.2 "Core Schema" specification: ${name}\n` +
+        `Support boolean input list: \`true | True | TRUE | false | False | FALSE\``);
+}
+/**
+ * Sets the value of an output.
+ *
+ * @param     name     name of the output to set
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function setOutput(name, value) {
+    const filePath = process.env['GITHUB_OUTPUT'] || '';
+    if (filePath) {
+        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
+    }
+    process.stdout.write(external_os_namespaceObject.EOL);
+    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
+}
+/**
+ * Enables or disables the echoing of commands into stdout for the rest of the step.
+ * Echoing is disabled by default if ACTIONS_STEP_DEBUG is not set.
+ *
+ */
+function setCommandEcho(enabled) {
+    issue('echo', enabled ? 'on' : 'off');
+}
+//-----------------------------------------------------------------------
+// Results
+//-----------------------------------------------------------------------
+/**
+ * Sets the action status to failed.
+ * When the action exits it will be with an exit code of 1
+ * @param message add error issue message
+ */
+function setFailed(message) {
+    process.exitCode = ExitCode.Failure;
+    error(message);
+}
+//-----------------------------------------------------------------------
+// Logging Commands
+//-----------------------------------------------------------------------
+/**
+ * Gets whether Actions Step Debug is on or not
+ */
+function isDebug() {
+    return process.env['RUNNER_DEBUG'] === '1';
+}
+/**
+ * Writes debug message to user log
+ * @param message debug message
+ */
+function core_debug(message) {
+    command_issueCommand('debug', {}, message);
+}
+/**
+ * Adds an error issue
+ * @param message error issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function error(message, properties = {}) {
+    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a warning issue
+ * @param message warning issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function warning(message, properties = {}) {
+    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Adds a notice issue
+ * @param message notice issue message. Errors will be converted to string via toString()
+ * @param properties optional properties to add to the annotation.
+ */
+function notice(message, properties = {}) {
+    issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+/**
+ * Writes info to log with console.log.
+ * @param message info message
+ */
+function info(message) {
+    process.stdout.write(message + external_os_namespaceObject.EOL);
+}
+/**
+ * Begin an output group.
+ *
+ * Output until the next `groupEnd` will be foldable in this group
+ *
+ * @param name The name of the output group
+ */
+function startGroup(name) {
+    command_issue('group', name);
+}
+/**
+ * End an output group.
+ */
+function endGroup() {
+    command_issue('endgroup');
+}
+/**
+ * Wrap an asynchronous function call in a group.
+ *
+ * Returns the same type as the function itself.
+ *
+ * @param name The name of the group
+ * @param fn The function to wrap in the group
+ */
+function group(name, fn) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        startGroup(name);
+        let result;
+        try {
+            result = yield fn();
+        }
+        finally {
+            endGroup();
+        }
+        return result;
+    });
+}
+//-----------------------------------------------------------------------
+// Wrapper action state
+//-----------------------------------------------------------------------
+/**
+ * Saves state for current action, the state can only be retrieved by this action's post job execution.
+ *
+ * @param     name     name of the state to store
+ * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function saveState(name, value) {
+    const filePath = process.env['GITHUB_STATE'] || '';
+    if (filePath) {
+        return file_command_issueFileCommand('STATE', file_command_prepareKeyValueMessage(name, value));
+    }
+    command_issueCommand('save-state', { name }, utils_toCommandValue(value));
+}
+/**
+ * Gets the value of an state set by this action's main execution.
+ *
+ * @param     name     name of the state to get
+ * @returns   string
+ */
+function getState(name) {
+    return process.env[`STATE_${name}`] || '';
+}
+function getIDToken(aud) {
+    return core_awaiter(this, void 0, void 0, function* () {
+        return yield OidcClient.getIDToken(aud);
+    });
+}
+/**
+ * Summary exports
+ */
+
+/**
+ * @deprecated use core.summary
+ */
+
+/**
+ * Path exports
+ */
+
+/**
+ * Platform utilities exports
+ */
+
+//# sourceMappingURL=core.js.map
 
 /***/ }),
 

@@ -25628,28 +25628,29 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 /* harmony export */   cw: () => (/* binding */ gitContext),
 /* harmony export */   me: () => (/* binding */ rawInputs)
 /* harmony export */ });
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
-/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
-/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_3__);
-/* harmony import */ var commander__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8179);
-/* harmony import */ var _package_json__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8330);
-/* harmony import */ var _core_config_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4489);
-/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(3594);
-/* harmony import */ var _core_submit_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4695);
-/* harmony import */ var _core_watch_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(2372);
-/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(4296);
-/* harmony import */ var _core_follow_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(9746);
-/* harmony import */ var _core_quote_js__WEBPACK_IMPORTED_MODULE_17__ = __nccwpck_require__(3195);
-/* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_12__ = __nccwpck_require__(1922);
-/* harmony import */ var _core_session_js__WEBPACK_IMPORTED_MODULE_13__ = __nccwpck_require__(6856);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8161);
+/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var commander__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8179);
+/* harmony import */ var _package_json__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8330);
+/* harmony import */ var _core_clusterpath_js__WEBPACK_IMPORTED_MODULE_18__ = __nccwpck_require__(7782);
+/* harmony import */ var _core_config_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4489);
+/* harmony import */ var _core_deliver_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4848);
+/* harmony import */ var _core_submit_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(4695);
+/* harmony import */ var _core_watch_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(2372);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(4296);
+/* harmony import */ var _core_poll_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(8822);
+/* harmony import */ var _core_quote_js__WEBPACK_IMPORTED_MODULE_19__ = __nccwpck_require__(3195);
+/* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(1922);
+/* harmony import */ var _core_process_js__WEBPACK_IMPORTED_MODULE_12__ = __nccwpck_require__(9978);
+/* harmony import */ var _core_session_js__WEBPACK_IMPORTED_MODULE_13__ = __nccwpck_require__(4175);
 /* harmony import */ var _core_slurm_js__WEBPACK_IMPORTED_MODULE_14__ = __nccwpck_require__(2348);
-/* harmony import */ var _core_store_js__WEBPACK_IMPORTED_MODULE_15__ = __nccwpck_require__(4230);
-/* harmony import */ var _reporter_js__WEBPACK_IMPORTED_MODULE_16__ = __nccwpck_require__(3933);
+/* harmony import */ var _core_layout_js__WEBPACK_IMPORTED_MODULE_15__ = __nccwpck_require__(6585);
+/* harmony import */ var _options_js__WEBPACK_IMPORTED_MODULE_16__ = __nccwpck_require__(776);
+/* harmony import */ var _reporter_js__WEBPACK_IMPORTED_MODULE_17__ = __nccwpck_require__(3933);
 // The command line over the same core as the action: deliver, status, logs, cancel.
 
 
@@ -25669,23 +25670,19 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 
 
 
-/** Inputs read from files on a terminal rather than passed as text. */
-const FILE_INPUTS = ['private-key', 'known-hosts'];
-const CONNECTION_INPUTS = ['host', 'port', 'username', 'remote-dir', 'login-modules'];
-function envName(input) {
-    return `RIVIERA_${input.toUpperCase().replace(/-/g, '_')}`;
-}
+
+
 function camel(name) {
     return name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 }
 function readFileInput(input, path, optional = false) {
     try {
-        return (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(path, 'utf8');
+        return (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(path, 'utf8');
     }
     catch (e) {
         if (optional)
             return '';
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz(input, `cannot read ${path}: ${e.message}`, `Pass --${input}-file PATH.`);
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .InputError */ .dz(input, `cannot read ${path}: ${e.message}`, `Pass --${input}-file PATH.`);
     }
 }
 /**
@@ -25695,18 +25692,18 @@ function readFileInput(input, path, optional = false) {
  */
 async function rawInputs(opts, env = process.env) {
     const flags = {};
-    for (const name of _core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .INPUT_NAMES */ .Qh) {
-        const v = opts[camel(name)];
-        if (typeof v === 'string')
-            flags[name] = v;
+    for (const name of _core_settings_js__WEBPACK_IMPORTED_MODULE_11__/* .INPUT_NAMES */ .Qh) {
+        const v = opts[camel(name)] ?? (_options_js__WEBPACK_IMPORTED_MODULE_16__/* .FLAG_INPUTS */ .nh.includes(name) ? env[(0,_options_js__WEBPACK_IMPORTED_MODULE_16__/* .envName */ .pD)(name)] : undefined);
+        if (v !== undefined)
+            flags[name] = String(v);
     }
-    const file = await (0,_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .loadConfig */ .Z9)(typeof opts.config === 'string' ? opts.config : _core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2, typeof opts.config === 'string');
-    const raw = { ...(0,_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .mergeInputs */ .sg)(file, flags) };
+    const file = await (0,_core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .loadConfig */ .Z9)(typeof opts.config === 'string' ? opts.config : _core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .CONFIG_FILE */ .g2, typeof opts.config === 'string');
+    const raw = { ...(0,_core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .mergeInputs */ .sg)(file, flags) };
     // As ssh does: the first of the usual key files that exists.
     const keyFile = typeof opts.privateKeyFile === 'string'
         ? opts.privateKeyFile
-        : (['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', k)).find((f) => (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.existsSync)(f)) ?? (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', 'id_ed25519'));
-    const hostsFile = typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_2__.homedir)(), '.ssh', 'known_hosts');
+        : (['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_1__.homedir)(), '.ssh', k)).find((f) => (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.existsSync)(f)) ?? (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_1__.homedir)(), '.ssh', 'id_ed25519'));
+    const hostsFile = typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_os__WEBPACK_IMPORTED_MODULE_1__.homedir)(), '.ssh', 'known_hosts');
     // A dry run connects to nothing: missing key or known_hosts files are no reason to refuse it.
     const optional = !!opts.dryRun;
     raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile, optional);
@@ -25714,77 +25711,54 @@ async function rawInputs(opts, env = process.env) {
     return raw;
 }
 /** Where this checkout comes from, for publication: the tag at HEAD, if any, publishes by default. */
-function gitContext(cwd = process.cwd()) {
-    const git = (...args) => {
-        try {
-            return (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.execFileSync)('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-        }
-        catch {
-            return '';
-        }
+async function gitContext(cwd = process.cwd()) {
+    const git = async (...args) => {
+        const r = await (0,_core_process_js__WEBPACK_IMPORTED_MODULE_12__/* .runProcess */ .R3)('git', args, { cwd }).catch(() => null);
+        return r?.code === 0 ? r.stdout.trim() : '';
     };
-    return { repository: git('config', '--get', 'remote.origin.url'), commit: git('rev-parse', 'HEAD'), tag: git('describe', '--exact-match', '--tags', 'HEAD') || null };
-}
-function addFileOptions(cmd) {
-    return cmd
-        .option('--config <path>', `settings file (default ${_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2}, if present)`)
-        .addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env('RIVIERA_PRIVATE_KEY_FILE'))
-        .addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$('--known-hosts-file <path>', 'known_hosts checked strictly (default ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
-}
-function addInputOptions(cmd, names) {
-    for (const name of names) {
-        if (!FILE_INPUTS.includes(name))
-            cmd.addOption(new commander__WEBPACK_IMPORTED_MODULE_4__/* .Option */ .c$(`--${name} <value>`, `the action's '${name}' input`).env(envName(name)));
-    }
-    return addFileOptions(cmd);
+    const [repository, commit, tag] = await Promise.all([git('config', '--get', 'remote.origin.url'), git('rev-parse', 'HEAD'), git('describe', '--exact-match', '--tags', 'HEAD')]);
+    return { repository, commit, tag: tag || null };
 }
 function print(json, value, text) {
     process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text + '\n');
 }
 async function connectionSession(opts, reporter) {
     const raw = await rawInputs(opts);
-    (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
-    const conn = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .parseConnection */ .C8)(raw);
+    (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_11__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
+    const conn = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_11__/* .parseConnection */ .C8)(raw);
     return { conn, session: new _core_session_js__WEBPACK_IMPORTED_MODULE_13__/* .Session */ .Nn(conn, reporter) };
 }
 /** A job's directory on the cluster, through the jobs/job-ID link the delivery made. */
 function jobLink(remoteDir, jobId) {
     if (!/^\d+(_\d+)?$/.test(jobId))
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz('JOB', `'${jobId}' is not a Slurm job id`);
-    return `${remoteDir}/jobs/job-${jobId}`;
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .InputError */ .dz('JOB', `'${jobId}' is not a Slurm job id`);
+    return `${remoteDir}/${(0,_core_layout_js__WEBPACK_IMPORTED_MODULE_15__/* .jobLinkPath */ .Zv)(jobId)}`;
 }
 function buildProgram() {
-    const program = new commander__WEBPACK_IMPORTED_MODULE_4__/* .Command */ .uB('riviera-singularity')
+    const program = new commander__WEBPACK_IMPORTED_MODULE_3__/* .Command */ .uB('riviera-singularity')
         .description('Deliver a Docker image to a Slurm cluster as a Singularity image and smoke-test it on a GPU.')
-        .version(_package_json__WEBPACK_IMPORTED_MODULE_5__/* .version */ .rE)
+        .version(_package_json__WEBPACK_IMPORTED_MODULE_4__/* .version */ .rE)
         .showHelpAfterError()
-        .exitOverride();
+        .exitOverride()
+        .configureHelp({ optionTerm: _options_js__WEBPACK_IMPORTED_MODULE_16__/* .optionTerm */ .m1, showGlobalOptions: false });
     program.addHelpText('after', `
-Exit codes: 0 passed, 1 other failure, 2 bad input, 3 connection, 4 host key refused,
-5 job failed (smoke test or build), 6 job cancelled, timed out or lost, 7 docker build/save failed.
-Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core_config_js__WEBPACK_IMPORTED_MODULE_6__/* .CONFIG_FILE */ .g2}.`);
-    const d = addInputOptions(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'), _core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .INPUT_NAMES */ .Qh)
+Exit codes: ${Object.entries(_core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .EXIT_CODE_MEANINGS */ .EB).map(([code, meaning]) => `${code} ${meaning}`).join(', ')}.
+Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core_config_js__WEBPACK_IMPORTED_MODULE_5__/* .CONFIG_FILE */ .g2}.`);
+    const d = (0,_options_js__WEBPACK_IMPORTED_MODULE_16__/* .addInputOptions */ .Sr)(program.command('deliver').description('build, ship, submit and follow one delivery, as the action does'))
+        .optionsGroup('Output:')
         .option('--dry-run', 'print the plan and the job script; build, connect and write nothing')
         .option('--json', 'print the result as JSON on stdout');
     d.action(async (opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_17__/* .cliReporter */ .w)();
         const raw = await rawInputs(opts);
-        (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
-        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_12__/* .parseSettings */ .P$)(raw, gitContext(), { credentials: !opts.dryRun });
+        (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_11__/* .maskPrivateKey */ .xr)(raw['private-key'], reporter.secret);
+        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_11__/* .parseSettings */ .P$)(raw, await gitContext(), { credentials: !opts.dryRun });
         if (opts.dryRun) {
-            await (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .readSmokeFile */ .w3)(settings);
-            const root = `~/${settings.remoteDir}`;
-            const paths = {
-                root,
-                tmpdir: `~/${settings.tmpdir}`,
-                sif: `${root}/sif/<image-id>.sif`,
-                sifLink: `${root}/images/${(0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .imageFileName */ .vO)(settings.image)}.sif`,
-                jobDir: `${root}/jobs/<run>`,
-                publishDir: settings.publish ? `~/${settings.publish.dir}` : null,
-                published: settings.publish ? `~/${settings.publish.dir}/${settings.publish.name}_${settings.publish.version}.sif` : null,
-            };
-            const blob = `${root}/${_core_store_js__WEBPACK_IMPORTED_MODULE_15__/* .STORE */ .er}/blobs/sha256/<digest>`;
-            const sub = (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
+            await (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_7__/* .readSmokeFile */ .w3)(settings);
+            const dirs = { root: (0,_core_clusterpath_js__WEBPACK_IMPORTED_MODULE_18__/* .displayPath */ .Gt)(settings.remoteDir), tmpdir: (0,_core_clusterpath_js__WEBPACK_IMPORTED_MODULE_18__/* .displayPath */ .Gt)(settings.tmpdir), publishDir: settings.publish ? (0,_core_clusterpath_js__WEBPACK_IMPORTED_MODULE_18__/* .displayPath */ .Gt)(settings.publish.dir) : null, existingSif: null };
+            const paths = (0,_core_layout_js__WEBPACK_IMPORTED_MODULE_15__/* .remotePaths */ .xu)(dirs, settings.image, '<image-id>', '<run>', settings.publish);
+            const blob = `${paths.root}/${(0,_core_layout_js__WEBPACK_IMPORTED_MODULE_15__/* .blobPath */ .nD)('<digest>')}`;
+            const sub = (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_7__/* .renderSubmission */ .Tb)(settings, paths, { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' }, settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop() : null);
             const plan = {
                 image: settings.image,
                 build: settings.build ? { context: settings.context, dockerfile: settings.dockerfile, buildArgs: settings.buildArgs } : null,
@@ -25796,8 +25770,8 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
             };
             print(!!opts.json, plan, [
                 `Would ${settings.build ? `build ${settings.image} from ${settings.context}` : `use ${settings.image} from the local engine`}, save it,`,
-                `send the layers ${plan.cluster} lacks to ~/${settings.remoteDir}/${_core_store_js__WEBPACK_IMPORTED_MODULE_15__/* .STORE */ .er}, and submit:`,
-                `  ${sub.sbatch.map(_core_quote_js__WEBPACK_IMPORTED_MODULE_17__/* .shq */ .hi).join(' ')}`,
+                `send the layers ${plan.cluster} lacks to ${paths.root}/${_core_layout_js__WEBPACK_IMPORTED_MODULE_15__/* .STORE */ .er}, and submit:`,
+                `  ${sub.sbatch.map(_core_quote_js__WEBPACK_IMPORTED_MODULE_19__/* .shq */ .hi).join(' ')}`,
                 paths.published ? `If the smoke test passes, publish ${paths.published}.` : 'Nothing is published (no tag; publish: auto).',
                 '',
                 '--- job script (paths under ~ are resolved on the cluster; <...> are filled in from the saved image) ---',
@@ -25815,7 +25789,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
-        const result = await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_7__/* .deliver */ .c)(settings, reporter, { signal: controller.signal });
+        const result = await (0,_core_deliver_js__WEBPACK_IMPORTED_MODULE_6__/* .deliver */ .c)(settings, reporter, { signal: controller.signal });
         const { error, ...data } = result;
         if (!opts.json)
             for (const t of result.timings)
@@ -25827,16 +25801,17 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
                 reporter.info(`error: ${error.message}`);
         }
     });
-    addInputOptions(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), CONNECTION_INPUTS)
+    (0,_options_js__WEBPACK_IMPORTED_MODULE_16__/* .addInputOptions */ .Sr)(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), _options_js__WEBPACK_IMPORTED_MODULE_16__/* .CONNECTION_INPUTS */ .vS)
+        .optionsGroup('Output:')
         .option('--json', 'print as JSON')
         .action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_17__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         try {
-            const r = await session.retry('status', (remote) => remote.exec((0,_core_follow_js__WEBPACK_IMPORTED_MODULE_11__/* .pollScript */ .PK)(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
+            const r = await session.retry('status', (remote) => remote.exec((0,_core_poll_js__WEBPACK_IMPORTED_MODULE_10__/* .pollScript */ .PK)(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
             if (r.code === 98)
-                throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz('JOB', `no delivery of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
-            const poll = (0,_core_follow_js__WEBPACK_IMPORTED_MODULE_11__/* .parsePoll */ .$f)(r.stdout);
+                throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .InputError */ .dz('JOB', `no delivery of job ${jobId} under ${(0,_core_clusterpath_js__WEBPACK_IMPORTED_MODULE_18__/* .displayPath */ .Gt)(conn.remoteDir)} on the cluster`);
+            const poll = (0,_core_poll_js__WEBPACK_IMPORTED_MODULE_10__/* .parsePoll */ .$f)(r.stdout);
             const info = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_14__/* .parseSqueueLine */ .KV)(poll.squeue);
             const status = (0,_core_slurm_js__WEBPACK_IMPORTED_MODULE_14__/* .parseStatusLine */ .Su)(poll.status);
             const state = info?.state ?? (status ? (status.code === 0 ? 'COMPLETED' : 'FAILED') : 'UNKNOWN');
@@ -25846,21 +25821,22 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
             session.close();
         }
     });
-    addInputOptions(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), CONNECTION_INPUTS)
+    (0,_options_js__WEBPACK_IMPORTED_MODULE_16__/* .addInputOptions */ .Sr)(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), _options_js__WEBPACK_IMPORTED_MODULE_16__/* .CONNECTION_INPUTS */ .vS)
+        .optionsGroup('Output:')
         .option('-f, --follow', 'keep streaming until the job ends')
         .action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_17__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         const dir = jobLink(conn.remoteDir, jobId);
         try {
             if (opts.follow) {
-                const out = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)((s) => process.stdout.write(s));
-                await (0,_core_watch_js__WEBPACK_IMPORTED_MODULE_9__/* .followJob */ .B)(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
+                const out = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_17__/* .cliReporter */ .w)((s) => process.stdout.write(s));
+                await (0,_core_watch_js__WEBPACK_IMPORTED_MODULE_8__/* .followJob */ .B)(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
             }
             else {
-                const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${(0,_core_quote_js__WEBPACK_IMPORTED_MODULE_17__/* .shq */ .hi)(`${dir}/job.out`)}`));
+                const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${(0,_core_quote_js__WEBPACK_IMPORTED_MODULE_19__/* .shq */ .hi)(`${dir}/${_core_layout_js__WEBPACK_IMPORTED_MODULE_15__/* .JOB_FILES */ .e0.output}`)}`));
                 if (r.code !== 0)
-                    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .InputError */ .dz('JOB', `no output of job ${jobId} under ~/${conn.remoteDir} on the cluster`);
+                    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .InputError */ .dz('JOB', `no output of job ${jobId} under ${(0,_core_clusterpath_js__WEBPACK_IMPORTED_MODULE_18__/* .displayPath */ .Gt)(conn.remoteDir)} on the cluster`);
                 process.stdout.write(r.stdout);
             }
         }
@@ -25868,12 +25844,12 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${_core
             session.close();
         }
     });
-    addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), CONNECTION_INPUTS).action(async (jobId, opts) => {
-        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_16__/* .cliReporter */ .w)();
+    (0,_options_js__WEBPACK_IMPORTED_MODULE_16__/* .addInputOptions */ .Sr)(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), _options_js__WEBPACK_IMPORTED_MODULE_16__/* .CONNECTION_INPUTS */ .vS).action(async (jobId, opts) => {
+        const reporter = (0,_reporter_js__WEBPACK_IMPORTED_MODULE_17__/* .cliReporter */ .w)();
         const { conn, session } = await connectionSession(opts, reporter);
         try {
             jobLink(conn.remoteDir, jobId);
-            await session.retry('cancel', (remote) => (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_8__/* .cancelJob */ .mh)(remote, jobId, conn.loginModules));
+            await session.retry('cancel', (remote) => (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_7__/* .cancelJob */ .mh)(remote, jobId, conn.loginModules));
             reporter.info(`cancelled job ${jobId}`);
         }
         finally {
@@ -25887,19 +25863,139 @@ async function main() {
         await buildProgram().parseAsync(process.argv);
     }
     catch (e) {
-        if (e instanceof commander__WEBPACK_IMPORTED_MODULE_4__/* .CommanderError */ .b7) {
+        if (e instanceof commander__WEBPACK_IMPORTED_MODULE_3__/* .CommanderError */ .b7) {
             // Help and version are not errors; a usage error is bad input.
-            process.exit(e.exitCode === 0 ? 0 : _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .ExitCode */ .yU.input);
+            process.exit(e.exitCode === 0 ? 0 : _core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .ExitCode */ .yU.input);
         }
         process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-        process.exit((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .exitCodeOf */ .FO)(e));
+        process.exit((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .exitCodeOf */ .FO)(e));
     }
-    process.exit(process.exitCode ?? _core_errors_js__WEBPACK_IMPORTED_MODULE_10__/* .ExitCode */ .yU.ok);
+    process.exit(process.exitCode ?? _core_errors_js__WEBPACK_IMPORTED_MODULE_9__/* .ExitCode */ .yU.ok);
 }
 await main();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
+
+/***/ }),
+
+/***/ 776:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Sr: () => (/* binding */ addInputOptions),
+/* harmony export */   m1: () => (/* binding */ optionTerm),
+/* harmony export */   nh: () => (/* binding */ FLAG_INPUTS),
+/* harmony export */   pD: () => (/* binding */ envName),
+/* harmony export */   vS: () => (/* binding */ CONNECTION_INPUTS)
+/* harmony export */ });
+/* unused harmony exports OPTION_GROUPS, FILE_INPUTS */
+/* harmony import */ var commander__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8179);
+/* harmony import */ var _core_config_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4489);
+// The CLI's options: one per action input (the key and known_hosts as files instead), grouped as the
+// help shows them, each saying what it does and its default. Defaults are stated for the reader
+// only: commander sets none, so that .riviera.yml still fills what no flag gives.
+
+
+const OPTION_GROUPS = [
+    {
+        title: 'Cluster',
+        options: [
+            { input: 'host', help: 'SSH login host of the cluster (required, here or in the settings file)' },
+            { input: 'port', help: 'SSH port', default: '22' },
+            { input: 'username', help: 'your account on the cluster (required, here or in the settings file)' },
+            { input: 'remote-dir', help: 'working directory on the cluster, relative to your home; created private (0700)', default: 'riviera-singularity' },
+            { input: 'login-modules', help: "modules loaded on the login node for sbatch, squeue and scancel ('none' if they are on PATH)", default: 'slurm' },
+            { input: 'group', help: 'Unix group to share remote-dir with (setgid, group-readable); without one it is private to you (0700)' },
+        ],
+    },
+    {
+        title: 'Image',
+        options: [
+            { input: 'image', help: 'image reference, name:tag (the tag defaults to latest); required unless --archive or --sif' },
+            { input: 'archive', help: 'deliver this saved image tar (docker save, buildx type=docker/oci) instead of one in the local engine; nothing is built' },
+            { input: 'sif', help: 'smoke-test this .sif already on the cluster (relative to your home) instead of delivering an image' },
+            { input: 'build', flag: true, help: 'build the image with the local Docker engine, or use the one it already has', default: '--build' },
+            { input: 'context', help: 'Docker build context', default: '.' },
+            { input: 'dockerfile', help: 'path to the Dockerfile', default: 'context/Dockerfile' },
+            { input: 'build-args', help: 'build arguments, one KEY=VALUE per line' },
+            { input: 'force-rebuild', flag: true, help: 'build the .sif even when an intact one of the same image is on the cluster', default: '--no-force-rebuild' },
+        ],
+    },
+    {
+        title: 'Job',
+        options: [
+            { input: 'smoke-test', help: "a local file, copied to the cluster and passed to the image's entrypoint (singularity run --nv image.sif FILE)" },
+            { input: 'smoke-command', help: 'a command run in the image (singularity exec --nv), split into words like a shell would, no expansion' },
+            { input: 'partition', help: 'Slurm partition', default: 'short-gpu' },
+            { input: 'gpus', help: 'GPUs to request (--gres=gpu:N); 0 for none (and no --nv)', default: '1' },
+            { input: 'time', help: 'Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)', default: '30:00' },
+            { input: 'timeout', help: 'limit on the whole wait for the job (e.g. 3600, 90m, 2h); the job is cancelled when it runs out', default: '2h' },
+            { input: 'modules', help: 'modules the job loads, in order (spaces, commas or lines)', default: 'slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit' },
+            { input: 'runtime', help: 'container runtime: auto (whichever the modules provide, apptainer first), singularity or apptainer', default: 'auto' },
+            { input: 'job-name', help: 'Slurm job name', default: 'riviera-IMAGE' },
+            { input: 'sbatch-args', help: 'extra sbatch options, e.g. "--mem=16G --account=mygroup", split into words' },
+            { input: 'binds', help: 'Singularity binds, src[:dest[:ro|rw]], one per line or comma-separated' },
+            { input: 'tmpdir', help: 'build temp dir on the cluster; never /tmp, which is small on the nodes', default: 'remote-dir/tmp' },
+        ],
+    },
+    {
+        title: 'Publishing',
+        options: [
+            { input: 'publish', help: 'publish the tested .sif as NAME_VERSION.sif and point NAME_latest.sif at it: auto (when HEAD has a tag), true or false', default: 'auto' },
+            { input: 'publish-dir', help: 'publish directory on the cluster', default: 'remote-dir/published' },
+            { input: 'publish-name', help: 'name of the published image', default: 'the image name without registry and path' },
+            { input: 'publish-version', help: 'version of the published image', default: 'the tag, else the first 12 digits of the commit' },
+            { input: 'keep-versions', help: 'published versions of this name to keep; older ones are removed', default: '5' },
+            { input: 'publish-group', help: 'Unix group for the published files', default: 'none' },
+            { input: 'publish-mode', help: 'file mode of the published files', default: '0640 with publish-group, else 0600' },
+        ],
+    },
+    {
+        title: 'Garbage collection',
+        options: [
+            { input: 'keep-images', help: 'keep the layers and .sif files of this many most recently delivered images', default: '5' },
+            { input: 'max-age', help: 'drop images, interrupted uploads and job directories older than this many days', default: '30' },
+        ],
+    },
+];
+/** Inputs read from files on a terminal rather than passed as text. */
+const FILE_INPUTS = (/* unused pure expression or super */ null && (['private-key', 'known-hosts']));
+/** What the commands about an existing job need. */
+const CONNECTION_INPUTS = ['host', 'port', 'username', 'remote-dir', 'login-modules'];
+function envName(input) {
+    return `RIVIERA_${input.toUpperCase().replace(/-/g, '_')}`;
+}
+/** The true/false inputs, given as --NAME / --no-NAME. */
+const FLAG_INPUTS = OPTION_GROUPS.flatMap((g) => g.options.filter((o) => o.flag).map((o) => o.input));
+const described = (o) => `${o.help}${o.default ? ` (default: ${o.default})` : ''}`;
+/** Add the options of `inputs` (all by default), grouped, then the settings and key files. */
+function addInputOptions(cmd, inputs) {
+    for (const group of OPTION_GROUPS) {
+        for (const o of group.options.filter((x) => !inputs || inputs.includes(x.input))) {
+            if (o.flag) {
+                // commander's env() would make any value of RIVIERA_BUILD mean true: rawInputs reads it instead.
+                cmd.addOption(new commander__WEBPACK_IMPORTED_MODULE_0__/* .Option */ .c$(`--${o.input}`, `${described(o)} (env: ${envName(o.input)}=true|false)`).helpGroup(`${group.title}:`));
+                cmd.addOption(new commander__WEBPACK_IMPORTED_MODULE_0__/* .Option */ .c$(`--no-${o.input}`).hideHelp());
+            }
+            else {
+                cmd.addOption(new commander__WEBPACK_IMPORTED_MODULE_0__/* .Option */ .c$(`--${o.input} <value>`, described(o)).env(envName(o.input)).helpGroup(`${group.title}:`));
+            }
+        }
+    }
+    return cmd
+        .addHelpOption(new commander__WEBPACK_IMPORTED_MODULE_0__/* .Option */ .c$('-h, --help', 'display help for command').helpGroup('Output:'))
+        .optionsGroup('Settings and keys:')
+        .option('--config <path>', `settings file whose keys are the input names; flags and variables win (default: ${_core_config_js__WEBPACK_IMPORTED_MODULE_1__/* .CONFIG_FILE */ .g2}, if present)`)
+        .addOption(new commander__WEBPACK_IMPORTED_MODULE_0__/* .Option */ .c$('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env('RIVIERA_PRIVATE_KEY_FILE'))
+        .addOption(new commander__WEBPACK_IMPORTED_MODULE_0__/* .Option */ .c$('--known-hosts-file <path>', 'known_hosts, checked strictly: an unlisted host key is refused (default: ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
+}
+/** The help shows a true/false input as one term, --NAME/--no-NAME. */
+function optionTerm(option) {
+    const name = option.long?.slice(2);
+    return name && !option.negate && FLAG_INPUTS.includes(name) ? `--${name}/--no-${name}` : option.flags;
+}
+
 
 /***/ }),
 
@@ -26294,6 +26390,139 @@ class Members {
 
 /***/ }),
 
+/***/ 450:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   y: () => (/* binding */ renderScript)
+/* harmony export */ });
+/* unused harmony export shellAssignments */
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3195);
+// The scripts that run on the cluster are the .sh files beside this module. Each gets its
+// parameters as a generated header of assignments quoted by shq (the one escaping layer), then
+// the libraries (lib-*.sh) it uses, then its own body; nothing else is spliced into them.
+
+
+// One readFileSync of a literal URL per file: ncc (scripts/package.mjs) finds these and copies the
+// files into dist/ beside the bundle; a computed file name would not be found there.
+const SHA256 = (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "lib-sha256.sh", 'utf8');
+const LOGIN_MODULES = (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "lib-login-modules.sh", 'utf8');
+const SCRIPTS = {
+    job: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "job.sh", 'utf8'), libs: [SHA256] },
+    'store-prepare': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-prepare.sh", 'utf8'), libs: [SHA256] },
+    'store-receive': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-receive.sh", 'utf8'), libs: [SHA256] },
+    'store-gc': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-gc.sh", 'utf8'), libs: [] },
+    submit: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "submit.sh", 'utf8'), libs: [LOGIN_MODULES] },
+    cancel: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "cancel.sh", 'utf8'), libs: [LOGIN_MODULES] },
+    poll: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "poll.sh", 'utf8'), libs: [LOGIN_MODULES] },
+};
+/** `name=value` lines, every value quoted by shq; lists become bash arrays. */
+function shellAssignments(params) {
+    return Object.entries(params)
+        .map(([name, v]) => {
+        if (!/^[a-z_][a-z0-9_]*$/.test(name))
+            throw new Error(`not a shell variable name: ${name}`);
+        if (Array.isArray(v))
+            return `${name}=(${v.map(_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi).join(' ')})\n`;
+        if (v === null)
+            return `${name}=''\n`;
+        if (typeof v === 'boolean')
+            return `${name}=${v ? 1 : 0}\n`;
+        return `${name}=${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi)(String(v))}\n`;
+    })
+        .join('');
+}
+/**
+ * The script `name` with its parameters: its opening comment block (the shebang, what it does and
+ * which parameters it takes), the generated assignments, its libraries, then the rest of it.
+ */
+function renderScript(name, params) {
+    const { text, libs } = SCRIPTS[name];
+    const lines = text.split('\n');
+    const start = lines.findIndex((l) => !l.startsWith('#'));
+    const head = lines.slice(0, start).join('\n');
+    const body = lines.slice(start).join('\n');
+    const parts = [`${head}\n# --- Parameters (generated)\n${shellAssignments(params)}`, ...libs, body];
+    return parts.map((p) => p.trim()).join('\n\n') + '\n';
+}
+
+
+/***/ }),
+
+/***/ 7782:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Gt: () => (/* binding */ displayPath),
+/* harmony export */   Sf: () => (/* binding */ clusterPath),
+/* harmony export */   ix: () => (/* binding */ isUnderTmp),
+/* harmony export */   qN: () => (/* binding */ isHome),
+/* harmony export */   uJ: () => (/* binding */ joinPath)
+/* harmony export */ });
+/* unused harmony export absolutePath */
+// Path inputs on the cluster (remote-dir, tmpdir, publish-dir, sif, bind sources) mean one thing
+// everywhere: a relative path is under the home directory; `~`, `~/x`, `$HOME` and `$USER` are
+// expanded as a shell would, and nothing else is. Pure: the home directory itself is only known on
+// the cluster, so a path under it stays relative here (the cluster side starts from the home).
+/**
+ * The canonical form of a path input: `~`, `~/`, `$HOME`/`${HOME}` at the start mean the home;
+ * `$USER`/`${USER}` anywhere is the user name; `.` and `..` are resolved (so checks see through
+ * them); repeated and trailing slashes are dropped. Throws on what a user could expect to be
+ * expanded but is not (`~other`, any other `$VAR`).
+ */
+function clusterPath(input, username) {
+    let p = input.trim().replace(/\$\{USER\}|\$USER(?![A-Za-z0-9_])/g, username);
+    p = p.replace(/^(~|\$\{HOME\}|\$HOME(?![A-Za-z0-9_]))(?=\/|$)/, '.');
+    if (p.startsWith('~'))
+        throw new Error(`'${input}': only ~ (your home) is expanded, not ~user: write the path out`);
+    const v = /\$\{?[A-Za-z_][A-Za-z0-9_]*\}?/.exec(p);
+    if (v || p.includes('$')) {
+        throw new Error(`'${input}': only $HOME and $USER (at the start, or ~) are expanded${v ? `, not ${v[0]}` : ''}: write the path out`);
+    }
+    return normalise(p);
+}
+/** Resolve `.`, `..` and repeated slashes lexically; `..` above `/` stays at `/`, above the home is kept. */
+function normalise(p) {
+    const absolute = p.startsWith('/');
+    const out = [];
+    for (const seg of p.split('/')) {
+        if (seg === '' || seg === '.')
+            continue;
+        if (seg === '..' && out.length > 0 && out[out.length - 1] !== '..')
+            out.pop();
+        else if (seg === '..' && absolute)
+            continue;
+        else
+            out.push(seg);
+    }
+    return absolute ? `/${out.join('/')}` : out.join('/') || '.';
+}
+/** Whether a canonical path is the home directory itself (as far as can be told here). */
+function isHome(p) {
+    return p === '.';
+}
+/** Whether an absolute path is in /tmp or /var/tmp (small, node-local on the compute nodes). */
+function isUnderTmp(p) {
+    return /^\/(var\/)?tmp(\/|$)/.test(p);
+}
+/** A cluster path joined with a relative part. */
+function joinPath(base, rel) {
+    return base === '.' ? rel : `${base}/${rel}`;
+}
+/** How a path reads to the user: `~/x` for a path under the home. */
+function displayPath(p) {
+    return p.startsWith('/') ? p : p === '.' ? '~' : `~/${p}`;
+}
+/** The absolute path on the cluster, given its home directory. */
+function absolutePath(p, home) {
+    return p.startsWith('/') ? p : p === '.' ? home : `${home}/${p}`;
+}
+
+
+/***/ }),
+
 /***/ 4489:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -26374,7 +26603,7 @@ function mergeInputs(...layers) {
 
 /***/ }),
 
-/***/ 3594:
+/***/ 4848:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -26383,1148 +26612,14 @@ __nccwpck_require__.d(__webpack_exports__, {
   c: () => (/* binding */ deliver)
 });
 
+// EXTERNAL MODULE: ./src/core/clusterpath.ts
+var clusterpath = __nccwpck_require__(7782);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:os"
 var external_node_os_ = __nccwpck_require__(8161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-;// CONCATENATED MODULE: external "string_decoder"
-const external_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
-;// CONCATENATED MODULE: external "os"
-const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
-// EXTERNAL MODULE: external "events"
-var external_events_ = __nccwpck_require__(4434);
-// EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __nccwpck_require__(5317);
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
-var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_.promises;
-// export const {open} = 'fs'
-const IS_WINDOWS = process.platform === 'win32';
-/**
- * Custom implementation of readlink to ensure Windows junctions
- * maintain trailing backslash for backward compatibility with Node.js < 24
- *
- * In Node.js 20, Windows junctions (directory symlinks) always returned paths
- * with trailing backslashes. Node.js 24 removed this behavior, which breaks
- * code that relied on this format for path operations.
- *
- * This implementation restores the Node 20 behavior by adding a trailing
- * backslash to all junction results on Windows.
- */
-function readlink(fsPath) {
-    return __awaiter(this, void 0, void 0, function* () {
-        const result = yield fs.promises.readlink(fsPath);
-        // On Windows, restore Node 20 behavior: add trailing backslash to all results
-        // since junctions on Windows are always directory links
-        if (IS_WINDOWS && !result.endsWith('\\')) {
-            return `${result}\\`;
-        }
-        return result;
-    });
-}
-// See https://github.com/nodejs/node/blob/d0153aee367422d0858105abec186da4dff0a0c5/deps/uv/include/uv/win.h#L691
-const UV_FS_O_EXLOCK = 0x10000000;
-const READONLY = external_fs_.constants.O_RDONLY;
-function exists(fsPath) {
-    return __awaiter(this, void 0, void 0, function* () {
-        try {
-            yield stat(fsPath);
-        }
-        catch (err) {
-            if (err.code === 'ENOENT') {
-                return false;
-            }
-            throw err;
-        }
-        return true;
-    });
-}
-function isDirectory(fsPath_1) {
-    return __awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
-        const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
-        return stats.isDirectory();
-    });
-}
-/**
- * On OSX/Linux, true if path starts with '/'. On Windows, true for paths like:
- * \, \hello, \\hello\share, C:, and C:\hello (and corresponding alternate separator cases).
- */
-function isRooted(p) {
-    p = normalizeSeparators(p);
-    if (!p) {
-        throw new Error('isRooted() parameter "p" cannot be empty');
-    }
-    if (IS_WINDOWS) {
-        return (p.startsWith('\\') || /^[A-Z]:/i.test(p) // e.g. \ or \hello or \\hello
-        ); // e.g. C: or C:\hello
-    }
-    return p.startsWith('/');
-}
-/**
- * Best effort attempt to determine whether a file exists and is executable.
- * @param filePath    file path to check
- * @param extensions  additional file extensions to try
- * @return if file exists and is executable, returns the file path. otherwise empty string.
- */
-function tryGetExecutablePath(filePath, extensions) {
-    return __awaiter(this, void 0, void 0, function* () {
-        let stats = undefined;
-        try {
-            // test file exists
-            stats = yield stat(filePath);
-        }
-        catch (err) {
-            if (err.code !== 'ENOENT') {
-                // eslint-disable-next-line no-console
-                console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
-            }
-        }
-        if (stats && stats.isFile()) {
-            if (IS_WINDOWS) {
-                // on Windows, test for valid extension
-                const upperExt = external_path_.extname(filePath).toUpperCase();
-                if (extensions.some(validExt => validExt.toUpperCase() === upperExt)) {
-                    return filePath;
-                }
-            }
-            else {
-                if (isUnixExecutable(stats)) {
-                    return filePath;
-                }
-            }
-        }
-        // try each extension
-        const originalFilePath = filePath;
-        for (const extension of extensions) {
-            filePath = originalFilePath + extension;
-            stats = undefined;
-            try {
-                stats = yield stat(filePath);
-            }
-            catch (err) {
-                if (err.code !== 'ENOENT') {
-                    // eslint-disable-next-line no-console
-                    console.log(`Unexpected error attempting to determine if executable file exists '${filePath}': ${err}`);
-                }
-            }
-            if (stats && stats.isFile()) {
-                if (IS_WINDOWS) {
-                    // preserve the case of the actual file (since an extension was appended)
-                    try {
-                        const directory = external_path_.dirname(filePath);
-                        const upperName = external_path_.basename(filePath).toUpperCase();
-                        for (const actualName of yield readdir(directory)) {
-                            if (upperName === actualName.toUpperCase()) {
-                                filePath = external_path_.join(directory, actualName);
-                                break;
-                            }
-                        }
-                    }
-                    catch (err) {
-                        // eslint-disable-next-line no-console
-                        console.log(`Unexpected error attempting to determine the actual case of the file '${filePath}': ${err}`);
-                    }
-                    return filePath;
-                }
-                else {
-                    if (isUnixExecutable(stats)) {
-                        return filePath;
-                    }
-                }
-            }
-        }
-        return '';
-    });
-}
-function normalizeSeparators(p) {
-    p = p || '';
-    if (IS_WINDOWS) {
-        // convert slashes on Windows
-        p = p.replace(/\//g, '\\');
-        // remove redundant slashes
-        return p.replace(/\\\\+/g, '\\');
-    }
-    // remove redundant slashes
-    return p.replace(/\/\/+/g, '/');
-}
-// on Mac/Linux, test the execute bit
-//     R   W  X  R  W X R W X
-//   256 128 64 32 16 8 4 2 1
-function isUnixExecutable(stats) {
-    return ((stats.mode & 1) > 0 ||
-        ((stats.mode & 8) > 0 &&
-            process.getgid !== undefined &&
-            stats.gid === process.getgid()) ||
-        ((stats.mode & 64) > 0 &&
-            process.getuid !== undefined &&
-            stats.uid === process.getuid()));
-}
-// Get the path of cmd.exe in windows
-function getCmdPath() {
-    var _a;
-    return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
-}
-//# sourceMappingURL=io-util.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io.js
-var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-/**
- * Copies a file or folder.
- * Based off of shelljs - https://github.com/shelljs/shelljs/blob/9237f66c52e5daa40458f94f9565e18e8132f5a6/src/cp.js
- *
- * @param     source    source path
- * @param     dest      destination path
- * @param     options   optional. See CopyOptions.
- */
-function cp(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
-        const { force, recursive, copySourceDirectory } = readCopyOptions(options);
-        const destStat = (yield ioUtil.exists(dest)) ? yield ioUtil.stat(dest) : null;
-        // Dest is an existing file, but not forcing
-        if (destStat && destStat.isFile() && !force) {
-            return;
-        }
-        // If dest is an existing directory, should copy inside.
-        const newDest = destStat && destStat.isDirectory() && copySourceDirectory
-            ? path.join(dest, path.basename(source))
-            : dest;
-        if (!(yield ioUtil.exists(source))) {
-            throw new Error(`no such file or directory: ${source}`);
-        }
-        const sourceStat = yield ioUtil.stat(source);
-        if (sourceStat.isDirectory()) {
-            if (!recursive) {
-                throw new Error(`Failed to copy. ${source} is a directory, but tried to copy without recursive flag.`);
-            }
-            else {
-                yield cpDirRecursive(source, newDest, 0, force);
-            }
-        }
-        else {
-            if (path.relative(source, newDest) === '') {
-                // a file cannot be copied to itself
-                throw new Error(`'${newDest}' and '${source}' are the same file`);
-            }
-            yield io_copyFile(source, newDest, force);
-        }
-    });
-}
-/**
- * Moves a path.
- *
- * @param     source    source path
- * @param     dest      destination path
- * @param     options   optional. See MoveOptions.
- */
-function mv(source_1, dest_1) {
-    return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
-        if (yield ioUtil.exists(dest)) {
-            let destExists = true;
-            if (yield ioUtil.isDirectory(dest)) {
-                // If dest is directory copy src into dest
-                dest = path.join(dest, path.basename(source));
-                destExists = yield ioUtil.exists(dest);
-            }
-            if (destExists) {
-                if (options.force == null || options.force) {
-                    yield rmRF(dest);
-                }
-                else {
-                    throw new Error('Destination already exists');
-                }
-            }
-        }
-        yield mkdirP(path.dirname(dest));
-        yield ioUtil.rename(source, dest);
-    });
-}
-/**
- * Remove a path recursively with force
- *
- * @param inputPath path to remove
- */
-function rmRF(inputPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (ioUtil.IS_WINDOWS) {
-            // Check for invalid characters
-            // https://docs.microsoft.com/en-us/windows/win32/fileio/naming-a-file
-            if (/[*"<>|]/.test(inputPath)) {
-                throw new Error('File path must not contain `*`, `"`, `<`, `>` or `|` on Windows');
-            }
-        }
-        try {
-            // note if path does not exist, error is silent
-            yield ioUtil.rm(inputPath, {
-                force: true,
-                maxRetries: 3,
-                recursive: true,
-                retryDelay: 300
-            });
-        }
-        catch (err) {
-            throw new Error(`File was unable to be removed ${err}`);
-        }
-    });
-}
-/**
- * Make a directory.  Creates the full path with folders in between
- * Will throw if it fails
- *
- * @param   fsPath        path to create
- * @returns Promise<void>
- */
-function mkdirP(fsPath) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        ok(fsPath, 'a path argument must be provided');
-        yield ioUtil.mkdir(fsPath, { recursive: true });
-    });
-}
-/**
- * Returns path of a tool had the tool actually been invoked.  Resolves via paths.
- * If you check and the tool does not exist, it will throw.
- *
- * @param     tool              name of the tool
- * @param     check             whether to check if tool exists
- * @returns   Promise<string>   path to tool
- */
-function which(tool, check) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (!tool) {
-            throw new Error("parameter 'tool' is required");
-        }
-        // recursive when check=true
-        if (check) {
-            const result = yield which(tool, false);
-            if (!result) {
-                if (IS_WINDOWS) {
-                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also verify the file has a valid extension for an executable file.`);
-                }
-                else {
-                    throw new Error(`Unable to locate executable file: ${tool}. Please verify either the file path exists or the file can be found within a directory specified by the PATH environment variable. Also check the file mode to verify the file is executable.`);
-                }
-            }
-            return result;
-        }
-        const matches = yield findInPath(tool);
-        if (matches && matches.length > 0) {
-            return matches[0];
-        }
-        return '';
-    });
-}
-/**
- * Returns a list of all occurrences of the given tool on the system path.
- *
- * @returns   Promise<string[]>  the paths of the tool
- */
-function findInPath(tool) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if (!tool) {
-            throw new Error("parameter 'tool' is required");
-        }
-        // build the list of extensions to try
-        const extensions = [];
-        if (IS_WINDOWS && process.env['PATHEXT']) {
-            for (const extension of process.env['PATHEXT'].split(external_path_.delimiter)) {
-                if (extension) {
-                    extensions.push(extension);
-                }
-            }
-        }
-        // if it's rooted, return it if exists. otherwise return empty.
-        if (isRooted(tool)) {
-            const filePath = yield tryGetExecutablePath(tool, extensions);
-            if (filePath) {
-                return [filePath];
-            }
-            return [];
-        }
-        // if any path separators, return empty
-        if (tool.includes(external_path_.sep)) {
-            return [];
-        }
-        // build the list of directories
-        //
-        // Note, technically "where" checks the current directory on Windows. From a toolkit perspective,
-        // it feels like we should not do this. Checking the current directory seems like more of a use
-        // case of a shell, and the which() function exposed by the toolkit should strive for consistency
-        // across platforms.
-        const directories = [];
-        if (process.env.PATH) {
-            for (const p of process.env.PATH.split(external_path_.delimiter)) {
-                if (p) {
-                    directories.push(p);
-                }
-            }
-        }
-        // find all matches
-        const matches = [];
-        for (const directory of directories) {
-            const filePath = yield tryGetExecutablePath(external_path_.join(directory, tool), extensions);
-            if (filePath) {
-                matches.push(filePath);
-            }
-        }
-        return matches;
-    });
-}
-function readCopyOptions(options) {
-    const force = options.force == null ? true : options.force;
-    const recursive = Boolean(options.recursive);
-    const copySourceDirectory = options.copySourceDirectory == null
-        ? true
-        : Boolean(options.copySourceDirectory);
-    return { force, recursive, copySourceDirectory };
-}
-function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        // Ensure there is not a run away recursive copy
-        if (currentDepth >= 255)
-            return;
-        currentDepth++;
-        yield mkdirP(destDir);
-        const files = yield ioUtil.readdir(sourceDir);
-        for (const fileName of files) {
-            const srcFile = `${sourceDir}/${fileName}`;
-            const destFile = `${destDir}/${fileName}`;
-            const srcFileStat = yield ioUtil.lstat(srcFile);
-            if (srcFileStat.isDirectory()) {
-                // Recurse
-                yield cpDirRecursive(srcFile, destFile, currentDepth, force);
-            }
-            else {
-                yield io_copyFile(srcFile, destFile, force);
-            }
-        }
-        // Change the mode for the newly created directory
-        yield ioUtil.chmod(destDir, (yield ioUtil.stat(sourceDir)).mode);
-    });
-}
-// Buffered file copy
-function io_copyFile(srcFile, destFile, force) {
-    return io_awaiter(this, void 0, void 0, function* () {
-        if ((yield ioUtil.lstat(srcFile)).isSymbolicLink()) {
-            // unlink/re-link it
-            try {
-                yield ioUtil.lstat(destFile);
-                yield ioUtil.unlink(destFile);
-            }
-            catch (e) {
-                // Try to override file permission
-                if (e.code === 'EPERM') {
-                    yield ioUtil.chmod(destFile, '0666');
-                    yield ioUtil.unlink(destFile);
-                }
-                // other errors = it doesn't exist, no work to do
-            }
-            // Copy over symlink
-            const symlinkFull = yield ioUtil.readlink(srcFile);
-            yield ioUtil.symlink(symlinkFull, destFile, ioUtil.IS_WINDOWS ? 'junction' : null);
-        }
-        else if (!(yield ioUtil.exists(destFile)) || force) {
-            yield ioUtil.copyFile(srcFile, destFile);
-        }
-    });
-}
-//# sourceMappingURL=io.js.map
-;// CONCATENATED MODULE: external "timers"
-const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
-var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-
-/* eslint-disable @typescript-eslint/unbound-method */
-const toolrunner_IS_WINDOWS = process.platform === 'win32';
-/*
- * Class for running command line tools. Handles quoting and arg parsing in a platform agnostic way.
- */
-class ToolRunner extends external_events_.EventEmitter {
-    constructor(toolPath, args, options) {
-        super();
-        if (!toolPath) {
-            throw new Error("Parameter 'toolPath' cannot be null or empty.");
-        }
-        this.toolPath = toolPath;
-        this.args = args || [];
-        this.options = options || {};
-    }
-    _debug(message) {
-        if (this.options.listeners && this.options.listeners.debug) {
-            this.options.listeners.debug(message);
-        }
-    }
-    _getCommandString(options, noPrefix) {
-        const toolPath = this._getSpawnFileName();
-        const args = this._getSpawnArgs(options);
-        let cmd = noPrefix ? '' : '[command]'; // omit prefix when piped to a second tool
-        if (toolrunner_IS_WINDOWS) {
-            // Windows + cmd file
-            if (this._isCmdFile()) {
-                cmd += toolPath;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows + verbatim
-            else if (options.windowsVerbatimArguments) {
-                cmd += `"${toolPath}"`;
-                for (const a of args) {
-                    cmd += ` ${a}`;
-                }
-            }
-            // Windows (regular)
-            else {
-                cmd += this._windowsQuoteCmdArg(toolPath);
-                for (const a of args) {
-                    cmd += ` ${this._windowsQuoteCmdArg(a)}`;
-                }
-            }
-        }
-        else {
-            // OSX/Linux - this can likely be improved with some form of quoting.
-            // creating processes on Unix is fundamentally different than Windows.
-            // on Unix, execvp() takes an arg array.
-            cmd += toolPath;
-            for (const a of args) {
-                cmd += ` ${a}`;
-            }
-        }
-        return cmd;
-    }
-    _processLineBuffer(data, strBuffer, onLine) {
-        try {
-            let s = strBuffer + data.toString();
-            let n = s.indexOf(external_os_namespaceObject.EOL);
-            while (n > -1) {
-                const line = s.substring(0, n);
-                onLine(line);
-                // the rest of the string ...
-                s = s.substring(n + external_os_namespaceObject.EOL.length);
-                n = s.indexOf(external_os_namespaceObject.EOL);
-            }
-            return s;
-        }
-        catch (err) {
-            // streaming lines to console is best effort.  Don't fail a build.
-            this._debug(`error processing line. Failed with error ${err}`);
-            return '';
-        }
-    }
-    _getSpawnFileName() {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                return process.env['COMSPEC'] || 'cmd.exe';
-            }
-        }
-        return this.toolPath;
-    }
-    _getSpawnArgs(options) {
-        if (toolrunner_IS_WINDOWS) {
-            if (this._isCmdFile()) {
-                let argline = `/D /S /C "${this._windowsQuoteCmdArg(this.toolPath)}`;
-                for (const a of this.args) {
-                    argline += ' ';
-                    argline += options.windowsVerbatimArguments
-                        ? a
-                        : this._windowsQuoteCmdArg(a);
-                }
-                argline += '"';
-                return [argline];
-            }
-        }
-        return this.args;
-    }
-    _endsWith(str, end) {
-        return str.endsWith(end);
-    }
-    _isCmdFile() {
-        const upperToolPath = this.toolPath.toUpperCase();
-        return (this._endsWith(upperToolPath, '.CMD') ||
-            this._endsWith(upperToolPath, '.BAT'));
-    }
-    _windowsQuoteCmdArg(arg) {
-        // for .exe, apply the normal quoting rules that libuv applies
-        if (!this._isCmdFile()) {
-            return this._uvQuoteCmdArg(arg);
-        }
-        // otherwise apply quoting rules specific to the cmd.exe command line parser.
-        // the libuv rules are generic and are not designed specifically for cmd.exe
-        // command line parser.
-        //
-        // for a detailed description of the cmd.exe command line parser, refer to
-        // http://stackoverflow.com/questions/4094699/how-does-the-windows-command-interpreter-cmd-exe-parse-scripts/7970912#7970912
-        // need quotes for empty arg
-        if (!arg) {
-            return '""';
-        }
-        // determine whether the arg needs to be quoted
-        const cmdSpecialChars = [
-            ' ',
-            '\t',
-            '&',
-            '(',
-            ')',
-            '[',
-            ']',
-            '{',
-            '}',
-            '^',
-            '=',
-            ';',
-            '!',
-            "'",
-            '+',
-            ',',
-            '`',
-            '~',
-            '|',
-            '<',
-            '>',
-            '"'
-        ];
-        let needsQuotes = false;
-        for (const char of arg) {
-            if (cmdSpecialChars.some(x => x === char)) {
-                needsQuotes = true;
-                break;
-            }
-        }
-        // short-circuit if quotes not needed
-        if (!needsQuotes) {
-            return arg;
-        }
-        // the following quoting rules are very similar to the rules that by libuv applies.
-        //
-        // 1) wrap the string in quotes
-        //
-        // 2) double-up quotes - i.e. " => ""
-        //
-        //    this is different from the libuv quoting rules. libuv replaces " with \", which unfortunately
-        //    doesn't work well with a cmd.exe command line.
-        //
-        //    note, replacing " with "" also works well if the arg is passed to a downstream .NET console app.
-        //    for example, the command line:
-        //          foo.exe "myarg:""my val"""
-        //    is parsed by a .NET console app into an arg array:
-        //          [ "myarg:\"my val\"" ]
-        //    which is the same end result when applying libuv quoting rules. although the actual
-        //    command line from libuv quoting rules would look like:
-        //          foo.exe "myarg:\"my val\""
-        //
-        // 3) double-up slashes that precede a quote,
-        //    e.g.  hello \world    => "hello \world"
-        //          hello\"world    => "hello\\""world"
-        //          hello\\"world   => "hello\\\\""world"
-        //          hello world\    => "hello world\\"
-        //
-        //    technically this is not required for a cmd.exe command line, or the batch argument parser.
-        //    the reasons for including this as a .cmd quoting rule are:
-        //
-        //    a) this is optimized for the scenario where the argument is passed from the .cmd file to an
-        //       external program. many programs (e.g. .NET console apps) rely on the slash-doubling rule.
-        //
-        //    b) it's what we've been doing previously (by deferring to node default behavior) and we
-        //       haven't heard any complaints about that aspect.
-        //
-        // note, a weakness of the quoting rules chosen here, is that % is not escaped. in fact, % cannot be
-        // escaped when used on the command line directly - even though within a .cmd file % can be escaped
-        // by using %%.
-        //
-        // the saving grace is, on the command line, %var% is left as-is if var is not defined. this contrasts
-        // the line parsing rules within a .cmd file, where if var is not defined it is replaced with nothing.
-        //
-        // one option that was explored was replacing % with ^% - i.e. %var% => ^%var^%. this hack would
-        // often work, since it is unlikely that var^ would exist, and the ^ character is removed when the
-        // variable is used. the problem, however, is that ^ is not removed when %* is used to pass the args
-        // to an external program.
-        //
-        // an unexplored potential solution for the % escaping problem, is to create a wrapper .cmd file.
-        // % can be escaped within a .cmd file.
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\'; // double the slash
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '"'; // double the quote
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _uvQuoteCmdArg(arg) {
-        // Tool runner wraps child_process.spawn() and needs to apply the same quoting as
-        // Node in certain cases where the undocumented spawn option windowsVerbatimArguments
-        // is used.
-        //
-        // Since this function is a port of quote_cmd_arg from Node 4.x (technically, lib UV,
-        // see https://github.com/nodejs/node/blob/v4.x/deps/uv/src/win/process.c for details),
-        // pasting copyright notice from Node within this function:
-        //
-        //      Copyright Joyent, Inc. and other Node contributors. All rights reserved.
-        //
-        //      Permission is hereby granted, free of charge, to any person obtaining a copy
-        //      of this software and associated documentation files (the "Software"), to
-        //      deal in the Software without restriction, including without limitation the
-        //      rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
-        //      sell copies of the Software, and to permit persons to whom the Software is
-        //      furnished to do so, subject to the following conditions:
-        //
-        //      The above copyright notice and this permission notice shall be included in
-        //      all copies or substantial portions of the Software.
-        //
-        //      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
-        //      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
-        //      FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-        //      AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
-        //      LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
-        //      FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
-        //      IN THE SOFTWARE.
-        if (!arg) {
-            // Need double quotation for empty argument
-            return '""';
-        }
-        if (!arg.includes(' ') && !arg.includes('\t') && !arg.includes('"')) {
-            // No quotation needed
-            return arg;
-        }
-        if (!arg.includes('"') && !arg.includes('\\')) {
-            // No embedded double quotes or backslashes, so I can just wrap
-            // quote marks around the whole thing.
-            return `"${arg}"`;
-        }
-        // Expected input/output:
-        //   input : hello"world
-        //   output: "hello\"world"
-        //   input : hello""world
-        //   output: "hello\"\"world"
-        //   input : hello\world
-        //   output: hello\world
-        //   input : hello\\world
-        //   output: hello\\world
-        //   input : hello\"world
-        //   output: "hello\\\"world"
-        //   input : hello\\"world
-        //   output: "hello\\\\\"world"
-        //   input : hello world\
-        //   output: "hello world\\" - note the comment in libuv actually reads "hello world\"
-        //                             but it appears the comment is wrong, it should be "hello world\\"
-        let reverse = '"';
-        let quoteHit = true;
-        for (let i = arg.length; i > 0; i--) {
-            // walk the string in reverse
-            reverse += arg[i - 1];
-            if (quoteHit && arg[i - 1] === '\\') {
-                reverse += '\\';
-            }
-            else if (arg[i - 1] === '"') {
-                quoteHit = true;
-                reverse += '\\';
-            }
-            else {
-                quoteHit = false;
-            }
-        }
-        reverse += '"';
-        return reverse.split('').reverse().join('');
-    }
-    _cloneExecOptions(options) {
-        options = options || {};
-        const result = {
-            cwd: options.cwd || process.cwd(),
-            env: options.env || process.env,
-            silent: options.silent || false,
-            windowsVerbatimArguments: options.windowsVerbatimArguments || false,
-            failOnStdErr: options.failOnStdErr || false,
-            ignoreReturnCode: options.ignoreReturnCode || false,
-            delay: options.delay || 10000
-        };
-        result.outStream = options.outStream || process.stdout;
-        result.errStream = options.errStream || process.stderr;
-        return result;
-    }
-    _getSpawnOptions(options, toolPath) {
-        options = options || {};
-        const result = {};
-        result.cwd = options.cwd;
-        result.env = options.env;
-        result['windowsVerbatimArguments'] =
-            options.windowsVerbatimArguments || this._isCmdFile();
-        if (options.windowsVerbatimArguments) {
-            result.argv0 = `"${toolPath}"`;
-        }
-        return result;
-    }
-    /**
-     * Exec a tool.
-     * Output will be streamed to the live console.
-     * Returns promise with return code
-     *
-     * @param     tool     path to tool to exec
-     * @param     options  optional exec options.  See ExecOptions
-     * @returns   number
-     */
-    exec() {
-        return toolrunner_awaiter(this, void 0, void 0, function* () {
-            // root the tool path if it is unrooted and contains relative pathing
-            if (!isRooted(this.toolPath) &&
-                (this.toolPath.includes('/') ||
-                    (toolrunner_IS_WINDOWS && this.toolPath.includes('\\')))) {
-                // prefer options.cwd if it is specified, however options.cwd may also need to be rooted
-                this.toolPath = external_path_.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
-            }
-            // if the tool is only a file name, then resolve it from the PATH
-            // otherwise verify it exists (add extension on Windows if necessary)
-            this.toolPath = yield which(this.toolPath, true);
-            return new Promise((resolve, reject) => toolrunner_awaiter(this, void 0, void 0, function* () {
-                this._debug(`exec tool: ${this.toolPath}`);
-                this._debug('arguments:');
-                for (const arg of this.args) {
-                    this._debug(`   ${arg}`);
-                }
-                const optionsNonNull = this._cloneExecOptions(this.options);
-                if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                    optionsNonNull.outStream.write(this._getCommandString(optionsNonNull) + external_os_namespaceObject.EOL);
-                }
-                const state = new ExecState(optionsNonNull, this.toolPath);
-                state.on('debug', (message) => {
-                    this._debug(message);
-                });
-                if (this.options.cwd && !(yield exists(this.options.cwd))) {
-                    return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
-                }
-                const fileName = this._getSpawnFileName();
-                const cp = external_child_process_.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
-                let stdbuffer = '';
-                if (cp.stdout) {
-                    cp.stdout.on('data', (data) => {
-                        if (this.options.listeners && this.options.listeners.stdout) {
-                            this.options.listeners.stdout(data);
-                        }
-                        if (!optionsNonNull.silent && optionsNonNull.outStream) {
-                            optionsNonNull.outStream.write(data);
-                        }
-                        stdbuffer = this._processLineBuffer(data, stdbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.stdline) {
-                                this.options.listeners.stdline(line);
-                            }
-                        });
-                    });
-                }
-                let errbuffer = '';
-                if (cp.stderr) {
-                    cp.stderr.on('data', (data) => {
-                        state.processStderr = true;
-                        if (this.options.listeners && this.options.listeners.stderr) {
-                            this.options.listeners.stderr(data);
-                        }
-                        if (!optionsNonNull.silent &&
-                            optionsNonNull.errStream &&
-                            optionsNonNull.outStream) {
-                            const s = optionsNonNull.failOnStdErr
-                                ? optionsNonNull.errStream
-                                : optionsNonNull.outStream;
-                            s.write(data);
-                        }
-                        errbuffer = this._processLineBuffer(data, errbuffer, (line) => {
-                            if (this.options.listeners && this.options.listeners.errline) {
-                                this.options.listeners.errline(line);
-                            }
-                        });
-                    });
-                }
-                cp.on('error', (err) => {
-                    state.processError = err.message;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    state.CheckComplete();
-                });
-                cp.on('exit', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                cp.on('close', (code) => {
-                    state.processExitCode = code;
-                    state.processExited = true;
-                    state.processClosed = true;
-                    this._debug(`STDIO streams have closed for tool '${this.toolPath}'`);
-                    state.CheckComplete();
-                });
-                state.on('done', (error, exitCode) => {
-                    if (stdbuffer.length > 0) {
-                        this.emit('stdline', stdbuffer);
-                    }
-                    if (errbuffer.length > 0) {
-                        this.emit('errline', errbuffer);
-                    }
-                    cp.removeAllListeners();
-                    if (error) {
-                        reject(error);
-                    }
-                    else {
-                        resolve(exitCode);
-                    }
-                });
-                if (this.options.input) {
-                    if (!cp.stdin) {
-                        throw new Error('child process missing stdin');
-                    }
-                    cp.stdin.end(this.options.input);
-                }
-            }));
-        });
-    }
-}
-/**
- * Convert an arg string to an array of args. Handles escaping
- *
- * @param    argString   string of arguments
- * @returns  string[]    array of arguments
- */
-function argStringToArray(argString) {
-    const args = [];
-    let inQuotes = false;
-    let escaped = false;
-    let arg = '';
-    function append(c) {
-        // we only escape double quotes.
-        if (escaped && c !== '"') {
-            arg += '\\';
-        }
-        arg += c;
-        escaped = false;
-    }
-    for (let i = 0; i < argString.length; i++) {
-        const c = argString.charAt(i);
-        if (c === '"') {
-            if (!escaped) {
-                inQuotes = !inQuotes;
-            }
-            else {
-                append(c);
-            }
-            continue;
-        }
-        if (c === '\\' && escaped) {
-            append(c);
-            continue;
-        }
-        if (c === '\\' && inQuotes) {
-            escaped = true;
-            continue;
-        }
-        if (c === ' ' && !inQuotes) {
-            if (arg.length > 0) {
-                args.push(arg);
-                arg = '';
-            }
-            continue;
-        }
-        append(c);
-    }
-    if (arg.length > 0) {
-        args.push(arg.trim());
-    }
-    return args;
-}
-class ExecState extends external_events_.EventEmitter {
-    constructor(options, toolPath) {
-        super();
-        this.processClosed = false; // tracks whether the process has exited and stdio is closed
-        this.processError = '';
-        this.processExitCode = 0;
-        this.processExited = false; // tracks whether the process has exited
-        this.processStderr = false; // tracks whether stderr was written to
-        this.delay = 10000; // 10 seconds
-        this.done = false;
-        this.timeout = null;
-        if (!toolPath) {
-            throw new Error('toolPath must not be empty');
-        }
-        this.options = options;
-        this.toolPath = toolPath;
-        if (options.delay) {
-            this.delay = options.delay;
-        }
-    }
-    CheckComplete() {
-        if (this.done) {
-            return;
-        }
-        if (this.processClosed) {
-            this._setResult();
-        }
-        else if (this.processExited) {
-            this.timeout = (0,external_timers_namespaceObject.setTimeout)(ExecState.HandleTimeout, this.delay, this);
-        }
-    }
-    _debug(message) {
-        this.emit('debug', message);
-    }
-    _setResult() {
-        // determine whether there is an error
-        let error;
-        if (this.processExited) {
-            if (this.processError) {
-                error = new Error(`There was an error when attempting to execute the process '${this.toolPath}'. This may indicate the process failed to start. Error: ${this.processError}`);
-            }
-            else if (this.processExitCode !== 0 && !this.options.ignoreReturnCode) {
-                error = new Error(`The process '${this.toolPath}' failed with exit code ${this.processExitCode}`);
-            }
-            else if (this.processStderr && this.options.failOnStdErr) {
-                error = new Error(`The process '${this.toolPath}' failed because one or more lines were written to the STDERR stream`);
-            }
-        }
-        // clear the timeout
-        if (this.timeout) {
-            clearTimeout(this.timeout);
-            this.timeout = null;
-        }
-        this.done = true;
-        this.emit('done', error, this.processExitCode);
-    }
-    static HandleTimeout(state) {
-        if (state.done) {
-            return;
-        }
-        if (!state.processClosed && state.processExited) {
-            const message = `The STDIO streams did not close within ${state.delay / 1000} seconds of the exit event from process '${state.toolPath}'. This may indicate a child process inherited the STDIO streams and has not yet exited.`;
-            state._debug(message);
-        }
-        state._setResult();
-    }
-}
-//# sourceMappingURL=toolrunner.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
-var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-/**
- * Exec a command.
- * Output will be streamed to the live console.
- * Returns promise with return code
- *
- * @param     commandLine        command to execute (can include additional args). Must be correctly escaped.
- * @param     args               optional arguments for tool. Escaping is handled by the lib.
- * @param     options            optional exec options.  See ExecOptions
- * @returns   Promise<number>    exit code
- */
-function exec(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = argStringToArray(commandLine);
-        if (commandArgs.length === 0) {
-            throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
-        }
-        // Path to tool to execute should be first arg
-        const toolPath = commandArgs[0];
-        args = commandArgs.slice(1).concat(args || []);
-        const runner = new ToolRunner(toolPath, args, options);
-        return runner.exec();
-    });
-}
-/**
- * Exec a command and get the output.
- * Output will be streamed to the live console.
- * Returns promise with the exit code and collected stdout and stderr
- *
- * @param     commandLine           command to execute (can include additional args). Must be correctly escaped.
- * @param     args                  optional arguments for tool. Escaping is handled by the lib.
- * @param     options               optional exec options.  See ExecOptions
- * @returns   Promise<ExecOutput>   exit code, stdout, and stderr
- */
-function getExecOutput(commandLine, args, options) {
-    return exec_awaiter(this, void 0, void 0, function* () {
-        var _a, _b;
-        let stdout = '';
-        let stderr = '';
-        //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new StringDecoder('utf8');
-        const stderrDecoder = new StringDecoder('utf8');
-        const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
-        const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
-        const stdErrListener = (data) => {
-            stderr += stderrDecoder.write(data);
-            if (originalStdErrListener) {
-                originalStdErrListener(data);
-            }
-        };
-        const stdOutListener = (data) => {
-            stdout += stdoutDecoder.write(data);
-            if (originalStdoutListener) {
-                originalStdoutListener(data);
-            }
-        };
-        const listeners = Object.assign(Object.assign({}, options === null || options === void 0 ? void 0 : options.listeners), { stdout: stdOutListener, stderr: stdErrListener });
-        const exitCode = yield exec(commandLine, args, Object.assign(Object.assign({}, options), { listeners }));
-        //flush any remaining characters
-        stdout += stdoutDecoder.end();
-        stderr += stderrDecoder.end();
-        return {
-            exitCode,
-            stdout,
-            stderr
-        };
-    });
-}
-//# sourceMappingURL=exec.js.map
 // EXTERNAL MODULE: ./src/core/errors.ts
 var errors = __nccwpck_require__(4296);
 ;// CONCATENATED MODULE: ./src/core/format.ts
@@ -27533,8 +26628,10 @@ function mib(n) {
     return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
+// EXTERNAL MODULE: ./src/core/process.ts
+var core_process = __nccwpck_require__(9978);
 ;// CONCATENATED MODULE: ./src/core/docker.ts
-// The local Docker engine: build the image and save it to a tar, via @actions/exec.
+// The local Docker engine: build the image and save it to a tar.
 
 
 
@@ -27542,22 +26639,7 @@ function mib(n) {
 
 
 async function docker(args, reporter, stream = false) {
-    let stdout = '';
-    let stderr = '';
-    const code = await exec('docker', args, {
-        silent: true,
-        ignoreReturnCode: true,
-        listeners: {
-            stdout: (d) => {
-                stdout += d.toString();
-            },
-            stderr: (d) => {
-                stderr += d.toString();
-            },
-            stdline: stream ? (l) => reporter.info(l) : undefined,
-            errline: stream ? (l) => reporter.info(l) : undefined,
-        },
-    }).catch((e) => {
+    const { code, stdout, stderr } = await (0,core_process/* runProcess */.R3)('docker', args, stream ? { onLine: (l) => reporter.info(l) } : {}).catch((e) => {
         throw new errors/* BuildError */.zS(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
     });
     if (code !== 0) {
@@ -27624,8 +26706,8 @@ async function inGroup(reporter, title, fn) {
 
 // EXTERNAL MODULE: ./src/core/slurm.ts
 var slurm = __nccwpck_require__(2348);
-// EXTERNAL MODULE: ./src/core/session.ts + 4 modules
-var core_session = __nccwpck_require__(6856);
+// EXTERNAL MODULE: ./src/core/session.ts + 7 modules
+var core_session = __nccwpck_require__(4175);
 // EXTERNAL MODULE: ./src/core/archive.ts + 1 modules
 var core_archive = __nccwpck_require__(1344);
 ;// CONCATENATED MODULE: ./src/core/source.ts
@@ -27671,8 +26753,111 @@ async function archiveSource(path, reporter) {
     return { digest: archive.imageId, size, load: async () => loaded };
 }
 
-// EXTERNAL MODULE: ./src/core/store.ts
-var store = __nccwpck_require__(4230);
+// EXTERNAL MODULE: ./src/core/layout.ts
+var layout = __nccwpck_require__(6585);
+// EXTERNAL MODULE: ./src/core/cluster/scripts.ts
+var scripts = __nccwpck_require__(450);
+;// CONCATENATED MODULE: ./src/core/store.ts
+
+
+/** Every blob of an image, config first, each once (an image may repeat a layer). */
+function imageBlobs(archive) {
+    const seen = new Set();
+    return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+}
+/** One round trip before the transfer (cluster/store-prepare.sh says what it reports). */
+function prepareScript(p) {
+    return (0,scripts/* renderScript */.y)('store-prepare', {
+        group: p.group,
+        remote_dir: p.remoteDir,
+        tmpdir: p.tmpdir,
+        publish_dir: p.publishDir,
+        remote_dirs: layout/* REMOTE_DIRS */.mI,
+        sif_dir: layout/* SIFS */.Kt,
+        existing_sif: p.existingSif,
+        image_hex: p.imageHex,
+        blob_hexes: p.blobHexes,
+        reuse: p.reuse,
+        sif_only: !!p.sifOnly,
+        sif: p.imageHex === null ? null : (0,layout/* sifPath */.SX)(p.imageHex),
+        image_record: p.imageHex === null ? null : (0,layout/* imageRecordPath */.kT)(p.imageHex),
+        blobs: layout/* BLOBS */.df,
+        incoming: layout/* INCOMING */.BG,
+    });
+}
+function parsePrepare(stdout) {
+    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+    for (const line of stdout.split('\n')) {
+        const [kind, a, b, c] = line.split(' ');
+        if (kind === 'root')
+            r.root = line.slice(5);
+        else if (kind === 'tmpdir')
+            r.tmpdir = line.slice(7);
+        else if (kind === 'publish')
+            r.publishDir = line.slice(8);
+        else if (kind === 'existing')
+            r.existingSif = line.slice(9);
+        else if (kind === 'tool' && a === 'zstd')
+            r.zstd = true;
+        else if (kind === 'sif')
+            r.sifReusable = a === 'ok';
+        else if (kind === 'blob' && b === 'have')
+            r.have.add(a);
+        else if (kind === 'blob' && b === 'bad')
+            r.bad.add(a);
+        else if (kind === 'blob' && b === 'part')
+            r.partial.set(a, Number(c));
+    }
+    if (!r.root || !r.tmpdir)
+        throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
+    return r;
+}
+/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
+function planTransfer(archive, report) {
+    if (report.sifReusable)
+        return [];
+    return imageBlobs(archive)
+        .filter((b) => !report.have.has((0,layout/* hexOf */.ZD)(b.digest)))
+        .map((blob) => {
+        const part = report.partial.get((0,layout/* hexOf */.ZD)(blob.digest)) ?? 0;
+        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
+    })
+        .sort((x, y) => y.blob.size - x.blob.size);
+}
+/** Exit codes of the receive script. */
+const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
+/** Receive one blob on stdin, sent as `codec` (cluster/store-receive.sh says how). */
+function receiveScript(root, hex, size, codec) {
+    return (0,scripts/* renderScript */.y)('store-receive', {
+        store: `${root}/${layout/* STORE */.er}`,
+        store_lock: `${root}/${layout/* STORE_LOCK */.Q$}`,
+        blob_lock: `${root}/${(0,layout/* blobLockPath */.s)(hex)}`,
+        blob: `${root}/${(0,layout/* blobPath */.nD)(hex)}`,
+        partial: `${root}/${(0,layout/* partialPath */.Dn)(hex)}`,
+        hex,
+        size,
+        codec,
+        rc_busy: RECEIVE.busy,
+        rc_short: RECEIVE.short,
+        rc_corrupt: RECEIVE.corrupt,
+    });
+}
+/** Garbage collection of the store (cluster/store-gc.sh). */
+function gcScript(p) {
+    const at = (path) => `${p.root}/${path}`;
+    return (0,scripts/* renderScript */.y)('store-gc', {
+        store: at(layout/* STORE */.er),
+        store_lock: at(layout/* STORE_LOCK */.Q$),
+        records: at(layout/* IMAGE_RECORDS */.RB),
+        blobs: at(layout/* BLOBS */.df),
+        incoming: at(layout/* INCOMING */.BG),
+        sifs: at(layout/* SIFS */.Kt),
+        jobs: at(layout/* JOBS */.PL),
+        keep_images: p.keepImages,
+        max_age_minutes: p.maxAgeDays * 1440,
+    });
+}
+
 // EXTERNAL MODULE: ./src/core/submit.ts
 var core_submit = __nccwpck_require__(4695);
 ;// CONCATENATED MODULE: ./src/core/timings.ts
@@ -27708,12 +26893,10 @@ class Timings {
     }
 }
 
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
-;// CONCATENATED MODULE: external "node:stream"
-const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: external "node:zlib"
 const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 ;// CONCATENATED MODULE: ./src/core/transfer.ts
@@ -27721,6 +26904,7 @@ const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 // the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
 // channels, resumed from the bytes already on the cluster after a dropped connection, and verified
 // there before it enters the store.
+
 
 
 
@@ -27763,15 +26947,9 @@ function localZstd() {
         const level = z.constants.ZSTD_c_compressionLevel;
         return () => z.createZstdCompress({ params: { [level]: 1 } });
     }
-    if ((0,external_node_child_process_.spawnSync)('zstd', ['--version'], { stdio: 'ignore' }).status !== 0)
+    if (!(0,core_process/* commandWorks */.g1)('zstd'))
         return null;
-    return () => {
-        const child = (0,external_node_child_process_.spawn)('zstd', ['-1', '-q', '-c'], { stdio: ['pipe', 'pipe', 'ignore'] });
-        const d = external_node_stream_namespaceObject.Duplex.from({ writable: child.stdin, readable: child.stdout });
-        d.on('close', () => child.kill());
-        child.on('exit', (code) => code && d.destroy(new Error(`zstd exited with ${code}`)));
-        return d;
-    };
+    return () => (0,core_process/* processFilter */.iw)('zstd', ['-1', '-q', '-c']);
 }
 let zstdFactory;
 /** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
@@ -27791,7 +26969,7 @@ function compressor(codec) {
         return zstdFactory();
     return null;
 }
-class Counter extends external_node_stream_namespaceObject.Transform {
+class Counter extends external_node_stream_.Transform {
     onBytes;
     constructor(onBytes) {
         super();
@@ -27803,7 +26981,7 @@ class Counter extends external_node_stream_namespaceObject.Transform {
     }
 }
 function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
-    const raw = from >= blob.size ? external_node_stream_namespaceObject.Readable.from([]) : (0,external_node_fs_.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
+    const raw = from >= blob.size ? external_node_stream_.Readable.from([]) : (0,external_node_fs_.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
     const packer = compressor(codec);
     const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter(onWire)];
     let s = raw;
@@ -27818,7 +26996,7 @@ function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
 /** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
 async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter) {
     const { blob } = job;
-    const hex = (0,store/* hexOf */.ZD)(blob.digest);
+    const hex = (0,layout/* hexOf */.ZD)(blob.digest);
     const codec = chooseCodec(await worthCompressing(tarPath, blob), remoteZstd);
     reporter.debug(`blob ${hex.slice(0, 12)}: ${blob.size} bytes, ${codec}`);
     // Where this blob stands on the cluster, for progress: a resend does not count twice.
@@ -27830,7 +27008,7 @@ async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter
     let corrupt = 0;
     await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
         for (let round = 0; round < 20; round++) {
-            const r = await remote.exec((0,store/* receiveScript */.rp)(root, hex, blob.size, codec), {
+            const r = await remote.exec(receiveScript(root, hex, blob.size, codec), {
                 feed: {
                     after: 'ready ',
                     stream: (line) => {
@@ -27843,12 +27021,12 @@ async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter
                 },
             });
             const said = r.stdout.toString().trim();
-            if (r.code === store/* RECEIVE */.KR.ok)
+            if (r.code === RECEIVE.ok)
                 return moveTo(blob.size);
             // The stream stopped early: go on from what arrived.
-            if (r.code === store/* RECEIVE */.KR.short)
+            if (r.code === RECEIVE.short)
                 continue;
-            if (r.code === store/* RECEIVE */.KR.corrupt && ++corrupt < 3) {
+            if (r.code === RECEIVE.corrupt && ++corrupt < 3) {
                 reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
                 continue;
             }
@@ -27904,12 +27082,20 @@ var watch = __nccwpck_require__(2372);
 
 
 
+
+
 function checkAbort(signal) {
     if (signal?.aborted)
         throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
-function prepare(session, s, params) {
-    return session.retry('Preparing the store', async (r) => (0,store/* parsePrepare */.H_)(await r.run(`Preparing ${s.remoteDir} on the cluster`, (0,store/* prepareScript */.p5)({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
+async function prepare(session, s, params) {
+    const report = await session.retry('Preparing the store', async (r) => parsePrepare(await r.run(`Preparing ${(0,clusterpath/* displayPath */.Gt)(s.remoteDir)} on the cluster`, prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
+    // The inputs were checked as written; a link or a `..` above the home may still lead into /tmp.
+    for (const [input, path] of [['tmpdir', report.tmpdir], ['remote-dir', report.root]]) {
+        if ((0,clusterpath/* isUnderTmp */.ix)(path))
+            throw new errors/* InputError */.dz(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
+    }
+    return report;
 }
 /**
  * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
@@ -27918,7 +27104,7 @@ function prepare(session, s, params) {
 async function upload(session, s, source, reporter, timings) {
     const none = { sent: 0, raw: 0, rawTotal: 0 };
     const digest = source?.digest ?? null;
-    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,store/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
+    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,layout/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
     if (!digest) {
         reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
         return { report: first, image: null, stats: none };
@@ -27930,12 +27116,12 @@ async function upload(session, s, source, reporter, timings) {
     const image = await source.load();
     try {
         return await timings.time('upload', async () => {
-            const blobs = (0,store/* imageBlobs */.aR)(image.archive);
+            const blobs = imageBlobs(image.archive);
             // The first round trip already found no reusable .sif: do not hash it again.
-            const report = await prepare(session, s, { imageHex: (0,store/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,store/* hexOf */.ZD)(b.digest)), reuse: false });
+            const report = await prepare(session, s, { imageHex: (0,layout/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,layout/* hexOf */.ZD)(b.digest)), reuse: false });
             for (const bad of report.bad)
                 reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-            const plan = (0,store/* planTransfer */.Hp)(image.archive, report);
+            const plan = planTransfer(image.archive, report);
             const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
             reporter.info(`The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
             return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
@@ -27973,27 +27159,27 @@ async function deliver(s, reporter, hooks = {}) {
     let image = null;
     try {
         await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
-            await session.remote();
+            await timings.time('connect', () => session.remote());
             reporter.info('Connected; host key matches known-hosts.');
         });
         const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
         const { report, stats } = up;
         image = up.image;
         checkAbort(hooks.signal);
-        const paths = (0,core_submit/* remotePaths */.xu)(s, digest, report);
+        const paths = (0,layout/* remotePaths */.xu)(report, s.image, digest ? (0,layout/* hexOf */.ZD)(digest) : null, (0,layout/* newRunId */.F$)(), s.publish);
         // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
         const reuse = !image;
         const jobId = await inGroup(reporter, 'Submit job', async () => {
             const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, smoke?.name ?? null);
             const id = await session.retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke));
-            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/job.out`);
+            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/${layout/* JOB_FILES */.e0.output}`);
             return id;
         });
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
         const follow = await (0,watch/* followJob */.B)(session, s, jobId, paths.jobDir, reporter, hooks, timings);
         await hooks.onJobEnded?.();
         const gc = await session
-            .retry('Garbage collection', (r) => r.run('Garbage collection', (0,store/* gcScript */.QT)({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
+            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
             .catch((e) => `gc failed: ${e.message}`);
         reporter.debug(gc.trim());
         const verdict = verdictOf(s, follow);
@@ -28009,12 +27195,13 @@ async function deliver(s, reporter, hooks = {}) {
             publishedPath: verdict.ok ? paths.published : null,
             node: follow.state.node,
             remoteDir: paths.root,
-            timings: timings.list(['build', 'save', 'upload', 'sbatch-wait', ...jobscript/* JOB_PHASES */.b5]),
+            timings: timings.list(['build', 'connect', 'save', 'upload', 'sbatch-wait', ...jobscript/* JOB_PHASES */.b5]),
             outputTail: follow.out.tail,
             bytesSent: stats.sent,
             // The saved tar's size; when nothing had to be saved, the engine's size of the image.
             bytesTotal: image?.size ?? source?.size ?? 0,
             reconnects: session.reconnects,
+            remoteCalls: { ...session.calls },
             message: verdict.ok ? 'The smoke test passed.' : verdict.message,
             error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
         };
@@ -28032,6 +27219,7 @@ async function deliver(s, reporter, hooks = {}) {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   EB: () => (/* binding */ EXIT_CODE_MEANINGS),
 /* harmony export */   FO: () => (/* binding */ exitCodeOf),
 /* harmony export */   QT: () => (/* binding */ JobInterruptedError),
 /* harmony export */   Rc: () => (/* binding */ ConnectionError),
@@ -28054,6 +27242,17 @@ const ExitCode = {
     jobFailed: 5,
     jobInterrupted: 6,
     build: 7,
+};
+/** What each exit code means, for the CLI's help (the README's table says the same at more length). */
+const EXIT_CODE_MEANINGS = {
+    0: 'passed',
+    1: 'other failure',
+    2: 'bad input',
+    3: 'connection',
+    4: 'host key refused',
+    5: 'job failed (smoke test or build)',
+    6: 'job cancelled, timed out or lost',
+    7: 'docker build/save failed',
 };
 class DeliveryError extends Error {
     hint;
@@ -28115,144 +27314,6 @@ function exitCodeOf(err) {
 
 /***/ }),
 
-/***/ 9746:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $f: () => (/* binding */ parsePoll),
-/* harmony export */   Lk: () => (/* binding */ initialFollowState),
-/* harmony export */   PK: () => (/* binding */ pollScript),
-/* harmony export */   Xn: () => (/* binding */ loadModulesScript),
-/* harmony export */   eG: () => (/* binding */ OutputStream),
-/* harmony export */   oG: () => (/* binding */ applyPoll)
-/* harmony export */ });
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4103);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3195);
-/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2348);
-// Following a submitted job: one round trip per poll asks Slurm for the state, reads the job's own
-// status file and the output written since the last poll. The job never depends on this session.
-
-
-
-/** Most output fetched in one poll; more is fetched at once in the next. */
-const CHUNK = 1 << 20;
-function loadModulesScript(modules) {
-    if (modules.length === 0)
-        return '';
-    return `module load ${modules.map(_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi).join(' ')} >/dev/null 2>&1 || { echo "module load ${modules.join(' ')} failed on the login node" >&2; exit 97; }\n`;
-}
-function pollScript(jobId, jobDir, offset, loginModules) {
-    return (loadModulesScript(loginModules) +
-        `cd ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi)(jobDir)} || exit 98
-st=$(squeue -h -t all -j ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_2__/* .shq */ .hi)(jobId)} -o '%T|%r|%N' 2>/dev/null | head -n 1)
-printf '%s\\n' "\${st:-UNKNOWN}"
-printf '%s\\n' "$(head -n 1 status 2>/dev/null)"
-tail -c +${offset + 1} job.out 2>/dev/null | head -c ${CHUNK}
-`);
-}
-/** Split a poll's stdout: two header lines, then raw output bytes. */
-function parsePoll(stdout) {
-    const nl1 = stdout.indexOf(10);
-    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
-    if (nl2 < 0)
-        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
-    return {
-        squeue: stdout.subarray(0, nl1).toString('utf8'),
-        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
-        output: stdout.subarray(nl2 + 1),
-    };
-}
-/**
- * Turns the job's output stream into log lines: phase markers open a new log group and time the
- * phases; the last lines are kept for the summary. Handles lines split across polls.
- */
-class OutputStream {
-    reporter;
-    tailLines;
-    pending = Buffer.alloc(0);
-    marks = [];
-    tail = [];
-    /** The job printed its last marker: all of its output has been read. */
-    ended = false;
-    constructor(reporter, tailLines = 30) {
-        this.reporter = reporter;
-        this.tailLines = tailLines;
-    }
-    push(chunk) {
-        this.pending = Buffer.concat([this.pending, chunk]);
-        let nl;
-        while ((nl = this.pending.indexOf(10)) >= 0) {
-            this.line(this.pending.subarray(0, nl).toString('utf8'));
-            this.pending = this.pending.subarray(nl + 1);
-        }
-    }
-    /** Flush a last line without a newline. */
-    end() {
-        if (this.pending.length > 0)
-            this.line(this.pending.toString('utf8'));
-        this.pending = Buffer.alloc(0);
-    }
-    line(text) {
-        if (text.startsWith(_jobscript_js__WEBPACK_IMPORTED_MODULE_0__/* .PHASE_MARKER */ .ne)) {
-            const [phase, at] = text.slice(_jobscript_js__WEBPACK_IMPORTED_MODULE_0__/* .PHASE_MARKER */ .ne.length).trim().split(/\s+/);
-            this.marks.push({ phase, at: Number(at) });
-            if (phase !== 'end')
-                this.reporter.group(`Job: ${phase}`);
-            else {
-                this.reporter.endGroup();
-                this.ended = true;
-            }
-            return;
-        }
-        this.reporter.info(text);
-        this.tail.push(text);
-        if (this.tail.length > this.tailLines)
-            this.tail.shift();
-    }
-    get phases() {
-        return this.marks
-            .slice(0, -1)
-            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
-            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
-    }
-}
-function initialFollowState() {
-    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
-}
-/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
-const LOST_AFTER = 5;
-/**
- * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
- * reporting state changes and pushing output.
- */
-function applyPoll(s, poll, out, reporter, jobId) {
-    out.push(poll.output);
-    s.offset += poll.output.length;
-    const info = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .parseSqueueLine */ .KV)(poll.squeue);
-    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
-    if (info) {
-        s.unknownPolls = 0;
-        if (info.nodes)
-            s.node = info.nodes;
-        if (info.state !== s.state) {
-            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
-            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
-            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
-            s.state = info.state;
-        }
-        // All output was written before the job ended, so this poll's output is complete.
-        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_1__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
-    }
-    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
-    if (s.status && out.ended && poll.output.length < CHUNK)
-        return true;
-    s.unknownPolls++;
-    return s.unknownPolls >= LOST_AFTER;
-}
-
-
-/***/ }),
-
 /***/ 4103:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -28263,9 +27324,9 @@ function applyPoll(s, poll, out, reporter, jobId) {
 /* harmony export */   ne: () => (/* binding */ PHASE_MARKER)
 /* harmony export */ });
 /* unused harmony export smokeArgv */
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3195);
-/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4230);
-// Renders the sbatch job script and the sbatch command line. Pure: every value is quoted with shq.
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(450);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6585);
+// The sbatch job script's parameters (the script is cluster/job.sh) and the sbatch command line. Pure.
 
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
@@ -28280,120 +27341,43 @@ function smokeArgv(p) {
     return ['exec', ...opts, p.sif, ...p.smoke.argv];
 }
 function renderJobScript(p) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
-    return `#!/bin/bash -l
-# Generated by riviera-singularity. A login shell, so that \`module\` exists.
-status_file=${q(p.statusFile)}
-sif=${q(p.sif)}
-sif_link=${q(p.sifLink ?? '')}
-phase() { printf '%s %s %s\\n' ${q(PHASE_MARKER)} "$1" "$(date +%s.%N)"; current=$1; }
-# The status file is written under a temporary name and renamed, so a reader never sees half of it.
-record() { printf '%s %s\\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
-child=
-job_tmp=
-cleanup() {
-  [ -n "$job_tmp" ] && rm -rf "$job_tmp"
-  rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
-  phase end
+    const a = p.assemble;
+    return (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__/* .renderScript */ .y)('job', {
+        status_file: p.statusFile,
+        phase_marker: PHASE_MARKER,
+        modules: p.modules,
+        runtime: p.runtime,
+        tmpdir: p.tmpdir,
+        sif: p.sif,
+        sif_link: p.sifLink,
+        smoke: smokeArgv(p),
+        assemble: a !== null,
+        store_lock: a?.storeLock ?? null,
+        manifest: a?.manifest ?? null,
+        member_names: a?.members.map((m) => m.name) ?? [],
+        member_blobs: a?.members.map((m) => m.blob) ?? [],
+        ...publishParams(p.publish),
+    });
 }
-${_store_js__WEBPACK_IMPORTED_MODULE_0__/* .SHA256_FUNCTION */ .Vv}
-# Work runs in the background and is waited for, so that scancel's SIGTERM reaches the trap at once.
-on_signal() {
-  [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
-  record "$current" 143
-  exit 143
-}
-trap on_signal TERM INT USR2
-trap cleanup EXIT
-current=start
-run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
-fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
-
-phase modules
-${p.modules.length > 0 ? `module load ${p.modules.map(q).join(' ')} || fail 127 "module load failed: check the module names with 'module avail'"\n` : ''}${runtimeSelection(p.runtime)}
-echo "riviera-singularity: $("$rt" --version 2>/dev/null | head -n 1)"
-
-# Singularity and Apptainer read these (in this order); the node's /tmp is too small.
-mkdir -p ${q(p.tmpdir)} || fail 1 "cannot create the temp directory"
-job_tmp=$(mktemp -d ${q(p.tmpdir + '/job-')}"\${SLURM_JOB_ID:-x}.XXXXXX") || fail 1 "cannot create a temp directory under the tmpdir"
-export SINGULARITY_TMPDIR="$job_tmp" APPTAINER_TMPDIR="$job_tmp" TMPDIR="$job_tmp"
-export SINGULARITY_CACHEDIR="$job_tmp/cache" APPTAINER_CACHEDIR="$job_tmp/cache"
-${p.sifLink ? 'mkdir -p "$(dirname "$sif")" "$(dirname "$sif_link")" || fail 1 "cannot create the .sif directories"\n' : ''}${p.assemble ? buildCommands(p.assemble) : `phase sif-build
-[ -s "$sif" ] || fail 1 "no .sif at $sif"
-echo "riviera-singularity: using the existing $sif"
-`}${p.sifLink ? 'ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"\n' : ''}
-phase smoke-test
-run "$rt" ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shJoin */ .q9)(smokeArgv(p))}
-rc=$?
-[ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
-${p.publish ? publishCommands(p.publish) : ''}record smoke-test 0
-exit 0
-`;
-}
-/** Assemble the archive from the store and build the .sif. */
-function buildCommands(a) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
-    return `phase assemble
-# A docker-archive in the legacy layout, which every Singularity 3.x and Apptainer reads.
-arch="$job_tmp/archive"
-mkdir -p "$arch" && cp ${q(a.manifest)} "$arch/manifest.json" || fail 1 "cannot stage the archive"
-${a.members.map((m) => `mkdir -p "$arch/"${q(dirOf(m.name))} && ln -sf ${q(m.blob)} "$arch/"${q(m.name)} || fail 1 "cannot stage the archive"`).join('\n')}
-exec 7>${q(`${a.store}/lock`)} || fail 1 "cannot open the store's lock: is the store there?"
-flock -s -w 600 7 || fail 75 "the image store is locked"
-tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json ${a.members.map((m) => q(m.name)).join(' ')} || fail 1 "cannot assemble the archive from the store"
-exec 7>&-
-phase sif-build
-run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
-rm -f "$job_tmp/image.tar"
-# Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.
-printf '%s  %s\\n' "$(sha256 < "$sif.tmp.$$")" "$(basename "$sif")" > "$sif.sha256.tmp.$$" || fail 1 "cannot write the .sif digest"
-mv -f "$sif.tmp.$$" "$sif" && mv -f "$sif.sha256.tmp.$$" "$sif.sha256"
-`;
-}
-/** Pick the container runtime after the modules are loaded; both read the same images and flags. */
-function runtimeSelection(runtime) {
-    if (runtime !== 'auto') {
-        return `rt=${runtime}
-command -v "$rt" >/dev/null || fail 127 "no $rt command after loading the modules: add its module to 'modules'"`;
-    }
-    return `if command -v apptainer >/dev/null; then rt=apptainer
-elif command -v singularity >/dev/null; then rt=singularity
-else fail 127 "neither apptainer nor singularity after loading the modules: add one to 'modules'"; fi`;
-}
-/**
- * Publication, only after the smoke test passed: the .sif, its sha256 and a provenance record are
- * copied in under temporary names and renamed; `<name>_latest.sif` is switched by renaming a new
- * link over it; older versions beyond \`keep\` are removed. A lock serialises publications.
- */
-function publishCommands(p) {
-    const q = _quote_js__WEBPACK_IMPORTED_MODULE_1__/* .shq */ .hi;
-    const file = `${p.name}_${p.version}.sif`;
-    const json = JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1);
-    const dirMode = (parseInt(p.mode, 8) | ((parseInt(p.mode, 8) & 0o444) >> 2)).toString(8);
-    return `phase publish
-pub=${q(p.dir)}
-exec 6>"$pub/.lock"; flock -w 600 6 || fail 75 "the publish directory is locked"
-tmp="$pub/.${file}.tmp.$$"
-cp -- "$sif" "$tmp" || fail 1 "cannot copy the .sif to $pub"
-sum=$(cut -d' ' -f1 "$sif.sha256")
-printf '%s  %s\n' "$sum" ${q(file)} > "$tmp.sha256" || fail 1 "cannot write the sha256"
-printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' ${q(json)} "\${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" > "$tmp.json" || fail 1 "cannot write the record"
-chmod ${p.mode} "$tmp" "$tmp.sha256" "$tmp.json" && chmod ${dirMode} "$pub" || fail 1 "cannot set the mode"
-${p.group ? `chgrp ${q(p.group)} "$pub" "$tmp" "$tmp.sha256" "$tmp.json" || fail 1 "cannot give the files to group ${p.group}"
-` : ''}mv -f "$tmp.sha256" "$pub/"${q(file + '.sha256')} && mv -f "$tmp.json" "$pub/"${q(`${p.name}_${p.version}.json`)} && mv -f "$tmp" "$pub/"${q(file)} || fail 1 "cannot move the files into place"
-ln -sfn ${q(file)} "$pub/.latest.tmp.$$" && mv -Tf "$pub/.latest.tmp.$$" "$pub/"${q(`${p.name}_latest.sif`)} || fail 1 "cannot switch the latest link"
-echo "riviera-singularity: published $pub/"${q(file)}
-# Keep the newest versions of this name (its records tell them from other names sharing the prefix).
-ls -t "$pub"/${q(p.name + '_')}*.sif 2>/dev/null | while read -r f; do
-  [ -L "$f" ] && continue
-  grep -qF ${q(`"name":${JSON.stringify(p.name)},`)} "\${f%.sif}.json" 2>/dev/null && echo "$f"
-done | tail -n +${p.keep + 1} | while read -r f; do rm -f "$f" "$f.sha256" "\${f%.sif}.json"; done
-exec 6>&-
-`;
-}
-function dirOf(name) {
-    const i = name.lastIndexOf('/');
-    return i < 0 ? '.' : name.slice(0, i);
+/** The publication's parameters; all '' when not publishing in this run. */
+function publishParams(p) {
+    const mode = p ? parseInt(p.mode, 8) : 0;
+    const names = p ? (0,_layout_js__WEBPACK_IMPORTED_MODULE_1__/* .publishedNames */ .xR)(p.name, p.version) : null;
+    return {
+        pub: p?.dir ?? null,
+        pub_name: p?.name ?? null,
+        pub_name_field: p ? `"name":${JSON.stringify(p.name)},` : null,
+        pub_file: names?.sif ?? null,
+        pub_record: names?.record ?? null,
+        pub_latest: names?.latest ?? null,
+        // The record as JSON without its closing brace: the job adds its id, the date and the sha256.
+        pub_json: p ? JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1) : null,
+        pub_mode: p?.mode ?? null,
+        // The directory gets the files' mode plus x wherever they are readable.
+        pub_dir_mode: p ? (mode | ((mode & 0o444) >> 2)).toString(8) : null,
+        pub_group: p?.group ?? null,
+        pub_keep: p?.keep ?? null,
+    };
 }
 /** The sbatch argv: everything as options on the command line, nothing pasted into #SBATCH lines. */
 function sbatchArgv(p) {
@@ -28405,7 +27389,7 @@ function sbatchArgv(p) {
         ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
         ...(p.time ? [`--time=${p.time}`] : []),
         `--chdir=${p.jobDir}`,
-        '--output=job.out',
+        `--output=${p.output}`,
         ...p.extra,
         p.script,
     ];
@@ -28552,14 +27536,356 @@ function glob(pattern, name) {
 
 /***/ }),
 
+/***/ 6585:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   BG: () => (/* binding */ INCOMING),
+/* harmony export */   Dn: () => (/* binding */ partialPath),
+/* harmony export */   F$: () => (/* binding */ newRunId),
+/* harmony export */   Kt: () => (/* binding */ SIFS),
+/* harmony export */   PL: () => (/* binding */ JOBS),
+/* harmony export */   Q$: () => (/* binding */ STORE_LOCK),
+/* harmony export */   RB: () => (/* binding */ IMAGE_RECORDS),
+/* harmony export */   SX: () => (/* binding */ sifPath),
+/* harmony export */   ZD: () => (/* binding */ hexOf),
+/* harmony export */   Zv: () => (/* binding */ jobLinkPath),
+/* harmony export */   _3: () => (/* binding */ JOB_LINK_PREFIX),
+/* harmony export */   df: () => (/* binding */ BLOBS),
+/* harmony export */   e0: () => (/* binding */ JOB_FILES),
+/* harmony export */   er: () => (/* binding */ STORE),
+/* harmony export */   kT: () => (/* binding */ imageRecordPath),
+/* harmony export */   mI: () => (/* binding */ REMOTE_DIRS),
+/* harmony export */   nD: () => (/* binding */ blobPath),
+/* harmony export */   s: () => (/* binding */ blobLockPath),
+/* harmony export */   xR: () => (/* binding */ publishedNames),
+/* harmony export */   xu: () => (/* binding */ remotePaths)
+/* harmony export */ });
+/* unused harmony exports imageFileName, sifLinkPath, jobDirPath */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+// Where a delivery's things are on the cluster: the one module that knows the names under
+// remote-dir and in the publish directory. Paths here are relative to remote-dir unless a
+// function takes the root; the scripts in cluster/ get them as parameters.
+//
+//   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
+//   .store/incoming/HEX.partial    an upload in progress (HEX.lock: its sender's lock)
+//   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
+//   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
+//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
+//   images/NAME.sif                link to the newest .sif of an image name
+//   jobs/RUN/                      a job's directory (JOB_FILES)
+//   jobs/job-ID                    link to the job's directory, by Slurm job id (status, logs)
+// In the publish directory: NAME_VERSION.sif, .sif.sha256 and .json (the provenance record), and
+// NAME_latest.sif, a link to the newest.
+
+const STORE = '.store';
+const BLOBS = `${STORE}/blobs/sha256`;
+const INCOMING = `${STORE}/incoming`;
+const IMAGE_RECORDS = `${STORE}/images`;
+const STORE_LOCK = `${STORE}/lock`;
+const SIFS = 'sif';
+const JOBS = 'jobs';
+/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
+const REMOTE_DIRS = ['.', STORE, `${STORE}/blobs`, BLOBS, INCOMING, IMAGE_RECORDS, SIFS, 'images', JOBS];
+/** `sha256:HEX` → HEX, the name of a blob or an image in the store. */
+function hexOf(digest) {
+    return digest.replace(/^sha256:/, '');
+}
+const blobPath = (hex) => `${BLOBS}/${hex}`;
+const partialPath = (hex) => `${INCOMING}/${hex}.partial`;
+/** Held by the one delivery sending the blob. */
+const blobLockPath = (hex) => `${INCOMING}/${hex}.lock`;
+const imageRecordPath = (hex) => `${IMAGE_RECORDS}/${hex}`;
+const sifPath = (hex) => `${SIFS}/${hex}.sif`;
+/** `org/name:tag` → `org_name_tag`: a file name for the image. */
+function imageFileName(image) {
+    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+/** The stable per-image link to its newest .sif. */
+const sifLinkPath = (image) => `images/${imageFileName(image)}.sif`;
+/** A new run's name, its job directory's: the time (sortable) and a random part. */
+function newRunId() {
+    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    return `${t}-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(3).toString('hex')}`;
+}
+const jobDirPath = (run) => `${JOBS}/${run}`;
+/** The files in a job's directory (submit.sh also keeps sbatch's answer there, in `submitted`). */
+const JOB_FILES = {
+    script: 'job.sh',
+    /** manifest.json of the docker-archive the job assembles. */
+    manifest: 'manifest.json',
+    /** `<phase> <exit code>`, written by the job when it ends. */
+    status: 'status',
+    /** The job's stdout and stderr (sbatch --output, relative to --chdir). */
+    output: 'job.out',
+};
+/** jobs/job-: followed by the Slurm job id, the link to that job's directory. */
+const JOB_LINK_PREFIX = `${JOBS}/job-`;
+const jobLinkPath = (jobId) => `${JOB_LINK_PREFIX}${jobId}`;
+/** The published files of one version, in the publish directory. */
+function publishedNames(name, version) {
+    return {
+        sif: `${name}_${version}.sif`,
+        record: `${name}_${version}.json`,
+        latest: `${name}_latest.sif`,
+    };
+}
+/** The paths of one delivery: of the image `imageHex` (null: the existing .sif), in run `run`. */
+function remotePaths(dirs, image, imageHex, run, publish) {
+    const root = dirs.root;
+    return {
+        root,
+        tmpdir: dirs.tmpdir,
+        sif: imageHex !== null ? `${root}/${sifPath(imageHex)}` : dirs.existingSif,
+        sifLink: imageHex !== null ? `${root}/${sifLinkPath(image)}` : null,
+        jobDir: `${root}/${jobDirPath(run)}`,
+        publishDir: dirs.publishDir,
+        published: publish && dirs.publishDir ? `${dirs.publishDir}/${publishedNames(publish.name, publish.version).sif}` : null,
+    };
+}
+
+
+/***/ }),
+
+/***/ 8822:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $f: () => (/* binding */ parsePoll),
+/* harmony export */   Lk: () => (/* binding */ initialFollowState),
+/* harmony export */   PK: () => (/* binding */ pollScript),
+/* harmony export */   eG: () => (/* binding */ OutputStream),
+/* harmony export */   oG: () => (/* binding */ applyPoll)
+/* harmony export */ });
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(450);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4103);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6585);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2348);
+// Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
+// reads the job's own status file and the output written since the last poll; here are its reply's
+// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
+// The job never depends on this session.
+
+
+
+
+/** Most output fetched in one poll; more is fetched at once in the next. */
+const CHUNK = 1 << 20;
+/** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
+function pollScript(jobId, jobDir, offset, loginModules) {
+    return (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__/* .renderScript */ .y)('poll', {
+        login_modules: loginModules,
+        job_dir: jobDir,
+        job_id: jobId,
+        offset,
+        chunk: CHUNK,
+        status_file: _layout_js__WEBPACK_IMPORTED_MODULE_2__/* .JOB_FILES */ .e0.status,
+        output_file: _layout_js__WEBPACK_IMPORTED_MODULE_2__/* .JOB_FILES */ .e0.output,
+    });
+}
+/** Split a poll's stdout: two header lines, then raw output bytes. */
+function parsePoll(stdout) {
+    const nl1 = stdout.indexOf(10);
+    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
+    if (nl2 < 0)
+        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
+    return {
+        squeue: stdout.subarray(0, nl1).toString('utf8'),
+        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
+        output: stdout.subarray(nl2 + 1),
+    };
+}
+/**
+ * Turns the job's output stream into log lines: phase markers open a new log group and time the
+ * phases; the last lines are kept for the summary. Handles lines split across polls.
+ */
+class OutputStream {
+    reporter;
+    tailLines;
+    pending = Buffer.alloc(0);
+    marks = [];
+    tail = [];
+    /** The job printed its last marker: all of its output has been read. */
+    ended = false;
+    constructor(reporter, tailLines = 30) {
+        this.reporter = reporter;
+        this.tailLines = tailLines;
+    }
+    push(chunk) {
+        this.pending = Buffer.concat([this.pending, chunk]);
+        let nl;
+        while ((nl = this.pending.indexOf(10)) >= 0) {
+            this.line(this.pending.subarray(0, nl).toString('utf8'));
+            this.pending = this.pending.subarray(nl + 1);
+        }
+    }
+    /** Flush a last line without a newline. */
+    end() {
+        if (this.pending.length > 0)
+            this.line(this.pending.toString('utf8'));
+        this.pending = Buffer.alloc(0);
+    }
+    line(text) {
+        if (text.startsWith(_jobscript_js__WEBPACK_IMPORTED_MODULE_1__/* .PHASE_MARKER */ .ne)) {
+            const [phase, at] = text.slice(_jobscript_js__WEBPACK_IMPORTED_MODULE_1__/* .PHASE_MARKER */ .ne.length).trim().split(/\s+/);
+            this.marks.push({ phase, at: Number(at) });
+            if (phase !== 'end')
+                this.reporter.group(`Job: ${phase}`);
+            else {
+                this.reporter.endGroup();
+                this.ended = true;
+            }
+            return;
+        }
+        this.reporter.info(text);
+        this.tail.push(text);
+        if (this.tail.length > this.tailLines)
+            this.tail.shift();
+    }
+    get phases() {
+        return this.marks
+            .slice(0, -1)
+            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
+            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
+    }
+}
+function initialFollowState() {
+    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
+}
+/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
+const LOST_AFTER = 5;
+/**
+ * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
+ * reporting state changes and pushing output.
+ */
+function applyPoll(s, poll, out, reporter, jobId) {
+    out.push(poll.output);
+    s.offset += poll.output.length;
+    const info = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_3__/* .parseSqueueLine */ .KV)(poll.squeue);
+    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_3__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
+    if (info) {
+        s.unknownPolls = 0;
+        if (info.nodes)
+            s.node = info.nodes;
+        if (info.state !== s.state) {
+            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
+            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
+            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
+            s.state = info.state;
+        }
+        // All output was written before the job ended, so this poll's output is complete.
+        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_3__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
+    }
+    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
+    if (s.status && out.ended && poll.output.length < CHUNK)
+        return true;
+    s.unknownPolls++;
+    return s.unknownPolls >= LOST_AFTER;
+}
+
+
+/***/ }),
+
+/***/ 9978:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   R3: () => (/* binding */ runProcess),
+/* harmony export */   g1: () => (/* binding */ commandWorks),
+/* harmony export */   iw: () => (/* binding */ processFilter)
+/* harmony export */ });
+/* unused harmony export startProcess */
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7075);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_stream__WEBPACK_IMPORTED_MODULE_1__);
+// Running a local program (docker, git, zstd): the one place the core starts processes. Arguments
+// are an argv, never a shell line.
+
+
+/** A line splitter for a stream of chunks; `flush` hands on a last line without a newline. */
+function lines(onLine) {
+    let pending = '';
+    return {
+        push(chunk) {
+            pending += chunk;
+            const parts = pending.split('\n');
+            pending = parts.pop();
+            for (const l of parts)
+                onLine(l.replace(/\r$/, ''));
+        },
+        flush() {
+            if (pending)
+                onLine(pending);
+            pending = '';
+        },
+    };
+}
+/**
+ * Run a program to its end and return its exit code and output, whatever the code. Rejects only if
+ * it could not be started (not installed: the error's `code` is 'ENOENT').
+ */
+function runProcess(command, args, opts = {}) {
+    return new Promise((resolve, reject) => {
+        const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        const out = opts.onLine ? lines(opts.onLine) : null;
+        const err = opts.onLine ? lines(opts.onLine) : null;
+        child.stdout.setEncoding('utf8').on('data', (d) => {
+            stdout += d;
+            out?.push(d);
+        });
+        child.stderr.setEncoding('utf8').on('data', (d) => {
+            stderr += d;
+            err?.push(d);
+        });
+        child.on('error', reject);
+        child.on('close', (code) => {
+            out?.flush();
+            err?.flush();
+            resolve({ code, stdout, stderr });
+        });
+    });
+}
+function startProcess(command, args, opts = {}) {
+    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: 'pipe' });
+    // The program may stop reading early (EPIPE); its exit code says how it went.
+    child.stdin.on('error', () => undefined);
+    const ended = new Promise((resolve, reject) => {
+        child.on('error', reject);
+        child.on('close', (code) => resolve(code));
+    });
+    return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, ended, kill: () => child.kill() };
+}
+/** Whether a program is installed here and runs (`command --version` exits 0). */
+function commandWorks(command) {
+    return (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawnSync)(command, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+/**
+ * A program as a filter stream: what is written goes to its stdin, its stdout is read. A non-zero
+ * exit destroys the stream with an error; destroying the stream kills the program.
+ */
+function processFilter(command, args) {
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+    const d = node_stream__WEBPACK_IMPORTED_MODULE_1__.Duplex.from({ writable: child.stdin, readable: child.stdout });
+    d.on('close', () => child.kill());
+    child.on('exit', (code) => code && d.destroy(new Error(`${command} exited with ${code}`)));
+    return d;
+}
+
+
+/***/ }),
+
 /***/ 3195:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   hi: () => (/* binding */ shq),
-/* harmony export */   q9: () => (/* binding */ shJoin),
 /* harmony export */   yM: () => (/* binding */ splitWords)
 /* harmony export */ });
+/* unused harmony export shJoin */
 // The one way a value reaches a remote shell: POSIX single quotes, in which nothing is special
 // but the quote itself. Everything the cluster runs is assembled from these pieces.
 /** Quote one word for a POSIX shell. */
@@ -28647,7 +27973,7 @@ function splitWords(line) {
 
 /***/ }),
 
-/***/ 6856:
+/***/ 4175:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -29552,27 +28878,27 @@ class NodeSSH {
 var knownhosts = __nccwpck_require__(4965);
 // EXTERNAL MODULE: ./src/core/quote.ts
 var quote = __nccwpck_require__(3195);
-;// CONCATENATED MODULE: ./src/core/ssh.ts
+;// CONCATENATED MODULE: ./src/core/loginshell.ts
+// How a script is wrapped to run on the cluster, whatever carries it there: in a login shell (on
+// Riviera, `module` and with it the Slurm clients exist only there), its output marked off from
+// whatever the login profile prints.
 
-
-
-
-/**
- * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
- * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
- * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
- */
-function loginShellCommand(script) {
-    return `bash -l -c ${(0,quote/* shq */.hi)(`printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}
-(
-${script}
-)`)}`;
-}
 /**
  * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
  * warning) comes before it and is dropped, so that the parsers see only the script's output.
  */
 const OUTPUT_START = '::riviera-output-start::';
+/**
+ * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
+ * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
+ * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
+ */
+function loginshell_loginShellCommand(script) {
+    return `bash -l -c ${(0,quote/* shq */.hi)(`printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}
+(
+${script}
+)`)}`;
+}
 /** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
 class PreambleFilter {
     head = Buffer.alloc(0);
@@ -29589,10 +28915,88 @@ class PreambleFilter {
         return rest;
     }
 }
-class Remote {
+
+// EXTERNAL MODULE: ./src/core/process.ts
+var process = __nccwpck_require__(9978);
+;// CONCATENATED MODULE: ./src/core/remote.ts
+
+
+
+/** A Remote from its exec: run is the same for every transport. */
+class ScriptRemote {
+    async run(what, script, opts = {}) {
+        const r = await this.exec(script, opts);
+        if (r.code !== 0)
+            throw new errors/* RemoteCommandError */.at(what, r.code, r.stderr.toString('utf8'));
+        return r.stdout.toString('utf8');
+    }
+}
+/** The first complete line of `out` that starts with `prefix`. */
+function lineStarting(out, prefix) {
+    const lines = Buffer.concat(out).toString().split('\n');
+    return lines.slice(0, -1).find((l) => l.startsWith(prefix));
+}
+/**
+ * Collect a command's output (the preamble dropped) and its exit status; with `feed`, pipe the
+ * stream into its stdin once the line appears, else close stdin at once.
+ */
+function streamScript(ch, opts = {}) {
+    return new Promise((resolve, reject) => {
+        const out = [];
+        const errs = [];
+        let stdin;
+        const preamble = new PreambleFilter();
+        ch.stdout.on('data', (chunk) => {
+            const d = preamble.push(chunk);
+            if (d.length === 0)
+                return;
+            out.push(d);
+            if (!opts.feed || stdin)
+                return;
+            const line = lineStarting(out, opts.feed.after);
+            if (line === undefined)
+                return;
+            stdin = opts.feed.stream(line);
+            stdin.on('error', (e) => {
+                ch.abort();
+                reject(e);
+            });
+            stdin.pipe(ch.stdin);
+        });
+        ch.stderr.on('data', (d) => errs.push(d));
+        ch.ended.then((code) => {
+            // The command may stop reading early: stop feeding it.
+            if (stdin) {
+                stdin.unpipe(ch.stdin);
+                stdin.destroy();
+            }
+            resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) });
+        }, reject);
+        if (!opts.feed)
+            ch.stdin.end();
+    });
+}
+/**
+ * Run a script as a local program: `argv` followed by the login-shell command as its last word
+ * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
+ */
+function spawnScript(argv, script, opts = {}, env, cwd) {
+    const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
+    return streamScript({ ...p, abort: p.kill }, opts);
+}
+
+;// CONCATENATED MODULE: ./src/core/ssh2remote.ts
+// The built-in transport: the ssh2 library (through node-ssh), with strict host-key checking.
+
+
+
+
+
+class Ssh2Remote extends ScriptRemote {
     ssh;
     target;
     constructor(ssh, target) {
+        super();
         this.ssh = ssh;
         this.target = target;
     }
@@ -29638,15 +29042,11 @@ class Remote {
         }
         // node-ssh drops its error listener once connected; without ours a reset would crash the process.
         ssh.connection?.on('error', () => undefined);
-        return new Remote(ssh, target);
+        return new Ssh2Remote(ssh, target);
     }
     get connected() {
         return this.ssh.isConnected();
     }
-    /**
-     * Run a script in a login shell; returns its exit code and output, whatever the code. A connection
-     * lost meanwhile rejects with a ConnectionError (the caller may reconnect and retry).
-     */
     exec(script, opts = {}) {
         const conn = this.ssh.connection;
         if (!conn || !this.connected)
@@ -29662,66 +29062,29 @@ class Remote {
             };
             const onLost = () => finish(() => reject(new errors/* ConnectionError */.Rc('The SSH connection was lost.')));
             conn.once('close', onLost);
-            conn.exec(loginShellCommand(script), (err, channel) => {
+            conn.exec(loginshell_loginShellCommand(script), (err, channel) => {
                 if (err)
                     return finish(() => reject(new errors/* ConnectionError */.Rc(`Could not open an SSH channel: ${err.message}`)));
-                const out = [];
-                const errs = [];
-                let code = null;
-                let stdin;
-                const pipeIn = (s) => {
-                    stdin = s;
-                    s.on('error', (e) => {
-                        channel.close();
-                        finish(() => reject(e));
-                    });
-                    s.pipe(channel);
-                };
-                const preamble = new PreambleFilter();
-                channel.on('data', (chunk) => {
-                    const d = preamble.push(chunk);
-                    if (d.length === 0)
-                        return;
-                    out.push(d);
-                    if (opts.feed && !stdin) {
-                        const line = Buffer.concat(out).toString().split('\n').find((l, i, all) => i < all.length - 1 && l.startsWith(opts.feed.after));
-                        if (line !== undefined)
-                            pipeIn(opts.feed.stream(line));
-                    }
-                });
-                channel.stderr.on('data', (d) => {
-                    errs.push(d);
-                });
-                channel.on('exit', (c) => {
-                    code = c;
-                });
-                channel.on('close', () => {
-                    // The command may stop reading early: stop feeding it.
-                    if (stdin) {
-                        stdin.unpipe(channel);
-                        stdin.destroy();
-                    }
-                    if (code === null && !this.connected)
-                        return onLost();
-                    finish(() => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
-                });
                 channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
-                if (!opts.feed)
-                    channel.end();
+                const ended = new Promise((done) => {
+                    let code = null;
+                    channel.on('exit', (c) => {
+                        code = c;
+                    });
+                    channel.on('close', () => done(code));
+                });
+                streamScript({ stdout: channel, stderr: channel.stderr, stdin: channel, ended, abort: () => channel.close() }, opts).then((r) => (r.code === null && !this.connected ? onLost() : finish(() => resolve(r))), (e) => finish(() => reject(e)));
             });
         });
-    }
-    /** Run a script and return its stdout; a non-zero exit throws a RemoteCommandError naming `what`. */
-    async run(what, script, opts = {}) {
-        const r = await this.exec(script, opts);
-        if (r.code !== 0)
-            throw new errors/* RemoteCommandError */.at(what, r.code, r.stderr.toString('utf8'));
-        return r.stdout.toString('utf8');
     }
     close() {
         this.ssh.dispose();
     }
 }
+
+;// CONCATENATED MODULE: ./src/core/connect.ts
+
+const connectRemote = (target) => Ssh2Remote.connect(target);
 
 ;// CONCATENATED MODULE: ./src/core/session.ts
 // A connection to the cluster that survives a flaky link: work that fails because the connection
@@ -29736,15 +29099,21 @@ class Session {
     target;
     reporter;
     policy;
+    connect;
     current = null;
     /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
     connecting = null;
     /** Reconnections so far (for the log and the benchmarks). */
     reconnects = 0;
-    constructor(target, reporter, policy = DEFAULT_RETRY) {
+    /** Connections made and operations run on them (each at least one command), for the benchmarks' round-trip count. */
+    calls = { connections: 0, commands: 0 };
+    constructor(target, reporter, policy = DEFAULT_RETRY, 
+    /** How to make a connection (a test may hand in its own transport). */
+    connect = connectRemote) {
         this.target = target;
         this.reporter = reporter;
         this.policy = policy;
+        this.connect = connect;
     }
     /** The live connection, connecting first if needed (a host-key refusal is never retried). */
     remote() {
@@ -29756,7 +29125,8 @@ class Session {
                 this.reporter.warning('The SSH connection was lost; reconnecting.');
                 this.dropped(this.current);
             }
-            this.connecting = Remote.connect(this.target).then((r) => {
+            this.calls.connections++;
+            this.connecting = this.connect(this.target).then((r) => {
                 this.current = r;
                 this.connecting = null;
                 return r;
@@ -29777,6 +29147,7 @@ class Session {
     }
     /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
     async retry(what, fn) {
+        this.calls.commands++;
         for (let attempt = 0;; attempt++) {
             let remote;
             try {
@@ -29812,10 +29183,11 @@ class Session {
 /* harmony export */   Qh: () => (/* binding */ INPUT_NAMES),
 /* harmony export */   xr: () => (/* binding */ maskPrivateKey)
 /* harmony export */ });
-/* unused harmony exports DEFAULT_MODULES, listInput, parseSbatchArgs */
+/* unused harmony exports DEFAULT_MODULES, listInput, parseSbatchArgs, withoutCredentials */
 /* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5472);
 /* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var zod__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8816);
+/* harmony import */ var _clusterpath_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(7782);
 /* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4296);
 /* harmony import */ var _knownhosts_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4965);
 /* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3195);
@@ -29826,7 +29198,9 @@ class Session {
 
 
 
+
 const DEFAULT_MODULES = ['slurm', 'singularity', 'cuda12.2/blas', 'cuda12.2/fft', 'cuda12.2/toolkit'];
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const noControl = (what) => [(s) => !CONTROL.test(s), { message: `${what} must not contain control characters or newlines` }];
 /** Split a list input: one item per line or separated by commas (or spaces, if `spaces`). */
@@ -29908,7 +29282,8 @@ const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
         ctx.addIssue({ code: 'custom', message: `'${m}' is not a module name (letters, digits, . _ + - /)` });
     }
 });
-const SAFE_NAME = /^[A-Za-z0-9._+-]+$/;
+/** Published file names: never an option (no leading '-') nor hidden. */
+const SAFE_NAME = /^[A-Za-z0-9_+][A-Za-z0-9._+-]*$/;
 const groupName = () => trimmed().refine((s) => s === '' || /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid group name' });
 const bool = (def) => trimmed(def).transform((s, ctx) => {
     const b = parseBool(s);
@@ -29943,9 +29318,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
         .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
         .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
     archive: trimmed().refine(...noControl('archive')),
-    sif: trimmed()
-        .refine(...noControl('sif'))
-        .transform((s) => s.replace(/^~\//, '')),
+    sif: trimmed().refine(...noControl('sif')),
     build: bool('true'),
     'force-rebuild': bool('false'),
     'keep-images': intIn(1, 1000, '5'),
@@ -29954,11 +29327,15 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     runtime: trimmed('auto').refine((s) => ['auto', 'singularity', 'apptainer'].includes(s), { message: 'must be auto, singularity or apptainer' }),
     publish: trimmed('auto').refine((s) => /^(auto|true|false)$/i.test(s), { message: 'must be auto (publish on a tag), true or false' }),
     'publish-dir': trimmed().refine(...noControl('publish-dir')),
-    'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
-    'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -' }),
+    'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
+    'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
     'keep-versions': intIn(1, 1000, '5'),
     'publish-group': groupName(),
-    'publish-mode': trimmed().refine((s) => s === '' || /^0?[0-7]{3}$/.test(s), { message: 'must be an octal file mode such as 0640' }),
+    'publish-mode': trimmed()
+        .refine((s) => s === '' || /^0?[0-7]{3}$/.test(s), { message: 'must be an octal file mode such as 0640' })
+        .refine((s) => !/^0?[0-7]{3}$/.test(s) || (parseInt(s, 8) & 0o022) === 0, {
+        message: 'must not let the group or others write (e.g. 0640 or 0644): anyone who may write a published .sif can change what everybody runs',
+    }),
     context: trimmed('.').refine(...noControl('context')),
     dockerfile: trimmed().refine(...noControl('dockerfile')),
     'build-args': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
@@ -29977,9 +29354,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     }),
     modules: moduleList(DEFAULT_MODULES),
     'login-modules': moduleList(['slurm']),
-    'remote-dir': trimmed('riviera-singularity')
-        .refine(...noControl('remote-dir'))
-        .transform((s) => s.replace(/^~(\/|$)/, '').replace(/\/+$/, '') || '.'),
+    'remote-dir': trimmed('riviera-singularity').refine(...noControl('remote-dir')),
     tmpdir: trimmed().refine(...noControl('tmpdir')),
     'job-name': trimmed().refine(...noControl('job-name')),
     'sbatch-args': trimmed(),
@@ -30033,39 +29408,83 @@ function parseConnection(raw) {
         for (const i of result.error.issues)
             problems.push({ input: String(i.path[0]), message: i.message });
     let knownHosts = [];
+    let remoteDir = '';
     if (!raw['private-key']?.trim())
         problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
-    try {
-        knownHosts = knownHostsOf(raw);
-    }
-    catch (e) {
-        problems.push({ input: 'known-hosts', message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
+    for (const [input, fn] of [
+        ['known-hosts', () => (knownHosts = knownHostsOf(raw))],
+        ['remote-dir', () => (remoteDir = remoteDirOf(raw))],
+    ]) {
+        try {
+            fn();
+        }
+        catch (e) {
+            problems.push({ input, message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
+        }
     }
     if (!result.success || problems.length > 0)
         throw inputError(problems);
-    return connectionOf(result.data, knownHosts);
+    return connectionOf(result.data, knownHosts, remoteDir);
 }
-function connectionOf(ok, knownHosts) {
+function connectionOf(ok, knownHosts, remoteDir) {
     return {
         host: ok.host,
         port: ok.port,
         username: ok.username,
         privateKey: ok['private-key'].trim() + '\n',
         knownHosts,
-        remoteDir: ok['remote-dir'],
+        remoteDir,
         loginModules: ok['login-modules'],
     };
 }
-function publishSettings(ok, imageName, context) {
+/** A path input in its canonical form (see clusterpath.ts); '' when not given. */
+function pathInput(raw, name) {
+    const v = (raw[name] ?? '').trim();
+    return v ? (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .clusterPath */ .Sf)(v, (raw.username ?? '').trim()) : '';
+}
+/** remote-dir: a folder of the delivery's own, so never the home directory itself, nor under /tmp. */
+function remoteDirOf(raw) {
+    const p = pathInput(raw, 'remote-dir') || 'riviera-singularity';
+    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isHome */ .qN)(p)) {
+        throw new Error('is your home directory: give a folder of its own, e.g. riviera-singularity (the delivery creates it and keeps to it)');
+    }
+    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isUnderTmp */ .ix)(p))
+        throw new Error('must not be under /tmp: node-local /tmp is small and not shared with the login node');
+    return p;
+}
+/** tmpdir: never under /tmp (also through `..`); the default is remote-dir/tmp. */
+function tmpdirOf(raw, remoteDir) {
+    const p = pathInput(raw, 'tmpdir') || (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .joinPath */ .uJ)(remoteDir, 'tmp');
+    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isUnderTmp */ .ix)(p))
+        throw new Error('must not be under /tmp: the compute node’s /tmp is too small to build an image in');
+    return p;
+}
+/** Each bind's source as a cluster path (its destination is a path in the container, as given). */
+function bindsOf(binds, raw) {
+    return binds.map((b) => {
+        const [src, ...rest] = b.split(':');
+        return [(0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .clusterPath */ .Sf)(src, (raw.username ?? '').trim()), ...rest].join(':');
+    });
+}
+/**
+ * A repository address fit for a record others read: no user name, password or token
+ * (`https://user:token@host/...`), no query or fragment. scp-like `git@host:path` keeps its user,
+ * which is no secret.
+ */
+function withoutCredentials(url) {
+    const m = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*@)?([^?#]*)/.exec(url);
+    return m ? m[1] + m[3] : url;
+}
+function publishSettings(ok, imageName, context, dir) {
     const mode = ok.publish.toLowerCase();
-    const provenance = context ?? { repository: '', commit: '', tag: null };
+    const provenance = context ? { ...context, repository: withoutCredentials(context.repository) } : { repository: '', commit: '', tag: null };
     // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
     if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif)))
         return null;
-    const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
+    const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
     const group = ok['publish-group'] || null;
     return {
-        dir: ok['publish-dir'] || `${ok['remote-dir']}/published`,
+        dir,
         name: ok['publish-name'] || imageName.split('/').pop().replace(/[^A-Za-z0-9._+-]/g, '_'),
         version,
         keep: ok['keep-versions'],
@@ -30073,10 +29492,6 @@ function publishSettings(ok, imageName, context) {
         mode: ok['publish-mode'] || (group ? '0640' : '0600'),
         provenance,
     };
-}
-function isUnderTmp(path) {
-    const norm = path.replace(/\/+/g, '/').replace(/\/$/, '');
-    return norm === '/tmp' || norm.startsWith('/tmp/') || norm === '/var/tmp' || norm.startsWith('/var/tmp/');
 }
 /** Validate all inputs; throws one InputError that lists every bad input, each by name. */
 /**
@@ -30104,6 +29519,11 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
     if (credentials && !raw['private-key']?.trim())
         problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
     const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
+    const remoteDir = check('remote-dir', () => remoteDirOf(raw));
+    const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
+    const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .joinPath */ .uJ)(remoteDir ?? 'riviera-singularity', 'published'));
+    const sif = check('sif', () => pathInput(raw, 'sif'));
+    const binds = check('binds', () => bindsOf(ok?.binds ?? [], raw));
     const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
     // These checks read the raw values, so they are listed even when other inputs failed the schema.
     const rawOf = (name) => (raw[name] ?? '').trim();
@@ -30126,24 +29546,19 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
     else if (smokeArgv) {
         problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
     }
-    if (isUnderTmp(rawOf('tmpdir'))) {
-        problems.push({ input: 'tmpdir', message: 'must not be under /tmp: the compute node’s /tmp is too small to build an image in' });
-    }
-    if (isUnderTmp(rawOf('remote-dir'))) {
-        problems.push({ input: 'remote-dir', message: 'must not be under /tmp: node-local /tmp is small and not shared with the login node' });
-    }
-    if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke)
+    if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
         throw inputError(problems);
+    }
     // What names the job and the published file: the image name, or the tested .sif's.
     const imageName = ok.image
         ? ok.image.replace(/:[^/:]+$/, '')
         : ok.archive
             ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
-            : (ok.sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
+            : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
-        ...connectionOf(ok, knownHosts),
+        ...connectionOf(ok, knownHosts, remoteDir),
         build: ok.build && !ok.sif && !ok.archive,
-        sif: ok.sif || null,
+        sif: sif || null,
         archive: ok.archive || null,
         image: ok.image || (ok.archive ? `${imageName}:latest` : ''),
         context: ok.context,
@@ -30154,17 +29569,17 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
         gpus: ok.gpus,
         time: ok.time,
         modules: ok.modules,
-        tmpdir: ok.tmpdir || `${ok['remote-dir']}/tmp`,
+        tmpdir,
         jobName: ok['job-name'] || `riviera-${imageName.split('/').pop()}`,
         sbatchArgs,
-        binds: ok.binds,
+        binds,
         timeoutSeconds: ok.timeout,
         forceRebuild: ok['force-rebuild'],
         keepImages: ok['keep-images'],
         maxAgeDays: ok['max-age'],
         group: ok.group || null,
         runtime: ok.runtime,
-        publish: publishSettings(ok, imageName, context),
+        publish: publishSettings(ok, imageName, context, publishDir),
     };
 }
 
@@ -30259,186 +29674,6 @@ function judgeJob(state, status) {
 
 /***/ }),
 
-/***/ 4230:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   H_: () => (/* binding */ parsePrepare),
-/* harmony export */   Hp: () => (/* binding */ planTransfer),
-/* harmony export */   KR: () => (/* binding */ RECEIVE),
-/* harmony export */   QT: () => (/* binding */ gcScript),
-/* harmony export */   Vv: () => (/* binding */ SHA256_FUNCTION),
-/* harmony export */   ZD: () => (/* binding */ hexOf),
-/* harmony export */   aR: () => (/* binding */ imageBlobs),
-/* harmony export */   er: () => (/* binding */ STORE),
-/* harmony export */   p5: () => (/* binding */ prepareScript),
-/* harmony export */   rp: () => (/* binding */ receiveScript)
-/* harmony export */ });
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3195);
-
-const STORE = '.store';
-function hexOf(digest) {
-    return digest.replace(/^sha256:/, '');
-}
-/** Every blob of an image, config first, each once (an image may repeat a layer). */
-function imageBlobs(archive) {
-    const seen = new Set();
-    return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
-}
-/**
- * sha256 of stdin as hex, by openssl where the cluster has it (several times faster than
- * coreutils' sha256sum on machines with SHA instructions), else by sha256sum.
- */
-const SHA256_FUNCTION = `sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed 's/^.*= *//'; else sha256sum | cut -d' ' -f1; fi; }`;
-/** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
-const STORE_DIRS = `. ${STORE} ${STORE}/blobs ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs`;
-/**
- * One round trip before the transfer: create the directories, record the image (so garbage
- * collection keeps its blobs from now on), check its .sif, and report each blob:
- * `blob HEX have`, `blob HEX part BYTES` (an interrupted upload to resume) or `blob HEX bad`
- * (it failed its digest check and was removed). Blobs are only checked when they will be used.
- */
-function prepareScript(p) {
-    const mode = p.group ? `umask 027` : `umask 077`;
-    const share = p.group
-        ? `chgrp ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.group)} ${STORE_DIRS} || { echo "cannot give the store to group ${p.group}: are you in it?" >&2; exit 1; }
-chmod 2750 ${STORE_DIRS}; chmod g+r sif/* 2>/dev/null || true`
-        : `chmod 700 .`;
-    return `${mode}; set -e
-${SHA256_FUNCTION}
-command -v zstd >/dev/null 2>&1 && echo "tool zstd"
-mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}
-cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.tmpdir)}; echo "tmpdir $(pwd -P)"; cd
-${p.publishDir ? `mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.publishDir)}; echo "publish $(pwd -P)"; cd\n` : ''}cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.remoteDir)}; echo "root $(pwd -P)"
-mkdir -p ${STORE}/blobs/sha256 ${STORE}/incoming ${STORE}/images sif images jobs
-${share}
-${p.existingSif ? `(cd; [ -s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)} ] || { printf 'no .sif at %s on the cluster\\n' ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif.startsWith('/') ? p.existingSif : `~/${p.existingSif}`)} >&2; exit 3; }
-echo "existing $(readlink -f -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(p.existingSif)})") || exit 3
-` : ''}${p.imageHex === null ? 'exit 0\n' : imageChecks(p.imageHex, p.blobHexes, p.reuse, !!p.sifOnly)}`;
-}
-/** Record the image (so GC keeps its blobs from now on), check its .sif, and report its blobs. */
-function imageChecks(imageHex, blobHexes, reuse, sifOnly) {
-    const sifCheck = `set +e
-sif=sif/${imageHex}.sif
-if [ ${reuse ? 1 : 0} = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && [ "$(sha256 < "$sif")" = "$(cut -d' ' -f1 "$sif.sha256")" ]; then
-  touch ${STORE}/images/${imageHex} 2>/dev/null; echo "sif ok"; exit 0
-fi
-echo "sif build"
-`;
-    if (sifOnly)
-        return sifCheck;
-    return `printf '%s\\n' ${blobHexes.join(' ')} > ${STORE}/images/${imageHex}.tmp.$$ && mv -f ${STORE}/images/${imageHex}.tmp.$$ ${STORE}/images/${imageHex}
-${sifCheck}for h in ${blobHexes.join(' ')}; do
-  f=${STORE}/blobs/sha256/$h
-  if [ -f "$f" ]; then
-    if [ "$(sha256 < "$f")" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
-  elif [ -f ${STORE}/incoming/$h.partial ]; then
-    echo "blob $h part $(stat -c %s ${STORE}/incoming/$h.partial)"
-  fi
-done
-`;
-}
-function parsePrepare(stdout) {
-    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
-    for (const line of stdout.split('\n')) {
-        const [kind, a, b, c] = line.split(' ');
-        if (kind === 'root')
-            r.root = line.slice(5);
-        else if (kind === 'tmpdir')
-            r.tmpdir = line.slice(7);
-        else if (kind === 'publish')
-            r.publishDir = line.slice(8);
-        else if (kind === 'existing')
-            r.existingSif = line.slice(9);
-        else if (kind === 'tool' && a === 'zstd')
-            r.zstd = true;
-        else if (kind === 'sif')
-            r.sifReusable = a === 'ok';
-        else if (kind === 'blob' && b === 'have')
-            r.have.add(a);
-        else if (kind === 'blob' && b === 'bad')
-            r.bad.add(a);
-        else if (kind === 'blob' && b === 'part')
-            r.partial.set(a, Number(c));
-    }
-    if (!r.root || !r.tmpdir)
-        throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
-    return r;
-}
-/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
-function planTransfer(archive, report) {
-    if (report.sifReusable)
-        return [];
-    return imageBlobs(archive)
-        .filter((b) => !report.have.has(hexOf(b.digest)))
-        .map((blob) => {
-        const part = report.partial.get(hexOf(blob.digest)) ?? 0;
-        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
-    })
-        .sort((x, y) => y.blob.size - x.blob.size);
-}
-/** Exit codes of the receive script. */
-const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
-const DECOMPRESS = { raw: 'cat', gzip: 'gzip -dc', zstd: 'zstd -dcq' };
-/**
- * Receive one blob on stdin (raw, gzip or zstd), appended to its partial file, checked against its
- * digest and only then moved into the store. It first takes its locks, then says `ready N`: the
- * sender starts at raw byte N (what an interrupted upload left), or `have` (another delivery sent
- * it meanwhile). A lock per blob lets concurrent deliveries send a blob once; a shared store lock
- * keeps garbage collection out.
- */
-function receiveScript(root, hex, size, codec) {
-    return `${SHA256_FUNCTION}
-cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${root}/${STORE}`)} || exit 1
-exec 8>lock; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit ${RECEIVE.busy}; }
-exec 9>incoming/${hex}.lock; flock -w 1800 9 || { echo "another delivery is still sending this blob" >&2; exit ${RECEIVE.busy}; }
-[ -f blobs/sha256/${hex} ] && { echo have; exit 0; }
-p=incoming/${hex}.partial
-have=$(stat -c %s "$p" 2>/dev/null || echo 0)
-[ "$have" -le ${size} ] || { rm -f "$p"; have=0; }
-echo "ready $have"
-${DECOMPRESS[codec]} >> "$p"
-have=$(stat -c %s "$p")
-[ "$have" -ge ${size} ] || { echo "short $have"; exit ${RECEIVE.short}; }
-# Hashed once complete (read back from the page cache): hashing while receiving competes for the
-# CPU that decrypting needs, and a resumed blob must be hashed whole anyway.
-sum=$(sha256 < "$p")
-[ "$have" = ${size} ] && [ "$sum" = ${hex} ] || { rm -f "$p"; echo corrupt; exit ${RECEIVE.corrupt}; }
-mv -f "$p" blobs/sha256/${hex}
-echo ok
-`;
-}
-/**
- * Garbage collection, under the exclusive store lock (skipped, not waited for, when deliveries are
- * sending): keep the newest image records, drop the blobs and .sif files no kept record names.
- */
-function gcScript(p) {
-    return `cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__/* .shq */ .hi)(`${p.root}/${STORE}`)} || exit 0
-exec 8>lock; flock -x -w 5 8 || { echo "gc skipped: the store is in use"; exit 0; }
-find images -type f -name '[0-9a-f]*' ! -name '*.tmp.*' -mmin +${p.maxAgeDays * 1440} -delete
-ls -t images | grep -v '\\.tmp\\.' | tail -n +${p.keepImages + 1} | while read -r i; do rm -f "images/$i"; done
-keep=$(mktemp keep.XXXXXX) || exit 1
-cat images/* 2>/dev/null | sort -u > "$keep"
-blobs=0; sifs=0
-for f in blobs/sha256/*; do
-  [ -e "$f" ] || continue
-  grep -qx "\${f##*/}" "$keep" || { rm -f "$f"; blobs=$((blobs+1)); }
-done
-for f in ../sif/*.sif; do
-  [ -e "$f" ] || continue
-  h=\${f##*/}; h=\${h%.sif}
-  [ -e "images/$h" ] || { rm -f "$f" "$f.sha256"; sifs=$((sifs+1)); }
-done
-find incoming -type f -mmin +1440 -delete
-find ../jobs -mindepth 1 -maxdepth 1 -type d -mmin +${p.maxAgeDays * 1440} -exec rm -rf {} +
-rm -f "$keep"
-echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
-`;
-}
-
-
-/***/ }),
-
 /***/ 4695:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -30447,25 +29682,21 @@ echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 /* harmony export */   Tb: () => (/* binding */ renderSubmission),
 /* harmony export */   f$: () => (/* binding */ assembly),
 /* harmony export */   mh: () => (/* binding */ cancelJob),
-/* harmony export */   vO: () => (/* binding */ imageFileName),
-/* harmony export */   w3: () => (/* binding */ readSmokeFile),
-/* harmony export */   xu: () => (/* binding */ remotePaths)
+/* harmony export */   w3: () => (/* binding */ readSmokeFile)
 /* harmony export */ });
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1344);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4296);
-/* harmony import */ var _follow_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9746);
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4103);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(3195);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1344);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(4296);
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(450);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4103);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(6585);
 /* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2348);
-/* harmony import */ var _store_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(4230);
 // Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
-// the archive's manifest and the sbatch command, rendered purely, then one round trip.
+// the archive's manifest and the sbatch command, rendered purely, then one round trip
+// (cluster/submit.sh, cluster/cancel.sh).
 
 
 
@@ -30474,66 +29705,44 @@ echo "gc removed $blobs blob(s) and $sifs .sif file(s)"
 
 
 
-
-
-/** `org/name:tag` → `org_name_tag`: a file name for the image. */
-function imageFileName(image) {
-    return image.replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-function runId() {
-    const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-    return `${t}-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(3).toString('hex')}`;
-}
 const MAX_SMOKE_BYTES = 256 * 1024;
 /** The smoke-test script to copy to the cluster (null for smoke-command); a clear error if it is missing. */
 async function readSmokeFile(settings) {
     if (settings.smoke.kind !== 'script')
         return null;
     const path = settings.smoke.path;
-    const st = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(path).catch(() => null);
+    const st = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.stat)(path).catch(() => null);
     if (!st?.isFile())
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .InputError */ .dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
     if (st.size > MAX_SMOKE_BYTES)
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
-    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readFile)(path) };
-}
-function remotePaths(s, digest, report) {
-    const root = report.root;
-    return {
-        root,
-        tmpdir: report.tmpdir,
-        sif: digest ? `${root}/sif/${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(digest)}.sif` : report.existingSif,
-        sifLink: digest ? `${root}/images/${imageFileName(s.image)}.sif` : null,
-        jobDir: `${root}/jobs/${runId()}`,
-        publishDir: report.publishDir,
-        published: s.publish && report.publishDir ? `${report.publishDir}/${s.publish.name}_${s.publish.version}.sif` : null,
-    };
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
+    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_1__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.readFile)(path) };
 }
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
 function assembly(archive, digest, paths) {
-    const blob = (d) => `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_8__/* .STORE */ .er}/blobs/sha256/${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(d)}`;
-    const config = `${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
-    const layers = archive.layers.map((l) => `${(0,_store_js__WEBPACK_IMPORTED_MODULE_8__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
+    const blob = (d) => `${paths.root}/${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .blobPath */ .nD)((0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(d))}`;
+    const config = `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
+    const layers = archive.layers.map((l) => `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
     const members = [{ name: config, blob: blob(archive.config.digest) }];
     archive.layers.forEach((l, i) => {
         if (!members.some((m) => m.name === layers[i]))
             members.push({ name: layers[i], blob: blob(l.digest) });
     });
-    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_3__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
+    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_2__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
 }
 /** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
 function renderSubmission(s, paths, image, smokeFile) {
-    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .renderJobScript */ .Hs)({
+    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_5__/* .renderJobScript */ .Hs)({
         modules: s.modules,
         tmpdir: paths.tmpdir,
-        assemble: image ? { store: `${paths.root}/${_store_js__WEBPACK_IMPORTED_MODULE_8__/* .STORE */ .er}`, manifest: `${paths.jobDir}/manifest.json`, members: image.members } : null,
+        assemble: image ? { storeLock: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .STORE_LOCK */ .Q$}`, manifest: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.manifest}`, members: image.members } : null,
         sif: paths.sif,
         sifLink: paths.sifLink,
         smoke: s.smoke,
         smokeFile,
         binds: s.binds,
         gpus: s.gpus,
-        statusFile: `${paths.jobDir}/status`,
+        statusFile: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.status}`,
         runtime: s.runtime,
         publish: s.publish && paths.publishDir
             ? {
@@ -30549,14 +29758,15 @@ function renderSubmission(s, paths, image, smokeFile) {
             }
             : null,
     });
-    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .sbatchArgv */ .Oq)({
+    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_5__/* .sbatchArgv */ .Oq)({
         jobName: s.jobName,
         partition: s.partition,
         gpus: s.gpus,
         time: s.time,
         jobDir: paths.jobDir,
         extra: s.sbatchArgs,
-        script: `${paths.jobDir}/job.sh`,
+        script: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.script}`,
+        output: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.output,
     });
     return { script, manifest: image?.manifest ?? null, sbatch };
 }
@@ -30565,29 +29775,31 @@ function renderSubmission(s, paths, image, smokeFile) {
  * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
  */
 async function submitJob(remote, s, paths, sub, smoke) {
-    const write = (name, data) => `printf %s ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(data.toString('base64'))} | base64 -d > ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(name)}`;
+    const script = (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__/* .renderScript */ .y)('submit', {
+        group: s.group,
+        job_dir: paths.jobDir,
+        script_file: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.script,
+        manifest_file: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.manifest,
+        job_script_b64: Buffer.from(sub.script).toString('base64'),
+        manifest_b64: sub.manifest === null ? null : Buffer.from(sub.manifest).toString('base64'),
+        smoke_name: smoke?.name ?? null,
+        smoke_b64: smoke?.data.toString('base64') ?? null,
+        login_modules: s.loginModules,
+        sbatch: sub.sbatch,
+        job_link_prefix: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_LINK_PREFIX */ ._3}`,
+    });
     const out = await remote
-        .run('Submitting the job', `${s.group ? 'umask 027' : 'umask 077'}; set -e
-mkdir -p -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}; cd -- ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)}
-if [ -s submitted ]; then cat submitted; exit 0; fi
-${write('job.sh', Buffer.from(sub.script))}
-${sub.manifest ? write('manifest.json', Buffer.from(sub.manifest)) : ':'}
-${smoke ? write(smoke.name, smoke.data) : ':'}
-${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(s.loginModules)}out=$(${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shJoin */ .q9)(sub.sbatch)})
-# jobs/job-ID finds the job's directory again (status, logs).
-ln -sfn ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(paths.jobDir)} ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(`${paths.root}/jobs/job-`)}"\${out%%;*}"
-printf '%s\\n' "$out" > submitted
-echo "$out"`)
+        .run('Submitting the job', script)
         .catch((e) => {
-        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at) {
-            throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
+        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .RemoteCommandError */ .at) {
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
         }
         throw e;
     });
     return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_7__/* .parseSbatchOutput */ .Yu)(out);
 }
 async function cancelJob(remote, jobId, loginModules) {
-    await remote.run(`scancel ${jobId}`, `${(0,_follow_js__WEBPACK_IMPORTED_MODULE_5__/* .loadModulesScript */ .Xn)(loginModules)}scancel ${(0,_quote_js__WEBPACK_IMPORTED_MODULE_9__/* .shq */ .hi)(jobId)}`);
+    await remote.run(`scancel ${jobId}`, (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__/* .renderScript */ .y)('cancel', { login_modules: loginModules, job_id: jobId }));
 }
 
 
@@ -30600,7 +29812,7 @@ async function cancelJob(remote, jobId, loginModules) {
 /* harmony export */   B: () => (/* binding */ followJob)
 /* harmony export */ });
 /* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4296);
-/* harmony import */ var _follow_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9746);
+/* harmony import */ var _poll_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8822);
 /* harmony import */ var _submit_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4695);
 // Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
 // stream its output, cancel it on abort or timeout, and time its phases.
@@ -30613,8 +29825,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 });
 /** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
 async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
-    const state = (0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .initialFollowState */ .Lk)();
-    const out = new _follow_js__WEBPACK_IMPORTED_MODULE_1__/* .OutputStream */ .eG(reporter);
+    const state = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .initialFollowState */ .Lk)();
+    const out = new _poll_js__WEBPACK_IMPORTED_MODULE_1__/* .OutputStream */ .eG(reporter);
     const submitted = Date.now();
     const deadline = submitted + s.timeoutSeconds * 1000;
     let cancelled = false;
@@ -30627,10 +29839,10 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
             reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
             await session.retry('Cancelling', (r) => (0,_submit_js__WEBPACK_IMPORTED_MODULE_2__/* .cancelJob */ .mh)(r, jobId, s.loginModules));
         }
-        const r = await session.retry('Following the job', (remote) => remote.exec((0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .pollScript */ .PK)(jobId, jobDir, state.offset, s.loginModules)));
+        const r = await session.retry('Following the job', (remote) => remote.exec((0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .pollScript */ .PK)(jobId, jobDir, state.offset, s.loginModules)));
         if (r.code !== 0)
             throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at('Following the job', r.code, r.stderr.toString());
-        const done = (0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .applyPoll */ .oG)(state, (0,_follow_js__WEBPACK_IMPORTED_MODULE_1__/* .parsePoll */ .$f)(r.stdout), out, reporter, jobId);
+        const done = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .applyPoll */ .oG)(state, (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .parsePoll */ .$f)(r.stdout), out, reporter, jobId);
         if (done)
             break;
         // Poll quickly at first (short jobs end in seconds), then every pollMs.
@@ -30790,6 +30002,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:process");
+
+/***/ }),
+
+/***/ 7075:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
 
 /***/ }),
 
