@@ -128,6 +128,9 @@ describe('bad inputs fail at once, naming the input, and touch nothing', () => {
     ['tmpdir under /tmp', { tmpdir: '/tmp/build' }, /Input 'tmpdir'/],
     ['a positional sbatch argument', { 'sbatch-args': '--mem=1G evil.sh' }, /Input 'sbatch-args'/],
     ['a missing smoke-test file', { 'smoke-test': 'nope.py' }, /Input 'smoke-test'/],
+    ["a smoke-test outside the workspace (the runner's environment)", { 'smoke-test': '/proc/self/environ' }, /Input 'smoke-test': '\/proc\/self\/environ' is outside the workspace/],
+    ['a smoke-test named like a job file', { 'smoke-test': 'status' }, /Input 'smoke-test'/],
+    ['grouped short sbatch options hiding -D', { 'sbatch-args': '-HD/tmp' }, /Input 'sbatch-args'/],
   ];
   test.each(cases)('%s', async (_name, bad, message) => {
     const remoteDir = uniqueRemoteDir('bad');

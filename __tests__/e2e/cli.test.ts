@@ -1,7 +1,7 @@
 // The CLI as a researcher runs it from a checkout: settings in .riviera.yml, key and known_hosts from
 // files, against the stand-in cluster. Exit codes as documented in the README.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, STATE_DIR, activeJobState, eventually, makeWorkspace, requireCluster, uniqueRemoteDir } from './harness.js';
@@ -27,8 +27,8 @@ interface CliRun {
   stderr: string;
 }
 
-function startCli(args: string[]): { child: ChildProcess; done: Promise<CliRun>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ws, env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<CliRun>; output: () => string } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ws, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
@@ -50,6 +50,18 @@ test('deliver: settings from .riviera.yml, a JSON result on stdout, exit 0', asy
   expect(result).toMatchObject({ ok: true, jobState: 'COMPLETED', exitCode: 0, image: 'rs-e2e/gpucheck:cli', error: null });
   expect(r.stderr).toContain('Output tensor device: cuda:0');
   expect(r.stderr).toContain('==> Job: smoke-test');
+});
+
+test('the key text given where its file belongs is refused without being printed', async () => {
+  const key = readFileSync(join(STATE_DIR, 'id_ed25519'), 'utf8');
+  const lines = key.split('\n').filter((l) => l.length > 20);
+  const flag = await cli('deliver', '--private-key-file', key, '--known-hosts-file', join(STATE_DIR, 'known_hosts'), '--smoke-test', 'gpu-check.sh');
+  const env = startCli(['deliver', '--known-hosts-file', join(STATE_DIR, 'known_hosts'), '--smoke-test', 'gpu-check.sh'], { RIVIERA_PRIVATE_KEY_FILE: key });
+  for (const r of [flag, await env.done]) {
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("Input 'private-key'");
+    for (const l of lines) expect(r.stdout + r.stderr).not.toContain(l);
+  }
 });
 
 test('deliver --dry-run prints the plan and job script, building and connecting nothing', async () => {

@@ -75,6 +75,28 @@ export function parseFileCommands(text: string): Record<string, string> {
   return out;
 }
 
+/**
+ * The workflow commands the runner honours in a step's output (stdout and stderr): `::save-state`
+ * and `::set-output` (deprecated, still honoured), except between `::stop-commands::TOKEN` and `::TOKEN::`.
+ */
+export function stdoutCommands(log: string): { outputs: Record<string, string>; state: Record<string, string> } {
+  const outputs: Record<string, string> = {};
+  const state: Record<string, string> = {};
+  let stopped: string | null = null;
+  for (const line of log.split(/\r?\n/)) {
+    if (stopped !== null) {
+      if (line.trim() === `::${stopped}::`) stopped = null;
+      continue;
+    }
+    const m = /^::([a-z-]+)(?: name=([^:]*))?::(.*)$/.exec(line.trim());
+    if (!m) continue;
+    if (m[1] === 'stop-commands') stopped = m[3];
+    if (m[1] === 'save-state' && m[2]) state[m[2]] = m[3];
+    if (m[1] === 'set-output' && m[2]) outputs[m[2]] = m[3];
+  }
+  return { outputs, state };
+}
+
 export interface StartedStep {
   child: ChildProcess;
   done: Promise<StepRun>;
@@ -130,17 +152,18 @@ export function startStep(inputs: Record<string, string>, opts: StepOptions): St
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const done = new Promise<StepRun>((res) => {
-    child.on('close', (code, signal) =>
+    child.on('close', (code, signal) => {
+      const commands = stdoutCommands(log);
       res({
         code,
         signal,
         log,
-        outputs: parseFileCommands(readFileSync(out, 'utf8')),
-        state: parseFileCommands(readFileSync(st, 'utf8')),
+        outputs: { ...commands.outputs, ...parseFileCommands(readFileSync(out, 'utf8')) },
+        state: { ...commands.state, ...parseFileCommands(readFileSync(st, 'utf8')) },
         summary: readFileSync(summary, 'utf8'),
         seconds: (Date.now() - t0) / 1000,
-      }),
-    );
+      });
+    });
   });
   return {
     child,

@@ -5,16 +5,42 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OUTPUT_START, PreambleFilter, loginShellCommand } from '../../src/core/loginshell.js';
 
-/** As sshd runs a command: the user's shell with -c, in $HOME. stdout is raw (preamble and all). */
-function runRemoteRaw(script: string, home: string) {
-  return spawnSync('sh', ['-c', loginShellCommand(script)], { cwd: home, env: { HOME: home, PATH: process.env.PATH }, encoding: 'utf8' });
+/** As sshd runs a command: the user's login shell with -c, in $HOME. stdout is raw (preamble and all). */
+function runRemoteRaw(script: string, home: string, shell = 'sh') {
+  return spawnSync(shell, ['-c', loginShellCommand(script)], { cwd: home, env: { HOME: home, PATH: process.env.PATH }, encoding: 'utf8' });
 }
 
 /** The same, with stdout as Remote.exec hands it on (through the preamble filter). */
-function runRemote(script: string, home: string) {
-  const r = runRemoteRaw(script, home);
+function runRemote(script: string, home: string, shell = 'sh') {
+  const r = runRemoteRaw(script, home, shell);
   return { ...r, stdout: new PreambleFilter().push(Buffer.from(r.stdout)).toString() };
 }
+
+// Login shells users have on clusters; tcsh is installed by test-cluster/cluster-up.sh.
+describe.each(['sh', 'bash', 'tcsh'])('loginShellCommand, login shell %s', (shell) => {
+  let home: string;
+  beforeEach(() => {
+    home = mkdtempSync(join(tmpdir(), 'rs-home-'));
+    writeFileSync(join(home, '.bash_profile'), 'export FROM_PROFILE=yes\n');
+    writeFileSync(join(home, '.cshrc'), 'echo "csh banner"\nset history=100\n');
+  });
+
+  test('a script with newlines, !, $, backquotes, quotes and stdin runs exactly as written', () => {
+    const script = String.raw`set -e
+echo "$FROM_PROFILE $PWD"
+x='a!b'; echo "$x ${'`'}echo tick${'`'} $(echo dollar) 'q' \\"
+head -c 5
+exit 3`;
+    const r = spawnSync(shell, ['-c', loginShellCommand(script)], { cwd: home, env: { HOME: home, PATH: process.env.PATH }, input: 'stdin-data' });
+    expect(new PreambleFilter().push(r.stdout).toString()).toBe(`yes ${home}\na!b tick dollar 'q' \\\nstdin`);
+    expect(r.stderr.toString()).toBe('');
+    expect(r.status).toBe(3);
+  });
+
+  test('the command is one line without characters a csh-like shell expands in quotes', () => {
+    expect(loginShellCommand('echo "$HOME" `id` !! \n \\')).toMatch(/^[^\n!$`\\]+$/);
+  });
+});
 
 describe('loginShellCommand', () => {
   let home: string;

@@ -1,11 +1,13 @@
 // Following a job: the poll script (checked and run by bash with a fake squeue), the reply parser,
 // the output stream (phase groups, tail, timings) and the fold of polls into the follow state.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStream, type Poll, applyPoll, initialFollowState, parsePoll, pollScript } from '../../src/core/poll.js';
 import { PHASE_MARKER } from '../../src/core/jobscript.js';
+import { sleep } from '../../src/core/watch.js';
 import type { Reporter } from '../../src/core/reporter.js';
 
 const CHUNK = 1 << 20;
@@ -18,6 +20,7 @@ function fakeReporter(): Reporter & { calls: Call[]; infos: () => string[] } {
     calls,
     infos: () => calls.filter((c) => c[0] === 'info').map((c) => c[1]!),
     info: (m) => void calls.push(['info', m]),
+    output: (lines) => lines.forEach((m) => void calls.push(['info', m])),
     warning: (m) => void calls.push(['warning', m]),
     progress: (m) => void calls.push(['progress', m]),
     debug: (m) => void calls.push(['debug', m]),
@@ -365,5 +368,22 @@ describe('applyPoll', () => {
       { phase: 'smoke-test', seconds: 1 },
     ]);
     expect(r.calls.filter((c) => c[0] === 'group').map((c) => c[1])).toEqual(['Job: modules', 'Job: sif-build', 'Job: smoke-test']);
+  });
+});
+
+describe('sleep between polls', () => {
+  test('leaves no abort listener behind when the timer fires (no MaxListenersExceededWarning in a long queue)', async () => {
+    const controller = new AbortController();
+    for (let i = 0; i < 20; i++) await sleep(1, controller.signal);
+    expect(EventEmitter.getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+  });
+
+  test('an abort ends it at once', async () => {
+    const controller = new AbortController();
+    const t0 = Date.now();
+    const p = sleep(60_000, controller.signal);
+    controller.abort();
+    await p;
+    expect(Date.now() - t0).toBeLessThan(1000);
   });
 });

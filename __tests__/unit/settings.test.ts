@@ -127,6 +127,21 @@ describe('parseSettings: each bad input is refused by name', () => {
     ['sbatch-args --wait', { 'sbatch-args': '--wait' }, 'sbatch-args'],
     ['sbatch-args --error=e', { 'sbatch-args': '--mem=1G --error=e' }, 'sbatch-args'],
     ['sbatch-args unterminated quote', { 'sbatch-args': '--comment "a b' }, 'sbatch-args'],
+    ['sbatch-args -HD/x (grouped: -H -D /x)', { 'sbatch-args': '-HD/x' }, 'sbatch-args'],
+    ['sbatch-args -kW (grouped: -k -W)', { 'sbatch-args': '-kW' }, 'sbatch-args'],
+    ['sbatch-args -vvo x', { 'sbatch-args': '-vvo x' }, 'sbatch-args'],
+    ['sbatch-args -sQe err', { 'sbatch-args': '-sQe err' }, 'sbatch-args'],
+    ['sbatch-args with a NUL', { 'sbatch-args': '--comment=a\0b' }, 'sbatch-args'],
+    ['smoke-command with a NUL', { 'smoke-command': 'python3 -c "print(1)"\0' }, 'smoke-command'],
+    ['a module starting with -', { modules: 'slurm --force' }, 'modules'],
+    ['a login module starting with -', { 'login-modules': '-q' }, 'login-modules'],
+    ['context starting with -', { context: '--file=/etc/passwd' }, 'context'],
+    ['smoke-test named job.sh', { 'smoke-command': undefined, 'smoke-test': 'tests/job.sh' }, 'smoke-test'],
+    ['smoke-test named status', { 'smoke-command': undefined, 'smoke-test': 'status' }, 'smoke-test'],
+    ['smoke-test named manifest.json', { 'smoke-command': undefined, 'smoke-test': 'manifest.json' }, 'smoke-test'],
+    ['smoke-test named job.out', { 'smoke-command': undefined, 'smoke-test': 'job.out' }, 'smoke-test'],
+    ['smoke-test named like a status temp file', { 'smoke-command': undefined, 'smoke-test': 'status.tmp.1' }, 'smoke-test'],
+    ['smoke-test named -x', { 'smoke-command': undefined, 'smoke-test': '-x' }, 'smoke-test'],
     ['bind a:b:c:d', { binds: 'a:b:c:d' }, 'binds'],
     ['bind with a bad mode', { binds: '/a:/b:rx' }, 'binds'],
     ['bind with an empty source', { binds: ':/b' }, 'binds'],
@@ -242,6 +257,17 @@ describe('parseSettings: accepted values', () => {
   // unambiguous abbreviations of long ones (--out=FILE); both slip past the reserved-option list.
   test.each([['-ojob2.out'], ['-D/elsewhere'], ['--out=x'], ['--chd=/x']])('sbatch-args %s is refused', (arg) => {
     expect(refused(withInputs({ 'sbatch-args': arg })).input).toBe('sbatch-args');
+  });
+
+  test('sbatch-args: short options grouped or with values attached, as getopt reads them', () => {
+    expect(parseSettings(withInputs({ 'sbatch-args': '-Hv -pshort -c 4 -kvJ name' })).sbatchArgs).toEqual(['-Hv', '-pshort', '-c', '4', '-kvJ', 'name']);
+    // A reserved letter inside another option's value is that value, not an option.
+    expect(parseSettings(withInputs({ 'sbatch-args': '-JD -pWo' })).sbatchArgs).toEqual(['-JD', '-pWo']);
+  });
+
+  test('a smoke-test script may be named like a job file only in part', () => {
+    expect(parseSettings(withInputs({ 'smoke-command': undefined, 'smoke-test': 'tests/job.sh.d/check.py' })).smoke).toEqual({ kind: 'script', path: 'tests/job.sh.d/check.py' });
+    expect(parseSettings(withInputs({ 'smoke-command': undefined, 'smoke-test': 'my-status.sh' })).smoke).toEqual({ kind: 'script', path: 'my-status.sh' });
   });
 
   test('binds: a comma or newline separated list, one spec each', () => {

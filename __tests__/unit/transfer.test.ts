@@ -163,6 +163,7 @@ function reporter(): Reporter & Log {
   return {
     ...log,
     info: (m) => void log.infos.push(m),
+    output: (lines) => void log.infos.push(...lines),
     warning: (m) => void log.warnings.push(m),
     debug: () => undefined,
     group: () => undefined,

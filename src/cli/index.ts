@@ -7,7 +7,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { displayPath } from '../core/clusterpath.js';
 import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
 import { deliver } from '../core/deliver.js';
-import { cancelJob, readSmokeFile, renderSubmission } from '../core/submit.js';
+import { cancelJob, cancelOnNewConnection, readSmokeFile, renderSubmission } from '../core/submit.js';
 import { followJob } from '../core/watch.js';
 import { EXIT_CODE_MEANINGS, ExitCode, InputError, exitCodeOf } from '../core/errors.js';
 import { parsePoll, pollScript } from '../core/poll.js';
@@ -25,6 +25,10 @@ function camel(name: string): string {
 }
 
 function readFileInput(input: string, path: string, optional = false): string {
+  // The key itself given where its path belongs: say so without printing it.
+  if (/PRIVATE KEY|[\r\n]/.test(path) || path.length > 4096) {
+    throw new InputError(input, `--${input}-file (or ${envName(input)}_FILE) must be the path of a file, and this looks like the file's content (not printed)`, `Pass the path, e.g. --${input}-file ~/.ssh/id_ed25519.`);
+  }
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
@@ -146,16 +150,28 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
       );
       return;
     }
-    // First Ctrl-C cancels the job (as the action's post step would); a second one quits at once.
+    // First Ctrl-C cancels the job (as the action's post step would); a second one cancels it on a
+    // connection of its own and quits; a third quits at once.
     const controller = new AbortController();
+    let jobId: string | null = null;
+    let interrupts = 0;
     const onSignal = () => {
-      if (controller.signal.aborted) process.exit(130);
-      reporter.warning('Interrupted: cancelling the job (press Ctrl-C again to quit at once).');
-      controller.abort();
+      interrupts++;
+      if (interrupts === 1) {
+        reporter.warning('Interrupted: cancelling the job (press Ctrl-C again to quit sooner).');
+        return controller.abort();
+      }
+      if (interrupts > 2 || !jobId) process.exit(130);
+      reporter.warning(`Cancelling job ${jobId} and quitting (press Ctrl-C again to quit without waiting for that).`);
+      const id = jobId;
+      cancelOnNewConnection(settings, id).then(
+        () => reporter.info(`cancelled job ${id}`),
+        (e: Error) => reporter.warning(`Could not cancel job ${id} (${e.message.split('\n')[0]}): scancel ${id} on the cluster.`),
+      ).finally(() => process.exit(130));
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    const result = await deliver(settings, reporter, { signal: controller.signal });
+    const result = await deliver(settings, reporter, { signal: controller.signal, onJobSubmitted: (job) => void (jobId = job.jobId) });
     const { error, ...data } = result;
     if (!opts.json) for (const t of result.timings) reporter.info(`  ${t.phase.padEnd(12)} ${t.seconds.toFixed(2)} s`);
     print(!!opts.json, { ...data, error: error?.message ?? null }, `${result.ok ? 'passed' : 'FAILED'}: ${result.message} (job ${result.jobId}, ${result.jobState}, ${result.sifPath})`);

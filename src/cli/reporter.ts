@@ -16,6 +16,7 @@ export function cliReporter(
   };
   return {
     info: line,
+    output: (lines) => lines.forEach(line),
     warning: (m) => line(`warning: ${m}`),
     debug: (m) => {
       if (verbose) line(`debug: ${m}`);

@@ -12,7 +12,7 @@ import { Session } from './session.js';
 import { type ImageSource, type SavedImage, archiveSource, engineSource } from './source.js';
 import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
 import { type PrepareParams, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
-import { assembly, readSmokeFile, renderSubmission, submitJob } from './submit.js';
+import { assembly, cancelJob, readSmokeFile, renderSubmission, submitJob } from './submit.js';
 import { Timings } from './timings.js';
 import { sendBlobs } from './transfer.js';
 import { type FollowOptions, followJob } from './watch.js';
@@ -153,7 +153,15 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     });
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
 
-    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
+    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings).catch(async (e: unknown) => {
+      // Never give up on a job without cancelling it first.
+      const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules)).then(
+        () => `job ${jobId} was cancelled.`,
+        (c: Error) => `job ${jobId} could not be cancelled (${c.message.split('\n')[0]}): cancel it by hand, scancel ${jobId}.`,
+      );
+      reporter.warning(`Following the job failed; ${cancelled}`);
+      throw e;
+    });
     await hooks.onJobEnded?.();
     const gc = await session
       .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))

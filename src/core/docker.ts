@@ -8,7 +8,7 @@ import { runProcess } from './process.js';
 import type { Reporter } from './reporter.js';
 
 async function docker(args: string[], reporter: Reporter, stream = false): Promise<string> {
-  const { code, stdout, stderr } = await runProcess('docker', args, stream ? { onLine: (l) => reporter.info(l) } : {}).catch((e: Error) => {
+  const { code, stdout, stderr } = await runProcess('docker', args, stream ? { onLine: (l) => reporter.output([l]) } : {}).catch((e: Error) => {
     throw new BuildError(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
   });
   if (code !== 0) {

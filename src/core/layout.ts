@@ -65,6 +65,12 @@ export const JOB_FILES = {
   output: 'job.out',
 } as const;
 
+/** A name the smoke-test script, copied into the job directory, cannot have: a job file (or its temp name), hidden, or option-like. */
+export function isJobFileName(name: string): boolean {
+  const taken = [...Object.values(JOB_FILES), 'submitted'];
+  return name.startsWith('.') || name.startsWith('-') || taken.some((f) => name === f || name.startsWith(`${f}.`));
+}
+
 /** jobs/job-: followed by the Slurm job id, the link to that job's directory. */
 export const JOB_LINK_PREFIX = `${JOBS}/job-`;
 export const jobLinkPath = (jobId: string) => `${JOB_LINK_PREFIX}${jobId}`;

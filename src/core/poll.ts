@@ -66,21 +66,33 @@ export class OutputStream {
 
   push(chunk: Buffer): void {
     this.pending = Buffer.concat([this.pending, chunk]);
+    const lines: string[] = [];
     let nl: number;
     while ((nl = this.pending.indexOf(10)) >= 0) {
-      this.line(this.pending.subarray(0, nl).toString('utf8'));
+      lines.push(this.pending.subarray(0, nl).toString('utf8'));
       this.pending = this.pending.subarray(nl + 1);
     }
+    this.lines(lines);
   }
 
   /** Flush a last line without a newline. */
   end(): void {
-    if (this.pending.length > 0) this.line(this.pending.toString('utf8'));
+    if (this.pending.length > 0) this.lines([this.pending.toString('utf8')]);
     this.pending = Buffer.alloc(0);
   }
 
-  private line(text: string): void {
-    if (text.startsWith(PHASE_MARKER)) {
+  /** Output lines go to the reporter as data, in runs between the phase markers. */
+  private lines(lines: string[]): void {
+    let run: string[] = [];
+    for (const text of lines) {
+      if (!text.startsWith(PHASE_MARKER)) {
+        run.push(text);
+        this.tail.push(text);
+        if (this.tail.length > this.tailLines) this.tail.shift();
+        continue;
+      }
+      this.reporter.output(run);
+      run = [];
       const [phase, at] = text.slice(PHASE_MARKER.length).trim().split(/\s+/);
       this.marks.push({ phase, at: Number(at) });
       if (phase !== 'end') this.reporter.group(`Job: ${phase}`);
@@ -88,11 +100,8 @@ export class OutputStream {
         this.reporter.endGroup();
         this.ended = true;
       }
-      return;
     }
-    this.reporter.info(text);
-    this.tail.push(text);
-    if (this.tail.length > this.tailLines) this.tail.shift();
+    this.reporter.output(run);
   }
 
   get phases(): PhaseTiming[] {

@@ -3,6 +3,11 @@
 
 export interface Reporter {
   info(message: string): void;
+  /**
+   * Lines of the job's or docker build's output: data, shown as they are but never acted on (a line
+   * of it that looks like a workflow command is not one).
+   */
+  output(lines: string[]): void;
   warning(message: string): void;
   debug(message: string): void;
   /** Start a titled section of the log (a collapsible group in the step log); ends the previous one. */

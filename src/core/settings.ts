@@ -4,6 +4,7 @@ import ssh2 from 'ssh2';
 import { z } from 'zod';
 import { type ClusterPath, clusterPath, isHome, isUnderTmp, joinPath } from './clusterpath.js';
 import { InputError } from './errors.js';
+import { JOB_FILES, isJobFileName } from './layout.js';
 import { type KnownHostEntry, parseKnownHosts } from './knownhosts.js';
 import { splitWords } from './quote.js';
 
@@ -107,10 +108,17 @@ export function listInput(value: string, spaces = false): string[] {
 const SLURM_TIME = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i;
 const IMAGE_REF =
   /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
-const MODULE_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$/;
+/** Not starting with '-', which `module load` would take as an option. */
+const MODULE_NAME = /^[A-Za-z0-9_.+][A-Za-z0-9_.+/-]*$/;
 /** sbatch options the delivery sets itself and relies on. */
 const RESERVED_LONG = ['--wrap', '--chdir', '--output', '--error', '--parsable', '--wait'];
-const RESERVED_SHORT = ['-D', '-o', '-e', '-W'];
+const RESERVED_SHORT = ['D', 'o', 'e', 'W'];
+/**
+ * sbatch's short options that take no value, so that getopt reads the next letter of the same word
+ * as another option (`-HD/x` is `-H -D /x`). `-k` takes an optional value: counted here, so that a
+ * reserved letter after it is refused too.
+ */
+const SHORT_NO_VALUE = new Set(['H', 'k', 'O', 'Q', 's', 'v', 'h', 'u', 'V']);
 /** sbatch options that take no value, or one only after '=': a word after them would be taken as the script. */
 const SBATCH_NO_VALUE = new Set([
   '--contiguous', '--exclusive', '--get-user-env', '--hold', '-H', '--ignore-pbs', '--kill-on-invalid-dep', '--nice',
@@ -130,13 +138,23 @@ export function parseSbatchArgs(line: string): string[] {
     if (!a.startsWith('-') || a === '-' || a === '--') {
       throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
     }
+    if (a.includes('\0')) throw new Error('must not contain a NUL byte');
     const name = a.split('=')[0];
-    const reserved = a.startsWith('--')
-      ? RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name))
-      : RESERVED_SHORT.find((r) => a.startsWith(r));
-    if (reserved) throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
-    const takesNext = !a.includes('=') && !SBATCH_NO_VALUE.has(name) && (a.startsWith('--') || a.length === 2);
-    if (takesNext && i + 1 < argv.length && !argv[i + 1].startsWith('-')) i++;
+    if (a.startsWith('--')) {
+      const reserved = RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name));
+      if (reserved) throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
+      if (!a.includes('=') && !SBATCH_NO_VALUE.has(name) && i + 1 < argv.length && !argv[i + 1].startsWith('-')) i++;
+      continue;
+    }
+    // Short options as getopt reads them: letters that take no value may be grouped in one word.
+    for (let j = 1; j < a.length; j++) {
+      const letter = a[j];
+      if (RESERVED_SHORT.includes(letter)) throw new Error(`'-${letter}' (in '${a}') is set by riviera-singularity and cannot be overridden`);
+      if (SHORT_NO_VALUE.has(letter)) continue;
+      // The rest of the word is this option's value; without one, the next word is.
+      if (j === a.length - 1 && i + 1 < argv.length && !argv[i + 1].startsWith('-')) i++;
+      break;
+    }
   }
   return argv;
 }
@@ -238,14 +256,23 @@ const schema = z.object({
     .refine((s) => !/^0?[0-7]{3}$/.test(s) || (parseInt(s, 8) & 0o022) === 0, {
       message: 'must not let the group or others write (e.g. 0640 or 0644): anyone who may write a published .sif can change what everybody runs',
     }),
-  context: trimmed('.').refine(...noControl('context')),
+  context: trimmed('.')
+    .refine(...noControl('context'))
+    .refine((s) => !s.startsWith('-'), { message: "must not start with '-' (docker would take it as an option): write ./-name" }),
   dockerfile: trimmed().refine(...noControl('dockerfile')),
   'build-args': z
     .string()
     .optional()
     .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
     .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
-  'smoke-test': trimmed().refine(...noControl('smoke-test')),
+  'smoke-test': trimmed()
+    .refine(...noControl('smoke-test'))
+    .superRefine((s, ctx) => {
+      const name = s.split('/').pop() ?? '';
+      if (s !== '' && isJobFileName(name)) {
+        ctx.addIssue({ code: 'custom', message: `'${name}' is the name of one of the job's own files (${Object.values(JOB_FILES).join(', ')}, ...) or starts with '.' or '-': rename the script` });
+      }
+    }),
   'smoke-command': trimmed(),
   partition: trimmed('short-gpu').refine((s) => /^[A-Za-z0-9_.-]+$/.test(s), { message: 'is not a valid partition name' }),
   gpus: trimmed('1')
@@ -433,7 +460,10 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
   const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || joinPath(remoteDir ?? 'riviera-singularity', 'published'));
   const sif = check('sif', () => pathInput(raw, 'sif'));
   const binds = check('binds', () => bindsOf(ok?.binds ?? [], raw));
-  const smokeArgv = check('smoke-command', () => splitWords(raw['smoke-command'] ?? ''));
+  const smokeArgv = check('smoke-command', () => {
+    if ((raw['smoke-command'] ?? '').includes('\0')) throw new Error('must not contain a NUL byte');
+    return splitWords(raw['smoke-command'] ?? '');
+  });
 
   // These checks read the raw values, so they are listed even when other inputs failed the schema.
   const rawOf = (name: string) => (raw[name] ?? '').trim();

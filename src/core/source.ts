@@ -8,6 +8,7 @@ import { mib } from './format.js';
 import { type Reporter, inGroup } from './reporter.js';
 import type { Settings } from './settings.js';
 import type { Timings } from './timings.js';
+import { workspaceFile } from './workspace.js';
 
 /** The image as saved locally: its archive index and the tar to read blobs from. */
 export interface SavedImage {
@@ -45,16 +46,15 @@ export async function engineSource(s: Settings, reporter: Reporter, timings: Tim
 
 /** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
 export async function archiveSource(path: string, reporter: Reporter): Promise<ImageSource> {
-  const size = (await stat(path).catch(() => null))?.size;
-  if (size === undefined) throw new InputError('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+  const { path: real, size } = await workspaceFile('archive', path);
   let archive: ImageArchive;
   try {
-    archive = await readImageArchive(path);
+    archive = await readImageArchive(real);
   } catch (e) {
     throw new InputError('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
   }
   reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
-  const loaded: SavedImage = { archive, tar: path, size, cleanup: async () => undefined };
+  const loaded: SavedImage = { archive, tar: real, size, cleanup: async () => undefined };
   return { digest: archive.imageId, size, load: async () => loaded };
 }
 

@@ -1,16 +1,18 @@
 // Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
 // the archive's manifest and the sbatch command, rendered purely, then one round trip
 // (cluster/submit.sh, cluster/cancel.sh).
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest } from './archive.js';
-import { InputError, RemoteCommandError } from './errors.js';
+import { ConnectionError, InputError, RemoteCommandError } from './errors.js';
 import { renderScript } from './cluster/scripts.js';
 import { renderJobScript, sbatchArgv } from './jobscript.js';
 import { JOB_FILES, JOB_LINK_PREFIX, type RemotePaths, STORE_LOCK, blobPath, hexOf } from './layout.js';
-import type { Settings } from './settings.js';
+import type { ConnectionSettings, Settings } from './settings.js';
 import { parseSbatchOutput } from './slurm.js';
+import { connectRemote } from './connect.js';
 import type { Remote } from './remote.js';
+import { workspaceFile } from './workspace.js';
 
 const MAX_SMOKE_BYTES = 256 * 1024;
 
@@ -18,10 +20,9 @@ const MAX_SMOKE_BYTES = 256 * 1024;
 export async function readSmokeFile(settings: Settings): Promise<{ name: string; data: Buffer } | null> {
   if (settings.smoke.kind !== 'script') return null;
   const path = settings.smoke.path;
-  const st = await stat(path).catch(() => null);
-  if (!st?.isFile()) throw new InputError('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
-  if (st.size > MAX_SMOKE_BYTES) throw new InputError('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
-  return { name: basename(path), data: await readFile(path) };
+  const file = await workspaceFile('smoke-test', path);
+  if (file.size > MAX_SMOKE_BYTES) throw new InputError('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
+  return { name: basename(path), data: await readFile(file.path) };
 }
 
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
@@ -121,5 +122,25 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
 
 export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {
   await remote.run(`scancel ${jobId}`, renderScript('cancel', { login_modules: loginModules, job_id: jobId }));
+}
+
+/**
+ * Cancel a job on a connection of its own, within `ms`: for the way out when the delivery's own
+ * connection may be busy or gone (the post step, a second Ctrl-C).
+ */
+export async function cancelOnNewConnection(conn: ConnectionSettings, jobId: string, ms = 20_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const remote = connectRemote(conn);
+  try {
+    await Promise.race([
+      remote.then((r) => cancelJob(r, jobId, conn.loginModules)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ConnectionError(`No answer from the cluster within ${ms / 1000} s.`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    remote.then((r) => r.close(), () => undefined);
+  }
 }
 

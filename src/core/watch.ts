@@ -15,10 +15,18 @@ export interface FollowOptions {
   pollMs?: number;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
+/** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
+export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 /** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
