@@ -28,13 +28,18 @@ function inputs(extra: Record<string, string> = {}): Record<string, string> {
   return { ...clusterInputs(), image: IMAGE, context: '.', 'smoke-test': 'gpu-check.sh', partition: 'short-gpu', gpus: '1', ...extra };
 }
 
-describe('a passing GPU smoke test', () => {
+// The same delivery over each SSH client: what the job and the cluster show must not differ.
+describe.each(['builtin', 'openssh'])('a passing GPU smoke test (ssh-client %s)', (client) => {
   let run: Awaited<ReturnType<typeof runStep>>;
-  const remoteDir = uniqueRemoteDir('pass');
+  const remoteDir = uniqueRemoteDir(`pass-${client}`);
   const since = Date.now() / 1000;
 
   beforeAll(async () => {
-    run = await runStep(inputs({ 'remote-dir': remoteDir }), { workspace: ws });
+    run = await runStep(inputs({ 'remote-dir': remoteDir, 'ssh-client': client }), { workspace: ws });
+  });
+
+  test('connects with that client', () => {
+    expect(run.log).toContain(`Connected to rivuser@127.0.0.1:2222 with the ${client === 'openssh' ? 'OpenSSH' : 'built-in SSH'} client.`);
   });
 
   test('succeeds and sets every output', () => {
@@ -145,10 +150,10 @@ describe('bad inputs fail at once, naming the input, and touch nothing', () => {
   });
 });
 
-test('a host key that is not in known-hosts is refused, with its fingerprint, before anything is written', async () => {
+test.each(['builtin', 'openssh'])('ssh-client %s: a host key that is not in known-hosts is refused, with its fingerprint, before anything is written', async (client) => {
   const other = execFileSync('bash', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cat $d/k.pub'], { encoding: 'utf8' });
   const remoteDir = uniqueRemoteDir('hostkey');
-  const run = await runStep(inputs({ 'known-hosts': `[127.0.0.1]:2222 ${other.split(' ').slice(0, 2).join(' ')}`, 'remote-dir': remoteDir }), { workspace: ws });
+  const run = await runStep(inputs({ 'known-hosts': `[127.0.0.1]:2222 ${other.split(' ').slice(0, 2).join(' ')}`, 'remote-dir': remoteDir, 'ssh-client': client }), { workspace: ws });
   expect(run.code).toBe(1);
   expect(run.log).toMatch(/Host key refused: the host key of \[127\.0\.0\.1\]:2222 does not match/);
   const real = execFileSync('ssh-keygen', ['-lf', '/var/lib/riviera-acceptance/sshd/host_ed25519.pub'], { encoding: 'utf8' }).split(' ')[1];
@@ -193,8 +198,8 @@ describe('cancellation leaves no job behind', () => {
     writeFileSync(slow, 'echo started-slow-smoke-test\nsleep 300\n');
   });
 
-  test('SIGINT (the runner cancelling) scancels the running job', async () => {
-    const step = startStep(inputs({ 'smoke-test': 'slow.sh', 'remote-dir': uniqueRemoteDir('cancel') }), { workspace: ws });
+  test.each(['builtin', 'openssh'])('ssh-client %s: SIGINT (the runner cancelling) scancels the running job', async (client) => {
+    const step = startStep(inputs({ 'smoke-test': 'slow.sh', 'remote-dir': uniqueRemoteDir('cancel'), 'ssh-client': client }), { workspace: ws });
     await step.waitFor('started-slow-smoke-test');
     const jobId = /Submitted job (\d+)/.exec(step.log())![1];
     expect(activeJobState(jobId)).toBe('RUNNING');

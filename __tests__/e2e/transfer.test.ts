@@ -118,11 +118,11 @@ describe('dedup and reuse', () => {
   });
 });
 
-test('a connection cut after 10 MiB is resumed, not restarted', async () => {
+test.each(['builtin', 'openssh'])('ssh-client %s: a connection cut after 10 MiB is resumed, not restarted', async (client) => {
   const remoteDir = uniqueRemoteDir('cut');
   const proxy = await startProxy({ cutAfter: 10 * 2 ** 20, cutOnce: true });
   try {
-    const run = await runStep({ ...inputs(remoteDir), ...viaProxy(proxy.port) }, { workspace: ws });
+    const run = await runStep({ ...inputs(remoteDir, { 'ssh-client': client }), ...viaProxy(proxy.port) }, { workspace: ws });
     expectPassed(run);
     const c = proxy.counts();
     expect(c.cuts).toBe(1);
@@ -170,13 +170,13 @@ test('garbage collection keeps the newest keep-images images and drops the rest'
   expect(statSync(`${CLUSTER_HOME}/${remoteDir}/.store`).mode & 0o077).toBe(0);
 });
 
-test('a connection lost while the job is followed is re-established, and following goes on', async () => {
+test.each(['builtin', 'openssh'])('ssh-client %s: a connection lost while the job is followed is re-established, and following goes on', async (client) => {
   const remoteDir = uniqueRemoteDir('follow-cut');
   const slowWs = makeWorkspace();
   writeFileSync(join(slowWs, 'slow.sh'), 'echo before-cut\nsleep 6\necho after-cut\n');
   const proxy = await startProxy();
   try {
-    const step = startStep({ ...inputs(remoteDir, { 'smoke-test': 'slow.sh', image: 'rs-e2e/gpucheck:cut' }), ...viaProxy(proxy.port) }, { workspace: slowWs });
+    const step = startStep({ ...inputs(remoteDir, { 'smoke-test': 'slow.sh', image: 'rs-e2e/gpucheck:cut', 'ssh-client': client }), ...viaProxy(proxy.port) }, { workspace: slowWs });
     await step.waitFor('before-cut');
     proxy.cut();
     const run = await step.done;

@@ -105,6 +105,10 @@ describe('parseSettings: each bad input is refused by name', () => {
     ['time with a shell metacharacter', { time: '30;x' }, 'time'],
     ['private key garbage', { 'private-key': 'garbage' }, 'private-key'],
     ['missing private key', { 'private-key': undefined }, 'private-key'],
+    ['jump-hosts with a bad port', { 'jump-hosts': 'bastion:0' }, 'jump-hosts'],
+    ['jump-hosts with a space', { 'jump-hosts': 'bas tion' }, 'jump-hosts'],
+    ['ssh-client putty', { 'ssh-client': 'putty' }, 'ssh-client'],
+    ['certificate garbage', { certificate: 'garbage' }, 'certificate'],
     ['known-hosts garbage line', { 'known-hosts': 'garbage line' }, 'known-hosts'],
     ['empty known-hosts', { 'known-hosts': '' }, 'known-hosts'],
     ['blank known-hosts', { 'known-hosts': ' \n \n' }, 'known-hosts'],
@@ -221,6 +225,24 @@ describe('parseSettings: accepted values', () => {
     ['my-image_x:Tag_1.2-rc', 'my-image_x:Tag_1.2-rc'],
   ])('image %s → %s', (image, want) => {
     expect(parseSettings(withInputs({ image })).image).toBe(want);
+  });
+
+  test('jump-hosts: each hop with its user (username by default) and port; the SSH client auto by default', () => {
+    const s = parseSettings(withInputs({ 'jump-hosts': 'gate@bastion:2200,inner' }));
+    expect(s.jumpHosts).toEqual([
+      { user: 'gate', host: 'bastion', port: 2200 },
+      { user: 'alice', host: 'inner', port: 22 },
+    ]);
+    expect(s.sshClient).toBe('auto');
+    expect(parseSettings(withInputs({})).jumpHosts).toEqual([]);
+  });
+
+  test('a certificate cannot go with ssh-client builtin (ssh2 cannot send one), and goes with auto', () => {
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'ca')]);
+    execFileSync('ssh-keygen', ['-q', '-s', join(dir, 'ca'), '-I', 'id', '-n', 'alice', join(dir, 'k.pub')]);
+    const certificate = readFileSync(join(dir, 'k-cert.pub'), 'utf8');
+    expect(refused(withInputs({ certificate, 'ssh-client': 'builtin' })).input).toBe('ssh-client');
+    expect(parseSettings(withInputs({ certificate })).certificate).toBe(certificate);
   });
 
   test('job name defaults to the last path part of the image name, without the tag', () => {

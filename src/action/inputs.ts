@@ -7,6 +7,8 @@ import { INPUT_NAMES, type RawInputs, type RunContext, maskPrivateKey } from '..
 
 export async function readInputs(): Promise<RawInputs> {
   maskPrivateKey(core.getInput('private-key'), core.setSecret);
+  const passphrase = core.getInput('private-key-passphrase');
+  if (passphrase) core.setSecret(passphrase);
   const explicit: Record<string, string> = {};
   for (const name of INPUT_NAMES) explicit[name] = core.getInput(name, { trimWhitespace: name !== 'private-key' });
   const configInput = core.getInput('config');

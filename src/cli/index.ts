@@ -1,7 +1,9 @@
 // The command line over the same core as the action: deliver, status, logs, cancel.
 import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { Command, CommanderError } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
 import { displayPath } from '../core/clusterpath.js';
@@ -12,7 +14,9 @@ import { followJob } from '../core/watch.js';
 import { EXIT_CODE_MEANINGS, ExitCode, InputError, exitCodeOf } from '../core/errors.js';
 import { parsePoll, pollScript } from '../core/poll.js';
 import { shq } from '../core/quote.js';
-import { INPUT_NAMES, type RawInputs, type RunContext, maskPrivateKey, parseConnection, parseSettings } from '../core/settings.js';
+import { keyIsEncrypted } from '../core/identity.js';
+import { INPUT_NAMES, type RawInputs, type RunContext, type Settings, maskPrivateKey, parseConnection, parseSettings } from '../core/settings.js';
+import { resolveSshAlias } from '../core/sshalias.js';
 import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
 import { parseSqueueLine, parseStatusLine } from '../core/slurm.js';
@@ -39,12 +43,21 @@ function readFileInput(input: string, path: string, optional = false): string {
 
 type Opts = Record<string, string | boolean | undefined>;
 
+/** What only a terminal has for logging in: an SSH agent, an open session of the user's own ssh. */
+type TerminalLogin = Pick<Settings, 'agent' | 'controlPath'>;
+
+/** The key files ssh tries when none is configured, in its order (`ssh -G` lists them all). */
+const SSH_DEFAULT_KEYS = ['id_rsa', 'id_ecdsa', 'id_ecdsa_sk', 'id_ed25519', 'id_ed25519_sk', 'id_xmss', 'id_dsa'];
+
 /**
  * Flags (and RIVIERA_* variables, which commander folds into them) over .riviera.yml: the same raw
  * map the action builds from INPUT_*. The key and known_hosts come from files: by default the
- * user's own ~/.ssh/id_ed25519 and ~/.ssh/known_hosts, checked as strictly as in CI.
+ * user's own ~/.ssh/id_ed25519 and ~/.ssh/known_hosts, checked as strictly as in CI. `--host` may
+ * be a Host alias of ~/.ssh/config: what it sets (HostName, User, Port, ProxyJump, IdentityFile,
+ * CertificateFile, UserKnownHostsFile) fills what no flag or settings file gives, and a session it
+ * has open (ControlMaster) is reused. Without a key file, an agent's keys are used.
  */
-export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env): Promise<RawInputs> {
+export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env): Promise<{ raw: RawInputs; login: TerminalLogin }> {
   const flags: Record<string, string> = {};
   for (const name of INPUT_NAMES) {
     const v = opts[camel(name)] ?? (FLAG_INPUTS.includes(name) ? env[envName(name)] : undefined);
@@ -52,17 +65,50 @@ export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env
   }
   const file = await loadConfig(typeof opts.config === 'string' ? opts.config : CONFIG_FILE, typeof opts.config === 'string');
   const raw: Record<string, string | undefined> = { ...mergeInputs(file, flags) };
-  // As ssh does: the first of the usual key files that exists.
+  const home = homedir();
+  const alias = raw.host?.trim() ? await resolveSshAlias(raw.host.trim(), home) : null;
+  if (alias) {
+    raw.host = alias.hostname || raw.host;
+    // ssh -G names the local user and port 22 when the config sets neither: those are no settings.
+    if (alias.user !== userInfo().username) raw.username ||= alias.user;
+    if (alias.port !== 22) raw.port ||= String(alias.port);
+    raw['jump-hosts'] ||= alias.proxyJump || undefined;
+  }
+  const configured = (alias?.identityFiles ?? []).filter((f) => !SSH_DEFAULT_KEYS.some((k) => f === join(home, '.ssh', k)));
   const keyFile =
     typeof opts.privateKeyFile === 'string'
       ? opts.privateKeyFile
-      : (['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => join(homedir(), '.ssh', k)).find((f) => existsSync(f)) ?? join(homedir(), '.ssh', 'id_ed25519'));
-  const hostsFile = typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : join(homedir(), '.ssh', 'known_hosts');
+      : [...configured, ...['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => join(home, '.ssh', k))].find((f) => existsSync(f));
+  const agent = env.SSH_AUTH_SOCK && existsSync(env.SSH_AUTH_SOCK) ? env.SSH_AUTH_SOCK : null;
+  const controlPath = alias?.openSession ?? null;
   // A dry run connects to nothing: missing key or known_hosts files are no reason to refuse it.
-  const optional = !!opts.dryRun;
-  raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile, optional);
-  raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile, optional);
-  return raw;
+  const optional = !!opts.dryRun || ((!!agent || !!controlPath) && typeof opts.privateKeyFile !== 'string');
+  raw['private-key'] = env.RIVIERA_PRIVATE_KEY || readFileInput('private-key', keyFile ?? join(home, '.ssh', 'id_ed25519'), optional);
+  raw['private-key-passphrase'] = env.RIVIERA_PRIVATE_KEY_PASSPHRASE;
+  if (raw['private-key'] && !raw['private-key-passphrase'] && keyIsEncrypted(raw['private-key']) && !opts.dryRun) {
+    // As ssh does: the agent's copy of the key, else ask.
+    if (agent) raw['private-key'] = '';
+    else if (process.stdin.isTTY) raw['private-key-passphrase'] = await promptHidden(`Passphrase for ${keyFile}: `);
+  }
+  const certFile = typeof opts.certificateFile === 'string' ? opts.certificateFile : [...(alias?.certificateFiles ?? []), ...(keyFile ? [`${keyFile}-cert.pub`] : [])].find((f) => existsSync(f));
+  if (certFile && raw['private-key'] !== '') raw.certificate ||= readFileInput('certificate', certFile);
+  const hostsFile =
+    typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : ((alias?.userKnownHostsFiles ?? []).find((f) => existsSync(f)) ?? join(home, '.ssh', 'known_hosts'));
+  raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile, !!opts.dryRun);
+  return { raw, login: { agent: raw['private-key'] ? null : agent, controlPath } };
+}
+
+/** Read a line from the terminal without echoing it (the line editor writes to nowhere). */
+function promptHidden(question: string): Promise<string> {
+  process.stderr.write(question);
+  const rl = createInterface({ input: process.stdin, output: new Writable({ write: (_c, _e, done) => done() }), terminal: true });
+  return new Promise((resolve) =>
+    rl.question('', (answer) => {
+      rl.close();
+      process.stderr.write('\n');
+      resolve(answer);
+    }),
+  );
 }
 
 /** Where this checkout comes from, for publication: the tag at HEAD, if any, publishes by default. */
@@ -80,10 +126,15 @@ function print(json: boolean, value: unknown, text: string): void {
 }
 
 async function connectionSession(opts: Opts, reporter: ReturnType<typeof cliReporter>) {
-  const raw = await rawInputs(opts);
-  maskPrivateKey(raw['private-key'], reporter.secret);
-  const conn = parseConnection(raw);
+  const { raw, login } = await rawInputs(opts);
+  maskLogin(raw, reporter);
+  const conn = { ...parseConnection(raw, { keyOptional: !raw['private-key'] }), ...login };
   return { conn, session: new Session(conn, reporter) };
+}
+
+function maskLogin(raw: RawInputs, reporter: ReturnType<typeof cliReporter>): void {
+  maskPrivateKey(raw['private-key'], reporter.secret);
+  if (raw['private-key-passphrase']) reporter.secret(raw['private-key-passphrase']);
 }
 
 /** A job's directory on the cluster, through the jobs/job-ID link the delivery made. */
@@ -112,9 +163,9 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     .option('--json', 'print the result as JSON on stdout');
   d.action(async (opts: Opts) => {
     const reporter = cliReporter();
-    const raw = await rawInputs(opts);
-    maskPrivateKey(raw['private-key'], reporter.secret);
-    const settings = parseSettings(raw, await gitContext(), { credentials: !opts.dryRun });
+    const { raw, login } = await rawInputs(opts);
+    maskLogin(raw, reporter);
+    const settings = { ...parseSettings(raw, await gitContext(), { credentials: !opts.dryRun, keyOptional: !raw['private-key'] }), ...login };
     if (opts.dryRun) {
       await readSmokeFile(settings);
       const dirs = { root: displayPath(settings.remoteDir), tmpdir: displayPath(settings.tmpdir), publishDir: settings.publish ? displayPath(settings.publish.dir) : null, existingSif: null };

@@ -21,6 +21,8 @@ export const OPTION_GROUPS: { title: string; options: InputOption[] }[] = [
       { input: 'host', help: 'SSH login host of the cluster (required, here or in the settings file)' },
       { input: 'port', help: 'SSH port', default: '22' },
       { input: 'username', help: 'your account on the cluster (required, here or in the settings file)' },
+      { input: 'jump-hosts', help: 'jump hosts to go through, [user@]host[:port], comma-separated (as ssh -J)' },
+      { input: 'ssh-client', help: 'builtin (ssh2), openssh (the system ssh) or auto (openssh for a certificate or an open session)', default: 'auto' },
       { input: 'remote-dir', help: 'working directory on the cluster, relative to your home; created private (0700)', default: 'riviera-singularity' },
       { input: 'login-modules', help: "modules loaded on the login node for sbatch, squeue and scancel ('none' if they are on PATH)", default: 'slurm' },
       { input: 'group', help: 'Unix group to share remote-dir with (setgid, group-readable); without one it is private to you (0700)' },
@@ -77,11 +79,14 @@ export const OPTION_GROUPS: { title: string; options: InputOption[] }[] = [
   },
 ];
 
-/** Inputs read from files on a terminal rather than passed as text. */
-export const FILE_INPUTS = ['private-key', 'known-hosts'];
+/**
+ * Inputs not given as options on a terminal: the key, known_hosts and certificate come from files,
+ * the passphrase from a prompt or RIVIERA_PRIVATE_KEY_PASSPHRASE (never from the command line).
+ */
+export const FILE_INPUTS = ['private-key', 'known-hosts', 'certificate', 'private-key-passphrase'];
 
 /** What the commands about an existing job need. */
-export const CONNECTION_INPUTS = ['host', 'port', 'username', 'remote-dir', 'login-modules'];
+export const CONNECTION_INPUTS = ['host', 'port', 'username', 'jump-hosts', 'ssh-client', 'remote-dir', 'login-modules'];
 
 export function envName(input: string): string {
   return `RIVIERA_${input.toUpperCase().replace(/-/g, '_')}`;
@@ -112,7 +117,8 @@ export function addInputOptions(cmd: Command, inputs?: string[]): Command {
     .addOption(
       new Option('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env('RIVIERA_PRIVATE_KEY_FILE'),
     )
-    .addOption(new Option('--known-hosts-file <path>', 'known_hosts, checked strictly: an unlisted host key is refused (default: ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'));
+    .addOption(new Option('--known-hosts-file <path>', 'known_hosts, checked strictly: an unlisted host key is refused (default: ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'))
+    .addOption(new Option('--certificate-file <path>', 'OpenSSH user certificate for the key (default: KEY-cert.pub, if there)').env('RIVIERA_CERTIFICATE_FILE'));
 }
 
 /** The help shows a true/false input as one term, --NAME/--no-NAME. */

@@ -12,6 +12,7 @@ export interface ProcessResult {
 
 export interface RunOptions {
   cwd?: string;
+  env?: NodeJS.ProcessEnv;
   /** Each complete line of stdout and stderr as it arrives (e.g. docker build's progress). */
   onLine?: (line: string) => void;
 }
@@ -39,7 +40,7 @@ function lines(onLine: (line: string) => void) {
  */
 export function runProcess(command: string, args: string[], opts: RunOptions = {}): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     const out = opts.onLine ? lines(opts.onLine) : null;

@@ -3,18 +3,52 @@
 // running a script that every transport shares: the login-shell wrapper, dropping the profile's
 // preamble, and feeding stdin once the script says where to start.
 import type { Readable, Writable } from 'node:stream';
-import { RemoteCommandError } from './errors.js';
-import type { KnownHostEntry } from './knownhosts.js';
+import { HostKeyError, RemoteCommandError } from './errors.js';
+import { type JumpHop, formatHop } from './jumphosts.js';
+import { type HostKeyVerdict, type KnownHostEntry, hostKeyName } from './knownhosts.js';
 import { PreambleFilter, loginShellCommand } from './loginshell.js';
 import { startProcess } from './process.js';
 
-/** Where and as whom to connect, and the only host keys accepted. */
+/** Which SSH client carries the connection; auto: OpenSSH where only it can log in (a certificate), else the built-in one. */
+export type SshClientChoice = 'auto' | 'builtin' | 'openssh';
+
+/** Where and as whom to connect, how to log in, and the only host keys accepted (on every hop). */
 export interface SshTarget {
   host: string;
   port: number;
   username: string;
+  /** Private key text; empty: the keys of the agent at `agent` (CLI). */
   privateKey: string;
+  /** For an encrypted private key. */
+  passphrase: string | null;
+  /** OpenSSH user certificate text for the key (only the OpenSSH client can log in with one). */
+  certificate: string | null;
+  /** ProxyJump chain, first hop first. */
+  jumpHosts: JumpHop[];
   knownHosts: KnownHostEntry[];
+  sshClient: SshClientChoice;
+  /** SSH agent socket (CLI, when no key file is given). */
+  agent?: string | null;
+  /** An OpenSSH ControlMaster socket already open and authenticated (CLI: the user did MFA once). */
+  controlPath?: string | null;
+}
+
+/**
+ * The refusal of a host key, naming the host it came from (the cluster or which jump host) and the
+ * key it offered; the same words from every transport.
+ */
+export function hostKeyRefused(role: string, hop: JumpHop, reason: Exclude<HostKeyVerdict, { ok: true }>['reason'], offered: string): HostKeyError {
+  const name = hostKeyName(hop.host, hop.port);
+  const why = {
+    'unknown-host': `known-hosts has no entry for ${name}`,
+    changed: `the host key of ${name} does not match the one in known-hosts (it changed, or this is not the host you think)`,
+    revoked: `the host key of ${name} is marked @revoked in known-hosts`,
+  }[reason];
+  const who = role === 'cluster' ? '' : ` for the ${role} (${formatHop(hop)})`;
+  return new HostKeyError(
+    `Host key refused${who}: ${why}. The server offered ${offered}.`,
+    'Nothing was sent. If that host really changed its key, confirm the fingerprint with its administrators and update the known-hosts input.',
+  );
 }
 
 export interface ExecResult {

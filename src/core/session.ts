@@ -2,7 +2,7 @@
 // dropped is retried on a new connection, after a backoff. Nothing else is retried.
 import { ConnectionError } from './errors.js';
 import type { Reporter } from './reporter.js';
-import { type Connector, connectRemote } from './connect.js';
+import { type Connector, connectRemote, describeConnection } from './connect.js';
 import type { Remote, SshTarget } from './remote.js';
 
 export interface RetryPolicy {
@@ -48,6 +48,7 @@ export class Session {
       this.calls.connections++;
       this.connecting = this.connect(this.target).then(
         (r) => {
+          this.reporter.debug(`Connected to ${describeConnection(this.target)}.`);
           this.current = r;
           this.connecting = null;
           return r;

@@ -1,12 +1,14 @@
 // Every input, validated in one place before anything is built, connected or written. The action
 // and the CLI both hand in the same raw name → string map (input names as in action.yml).
-import ssh2 from 'ssh2';
 import { z } from 'zod';
 import { type ClusterPath, clusterPath, isHome, isUnderTmp, joinPath } from './clusterpath.js';
 import { InputError } from './errors.js';
+import { parseIdentity } from './identity.js';
+import { type JumpHop, parseJumpHosts } from './jumphosts.js';
 import { JOB_FILES, isJobFileName } from './layout.js';
 import { type KnownHostEntry, parseKnownHosts } from './knownhosts.js';
 import { splitWords } from './quote.js';
+import type { SshClientChoice } from './remote.js';
 
 export type RawInputs = Readonly<Record<string, string | undefined>>;
 
@@ -23,6 +25,16 @@ export interface Settings {
   privateKey: string;
   /** Parsed known_hosts lines: the only host keys accepted. */
   knownHosts: KnownHostEntry[];
+  /** Passphrase of an encrypted private key; masked. */
+  passphrase: string | null;
+  /** OpenSSH user certificate text, checked against the key, username and clock. */
+  certificate: string | null;
+  /** ProxyJump chain to the login host, first hop first. */
+  jumpHosts: JumpHop[];
+  sshClient: SshClientChoice;
+  /** A terminal's own: an SSH agent's socket to use instead of a key, an open ControlMaster session to reuse. */
+  agent?: string | null;
+  controlPath?: string | null;
   /** Image reference `name:tag` (tag defaults to latest); empty when testing an existing `sif`. */
   image: string;
   /** Build the image with the local engine (false: it must already be there). */
@@ -222,18 +234,12 @@ const schema = z.object({
   'private-key': z
     .string()
     .optional()
-    .transform((v) => v ?? '')
-    .superRefine((s, ctx) => {
-      if (s.trim() === '') return; // required unless only planning: checked in parseSettings
-      const parsed = ssh2.utils.parseKey(s.trim() + '\n');
-      if (parsed instanceof Error) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}, unencrypted`,
-        });
-      }
-    }),
+    .transform((v) => v ?? ''), // parsed with its passphrase and certificate: parseIdentity
+  'private-key-passphrase': z.string().optional().transform((v) => v ?? ''),
+  certificate: z.string().optional().transform((v) => v ?? ''),
   'known-hosts': z.string().optional().transform((v) => v ?? ''),
+  'jump-hosts': trimmed().refine(...noControl('jump-hosts')),
+  'ssh-client': trimmed('auto').refine((s) => ['auto', 'builtin', 'openssh'].includes(s), { message: 'must be auto, builtin or openssh' }),
   image: trimmed()
     .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
     .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
@@ -326,6 +332,16 @@ function inputError(problems: Problem[]): InputError {
   return err;
 }
 
+/** What `fn` returns; or undefined, its error listed against `input` (or the input an InputError names). */
+function collect<T>(problems: Problem[], input: string, fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    problems.push({ input: e instanceof InputError ? e.input : input, message: e instanceof InputError ? e.problem : (e as Error).message });
+    return undefined;
+  }
+}
+
 function knownHostsOf(raw: RawInputs): KnownHostEntry[] {
   if (!(raw['known-hosts'] ?? '').trim()) {
     throw new Error("is required: the cluster's host key line(s), e.g. from `ssh-keyscan -p PORT HOST` run once from a trusted machine");
@@ -334,37 +350,58 @@ function knownHostsOf(raw: RawInputs): KnownHostEntry[] {
 }
 
 /** What commands about an existing job need: how to reach the cluster and where the delivery lives. */
-export type ConnectionSettings = Pick<Settings, 'host' | 'port' | 'username' | 'privateKey' | 'knownHosts' | 'remoteDir' | 'loginModules'>;
+export type ConnectionSettings = Pick<Settings, LoginField | 'agent' | 'controlPath' | 'host' | 'port' | 'username' | 'knownHosts' | 'remoteDir' | 'loginModules'>;
 
-const connectionSchema = schema.pick({ host: true, port: true, username: true, 'private-key': true, 'remote-dir': true, 'login-modules': true });
+type LoginField = 'privateKey' | 'passphrase' | 'certificate' | 'jumpHosts' | 'sshClient';
 
-export function parseConnection(raw: RawInputs): ConnectionSettings {
+const connectionSchema = schema.pick({
+  host: true,
+  port: true,
+  username: true,
+  'private-key': true,
+  'private-key-passphrase': true,
+  certificate: true,
+  'jump-hosts': true,
+  'ssh-client': true,
+  'remote-dir': true,
+  'login-modules': true,
+});
+
+/** How to log in: key, passphrase and certificate checked together, the jump chain, the transport. */
+function loginOf(ok: z.infer<typeof connectionSchema>): Pick<Settings, LoginField> {
+  const identity = parseIdentity({ privateKey: ok['private-key'], passphrase: ok['private-key-passphrase'], certificate: ok.certificate, username: ok.username });
+  let jumpHosts: JumpHop[];
+  try {
+    jumpHosts = parseJumpHosts(ok['jump-hosts'], ok.username);
+  } catch (e) {
+    throw new InputError('jump-hosts', (e as Error).message);
+  }
+  const sshClient = ok['ssh-client'] as SshClientChoice;
+  if (sshClient === 'builtin' && identity.certificate) {
+    throw new InputError('ssh-client', 'builtin cannot log in with a certificate (the ssh2 library cannot send one)', 'Use auto or openssh (the system OpenSSH client).');
+  }
+  return { ...identity, jumpHosts, sshClient };
+}
+
+/** With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
+export function parseConnection(raw: RawInputs, { keyOptional = false } = {}): ConnectionSettings {
   const problems: Problem[] = [];
   const result = connectionSchema.safeParse(raw);
   if (!result.success) for (const i of result.error.issues) problems.push({ input: String(i.path[0]), message: i.message });
-  let knownHosts: KnownHostEntry[] = [];
-  let remoteDir: ClusterPath = '';
-  if (!raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
-  for (const [input, fn] of [
-    ['known-hosts', () => (knownHosts = knownHostsOf(raw))],
-    ['remote-dir', () => (remoteDir = remoteDirOf(raw))],
-  ] as const) {
-    try {
-      fn();
-    } catch (e) {
-      problems.push({ input, message: e instanceof InputError ? e.problem : (e as Error).message });
-    }
-  }
-  if (!result.success || problems.length > 0) throw inputError(problems);
-  return connectionOf(result.data, knownHosts, remoteDir);
+  if (!keyOptional && !raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
+  const knownHosts = collect(problems, 'known-hosts', () => knownHostsOf(raw));
+  const remoteDir = collect(problems, 'remote-dir', () => remoteDirOf(raw));
+  const login = result.success ? collect(problems, 'private-key', () => loginOf(result.data)) : undefined;
+  if (!result.success || !knownHosts || !remoteDir || !login || problems.length > 0) throw inputError(problems);
+  return connectionOf(result.data, knownHosts, remoteDir, login);
 }
 
-function connectionOf(ok: z.infer<typeof connectionSchema>, knownHosts: KnownHostEntry[], remoteDir: ClusterPath): ConnectionSettings {
+function connectionOf(ok: z.infer<typeof connectionSchema>, knownHosts: KnownHostEntry[], remoteDir: ClusterPath, login: Pick<Settings, LoginField>): ConnectionSettings {
   return {
     host: ok.host,
     port: ok.port,
     username: ok.username,
-    privateKey: ok['private-key'].trim() + '\n',
+    ...login,
     knownHosts,
     remoteDir,
     loginModules: ok['login-modules'],
@@ -436,24 +473,18 @@ function publishSettings(ok: z.infer<typeof schema>, imageName: string, context:
  * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
  * known-hosts may be missing, and are checked only if given.
  */
-export function parseSettings(raw: RawInputs, context: RunContext | null = null, { credentials = true } = {}): Settings {
+export function parseSettings(raw: RawInputs, context: RunContext | null = null, { credentials = true, keyOptional = false } = {}): Settings {
   const result = schema.safeParse(raw);
   const problems: Problem[] = [];
   if (!result.success) {
     for (const issue of result.error.issues) problems.push({ input: String(issue.path[0]), message: issue.message });
   }
   const ok = result.success ? result.data : undefined;
-  const check = <T>(input: string, fn: () => T): T | undefined => {
-    try {
-      return fn();
-    } catch (e) {
-      problems.push({ input, message: e instanceof InputError ? e.problem : (e as Error).message });
-      return undefined;
-    }
-  };
+  const check = <T>(input: string, fn: () => T): T | undefined => collect(problems, input, fn);
 
   const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
-  if (credentials && !raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
+  if (credentials && !keyOptional && !raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
+  const login = ok && check('private-key', () => loginOf(ok));
   const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
   const remoteDir = check('remote-dir', () => remoteDirOf(raw));
   const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
@@ -483,7 +514,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
   }
 
-  if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
+  if (problems.length > 0 || !ok || !knownHosts || !login || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
     throw inputError(problems);
   }
 
@@ -494,7 +525,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
       ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
       : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
-    ...connectionOf(ok, knownHosts, remoteDir),
+    ...connectionOf(ok, knownHosts, remoteDir, login),
     build: ok.build && !ok.sif && !ok.archive,
     sif: sif || null,
     archive: ok.archive || null,

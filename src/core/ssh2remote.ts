@@ -1,71 +1,106 @@
-// The built-in transport: the ssh2 library (through node-ssh), with strict host-key checking.
-import { NodeSSH } from 'node-ssh';
-import { ConnectionError, HostKeyError } from './errors.js';
-import { checkHostKey, hostKeyName, recordedKeyTypes } from './knownhosts.js';
+// The built-in transport: the ssh2 library, with strict host-key checking on every hop. A jump
+// chain is a Client per hop, each carried over a forwarded channel of the one before (ssh2 README,
+// "Connection hopping").
+import type { Duplex } from 'node:stream';
+import { Client, type ConnectConfig } from 'ssh2';
+import { ConnectionError } from './errors.js';
+import { type JumpHop, formatHop } from './jumphosts.js';
+import { checkHostKey, recordedKeyTypes } from './knownhosts.js';
 import { loginShellCommand } from './loginshell.js';
-import { type ExecOptions, type ExecResult, ScriptRemote, type SshTarget, streamScript } from './remote.js';
+import { type ExecOptions, type ExecResult, ScriptRemote, type SshTarget, hostKeyRefused, streamScript } from './remote.js';
+
+/** One SSH connection of the chain: to a hop, or to the cluster itself (the last). */
+function connectHop(target: SshTarget, hop: JumpHop, role: string, sock: Duplex | undefined): Promise<Client> {
+  const client = new Client();
+  let refused: Error | undefined;
+  const types = recordedKeyTypes(target.knownHosts, hop.host, hop.port);
+  const config: ConnectConfig = {
+    host: hop.host,
+    port: hop.port,
+    username: hop.user,
+    ...(target.privateKey ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined } : { agent: target.agent ?? undefined }),
+    sock,
+    readyTimeout: 20_000,
+    keepaliveInterval: 15_000,
+    keepaliveCountMax: 4,
+    // Offer the key types known_hosts records for this host first, as OpenSSH does.
+    ...(types.length > 0 ? { algorithms: { serverHostKey: types as never } } : {}),
+    hostVerifier: (key: Buffer) => {
+      const verdict = checkHostKey(target.knownHosts, hop.host, hop.port, key);
+      if (verdict.ok) return true;
+      refused = hostKeyRefused(role, hop, verdict.reason, `${verdict.keyType} ${verdict.fingerprint}`);
+      return false;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    client.once('ready', () => {
+      // Once connected, a reset surfaces as 'close' (and exec's ConnectionError); unhandled it would crash the process.
+      client.on('error', () => undefined);
+      resolve(client);
+    });
+    client.once('error', (err: Error & { level?: string }) => {
+      client.end();
+      if (refused) return reject(refused);
+      const who = `${role} ${formatHop(hop)}`;
+      const hint =
+        err.level === 'client-authentication'
+          ? `The ${role} refused the key for user '${hop.user}': check the username and that the public key (or its certificate) is accepted there.`
+          : `Check ${role === 'cluster' ? `host '${hop.host}' and port ${hop.port}` : 'the jump-hosts input'}, and that it is reachable from here.`;
+      reject(new ConnectionError(`Could not connect to the ${who}: ${err.message}.`, hint));
+    });
+    client.connect(config);
+  });
+}
+
+/** A channel from `via` to the next hop, as its socket. */
+function forward(via: Client, hop: JumpHop, role: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    via.forwardOut('127.0.0.1', 0, hop.host, hop.port, (err, stream) =>
+      err ? reject(new ConnectionError(`The jump host could not reach the ${role} ${formatHop(hop)}: ${err.message}.`, 'Check the jump-hosts input and that the jump host may forward there.')) : resolve(stream),
+    );
+  });
+}
 
 export class Ssh2Remote extends ScriptRemote {
+  private lost = false;
+
   private constructor(
-    private readonly ssh: NodeSSH,
-    readonly target: SshTarget,
+    /** The hops, then the cluster's connection last. */
+    private readonly chain: Client[],
   ) {
     super();
+    this.conn.once('close', () => {
+      this.lost = true;
+    });
+  }
+
+  private get conn(): Client {
+    return this.chain[this.chain.length - 1];
   }
 
   static async connect(target: SshTarget): Promise<Ssh2Remote> {
-    const ssh = new NodeSSH();
-    let refused: HostKeyError | undefined;
-    const types = recordedKeyTypes(target.knownHosts, target.host, target.port);
+    const hops = [...target.jumpHosts, { user: target.username, host: target.host, port: target.port }];
+    const chain: Client[] = [];
     try {
-      await ssh.connect({
-        host: target.host,
-        port: target.port,
-        username: target.username,
-        privateKey: target.privateKey,
-        readyTimeout: 20_000,
-        keepaliveInterval: 15_000,
-        keepaliveCountMax: 4,
-        // Offer the key types known_hosts records for this host first, as OpenSSH does.
-        ...(types.length > 0 ? { algorithms: { serverHostKey: types as never } } : {}),
-        hostVerifier: (key: Buffer) => {
-          const verdict = checkHostKey(target.knownHosts, target.host, target.port, key);
-          if (verdict.ok) return true;
-          const name = hostKeyName(target.host, target.port);
-          const why = {
-            'unknown-host': `known-hosts has no entry for ${name}`,
-            changed: `the host key of ${name} does not match the one in known-hosts (it changed, or this is not the host you think)`,
-            revoked: `the host key of ${name} is marked @revoked in known-hosts`,
-          }[verdict.reason];
-          refused = new HostKeyError(
-            `Host key refused: ${why}. The server offered ${verdict.keyType} ${verdict.fingerprint}.`,
-            'Nothing was sent. If the cluster really changed its key, confirm the fingerprint with its administrators and update the known-hosts input.',
-          );
-          return false;
-        },
-      });
-    } catch (err) {
-      ssh.dispose();
-      if (refused) throw refused;
-      const e = err as Error & { level?: string };
-      const hint =
-        e.level === 'client-authentication'
-          ? `The cluster refused the key for user '${target.username}': check the username and that the public key is in ~/.ssh/authorized_keys there.`
-          : `Check host '${target.host}' and port ${target.port}, and that the cluster is reachable from here.`;
-      throw new ConnectionError(`Could not connect to ${target.username}@${target.host}:${target.port}: ${e.message}.`, hint);
+      for (const [i, hop] of hops.entries()) {
+        const role = i < hops.length - 1 ? `jump host ${i + 1}` : 'cluster';
+        const sock = i > 0 ? await forward(chain[i - 1], hop, role) : undefined;
+        chain.push(await connectHop(target, hop, role, sock));
+      }
+    } catch (e) {
+      for (const c of chain.reverse()) c.end();
+      throw e;
     }
-    // node-ssh drops its error listener once connected; without ours a reset would crash the process.
-    ssh.connection?.on('error', () => undefined);
-    return new Ssh2Remote(ssh, target);
+    return new Ssh2Remote(chain);
   }
 
   get connected(): boolean {
-    return this.ssh.isConnected();
+    return !this.lost;
   }
 
   exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    const conn = this.ssh.connection;
-    if (!conn || !this.connected) return Promise.reject(new ConnectionError('The SSH connection is closed.'));
+    const conn = this.conn;
+    if (!this.connected) return Promise.reject(new ConnectionError('The SSH connection is closed.'));
     return new Promise((resolve, reject) => {
       let settled = false;
       const finish = (fn: () => void) => {
@@ -95,6 +130,7 @@ export class Ssh2Remote extends ScriptRemote {
   }
 
   close(): void {
-    this.ssh.dispose();
+    this.lost = true;
+    for (const c of [...this.chain].reverse()) c.end();
   }
 }
