@@ -56,10 +56,15 @@ describe.each(['builtin', 'openssh'])('ssh-client %s, through the bastion', (cli
   test('an unknown bastion key is refused, naming the hop and the key it offered; nothing is written', async () => {
     const remoteDir = uniqueRemoteDir('jump-refused');
     const offset = sizeOf(BASTION_LOG);
-    const run = await runStep({ ...clusterInputs(), 'jump-hosts': '127.0.0.1:2223', 'ssh-client': client, sif: 'x.sif', 'smoke-command': 'true', 'remote-dir': remoteDir }, { workspace: ws });
+    const run = await runStep(
+      { ...clusterInputs(), 'jump-hosts': '127.0.0.1:2223', 'ssh-client': client, sif: 'x.sif', 'smoke-command': 'true', 'remote-dir': remoteDir },
+      { workspace: ws },
+    );
     expect(run.code).not.toBe(0);
     const offered = fingerprint(join(STATE_DIR, 'bastion/host_ed25519.pub'));
-    expect(run.log).toContain(`Host key refused for the jump host 1 (rivuser@127.0.0.1:2223): known-hosts has no entry for [127.0.0.1]:2223. The server offered ssh-ed25519 ${offered}.`);
+    expect(run.log).toContain(
+      `Host key refused for the jump host 1 (rivuser@127.0.0.1:2223): known-hosts has no entry for [127.0.0.1]:2223. The server offered ssh-ed25519 ${offered}.`,
+    );
     expect(existsSync(join(CLUSTER_HOME, remoteDir))).toBe(false);
     expect(since(BASTION_LOG, offset)).not.toMatch(/Accepted publickey|server_request_direct_tcpip/);
   });
@@ -69,7 +74,15 @@ test('ssh-client builtin: a delivery through the bastion (the bastion forwards t
   const offset = sizeOf(BASTION_LOG);
   const remoteDir = uniqueRemoteDir('jump');
   const run = await runStep(
-    { ...clusterInputs(), 'known-hosts': knownHosts, 'jump-hosts': '127.0.0.1:2223', 'ssh-client': 'builtin', image: IMAGE, 'smoke-test': 'gpu-check.sh', 'remote-dir': remoteDir },
+    {
+      ...clusterInputs(),
+      'known-hosts': knownHosts,
+      'jump-hosts': '127.0.0.1:2223',
+      'ssh-client': 'builtin',
+      image: IMAGE,
+      'smoke-test': 'gpu-check.sh',
+      'remote-dir': remoteDir,
+    },
     { workspace: ws },
   );
   if (run.code !== 0) throw new Error(run.log);
@@ -101,9 +114,11 @@ describe('certuser, whose sshd takes only certificates from its CA', () => {
 
   test('the expired certificate: refused before connecting, with its validity', async () => {
     const cert = sizeOf(CERT_LOG);
-    const run = await runStep(certInputs({ certificate: readFileSync(join(CERTUSER, 'expired-cert.pub'), 'utf8'), sif: 'x.sif', image: '' }), { workspace: ws });
+    const run = await runStep(certInputs({ certificate: readFileSync(join(CERTUSER, 'expired-cert.pub'), 'utf8'), sif: 'x.sif', image: '' }), {
+      workspace: ws,
+    });
     expect(run.code).not.toBe(0);
-    expect(run.log).toContain("Input 'certificate': \"certuser-expired\" has expired: valid from 2020-01-01T00:00:00Z to 2020-01-02T00:00:00Z");
+    expect(run.log).toContain('Input \'certificate\': "certuser-expired" has expired: valid from 2020-01-01T00:00:00Z to 2020-01-02T00:00:00Z');
     expect(since(CERT_LOG, cert)).toBe('');
   });
 
@@ -128,7 +143,13 @@ describe('the CLI from a laptop: a Host alias of ~/.ssh/config', () => {
       child.stderr.on('data', (d) => (out += d));
       child.on('close', (code) => resolve({ code, stdout, out }));
     });
-  const ssh = (...args: string[]) => execFileSync('ssh', ['-F', join(home, '.ssh/config'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: home }, timeout: 30_000 });
+  const ssh = (...args: string[]) =>
+    execFileSync('ssh', ['-F', join(home, '.ssh/config'), ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH, HOME: home },
+      timeout: 30_000,
+    });
 
   beforeAll(() => {
     home = mkdtempSync(join(tmpdir(), 'rs-home-'));
@@ -185,7 +206,18 @@ describe('the CLI from a laptop: a Host alias of ~/.ssh/config', () => {
     ssh('-fN', 'riviera');
     // From now on only the open session can log in: the key is gone and there is no agent.
     rmSync(join(home, '.ssh/riviera'));
-    const r = await cli('deliver', '--host', 'riviera', '--image', IMAGE, '--smoke-test', 'gpu-check.sh', '--remote-dir', uniqueRemoteDir('cli-session'), '--json');
+    const r = await cli(
+      'deliver',
+      '--host',
+      'riviera',
+      '--image',
+      IMAGE,
+      '--smoke-test',
+      'gpu-check.sh',
+      '--remote-dir',
+      uniqueRemoteDir('cli-session'),
+      '--json',
+    );
     if (r.code !== 0) throw new Error(r.out);
     expect(r.out).toContain('Output tensor device: cuda:0');
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, jobState: 'COMPLETED' });

@@ -86,18 +86,30 @@ describe('parseIdentity', () => {
 
   test('an expired certificate is refused before connecting, with its validity', () => {
     const { key, cert } = certified('old', 'ed25519', ['-n', 'alice', '-V', '20200101000000Z:20200102000000Z']);
-    expectInputError(() => parseIdentity({ privateKey: key, passphrase: '', certificate: cert, username: 'alice' }), 'certificate', /"old-id" has expired: valid from 2020-01-01T00:00:00Z to 2020-01-02T00:00:00Z/);
+    expectInputError(
+      () => parseIdentity({ privateKey: key, passphrase: '', certificate: cert, username: 'alice' }),
+      'certificate',
+      /"old-id" has expired: valid from 2020-01-01T00:00:00Z to 2020-01-02T00:00:00Z/,
+    );
   });
 
   test('a certificate for another key is refused', () => {
     const { cert } = certified('other', 'ed25519', []);
     keygen('-t', 'ed25519', '-N', '', '-f', join(dir, 'mine'));
-    expectInputError(() => parseIdentity({ privateKey: read('mine'), passphrase: '', certificate: cert, username: 'alice' }), 'certificate', /certifies another key/);
+    expectInputError(
+      () => parseIdentity({ privateKey: read('mine'), passphrase: '', certificate: cert, username: 'alice' }),
+      'certificate',
+      /certifies another key/,
+    );
   });
 
   test('a valid certificate for the key and user passes, kept as text', () => {
     const { key, cert } = certified('good', 'ed25519', ['-n', 'alice']);
-    expect(parseIdentity({ privateKey: key, passphrase: '', certificate: cert, username: 'alice' })).toEqual({ privateKey: key.trim() + '\n', passphrase: null, certificate: cert.trim() + '\n' });
+    expect(parseIdentity({ privateKey: key, passphrase: '', certificate: cert, username: 'alice' })).toEqual({
+      privateKey: key.trim() + '\n',
+      passphrase: null,
+      certificate: cert.trim() + '\n',
+    });
   });
 
   test('an encrypted key needs its passphrase, and the right one', () => {
@@ -106,11 +118,19 @@ describe('parseIdentity', () => {
     expect(keyIsEncrypted(key)).toBe(true);
     expect(keyIsEncrypted(read('mine'))).toBe(false);
     expectInputError(() => parseIdentity({ privateKey: key, passphrase: '', certificate: '', username: 'alice' }), 'private-key-passphrase', /is required/);
-    expectInputError(() => parseIdentity({ privateKey: key, passphrase: 'wrong', certificate: '', username: 'alice' }), 'private-key-passphrase', /does not decrypt/);
+    expectInputError(
+      () => parseIdentity({ privateKey: key, passphrase: 'wrong', certificate: '', username: 'alice' }),
+      'private-key-passphrase',
+      /does not decrypt/,
+    );
     expect(parseIdentity({ privateKey: key, passphrase: 'open sesame', certificate: '', username: 'alice' }).passphrase).toBe('open sesame');
   });
 
   test('a key that is no key names private-key', () => {
-    expectInputError(() => parseIdentity({ privateKey: 'garbage', passphrase: '', certificate: '', username: 'alice' }), 'private-key', /does not parse as an SSH private key/);
+    expectInputError(
+      () => parseIdentity({ privateKey: 'garbage', passphrase: '', certificate: '', username: 'alice' }),
+      'private-key',
+      /does not parse as an SSH private key/,
+    );
   });
 });

@@ -22,9 +22,12 @@ describe('parseJumpHosts', () => {
     expect(parseJumpHosts(spec, 'me')).toEqual([]);
   });
 
-  test.each(['host:0', 'host:65536', 'host:22:33', '@host', 'bad user@host', 'ho st', 'a,,b', '[::1', 'host;rm'])('%j is refused, quoted in the message', (spec) => {
-    expect(() => parseJumpHosts(spec, 'me')).toThrow(/'.*'/);
-  });
+  test.each(['host:0', 'host:65536', 'host:22:33', '@host', 'bad user@host', 'ho st', 'a,,b', '[::1', 'host;rm'])(
+    '%j is refused, quoted in the message',
+    (spec) => {
+      expect(() => parseJumpHosts(spec, 'me')).toThrow(/'.*'/);
+    },
+  );
 
   test('formatHop writes what parseJumpHosts reads, IPv6 in brackets', () => {
     for (const spec of ['gate@bastion:2200', 'u@[2001:db8::1]:22']) {

@@ -14,7 +14,12 @@ function sshG(configText: string, host: string): Record<string, string> {
   const file = join(dir, 'config');
   writeFileSync(file, configText);
   const out = execFileSync('ssh', ['-G', '-F', file, host], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  return Object.fromEntries(out.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]));
+  return Object.fromEntries(
+    out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]),
+  );
 }
 
 const params = {
@@ -35,7 +40,13 @@ const params = {
 describe('renderSshConfig, as ssh reads it', () => {
   test('the cluster: its host, port, user, the whole jump chain, and the control socket', () => {
     const g = sshG(renderSshConfig(params), CLUSTER_ALIAS);
-    expect(g).toMatchObject({ hostname: 'login.example.edu', port: '2222', user: 'alice', proxyjump: 'gate@bastion.example.edu:2200,alice@[10.0.0.5]:22', controlpath: join(dir, 'ctl') });
+    expect(g).toMatchObject({
+      hostname: 'login.example.edu',
+      port: '2222',
+      user: 'alice',
+      proxyjump: 'gate@bastion.example.edu:2200,alice@[10.0.0.5]:22',
+      controlpath: join(dir, 'ctl'),
+    });
   });
 
   test('every host, hops included: strict host keys from our file only, only our key and certificate, never a prompt', () => {
@@ -100,7 +111,11 @@ describe('parseSshG', () => {
     ].join('\n');
     const file = join(dir, 'user-config');
     writeFileSync(file, cfg);
-    const out = execFileSync('ssh', ['-G', '-F', file, 'riviera'], { encoding: 'utf8', env: { ...process.env, HOME: '/home/alice' }, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('ssh', ['-G', '-F', file, 'riviera'], {
+      encoding: 'utf8',
+      env: { ...process.env, HOME: '/home/alice' },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     expect(parseSshG(out, '/home/alice')).toEqual({
       hostname: 'login.riviera.example',
       user: 'alice',
@@ -132,7 +147,12 @@ describe("explainSshFailure, from ssh -v's log", () => {
   ].join('\r\n');
 
   test('an unknown first hop: hop 0, and the key it offered', () => {
-    expect(explainSshFailure(unknownBastion)).toEqual({ kind: 'host-key', hop: 0, reason: 'unknown-host', offered: 'ssh-ed25519 SHA256:YAYgmBoO6Ste0gqgZQ9tCrLHaEdmQD2YfZThf5SK3qs' });
+    expect(explainSshFailure(unknownBastion)).toEqual({
+      kind: 'host-key',
+      hop: 0,
+      reason: 'unknown-host',
+      offered: 'ssh-ed25519 SHA256:YAYgmBoO6Ste0gqgZQ9tCrLHaEdmQD2YfZThf5SK3qs',
+    });
   });
 
   test('a changed key behind a hop that let us in: hop 1', () => {
@@ -153,6 +173,9 @@ describe("explainSshFailure, from ssh -v's log", () => {
   });
 
   test("anything else: ssh's own last words", () => {
-    expect(explainSshFailure('debug1: Connecting to h port 22.\nssh: connect to host h port 22: Connection refused\n')).toEqual({ kind: 'other', message: 'ssh: connect to host h port 22: Connection refused' });
+    expect(explainSshFailure('debug1: Connecting to h port 22.\nssh: connect to host h port 22: Connection refused\n')).toEqual({
+      kind: 'other',
+      message: 'ssh: connect to host h port 22: Connection refused',
+    });
   });
 });

@@ -72,7 +72,9 @@ export function parseCertificate(text: string): UserCertificate {
   const [type, b64] = text.trim().split(/\s+/);
   const base = type?.replace(/-cert-v01@openssh\.com$/, '');
   if (!type || !b64 || base === type || !(base in KEY_FIELDS)) {
-    throw new Error(`is not an OpenSSH certificate (the text of a file such as id_ed25519-cert.pub, starting with a type such as ssh-ed25519-cert-v01@openssh.com)`);
+    throw new Error(
+      `is not an OpenSSH certificate (the text of a file such as id_ed25519-cert.pub, starting with a type such as ssh-ed25519-cert-v01@openssh.com)`,
+    );
   }
   const blob = Buffer.from(b64, 'base64');
   try {
@@ -118,8 +120,10 @@ export function validity(cert: UserCertificate): string {
  * yet valid, expired, or not for that principal.
  */
 export function certificateProblem(cert: UserCertificate, username: string, nowSeconds = Date.now() / 1000): string | null {
-  if (nowSeconds < cert.validAfter) return `is not valid yet: ${validity(cert)} (now ${when(Math.floor(nowSeconds))}); check this machine's clock or ask for a new certificate`;
-  if (cert.validBefore !== null && nowSeconds >= cert.validBefore) return `has expired: ${validity(cert)} (now ${when(Math.floor(nowSeconds))}); ask the cluster's CA for a new one`;
+  if (nowSeconds < cert.validAfter)
+    return `is not valid yet: ${validity(cert)} (now ${when(Math.floor(nowSeconds))}); check this machine's clock or ask for a new certificate`;
+  if (cert.validBefore !== null && nowSeconds >= cert.validBefore)
+    return `has expired: ${validity(cert)} (now ${when(Math.floor(nowSeconds))}); ask the cluster's CA for a new one`;
   if (cert.principals.length > 0 && !cert.principals.includes(username)) {
     return `is for ${cert.principals.join(', ')}, not for username '${username}'`;
   }

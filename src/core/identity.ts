@@ -29,7 +29,10 @@ export function parseIdentity(i: IdentityInputs, nowSeconds = Date.now() / 1000)
       const encrypted = keyIsEncrypted(keyText);
       if (encrypted && !passphrase) throw new InputError('private-key-passphrase', 'is required: the private key is encrypted');
       if (encrypted) throw new InputError('private-key-passphrase', 'does not decrypt the private key');
-      throw new InputError('private-key', `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}`);
+      throw new InputError(
+        'private-key',
+        `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}`,
+      );
     }
     publicKey = parsed.getPublicSSH();
   }
@@ -41,7 +44,11 @@ export function parseIdentity(i: IdentityInputs, nowSeconds = Date.now() / 1000)
       throw new InputError('certificate', (e as Error).message);
     }
     if (publicKey && !certificate.publicKey.equals(publicKey)) {
-      throw new InputError('certificate', `certifies another key than private-key (key ID "${certificate.keyId}")`, 'Pass the certificate issued for this private key (its -cert.pub file).');
+      throw new InputError(
+        'certificate',
+        `certifies another key than private-key (key ID "${certificate.keyId}")`,
+        'Pass the certificate issued for this private key (its -cert.pub file).',
+      );
     }
     const problem = certificateProblem(certificate, i.username, nowSeconds);
     if (problem) throw new InputError('certificate', `"${certificate.keyId}" ${problem}`);

@@ -168,7 +168,10 @@ function failureOf(log: string, target: SshTarget): Error {
     );
   }
   const message = f.kind === 'other' ? f.message : 'refused';
-  return new ConnectionError(`Could not connect to ${formatHop(hops[hops.length - 1])} with the OpenSSH client: ${message}.`, `Check host '${target.host}', port ${target.port} and jump-hosts, and that they are reachable from here.`);
+  return new ConnectionError(
+    `Could not connect to ${formatHop(hops[hops.length - 1])} with the OpenSSH client: ${message}.`,
+    `Check host '${target.host}', port ${target.port} and jump-hosts, and that they are reachable from here.`,
+  );
 }
 
 /**
@@ -184,13 +187,23 @@ async function privateAgent(dir: string, keyFile: string, passphrase: string): P
   for (let waited = 0; !existsSync(socket); waited += READY_POLL_MS) {
     if (waited > 5000) {
       agent.kill();
-      throw new ConnectionError('ssh-agent did not start.', 'It is needed to use an encrypted private key with the OpenSSH client; check that it is installed.');
+      throw new ConnectionError(
+        'ssh-agent did not start.',
+        'It is needed to use an encrypted private key with the OpenSSH client; check that it is installed.',
+      );
     }
     await sleep(READY_POLL_MS);
   }
   const askpass = join(dir, 'askpass');
   writeFileSync(askpass, '#!/bin/sh\nprintf \'%s\\n\' "$RIVIERA_KEY_PASSPHRASE"\n', { mode: 0o700 });
-  const env = { ...process.env, SSH_AUTH_SOCK: socket, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: process.env.DISPLAY || ':0', RIVIERA_KEY_PASSPHRASE: passphrase };
+  const env = {
+    ...process.env,
+    SSH_AUTH_SOCK: socket,
+    SSH_ASKPASS: askpass,
+    SSH_ASKPASS_REQUIRE: 'force',
+    DISPLAY: process.env.DISPLAY || ':0',
+    RIVIERA_KEY_PASSPHRASE: passphrase,
+  };
   const added = await runProcess('ssh-add', [keyFile], { env });
   if (added.code !== 0) {
     agent.kill();

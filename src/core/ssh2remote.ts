@@ -56,7 +56,14 @@ function connectHop(target: SshTarget, hop: JumpHop, role: string, sock: Duplex 
 function forward(via: Client, hop: JumpHop, role: string): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     via.forwardOut('127.0.0.1', 0, hop.host, hop.port, (err, stream) =>
-      err ? reject(new ConnectionError(`The jump host could not reach the ${role} ${formatHop(hop)}: ${err.message}.`, 'Check the jump-hosts input and that the jump host may forward there.')) : resolve(stream),
+      err
+        ? reject(
+            new ConnectionError(
+              `The jump host could not reach the ${role} ${formatHop(hop)}: ${err.message}.`,
+              'Check the jump-hosts input and that the jump host may forward there.',
+            ),
+          )
+        : resolve(stream),
     );
   });
 }
