@@ -14,7 +14,7 @@ test('every input but the key files is an option, exactly once, with a descripti
 });
 
 test('the true/false inputs are --flag/--no-flag, defaulting as the action does', () => {
-  expect(FLAG_INPUTS.sort()).toEqual(['build', 'force-rebuild']);
+  expect(FLAG_INPUTS.sort()).toEqual(['build', 'force-rebuild', 'preflight-only']);
   for (const name of FLAG_INPUTS) {
     const actionDefault = /Default: (true|false)\.$/.exec(action.inputs[name].description.trim())?.[1];
     const o = options.find((x) => x.input === name)!;

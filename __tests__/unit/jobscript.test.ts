@@ -6,6 +6,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type Assembly, type JobScriptParams, JOB_PHASES, PHASE_MARKER, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
+import { GPU_MARKER, parseGpuReport } from '../../src/core/gpu.js';
 import { shq } from '../../src/core/quote.js';
 import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import { listTar, readTarMember } from '../../src/core/tar.js';
@@ -129,7 +130,7 @@ describe('renderJobScript: text', () => {
   });
 
   test('the phases, in order', () => {
-    expect([...JOB_PHASES]).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test', 'publish']);
+    expect([...JOB_PHASES]).toEqual(['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'publish']);
   });
 
   test('--nv only when gpus > 0', () => {
@@ -184,6 +185,8 @@ const FAKE_SINGULARITY = `#!/bin/sh
 [ "$1" = --version ] && { echo 'singularity-ce version 4.1.0'; exit 0; }
 # Records each call's argv (but --version), one per line, after a '--call--' line.
 { echo --call--; for a in "$@"; do printf '%s\\n' "$a"; done; } >> "$FAKE_LOG"
+# The GPU report's probe (exec --cleanenv) answers what the test says the image declares.
+[ "$1 $2" = "exec --cleanenv" ] && { printf '%s\\n' "\${FAKE_PROBE:-env }"; exit 0; }
 case "$1" in
   build)
     printf 'TMPDIR=%s\\nSINGULARITY_TMPDIR=%s\\nAPPTAINER_TMPDIR=%s\\nCACHE=%s\\n' "$TMPDIR" "$SINGULARITY_TMPDIR" "$APPTAINER_TMPDIR" "$SINGULARITY_CACHEDIR" > "$FAKE_ENV"
@@ -306,13 +309,14 @@ function runScript(sb: Sandbox, env: NodeJS.ProcessEnv = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Every call of the fake singularity, as argv arrays. */
-function calls(sb: Sandbox): string[][] {
+/** Every call of the fake singularity, as argv arrays; `probe`: the GPU report's (`exec --cleanenv`) only, else all but it. */
+function calls(sb: Sandbox, probe = false): string[][] {
   if (!existsSync(sb.log)) return [];
   return readFileSync(sb.log, 'utf8')
     .split('--call--\n')
     .slice(1)
-    .map((c) => c.replace(/\n$/, '').split('\n'));
+    .map((c) => c.replace(/\n$/, '').split('\n'))
+    .filter((c) => (c[0] === 'exec' && c[1] === '--cleanenv') === probe);
 }
 
 /** The temp dir variables the fake build saw. */
@@ -393,7 +397,7 @@ describe('renderJobScript: running it', () => {
 
     expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('smoke-test 0\n');
     expect(readFileSync(sb.moduleLog, 'utf8')).toBe('load\nslurm\nsingularity\ncuda12.2/toolkit\n');
-    expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'smoke-test', 'end']);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'end']);
     expect(r.stdout).toContain('smoke test output');
 
     // The .sif is in place and the stable link points at it.
@@ -580,7 +584,7 @@ describe('renderJobScript: running it', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`using the existing ${sb.p.sif}`);
     expect(calls(sb).map((c) => c[0])).toEqual(['exec']);
-    expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'smoke-test', 'end']);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'gpu-check', 'smoke-test', 'end']);
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('OLD');
     expect(readlinkSync(sb.sifLink)).toBe(sb.p.sif);
     expect(existsSync(sb.tarCopy)).toBe(false);
@@ -595,7 +599,7 @@ describe('renderJobScript: running it', () => {
     const r = runScript(sb);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`using the existing ${sb.p.sif}`);
-    expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'smoke-test', 'end']);
+    expect(phasesIn(r.stdout)).toEqual(['modules', 'sif-build', 'gpu-check', 'smoke-test', 'end']);
     expect(calls(sb).map((c) => c.slice(0, 3))).toEqual([['exec', '--nv', '--bind']]);
     expect(calls(sb)[0]).toContain(sb.p.sif);
     expect(readFileSync(sb.p.sif, 'utf8')).toBe('GIVEN');
@@ -631,6 +635,66 @@ describe('renderJobScript: running it', () => {
     expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('smoke-test 143\n');
     expectNoTempLeftovers(sb);
   }, 20_000);
+
+  /** A fake node nvidia-smi with this driver and CUDA version, as the stand-in's answers. */
+  function withDriver(sb: Sandbox, driver: string, cuda: string): void {
+    const smi = join(sb.root, 'bin', 'nvidia-smi');
+    writeFileSync(smi, `#!/bin/sh
+case "$1" in
+  --query-gpu=*) echo "NVIDIA A100-SXM4-40GB, ${driver}, 40960 MiB" ;;
+  *) echo "| NVIDIA-SMI ${driver}   Driver Version: ${driver}   CUDA Version: ${cuda}     |" ;;
+esac
+`);
+    chmodSync(smi, 0o755);
+  }
+  const gpuLines = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith(`${GPU_MARKER} `)).map((l) => l.slice(GPU_MARKER.length + 1));
+
+  test('GPU report: the node and container views and the image CUDA, then the smoke test', () => {
+    const sb = sandbox();
+    withDriver(sb, '550.54.15', '12.4');
+    const r = runScript(sb, { FAKE_PROBE: 'query NVIDIA A100-SXM4-40GB, 550.54.15, 40960 MiB\nenv 12.4.0' });
+    expect(r.code).toBe(0);
+    const report = parseGpuReport(gpuLines(r.stdout))!;
+    expect(report).toMatchObject({ outside: { driver: '550.54.15', cuda: '12.4' }, imageCuda: '12.4.0', compat: { kind: 'ok' } });
+    expect(report.inside.gpus).toHaveLength(1);
+    // One probe in the container (the log splits its multi-line script into lines).
+    const probe = calls(sb, true);
+    expect(probe).toHaveLength(1);
+    expect(probe[0].slice(0, 6)).toEqual(['exec', '--cleanenv', '--nv', sb.p.sif, '/bin/sh', '-c']);
+    expect(probe[0].at(-1)).toBe('name,driver_version,memory.total');
+    expect(calls(sb).map((c) => c[0])).toEqual(['build', 'exec']);
+  });
+
+  test.each([
+    ['CUDA_VERSION', 'env 12.4.0', '470.82.01', '11.4', "the image's CUDA 12.4.0 needs NVIDIA driver >= 525.60.13, but"],
+    ['version.json', 'env \njson {\njson  "cuda" : { "name" : "CUDA SDK", "version" : "13.0.1" }\njson }', '575.51.03', '12.9', "the image's CUDA 13.0.1 needs NVIDIA driver >= 580, but"],
+  ])('an image (%s) whose CUDA needs a newer driver stops before the smoke test', (_, probe, driver, cuda, message) => {
+    const sb = sandbox();
+    withDriver(sb, driver, cuda);
+    const r = runScript(sb, { FAKE_PROBE: probe });
+    expect(r.code).toBe(3);
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('gpu-check 3\n');
+    expect(r.stderr).toContain(message);
+    expect(r.stderr).toContain(`has ${driver} (CUDA ${cuda})`);
+    expect(calls(sb).map((c) => c[0])).toEqual(['build']);
+    expectNoTempLeftovers(sb);
+  });
+
+  test('a newer minor version than the driver reports runs (minor version compatibility)', () => {
+    const sb = sandbox();
+    withDriver(sb, '535.104.05', '12.2');
+    const r = runScript(sb, { FAKE_PROBE: 'env 12.4.0' });
+    expect(r.code).toBe(0);
+    expect(parseGpuReport(gpuLines(r.stdout))!.compat.kind).toBe('minor');
+  });
+
+  test('no GPUs asked for: no GPU report', () => {
+    const sb = sandbox(() => ({ gpus: 0 }));
+    const r = runScript(sb);
+    expect(r.code).toBe(0);
+    expect(phasesIn(r.stdout)).not.toContain('gpu-check');
+    expect(calls(sb, true)).toEqual([]);
+  });
 
   // With no modules (input `modules: none`) there must be no bare `module load`: it fails on a
   // cluster without a module system (command not found → 'modules 127').

@@ -200,6 +200,15 @@ describe('OutputStream', () => {
     expect(s.tail).toEqual(['loading', 'building', 'GPU 0']);
   });
 
+  test('GPU report lines are kept for the report, not printed as output', () => {
+    const r = fakeReporter();
+    const s = new OutputStream(r);
+    s.push(Buffer.from('::riviera-gpu:: node vm\nGPU 0\n::riviera-gpu:: outside query NVIDIA A100-SXM4-40GB, 535.104.05, 40960 MiB\n'));
+    expect(s.gpu).toEqual(['node vm', 'outside query NVIDIA A100-SXM4-40GB, 535.104.05, 40960 MiB']);
+    expect(r.infos()).toEqual(['GPU 0']);
+    expect(s.tail).toEqual(['GPU 0']);
+  });
+
   test('phase seconds come from the marker timestamps', () => {
     const s = new OutputStream(fakeReporter());
     s.push(Buffer.from(marker('modules', '1700000000.25') + marker('sif-build', '1700000001.75') + marker('smoke-test', '1700000011.75')));

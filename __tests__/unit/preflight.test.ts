@@ -7,8 +7,12 @@ const P = (s: string) => `pf ${s}`;
 const RECORDED = [
   'Welcome to Riviera (a profile banner: not a fact)',
   P('slurm 0'),
-  P('scontrol PartitionName=short-gpu AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=04:00:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=vm PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=2 TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=2,mem=4000M,node=1,billing=2'),
-  P('scontrol PartitionName=day-long-cpu AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=1-00:00:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=vm PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=2 TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=2,mem=4000M,node=1,billing=2'),
+  P(
+    'scontrol PartitionName=short-gpu AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=04:00:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=vm PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=2 TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=2,mem=4000M,node=1,billing=2',
+  ),
+  P(
+    'scontrol PartitionName=day-long-cpu AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=1-00:00:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=vm PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=2 TotalNodes=1 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=2,mem=4000M,node=1,billing=2',
+  ),
   P('sinfo short-gpu|gpu:2'),
   P('sinfo day-long-cpu*|gpu:2'),
   P('testonly sbatch: Job 56 to start at 2026-11-27T15:04:15 using 1 processors on nodes vm in partition short-gpu'),
@@ -25,12 +29,21 @@ const RECORDED = [
   'root /home/rivuser/riviera-singularity',
 ].join('\n');
 
-const wants = (w: Partial<PreflightWants> = {}): PreflightWants => ({ partition: 'short-gpu', gpus: 1, time: '30:00', modules: [], runtime: 'auto', imageBytes: 4 << 20, ...w });
+const wants = (w: Partial<PreflightWants> = {}): PreflightWants => ({
+  partition: 'short-gpu',
+  gpus: 1,
+  time: '30:00',
+  runtime: 'auto',
+  imageBytes: 4 << 20,
+  ...w,
+});
 
 /** A passing cluster's facts, with lines replaced or added. */
 function facts(extra: string[] = []) {
   const keep = RECORDED.split('\n').filter((l) => !/^pf (module nosuch|modload|runtime|dir tmpdir)/.test(l));
-  return parsePreflight([...keep, P('modload 0'), P('runtime /opt/singularity/bin/singularity'), P('dir tmpdir 1 81095812 16277276 16777216 /home/rivuser'), ...extra].join('\n'))!;
+  return parsePreflight(
+    [...keep, P('modload 0'), P('runtime /opt/singularity/bin/singularity'), P('dir tmpdir 1 81095812 16277276 16777216 /home/rivuser'), ...extra].join('\n'),
+  )!;
 }
 const byId = (checks: ReturnType<typeof evaluatePreflight>) => Object.fromEntries(checks.map((c) => [c.id, c]));
 
@@ -42,7 +55,12 @@ test('parsePreflight reads the recorded facts and ignores other lines', () => {
     ['day-long-cpu', 86400, 2],
   ]);
   expect(f.testOnly).toEqual({ code: 0, out: 'sbatch: Job 56 to start at 2026-11-27T15:04:15 using 1 processors on nodes vm in partition short-gpu' });
-  expect([...f.modules]).toEqual([['slurm', true], ['singularity', true], ['cuda12.2/blas', true], ['nosuch/1', false]]);
+  expect([...f.modules]).toEqual([
+    ['slurm', true],
+    ['singularity', true],
+    ['cuda12.2/blas', true],
+    ['nosuch/1', false],
+  ]);
   expect(f.moduleLoad).toBe(1);
   expect(f.runtime).toBeNull();
   expect(f.accounting).toBe(false);
@@ -60,20 +78,38 @@ test('the recorded failures: a missing module and an unwritable tmpdir, each nam
   expect(c.partition.status).toBe('pass');
   expect(c.sbatch.status).toBe('pass');
   const msg = preflightFailureMessage(checks)!;
-  expect(msg.split('\n')).toEqual([expect.stringMatching(/^Preflight 'modules': No module named 'nosuch\/1'/), expect.stringMatching(/^Preflight 'tmpdir': \/ is not writable/)]);
+  expect(msg.split('\n')).toEqual([
+    expect.stringMatching(/^Preflight 'modules': No module named 'nosuch\/1'/),
+    expect.stringMatching(/^Preflight 'tmpdir': \/ is not writable/),
+  ]);
 });
 
 test('a passing cluster passes every check', () => {
   const checks = evaluatePreflight(facts(), wants());
   expect(checks.filter((c) => c.status !== 'pass')).toEqual([]);
-  expect(checks.map((c) => c.id)).toEqual(['partition', 'gpus', 'time', 'sbatch', 'modules', 'runtime', 'remote-dir-space', 'remote-dir-inodes', 'tmpdir-space', 'tmpdir-inodes', 'accounting']);
+  expect(checks.map((c) => c.id)).toEqual([
+    'partition',
+    'gpus',
+    'time',
+    'sbatch',
+    'modules',
+    'runtime',
+    'remote-dir-space',
+    'remote-dir-inodes',
+    'tmpdir-space',
+    'tmpdir-inodes',
+    'accounting',
+  ]);
   expect(preflightFailureMessage(checks)).toBeNull();
 });
 
 test('an unknown partition lists the partitions there are', () => {
   const c = byId(evaluatePreflight(facts(), wants({ partition: 'no-such-part' })));
   expect(c.partition).toMatchObject({ status: 'fail', input: 'partition' });
-  expect(c.partition.detail).toBe("No partition 'no-such-part' on the cluster. It has: short-gpu: max 04:00:00, 2 GPU(s) per node; day-long-cpu (default): max 1-00:00:00, 2 GPU(s) per node.");
+  expect(c.sbatch).toBeUndefined();
+  expect(c.partition.detail).toBe(
+    "No partition 'no-such-part' on the cluster. It has: short-gpu: max 04:00:00, 2 GPU(s) per node; day-long-cpu (default): max 1-00:00:00, 2 GPU(s) per node.",
+  );
 });
 
 test('more GPUs than a node has says the most it has', () => {
@@ -91,7 +127,10 @@ test("a time over the partition's limit", () => {
 test('sbatch --test-only refusing the job fails with its words', () => {
   const f = facts();
   f.testOnly = { code: 1, out: 'sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified' };
-  expect(byId(evaluatePreflight(f, wants())).sbatch).toMatchObject({ status: 'fail', detail: expect.stringContaining('Invalid account or account/partition combination specified') });
+  expect(byId(evaluatePreflight(f, wants())).sbatch).toMatchObject({
+    status: 'fail',
+    detail: expect.stringContaining('Invalid account or account/partition combination specified'),
+  });
 });
 
 test('no runtime after loading the modules, and modules that do not load together', () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderScript, shellAssignments } from '../../src/core/cluster/scripts.js';
 import { pollScript } from '../../src/core/poll.js';
+import { preflightScript, preflightThen } from '../../src/core/preflight.js';
 import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.js';
 import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
 
@@ -92,6 +93,14 @@ describe('rendered scripts', () => {
       }),
     ],
     ['cancel', renderScript('cancel', { login_modules: [], job_id: '1' })],
+    [
+      'preflight, then store-prepare',
+      preflightThen(
+        preflightScript({ jobName: 'j', partition: 'p', gpus: 1, time: '30:00', sbatchArgs: ['--mem=1G'], modules: [HOSTILE], loginModules: ['slurm'], runtime: 'auto', remoteDir: 'rd', tmpdir: 't' }),
+        prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: 'e'.repeat(64), blobHexes: [], reuse: true, publishDir: null, existingSif: null, sifOnly: true }),
+      ),
+    ],
+    ['accounting', renderScript('accounting', { login_modules: ['slurm'], job_id: '1', fields: 'JobID,State' })],
   ];
 
   test.each(rendered)('%s passes shellcheck, every variable assigned', (_what, script) => {

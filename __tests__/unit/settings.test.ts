@@ -473,3 +473,23 @@ describe('maskPrivateKey', () => {
     expect(calls).toEqual([]);
   });
 });
+
+describe('parseSettings: preflight-only', () => {
+  test('off by default', () => {
+    expect(parseSettings(base).preflightOnly).toBe(false);
+  });
+  test('checking a setup needs no image or smoke test yet', () => {
+    const s = parseSettings(withInputs({ 'preflight-only': 'true', image: undefined, 'smoke-command': undefined }));
+    expect(s.preflightOnly).toBe(true);
+    expect(s.partition).toBe('short-gpu');
+    expect(s.jobName).toBe('riviera-preflight');
+  });
+  test('given ones are still validated, and so is every other input', () => {
+    expect(refused(withInputs({ 'preflight-only': 'true', image: 'Not A Ref' })).input).toBe('image');
+    expect(refused(withInputs({ 'preflight-only': 'true', image: undefined, gpus: 'many' })).input).toBe('gpus');
+    expect(refused(withInputs({ 'preflight-only': 'maybe' })).input).toBe('preflight-only');
+  });
+  test('without it, the image is required as before', () => {
+    expect(refused(withInputs({ image: undefined })).input).toBe('image');
+  });
+});

@@ -2,6 +2,7 @@
 import * as core from '@actions/core';
 import type { DeliveryResult } from '../core/deliver.js';
 import { mib } from '../core/format.js';
+import type { Check } from '../core/preflight.js';
 
 export function setOutputs(r: DeliveryResult): void {
   core.setOutput('job-id', r.jobId);
@@ -13,6 +14,26 @@ export function setOutputs(r: DeliveryResult): void {
   core.setOutput('bytes-total', String(r.bytesTotal));
   core.setOutput('sif-reused', String(r.sifReused));
   core.setOutput('published-path', r.publishedPath ?? '');
+  core.setOutput('gpu-name', r.gpu?.outside.gpus[0]?.name ?? '');
+  core.setOutput('gpu-count', String(r.gpu?.outside.gpus.length ?? 0));
+  core.setOutput('driver-version', r.gpu?.outside.driver ?? '');
+  core.setOutput('driver-cuda', r.gpu?.outside.cuda ?? '');
+  core.setOutput('image-cuda', r.gpu?.imageCuda ?? '');
+}
+
+/** GPU rows: the node's view, and the container's where it differs. */
+function gpuRows(r: DeliveryResult): string[][] {
+  const g = r.gpu;
+  if (!g) return [];
+  const gpus = (v: NonNullable<DeliveryResult['gpu']>['outside']) => (v.gpus.length ? `${v.gpus.length}× ${esc(v.gpus[0].name)}` : 'none visible');
+  const driver = (v: NonNullable<DeliveryResult['gpu']>['outside']) => (v.driver ? `${esc(v.driver)}${v.cuda ? ` (CUDA ${esc(v.cuda)})` : ''}` : '-');
+  const compat = g.compat.kind === 'ok' ? '' : ` ⚠️ ${esc(g.compat.message)}`;
+  return [
+    ['GPUs (node)', gpus(g.outside)],
+    ['GPUs (in the container)', gpus(g.inside)],
+    ['Driver (node / container)', `${driver(g.outside)} / ${driver(g.inside)}`],
+    ['Image CUDA', `${esc(g.imageCuda ?? 'not declared')}${compat}`],
+  ];
 }
 
 /** How much the store and compression saved, against sending the whole `docker save` tar. */
@@ -31,6 +52,7 @@ export async function writeSummary(r: DeliveryResult): Promise<void> {
       ['Digest', `<code>${esc(r.imageDigest)}</code>`],
       ['Job', esc(r.jobId)],
       ['Node', esc(r.node || '-')],
+      ...gpuRows(r),
       ['State', esc(r.jobState)],
       ['Exit code', r.exitCode === null ? '-' : String(r.exitCode)],
       ['SIF', `<code>${esc(r.sifPath)}</code>`],
@@ -41,5 +63,18 @@ export async function writeSummary(r: DeliveryResult): Promise<void> {
     .addHeading('Timing', 3)
     .addTable([[{ data: 'Phase', header: true }, { data: 'Seconds', header: true }], ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)])])
     .addDetails('Last lines of the job output', `<pre>${esc(r.outputTail.join('\n'))}</pre>`)
+    .write();
+}
+
+const MARK = { pass: '✅ pass', warn: '⚠️ warn', fail: '❌ fail' } as const;
+
+export async function writeChecksSummary(checks: Check[]): Promise<void> {
+  if (!process.env.GITHUB_STEP_SUMMARY) return;
+  await core.summary
+    .addHeading(`${checks.some((c) => c.status === 'fail') ? '❌' : '✅'} riviera-singularity: preflight`, 2)
+    .addTable([
+      [{ data: 'Check', header: true }, { data: 'Result', header: true }, { data: 'Found', header: true }, { data: 'Fix', header: true }],
+      ...checks.map((c) => [esc(c.id), MARK[c.status], esc(c.detail), esc(c.fix)]),
+    ])
     .write();
 }

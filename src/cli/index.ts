@@ -9,6 +9,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { displayPath } from '../core/clusterpath.js';
 import { CONFIG_FILE, loadConfig, mergeInputs } from '../core/config.js';
 import { deliver } from '../core/deliver.js';
+import { checksTable, doctor, doctorSettings } from '../core/doctor.js';
 import { cancelJob, cancelOnNewConnection, readSmokeFile, renderSubmission } from '../core/submit.js';
 import { followJob } from '../core/watch.js';
 import { EXIT_CODE_MEANINGS, ExitCode, InputError, exitCodeOf } from '../core/errors.js';
@@ -143,6 +144,13 @@ function jobLink(remoteDir: string, jobId: string): string {
   return `${remoteDir}/${jobLinkPath(jobId)}`;
 }
 
+/** doctor, and deliver with preflight-only: the checks as a table (or JSON); exit 2 when one fails. */
+async function printChecks(settings: Settings, opts: Opts, reporter: ReturnType<typeof cliReporter>): Promise<void> {
+  const checks = await doctor(settings, reporter);
+  print(!!opts.json, checks, checksTable(checks));
+  if (checks.some((c) => c.status === 'fail')) process.exitCode = ExitCode.input;
+}
+
 export function buildProgram(): Command {
   const program = new Command('riviera-singularity')
     .description('Deliver a Docker image to a Slurm cluster as a Singularity image and smoke-test it on a GPU.')
@@ -166,6 +174,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     const { raw, login } = await rawInputs(opts);
     maskLogin(raw, reporter);
     const settings = { ...parseSettings(raw, await gitContext(), { credentials: !opts.dryRun, keyOptional: !raw['private-key'] }), ...login };
+    if (settings.preflightOnly && !opts.dryRun) return printChecks(settings, opts, reporter);
     if (opts.dryRun) {
       await readSmokeFile(settings);
       const dirs = { root: displayPath(settings.remoteDir), tmpdir: displayPath(settings.tmpdir), publishDir: settings.publish ? displayPath(settings.publish.dir) : null, existingSif: null };
@@ -283,6 +292,19 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
       session.close();
     }
   });
+  addInputOptions(
+    program
+      .command('doctor')
+      .description('check a setup against the cluster before the first push: connection, partition, GPUs, time, modules, runtime, sbatch --test-only, directories'),
+    INPUT_NAMES.filter((n) => n !== 'preflight-only'),
+  )
+    .option('--json', 'print the checks as JSON')
+    .action(async (opts: Opts) => {
+      const reporter = cliReporter();
+      const { raw, login } = await rawInputs(opts);
+      maskLogin(raw, reporter);
+      await printChecks({ ...doctorSettings(raw, { keyOptional: !raw['private-key'] }), ...login }, opts, reporter);
+    });
   return program;
 }
 

@@ -56,6 +56,7 @@ export const OPTION_GROUPS: { title: string; options: InputOption[] }[] = [
       { input: 'sbatch-args', help: 'extra sbatch options, e.g. "--mem=16G --account=mygroup", split into words' },
       { input: 'binds', help: 'Singularity binds, src[:dest[:ro|rw]], one per line or comma-separated' },
       { input: 'tmpdir', help: 'build temp dir on the cluster; never /tmp, which is small on the nodes', default: 'remote-dir/tmp' },
+      { input: 'preflight-only', flag: true, help: 'only check the inputs against the cluster (as the doctor command does); deliver nothing', default: '--no-preflight-only' },
     ],
   },
   {

@@ -1,11 +1,15 @@
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
+import { jobAccounting } from './accounting.js';
 import { displayPath, isUnderTmp } from './clusterpath.js';
 import { buildImage } from './docker.js';
-import { type DeliveryError, InputError, JobFailedError, JobInterruptedError } from './errors.js';
+import { type DeliveryError, InputError, JobFailedError, JobInterruptedError, PreflightError } from './errors.js';
+import { type GpuReport, describeGpu, gpuVerdict, parseGpuReport } from './gpu.js';
 import { mib } from './format.js';
 import { JOB_PHASES } from './jobscript.js';
+import { evaluatePreflight, parsePreflight, preflightFailureMessage, preflightScript, preflightThen, wantsOf } from './preflight.js';
 import { type Reporter, inGroup } from './reporter.js';
+import { applyAccounting } from './sacct.js';
 import type { Settings } from './settings.js';
 import { type Verdict, judgeJob } from './slurm.js';
 import { Session } from './session.js';
@@ -46,6 +50,8 @@ export interface DeliveryResult {
   reconnects: number;
   /** SSH connections made and remote operations run (each one command, a blob's maybe several). */
   remoteCalls: { connections: number; commands: number };
+  /** The node's GPUs and driver, outside and inside the container, and the image's CUDA; null without GPUs. */
+  gpu: GpuReport | null;
   message: string;
   /** Set when the job ran but did not pass; the shells fail with it after setting outputs. */
   error: DeliveryError | null;
@@ -55,20 +61,49 @@ function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new JobInterruptedError('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
 
-async function prepare(session: Session, s: Settings, params: Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse'>): Promise<StoreReport> {
-  const report = await session.retry('Preparing the store', async (r) =>
-    parsePrepare(
-      await r.run(
-        `Preparing ${displayPath(s.remoteDir)} on the cluster`,
-        prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }),
-      ),
-    ),
-  );
-  // The inputs were checked as written; a link or a `..` above the home may still lead into /tmp.
+type PrepareWhat = Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse'>;
+
+function renderPrepare(s: Settings, params: PrepareWhat): string {
+  return prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif });
+}
+
+/** The inputs were checked as written; a link or a `..` above the home may still lead into /tmp. */
+function checkResolved(report: StoreReport): StoreReport {
   for (const [input, path] of [['tmpdir', report.tmpdir], ['remote-dir', report.root]] as const) {
     if (isUnderTmp(path)) throw new InputError(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
   }
   return report;
+}
+
+function prepare(session: Session, s: Settings, params: PrepareWhat): Promise<StoreReport> {
+  return session.retry('Preparing the store', async (r) => checkResolved(parsePrepare(await r.run(`Preparing ${displayPath(s.remoteDir)} on the cluster`, renderPrepare(s, params)))));
+}
+
+/**
+ * The first round trip: preflight (the inputs against what the cluster offers), then the store's
+ * first look. A failed check stops the delivery here: nothing saved, sent or submitted.
+ */
+function preflightAndPrepare(session: Session, s: Settings, params: PrepareWhat, imageBytes: number | null, reporter: Reporter) {
+  return session.retry('Preflight', async (r) => {
+    const out = await r.run(`Checking the inputs against the cluster and preparing ${displayPath(s.remoteDir)}`, preflightThen(preflightScript(s), renderPrepare(s, params)));
+    const facts = parsePreflight(out);
+    if (!facts) throw new Error(`unexpected reply from the cluster's preflight: ${JSON.stringify(out.slice(0, 300))}`);
+    let report: StoreReport | null = null;
+    let unprepared: unknown = null;
+    try {
+      report = parsePrepare(out);
+    } catch (e) {
+      unprepared = e;
+    }
+    // An intact .sif needs no room for the image.
+    const checks = evaluatePreflight(facts, wantsOf(s, report?.sifReusable ? null : imageBytes));
+    const failed = preflightFailureMessage(checks);
+    if (failed) throw new PreflightError(failed, 'Nothing was saved, sent or submitted. `riviera-singularity doctor` shows every check.');
+    for (const c of checks.filter((c) => c.status === 'warn')) reporter.warning(`Preflight '${c.input}': ${c.detail} ${c.fix}`);
+    reporter.info(`Preflight: ${checks.filter((c) => c.status === 'pass').length} of ${checks.length} checks passed (${s.partition}, ${s.gpus} GPU(s), ${s.time ?? 'default time'}).`);
+    if (!report) throw unprepared;
+    return { report: checkResolved(report), accounting: facts.accounting };
+  });
 }
 
 /**
@@ -78,14 +113,16 @@ async function prepare(session: Session, s: Settings, params: Pick<PrepareParams
 async function upload(session: Session, s: Settings, source: ImageSource | null, reporter: Reporter, timings: Timings) {
   const none = { sent: 0, raw: 0, rawTotal: 0 };
   const digest = source?.digest ?? null;
-  const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
+  const { report: first, accounting } = await timings.time('upload', () =>
+    preflightAndPrepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }, source?.size ?? null, reporter),
+  );
   if (!digest) {
     reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
-    return { report: first, image: null, stats: none };
+    return { report: first, image: null, stats: none, accounting };
   }
   if (first.sifReusable) {
     reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
-    return { report: first, image: null, stats: none };
+    return { report: first, image: null, stats: none, accounting };
   }
   const image = await source!.load();
   try {
@@ -99,7 +136,7 @@ async function upload(session: Session, s: Settings, source: ImageSource | null,
       reporter.info(
         `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`,
       );
-      return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
+      return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter), accounting };
     });
   } catch (e) {
     await image.cleanup();
@@ -168,7 +205,15 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       .catch((e: Error) => `gc failed: ${e.message}`);
     reporter.debug(gc.trim());
 
-    const verdict = verdictOf(s, follow);
+    const gpu = parseGpuReport(follow.out.gpu);
+    if (gpu) {
+      reporter.info(describeGpu(gpu));
+      if (gpu.compat.kind === 'minor' || gpu.compat.kind === 'unknown') reporter.warning(gpu.compat.message);
+    }
+    // Where the cluster has accounting, it has the last word on how the job ended (e.g. an OOM kill).
+    const ended = !follow.cancelled && !follow.timedOut;
+    const acct = up.accounting && ended ? await jobAccounting(session, s.loginModules, jobId, reporter) : null;
+    const verdict = applyAccounting(gpuVerdict(verdictOf(s, follow), follow.state.status, gpu), acct);
     return {
       ok: verdict.ok,
       image: s.image,
@@ -188,6 +233,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       bytesTotal: image?.size ?? source?.size ?? 0,
       reconnects: session.reconnects,
       remoteCalls: { ...session.calls },
+      gpu,
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,
       error: verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message),
     };

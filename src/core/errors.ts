@@ -73,6 +73,15 @@ export class JobInterruptedError extends DeliveryError {
   readonly exitCode = ExitCode.jobInterrupted;
 }
 
+/**
+ * The cluster refuses what the inputs ask for (partition, GPUs, time, modules, runtime, sbatch's
+ * test, writable directories): found by preflight before anything was saved, sent or submitted.
+ * Each line names the input and what the cluster offers.
+ */
+export class PreflightError extends DeliveryError {
+  readonly exitCode = ExitCode.input;
+}
+
 function tail(text: string, lines = 10): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }

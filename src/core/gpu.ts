@@ -1,5 +1,6 @@
 // What a GPU node runs: nvidia-smi's answers (GPUs, driver, the CUDA version the driver supports),
 // the CUDA version an image declares, and whether that driver can run that image. Pure.
+import type { JobStatus, Verdict } from './slurm.js';
 
 export interface GpuInfo {
   name: string;
@@ -64,12 +65,8 @@ export function compareVersions(a: string, b: string): number {
 export const MIN_DRIVER: Readonly<Record<number, string>> = { 11: '450.80.02', 12: '525.60.13', 13: '580' };
 
 export type CudaCompat =
-  | { kind: 'ok' }
-  | { kind: 'unknown'; message: string }
-  | { kind: 'minor'; message: string }
-  | { kind: 'driver'; need: string | null; message: string };
+  { kind: 'ok' } | { kind: 'unknown'; message: string } | { kind: 'minor'; message: string } | { kind: 'driver'; need: string | null; message: string };
 
-const majorOf = (v: string) => Number(v.split('.')[0]);
 const minorOf = (v: string) => v.split('.').slice(0, 2).join('.');
 
 /**
@@ -81,10 +78,9 @@ const minorOf = (v: string) => v.split('.').slice(0, 2).join('.');
 export function cudaCompat(imageCuda: string | null, driver: string | null, driverCuda: string | null): CudaCompat {
   if (!imageCuda) return { kind: 'ok' };
   if (!driver) return { kind: 'unknown', message: `The image declares CUDA ${imageCuda}, but no NVIDIA driver answered on the node.` };
-  const major = majorOf(imageCuda);
-  const need = MIN_DRIVER[major] ?? null;
-  const tooOld =
-    need !== null ? compareVersions(driver, need) < 0 : driverCuda !== null && (major > majorOf(driverCuda) || (major < 11 && compareVersions(minorOf(imageCuda), driverCuda) > 0));
+  const need = MIN_DRIVER[Number(imageCuda.split('.')[0])] ?? null;
+  // Outside the table (before CUDA 11, or newer than it knows) no minor version compatibility is assumed.
+  const tooOld = need !== null ? compareVersions(driver, need) < 0 : driverCuda !== null && compareVersions(minorOf(imageCuda), driverCuda) > 0;
   if (tooOld) {
     return {
       kind: 'driver',
@@ -99,4 +95,66 @@ export function cudaCompat(imageCuda: string | null, driver: string | null, driv
     };
   }
   return { kind: 'ok' };
+}
+
+/** Lines the job prints for the GPU report: `::riviera-gpu:: <where> [<kind>] <text>`. */
+export const GPU_MARKER = '::riviera-gpu::';
+
+/** The fields the job asks nvidia-smi for (compute_cap is missing on 470-era drivers). */
+export const GPU_QUERY = 'name,driver_version,memory.total';
+
+export interface GpuView {
+  gpus: GpuInfo[];
+  driver: string | null;
+  /** Highest CUDA version the driver supports. */
+  cuda: string | null;
+}
+
+export interface GpuReport {
+  node: string;
+  /** What the node shows, outside the container. */
+  outside: GpuView;
+  /** What the smoke test sees, inside the container (--nv). */
+  inside: GpuView;
+  imageCuda: string | null;
+  compat: CudaCompat;
+}
+
+function view(query: string[], header: string[]): GpuView {
+  const gpus = parseGpuQuery(query.join('\n'));
+  const h = parseSmiHeader(header.join('\n'));
+  return { gpus, driver: gpus[0]?.driver ?? h.driver, cuda: h.cuda };
+}
+
+/** The job's GPU report lines (marker removed) into the report; null when the job made none (no GPUs asked). */
+export function parseGpuReport(lines: string[]): GpuReport | null {
+  if (lines.length === 0) return null;
+  const parts: Record<string, string[]> = {};
+  let node = '';
+  for (const line of lines) {
+    const [where, kind, ...rest] = line.split(' ');
+    if (where === 'node') node = [kind, ...rest].join(' ');
+    else (parts[`${where} ${kind}`] ??= []).push(rest.join(' '));
+  }
+  const outside = view(parts['outside query'] ?? [], parts['outside header'] ?? []);
+  const inside = view(parts['inside query'] ?? [], parts['inside header'] ?? []);
+  const imageCuda = imageCudaVersion(parts['inside env']?.[0] ?? null, (parts['inside json'] ?? []).join('\n') || null);
+  return { node, outside, inside, imageCuda, compat: cudaCompat(imageCuda, outside.driver, outside.cuda) };
+}
+
+/** One line for the log: what the job ran on. */
+export function describeGpu(r: GpuReport): string {
+  const g = r.outside.gpus;
+  const what = g.length > 0 ? `${g.length}× ${g[0].name}` : 'no GPU visible';
+  const driver = r.outside.driver ? `driver ${r.outside.driver}${r.outside.cuda ? ` (CUDA ${r.outside.cuda})` : ''}` : 'no NVIDIA driver answered';
+  return `GPU report: ${what} on ${r.node || 'the node'}, ${driver}; ${r.inside.gpus.length} GPU(s) inside the container; image CUDA ${r.imageCuda ?? 'not declared'}.`;
+}
+
+/**
+ * A job stopped by its GPU check (phase gpu-check) fails with one line naming the image's CUDA, the
+ * node's driver and the driver needed; any other verdict stands.
+ */
+export function gpuVerdict(v: Verdict, status: JobStatus | null, r: GpuReport | null): Verdict {
+  if (v.ok || status?.phase !== 'gpu-check' || r?.compat.kind !== 'driver') return v;
+  return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: r.compat.message };
 }

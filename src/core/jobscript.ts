@@ -1,10 +1,11 @@
 // The sbatch job script's parameters (the script is cluster/job.sh) and the sbatch command line. Pure.
 import { type ShellValue, renderScript } from './cluster/scripts.js';
+import { GPU_MARKER, GPU_QUERY, MIN_DRIVER } from './gpu.js';
 import { publishedNames } from './layout.js';
 import type { PublishSettings, SmokeTest } from './settings.js';
 
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
-export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'] as const;
+export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'publish'] as const;
 
 /** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
 export const PHASE_MARKER = '::riviera-phase::';
@@ -63,6 +64,11 @@ export function renderJobScript(p: JobScriptParams): string {
     sif: p.sif,
     sif_link: p.sifLink,
     smoke: smokeArgv(p),
+    gpus: p.gpus,
+    gpu_marker: GPU_MARKER,
+    gpu_query: GPU_QUERY,
+    cuda_majors: Object.keys(MIN_DRIVER),
+    cuda_min_drivers: Object.values(MIN_DRIVER),
     assemble: a !== null,
     store_lock: a?.storeLock ?? null,
     manifest: a?.manifest ?? null,

@@ -3,6 +3,7 @@
 // parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
 // The job never depends on this session.
 import { renderScript } from './cluster/scripts.js';
+import { GPU_MARKER } from './gpu.js';
 import { PHASE_MARKER } from './jobscript.js';
 import { JOB_FILES } from './layout.js';
 import type { Reporter } from './reporter.js';
@@ -56,6 +57,8 @@ export class OutputStream {
   private pending = Buffer.alloc(0);
   private marks: { phase: string; at: number }[] = [];
   readonly tail: string[] = [];
+  /** The job's GPU report lines, marker removed (they are shown as a report, not as output). */
+  readonly gpu: string[] = [];
   /** The job printed its last marker: all of its output has been read. */
   ended = false;
 
@@ -85,6 +88,10 @@ export class OutputStream {
   private lines(lines: string[]): void {
     let run: string[] = [];
     for (const text of lines) {
+      if (text.startsWith(GPU_MARKER)) {
+        this.gpu.push(text.slice(GPU_MARKER.length + 1));
+        continue;
+      }
       if (!text.startsWith(PHASE_MARKER)) {
         run.push(text);
         this.tail.push(text);

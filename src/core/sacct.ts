@@ -1,5 +1,6 @@
 // What Slurm's accounting says about a finished job, where the cluster has it:
 // `sacct -j ID -D -P -n -o JobID,State,ExitCode,DerivedExitCode,Reason,NodeList`. Pure.
+import type { Verdict } from './slurm.js';
 
 export const SACCT_FIELDS = 'JobID,State,ExitCode,DerivedExitCode,Reason,NodeList';
 
@@ -75,7 +76,13 @@ export function readAccounting(rows: SacctRow[], jobId: string): Accounting | nu
   const steps = [...last.values()];
   const warnings: string[] = [];
   const requeues = own.length - 1;
-  if (requeues > 0) warnings.push(`Job ${jobId} was requeued ${requeues} time(s) (${own.slice(0, -1).map((r) => r.state).join(', ')}); the result is that of its last run.`);
+  if (requeues > 0)
+    warnings.push(
+      `Job ${jobId} was requeued ${requeues} time(s) (${own
+        .slice(0, -1)
+        .map((r) => r.state)
+        .join(', ')}); the result is that of its last run.`,
+    );
 
   const oom = steps.filter((s) => s.state === 'OUT_OF_MEMORY');
   const oomReal = oom.filter((s) => !s.jobId.endsWith('.extern'));
@@ -90,16 +97,44 @@ export function readAccounting(rows: SacctRow[], jobId: string): Accounting | nu
   } else if (job.state === 'CANCELLED') {
     failure = { state: 'CANCELLED', message: `Slurm's accounting records job ${jobId} as cancelled${job.cancelledBy ? ` by uid ${job.cancelledBy}` : ''}.` };
   } else if (job.state !== 'COMPLETED' && job.state !== 'REQUEUED') {
-    failure = { state: job.state, message: `Slurm's accounting records job ${jobId} as ${job.state} (exit ${fmtExit(job)}${job.reason ? `, ${job.reason}` : ''}).` };
+    failure = {
+      state: job.state,
+      message: `Slurm's accounting records job ${jobId} as ${job.state} (exit ${fmtExit(job)}${job.reason ? `, ${job.reason}` : ''}).`,
+    };
   } else if (signalled) {
-    failure = { state: 'FAILED', message: `Slurm's accounting records ${signalled.jobId} as killed by signal ${signalled.signal} (exit ${fmtExit(signalled)}).` };
+    failure = {
+      state: 'FAILED',
+      message: `Slurm's accounting records ${signalled.jobId} as killed by signal ${signalled.signal} (exit ${fmtExit(signalled)}).`,
+    };
   }
   if (oom.length > 0 && oomReal.length === 0) {
-    warnings.push(`Slurm's accounting records only ${jobId}.extern as OUT_OF_MEMORY (before Slurm 22.05 this was often misreported); the job's own steps were not.`);
+    warnings.push(
+      `Slurm's accounting records only ${jobId}.extern as OUT_OF_MEMORY (before Slurm 22.05 this was often misreported); the job's own steps were not.`,
+    );
   }
   return { job, steps, requeues, failure, warnings };
 }
 
 function fmtExit(r: SacctRow): string {
   return r.exit === null ? '?' : `${r.exit}:${r.signal ?? 0}`;
+}
+
+/**
+ * The verdict from the job's own status file and Slurm's last state, corrected by accounting: an
+ * out-of-memory kill always fails (an OOM can end with exit 0); a job that looks passed but that
+ * accounting records as failed, cancelled or killed by a signal fails; a lost job gets the state
+ * accounting knows. Otherwise the verdict stands.
+ */
+export function applyAccounting(v: Verdict, a: Accounting | null): Verdict {
+  const f = a?.failure;
+  if (!f) return v;
+  const failed = { ok: false as const, state: f.state, exitCode: v.exitCode, interrupted: f.state !== 'FAILED', message: f.message };
+  if (f.state === 'OUT_OF_MEMORY' || v.ok || v.state === 'LOST') return failed;
+  return v;
+}
+
+/** One line for the log: what accounting recorded of the job and its steps. */
+export function describeAccounting(a: Accounting): string {
+  const row = (r: SacctRow) => `${r.jobId} ${r.state}${r.cancelledBy ? ` by ${r.cancelledBy}` : ''} ${r.exit ?? '?'}:${r.signal ?? 0}`;
+  return `Slurm accounting: ${[a.job, ...a.steps].map(row).join(', ')}${a.job.nodes ? ` on ${a.job.nodes}` : ''}.`;
 }

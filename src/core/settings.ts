@@ -67,6 +67,8 @@ export interface Settings {
   binds: string[];
   /** Limit on the whole wait for the job, in seconds. */
   timeoutSeconds: number;
+  /** Only check the inputs against the cluster (doctor); deliver nothing. */
+  preflightOnly: boolean;
   /** Build the .sif even if an intact one of the same image exists. */
   forceRebuild: boolean;
   /** Garbage collection keeps the blobs and .sif files of this many most recent images. */
@@ -247,6 +249,7 @@ const schema = z.object({
   sif: trimmed().refine(...noControl('sif')),
   build: bool('true'),
   'force-rebuild': bool('false'),
+  'preflight-only': bool('false'),
   'keep-images': intIn(1, 1000, '5'),
   'max-age': intIn(1, 3650, '30'),
   group: groupName(),
@@ -474,6 +477,12 @@ function publishSettings(ok: z.infer<typeof schema>, imageName: string, context:
  * known-hosts may be missing, and are checked only if given.
  */
 export function parseSettings(raw: RawInputs, context: RunContext | null = null, { credentials = true, keyOptional = false } = {}): Settings {
+  const given = (name: string) => !!raw[name]?.trim();
+  // Checking a setup needs no image or smoke test yet: placeholders stand in (they reach no check).
+  if (parseBool((raw['preflight-only'] ?? '').trim()) === true) {
+    if (!given('image') && !given('sif') && !given('archive')) return parseSettings({ ...raw, image: 'preflight:only' }, context, { credentials, keyOptional });
+    if (!given('smoke-test') && !given('smoke-command')) return parseSettings({ ...raw, 'smoke-command': 'true' }, context, { credentials, keyOptional });
+  }
   const result = schema.safeParse(raw);
   const problems: Problem[] = [];
   if (!result.success) {
@@ -543,6 +552,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     sbatchArgs,
     binds,
     timeoutSeconds: ok.timeout,
+    preflightOnly: ok['preflight-only'],
     forceRebuild: ok['force-rebuild'],
     keepImages: ok['keep-images'],
     maxAgeDays: ok['max-age'],

@@ -9,6 +9,8 @@
 #   tmpdir (the job makes its build temp dir under it, never /tmp),
 #   sif (the .sif it builds or tests), sif_link (stable per-image link to it; '' = none),
 #   smoke (array: argv after the runtime command),
+#   gpus (GPUs asked for; 0: no GPU report), gpu_marker, gpu_query (nvidia-smi --query-gpu fields),
+#   cuda_majors and cuda_min_drivers (arrays: the oldest driver each CUDA major version runs on),
 #   assemble (1/0: assemble the archive from the store and build sif; 0: test sif as it is),
 #     store_lock (keeps garbage collection out while the blobs are read),
 #     manifest (manifest.json, in the job directory), member_names and member_blobs (arrays:
@@ -98,6 +100,49 @@ else
 fi
 if [ -n "$sif_link" ]; then
   ln -sfn "$sif" "$sif_link.tmp.$$" && mv -Tf "$sif_link.tmp.$$" "$sif_link"
+fi
+
+# --- GPU report: the node's GPUs and driver, outside the container and inside it (--nv), and the
+# CUDA version the image declares, as `<gpu_marker> <where> <kind> <text>` lines. An image whose CUDA
+# major version needs a newer driver than the node has stops here, before the smoke test.
+if [ "$gpus" -gt 0 ]; then
+  phase gpu-check
+  report() { while IFS= read -r l; do printf '%s %s %s\n' "$gpu_marker" "$1" "$l"; done; }
+  hostname | report node
+  query=$(nvidia-smi --query-gpu="$gpu_query" --format=csv,noheader 2>&1)
+  banner=$(nvidia-smi 2>&1 | grep -m 1 'CUDA Version')
+  printf '%s\n' "$query" | report 'outside query'
+  printf '%s\n' "$banner" | report 'outside header'
+  # Inside, shell builtins only (the image may have no grep or sed); the image's own environment.
+  # shellcheck disable=SC2016 # expanded in the container
+  probe='p() { while IFS= read -r l; do echo "$1 $l"; done; }
+nvidia-smi --query-gpu="$0" --format=csv,noheader 2>&1 | p query
+nvidia-smi 2>&1 | while IFS= read -r l; do case $l in *"CUDA Version"*) echo "header $l" ;; esac; done
+echo "env ${CUDA_VERSION:-}"
+if [ -r /usr/local/cuda/version.json ]; then p json < /usr/local/cuda/version.json; fi'
+  # Through run, into a file: scancel's SIGTERM must reach the trap at once here too.
+  run "$rt" exec --cleanenv --nv "$sif" /bin/sh -c "$probe" "$gpu_query" > "$job_tmp/gpu-inside" 2>/dev/null
+  inside=$(cat "$job_tmp/gpu-inside")
+  printf '%s\n' "$inside" | report inside
+  image_cuda=$(printf '%s\n' "$inside" | sed -n 's/^env \([0-9][0-9.]*\)$/\1/p')
+  if [ -z "$image_cuda" ]; then
+    image_cuda=$(printf '%s\n' "$inside" | sed -n 's/^json //p' | tr -d '\n' \
+      | sed -n 's/.*"cuda"[[:space:]]*:[[:space:]]*{[^}]*"version"[[:space:]]*:[[:space:]]*"\([0-9.]*\)".*/\1/p')
+  fi
+  driver=$(printf '%s\n' "$query" | sed -n '1s/^[^,]*, *\([0-9][0-9.]*\),.*/\1/p')
+  driver_cuda=$(printf '%s\n' "$banner" | sed -n 's/.*CUDA Version: *\([0-9][0-9.]*\).*/\1/p')
+  older() { [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]; }
+  if [ -n "$image_cuda" ] && [ -n "$driver" ]; then
+    need=
+    for i in "${!cuda_majors[@]}"; do
+      [ "${image_cuda%%.*}" = "${cuda_majors[$i]}" ] && need=${cuda_min_drivers[$i]}
+    done
+    # Outside the table (before CUDA 11, or newer than it knows) no minor version compatibility.
+    if { [ -n "$need" ] && older "$driver" "$need"; } \
+      || { [ -z "$need" ] && [ -n "$driver_cuda" ] && older "$driver_cuda" "$(printf '%s' "$image_cuda" | cut -d. -f1,2)"; }; then
+      fail 3 "the image's CUDA $image_cuda needs NVIDIA driver >= ${need:-one supporting it}, but $(hostname) has $driver (CUDA ${driver_cuda:-?})"
+    fi
+  fi
 fi
 
 # --- The smoke test

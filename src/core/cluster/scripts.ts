@@ -16,6 +16,8 @@ const SCRIPTS = {
   submit: { text: readFileSync(new URL('./submit.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
   cancel: { text: readFileSync(new URL('./cancel.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
   poll: { text: readFileSync(new URL('./poll.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
+  preflight: { text: readFileSync(new URL('./preflight.sh', import.meta.url), 'utf8'), libs: [] },
+  accounting: { text: readFileSync(new URL('./accounting.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
 };
 
 export type ScriptName = keyof typeof SCRIPTS;
