@@ -5,12 +5,13 @@
 // writes the same results to .bench/results.json. A report, not a test: a missed target still exits
 // 0; a delivery that fails exits non-zero with the tail of its log.
 //
-// Usage: npm run bench [-- --wan] [-- --memory]   (as root: it brings the stand-in cluster up and
+// Usage: npm run bench [-- --wan] [-- --memory] [-- --preflight]   (as root: it brings the stand-in cluster up and
 // reads its side directly). No flag: every section. --wan: only the WAN section (a realistic image,
 // busybox plus ~260 MiB of this machine's shared libraries, delivered through
 // test-cluster/wanproxy.mjs at 40 ms RTT and 1 Gbit/s and 200 Mbit/s, beside `docker save` + `scp`
 // and `docker save | zstd -3 -T0 | ssh cat` over the same link). --memory: only the peak RSS of
-// the CLI delivering a ~1 GiB image. Flags combine.
+// the CLI delivering a ~1 GiB image. --preflight: only how long a delivery to a partition that
+// does not exist takes to fail (preflight, before anything is saved). Flags combine.
 // Environment: BENCH_RUNS (timing runs per image, default 3), BENCH_WAN_RUNS (runs per link,
 // default 2), BENCH_KEEP_IMAGES=1 (keep the rs-bench/* images in the local Docker engine for a
 // faster next run).
@@ -36,7 +37,7 @@ const MIB = 1 << 20;
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3) || 3);
 const WAN_RUNS = Math.max(1, Number(process.env.BENCH_WAN_RUNS ?? 2) || 2);
 const FLAGS = process.argv.slice(2);
-for (const f of FLAGS) if (!['--wan', '--memory'].includes(f)) throw new Error(`unknown flag ${f} (known: --wan, --memory)`);
+for (const f of FLAGS) if (!['--wan', '--memory', '--preflight'].includes(f)) throw new Error(`unknown flag ${f} (known: --wan, --memory, --preflight)`);
 /** The sections to run: the flags given, or all of them. */
 const want = (section) => (FLAGS.length === 0 ? true : FLAGS.includes(`--${section}`));
 /** A single delivery that takes longer than this is killed and counts as failed. */
@@ -601,6 +602,27 @@ async function memorySection(row, raw) {
   row(`peak RSS of the CLI delivering a ${mib(r.bytesTotal)} image (loopback)`, mib(r.peakRss), '< 200 MB', r.peakRss < 200e6, { bytes: r.peakRss });
 }
 
+// ---------------------------------------------------------------- preflight: how fast a bad input fails
+async function preflightSection(row, raw) {
+  const ctx = makeContext('preflight', { randomMiB: 4, seed: 'bench-preflight' });
+  const image = 'rs-bench/preflight:v1';
+  images.add(image);
+  await run('docker', ['build', '-q', '-t', image, ctx]);
+  const remoteDir = `bench/preflight-${ts}`;
+  const args = [CLI, 'deliver', '--build', 'false', '--host', '127.0.0.1', '--port', String(SSH_PORT), '--username', 'rivuser', '--private-key-file', KEY,
+    '--known-hosts-file', KNOWN_HOSTS, '--image', image, '--smoke-test', 'gpu-check.sh', '--gpus', '1', '--remote-dir', remoteDir, '--partition', 'no-such-part'];
+  log('preflight: a delivery to a partition that does not exist');
+  const r = await run(process.execPath, args, { cwd: ctx }).then(
+    (ok) => ok,
+    (e) => e.result ?? Promise.reject(e),
+  );
+  dropRemote(remoteDir);
+  rmSync(ctx, { recursive: true, force: true });
+  const named = /Preflight 'partition': No partition 'no-such-part'/.test(r.stderr);
+  raw.preflight = { seconds: r.seconds, code: r.code, named };
+  row('a preflight failure (no such partition): time until the step fails, nothing sent or submitted', `${r.seconds.toFixed(1)} s (exit ${r.code})`, '< 10 s, exit 2, input named', r.seconds < 10 && r.code === 2 && named, { seconds: r.seconds });
+}
+
 // ---------------------------------------------------------------- main
 async function main() {
   log('bringing the stand-in cluster up');
@@ -636,6 +658,7 @@ async function main() {
   if (want('loopback')) await loopbackSection(row, raw);
   if (want('wan')) await wanSection(row, raw);
   if (want('memory')) await memorySection(row, raw);
+  if (want('preflight')) await preflightSection(row, raw);
 
   // ---- report
   const cell = (v) => String(v).replace(/\|/g, '\\|');

@@ -67,7 +67,6 @@ describe.each([
     expect(run.log).toMatch(message);
     expect(run.log).toContain('Nothing was saved, sent or submitted.');
     console.log(`preflight failure (${name}): ${run.seconds.toFixed(1)} s, ${up} bytes up`);
-    expect(run.seconds).toBeLessThan(30);
   });
 
   test('sends no image data and submits no job', () => {
