@@ -11,7 +11,9 @@
 // test-cluster/wanproxy.mjs at 40 ms RTT and 1 Gbit/s and 200 Mbit/s, beside `docker save` + `scp`
 // and `docker save | zstd -3 -T0 | ssh cat` over the same link). --memory: only the peak RSS of
 // the CLI delivering a ~1 GiB image. --preflight: only how long a delivery to a partition that
-// does not exist takes to fail (preflight, before anything is saved). Flags combine.
+// does not exist takes to fail (preflight, before anything is saved). --transports: one delivery of
+// 128 MiB of incompressible data per SSH client (builtin ssh2, system OpenSSH) over the 40 ms,
+// 1 Gbit/s link. Flags combine.
 // Environment: BENCH_RUNS (timing runs per image, default 3), BENCH_WAN_RUNS (runs per link,
 // default 2), BENCH_KEEP_IMAGES=1 (keep the rs-bench/* images in the local Docker engine for a
 // faster next run).
@@ -37,7 +39,7 @@ const MIB = 1 << 20;
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3) || 3);
 const WAN_RUNS = Math.max(1, Number(process.env.BENCH_WAN_RUNS ?? 2) || 2);
 const FLAGS = process.argv.slice(2);
-for (const f of FLAGS) if (!['--wan', '--memory', '--preflight'].includes(f)) throw new Error(`unknown flag ${f} (known: --wan, --memory, --preflight)`);
+for (const f of FLAGS) if (!['--wan', '--memory', '--preflight', '--transports'].includes(f)) throw new Error(`unknown flag ${f} (known: --wan, --memory, --preflight, --transports)`);
 /** The sections to run: the flags given, or all of them. */
 const want = (section) => (FLAGS.length === 0 ? true : FLAGS.includes(`--${section}`));
 /** A single delivery that takes longer than this is killed and counts as failed. */
@@ -581,6 +583,58 @@ async function wanSection(row, raw) {
 }
 
 // ---------------------------------------------------------------- memory: a ~1 GiB image
+// ---------------------------------------------------------------- the two SSH clients on one delivery
+async function transportSection(row, raw) {
+  const ctx = makeContext('transports', { randomMiB: 128, seed: 'transports' });
+  const image = 'rs-bench/transports:v1';
+  images.add(image);
+  await run('docker', ['build', '-q', '-t', image, ctx], { timeoutMs: 10 * 60_000 });
+  const wan = await startWan(LINKS[0]);
+  // The proxy counts its start-up probes late: let them land before counting logins.
+  await sleep(1500);
+  raw.transports = { link: LINKS[0], runs: [] };
+  try {
+    for (let i = 0; i < WAN_RUNS; i++) {
+      for (const client of ['builtin', 'openssh']) {
+        const remoteDir = `bench/transport-${client}-${ts}-${i + 1}`;
+        dropRemote(remoteDir);
+        const before = wan.counts();
+        const t = Date.now();
+        const r = await deliver(`transport ${client} ${i + 1}/${WAN_RUNS}`, { context: ctx, image, remoteDir, port: wan.port, knownHosts: wan.knownHosts, extra: ['--ssh-client', client] });
+        const wall = (Date.now() - t) / 1000;
+        const after = wan.counts();
+        dropRemote(remoteDir);
+        raw.transports.runs.push({
+          client,
+          wall,
+          connect: r.phase('connect'),
+          upload: r.phase('upload'),
+          total: r.phase('total'),
+          bytesSent: r.bytesSent,
+          uploadMBps: r.bytesSent / 1e6 / r.phase('upload'),
+          // One TCP connection through the proxy per SSH login (a reconnection would add one).
+          logins: after.conns - before.conns,
+          commands: r.remoteCalls.commands,
+          wireUp: after.up - before.up,
+        });
+      }
+    }
+  } finally {
+    wan.stop();
+  }
+  for (const client of ['builtin', 'openssh']) {
+    const runs = raw.transports.runs.filter((x) => x.client === client);
+    const m = (f) => median(runs.map(f));
+    row(
+      `ssh-client ${client}, 40 ms / 1 Gbit/s: one delivery of ${mib(runs[0].bytesSent)} (median of ${runs.length})`,
+      `${m((x) => x.total).toFixed(2)} s total (wall ${m((x) => x.wall).toFixed(2)} s), connect ${m((x) => x.connect).toFixed(2)} s, upload ${m((x) => x.upload).toFixed(2)} s = ${m((x) => x.uploadMBps).toFixed(0)} MB/s, ${m((x) => x.commands)} commands (one channel each) on ${m((x) => x.logins)} login(s)`,
+      '—',
+      '—',
+      { seconds: round(m((x) => x.total), 3) },
+    );
+  }
+}
+
 async function memorySection(row, raw) {
   log('making the ~1 GiB image (768 MiB random + ~260 MiB of shared libraries)');
   const ctx = makeContext('mem', { randomMiB: 768, seed: 'bench-mem' });
@@ -659,6 +713,7 @@ async function main() {
   if (want('wan')) await wanSection(row, raw);
   if (want('memory')) await memorySection(row, raw);
   if (want('preflight')) await preflightSection(row, raw);
+  if (want('transports')) await transportSection(row, raw);
 
   // ---- report
   const cell = (v) => String(v).replace(/\|/g, '\\|');

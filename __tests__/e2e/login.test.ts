@@ -225,3 +225,54 @@ describe('the CLI from a laptop: a Host alias of ~/.ssh/config', () => {
     expect(accepted(since(CERT_LOG, cert))).toHaveLength(1);
   });
 });
+
+describe('an encrypted private key', () => {
+  const passphrase = 'correct horse battery';
+  let keyFile: string;
+  beforeAll(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'rs-enc-'));
+    keyFile = join(dir, 'id_ed25519');
+    copyFileSync(join(STATE_DIR, 'id_ed25519'), keyFile);
+    chmodSync(keyFile, 0o600);
+    execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', passphrase, '-f', keyFile]);
+  });
+
+  test.each(['builtin', 'openssh'])('ssh-client %s: logs in with its passphrase (the CLI reads RIVIERA_PRIVATE_KEY_PASSPHRASE)', async (client) => {
+    const home = mkdtempSync(join(tmpdir(), 'rs-home-'));
+    const args = ['status', '424242', '--host', '127.0.0.1', '--port', '2222', '--username', 'rivuser', '--remote-dir', 'nothing-here', '--ssh-client', client];
+    const keys = ['--private-key-file', keyFile, '--known-hosts-file', join(STATE_DIR, 'known_hosts')];
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, ...args, ...keys], {
+        env: { PATH: process.env.PATH, HOME: home, RIVIERA_PRIVATE_KEY_PASSPHRASE: passphrase },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    // It logged in and asked: no delivery of that job there.
+    expect(r.out).toContain('no delivery of job 424242 under ~/nothing-here');
+    expect(r.code).toBe(2);
+    expect(r.out).not.toContain(passphrase);
+  });
+
+  test('the action masks the passphrase before it prints anything', async () => {
+    const run = await runStep(
+      {
+        ...clusterInputs(),
+        'private-key': readFileSync(keyFile, 'utf8'),
+        'private-key-passphrase': passphrase,
+        gpus: 'many',
+        sif: 'x.sif',
+        'smoke-command': 'true',
+      },
+      { workspace: ws },
+    );
+    expect(run.code).not.toBe(0);
+    const lines = run.log.split('\n');
+    const firstOther = lines.findIndex((l) => !l.startsWith('::add-mask::'));
+    expect(lines.slice(0, firstOther)).toContain(`::add-mask::${passphrase}`);
+    expect(lines.slice(firstOther).join('\n')).not.toContain(passphrase);
+  });
+});

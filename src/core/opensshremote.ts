@@ -201,7 +201,6 @@ async function privateAgent(dir: string, keyFile: string, passphrase: string): P
     SSH_AUTH_SOCK: socket,
     SSH_ASKPASS: askpass,
     SSH_ASKPASS_REQUIRE: 'force',
-    DISPLAY: process.env.DISPLAY || ':0',
     RIVIERA_KEY_PASSPHRASE: passphrase,
   };
   const added = await runProcess('ssh-add', [keyFile], { env });
