@@ -3,11 +3,26 @@
 // (test-cluster/cluster-up.sh): a colleague whose GPU job makes ours queue, a lab group with a
 // group-writable directory and a member who plants symlinks in it, and the user's own sif/ and jobs/
 // in the home directory and in a folder of theirs.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLUSTER_HOME, ROOT, type StepRun, clusterInputs, makeWorkspace, requireCluster, runStep, uniqueRemoteDir } from './harness.js';
+import {
+  CLUSTER_HOME,
+  ROOT,
+  type StepRun,
+  clusterInputs,
+  eventually,
+  jobState,
+  makeDataImageContext,
+  makeWorkspace,
+  requireCluster,
+  runStep,
+  singularityCalls,
+  startStep,
+  uniqueRemoteDir,
+} from './harness.js';
 
 let ws: string;
 beforeAll(async () => {
@@ -28,12 +43,14 @@ function expectPassed(run: StepRun): void {
 }
 
 describe('path inputs', () => {
-  test('tmpdir ~/x is the folder x in the home directory, not one named ~', async () => {
+  test('tmpdir ~/x is the folder x in the home directory, not one named ~; so is a bind source $HOME/x', async () => {
     const remoteDir = uniqueRemoteDir('tilde');
-    const run = await runStep(inputs(remoteDir, { tmpdir: `~/${remoteDir}-tmp`, ...ON_CPU }), { workspace: ws });
+    const run = await runStep(inputs(remoteDir, { tmpdir: `~/${remoteDir}-tmp`, binds: `$HOME/${remoteDir}-tmp:/scratch`, ...ON_CPU }), { workspace: ws });
     expectPassed(run);
     expect(statSync(`${CLUSTER_HOME}/${remoteDir}-tmp`).isDirectory()).toBe(true);
     expect(existsSync(`${CLUSTER_HOME}/~`)).toBe(false);
+    const smoke = singularityCalls(0).find((c) => c.SLURM_JOB_ID === run.outputs['job-id'] && c.argv[0] === 'run');
+    expect(smoke?.argv).toContain(`${CLUSTER_HOME}/${remoteDir}-tmp:/scratch`);
   });
 
   test.each([
@@ -67,3 +84,148 @@ test('a CLI run from a checkout whose remote holds a token records the repositor
   expect(out).not.toContain('someone');
 });
 
+
+/** Run a command as another account of the stand-in (the colleague, the lab member). */
+function asUser(user: string, argv: string[]): string {
+  return execFileSync('setpriv', [`--reuid=${user}`, `--regid=${user}`, '--init-groups', '--reset-env', ...argv], { encoding: 'utf8', cwd: '/' }).trim();
+}
+
+/** The colleague's job, holding both GPUs of the node until cancelled. */
+async function colleagueHoldsGpus(): Promise<string> {
+  const id = asUser('rivcolleague', ['/opt/slurm/bin/sbatch', '--parsable', '--partition=short-gpu', '--gres=gpu:2', '--chdir=/tmp', '--output=/dev/null', '--wrap', 'sleep 600']);
+  await eventually(() => jobState(id) === 'RUNNING', 30_000, "the colleague's GPU job to start");
+  return id;
+}
+
+/** The job directory a started delivery reported, once it has submitted. */
+function jobDirOf(log: string): string {
+  const m = /Submitted job (\d+) to partition \S+; output in (\S+)\/job\.out/.exec(log);
+  if (!m) throw new Error(`no submitted job in the log:\n${log}`);
+  return m[2];
+}
+
+const backdate = (path: string, days: number) => utimesSync(path, new Date(Date.now() - days * 86_400_000), new Date(Date.now() - days * 86_400_000));
+
+describe('a busy cluster: deliveries queue behind a colleague holding the GPUs', () => {
+  test('garbage collection by a delivery that ends meanwhile (keep-images 1, max-age 1) leaves the queued ones what they need', async () => {
+    const remoteDir = uniqueRemoteDir('busy');
+    const root = `${CLUSTER_HOME}/${remoteDir}`;
+    const image = (x: string) => `rs-e2e/busy-${x}:${process.pid}`;
+    const ctx = (x: string) => makeDataImageContext({ randomMiB: 1, zerosMiB: 0, seed: `busy-${x}-${process.pid}` });
+    const [wsNew, wsReused, wsCpu] = [ctx('new'), ctx('reused'), ctx('cpu')];
+    for (const w of [wsNew, wsReused, wsCpu]) writeFileSync(join(w, 'quick.sh'), 'echo quick-ok\n');
+    const quick = (x: string, extra: Record<string, string> = {}) => inputs(remoteDir, { image: image(x), 'smoke-test': 'quick.sh', ...extra });
+    // The unchanged image was delivered before: its next delivery reuses the .sif.
+    expectPassed(await runStep(quick('reused', { gpus: '0', partition: 'day-long-cpu' }), { workspace: wsReused }));
+    // An old run of ours whose job Slurm has long forgotten: max-age removes it.
+    const stale = `${root}/jobs/20200101-000000-abcdef`;
+    mkdirSync(stale);
+    writeFileSync(`${stale}/submitted`, '1\n');
+    chownSync(stale, statSync(root).uid, statSync(root).gid);
+    backdate(stale, 400);
+
+    const colleague = await colleagueHoldsGpus();
+    let fresh: ReturnType<typeof startStep> | undefined;
+    let reused: ReturnType<typeof startStep> | undefined;
+    try {
+      fresh = startStep(quick('new'), { workspace: wsNew });
+      reused = startStep(quick('reused'), { workspace: wsReused });
+      await Promise.all([fresh.waitFor(/Submitted job \d+/), reused.waitFor(/Submitted job \d+/)]);
+      expect(reused.log()).toContain('The cluster has an intact .sif of this image');
+      // Queued for days, as far as the clock can tell.
+      for (const step of [fresh, reused]) backdate(jobDirOf(step.log()), 3);
+      const cpu = await runStep(quick('cpu', { gpus: '0', partition: 'day-long-cpu', 'keep-images': '1', 'max-age': '1' }), { workspace: wsCpu });
+      expectPassed(cpu);
+      for (const step of [fresh, reused]) expect(existsSync(`${jobDirOf(step.log())}/job.sh`)).toBe(true);
+    } finally {
+      execFileSync('scancel', [colleague]);
+    }
+    const [a, b] = await Promise.all([fresh!.done, reused!.done]);
+    expectPassed(a);
+    expectPassed(b);
+    expect(b.outputs['sif-reused']).toBe('true');
+    expect(existsSync(stale)).toBe(false);
+  });
+});
+
+describe('remote-dir is the delivery’s own', () => {
+  /** Name → [content, mtime] of every file below dir, and the modes of dir and its subdirectories. */
+  function snapshot(dir: string): string {
+    return execFileSync('find', [dir, '-maxdepth', '3', '-printf', '%p %m %u:%g %T@ %s\\n'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => !/\/(e2e|\.ssh|\.local|\.cache|\.bash_history)(\/|\s)/.test(l))
+      .sort()
+      .join('\n');
+  }
+
+  test.each([
+    ['the home directory, written out', CLUSTER_HOME, CLUSTER_HOME],
+    ['a folder of the user’s, holding their own sif/ and jobs/', 'thesis-work', `${CLUSTER_HOME}/thesis-work`],
+  ])('%s is refused, and nothing in it is touched', async (_name, remoteDir, dir) => {
+    expect(readFileSync(`${dir}/sif/thesis-env.sif`, 'utf8')).toBe("the user's own image\n");
+    const before = snapshot(dir);
+    const group = execFileSync('id', ['-gn', 'rivuser'], { encoding: 'utf8' }).trim();
+    const run = await runStep(inputs(remoteDir, { group, 'max-age': '1', 'keep-images': '1' }), { workspace: ws });
+    expect(run.code).toBe(1);
+    expect(run.log).toMatch(/Input 'remote-dir': .*(your home directory|was not made by riviera-singularity)/);
+    expect(run.state.jobId).toBeUndefined();
+    expect(snapshot(dir)).toBe(before);
+  });
+});
+
+describe('publishing into a lab directory where a member plants symlinks', () => {
+  test('the victim’s file is untouched, the directory keeps its mode, and publication succeeds safely or fails clearly', async () => {
+    const tag = `${process.pid}-${Date.now().toString(36)}`;
+    const lab = `/srv/rivlab/shared/t-${tag}`;
+    mkdirSync(lab);
+    execFileSync('chown', ['root:rivlab', lab]);
+    chmodSync(lab, 0o2775);
+    const victim = `${CLUSTER_HOME}/e2e/victim-${tag}.txt`;
+    writeFileSync(victim, 'precious\n', { mode: 0o600 });
+    execFileSync('chown', ['rivuser:rivuser', victim]);
+    const name = `labimg${process.pid}`;
+    const file = `${name}_v1.sif`;
+    // The names a publication could be predicted to use: the lock, the final names, and temp names
+    // made from the next process ids.
+    const lastPid = Number(readFileSync('/proc/loadavg', 'utf8').trim().split('/').pop()!.split(' ').pop());
+    const temps = Array.from({ length: 500 }, (_, i) => `.${file}.tmp.${lastPid + i}`);
+    const names = ['.lock', file, `${file}.sha256`, `${name}_v1.json`, `${name}_latest.sif`, ...temps, ...temps.flatMap((t) => [`${t}.sha256`, `${t}.json`])];
+    let planter: ChildProcess | undefined;
+    const before = statSync(lab);
+    try {
+      planter = spawn('setpriv', ['--reuid=rivmember', '--regid=rivmember', '--init-groups', '/usr/local/bin/plant-symlinks', lab, victim, '300', ...names], { stdio: 'ignore' });
+      await eventually(() => existsSync(`${lab}/.lock`), 10_000, 'the member to plant links');
+      const run = await runStep(inputs(uniqueRemoteDir('lab'), { publish: 'true', 'publish-dir': lab, 'publish-group': 'rivlab', 'publish-name': name, 'publish-version': 'v1', ...ON_CPU }), {
+        workspace: ws,
+      });
+      expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+      expect(statSync(victim).mode & 0o7777).toBe(0o600);
+      const after = statSync(lab);
+      expect([after.mode, after.uid, after.gid]).toEqual([before.mode, before.uid, before.gid]);
+      if (run.code === 0) {
+        expect(run.outputs['published-path']).toBe(`${lab}/${file}`);
+      } else {
+        expect(run.log).toMatch(/riviera-singularity: .*(publish|in \/srv\/rivlab)/);
+      }
+    } finally {
+      planter?.kill();
+    }
+  });
+});
+
+test('publishing an existing .sif records its sha256', async () => {
+  const remoteDir = uniqueRemoteDir('pubsif');
+  const first = await runStep(inputs(remoteDir, ON_CPU), { workspace: ws });
+  expectPassed(first);
+  const { image: _image, ...rest } = inputs(remoteDir, { sif: first.outputs['sif-path'], publish: 'true', 'publish-name': 'existing', 'publish-version': 'v1', ...ON_CPU });
+  void _image;
+  const run = await runStep(rest, { workspace: ws });
+  expectPassed(run);
+  const pub = `${CLUSTER_HOME}/${remoteDir}/published`;
+  const record = JSON.parse(readFileSync(`${pub}/existing_v1.json`, 'utf8'));
+  const sum = createHash('sha256').update(readFileSync(`${pub}/existing_v1.sif`)).digest('hex');
+  expect(record.sha256).toBe(sum);
+  expect(readFileSync(`${pub}/existing_v1.sif.sha256`, 'utf8')).toBe(`${sum}  existing_v1.sif\n`);
+  expect(lstatSync(`${pub}/existing_latest.sif`).isSymbolicLink()).toBe(true);
+  expect(readdirSync(pub).filter((f) => f.startsWith('.'))).toEqual([]);
+});

@@ -740,3 +740,57 @@ describe('sbatchArgv', () => {
     expect(argv[argv.length - 1]).toBe('/j/1/job.sh');
   });
 });
+
+describe('publication into a directory others can write to', () => {
+  /** A sandbox that publishes into `pub`, where links to a victim file were planted under every name it could use. */
+  function planted() {
+    const sb = sandbox((root) => {
+      const pub = join(root, 'lab');
+      mkdirSync(pub);
+      return {
+        smoke: { kind: 'command', argv: ['true'] },
+        publish: { dir: pub, name: 'img', version: 'v1', keep: 1, group: null, mode: '0640', lock: join(root, 'publish.lock'), record: { image: 'img:v1', digest: null } },
+      };
+    });
+    const pub = sb.p.publish!.dir;
+    const victim = join(sb.root, 'victim.txt');
+    writeFileSync(victim, 'precious\n', { mode: 0o600 });
+    for (const n of ['.lock', 'img_v1.sif', 'img_v1.sif.sha256', 'img_v1.json', ...Array.from({ length: 50 }, (_, i) => `.img_v1.sif.tmp.${i}`)]) {
+      execFileSync('ln', ['-s', victim, join(pub, n)]);
+    }
+    return { sb, pub, victim };
+  }
+
+  test('never writes, chmods or truncates through a planted link; publishes by rename and records the digest', () => {
+    const { sb, pub, victim } = planted();
+    const dirMode = lstatSync(pub).mode;
+    const r = runScript(sb);
+    expect(r.stderr).not.toContain('riviera-singularity: cannot');
+    expect(r.code).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(lstatSync(victim).mode & 0o777).toBe(0o600);
+    expect(lstatSync(pub).mode).toBe(dirMode);
+    for (const f of ['img_v1.sif', 'img_v1.sif.sha256', 'img_v1.json']) {
+      expect([f, lstatSync(join(pub, f)).isFile(), lstatSync(join(pub, f)).mode & 0o777]).toEqual([f, true, 0o640]);
+    }
+    const sum = createHash('sha256').update(readFileSync(join(pub, 'img_v1.sif'))).digest('hex');
+    expect(readFileSync(join(pub, 'img_v1.sif.sha256'), 'utf8')).toBe(`${sum}  img_v1.sif\n`);
+    expect(JSON.parse(readFileSync(join(pub, 'img_v1.json'), 'utf8')).sha256).toBe(sum);
+    expect(readlinkSync(join(pub, 'img_latest.sif'))).toBe('img_v1.sif');
+    // No temp file of ours left; the links someone else planted are theirs to remove.
+    expect(readdirSync(pub).filter((f) => f.startsWith('.riviera-'))).toEqual([]);
+  });
+
+  test('a final name someone made a directory: fails clearly, nothing written into it', () => {
+    const { sb, pub, victim } = planted();
+    rmSync(join(pub, 'img_v1.sif'));
+    mkdirSync(join(pub, 'img_v1.sif'));
+    writeFileSync(join(pub, 'img_v1.sif', 'theirs'), 'x');
+    const r = runScript(sb);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`riviera-singularity: cannot publish img_v1.sif in ${pub}`);
+    expect(readdirSync(join(pub, 'img_v1.sif'))).toEqual(['theirs']);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(readdirSync(pub).filter((f) => f.startsWith('.riviera-'))).toEqual([]);
+  });
+});

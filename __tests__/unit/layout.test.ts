@@ -12,16 +12,18 @@ import {
   sifPath,
 } from '../../src/core/layout.js';
 
-const dirs = { root: '/home/me/rd', tmpdir: '/scratch/me/tmp', publishDir: '/proj/images', existingSif: null };
+const dirs = { home: '/home/me', root: '/home/me/rd', tmpdir: '/scratch/me/tmp', publishDir: '/proj/images', existingSif: null };
 
 describe('remotePaths', () => {
   test("an image: its content-addressed .sif, the per-image link, the run's job dir, the published .sif", () => {
     expect(remotePaths(dirs, 'org/my-image:v1.2', 'abc', '20261127-150000-a1b2c3', { name: 'my-image', version: 'v1.2' })).toEqual({
+      home: '/home/me',
       root: '/home/me/rd',
       tmpdir: '/scratch/me/tmp',
       sif: '/home/me/rd/sif/abc.sif',
       sifLink: '/home/me/rd/images/org_my-image_v1.2.sif',
       jobDir: '/home/me/rd/jobs/20261127-150000-a1b2c3',
+      hold: '/home/me/rd/.store/holds/20261127-150000-a1b2c3',
       publishDir: '/proj/images',
       published: '/proj/images/my-image_v1.2.sif',
     });

@@ -51,7 +51,7 @@ describe('rendered scripts', () => {
     gpus: 1,
     statusFile: '/j/status',
     runtime: 'auto',
-    publish: { dir: '/p', name: 'x', version: '1.0', keep: 3, group: 'g', mode: '0640', record: { image: 'x:1.0', digest: null } },
+    publish: { dir: '/p', name: 'x', version: '1.0', keep: 3, group: 'g', mode: '0640', lock: '/r/.store/locks/publish-x', record: { image: 'x:1.0', digest: null } },
   };
   const rendered: [string, string][] = [
     ['job, full', renderJobScript(job)],
@@ -66,15 +66,18 @@ describe('rendered scripts', () => {
         blobHexes: ['a', 'b'],
         reuse: true,
         publishDir: 'p',
+        publishMode: '0640',
+        publishGroup: 'g',
         existingSif: null,
+        run: '20261127-120000-abcdef',
       }),
     ],
     [
       'store-prepare, existing .sif',
-      prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: null, blobHexes: [], reuse: false, publishDir: null, existingSif: 'x.sif' }),
+      prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: null, blobHexes: [], reuse: false, publishDir: null, publishMode: null, publishGroup: null, existingSif: 'x.sif', run: 'r' }),
     ],
     ['store-receive', receiveScript('/r', 'a'.repeat(64), 10, 'zstd')],
-    ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7 })],
+    ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7, loginModules: ['slurm'] })],
     ['poll', pollScript('1', '/j', 0, ['slurm'])],
     [
       'submit',
@@ -90,6 +93,7 @@ describe('rendered scripts', () => {
         login_modules: [],
         sbatch: ['sbatch', 'x'],
         job_link_prefix: '/r/jobs/job-',
+        hold: '/r/.store/holds/r',
       }),
     ],
     ['cancel', renderScript('cancel', { login_modules: [], job_id: '1' })],
@@ -97,7 +101,7 @@ describe('rendered scripts', () => {
       'preflight, then store-prepare',
       preflightThen(
         preflightScript({ jobName: 'j', partition: 'p', gpus: 1, time: '30:00', sbatchArgs: ['--mem=1G'], modules: [HOSTILE], loginModules: ['slurm'], runtime: 'auto', remoteDir: 'rd', tmpdir: 't' }),
-        prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: 'e'.repeat(64), blobHexes: [], reuse: true, publishDir: null, existingSif: null, sifOnly: true }),
+        prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: 'e'.repeat(64), blobHexes: [], reuse: true, publishDir: null, publishMode: null, publishGroup: null, existingSif: null, sifOnly: true, run: 'r' }),
       ),
     ],
     ['accounting', renderScript('accounting', { login_modules: ['slurm'], job_id: '1', fields: 'JobID,State' })],
@@ -184,9 +188,13 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
       login_modules: ['slurm', 'a b'],
       sbatch: ['sbatch', '--parsable', `--chdir=${jobDir}`, `${jobDir}/job.sh`],
       job_link_prefix: join(home, 'rd', 'jobs', 'job-'),
+      hold: join(home, 'rd', '.store', 'holds', 'r'),
     });
+    mkdirSync(join(home, 'rd', '.store', 'holds'), { recursive: true });
     const r = run(script);
     expect(r).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
+    // The run's hold names its job, for garbage collection.
+    expect(readFileSync(join(home, 'rd', '.store', 'holds', 'r'), 'utf8')).toBe('job 4242\n');
     expect(readFileSync(join(jobDir, 'job.sh'), 'utf8')).toBe('#!/bin/bash -l\necho job\n');
     expect(readFileSync(join(jobDir, 'manifest.json'), 'utf8')).toBe('[{"Config":"a.json"}]');
     expect(readFileSync(join(jobDir, `smoke ${HOSTILE}.sh`), 'utf8')).toBe('echo smoke\n');
@@ -218,6 +226,7 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
         login_modules: [],
         sbatch: ['sbatch', 'j'],
         job_link_prefix: join(home, 'jobs', 'job-'),
+        hold: join(home, 'hold'),
       }),
     );
     expect(r.code).toBe(0);

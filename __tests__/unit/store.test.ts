@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchiveBlob, ImageArchive } from '../../src/core/archive.js';
 import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
-import { STORE, hexOf } from '../../src/core/layout.js';
-import { type Codec, RECEIVE, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript, receiveScript } from '../../src/core/store.js';
+import { REMOTE_MARKER, STORE, hexOf } from '../../src/core/layout.js';
+import { type Codec, type GcParams, PREPARE_REFUSED, RECEIVE, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript, receiveScript } from '../../src/core/store.js';
 
 
 killTrackedAfterEach();
@@ -58,11 +58,27 @@ beforeAll(() => {
   barePath = bin;
 });
 
+/**
+ * Slurm's squeue as garbage collection asks it: it lists the job ids in HOME/.squeue (none if there
+ * is no such file) and exits with the code in HOME/.squeue-rc (0 if none).
+ */
+let fakeSlurm = '';
+beforeAll(() => {
+  fakeSlurm = join(newHome(), 'bin');
+  mkdirSync(fakeSlurm);
+  writeFileSync(join(fakeSlurm, 'squeue'), '#!/bin/sh\ncat "$HOME/.squeue" 2>/dev/null\nexit "$(cat "$HOME/.squeue-rc" 2>/dev/null || echo 0)"\n', { mode: 0o755 });
+});
+
 /** Run a script as the SSH login would: `bash -c`, in HOME. */
 function sh(home: string, script: string, input?: Buffer, path = process.env.PATH): Run {
-  const r = spawnSync('bash', ['-c', script], { cwd: home, env: { PATH: path, HOME: home }, input: input ?? Buffer.alloc(0), timeout: 60_000 });
+  const r = spawnSync('bash', ['-c', script], { cwd: home, env: { PATH: `${fakeSlurm}:${path}`, HOME: home }, input: input ?? Buffer.alloc(0), timeout: 60_000 });
   return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
+
+/** Garbage collection with no login modules (squeue is on PATH). */
+const gc = (p: Omit<GcParams, 'loginModules'>) => gcScript({ loginModules: [], ...p });
+/** The run prepare's hold is named for. */
+const RUN = '20261127-120000-abcdef';
 
 /** The same, as a running process whose stdin the test feeds. */
 function shAsync(home: string, script: string) {
@@ -126,7 +142,7 @@ const reportLines = (stdout: string) =>
   stdout
     .trimEnd()
     .split('\n')
-    .filter((l) => !/^(tool|tmpdir|root|publish|existing) /.test(l));
+    .filter((l) => !/^(tool|home|tmpdir|root|publish|existing) /.test(l));
 
 /** The PATHs scripts run with: this machine's, and one without openssl and zstd. */
 const PATHS: [string, () => string][] = [
@@ -135,7 +151,12 @@ const PATHS: [string, () => string][] = [
 ];
 
 function prepare(home: string, over: Partial<Parameters<typeof prepareScript>[0]> = {}, path?: string): Run {
-  return sh(home, prepareScript({ remoteDir: 'work/riviera', tmpdir: 'scratch tmp', group: null, imageHex: IMAGE, blobHexes: [], reuse: true, publishDir: null, existingSif: null, ...over }), undefined, path);
+  return sh(
+    home,
+    prepareScript({ remoteDir: 'work/riviera', tmpdir: 'scratch tmp', group: null, imageHex: IMAGE, blobHexes: [], reuse: true, publishDir: null, publishMode: null, publishGroup: null, existingSif: null, run: RUN, ...over }),
+    undefined,
+    path,
+  );
 }
 
 /** A home with a prepared store under `rd`; its absolute root. */
@@ -155,7 +176,7 @@ describe('prepareScript', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const root = join(home, 'work/riviera');
-    expect(r.stdout.split('\n')).toEqual([...TOOLS, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, 'sif build', '']);
+    expect(r.stdout.split('\n')).toEqual([...TOOLS, `home ${home}`, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, 'sif build', '']);
     expect(modeOf(root)).toBe(0o700);
     expect(statSync(join(home, 'scratch tmp')).isDirectory()).toBe(true);
     for (const d of [`${STORE}/blobs/sha256`, `${STORE}/incoming`, `${STORE}/images`, 'sif', 'images', 'jobs']) {
@@ -169,7 +190,7 @@ describe('prepareScript', () => {
     expect(readdirSync(join(root, STORE, 'images'))).toEqual([IMAGE]); // no temp file left
 
     const report = parsePrepare(r.stdout);
-    expect(report).toEqual({ root, tmpdir: join(home, 'scratch tmp'), publishDir: null, existingSif: null, zstd: HAS_ZSTD, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() });
+    expect(report).toEqual({ home, root, tmpdir: join(home, 'scratch tmp'), publishDir: null, existingSif: null, zstd: HAS_ZSTD, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() });
   });
 
   test('resolves links in the printed paths, takes absolute paths as they are', () => {
@@ -186,7 +207,7 @@ describe('prepareScript', () => {
     const home = newHome();
     mkdirSync(join(home, 'shared'));
     execFileSync('ln', ['-s', 'shared', join(home, 'proj')]);
-    const r = prepare(home, { publishDir: `proj/images ${HOSTILE}` });
+    const r = prepare(home, { publishDir: `proj/images ${HOSTILE}`, publishMode: '0600' });
     expect(r.code).toBe(0);
     const dir = join(home, `shared/images ${HOSTILE}`);
     expect(statSync(dir).isDirectory()).toBe(true);
@@ -206,7 +227,7 @@ describe('prepareScript', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const root = join(home, 'work/riviera');
-    expect(r.stdout.split('\n')).toEqual([...TOOLS, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, `existing ${join(home, 'sifs', `my ${HOSTILE}.sif`)}`, '']);
+    expect(r.stdout.split('\n')).toEqual([...TOOLS, `home ${home}`, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, `existing ${join(home, 'sifs', `my ${HOSTILE}.sif`)}`, '']);
     expect(parsePrepare(r.stdout)).toMatchObject({ existingSif: join(home, 'sifs', `my ${HOSTILE}.sif`), sifReusable: false });
     expect(readdirSync(join(root, STORE, 'images'))).toEqual([]);
     expect(statSync(join(root, 'jobs')).isDirectory()).toBe(true);
@@ -228,9 +249,10 @@ describe('prepareScript', () => {
     expect(r.stdout).not.toContain('existing');
   });
 
-  test('makes an existing remote-dir private again', () => {
+  test('makes an existing remote-dir of its own private again', () => {
     const home = newHome();
     mkdirSync(join(home, 'work/riviera'), { recursive: true, mode: 0o755 });
+    writeFileSync(join(home, 'work/riviera', REMOTE_MARKER), '');
     execFileSync('chmod', ['755', join(home, 'work/riviera')]);
     expect(prepare(home).code).toBe(0);
     expect(modeOf(join(home, 'work/riviera'))).toBe(0o700);
@@ -377,8 +399,8 @@ describe('sha256 (cluster/lib-sha256.sh)', () => {
 
 describe('parsePrepare', () => {
   test('ignores other lines (a login banner), keeps spaces in paths', () => {
-    const r = parsePrepare(['Welcome to Riviera', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `blob ${fakeHex('a')} part 7`, ''].join('\n'));
-    expect(r).toEqual({ root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map([[fakeHex('a'), 7]]) });
+    const r = parsePrepare(['Welcome to Riviera', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `blob ${fakeHex('a')} part 7`, ''].join('\n'));
+    expect(r).toEqual({ home: '/h', root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map([[fakeHex('a'), 7]]) });
     expect(parsePrepare('root /r\ntmpdir /t\npublish /p/my images\n').publishDir).toBe('/p/my images');
     expect(parsePrepare('tool zstd\nroot /r\ntmpdir /t\nexisting /a b.sif\n')).toMatchObject({ zstd: true, existingSif: '/a b.sif' });
   });
@@ -400,7 +422,7 @@ function archiveOf(config: ArchiveBlob, layers: ArchiveBlob[]): ImageArchive {
 }
 
 function report(over: Partial<StoreReport> = {}): StoreReport {
-  return { root: '/r', tmpdir: '/t', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map(), ...over };
+  return { home: '/h', root: '/r', tmpdir: '/t', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map(), ...over };
 }
 
 describe('imageBlobs / planTransfer', () => {
@@ -640,6 +662,8 @@ describe('receiveScript', () => {
 
 describe('gcScript', () => {
   const [A, B, C] = [fakeHex('a'), fakeHex('b'), fakeHex('c')];
+  /** Run directories (the only job directories gc may remove), an old and a newer one. */
+  const [OLD_RUN, NEW_RUN] = ['20201001-101010-aaaaaa', '20201002-101010-bbbbbb'];
 
   /** Three image records, oldest A; blobs only A uses, shared ones, a stray one; .sif files. */
   function populate() {
@@ -671,8 +695,8 @@ describe('gcScript', () => {
     writeFileSync(s('incoming/new.partial'), 'new');
     touchAgo(s('incoming/new.partial'), '2 hours ago');
     for (const [job, ago] of [
-      ['old', '10 days ago'],
-      ['new', '2 days ago'],
+      [OLD_RUN, '10 days ago'],
+      [NEW_RUN, '2 days ago'],
     ]) {
       mkdirSync(join(root, 'jobs', job));
       writeFileSync(join(root, 'jobs', job, 'job.out'), 'out');
@@ -685,24 +709,24 @@ describe('gcScript', () => {
 
   test('keeps the newest records, their blobs and .sif files; drops the rest, old partials and job dirs', () => {
     const { home, root, blobs } = populate();
-    const r = sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 }));
+    const r = sh(home, gc({ root, keepImages: 2, maxAgeDays: 7 }));
     expect(r.stderr).toBe('');
-    expect(r).toEqual({ code: 0, stdout: 'gc removed 2 blob(s) and 2 .sif file(s)\n', stderr: '' });
+    expect(r).toEqual({ code: 0, stdout: 'gc removed 2 blob(s), 2 .sif file(s) and 1 job directory(ies)\n', stderr: '' });
     expect(ls(join(root, STORE, 'images'))).toEqual([B, C, `${fakeHex('d')}.tmp.999`].sort());
     const { onlyA, stray, ...kept } = blobs;
     expect(ls(join(root, STORE, 'blobs', 'sha256'))).toEqual(Object.values(kept).sort());
     expect(ls(join(root, 'sif'))).toEqual([`${B}.sif`, `${B}.sif.sha256`, `${C}.sif`, `${C}.sif.sha256`]);
     expect(ls(join(root, STORE, 'incoming'))).toEqual(['new.partial']);
-    expect(ls(join(root, 'jobs'))).toEqual(['new']);
+    expect(ls(join(root, 'jobs'))).toEqual([NEW_RUN]);
     // No temp file of its own left behind.
-    expect(ls(join(root, STORE))).toEqual(['blobs', 'images', 'incoming', 'lock']);
+    expect(ls(join(root, STORE))).toEqual(['blobs', 'holds', 'images', 'incoming', 'lock', 'locks']);
   });
 
   test('records older than maxAgeDays go even when fewer than keepImages', () => {
     const { home, root, blobs } = populate();
     touchAgo(join(root, STORE, 'images', A), '9 days ago');
-    const r = sh(home, gcScript({ root, keepImages: 10, maxAgeDays: 7 }));
-    expect(r.stdout).toBe('gc removed 2 blob(s) and 2 .sif file(s)\n');
+    const r = sh(home, gc({ root, keepImages: 10, maxAgeDays: 7 }));
+    expect(r.stdout).toBe('gc removed 2 blob(s), 2 .sif file(s) and 1 job directory(ies)\n');
     expect(ls(join(root, STORE, 'images'))).toEqual([B, C, `${fakeHex('d')}.tmp.999`].sort());
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', blobs.onlyA))).toBe(false);
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', blobs.sharedAB))).toBe(true);
@@ -711,9 +735,9 @@ describe('gcScript', () => {
 
   test('nothing to do: keeps everything in use', () => {
     const { home, root } = populate();
-    expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
-    const again = sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 }));
-    expect(again.stdout).toBe('gc removed 0 blob(s) and 0 .sif file(s)\n');
+    expect(sh(home, gc({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+    const again = sh(home, gc({ root, keepImages: 2, maxAgeDays: 7 }));
+    expect(again.stdout).toBe('gc removed 0 blob(s), 0 .sif file(s) and 0 job directory(ies)\n');
   });
 
   test('skipped, exit 0, while a delivery or a job holds the store lock', async () => {
@@ -721,19 +745,19 @@ describe('gcScript', () => {
     const reader = await holdLock(join(root, STORE, 'lock'), '-s');
     const before = walk(root).sort();
     try {
-      const r = sh(home, gcScript({ root, keepImages: 1, maxAgeDays: 7 }));
+      const r = sh(home, gc({ root, keepImages: 1, maxAgeDays: 7 }));
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('gc skipped');
       expect(walk(root).sort()).toEqual(before);
     } finally {
       await reader.release();
     }
-    expect(sh(home, gcScript({ root, keepImages: 1, maxAgeDays: 7 })).stdout).toMatch(/^gc removed [1-9]/);
+    expect(sh(home, gc({ root, keepImages: 1, maxAgeDays: 7 })).stdout).toMatch(/^gc removed [1-9]/);
   }, 30_000);
 
   test('no store yet: exit 0', () => {
     const home = newHome();
-    expect(sh(home, gcScript({ root: join(home, 'nothing'), keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+    expect(sh(home, gc({ root: join(home, 'nothing'), keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
   });
 
   // Known bug (src/core/store.ts, gcScript): `find -mtime +N` matches files at least N+1 whole days
@@ -743,14 +767,121 @@ describe('gcScript', () => {
   test('a partial upload over 1 day old goes', () => {
     const { home, root } = populate();
     touchAgo(join(root, STORE, 'incoming', 'new.partial'), '36 hours ago');
-    expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+    expect(sh(home, gc({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
     expect(ls(join(root, STORE, 'incoming'))).toEqual([]);
   });
 
   test('a job dir over maxAgeDays old goes', () => {
     const { home, root } = populate();
-    touchAgo(join(root, 'jobs', 'new'), '7 days ago 12 hours ago');
-    expect(sh(home, gcScript({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
+    touchAgo(join(root, 'jobs', NEW_RUN), '7 days ago 12 hours ago');
+    expect(sh(home, gc({ root, keepImages: 2, maxAgeDays: 7 })).code).toBe(0);
     expect(ls(join(root, 'jobs'))).toEqual([]);
+  });
+
+  /** A run's hold: the images its job uses, and its job id once submitted. */
+  function hold(root: string, run: string, lines: string[]): string {
+    const path = join(root, STORE, 'holds', run);
+    writeFileSync(path, lines.map((l) => `${l}\n`).join(''));
+    return path;
+  }
+
+  test('an image a queued or running job holds is kept whatever keep-images and max-age say; released once Slurm no longer knows the job', () => {
+    const { home, root, blobs } = populate();
+    touchAgo(join(root, STORE, 'images', A), '9 days ago');
+    const held = hold(root, OLD_RUN, [`image ${A}`, 'job 4242']);
+    writeFileSync(join(home, '.squeue'), '4241\n4242\n');
+    expect(sh(home, gc({ root, keepImages: 1, maxAgeDays: 7 })).stdout).toMatch(/^gc removed /);
+    expect(ls(join(root, STORE, 'images'))).toEqual([A, C, `${fakeHex('d')}.tmp.999`].sort());
+    expect(existsSync(join(root, STORE, 'blobs', 'sha256', blobs.onlyA))).toBe(true);
+    expect(existsSync(join(root, 'sif', `${A}.sif`))).toBe(true);
+    // Its job directory too, however old.
+    expect(ls(join(root, 'jobs'))).toEqual([OLD_RUN, NEW_RUN]);
+    // The job ended: Slurm forgets it, the next collection releases the hold.
+    writeFileSync(join(home, '.squeue'), '4241\n');
+    sh(home, gc({ root, keepImages: 1, maxAgeDays: 7 }));
+    expect(existsSync(held)).toBe(false);
+    expect(ls(join(root, STORE, 'images'))).toEqual([C, `${fakeHex('d')}.tmp.999`].sort());
+    expect(existsSync(join(root, 'sif', `${A}.sif`))).toBe(false);
+    expect(ls(join(root, 'jobs'))).toEqual([NEW_RUN]);
+  });
+
+  test('a hold whose delivery has not submitted yet keeps its image for a day', () => {
+    const { home, root } = populate();
+    const held = hold(root, NEW_RUN, [`image ${A}`]);
+    sh(home, gc({ root, keepImages: 1, maxAgeDays: 7 }));
+    expect(existsSync(join(root, 'sif', `${A}.sif`))).toBe(true);
+    touchAgo(held, '25 hours ago');
+    sh(home, gc({ root, keepImages: 1, maxAgeDays: 7 }));
+    expect(existsSync(held)).toBe(false);
+    expect(existsSync(join(root, 'sif', `${A}.sif`))).toBe(false);
+  });
+
+  test('when Slurm does not answer, nothing is removed', () => {
+    const { home, root } = populate();
+    writeFileSync(join(home, '.squeue-rc'), '1');
+    const before = walk(root).sort();
+    const r = sh(home, gc({ root, keepImages: 1, maxAgeDays: 1 }));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('gc skipped: Slurm did not answer');
+    expect(walk(root).sort()).toEqual(before);
+  });
+
+  test('an old job directory whose job Slurm still knows stays (queued for days)', () => {
+    const { home, root } = populate();
+    writeFileSync(join(root, 'jobs', OLD_RUN, 'submitted'), '4343;cluster\n');
+    touchAgo(join(root, 'jobs', OLD_RUN), '10 days ago');
+    writeFileSync(join(home, '.squeue'), '4343\n');
+    sh(home, gc({ root, keepImages: 2, maxAgeDays: 7 }));
+    expect(ls(join(root, 'jobs'))).toEqual([OLD_RUN, NEW_RUN]);
+  });
+
+  test('removes only what the tool names: not a folder or .sif of the user’s, however old; dangling job links go', () => {
+    const { home, root } = populate();
+    mkdirSync(join(root, 'jobs', '2023-paper-runs'));
+    touchAgo(join(root, 'jobs', '2023-paper-runs'), '900 days ago');
+    writeFileSync(join(root, 'sif', 'thesis-env.sif'), 'mine');
+    execFileSync('ln', ['-s', join(root, 'jobs', OLD_RUN), join(root, 'jobs', 'job-77')]);
+    execFileSync('ln', ['-s', join(root, 'jobs', NEW_RUN), join(root, 'jobs', 'job-78')]);
+    sh(home, gc({ root, keepImages: 1, maxAgeDays: 7 }));
+    expect(ls(join(root, 'jobs'))).toEqual([NEW_RUN, '2023-paper-runs', 'job-78']);
+    expect(readFileSync(join(root, 'sif', 'thesis-env.sif'), 'utf8')).toBe('mine');
+  });
+});
+
+describe('prepareScript: remote-dir is the tool’s own', () => {
+  test('a new remote-dir gets the marker; the run holds its image from the first round trip', () => {
+    const home = newHome();
+    expect(prepare(home, { sifOnly: true }).code).toBe(0);
+    const root = join(home, 'work/riviera');
+    expect(existsSync(join(root, REMOTE_MARKER))).toBe(true);
+    expect(readFileSync(join(root, STORE, 'holds', RUN), 'utf8')).toBe(`image ${IMAGE}\n`);
+  });
+
+  test.each([
+    ['the home directory', (home: string) => home, /is your home directory/],
+    ['a folder of the user’s', (home: string) => join(home, 'thesis'), /exists and was not made by riviera-singularity/],
+  ])('%s is refused (exit 4), and nothing in it is touched', (_what, dir, message) => {
+    const home = newHome();
+    mkdirSync(join(home, 'thesis', 'sif'), { recursive: true });
+    mkdirSync(join(home, 'sif'));
+    writeFileSync(join(home, 'thesis', 'sif', 'thesis-env.sif'), 'mine');
+    const before = walk(home).map((f) => `${f} ${modeOf(f)}`).sort();
+    const homeMode = modeOf(home);
+    const r = prepare(home, { remoteDir: dir(home), group: execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim() });
+    expect(r.code).toBe(PREPARE_REFUSED);
+    expect(r.stderr).toMatch(message);
+    expect(walk(home).map((f) => `${f} ${modeOf(f)}`).sort()).toEqual(before);
+    expect(modeOf(home)).toBe(homeMode);
+  }, 10_000);
+
+  test('a publish directory it makes gets the mode and group; an existing one is left as it is', () => {
+    const home = newHome();
+    const group = execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+    expect(prepare(home, { publishDir: 'pub/new', publishMode: '0640', publishGroup: group }).code).toBe(0);
+    expect(modeOf(join(home, 'pub/new'))).toBe(0o750);
+    mkdirSync(join(home, 'lab'), { mode: 0o777 });
+    execFileSync('chmod', ['2777', join(home, 'lab')]);
+    expect(prepare(home, { publishDir: 'lab', publishMode: '0640', publishGroup: group }).code).toBe(0);
+    expect(modeOf(join(home, 'lab'))).toBe(0o2777);
   });
 });

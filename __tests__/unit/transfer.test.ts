@@ -201,7 +201,19 @@ describe('sendBlobs', () => {
     const scripts: string[] = [];
     const remote = localRemote(home, scripts);
     const session = { retry: <T>(_what: string, fn: (r: Remote) => Promise<T>) => fn(remote) } as unknown as Session;
-    const script = prepareScript({ remoteDir: 'rd', tmpdir: 'tmp', group: null, imageHex: 'e'.repeat(64), blobHexes: [], reuse: true, publishDir: null, existingSif: null });
+    const script = prepareScript({
+      remoteDir: 'rd',
+      tmpdir: 'tmp',
+      group: null,
+      imageHex: 'e'.repeat(64),
+      blobHexes: [],
+      reuse: true,
+      publishDir: null,
+      publishMode: null,
+      publishGroup: null,
+      existingSif: null,
+      run: '20261127-120000-abcdef',
+    });
     return remote.exec(script).then((r) => {
       expect(r.code).toBe(0);
       const root = join(home, 'rd');

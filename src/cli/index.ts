@@ -177,7 +177,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     if (settings.preflightOnly && !opts.dryRun) return printChecks(settings, opts, reporter);
     if (opts.dryRun) {
       await readSmokeFile(settings);
-      const dirs = { root: displayPath(settings.remoteDir), tmpdir: displayPath(settings.tmpdir), publishDir: settings.publish ? displayPath(settings.publish.dir) : null, existingSif: null };
+      const dirs = { home: '~', root: displayPath(settings.remoteDir), tmpdir: displayPath(settings.tmpdir), publishDir: settings.publish ? displayPath(settings.publish.dir) : null, existingSif: null };
       const paths = remotePaths(dirs, settings.image, '<image-id>', '<run>', settings.publish);
       const blob = `${paths.root}/${blobPath('<digest>')}`;
       const sub = renderSubmission(

@@ -60,3 +60,9 @@ export function displayPath(p: ClusterPath): string {
 export function absolutePath(p: ClusterPath, home: string): string {
   return p.startsWith('/') ? p : p === '.' ? home : `${home}/${p}`;
 }
+
+/** A bind spec (`src[:dest[:mode]]`, src a ClusterPath) with its source made absolute. */
+export function absoluteBind(bind: string, home: string): string {
+  const [src, ...rest] = bind.split(':');
+  return [absolutePath(src, home), ...rest].join(':');
+}

@@ -3,7 +3,7 @@
 import { jobAccounting } from './accounting.js';
 import { displayPath, isUnderTmp } from './clusterpath.js';
 import { buildImage } from './docker.js';
-import { type DeliveryError, InputError, JobFailedError, JobInterruptedError, PreflightError } from './errors.js';
+import { type DeliveryError, InputError, JobFailedError, JobInterruptedError, PreflightError, RemoteCommandError } from './errors.js';
 import { type GpuReport, describeGpu, gpuVerdict, parseGpuReport } from './gpu.js';
 import { mib } from './format.js';
 import { JOB_PHASES } from './jobscript.js';
@@ -15,7 +15,8 @@ import { type Verdict, judgeJob } from './slurm.js';
 import { Session } from './session.js';
 import { type ImageSource, type SavedImage, archiveSource, engineSource } from './source.js';
 import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
-import { type PrepareParams, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
+import type { Remote } from './remote.js';
+import { PREPARE_REFUSED, type PrepareParams, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
 import { assembly, cancelJob, readSmokeFile, renderSubmission, submitJob } from './submit.js';
 import { Timings } from './timings.js';
 import { sendBlobs } from './transfer.js';
@@ -61,10 +62,27 @@ function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new JobInterruptedError('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
 
-type PrepareWhat = Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse'>;
+type PrepareWhat = Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse' | 'run'>;
 
 function renderPrepare(s: Settings, params: PrepareWhat): string {
-  return prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif });
+  return prepareScript({
+    ...params,
+    remoteDir: s.remoteDir,
+    tmpdir: s.tmpdir,
+    group: s.group,
+    publishDir: s.publish?.dir ?? null,
+    publishMode: s.publish?.mode ?? null,
+    publishGroup: s.publish?.group ?? null,
+    existingSif: s.sif,
+  });
+}
+
+/** Run a script that ends with prepare: its stdout; a refused remote-dir is an InputError naming it. */
+async function runPrepare(r: Remote, what: string, script: string): Promise<string> {
+  const out = await r.exec(script);
+  if (out.code === PREPARE_REFUSED) throw new InputError('remote-dir', out.stderr.toString('utf8').trim());
+  if (out.code !== 0) throw new RemoteCommandError(what, out.code, out.stderr.toString('utf8'));
+  return out.stdout.toString('utf8');
 }
 
 /** The inputs were checked as written; a link or a `..` above the home may still lead into /tmp. */
@@ -76,7 +94,7 @@ function checkResolved(report: StoreReport): StoreReport {
 }
 
 function prepare(session: Session, s: Settings, params: PrepareWhat): Promise<StoreReport> {
-  return session.retry('Preparing the store', async (r) => checkResolved(parsePrepare(await r.run(`Preparing ${displayPath(s.remoteDir)} on the cluster`, renderPrepare(s, params)))));
+  return session.retry('Preparing the store', async (r) => checkResolved(parsePrepare(await runPrepare(r, `Preparing ${displayPath(s.remoteDir)} on the cluster`, renderPrepare(s, params)))));
 }
 
 /**
@@ -85,7 +103,7 @@ function prepare(session: Session, s: Settings, params: PrepareWhat): Promise<St
  */
 function preflightAndPrepare(session: Session, s: Settings, params: PrepareWhat, imageBytes: number | null, reporter: Reporter) {
   return session.retry('Preflight', async (r) => {
-    const out = await r.run(`Checking the inputs against the cluster and preparing ${displayPath(s.remoteDir)}`, preflightThen(preflightScript(s), renderPrepare(s, params)));
+    const out = await runPrepare(r, `Checking the inputs against the cluster and preparing ${displayPath(s.remoteDir)}`, preflightThen(preflightScript(s), renderPrepare(s, params)));
     const facts = parsePreflight(out);
     if (!facts) throw new Error(`unexpected reply from the cluster's preflight: ${JSON.stringify(out.slice(0, 300))}`);
     let report: StoreReport | null = null;
@@ -110,11 +128,11 @@ function preflightAndPrepare(session: Session, s: Settings, params: PrepareWhat,
  * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
  * image is not even saved), else save it, learn which blobs the store lacks, and send those.
  */
-async function upload(session: Session, s: Settings, source: ImageSource | null, reporter: Reporter, timings: Timings) {
+async function upload(session: Session, s: Settings, source: ImageSource | null, run: string, reporter: Reporter, timings: Timings) {
   const none = { sent: 0, raw: 0, rawTotal: 0 };
   const digest = source?.digest ?? null;
   const { report: first, accounting } = await timings.time('upload', () =>
-    preflightAndPrepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }, source?.size ?? null, reporter),
+    preflightAndPrepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild, run }, source?.size ?? null, reporter),
   );
   if (!digest) {
     reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
@@ -129,7 +147,7 @@ async function upload(session: Session, s: Settings, source: ImageSource | null,
     return await timings.time('upload', async () => {
       const blobs = imageBlobs(image.archive);
       // The first round trip already found no reusable .sif: do not hash it again.
-      const report = await prepare(session, s, { imageHex: hexOf(digest), blobHexes: blobs.map((b) => hexOf(b.digest)), reuse: false });
+      const report = await prepare(session, s, { imageHex: hexOf(digest), blobHexes: blobs.map((b) => hexOf(b.digest)), reuse: false, run });
       for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
       const plan = planTransfer(image.archive, report);
       const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
@@ -174,12 +192,14 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       await timings.time('connect', () => session.remote());
       reporter.info('Connected; host key matches known-hosts.');
     });
-    const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
+    // The run is named first: from the first round trip on, it holds what its job will use.
+    const run = newRunId();
+    const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, run, reporter, timings));
     const { report, stats } = up;
     image = up.image;
     checkAbort(hooks.signal);
 
-    const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, newRunId(), s.publish);
+    const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, run, s.publish);
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
     const jobId = await inGroup(reporter, 'Submit job', async () => {
@@ -201,7 +221,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     });
     await hooks.onJobEnded?.();
     const gc = await session
-      .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
+      .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules })))
       .catch((e: Error) => `gc failed: ${e.message}`);
     reporter.debug(gc.trim());
 

@@ -33,6 +33,8 @@ export interface JobScriptParams {
 }
 
 export interface JobPublish extends Omit<PublishSettings, 'provenance'> {
+  /** Serialises our publications into dir: a file in remote-dir, where only we write. */
+  lock: string;
   /** The provenance record, as JSON; the job adds its id, the date and the .sif's sha256. */
   record: Record<string, string | null>;
 }
@@ -80,7 +82,6 @@ export function renderJobScript(p: JobScriptParams): string {
 
 /** The publication's parameters; all '' when not publishing in this run. */
 function publishParams(p: JobPublish | null): Record<string, ShellValue> {
-  const mode = p ? parseInt(p.mode, 8) : 0;
   const names = p ? publishedNames(p.name, p.version) : null;
   return {
     pub: p?.dir ?? null,
@@ -92,8 +93,7 @@ function publishParams(p: JobPublish | null): Record<string, ShellValue> {
     // The record as JSON without its closing brace: the job adds its id, the date and the sha256.
     pub_json: p ? JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1) : null,
     pub_mode: p?.mode ?? null,
-    // The directory gets the files' mode plus x wherever they are readable.
-    pub_dir_mode: p ? (mode | ((mode & 0o444) >> 2)).toString(8) : null,
+    pub_lock: p?.lock ?? null,
     pub_group: p?.group ?? null,
     pub_keep: p?.keep ?? null,
   };

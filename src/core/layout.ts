@@ -5,7 +5,11 @@
 //   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
 //   .store/incoming/HEX.partial    an upload in progress (HEX.lock: its sender's lock)
 //   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
+//   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
+//   .store/holds/RUN               what run RUN's job uses (`image HEX`, then `job ID`): kept until
+//                                  Slurm no longer knows the job
+//   .store/locks/publish-HASH      serialises our publications into one publish directory
 //   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
 //   images/NAME.sif                link to the newest .sif of an image name
 //   jobs/RUN/                      a job's directory (JOB_FILES)
@@ -13,18 +17,22 @@
 // In the publish directory: NAME_VERSION.sif, .sif.sha256 and .json (the provenance record), and
 // NAME_latest.sif, a link to the newest.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 export const STORE = '.store';
 export const BLOBS = `${STORE}/blobs/sha256`;
 export const INCOMING = `${STORE}/incoming`;
 export const IMAGE_RECORDS = `${STORE}/images`;
 export const STORE_LOCK = `${STORE}/lock`;
+export const HOLDS = `${STORE}/holds`;
+export const LOCKS = `${STORE}/locks`;
 export const SIFS = 'sif';
 export const JOBS = 'jobs';
+/** Written in remote-dir when the tool creates it; a folder without it is not the tool's to use. */
+export const REMOTE_MARKER = '.riviera-singularity';
 
 /** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
-export const REMOTE_DIRS = ['.', STORE, `${STORE}/blobs`, BLOBS, INCOMING, IMAGE_RECORDS, SIFS, 'images', JOBS];
+export const REMOTE_DIRS = ['.', STORE, `${STORE}/blobs`, BLOBS, INCOMING, IMAGE_RECORDS, HOLDS, LOCKS, SIFS, 'images', JOBS];
 
 /** `sha256:HEX` → HEX, the name of a blob or an image in the store. */
 export function hexOf(digest: string): string {
@@ -37,6 +45,10 @@ export const partialPath = (hex: string) => `${INCOMING}/${hex}.partial`;
 export const blobLockPath = (hex: string) => `${INCOMING}/${hex}.lock`;
 export const imageRecordPath = (hex: string) => `${IMAGE_RECORDS}/${hex}`;
 export const sifPath = (hex: string) => `${SIFS}/${hex}.sif`;
+/** Run RUN's hold on what its job uses. */
+export const holdPath = (run: string) => `${HOLDS}/${run}`;
+/** The lock of our publications into the publish directory whose real path is `dir`. */
+export const publishLockPath = (dir: string) => `${LOCKS}/publish-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}`;
 
 /** `org/name:tag` → `org_name_tag`: a file name for the image. */
 export function imageFileName(image: string): string {
@@ -51,6 +63,9 @@ export function newRunId(): string {
   const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `${t}-${randomBytes(3).toString('hex')}`;
 }
+
+/** What newRunId makes, as a shell pattern: garbage collection removes no other job directory. */
+export const RUN_ID_GLOB = '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]';
 
 export const jobDirPath = (run: string) => `${JOBS}/${run}`;
 
@@ -86,6 +101,8 @@ export function publishedNames(name: string, version: string) {
 
 /** Where the cluster resolved the directories (absolute), as the store's prepare reports them. */
 export interface ResolvedDirs {
+  /** The home directory, which relative path inputs (bind sources) are under. */
+  home: string;
   root: string;
   tmpdir: string;
   publishDir: string | null;
@@ -95,12 +112,15 @@ export interface ResolvedDirs {
 
 /** Remote paths of one delivery, all absolute. */
 export interface RemotePaths {
+  home: string;
   root: string;
   tmpdir: string;
   sif: string;
   /** Stable per-image link to the newest .sif; null when testing an existing .sif. */
   sifLink: string | null;
   jobDir: string;
+  /** The run's hold on what its job uses. */
+  hold: string;
   publishDir: string | null;
   /** Where the .sif is published if the smoke test passes. */
   published: string | null;
@@ -116,11 +136,13 @@ export function remotePaths(
 ): RemotePaths {
   const root = dirs.root;
   return {
+    home: dirs.home,
     root,
     tmpdir: dirs.tmpdir,
     sif: imageHex !== null ? `${root}/${sifPath(imageHex)}` : dirs.existingSif!,
     sifLink: imageHex !== null ? `${root}/${sifLinkPath(image)}` : null,
     jobDir: `${root}/${jobDirPath(run)}`,
+    hold: `${root}/${holdPath(run)}`,
     publishDir: dirs.publishDir,
     published: publish && dirs.publishDir ? `${dirs.publishDir}/${publishedNames(publish.name, publish.version).sif}` : null,
   };

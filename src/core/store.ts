@@ -3,7 +3,26 @@
 // side uses only bash, coreutils, flock, tar and gzip.
 import type { ArchiveBlob, ImageArchive } from './archive.js';
 import { renderScript } from './cluster/scripts.js';
-import { BLOBS, IMAGE_RECORDS, INCOMING, JOBS, REMOTE_DIRS, SIFS, STORE, STORE_LOCK, blobLockPath, blobPath, hexOf, imageRecordPath, partialPath, sifPath } from './layout.js';
+import {
+  BLOBS,
+  HOLDS,
+  IMAGE_RECORDS,
+  INCOMING,
+  JOBS,
+  REMOTE_DIRS,
+  REMOTE_MARKER,
+  RUN_ID_GLOB,
+  SIFS,
+  STORE,
+  STORE_LOCK,
+  blobLockPath,
+  blobPath,
+  hexOf,
+  holdPath,
+  imageRecordPath,
+  partialPath,
+  sifPath,
+} from './layout.js';
 
 /** Every blob of an image, config first, each once (an image may repeat a layer). */
 export function imageBlobs(archive: ImageArchive): ArchiveBlob[] {
@@ -21,13 +40,28 @@ export interface PrepareParams {
   blobHexes: string[];
   /** Whether an intact .sif may be reused (false with force-rebuild). */
   reuse: boolean;
-  /** Publish directory to create and resolve; null: not publishing. */
+  /** Publish directory to create (if it is not there) and resolve; null: not publishing. */
   publishDir: string | null;
+  /** Mode of the published files (a publish directory made here gets the matching x bits). */
+  publishMode: string | null;
+  /** Group of a publish directory made here; null: none. */
+  publishGroup: string | null;
+  /** The run, whose hold on the image its job will use this prepare takes. */
+  run: string;
   /** An existing .sif to test instead of an image (must exist); null: deliver the image. */
   existingSif: string | null;
   /** Stop after the .sif check: the blobs are not known yet (the image is saved only if needed). */
   sifOnly?: boolean;
 }
+
+/** A directory's mode for files of `mode`: x wherever they are readable. */
+function dirMode(mode: string): string {
+  const m = parseInt(mode, 8);
+  return (m | ((m & 0o444) >> 2)).toString(8);
+}
+
+/** Exit code of the prepare script when remote-dir is refused (its message on stderr). */
+export const PREPARE_REFUSED = 4;
 
 /** One round trip before the transfer (cluster/store-prepare.sh says what it reports). */
 export function prepareScript(p: PrepareParams): string {
@@ -36,6 +70,9 @@ export function prepareScript(p: PrepareParams): string {
     remote_dir: p.remoteDir,
     tmpdir: p.tmpdir,
     publish_dir: p.publishDir,
+    publish_dir_mode: p.publishMode && dirMode(p.publishMode),
+    publish_group: p.publishGroup,
+    marker: REMOTE_MARKER,
     remote_dirs: REMOTE_DIRS,
     sif_dir: SIFS,
     existing_sif: p.existingSif,
@@ -47,10 +84,13 @@ export function prepareScript(p: PrepareParams): string {
     image_record: p.imageHex === null ? null : imageRecordPath(p.imageHex),
     blobs: BLOBS,
     incoming: INCOMING,
+    store_lock: STORE_LOCK,
+    hold: holdPath(p.run),
   });
 }
 
 export interface StoreReport {
+  home: string;
   root: string;
   tmpdir: string;
   /** Absolute publish directory, when publishing. */
@@ -66,10 +106,11 @@ export interface StoreReport {
 }
 
 export function parsePrepare(stdout: string): StoreReport {
-  const r: StoreReport = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+  const r: StoreReport = { home: '', root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
   for (const line of stdout.split('\n')) {
     const [kind, a, b, c] = line.split(' ');
-    if (kind === 'root') r.root = line.slice(5);
+    if (kind === 'home') r.home = line.slice(5);
+    else if (kind === 'root') r.root = line.slice(5);
     else if (kind === 'tmpdir') r.tmpdir = line.slice(7);
     else if (kind === 'publish') r.publishDir = line.slice(8);
     else if (kind === 'existing') r.existingSif = line.slice(9);
@@ -129,6 +170,8 @@ export interface GcParams {
   keepImages: number;
   /** Records, partial uploads and job directories older than this are removed. */
   maxAgeDays: number;
+  /** Modules that give squeue on the login node (garbage collection asks Slurm which jobs it knows). */
+  loginModules: string[];
 }
 
 /** Garbage collection of the store (cluster/store-gc.sh). */
@@ -140,8 +183,11 @@ export function gcScript(p: GcParams): string {
     records: at(IMAGE_RECORDS),
     blobs: at(BLOBS),
     incoming: at(INCOMING),
+    holds: at(HOLDS),
     sifs: at(SIFS),
     jobs: at(JOBS),
+    run_glob: RUN_ID_GLOB,
+    login_modules: p.loginModules,
     keep_images: p.keepImages,
     max_age_minutes: p.maxAgeDays * 1440,
   });

@@ -4,10 +4,11 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest } from './archive.js';
+import { absoluteBind } from './clusterpath.js';
 import { ConnectionError, InputError, RemoteCommandError } from './errors.js';
 import { renderScript } from './cluster/scripts.js';
 import { renderJobScript, sbatchArgv } from './jobscript.js';
-import { JOB_FILES, JOB_LINK_PREFIX, type RemotePaths, STORE_LOCK, blobPath, hexOf } from './layout.js';
+import { JOB_FILES, JOB_LINK_PREFIX, type RemotePaths, STORE_LOCK, blobPath, hexOf, publishLockPath } from './layout.js';
 import type { ConnectionSettings, Settings } from './settings.js';
 import { parseSbatchOutput } from './slurm.js';
 import { connectRemote } from './connect.js';
@@ -59,7 +60,8 @@ export function renderSubmission(
     sifLink: paths.sifLink,
     smoke: s.smoke,
     smokeFile,
-    binds: s.binds,
+    // Bind sources are under the home directory unless absolute, as every path input is.
+    binds: s.binds.map((b) => absoluteBind(b, paths.home)),
     gpus: s.gpus,
     statusFile: `${paths.jobDir}/${JOB_FILES.status}`,
     runtime: s.runtime,
@@ -68,6 +70,7 @@ export function renderSubmission(
         ? {
             ...s.publish,
             dir: paths.publishDir,
+            lock: `${paths.root}/${publishLockPath(paths.publishDir)}`,
             record: {
               image: s.image,
               digest: image?.id ?? null,
@@ -108,6 +111,7 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
     login_modules: s.loginModules,
     sbatch: sub.sbatch,
     job_link_prefix: `${paths.root}/${JOB_LINK_PREFIX}`,
+    hold: paths.hold,
   });
   const out = await remote
     .run('Submitting the job', script)

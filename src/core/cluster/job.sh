@@ -19,7 +19,8 @@
 #     pub (directory), pub_name, pub_name_field (`"name":NAME,` in JSON, as its records hold it),
 #     pub_file (NAME_VERSION.sif), pub_record (NAME_VERSION.json),
 #     pub_latest (NAME_latest.sif), pub_json (the record as JSON without its closing brace),
-#     pub_mode and pub_dir_mode (octal), pub_group ('' = none), pub_keep (versions to keep).
+#     pub_mode (octal), pub_group ('' = none), pub_keep (versions to keep), pub_lock (in
+#     remote-dir, one per publish directory).
 
 # --- Bookkeeping: phases, status file, cleanup, signals
 phase() { printf '%s %s %s\n' "$phase_marker" "$1" "$(date +%s.%N)"; current=$1; }
@@ -27,8 +28,10 @@ phase() { printf '%s %s %s\n' "$phase_marker" "$1" "$(date +%s.%N)"; current=$1;
 record() { printf '%s %s\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
 child=
 job_tmp=
+pub_tmps=()
 cleanup() {
   [ -n "$job_tmp" ] && rm -rf "$job_tmp"
+  [ "${#pub_tmps[@]}" -gt 0 ] && rm -f -- "${pub_tmps[@]}"
   rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
   phase end
 }
@@ -151,29 +154,52 @@ run "$rt" "${smoke[@]}"
 rc=$?
 [ "$rc" = 0 ] || { record smoke-test "$rc"; exit "$rc"; }
 
-# --- Publication, only after the smoke test passed: the .sif, its sha256 and a provenance record
-# are copied in under temporary names and renamed; NAME_latest.sif is switched by renaming a new
-# link over it; older versions beyond pub_keep are removed. A lock serialises publications.
+# --- Publication, only after the smoke test passed. The publish directory may be a lab's, where
+# every member may rename or replace any entry: so each file is created exclusively (noclobber opens
+# with O_EXCL: never through a planted link) under an unpredictable name, written, chmod'ed and
+# chgrp'ed only through its descriptor, renamed into place, and checked to be the file written.
+# NAME_latest.sif is switched by renaming a new link over it; our older versions beyond pub_keep
+# are removed. The lock, in remote-dir where only we write, serialises our publications there.
 if [ -n "$pub" ]; then
   phase publish
-  exec 6>"$pub/.lock"; flock -w 600 6 || fail 75 "the publish directory is locked"
-  tmp="$pub/.$pub_file.tmp.$$"
-  cp -- "$sif" "$tmp" || fail 1 "cannot copy the .sif to $pub"
-  sum=$(cut -d' ' -f1 "$sif.sha256")
-  printf '%s  %s\n' "$sum" "$pub_file" > "$tmp.sha256" || fail 1 "cannot write the sha256"
-  printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' "$pub_json" "${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" > "$tmp.json" || fail 1 "cannot write the record"
-  chmod "$pub_mode" "$tmp" "$tmp.sha256" "$tmp.json" && chmod "$pub_dir_mode" "$pub" || fail 1 "cannot set the mode"
-  if [ -n "$pub_group" ]; then
-    chgrp "$pub_group" "$pub" "$tmp" "$tmp.sha256" "$tmp.json" || fail 1 "cannot give the files to group $pub_group"
-  fi
-  mv -f "$tmp.sha256" "$pub/$pub_file.sha256" && mv -f "$tmp.json" "$pub/$pub_record" && mv -f "$tmp" "$pub/$pub_file" || fail 1 "cannot move the files into place"
-  ln -sfn "$pub_file" "$pub/.latest.tmp.$$" && mv -Tf "$pub/.latest.tmp.$$" "$pub/$pub_latest" || fail 1 "cannot switch the latest link"
+  exec 6>>"$pub_lock" || fail 1 "cannot open the publication lock $pub_lock"
+  flock -w 600 6 || fail 75 "another publication into $pub is still running"
+  # create: a new file in $pub, its descriptor in $fd and its name in $tmp (also in pub_tmps, which
+  # cleanup removes).
+  create() {
+    local rc
+    tmp=$(mktemp -u -- "$pub/.riviera-XXXXXXXXXX") || return 1
+    pub_tmps+=("$tmp")
+    set -C; exec {fd}>"$tmp"; rc=$?; set +C
+    return "$rc"
+  }
+  # settle FD TMP NAME: mode and group through the descriptor, then the rename, then the check
+  # that NAME is now the file written.
+  settle() {
+    chmod -- "$pub_mode" "/dev/fd/$1" && { [ -z "$pub_group" ] || chgrp -- "$pub_group" "/dev/fd/$1"; } \
+      && mv -Tf -- "$2" "$pub/$3" && [ ! -L "$pub/$3" ] && [ "$pub/$3" -ef "/dev/fd/$1" ]
+  }
+  where="in $pub (is it writable, and is $pub_group your group?)"
+  create && sif_fd=$fd && sif_tmp=$tmp || fail 1 "cannot create a file $where"
+  # The digest of the bytes published, taken as they are written.
+  sum=$(set -o pipefail; tee -- "/dev/fd/$sif_fd" < "$sif" | sha256) && [ -n "$sum" ] || fail 1 "cannot copy the .sif to $pub"
+  create && printf '%s  %s\n' "$sum" "$pub_file" >&"$fd" && settle "$fd" "$tmp" "$pub_file.sha256" || fail 1 "cannot publish $pub_file.sha256 $where"
+  exec {fd}>&-
+  create && printf '%s,"job":"%s","date":"%s","sha256":"%s"}\n' "$pub_json" "${SLURM_JOB_ID:-}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$sum" >&"$fd" \
+    && settle "$fd" "$tmp" "$pub_record" || fail 1 "cannot publish $pub_record $where"
+  exec {fd}>&-
+  settle "$sif_fd" "$sif_tmp" "$pub_file" || fail 1 "cannot publish $pub_file $where"
+  exec {sif_fd}>&-
+  tmp=$(mktemp -u -- "$pub/.riviera-XXXXXXXXXX") && pub_tmps+=("$tmp") && ln -s -- "$pub_file" "$tmp" \
+    && mv -Tf -- "$tmp" "$pub/$pub_latest" && [ "$(readlink -- "$pub/$pub_latest")" = "$pub_file" ] || fail 1 "cannot switch $pub_latest $where"
   echo "riviera-singularity: published $pub/$pub_file"
-  # Keep the newest versions of this name (its records tell them from other names sharing the prefix).
-  ls -t "$pub/${pub_name}_"*.sif 2>/dev/null | while read -r f; do
-    [ -L "$f" ] && continue
-    grep -qF "$pub_name_field" "${f%.sif}.json" 2>/dev/null && echo "$f"
-  done | tail -n +"$((pub_keep + 1))" | while read -r f; do rm -f "$f" "$f.sha256" "${f%.sif}.json"; done
+  # Our older versions of this name (its records tell them from other names sharing the prefix);
+  # never a link, nor anyone else's file.
+  ls -t -- "$pub/${pub_name}_"*.sif 2>/dev/null | while read -r f; do
+    [ ! -L "$f" ] && [ -O "$f" ] && grep -qF -- "$pub_name_field" "${f%.sif}.json" 2>/dev/null && echo "$f"
+  done | tail -n +"$((pub_keep + 1))" | while read -r f; do
+    for x in "$f" "$f.sha256" "${f%.sif}.json"; do [ ! -L "$x" ] && [ -O "$x" ] && rm -f -- "$x"; done
+  done
   exec 6>&-
 fi
 record smoke-test 0

@@ -12,7 +12,7 @@ const SCRIPTS = {
   job: { text: readFileSync(new URL('./job.sh', import.meta.url), 'utf8'), libs: [SHA256] },
   'store-prepare': { text: readFileSync(new URL('./store-prepare.sh', import.meta.url), 'utf8'), libs: [SHA256] },
   'store-receive': { text: readFileSync(new URL('./store-receive.sh', import.meta.url), 'utf8'), libs: [SHA256] },
-  'store-gc': { text: readFileSync(new URL('./store-gc.sh', import.meta.url), 'utf8'), libs: [] },
+  'store-gc': { text: readFileSync(new URL('./store-gc.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
   submit: { text: readFileSync(new URL('./submit.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
   cancel: { text: readFileSync(new URL('./cancel.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
   poll: { text: readFileSync(new URL('./poll.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
