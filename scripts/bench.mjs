@@ -663,7 +663,7 @@ async function preflightSection(row, raw) {
   images.add(image);
   await run('docker', ['build', '-q', '-t', image, ctx]);
   const remoteDir = `bench/preflight-${ts}`;
-  const args = [CLI, 'deliver', '--build', 'false', '--host', '127.0.0.1', '--port', String(SSH_PORT), '--username', 'rivuser', '--private-key-file', KEY,
+  const args = [CLI, 'deliver', '--no-build', '--host', '127.0.0.1', '--port', String(SSH_PORT), '--username', 'rivuser', '--private-key-file', KEY,
     '--known-hosts-file', KNOWN_HOSTS, '--image', image, '--smoke-test', 'gpu-check.sh', '--gpus', '1', '--remote-dir', remoteDir, '--partition', 'no-such-part'];
   log('preflight: a delivery to a partition that does not exist');
   const r = await run(process.execPath, args, { cwd: ctx }).then(
@@ -673,6 +673,7 @@ async function preflightSection(row, raw) {
   dropRemote(remoteDir);
   rmSync(ctx, { recursive: true, force: true });
   const named = /Preflight 'partition': No partition 'no-such-part'/.test(r.stderr);
+  if (!named) process.stderr.write(`--- preflight: the delivery did not fail as expected; log tail ---\n${r.stderr.trim().split('\n').slice(-20).join('\n')}\n`);
   raw.preflight = { seconds: r.seconds, code: r.code, named };
   row('a preflight failure (no such partition): time until the step fails, nothing sent or submitted', `${r.seconds.toFixed(1)} s (exit ${r.code})`, '< 10 s, exit 2, input named', r.seconds < 10 && r.code === 2 && named, { seconds: r.seconds });
 }
