@@ -115,7 +115,8 @@ describe('smoke-testing a published .sif (the nightly run)', () => {
     expect(run.log).not.toContain('::group::Build');
     expect(run.log).not.toContain('::group::Save');
     const calls = singularityCalls(0).filter((c) => c.SLURM_JOB_ID === run.outputs['job-id']);
-    expect(calls.map((c) => c.argv[0])).toEqual(['--version', 'run']);
+    // The runtime's version, the GPU report's look inside the container, the smoke test.
+    expect(calls.map((c) => c.argv[0])).toEqual(['--version', 'exec', 'run']);
   });
 
   test('a .sif that is not there fails before anything is submitted, naming it', async () => {
@@ -133,7 +134,7 @@ describe('runtime', () => {
     const run = await runStep(inputs(uniqueRemoteDir('apptainer'), { modules: 'slurm apptainer cuda12.2/toolkit' }), { workspace: ws });
     expectPassed(run);
     const calls = singularityCalls(0).filter((c) => c.SLURM_JOB_ID === run.outputs['job-id']) as { prog?: string; argv: string[] }[];
-    expect(calls.map((c) => c.prog)).toEqual(['apptainer', 'apptainer', 'apptainer']);
+    expect(calls.map((c) => c.prog)).toEqual(['apptainer', 'apptainer', 'apptainer', 'apptainer']);
     expect(run.log).toContain('apptainer version 1.3.6-standin');
   });
 
@@ -144,10 +145,11 @@ describe('runtime', () => {
     expect(new Set(calls.map((c) => c.prog))).toEqual(new Set(['singularity']));
   });
 
-  test('asking for a runtime the modules do not provide fails with what to do', async () => {
+  test('asking for a runtime the modules do not provide fails in preflight with what to do, submitting nothing', async () => {
     const run = await runStep(inputs(uniqueRemoteDir('noruntime'), { modules: 'slurm apptainer', runtime: 'singularity' }), { workspace: ws });
     expect(run.code).toBe(1);
-    expect(run.log).toMatch(/no singularity command after loading the modules: add its module to 'modules'/);
-    expect(run.outputs['job-state']).toBe('FAILED');
+    expect(run.log).toMatch(/No singularity after loading the modules/);
+    expect(run.log).toMatch(/Add the module that provides singularity to 'modules'/);
+    expect(run.state.jobId).toBeUndefined();
   });
 });
