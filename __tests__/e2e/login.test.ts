@@ -276,3 +276,44 @@ describe('an encrypted private key', () => {
     expect(lines.slice(firstOther).join('\n')).not.toContain(passphrase);
   });
 });
+
+test.each(['builtin', 'openssh'])("ssh-client %s: the CLI logs in with an SSH agent's key when there is no key file", async (client) => {
+  const home = mkdtempSync(join(tmpdir(), 'rs-home-'));
+  const socket = join(home, 'agent.sock');
+  const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    execFileSync('ssh-add', ['-q', join(STATE_DIR, 'id_ed25519')], { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
+    const args = [
+      'status',
+      '424242',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '2222',
+      '--username',
+      'rivuser',
+      '--remote-dir',
+      'nothing-here',
+      '--ssh-client',
+      client,
+      '--known-hosts-file',
+      join(STATE_DIR, 'known_hosts'),
+    ];
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, ...args], {
+        env: { PATH: process.env.PATH, HOME: home, SSH_AUTH_SOCK: socket },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    expect(r.out).toContain('no delivery of job 424242 under ~/nothing-here');
+    expect(r.code).toBe(2);
+  } finally {
+    agent.kill();
+    rmSync(home, { recursive: true, force: true });
+  }
+});
