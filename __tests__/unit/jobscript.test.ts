@@ -707,7 +707,7 @@ esac
 });
 
 describe('sbatchArgv', () => {
-  const base = { jobName: 'riviera-x', partition: 'short-gpu', gpus: 2, time: '30:00', jobDir: '/j/1', output: 'job.out', extra: [], script: '/j/1/job.sh' };
+  const base = { jobName: 'riviera-x', partition: 'short-gpu', gpus: 2, cpus: 4, time: '30:00', jobDir: '/j/1', output: 'job.out', extra: [], script: '/j/1/job.sh' };
 
   test('the full argv, in order', () => {
     expect(sbatchArgv(base)).toEqual([
@@ -715,6 +715,7 @@ describe('sbatchArgv', () => {
       '--parsable',
       '--job-name=riviera-x',
       '--partition=short-gpu',
+      '--cpus-per-task=4',
       '--gres=gpu:2',
       '--time=30:00',
       '--chdir=/j/1',

@@ -76,7 +76,7 @@ describe('rendered scripts', () => {
       'store-prepare, existing .sif',
       prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: null, blobHexes: [], reuse: false, publishDir: null, publishMode: null, publishGroup: null, existingSif: 'x.sif', run: 'r' }),
     ],
-    ['store-receive', receiveScript('/r', 'a'.repeat(64), 10, 'zstd')],
+    ['store-receive', receiveScript({ root: '/r', key: 'a'.repeat(64), hex: 'a'.repeat(64), size: 10, start: 0, end: 10, codec: 'zstd' })],
     ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7, loginModules: ['slurm'] })],
     ['poll', pollScript('1', '/j', 0, ['slurm'])],
     [
@@ -92,6 +92,8 @@ describe('rendered scripts', () => {
         smoke_b64: null,
         login_modules: [],
         sbatch: ['sbatch', 'x'],
+        partition: 'p',
+        build_cpus: 4,
         job_link_prefix: '/r/jobs/job-',
         hold: '/r/.store/holds/r',
       }),
@@ -159,6 +161,9 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
       );
       chmodSync(join(bin, cmd), 0o755);
     }
+    // Not the real one (this machine is the stand-in cluster): a partition it knows nothing of.
+    writeFileSync(join(bin, 'sinfo'), '#!/bin/sh\nexit 0\n');
+    chmodSync(join(bin, 'sinfo'), 0o755);
     const run = (script: string) => {
       const r = spawnSync('bash', ['-c', `module() { echo "module $*" >> "$HOME/calls"; }\n${script}`], {
         cwd: home,
@@ -186,25 +191,27 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
       smoke_name: `smoke ${HOSTILE}.sh`,
       smoke_b64: b64('echo smoke\n'),
       login_modules: ['slurm', 'a b'],
-      sbatch: ['sbatch', '--parsable', `--chdir=${jobDir}`, `${jobDir}/job.sh`],
+      sbatch: ['sbatch', '--parsable', '--cpus-per-task=4', `--chdir=${jobDir}`, `${jobDir}/job.sh`],
+      partition: 'short-gpu',
+      build_cpus: 4,
       job_link_prefix: join(home, 'rd', 'jobs', 'job-'),
       hold: join(home, 'rd', '.store', 'holds', 'r'),
     });
     mkdirSync(join(home, 'rd', '.store', 'holds'), { recursive: true });
     const r = run(script);
-    expect(r).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
+    expect(r).toEqual({ code: 0, stdout: 'cpus 4\n4242;cluster-a\n', stderr: '' });
     // The run's hold names its job, for garbage collection.
     expect(readFileSync(join(home, 'rd', '.store', 'holds', 'r'), 'utf8')).toBe('job 4242\n');
     expect(readFileSync(join(jobDir, 'job.sh'), 'utf8')).toBe('#!/bin/bash -l\necho job\n');
     expect(readFileSync(join(jobDir, 'manifest.json'), 'utf8')).toBe('[{"Config":"a.json"}]');
     expect(readFileSync(join(jobDir, `smoke ${HOSTILE}.sh`), 'utf8')).toBe('echo smoke\n');
-    expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('4242;cluster-a\n');
+    expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('cpus 4\n4242;cluster-a\n');
     expect(readlinkSync(join(home, 'rd', 'jobs', 'job-4242'))).toBe(jobDir);
     expect(statSync(jobDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(jobDir, 'job.sh')).mode & 0o777).toBe(0o600);
-    expect(calls()).toBe(`module load slurm a b\n--sbatch--\n--parsable\n--chdir=${jobDir}\n${jobDir}/job.sh\n`);
+    expect(calls()).toBe(`module load slurm a b\n--sbatch--\n--parsable\n--cpus-per-task=4\n--chdir=${jobDir}\n${jobDir}/job.sh\n`);
     // A retry after a dropped connection: the same answer, no second job.
-    expect(run(script)).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
+    expect(run(script)).toEqual({ code: 0, stdout: 'cpus 4\n4242;cluster-a\n', stderr: '' });
     expect(calls().match(/--sbatch--/g)).toHaveLength(1);
     expect(readdirSync(home).filter((f) => f === 'PWNED')).toEqual([]);
   });
@@ -225,6 +232,8 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
         smoke_b64: null,
         login_modules: [],
         sbatch: ['sbatch', 'j'],
+        partition: 'p',
+        build_cpus: 1,
         job_link_prefix: join(home, 'jobs', 'job-'),
         hold: join(home, 'hold'),
       }),
@@ -233,6 +242,36 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
     expect(readdirSync(jobDir).sort()).toEqual(['job.sh', 'submitted']);
     expect(statSync(jobDir).mode & 0o777).toBe(0o750);
     expect(calls()).toBe('--sbatch--\nj\n');
+  });
+
+  test("more build CPUs than the partition's largest node has: asks sbatch for that many, and says so", () => {
+    const { home, run, calls } = sandbox();
+    // sinfo -o %c: CPUs per node, one line per node group ("+" marks a range).
+    writeFileSync(join(home, 'bin', 'sinfo'), `#!/bin/sh\necho "$@" >> "$HOME/sinfo-args"\nprintf '2\\n8+\\n4\\n'\n`);
+    chmodSync(join(home, 'bin', 'sinfo'), 0o755);
+    const submit = (cpus: number, dir: string) =>
+      run(
+        renderScript('submit', {
+          group: null,
+          job_dir: join(home, dir),
+          script_file: 'job.sh',
+          manifest_file: 'manifest.json',
+          job_script_b64: b64('x'),
+          manifest_b64: null,
+          smoke_name: null,
+          smoke_b64: null,
+          login_modules: [],
+          sbatch: ['sbatch', `--cpus-per-task=${cpus}`, '--mem=1G', 'j'],
+          partition: 'gpu part',
+          build_cpus: cpus,
+          job_link_prefix: join(home, 'job-'),
+          hold: join(home, `hold-${dir}`),
+        }),
+      );
+    expect(submit(16, 'a')).toEqual({ code: 0, stdout: 'note build-cpus 16 is more than a node of partition gpu part has: asking for 8\ncpus 8\n4242;cluster-a\n', stderr: '' });
+    expect(readFileSync(join(home, 'sinfo-args'), 'utf8')).toBe('-h -p gpu part -o %c\n');
+    expect(submit(6, 'b').stdout).toBe('cpus 6\n4242;cluster-a\n');
+    expect(calls()).toBe('--sbatch--\n--cpus-per-task=8\n--mem=1G\nj\n--sbatch--\n--cpus-per-task=6\n--mem=1G\nj\n');
   });
 
   test('cancel: scancel the job id, after the login modules', () => {

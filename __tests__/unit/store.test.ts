@@ -190,7 +190,7 @@ describe('prepareScript', () => {
     expect(readdirSync(join(root, STORE, 'images'))).toEqual([IMAGE]); // no temp file left
 
     const report = parsePrepare(r.stdout);
-    expect(report).toEqual({ home, root, tmpdir: join(home, 'scratch tmp'), publishDir: null, existingSif: null, zstd: HAS_ZSTD, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() });
+    expect(report).toEqual({ home, root, tmpdir: join(home, 'scratch tmp'), publishDir: null, existingSif: null, zstd: HAS_ZSTD, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map() });
   });
 
   test('resolves links in the printed paths, takes absolute paths as they are', () => {
@@ -295,13 +295,14 @@ describe('prepareScript', () => {
     const bad = sha256('what it should be');
     writeFileSync(join(root, STORE, 'blobs', 'sha256', bad), 'what it is');
     const part = fakeHex('c');
-    writeFileSync(join(root, STORE, 'incoming', `${part}.partial`), Buffer.alloc(1234));
+    writeFileSync(join(root, STORE, 'incoming', `${part}.0-5000.part`), Buffer.alloc(1234));
+    writeFileSync(join(root, STORE, 'incoming', `${part}.5000-9000.part`), Buffer.alloc(4000));
     const absent = fakeHex('d');
     const notInImage = putBlob(root, 'some other image');
 
     const r = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [good, bad, part, absent] }, path());
     expect(r.code).toBe(0);
-    expect(reportLines(r.stdout)).toEqual(['sif build', `blob ${good} have`, `blob ${bad} bad`, `blob ${part} part 1234`]);
+    expect(reportLines(r.stdout)).toEqual(['sif build', `blob ${good} have`, `blob ${bad} bad`, `part ${part} 0 5000 1234`, `part ${part} 5000 9000 4000`]);
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', bad))).toBe(false);
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', good))).toBe(true);
     expect(existsSync(join(root, STORE, 'blobs', 'sha256', notInImage))).toBe(true);
@@ -309,7 +310,17 @@ describe('prepareScript', () => {
     const report = parsePrepare(r.stdout);
     expect(report.have).toEqual(new Set([good]));
     expect(report.bad).toEqual(new Set([bad]));
-    expect(report.partial).toEqual(new Map([[part, 1234]]));
+    expect(report.parts).toEqual(
+      new Map([
+        [
+          part,
+          [
+            { start: 0, end: 5000, have: 1234 },
+            { start: 5000, end: 9000, have: 4000 },
+          ],
+        ],
+      ]),
+    );
     expect(report.sifReusable).toBe(false);
   });
 
@@ -342,18 +353,12 @@ describe('prepareScript', () => {
     expect(parsePrepare(r.stdout).sifReusable).toBe(false);
   });
 
-  test('sifOnly: the .sif check alone, before the blobs are known', () => {
+  test('an intact .sif: sif ok and nothing else, the image recorded (touched) so garbage collection keeps it', () => {
     const { home, root } = newStore();
     rmSync(join(root, STORE, 'images', IMAGE));
-    const nothing = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', sifOnly: true, blobHexes: [] });
-    expect(nothing.code).toBe(0);
-    expect(reportLines(nothing.stdout)).toEqual(['sif build']);
-    expect(existsSync(join(root, STORE, 'images', IMAGE))).toBe(false);
-
     putSif(root);
-    const ok = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', sifOnly: true, blobHexes: [] });
+    const ok = prepare(home, { remoteDir: 'rd', tmpdir: 'tmp', blobHexes: [putBlob(root, 'a layer')] });
     expect(reportLines(ok.stdout)).toEqual(['sif ok']);
-    // The image is recorded (touched), so garbage collection keeps its .sif.
     expect(existsSync(join(root, STORE, 'images', IMAGE))).toBe(true);
   });
 
@@ -399,8 +404,8 @@ describe('sha256 (cluster/lib-sha256.sh)', () => {
 
 describe('parsePrepare', () => {
   test('ignores other lines (a login banner), keeps spaces in paths', () => {
-    const r = parsePrepare(['Welcome to Riviera', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `blob ${fakeHex('a')} part 7`, ''].join('\n'));
-    expect(r).toEqual({ home: '/h', root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map([[fakeHex('a'), 7]]) });
+    const r = parsePrepare(['Welcome to Riviera', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `part ${fakeHex('a')} 0 10 7`, ''].join('\n'));
+    expect(r).toEqual({ home: '/h', root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map([[fakeHex('a'), [{ start: 0, end: 10, have: 7 }]]]) });
     expect(parsePrepare('root /r\ntmpdir /t\npublish /p/my images\n').publishDir).toBe('/p/my images');
     expect(parsePrepare('tool zstd\nroot /r\ntmpdir /t\nexisting /a b.sif\n')).toMatchObject({ zstd: true, existingSif: '/a b.sif' });
   });
@@ -422,7 +427,7 @@ function archiveOf(config: ArchiveBlob, layers: ArchiveBlob[]): ImageArchive {
 }
 
 function report(over: Partial<StoreReport> = {}): StoreReport {
-  return { home: '/h', root: '/r', tmpdir: '/t', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map(), ...over };
+  return { home: '/h', root: '/r', tmpdir: '/t', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map(), ...over };
 }
 
 describe('imageBlobs / planTransfer', () => {
@@ -435,12 +440,12 @@ describe('imageBlobs / planTransfer', () => {
 
   test('everything, largest first, when the store is empty', () => {
     const plan = planTransfer(archiveOf(config, [a, b, c, d]), report());
-    expect(plan.map((p) => [hexOf(p.blob.digest)[0], p.offset])).toEqual([
-      ['b', 0],
-      ['d', 0],
-      ['c', 0],
-      ['0', 0],
-      ['a', 0],
+    expect(plan.map((p) => [hexOf(p.blob.digest)[0], p.parts])).toEqual([
+      ['b', []],
+      ['d', []],
+      ['c', []],
+      ['0', []],
+      ['a', []],
     ]);
   });
 
@@ -449,26 +454,19 @@ describe('imageBlobs / planTransfer', () => {
     expect(plan.map((p) => p.blob)).toEqual([b, a]);
   });
 
-  test('resumes partial uploads from their size, only when it is inside the blob', () => {
-    const partial = new Map([
-      [hexOf(b.digest), 1200],
-      [hexOf(d.digest), 3000], // all of it, unverified: start over
-      [hexOf(c.digest), 0],
-      [hexOf(a.digest), 150], // more than the blob: start over
-    ]);
-    const plan = planTransfer(archiveOf(config, [a, b, c, d]), report({ partial }));
-    expect(plan.map((p) => [p.blob, p.offset])).toEqual([
-      [b, 1200],
-      [d, 0],
-      [c, 0],
-      [config, 0],
-      [a, 0],
+  test('hands on the ranges of each blob the cluster holds, to resume', () => {
+    const held = [{ start: 0, end: 4000, have: 1200 }];
+    const plan = planTransfer(archiveOf(config, [a, b]), report({ parts: new Map([[hexOf(b.digest), held]]) }));
+    expect(plan.map((p) => [p.blob, p.parts])).toEqual([
+      [b, held],
+      [config, []],
+      [a, []],
     ]);
   });
 
   test('a blob reported bad is sent again, from the start', () => {
     const plan = planTransfer(archiveOf(config, [a]), report({ have: new Set([hexOf(config.digest)]), bad: new Set([hexOf(a.digest)]) }));
-    expect(plan).toEqual([{ blob: a, offset: 0 }]);
+    expect(plan).toEqual([{ blob: a, parts: [] }]);
   });
 
   test('nothing when the .sif is reusable', () => {
@@ -484,11 +482,11 @@ describe('receiveScript', () => {
   const hex = sha256(data);
   const gzipped = (b: Buffer) => execFileSync('gzip', ['-1', '-c'], { input: b, maxBuffer: 1 << 26 });
   const blobPath = (root: string) => join(root, STORE, 'blobs', 'sha256', hex);
-  const partialPath = (root: string) => join(root, STORE, 'incoming', `${hex}.partial`);
+  const partialPath = (root: string) => join(root, STORE, 'incoming', `${hex}.0-${data.length}.part`);
 
   /** A receiver; `ready` resolves with the offset it says to start from, or null if it never does. */
   function receiver(home: string, root: string, codec: Codec = 'raw') {
-    const r = shAsync(home, receiveScript(root, hex, data.length, codec));
+    const r = shAsync(home, receiveScript({ root, key: hex, hex, size: data.length, start: 0, end: data.length, codec }));
     const ready = new Promise<number | null>((resolve) => {
       let out = '';
       r.child.stdout.on('data', (d: Buffer) => {
@@ -607,7 +605,7 @@ describe('receiveScript', () => {
   test('a blob already in the store: have, exit 0, stdin never read', async () => {
     const { home, root } = newStore();
     writeFileSync(blobPath(root), data);
-    const { child, done } = shAsync(home, receiveScript(root, hex, data.length, 'raw'));
+    const { child, done } = shAsync(home, receiveScript({ root, key: hex, hex, size: data.length, start: 0, end: data.length, codec: 'raw' }));
     // stdin stays open: a receiver that read it would never end.
     let timer: NodeJS.Timeout | undefined;
     const r = await Promise.race([done, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 10_000)))]);

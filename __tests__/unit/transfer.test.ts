@@ -218,12 +218,15 @@ describe('sendBlobs', () => {
       expect(r.code).toBe(0);
       const root = join(home, 'rd');
       const stored = (name: keyof typeof layers) => join(root, STORE, 'blobs', 'sha256', hexOf(tar.blob(name).digest));
-      const partial = (name: keyof typeof layers) => join(root, STORE, 'incoming', `${hexOf(tar.blob(name).digest)}.partial`);
+      // An interrupted upload of the whole blob as one range.
+      const partial = (name: keyof typeof layers) => join(root, STORE, 'incoming', `${hexOf(tar.blob(name).digest)}.0-${layers[name].length}.part`);
       return { home, root, session, scripts, stored, partial };
     });
   }
 
-  const plan = (...names: (keyof typeof layers)[]) => names.map((n) => ({ blob: tar.blob(n), offset: 0 }));
+  const plan = (...names: (keyof typeof layers)[]) => names.map((n) => ({ blob: tar.blob(n), parts: [] }));
+  /** A blob with the whole-blob range the cluster holds `have` bytes of. */
+  const resuming = (name: keyof typeof layers, have: number) => [{ blob: tar.blob(name), parts: [{ start: 0, end: layers[name].length, have }] }];
 
   (HAS_ZSTD ? test : test.skip)('with zstd on both ends: compressible blobs go as zstd', async () => {
     const { root, session, scripts, stored } = await setup();
@@ -264,7 +267,7 @@ describe('sendBlobs', () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('noise'), layers.noise.subarray(0, 400_000));
     const log = reporter();
-    const stats = await sendBlobs(session, root, tar.path, [{ blob: tar.blob('noise'), offset: 400_000 }], false, log);
+    const stats = await sendBlobs(session, root, tar.path, resuming('noise', 400_000), false, log);
     expect(readFileSync(stored('noise')).equals(layers.noise)).toBe(true);
     // Progress counts what is on the cluster; only the rest went over the wire (raw: noise).
     expect(stats).toEqual({ raw: layers.noise.length, rawTotal: layers.noise.length, sent: layers.noise.length - 400_000 });
@@ -275,7 +278,7 @@ describe('sendBlobs', () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('zeros'), layers.zeros.subarray(0, 1_000_000));
     const log = reporter();
-    const stats = await sendBlobs(session, root, tar.path, plan('zeros'), false, log);
+    const stats = await sendBlobs(session, root, tar.path, resuming('zeros', 1_000_000), false, log);
     expect(readFileSync(stored('zeros')).equals(layers.zeros)).toBe(true);
     expect(stats.raw).toBe(layers.zeros.length);
     expect(log.infos.some((m) => m.includes(' at 1000000 of '))).toBe(true);
@@ -285,7 +288,7 @@ describe('sendBlobs', () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('text'), Buffer.alloc(5000, 0x21));
     const log = reporter();
-    await sendBlobs(session, root, tar.path, plan('text'), false, log);
+    await sendBlobs(session, root, tar.path, resuming('text', 5000), false, log);
     expect(readFileSync(stored('text')).equals(layers.text)).toBe(true);
     expect(existsSync(partial('text'))).toBe(false);
     expect(log.warnings).toHaveLength(1);
@@ -295,7 +298,7 @@ describe('sendBlobs', () => {
   test('a complete but unverified partial: checked and stored without sending a byte', async () => {
     const { root, session, stored, partial } = await setup();
     writeFileSync(partial('noise'), layers.noise);
-    const stats = await sendBlobs(session, root, tar.path, plan('noise'), false, reporter());
+    const stats = await sendBlobs(session, root, tar.path, resuming('noise', layers.noise.length), false, reporter());
     expect(readFileSync(stored('noise')).equals(layers.noise)).toBe(true);
     expect(stats.sent).toBe(0);
   });

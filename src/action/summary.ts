@@ -1,6 +1,7 @@
 // The job summary and the step outputs, from the core's result.
 import * as core from '@actions/core';
 import type { DeliveryResult } from '../core/deliver.js';
+import { phaseChart } from '../core/chart.js';
 import { mib } from '../core/format.js';
 import type { Check } from '../core/preflight.js';
 
@@ -39,10 +40,25 @@ function gpuRows(r: DeliveryResult): string[][] {
 /** How much the store and compression saved, against sending the whole `docker save` tar. */
 const dedup = (r: DeliveryResult) => (r.bytesTotal > 0 ? `${((r.bytesSent / r.bytesTotal) * 100).toFixed(1)}% of the tar on the wire` : '-');
 
+const seconds = (r: DeliveryResult, ...phases: string[]) => phases.reduce((a, p) => a + (r.timings.find((t) => t.phase === p)?.seconds ?? 0), 0);
+
+/** The transfer: bytes on the wire over the time it took (the save overlaps it). */
+function transferRow(r: DeliveryResult): string {
+  const t = seconds(r, 'save', 'upload');
+  if (r.bytesSent === 0) return r.sifReused ? 'nothing (the .sif was reused)' : 'nothing (the cluster had every blob)';
+  return `${mib(r.bytesSent)} in ${t.toFixed(1)} s (save and upload): ${mib(r.bytesSent / Math.max(t, 0.001))}/s on the wire`;
+}
+
+function buildRow(r: DeliveryResult): string {
+  if (r.sifReused) return 'reused (image unchanged)';
+  return `${seconds(r, 'assemble', 'sif-build').toFixed(1)} s${r.buildCpus ? ` on ${r.buildCpus} CPU${r.buildCpus > 1 ? 's' : ''}` : ''}`;
+}
+
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export async function writeSummary(r: DeliveryResult): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return;
+  const chart = phaseChart(r.timings);
   await core.summary
     .addHeading(`${r.ok ? '✅' : '❌'} riviera-singularity: ${esc(r.image)}`, 2)
     .addRaw(`<p>${esc(r.message)}</p>`)
@@ -59,8 +75,12 @@ export async function writeSummary(r: DeliveryResult): Promise<void> {
       ['Published', r.publishedPath ? `<code>${esc(r.publishedPath)}</code>` : '-'],
       ['SIF reused', r.sifReused ? 'yes (image unchanged)' : 'no (built in this job)'],
       ['Sent', `${mib(r.bytesSent)} for a ${mib(r.bytesTotal)} image (${dedup(r)})`],
+      ['Transfer', esc(transferRow(r))],
+      ['.sif build', esc(buildRow(r))],
     ])
     .addHeading('Timing', 3)
+    // GitHub renders a mermaid code block in a step summary as a chart.
+    .addRaw(chart ? `\n\n\`\`\`mermaid\n${chart}\n\`\`\`\n\n` : '')
     .addTable([[{ data: 'Phase', header: true }, { data: 'Seconds', header: true }], ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)])])
     .addDetails('Last lines of the job output', `<pre>${esc(r.outputTail.join('\n'))}</pre>`)
     .write();

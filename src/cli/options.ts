@@ -48,6 +48,7 @@ export const OPTION_GROUPS: { title: string; options: InputOption[] }[] = [
       { input: 'smoke-command', help: 'a command run in the image (singularity exec --nv), split into words like a shell would, no expansion' },
       { input: 'partition', help: 'Slurm partition', default: 'short-gpu' },
       { input: 'gpus', help: 'GPUs to request (--gres=gpu:N); 0 for none (and no --nv)', default: '1' },
+      { input: 'build-cpus', help: 'CPUs for the job (--cpus-per-task), used by the .sif build; at most what a node of the partition has', default: '4' },
       { input: 'time', help: 'Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)', default: '30:00' },
       { input: 'timeout', help: 'limit on the whole wait for the job (e.g. 3600, 90m, 2h); the job is cancelled when it runs out', default: '2h' },
       { input: 'modules', help: 'modules the job loads, in order (spaces, commas or lines)', default: 'slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit' },

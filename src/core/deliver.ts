@@ -1,25 +1,21 @@
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
 import { jobAccounting } from './accounting.js';
-import { displayPath, isUnderTmp } from './clusterpath.js';
 import { buildImage } from './docker.js';
-import { type DeliveryError, InputError, JobFailedError, JobInterruptedError, PreflightError, RemoteCommandError } from './errors.js';
+import { type DeliveryError, JobFailedError, JobInterruptedError } from './errors.js';
 import { type GpuReport, describeGpu, gpuVerdict, parseGpuReport } from './gpu.js';
-import { mib } from './format.js';
 import { JOB_PHASES } from './jobscript.js';
-import { evaluatePreflight, parsePreflight, preflightFailureMessage, preflightScript, preflightThen, wantsOf } from './preflight.js';
 import { type Reporter, inGroup } from './reporter.js';
 import { applyAccounting } from './sacct.js';
 import type { Settings } from './settings.js';
 import { type Verdict, judgeJob } from './slurm.js';
 import { Session } from './session.js';
-import { type ImageSource, type SavedImage, archiveSource, engineSource } from './source.js';
+import { type SavedImage, archiveSource, engineSource } from './source.js';
 import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
-import type { Remote } from './remote.js';
-import { PREPARE_REFUSED, type PrepareParams, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
+import { gcScript } from './store.js';
 import { assembly, cancelJob, readSmokeFile, renderSubmission, submitJob } from './submit.js';
 import { Timings } from './timings.js';
-import { sendBlobs } from './transfer.js';
+import { upload } from './upload.js';
 import { type FollowOptions, followJob } from './watch.js';
 
 export interface DeliveryHooks extends FollowOptions {
@@ -49,6 +45,8 @@ export interface DeliveryResult {
   bytesTotal: number;
   /** Times the SSH connection dropped and was re-established. */
   reconnects: number;
+  /** CPUs the job had for the .sif build (--cpus-per-task); null when it built nothing. */
+  buildCpus: number | null;
   /** SSH connections made and remote operations run (each one command, a blob's maybe several). */
   remoteCalls: { connections: number; commands: number };
   /** The node's GPUs and driver, outside and inside the container, and the image's CUDA; null without GPUs. */
@@ -60,106 +58,6 @@ export interface DeliveryResult {
 
 function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new JobInterruptedError('The delivery was cancelled before a job was submitted; nothing was left running.');
-}
-
-type PrepareWhat = Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'sifOnly' | 'reuse' | 'run'>;
-
-function renderPrepare(s: Settings, params: PrepareWhat): string {
-  return prepareScript({
-    ...params,
-    remoteDir: s.remoteDir,
-    tmpdir: s.tmpdir,
-    group: s.group,
-    publishDir: s.publish?.dir ?? null,
-    publishMode: s.publish?.mode ?? null,
-    publishGroup: s.publish?.group ?? null,
-    existingSif: s.sif,
-  });
-}
-
-/** Run a script that ends with prepare: its stdout; a refused remote-dir is an InputError naming it. */
-async function runPrepare(r: Remote, what: string, script: string): Promise<string> {
-  const out = await r.exec(script);
-  if (out.code === PREPARE_REFUSED) throw new InputError('remote-dir', out.stderr.toString('utf8').trim());
-  if (out.code !== 0) throw new RemoteCommandError(what, out.code, out.stderr.toString('utf8'));
-  return out.stdout.toString('utf8');
-}
-
-/** The inputs were checked as written; a link or a `..` above the home may still lead into /tmp. */
-function checkResolved(report: StoreReport): StoreReport {
-  for (const [input, path] of [['tmpdir', report.tmpdir], ['remote-dir', report.root]] as const) {
-    if (isUnderTmp(path)) throw new InputError(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
-  }
-  return report;
-}
-
-function prepare(session: Session, s: Settings, params: PrepareWhat): Promise<StoreReport> {
-  return session.retry('Preparing the store', async (r) => checkResolved(parsePrepare(await runPrepare(r, `Preparing ${displayPath(s.remoteDir)} on the cluster`, renderPrepare(s, params)))));
-}
-
-/**
- * The first round trip: preflight (the inputs against what the cluster offers), then the store's
- * first look. A failed check stops the delivery here: nothing saved, sent or submitted.
- */
-function preflightAndPrepare(session: Session, s: Settings, params: PrepareWhat, imageBytes: number | null, reporter: Reporter) {
-  return session.retry('Preflight', async (r) => {
-    const out = await runPrepare(r, `Checking the inputs against the cluster and preparing ${displayPath(s.remoteDir)}`, preflightThen(preflightScript(s), renderPrepare(s, params)));
-    const facts = parsePreflight(out);
-    if (!facts) throw new Error(`unexpected reply from the cluster's preflight: ${JSON.stringify(out.slice(0, 300))}`);
-    let report: StoreReport | null = null;
-    let unprepared: unknown = null;
-    try {
-      report = parsePrepare(out);
-    } catch (e) {
-      unprepared = e;
-    }
-    // An intact .sif needs no room for the image.
-    const checks = evaluatePreflight(facts, wantsOf(s, report?.sifReusable ? null : imageBytes));
-    const failed = preflightFailureMessage(checks);
-    if (failed) throw new PreflightError(failed, 'Nothing was saved, sent or submitted. `riviera-singularity doctor` shows every check.');
-    for (const c of checks.filter((c) => c.status === 'warn')) reporter.warning(`Preflight '${c.input}': ${c.detail} ${c.fix}`);
-    reporter.info(`Preflight: ${checks.filter((c) => c.status === 'pass').length} of ${checks.length} checks passed (${s.partition}, ${s.gpus} GPU(s), ${s.time ?? 'default time'}).`);
-    if (!report) throw unprepared;
-    return { report: checkResolved(report), accounting: facts.accounting };
-  });
-}
-
-/**
- * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
- * image is not even saved), else save it, learn which blobs the store lacks, and send those.
- */
-async function upload(session: Session, s: Settings, source: ImageSource | null, run: string, reporter: Reporter, timings: Timings) {
-  const none = { sent: 0, raw: 0, rawTotal: 0 };
-  const digest = source?.digest ?? null;
-  const { report: first, accounting } = await timings.time('upload', () =>
-    preflightAndPrepare(session, s, { imageHex: digest && hexOf(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild, run }, source?.size ?? null, reporter),
-  );
-  if (!digest) {
-    reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
-    return { report: first, image: null, stats: none, accounting };
-  }
-  if (first.sifReusable) {
-    reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
-    return { report: first, image: null, stats: none, accounting };
-  }
-  const image = await source!.load();
-  try {
-    return await timings.time('upload', async () => {
-      const blobs = imageBlobs(image.archive);
-      // The first round trip already found no reusable .sif: do not hash it again.
-      const report = await prepare(session, s, { imageHex: hexOf(digest), blobHexes: blobs.map((b) => hexOf(b.digest)), reuse: false, run });
-      for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-      const plan = planTransfer(image.archive, report);
-      const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-      reporter.info(
-        `The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`,
-      );
-      return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter), accounting };
-    });
-  } catch (e) {
-    await image.cleanup();
-    throw e;
-  }
 }
 
 function verdictOf(s: Settings, follow: Awaited<ReturnType<typeof followJob>>): Verdict {
@@ -183,7 +81,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
   const smoke = await readSmokeFile(s);
   if (s.build) await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
   checkAbort(hooks.signal);
-  const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter, timings);
+  const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter);
   const digest = source?.digest ?? null;
   const session = new Session(s, reporter);
   let image: SavedImage | null = null;
@@ -202,11 +100,12 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, run, s.publish);
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
-    const jobId = await inGroup(reporter, 'Submit job', async () => {
+    const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
       const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null);
-      const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
-      reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
-      return id;
+      const done = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
+      for (const note of done.notes) reporter.info(note);
+      reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
+      return done;
     });
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
 
@@ -252,6 +151,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       // The saved tar's size; when nothing had to be saved, the engine's size of the image.
       bytesTotal: image?.size ?? source?.size ?? 0,
       reconnects: session.reconnects,
+      buildCpus: reuse ? null : cpus,
       remoteCalls: { ...session.calls },
       gpu,
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,

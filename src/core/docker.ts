@@ -1,9 +1,8 @@
 // The local Docker engine: build the image and save it to a tar.
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildError } from './errors.js';
-import { mib } from './format.js';
 import { runProcess } from './process.js';
 import type { Reporter } from './reporter.js';
 
@@ -30,42 +29,30 @@ export async function buildImage(p: BuildParams, reporter: Reporter): Promise<vo
   await docker(args, reporter, true);
 }
 
-/** The image's ID (`sha256:…`) and size in bytes; a clear error if the engine does not have it. */
-export async function inspectImage(image: string, reporter: Reporter): Promise<{ id: string; size: number }> {
+/** The image's ID (`sha256:…`), size in bytes and layers' diff IDs; a clear error if the engine does not have it. */
+export async function inspectImage(image: string, reporter: Reporter): Promise<{ id: string; size: number; diffIds: string[] }> {
   let out: string;
   try {
-    out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}}', image], reporter);
+    out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}} {{json .RootFS.Layers}}', image], reporter);
   } catch {
     throw new BuildError(
       `The image '${image}' is not in the local Docker engine.`,
       "Build it first (e.g. docker/build-push-action with load: true), or set 'build: true'.",
     );
   }
-  const [id, size] = out.trim().split(' ');
-  return { id, size: Number(size) || 0 };
+  const [id, size, layers] = out.trim().split(' ');
+  let diffIds: string[] = [];
+  try {
+    const parsed: unknown = JSON.parse(layers ?? 'null');
+    if (Array.isArray(parsed)) diffIds = parsed.filter((d): d is string => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d));
+  } catch {
+    // No layer list: the blobs are learnt from the saved archive instead.
+  }
+  return { id, size: Number(size) || 0, diffIds };
 }
 
-/**
- * `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function.
- * Progress (the tar's size against the image's) every two seconds on long saves.
- */
-export async function saveImage(image: string, expectedBytes: number, reporter: Reporter): Promise<{ path: string; cleanup: () => Promise<void> }> {
+/** A fresh private temp dir for a saved image, and how to remove it. */
+export async function saveDir(): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'riviera-save-'));
-  const path = join(dir, 'image.tar');
-  const cleanup = () => rm(dir, { recursive: true, force: true });
-  const timer = setInterval(() => {
-    stat(path).then(
-      (st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`),
-      () => undefined,
-    );
-  }, 2000);
-  try {
-    await docker(['save', '-o', path, image], reporter);
-  } catch (e) {
-    await cleanup();
-    throw e;
-  } finally {
-    clearInterval(timer);
-  }
-  return { path, cleanup };
+  return { path: join(dir, 'image.tar'), cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -103,6 +103,8 @@ export interface SbatchParams {
   jobName: string;
   partition: string;
   gpus: number;
+  /** CPUs for the job (--cpus-per-task), which the .sif build uses; submit.sh lowers it to the partition's largest node. */
+  cpus: number;
   time: string | null;
   jobDir: string;
   /** The job's output file, relative to jobDir. */
@@ -118,6 +120,7 @@ export function sbatchArgv(p: SbatchParams): string[] {
     '--parsable',
     `--job-name=${p.jobName}`,
     `--partition=${p.partition}`,
+    `--cpus-per-task=${p.cpus}`,
     ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
     ...(p.time ? [`--time=${p.time}`] : []),
     `--chdir=${p.jobDir}`,

@@ -3,7 +3,9 @@
 // function takes the root; the scripts in cluster/ get them as parameters.
 //
 //   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
-//   .store/incoming/HEX.partial    an upload in progress (HEX.lock: its sender's lock)
+//   .store/incoming/KEY.S-E.part   bytes S to E of a blob being uploaded (KEY: its hex, or a stand-in
+//                                  while its digest is not known); .part.lock: its sender's lock,
+//                                  KEY.lock: the lock of whoever joins the parts into the blob
 //   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
 //   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
@@ -40,9 +42,10 @@ export function hexOf(digest: string): string {
 }
 
 export const blobPath = (hex: string) => `${BLOBS}/${hex}`;
-export const partialPath = (hex: string) => `${INCOMING}/${hex}.partial`;
-/** Held by the one delivery sending the blob. */
-export const blobLockPath = (hex: string) => `${INCOMING}/${hex}.lock`;
+/** Bytes [start, end) of a blob being uploaded under `key` (store-receive.sh reads the bounds back from the name). */
+export const partPath = (key: string, start: number, end: number) => `${INCOMING}/${key}.${start}-${end}.part`;
+/** Held by whoever joins a blob's parts. */
+export const joinLockPath = (key: string) => `${INCOMING}/${key}.lock`;
 export const imageRecordPath = (hex: string) => `${IMAGE_RECORDS}/${hex}`;
 export const sifPath = (hex: string) => `${SIFS}/${hex}.sif`;
 /** Run RUN's hold on what its job uses. */

@@ -20,6 +20,8 @@ export function testOnlyArgv(s: PreflightSettings): string[] {
     jobName: s.jobName,
     partition: s.partition,
     gpus: s.gpus,
+    // build-cpus is lowered at submission to what a node of the partition has: never a reason to refuse.
+    cpus: 1,
     time: s.time,
     jobDir: s.remoteDir,
     output: JOB_FILES.output,

@@ -50,6 +50,8 @@ export interface Settings {
   smoke: SmokeTest;
   partition: string;
   gpus: number;
+  /** CPUs the job asks for (--cpus-per-task), for the .sif build; lowered to the partition's largest node. */
+  buildCpus: number;
   /** Slurm time limit, in a format sbatch accepts; null: the partition's default. */
   time: string | null;
   /** Modules the job loads, in order. */
@@ -288,6 +290,7 @@ const schema = z.object({
     .refine((s) => /^-?\d+$/.test(s), { message: 'must be a whole number of GPUs' })
     .transform(Number)
     .refine((n) => n >= 0 && n <= 64, { message: 'must be between 0 and 64' }),
+  'build-cpus': intIn(1, 1024, '4'),
   time: trimmed('30:00').refine((s) => SLURM_TIME.test(s), {
     message: 'is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)',
   }),
@@ -545,6 +548,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     smoke,
     partition: ok.partition,
     gpus: ok.gpus,
+    buildCpus: ok['build-cpus'],
     time: ok.time,
     modules: ok.modules,
     tmpdir,

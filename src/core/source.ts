@@ -1,13 +1,14 @@
-// Where the image comes from: the local Docker engine (saved to a tar only when the cluster needs
-// its blobs), or a tar saved elsewhere. Either way the archive's index is read, never its layers.
-import { stat } from 'node:fs/promises';
+// Where the image comes from: the local Docker engine (saved only when the cluster needs its
+// blobs, into a pipe that the upload reads while it is written), or a tar saved elsewhere. Either
+// way the archive's index is read, never its layers.
 import { type ImageArchive, readImageArchive } from './archive.js';
-import { inspectImage, saveImage } from './docker.js';
+import { inspectImage, saveDir } from './docker.js';
 import { InputError } from './errors.js';
 import { mib } from './format.js';
-import { type Reporter, inGroup } from './reporter.js';
+import type { Reporter } from './reporter.js';
 import type { Settings } from './settings.js';
-import type { Timings } from './timings.js';
+import type { TarEntry } from './tar.js';
+import { TarBytes } from './tarbytes.js';
 import { workspaceFile } from './workspace.js';
 
 /** The image as saved locally: its archive index and the tar to read blobs from. */
@@ -18,17 +19,12 @@ export interface SavedImage {
   cleanup: () => Promise<void>;
 }
 
-async function save(s: Settings, digest: string, expectedBytes: number, reporter: Reporter, timings: Timings): Promise<SavedImage> {
-  const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
-  try {
-    const archive = await readImageArchive(saved.path);
-    const size = (await stat(saved.path)).size;
-    reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
-    return { archive, tar: saved.path, size, cleanup: saved.cleanup };
-  } catch (e) {
-    await saved.cleanup();
-    throw e;
-  }
+/** A save under way: its bytes as they are written, and the image once saved. */
+export interface Saving {
+  bytes: TarBytes;
+  /** Whether this is a save under way (from the engine), not a tar already on disk. */
+  saving: boolean;
+  saved: Promise<SavedImage>;
 }
 
 /** Where the image comes from: the local engine (saved only when the cluster needs its blobs), or a saved tar. */
@@ -36,12 +32,40 @@ export interface ImageSource {
   digest: string;
   /** Size of the image (the tar's, or the engine's estimate before it is saved). */
   size: number;
-  load(): Promise<SavedImage>;
+  /** Hexes of its blobs known before it is saved (config and layers), for the store's report. */
+  blobHexes: string[];
+  /**
+   * Save it (or open the saved tar). `early` sees each member the moment its header is written and
+   * says whether to hash it on the way (the upload may send it before the save ends).
+   */
+  load(early?: (e: TarEntry) => boolean): Promise<Saving>;
 }
 
-export async function engineSource(s: Settings, reporter: Reporter, timings: Timings): Promise<ImageSource> {
-  const { id, size } = await inspectImage(s.image, reporter);
-  return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
+const hex = (d: string) => d.replace(/^sha256:/, '');
+
+export async function engineSource(s: Settings, reporter: Reporter): Promise<ImageSource> {
+  const { id, size, diffIds } = await inspectImage(s.image, reporter);
+  return {
+    digest: id,
+    size,
+    blobHexes: [...new Set([id, ...diffIds].map(hex))],
+    load: async (early = () => false) => {
+      const dir = await saveDir();
+      const { bytes, done } = TarBytes.save(s.image, dir.path, early);
+      const saved = (async () => {
+        try {
+          await done;
+          const archive = await readImageArchive(dir.path);
+          reporter.info(`Saved ${s.image} (${id}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(bytes.written)}`);
+          return { archive, tar: dir.path, size: bytes.written, cleanup: dir.cleanup };
+        } catch (e) {
+          await dir.cleanup();
+          throw e;
+        }
+      })();
+      return { bytes, saving: true, saved };
+    },
+  };
 }
 
 /** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
@@ -55,6 +79,10 @@ export async function archiveSource(path: string, reporter: Reporter): Promise<I
   }
   reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
   const loaded: SavedImage = { archive, tar: real, size, cleanup: async () => undefined };
-  return { digest: archive.imageId, size, load: async () => loaded };
+  return {
+    digest: archive.imageId,
+    size,
+    blobHexes: [...new Set([archive.config, ...archive.layers].map((b) => hex(b.digest)))],
+    load: async () => ({ bytes: await TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded) }),
+  };
 }
-

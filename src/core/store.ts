@@ -15,14 +15,14 @@ import {
   SIFS,
   STORE,
   STORE_LOCK,
-  blobLockPath,
-  blobPath,
   hexOf,
   holdPath,
   imageRecordPath,
-  partialPath,
+  joinLockPath,
+  partPath,
   sifPath,
 } from './layout.js';
+import type { RangePart } from './ranges.js';
 
 /** Every blob of an image, config first, each once (an image may repeat a layer). */
 export function imageBlobs(archive: ImageArchive): ArchiveBlob[] {
@@ -102,11 +102,12 @@ export interface StoreReport {
   sifReusable: boolean;
   have: Set<string>;
   bad: Set<string>;
-  partial: Map<string, number>;
+  /** Ranges of interrupted uploads, by part key (a blob's hex, or a stand-in for one). */
+  parts: Map<string, RangePart[]>;
 }
 
 export function parsePrepare(stdout: string): StoreReport {
-  const r: StoreReport = { home: '', root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+  const r: StoreReport = { home: '', root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map() };
   for (const line of stdout.split('\n')) {
     const [kind, a, b, c] = line.split(' ');
     if (kind === 'home') r.home = line.slice(5);
@@ -118,7 +119,10 @@ export function parsePrepare(stdout: string): StoreReport {
     else if (kind === 'sif') r.sifReusable = a === 'ok';
     else if (kind === 'blob' && b === 'have') r.have.add(a);
     else if (kind === 'blob' && b === 'bad') r.bad.add(a);
-    else if (kind === 'blob' && b === 'part') r.partial.set(a, Number(c));
+    else if (kind === 'part') {
+      const [start, end, have] = [Number(b), Number(c), Number(line.split(' ')[4])];
+      if ([start, end, have].every(Number.isSafeInteger)) r.parts.set(a, [...(r.parts.get(a) ?? []), { start, end, have }]);
+    }
   }
   if (!r.root || !r.tmpdir) throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
   return r;
@@ -126,19 +130,16 @@ export function parsePrepare(stdout: string): StoreReport {
 
 export interface BlobSend {
   blob: ArchiveBlob;
-  /** Bytes already on the cluster (an interrupted upload), sent from here on. */
-  offset: number;
+  /** Its ranges the cluster holds (interrupted uploads), to resume. */
+  parts: RangePart[];
 }
 
-/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
+/** What to send: the blobs the cluster lacks, largest first, with the ranges of them it holds. Pure. */
 export function planTransfer(archive: ImageArchive, report: StoreReport): BlobSend[] {
   if (report.sifReusable) return [];
   return imageBlobs(archive)
     .filter((b) => !report.have.has(hexOf(b.digest)))
-    .map((blob) => {
-      const part = report.partial.get(hexOf(blob.digest)) ?? 0;
-      return { blob, offset: part > 0 && part < blob.size ? part : 0 };
-    })
+    .map((blob) => ({ blob, parts: report.parts.get(hexOf(blob.digest)) ?? [] }))
     .sort((x, y) => y.blob.size - x.blob.size);
 }
 
@@ -147,17 +148,35 @@ export const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 } as const;
 
 export type Codec = 'raw' | 'gzip' | 'zstd';
 
-/** Receive one blob on stdin, sent as `codec` (cluster/store-receive.sh says how). */
-export function receiveScript(root: string, hex: string, size: number, codec: Codec): string {
+export interface ReceiveParams {
+  root: string;
+  /** Name of the blob's part files: its hex, or a stand-in while its digest is not known. */
+  key: string;
+  /** The blob's digest hex; null: not known yet (its ranges wait for a later call that names it). */
+  hex: string | null;
+  /** The whole blob's size. */
+  size: number;
+  /** This range: bytes [start, end) of the blob. */
+  start: number;
+  end: number;
+  codec: Codec;
+}
+
+/** Receive one range of a blob on stdin, sent as `codec`, and join the blob once all is there (cluster/store-receive.sh says how). */
+export function receiveScript(p: ReceiveParams): string {
+  const at = (path: string) => `${p.root}/${path}`;
   return renderScript('store-receive', {
-    store: `${root}/${STORE}`,
-    store_lock: `${root}/${STORE_LOCK}`,
-    blob_lock: `${root}/${blobLockPath(hex)}`,
-    blob: `${root}/${blobPath(hex)}`,
-    partial: `${root}/${partialPath(hex)}`,
-    hex,
-    size,
-    codec,
+    store: at(STORE),
+    store_lock: at(STORE_LOCK),
+    blobs: at(BLOBS),
+    incoming: at(INCOMING),
+    part: at(partPath(p.key, p.start, p.end)),
+    join_lock: at(joinLockPath(p.key)),
+    key: p.key,
+    hex: p.hex,
+    size: p.size,
+    length: p.end - p.start,
+    codec: p.codec,
     rc_busy: RECEIVE.busy,
     rc_short: RECEIVE.short,
     rc_corrupt: RECEIVE.corrupt,

@@ -85,6 +85,7 @@ export function renderSubmission(
     jobName: s.jobName,
     partition: s.partition,
     gpus: s.gpus,
+    cpus: s.buildCpus,
     time: s.time,
     jobDir: paths.jobDir,
     extra: s.sbatchArgs,
@@ -110,6 +111,8 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
     smoke_b64: smoke?.data.toString('base64') ?? null,
     login_modules: s.loginModules,
     sbatch: sub.sbatch,
+    partition: s.partition,
+    build_cpus: s.buildCpus,
     job_link_prefix: `${paths.root}/${JOB_LINK_PREFIX}`,
     hold: paths.hold,
   });
@@ -121,7 +124,9 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
       }
       throw e;
     });
-  return parseSbatchOutput(out);
+  const lines = out.split('\n');
+  const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
+  return { jobId: parseSbatchOutput(out), cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : s.buildCpus, notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)) };
 }
 
 export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {

@@ -161,3 +161,96 @@ function parsePax(path: string, data: Buffer, pos: number): { path?: string; lin
   }
   return out;
 }
+
+/**
+ * Follows a tar as its bytes go by (`docker save` into a pipe): reports each member as soon as its
+ * header has passed, and hands on each piece of member data with the member it belongs to.
+ */
+export class TarFollower {
+  /** Absolute offset of the next byte pushed. */
+  private pos = 0;
+  private header: Buffer[] = [];
+  private headerBytes = 0;
+  /** Bytes left of the current member's data, of a meta header's data, or of padding. */
+  private left = 0;
+  private state: 'header' | 'data' | 'meta' | 'pad' | 'end' = 'header';
+  private current: TarEntry | null = null;
+  private meta: { flag: string; data: Buffer[] } | null = null;
+  private pad = 0;
+  private next: { path?: string; linkpath?: string; size?: number } = {};
+
+  constructor(
+    private readonly name: string,
+    private readonly onEntry: (e: TarEntry) => void,
+    private readonly onData: (e: TarEntry, chunk: Buffer) => void = () => undefined,
+    private readonly onEnd: (e: TarEntry) => void = () => undefined,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let i = 0;
+    while (i < chunk.length && this.state !== 'end') {
+      if (this.state === 'header') {
+        const n = Math.min(BLOCK - this.headerBytes, chunk.length - i);
+        this.header.push(chunk.subarray(i, i + n));
+        this.headerBytes += n;
+        i += n;
+        if (this.headerBytes === BLOCK) this.onHeader(Buffer.concat(this.header), this.pos + i);
+        continue;
+      }
+      const n = Math.min(this.left, chunk.length - i);
+      const piece = chunk.subarray(i, i + n);
+      i += n;
+      this.left -= n;
+      if (this.state === 'data') this.onData(this.current!, piece);
+      else if (this.state === 'meta') this.meta!.data.push(piece);
+      if (this.left === 0) this.endOfPart();
+    }
+    this.pos += chunk.length;
+  }
+
+  /** `dataAt`: absolute offset just past the header, where its data starts. */
+  private onHeader(header: Buffer, dataAt: number): void {
+    const at = dataAt - BLOCK;
+    this.header = [];
+    this.headerBytes = 0;
+    if (header.every((b) => b === 0)) {
+      this.state = 'end';
+      return;
+    }
+    if (!checksumOk(header)) throw invalid(this.name, `the header near byte ${at} has a bad checksum`);
+    const flag = String.fromCharCode(header[156]);
+    const isMeta = 'xgLK'.includes(flag);
+    const size = (isMeta ? undefined : this.next.size) ?? parseNumber(header, 124, 12);
+    if (size === undefined) throw invalid(this.name, `the header near byte ${at} has an unreadable size`);
+    this.pad = Math.ceil(size / BLOCK) * BLOCK - size;
+    this.left = size;
+    if (isMeta) {
+      this.meta = { flag, data: [] };
+      this.state = 'meta';
+    } else {
+      this.current = { name: this.next.path ?? headerName(header), type: typeOf(flag), size, offset: dataAt, linkname: this.next.linkpath ?? cString(header, 157, 100) };
+      this.next = {};
+      this.state = 'data';
+      this.onEntry(this.current);
+    }
+    if (size === 0) this.endOfPart();
+  }
+
+  private endOfPart(): void {
+    if (this.state === 'meta') {
+      const data = Buffer.concat(this.meta!.data);
+      if (this.meta!.flag === 'x') this.next = { ...this.next, ...parsePax(this.name, data, 0) };
+      else if (this.meta!.flag === 'L') this.next.path = cString(data, 0, data.length);
+      else if (this.meta!.flag === 'K') this.next.linkpath = cString(data, 0, data.length);
+      this.meta = null;
+    } else if (this.state === 'data') {
+      this.onEnd(this.current!);
+      this.current = null;
+    }
+    if (this.state !== 'pad' && this.pad > 0) {
+      this.state = 'pad';
+      this.left = this.pad;
+      this.pad = 0;
+    } else this.state = 'header';
+  }
+}

@@ -91,6 +91,8 @@ if [ "$assemble" = 1 ]; then
   exec 7>&-
 
   phase sif-build
+  # mksquashfs uses every CPU it sees; under Slurm's cgroups, those the job asked for (--cpus-per-task).
+  echo "riviera-singularity: the .sif build has ${SLURM_CPUS_PER_TASK:-every} CPU(s) of the node"
   run "$rt" build --force "$sif.tmp.$$" "docker-archive:$job_tmp/image.tar" || fail $? "singularity build failed"
   rm -f "$job_tmp/image.tar"
   # Its digest beside it, so the next delivery can tell the .sif is intact before reusing it.

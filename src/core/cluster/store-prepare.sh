@@ -6,8 +6,8 @@
 #   existing P             the existing .sif under test, resolved
 #   sif ok|build           the image's .sif is intact and may be reused, or must be built
 #   blob HEX have          the store has the blob (checked against its digest)
-#   blob HEX part BYTES    an interrupted upload to resume
 #   blob HEX bad           it failed its digest check and was removed
+#   part KEY S E BYTES     a range (bytes S to E) of an interrupted upload, BYTES of it there
 # Blobs are only checked when they will be used. Exit 3: the existing .sif is not there. Exit 4:
 # remote-dir is refused (the home directory, or a folder the tool did not create), said on stderr.
 # The image is held and checked under the shared store lock, so garbage collection (exclusive)
@@ -18,7 +18,7 @@
 # an intact .sif may be reused), sif_only (1/0: stop after the .sif check, the blobs are not known
 # yet), and relative to remote_dir (layout.ts names them): marker (the tool's mark on remote-dir),
 # remote_dirs (array: all its directories), sif_dir, sif (the image's .sif), image_record (its
-# record), blobs and incoming (the store's blob and partial-upload directories), store_lock, and
+# record), blobs and incoming (the store's blob and part-upload directories), store_lock, and
 # hold (this run's hold: `image HEX` lines, and `job ID` once submitted).
 if [ -n "$group" ]; then umask 027; else umask 077; fi
 set -e
@@ -101,7 +101,11 @@ for h in "${blob_hexes[@]}"; do
   f=$blobs/$h
   if [ -f "$f" ]; then
     if [ "$(sha256 < "$f")" = "$h" ]; then touch "$f"; echo "blob $h have"; else rm -f "$f"; echo "blob $h bad"; fi
-  elif [ -f "$incoming/$h.partial" ]; then
-    echo "blob $h part $(stat -c %s "$incoming/$h.partial")"
   fi
+done
+# Parts named KEY.START-END.part (layout.ts).
+for f in "$incoming"/*.part; do
+  [ -e "$f" ] || continue
+  n=${f##*/}; n=${n%.part}; r=${n#*.}
+  echo "part ${n%%.*} ${r%-*} ${r#*-} $(stat -c %s "$f")"
 done
