@@ -168,11 +168,13 @@ test('hostile inputs are passed as plain data and never run, on the cluster or h
   writeFileSync(join(ws, script), readFileSync(join(ws, 'gpu-check.sh')));
   const bindSrc = `${CLUSTER_HOME}/e2e/bind ${marker} 'q"`;
   execFileSync('install', ['-d', '-o', 'rivuser', bindSrc]);
-  const remoteDir = `e2e/hostile ${hostile(1)} '"`;
+  // Path inputs expand $HOME and $USER and refuse any other `$`: they get the rest of the hostile value.
+  const hostilePath = (n: number) => hostile(n).replace(/^\$\([^)]*\)/, '');
+  const remoteDir = `e2e/hostile ${hostilePath(1)} '"`;
   const run = await runStep(
     inputs({
       'remote-dir': remoteDir,
-      tmpdir: `e2e/tmp ${hostile(2)}`,
+      tmpdir: `e2e/tmp ${hostilePath(2)}`,
       'smoke-test': script,
       'job-name': `job ${hostile(3)} "'`,
       'sbatch-args': `--comment="${hostile(4)}" '--mem=100M'`,
