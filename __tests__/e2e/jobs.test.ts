@@ -25,7 +25,9 @@ describe('job and build output is data', () => {
     const dockerfile = readFileSync(join(dir, 'Dockerfile'), 'utf8');
     writeFileSync(join(dir, 'Dockerfile'), `${dockerfile}RUN echo '::set-output name=built::forged' && echo '::save-state name=built::forged'\n`);
     writeFileSync(join(dir, 'forge.sh'), `${FORGED.map((l) => `echo '${l}'`).join('\n')}\necho forge-printed\nsleep 300\n`);
-    const step = startStep(inputs({ image: `rs-e2e/forge:${process.pid}`, 'smoke-test': 'forge.sh', 'remote-dir': uniqueRemoteDir('forge') }), { workspace: dir });
+    const step = startStep(inputs({ image: `rs-e2e/forge:${process.pid}`, 'smoke-test': 'forge.sh', 'remote-dir': uniqueRemoteDir('forge') }), {
+      workspace: dir,
+    });
     await step.waitFor('forge-printed', 180_000);
     const jobId = /Submitted job (\d+)/.exec(step.log())![1];
     // The lines reached the log as they are...

@@ -50,6 +50,7 @@ export const OPTION_GROUPS: { title: string; options: InputOption[] }[] = [
       { input: 'gpus', help: 'GPUs to request (--gres=gpu:N); 0 for none (and no --nv)', default: '1' },
       { input: 'time', help: 'Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)', default: '30:00' },
       { input: 'timeout', help: 'limit on the whole wait for the job (e.g. 3600, 90m, 2h); the job is cancelled when it runs out', default: '2h' },
+      { input: 'watchdog', help: "the job cancels itself when this delivery has not followed it for this long (e.g. 10m); 'off' disables it", default: '10m' },
       { input: 'modules', help: 'modules the job loads, in order (spaces, commas or lines)', default: 'slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit' },
       { input: 'runtime', help: 'container runtime: auto (whichever the modules provide, apptainer first), singularity or apptainer', default: 'auto' },
       { input: 'job-name', help: 'Slurm job name', default: 'riviera-IMAGE' },
