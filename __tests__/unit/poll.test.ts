@@ -350,6 +350,32 @@ describe('applyPoll', () => {
     expect(s.state).toBe('RUNNING');
   });
 
+  test('Slurm not answering is neither an end nor a loss: one warning, then one line when it answers again', () => {
+    const r = fakeReporter();
+    const out = new OutputStream(r);
+    const s = initialFollowState();
+    const at = (p: Poll, now: number) => applyPoll(s, p, out, r, '7', now);
+    expect(at(poll('OK RUNNING|None|n1'), 0)).toBe(false);
+    for (let i = 0; i < 50; i++) {
+      expect(at(poll('ERR slurm_load_jobs error: Unable to contact slurm controller (connect failure)', '', i === 3 ? 'still working\n' : ''), 1000 + i * 10_000)).toBe(false);
+    }
+    expect(s.unknownPolls).toBe(0);
+    expect(s.silentSince).toBe(1000);
+    const warnings = r.calls.filter((c) => c[0] === 'warning').map((c) => c[1]);
+    expect(warnings).toEqual(['Slurm does not answer (slurm_load_jobs error: Unable to contact slurm controller (connect failure)); still following job 7, which runs on without the controller.']);
+    expect(r.infos()).toContain('still working');
+    expect(at(poll('OK COMPLETED|None|n1', 'smoke-test 0'), 181_000)).toBe(true);
+    expect(r.infos()).toContain('Slurm answers again after 180 s.');
+    expect(s.silentSince).toBeNull();
+  });
+
+  test('Slurm answering that it does not know the job (Invalid job id) counts toward lost', () => {
+    const { s, apply } = setup();
+    for (let i = 1; i <= 4; i++) expect(apply(poll('ERR slurm_load_jobs error: Invalid job id specified'))).toBe(false);
+    expect(apply(poll('OK '))).toBe(true);
+    expect(s.unknownPolls).toBe(5);
+  });
+
   test('a reason is only shown for PENDING, a node only for RUNNING', () => {
     const { r, apply } = setup();
     apply(poll('PENDING|Priority|(null)'));

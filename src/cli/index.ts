@@ -20,7 +20,7 @@ import { INPUT_NAMES, type RawInputs, type RunContext, type Settings, maskPrivat
 import { resolveSshAlias } from '../core/sshalias.js';
 import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
-import { parseSqueueLine, parseStatusLine } from '../core/slurm.js';
+import { parseSlurmAnswer, parseStatusLine } from '../core/slurm.js';
 import { JOB_FILES, STORE, blobPath, jobLinkPath, remotePaths } from '../core/layout.js';
 import { CONNECTION_INPUTS, FLAG_INPUTS, addInputOptions, envName, optionTerm } from './options.js';
 import { cliReporter } from './reporter.js';
@@ -251,7 +251,9 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         const r = await session.retry('status', (remote) => remote.exec(pollScript(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
         if (r.code === 98) throw new InputError('JOB', `no delivery of job ${jobId} under ${displayPath(conn.remoteDir)} on the cluster`);
         const poll = parsePoll(r.stdout);
-        const info = parseSqueueLine(poll.squeue);
+        const answer = parseSlurmAnswer(poll.squeue);
+        if (answer.kind === 'silent') reporter.warning(`Slurm does not answer (${answer.message}): the state below is the job's own record.`);
+        const info = answer.kind === 'listed' ? answer.info : null;
         const status = parseStatusLine(poll.status);
         const state = info?.state ?? (status ? (status.code === 0 ? 'COMPLETED' : 'FAILED') : 'UNKNOWN');
         print(!!opts.json, { jobId, state, reason: info?.reason ?? null, node: info?.nodes ?? null, phase: status?.phase ?? null, exitCode: status?.code ?? null }, `job ${jobId}: ${state}${info?.nodes ? ` on ${info.nodes}` : ''}${status ? ` (${status.phase} exited ${status.code})` : ''}`);

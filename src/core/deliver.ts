@@ -11,7 +11,7 @@ import { evaluatePreflight, parsePreflight, preflightFailureMessage, preflightSc
 import { type Reporter, inGroup } from './reporter.js';
 import { applyAccounting } from './sacct.js';
 import type { Settings } from './settings.js';
-import { type Verdict, judgeJob } from './slurm.js';
+import { type Verdict, isFinalState, judgeJob } from './slurm.js';
 import { Session } from './session.js';
 import { type ImageSource, type SavedImage, archiveSource, engineSource } from './source.js';
 import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
@@ -23,6 +23,8 @@ import { sendBlobs } from './transfer.js';
 import { type FollowOptions, followJob } from './watch.js';
 
 export interface DeliveryHooks extends FollowOptions {
+  /** Called before the job is submitted, with the directory that identifies it (the post step's way to it if the id is never learnt). */
+  onJobPrepared?: (job: { jobDir: string }) => void | Promise<void>;
   /** Called as soon as the job id is known (the action saves it for the post step). */
   onJobSubmitted?: (job: { jobId: string; jobDir: string }) => void | Promise<void>;
   /** Called once the job is known to have ended. */
@@ -162,7 +164,11 @@ async function upload(session: Session, s: Settings, source: ImageSource | null,
   }
 }
 
-function verdictOf(s: Settings, follow: Awaited<ReturnType<typeof followJob>>): Verdict {
+/** The delivery's verdict on a followed job: a cancel or timeout only counts if Slurm did not see the job end first. */
+export function verdictOf(s: Pick<Settings, 'timeoutSeconds'>, follow: Pick<Awaited<ReturnType<typeof followJob>>, 'state' | 'cancelled' | 'timedOut'>): Verdict {
+  // scancel found the job already ended: its real verdict stands.
+  const ended = follow.state.state !== null && isFinalState(follow.state.state) && follow.state.state !== 'CANCELLED';
+  if ((follow.cancelled || follow.timedOut) && ended) return judgeJob(follow.state.state, follow.state.status);
   if (follow.cancelled) {
     return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
   }
@@ -202,6 +208,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, run, s.publish);
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
+    await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
     const jobId = await inGroup(reporter, 'Submit job', async () => {
       const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null);
       const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));

@@ -7,7 +7,7 @@ import { GPU_MARKER } from './gpu.js';
 import { PHASE_MARKER } from './jobscript.js';
 import { JOB_FILES } from './layout.js';
 import type { Reporter } from './reporter.js';
-import { type JobStatus, isFinalState, parseSqueueLine, parseStatusLine } from './slurm.js';
+import { type JobStatus, isFinalState, parseSlurmAnswer, parseStatusLine } from './slurm.js';
 
 /** Most output fetched in one poll; more is fetched at once in the next. */
 const CHUNK = 1 << 20;
@@ -127,25 +127,40 @@ export interface FollowState {
   status: JobStatus | null;
   /** Consecutive polls in which Slurm did not know the job and no status file existed. */
   unknownPolls: number;
+  /** Since when (ms since the epoch) Slurm has not answered; null while it answers. */
+  silentSince: number | null;
 }
 
 export function initialFollowState(): FollowState {
-  return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
+  return { offset: 0, state: null, node: '', status: null, unknownPolls: 0, silentSince: null };
 }
 
-/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
+/** Polls in which Slurm answered without knowing the job, and it left no status, before it counts as lost. */
 const LOST_AFTER = 5;
 
 /**
  * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
  * reporting state changes and pushing output.
  */
-export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporter: Reporter, jobId: string): boolean {
+export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporter: Reporter, jobId: string, now = Date.now()): boolean {
   out.push(poll.output);
   s.offset += poll.output.length;
-  const info = parseSqueueLine(poll.squeue);
   s.status = parseStatusLine(poll.status) ?? s.status;
-  if (info) {
+  const answer = parseSlurmAnswer(poll.squeue);
+  if (answer.kind === 'silent') {
+    // Nothing is known of the job meanwhile (it runs on without the controller): keep following.
+    if (s.silentSince === null) {
+      s.silentSince = now;
+      reporter.warning(`Slurm does not answer (${answer.message}); still following job ${jobId}, which runs on without the controller.`);
+    }
+    return false;
+  }
+  if (s.silentSince !== null) {
+    reporter.info(`Slurm answers again after ${Math.round((now - s.silentSince) / 1000)} s.`);
+    s.silentSince = null;
+  }
+  if (answer.kind === 'listed') {
+    const info = answer.info;
     s.unknownPolls = 0;
     if (info.nodes) s.node = info.nodes;
     if (info.state !== s.state) {
@@ -157,7 +172,7 @@ export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporte
     // All output was written before the job ended, so this poll's output is complete.
     return isFinalState(info.state) && poll.output.length < CHUNK;
   }
-  // Slurm no longer lists the job: it has ended once its own status and last marker are in.
+  // Slurm answered and no longer knows the job: it has ended once its own status and last marker are in.
   if (s.status && out.ended && poll.output.length < CHUNK) return true;
   s.unknownPolls++;
   return s.unknownPolls >= LOST_AFTER;

@@ -124,8 +124,12 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
   return parseSbatchOutput(out);
 }
 
+/** scancel; a job that has already ended is no failure (its own record keeps the verdict). */
 export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {
-  await remote.run(`scancel ${jobId}`, renderScript('cancel', { login_modules: loginModules, job_id: jobId }));
+  await remote.run(`scancel ${jobId}`, renderScript('cancel', { login_modules: loginModules, job_id: jobId })).catch((e: unknown) => {
+    if (e instanceof RemoteCommandError && /already completing or completed|Invalid job id specified/i.test(e.stderr)) return;
+    throw e;
+  });
 }
 
 /**
