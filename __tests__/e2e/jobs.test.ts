@@ -3,7 +3,20 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, activeJobState, clusterInputs, eventually, makeWorkspace, requireCluster, runStep, singularityCalls, startProxy, startStep, uniqueRemoteDir, viaProxy } from './harness.js';
+import {
+  ROOT,
+  activeJobState,
+  clusterInputs,
+  eventually,
+  makeWorkspace,
+  requireCluster,
+  runStep,
+  singularityCalls,
+  startProxy,
+  startStep,
+  uniqueRemoteDir,
+  viaProxy,
+} from './harness.js';
 
 const IMAGE = 'rs-e2e/gpucheck:jobs';
 let ws: string;
@@ -125,7 +138,9 @@ describe('a runner that dies without a post step', () => {
   }, 300_000);
 
   test("a job queued behind a colleague's GPU job does not run its smoke test when it finally starts", async () => {
-    const blocker = execFileSync('sbatch', ['--parsable', '-p', 'short-gpu', '--gres=gpu:2', '-o', '/dev/null', '--wrap', 'sleep 60'], { encoding: 'utf8' }).trim();
+    const blocker = execFileSync('sbatch', ['--parsable', '-p', 'short-gpu', '--gres=gpu:2', '-o', '/dev/null', '--wrap', 'sleep 60'], {
+      encoding: 'utf8',
+    }).trim();
     try {
       const since = Date.now() / 1000;
       const step = startStep(inputs({ watchdog: '20s', 'remote-dir': uniqueRemoteDir('dead-queued') }), { workspace: ws });
@@ -160,10 +175,20 @@ describe('exactly one job per delivery', () => {
     try {
       const remoteDir = uniqueRemoteDir('retry');
       const step = startStep({ ...inputs({ 'remote-dir': remoteDir }), ...viaProxy(proxy.port) }, { workspace: ws });
-      await eventually(() => /WorkDir=\S*\/e2e\/retry-/.test(execFileSync('scontrol', ['show', 'job', '-o'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(remoteDir)).join('\n')), 180_000, 'the job to exist');
+      await eventually(
+        () =>
+          /WorkDir=\S*\/e2e\/retry-/.test(
+            execFileSync('scontrol', ['show', 'job', '-o'], { encoding: 'utf8' })
+              .split('\n')
+              .filter((l) => l.includes(remoteDir))
+              .join('\n'),
+          ),
+        180_000,
+        'the job to exist',
+      );
       proxy.cut();
       const run = await step.done;
-      expect(run.log).toMatch(/Submitting: The SSH connection was lost/);
+      expect(run.log).toMatch(/Submitting: .*Reconnecting in/);
       expect(run.code).toBe(0);
       const dir = /output in (\S+)\/job\.out/.exec(run.log)![1];
       await eventually(() => jobsRunIn(dir).length > 0, 30_000, 'the job in the completion log');
@@ -211,7 +236,10 @@ describe('the submission travels over stdin', () => {
 
 describe('phase markers', () => {
   test('a job printing a phase marker of its own does not open a group or change the timings', async () => {
-    writeFileSync(join(ws, 'fake-phase.sh'), "echo '::riviera-phase:: fake 1'\necho '::riviera-phase:: smoke-test 1'\n" + readFileSync(join(ws, 'gpu-check.sh'), 'utf8'));
+    writeFileSync(
+      join(ws, 'fake-phase.sh'),
+      "echo '::riviera-phase:: fake 1'\necho '::riviera-phase:: smoke-test 1'\n" + readFileSync(join(ws, 'gpu-check.sh'), 'utf8'),
+    );
     const run = await runStep(inputs({ 'smoke-test': 'fake-phase.sh', 'remote-dir': uniqueRemoteDir('phase') }), { workspace: ws });
     expect(run.code).toBe(0);
     expect(run.log).not.toContain('::group::Job: fake');

@@ -2,7 +2,7 @@
 // the output stream (phase groups, tail, timings) and the fold of polls into the follow state.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStream, type Poll, applyPoll, initialFollowState, parsePoll, pollScript } from '../../src/core/poll.js';
@@ -61,16 +61,16 @@ describe('pollScript', () => {
    * Run the poll script with bash in a job dir, with a fake squeue on PATH and a fake module
    * function that logs each call's arguments on a line.
    */
-  function runPoll(jobDir: string, offset: number, squeueOut: string | null, modules: string[] = [], moduleRc = 0) {
+  function runPoll(jobDir: string, offset: number, squeueOut: string | null, modules: string[] = [], moduleRc = 0, { fails = 'Invalid job id specified', heartbeat = false } = {}) {
     const bin = join(dir, 'bin');
     mkdirSync(bin, { recursive: true });
     writeFileSync(
       join(bin, 'squeue'),
-      `#!/bin/sh\nprintf '%s\\n' "$@" > "$SQUEUE_ARGS"\n${squeueOut === null ? 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1' : `printf '%s\\n' '${squeueOut}'`}\n`,
+      `#!/bin/sh\nprintf '%s\\n' "$@" > "$SQUEUE_ARGS"\n${squeueOut === null ? `echo "slurm_load_jobs error: ${fails}" >&2; exit 1` : `printf '%s\\n' '${squeueOut}'`}\n`,
     );
     chmodSync(join(bin, 'squeue'), 0o755);
     rmSync(join(dir, 'module.log'), { force: true });
-    const script = `module() { echo "$*" >> "$MODULE_LOG"; return ${moduleRc}; }\n${pollScript('77', jobDir, offset, modules)}`;
+    const script = `module() { echo "$*" >> "$MODULE_LOG"; return ${moduleRc}; }\n${pollScript('77', jobDir, offset, modules, { heartbeat })}`;
     return spawnSync('bash', ['-c', script], { env: { PATH: `${bin}:${process.env.PATH}`, SQUEUE_ARGS: join(dir, 'squeue.args'), MODULE_LOG: join(dir, 'module.log') }, maxBuffer: 4 * CHUNK });
   }
 
@@ -83,17 +83,34 @@ describe('pollScript', () => {
     const r = runPoll(jobDir, 6, 'RUNNING|None|node1');
     expect(r.status).toBe(0);
     const p = parsePoll(r.stdout);
-    expect(p).toEqual({ squeue: 'RUNNING|None|node1', status: 'smoke-test 0', output: out.subarray(6) });
+    expect(p).toEqual({ squeue: 'OK RUNNING|None|node1', status: 'smoke-test 0', output: out.subarray(6) });
     const args = readFileSync(join(dir, 'squeue.args'), 'utf8');
     expect(args).toBe('-h\n-t\nall\n-j\n77\n-o\n%T|%r|%N\n');
   });
 
-  test('run for real: no squeue record, no status, no output yet → UNKNOWN, empty, nothing', () => {
+  test('run for real: Slurm does not know the job, no status, no output yet → its error, empty, nothing', () => {
     const jobDir = join(dir, 'empty-job');
     mkdirSync(jobDir, { recursive: true });
     const r = runPoll(jobDir, 0, null);
     expect(r.status).toBe(0);
-    expect(parsePoll(r.stdout)).toEqual({ squeue: 'UNKNOWN', status: '', output: Buffer.alloc(0) });
+    expect(parsePoll(r.stdout)).toEqual({ squeue: 'ERR slurm_load_jobs error: Invalid job id specified', status: '', output: Buffer.alloc(0) });
+  });
+
+  test('run for real: the controller not answering comes back as ERR with squeue\'s message, on one line', () => {
+    const jobDir = join(dir, 'silent-job');
+    mkdirSync(jobDir, { recursive: true });
+    const r = runPoll(jobDir, 0, null, [], 0, { fails: 'Unable to contact slurm controller (connect failure)' });
+    expect(r.status).toBe(0);
+    expect(parsePoll(r.stdout).squeue).toBe('ERR slurm_load_jobs error: Unable to contact slurm controller (connect failure)');
+  });
+
+  test('run for real: a following poll touches the heartbeat (the watchdog compares it), a status query does not', () => {
+    const jobDir = join(dir, 'watched-job');
+    mkdirSync(jobDir, { recursive: true });
+    runPoll(jobDir, 0, 'RUNNING|None|n');
+    expect(existsSync(join(jobDir, 'heartbeat'))).toBe(false);
+    runPoll(jobDir, 0, 'RUNNING|None|n', [], 0, { heartbeat: true });
+    expect(Date.now() - statSync(join(jobDir, 'heartbeat')).mtimeMs).toBeLessThan(5000);
   });
 
   test('run for real: the output from the byte after the offset, at most one chunk', () => {

@@ -185,6 +185,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         paths,
         { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' },
         settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop()! : null,
+        '<token>',
       );
       const plan = {
         image: settings.image,
@@ -213,7 +214,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     // First Ctrl-C cancels the job (as the action's post step would); a second one cancels it on a
     // connection of its own and quits; a third quits at once.
     const controller = new AbortController();
-    let jobId: string | null = null;
+    let job: { jobId?: string; jobDir: string } | null = null;
     let interrupts = 0;
     const onSignal = () => {
       interrupts++;
@@ -221,17 +222,23 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         reporter.warning('Interrupted: cancelling the job (press Ctrl-C again to quit sooner).');
         return controller.abort();
       }
-      if (interrupts > 2 || !jobId) process.exit(130);
-      reporter.warning(`Cancelling job ${jobId} and quitting (press Ctrl-C again to quit without waiting for that).`);
-      const id = jobId;
-      cancelOnNewConnection(settings, id).then(
-        () => reporter.info(`cancelled job ${id}`),
-        (e: Error) => reporter.warning(`Could not cancel job ${id} (${e.message.split('\n')[0]}): scancel ${id} on the cluster.`),
-      ).finally(() => process.exit(130));
+      if (interrupts > 2 || !job) process.exit(130);
+      const what = job.jobId ? `job ${job.jobId}` : `the job of ${job.jobDir}`;
+      reporter.warning(`Cancelling ${what} and quitting (press Ctrl-C again to quit without waiting for that).`);
+      cancelOnNewConnection(settings, job)
+        .then(
+          (id) => reporter.info(id ? `cancelled job ${id}` : 'no job had been submitted'),
+          (e: Error) => reporter.warning(`Could not cancel ${what} (${e.message.split('\n')[0]}): scancel it on the cluster.`),
+        )
+        .finally(() => process.exit(130));
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    const result = await deliver(settings, reporter, { signal: controller.signal, onJobSubmitted: (job) => void (jobId = job.jobId) });
+    const result = await deliver(settings, reporter, {
+      signal: controller.signal,
+      onJobPrepared: ({ jobDir }) => void (job = { jobDir }),
+      onJobSubmitted: (submitted) => void (job = submitted),
+    });
     const { error, ...data } = result;
     if (!opts.json) for (const t of result.timings) reporter.info(`  ${t.phase.padEnd(12)} ${t.seconds.toFixed(2)} s`);
     print(!!opts.json, { ...data, error: error?.message ?? null }, `${result.ok ? 'passed' : 'FAILED'}: ${result.message} (job ${result.jobId}, ${result.jobState}, ${result.sifPath})`);
@@ -272,7 +279,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
       try {
         if (opts.follow) {
           const out = cliReporter((s) => process.stdout.write(s));
-          await followJob(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
+          await followJob(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, { heartbeat: true });
         } else {
           const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${shq(`${dir}/${JOB_FILES.output}`)}`));
           if (r.code !== 0) throw new InputError('JOB', `no output of job ${jobId} under ${displayPath(conn.remoteDir)} on the cluster`);
@@ -288,7 +295,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     const { conn, session } = await connectionSession(opts, reporter);
     try {
       jobLink(conn.remoteDir, jobId);
-      await session.retry('cancel', (remote) => cancelJob(remote, jobId, conn.loginModules));
+      await session.retry('cancel', (remote) => cancelJob(remote, { jobId }, conn.loginModules));
       reporter.info(`cancelled job ${jobId}`);
     } finally {
       session.close();

@@ -1,5 +1,6 @@
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
+import { randomBytes } from 'node:crypto';
 import { jobAccounting } from './accounting.js';
 import { displayPath, isUnderTmp } from './clusterpath.js';
 import { buildImage } from './docker.js';
@@ -209,17 +210,23 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
     await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
+    // Random per delivery: the job's phase markers carry it, so its own output cannot forge one.
+    const phaseToken = randomBytes(12).toString('hex');
     const jobId = await inGroup(reporter, 'Submit job', async () => {
-      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null);
-      const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
+      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null, phaseToken);
+      const id = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke)).catch(async (e: unknown) => {
+        // sbatch may have run before the failure: leave no job behind.
+        await session.retry('Cancelling', (r) => cancelJob(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
+        throw e;
+      });
       reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
       return id;
     });
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
 
-    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings).catch(async (e: unknown) => {
+    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, phaseToken, heartbeat: true }, timings).catch(async (e: unknown) => {
       // Never give up on a job without cancelling it first.
-      const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules)).then(
+      const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules)).then(
         () => `job ${jobId} was cancelled.`,
         (c: Error) => `job ${jobId} could not be cancelled (${c.message.split('\n')[0]}): cancel it by hand, scancel ${jobId}.`,
       );

@@ -4,7 +4,7 @@
 // The job never depends on this session.
 import { renderScript } from './cluster/scripts.js';
 import { GPU_MARKER } from './gpu.js';
-import { PHASE_MARKER } from './jobscript.js';
+import { PHASE_MARKER, phaseMarker } from './jobscript.js';
 import { JOB_FILES } from './layout.js';
 import type { Reporter } from './reporter.js';
 import { type JobStatus, isFinalState, parseSlurmAnswer, parseStatusLine } from './slurm.js';
@@ -13,15 +13,17 @@ import { type JobStatus, isFinalState, parseSlurmAnswer, parseStatusLine } from 
 const CHUNK = 1 << 20;
 
 /** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
-export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[]): string {
+export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[], { heartbeat = false } = {}): string {
   return renderScript('poll', {
     login_modules: loginModules,
     job_dir: jobDir,
     job_id: jobId,
     offset,
     chunk: CHUNK,
+    heartbeat,
     status_file: JOB_FILES.status,
     output_file: JOB_FILES.output,
+    heartbeat_file: JOB_FILES.heartbeat,
   });
 }
 
@@ -62,10 +64,24 @@ export class OutputStream {
   /** The job printed its last marker: all of its output has been read. */
   ended = false;
 
+  /**
+   * `token`: the delivery's token in the job's phase markers; any other line is output. Null (a job
+   * of another run, e.g. `logs --follow`): any line shaped like a marker is one.
+   */
   constructor(
     private readonly reporter: Reporter,
     private readonly tailLines = 30,
+    private readonly token: string | null = null,
   ) {}
+
+  /** The phase and time of a marker line; null for any other line. */
+  private marker(text: string): { phase: string; at: number } | null {
+    const prefix = `${this.token === null ? PHASE_MARKER : phaseMarker(this.token)} `;
+    if (!text.startsWith(prefix)) return null;
+    const fields = text.slice(prefix.length).trim().split(/\s+/);
+    if (this.token !== null && fields.length !== 2) return null;
+    return { phase: fields.at(-2) ?? '', at: Number(fields.at(-1)) };
+  }
 
   push(chunk: Buffer): void {
     this.pending = Buffer.concat([this.pending, chunk]);
@@ -92,7 +108,8 @@ export class OutputStream {
         this.gpu.push(text.slice(GPU_MARKER.length + 1));
         continue;
       }
-      if (!text.startsWith(PHASE_MARKER)) {
+      const mark = this.marker(text);
+      if (!mark) {
         run.push(text);
         this.tail.push(text);
         if (this.tail.length > this.tailLines) this.tail.shift();
@@ -100,8 +117,8 @@ export class OutputStream {
       }
       this.reporter.output(run);
       run = [];
-      const [phase, at] = text.slice(PHASE_MARKER.length).trim().split(/\s+/);
-      this.marks.push({ phase, at: Number(at) });
+      const { phase } = mark;
+      this.marks.push(mark);
       if (phase !== 'end') this.reporter.group(`Job: ${phase}`);
       else {
         this.reporter.endGroup();

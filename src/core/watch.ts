@@ -13,6 +13,10 @@ export interface FollowOptions {
   signal?: AbortSignal;
   /** Most milliseconds between polls (default 2000). */
   pollMs?: number;
+  /** The delivery's token in the job's phase markers; unset: any marker-shaped line is one. */
+  phaseToken?: string;
+  /** Tell the job's watchdog it is followed (every poll touches its heartbeat file). */
+  heartbeat?: boolean;
 }
 
 /** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
@@ -45,7 +49,7 @@ export async function followJob(
   timings?: Timings,
 ) {
   const state = initialFollowState();
-  const out = new OutputStream(reporter);
+  const out = new OutputStream(reporter, undefined, hooks.phaseToken ?? null);
   const submitted = Date.now();
   const deadline = submitted + s.timeoutSeconds * 1000;
   let stopping: 'cancelled' | 'timedOut' | null = null;
@@ -61,7 +65,7 @@ export async function followJob(
     if (stopping && !cancelSent) {
       // Never give up on a job without cancelling it: while Slurm does not answer, try at every poll.
       try {
-        await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules));
+        await session.retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules));
         cancelSent = true;
       } catch (e) {
         if (!(e instanceof RemoteCommandError)) throw e;
@@ -75,7 +79,7 @@ export async function followJob(
         reporter.warning(`scancel ${jobId} failed (${e.stderr.trim().split('\n').pop()}); trying again.`);
       }
     }
-    const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
+    const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules, { heartbeat: !!hooks.heartbeat })));
     if (r.code !== 0) throw new RemoteCommandError('Following the job', r.code, r.stderr.toString());
     const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
     if (done) break;
