@@ -135,6 +135,19 @@ test('Ctrl-C while the job runs cancels it and exits 6', async () => {
   await eventually(() => activeJobState(jobId) === '', 20_000, `job ${jobId} to leave the queue`);
 });
 
+test('a second Ctrl-C still cancels the job before quitting (exit 130)', async () => {
+  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', uniqueRemoteDir('cli-int2')]);
+  await waitForOutput(run, 'started-slow-smoke-test');
+  const jobId = /Submitted job (\d+)/.exec(run.output())![1];
+  run.child.kill('SIGINT');
+  await new Promise((r) => setTimeout(r, 100));
+  run.child.kill('SIGINT');
+  const result = await run.done;
+  expect(result.code).toBe(130);
+  expect(result.stderr).toContain(`Cancelling job ${jobId} and quitting`);
+  await eventually(() => activeJobState(jobId) === '', 20_000, `job ${jobId} to leave the queue`);
+});
+
 test('logs --follow streams a job to its end', async () => {
   const remoteDir = uniqueRemoteDir('cli-follow');
   writeFileSync(join(ws, 'count.sh'), 'for i in 1 2 3; do echo tick-$i; sleep 1; done\n');

@@ -1,9 +1,22 @@
 // Never leave a job behind and never misreport one (issue 13): job and build output as data, other
 // login shells, and the job's life when the link, the controller or the runner goes away.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { activeJobState, clusterInputs, eventually, makeWorkspace, requireCluster, runStep, startStep, uniqueRemoteDir } from './harness.js';
+import {
+  ROOT,
+  activeJobState,
+  clusterInputs,
+  eventually,
+  makeWorkspace,
+  requireCluster,
+  runStep,
+  singularityCalls,
+  startProxy,
+  startStep,
+  uniqueRemoteDir,
+  viaProxy,
+} from './harness.js';
 
 const IMAGE = 'rs-e2e/gpucheck:jobs';
 let ws: string;
@@ -25,7 +38,9 @@ describe('job and build output is data', () => {
     const dockerfile = readFileSync(join(dir, 'Dockerfile'), 'utf8');
     writeFileSync(join(dir, 'Dockerfile'), `${dockerfile}RUN echo '::set-output name=built::forged' && echo '::save-state name=built::forged'\n`);
     writeFileSync(join(dir, 'forge.sh'), `${FORGED.map((l) => `echo '${l}'`).join('\n')}\necho forge-printed\nsleep 300\n`);
-    const step = startStep(inputs({ image: `rs-e2e/forge:${process.pid}`, 'smoke-test': 'forge.sh', 'remote-dir': uniqueRemoteDir('forge') }), { workspace: dir });
+    const step = startStep(inputs({ image: `rs-e2e/forge:${process.pid}`, 'smoke-test': 'forge.sh', 'remote-dir': uniqueRemoteDir('forge') }), {
+      workspace: dir,
+    });
     await step.waitFor('forge-printed', 180_000);
     const jobId = /Submitted job (\d+)/.exec(step.log())![1];
     // The lines reached the log as they are...
@@ -56,5 +71,180 @@ describe('a user whose login shell is tcsh', () => {
     expect(run.outputs['job-state']).toBe('COMPLETED');
     expect(run.outputs['sif-path']).toMatch(/^\/home\/rivtcsh\//);
     expect(run.log).toContain('Output tensor device: cuda:0');
+  }, 300_000);
+});
+
+/** Jobs Slurm ran in `jobDir`, from the job completion log (every job that ended, with its work dir). */
+function jobsRunIn(jobDir: string): string[] {
+  const log = readFileSync('/var/log/slurm/jobcomp.log', 'utf8');
+  return log
+    .split('\n')
+    .filter((l) => l.includes(` WorkDir=${jobDir} `))
+    .map((l) => /JobId=(\d+)/.exec(l)![1]);
+}
+
+const slurmctldPid = () => {
+  try {
+    return execFileSync('pgrep', ['-x', 'slurmctld'], { encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+};
+
+describe('the controller away for longer than a minute', () => {
+  afterAll(() => {
+    // Put the stand-in back as it was, whatever happened.
+    if (!slurmctldPid()) execFileSync('slurmctld');
+    execFileSync('bash', [join(ROOT, 'test-cluster/cluster-up.sh')], { stdio: 'ignore' });
+  });
+
+  test('the delivery keeps following, says Slurm does not answer, and reports the real result', async () => {
+    writeFileSync(join(ws, 'long.sh'), 'echo long-started\nsleep 150\necho long-done\n' + readFileSync(join(ws, 'gpu-check.sh'), 'utf8'));
+    const step = startStep(inputs({ 'smoke-test': 'long.sh', timeout: '15m', 'remote-dir': uniqueRemoteDir('outage') }), { workspace: ws });
+    await step.waitFor('long-started', 180_000);
+    const pid = slurmctldPid();
+    expect(pid).not.toBe('');
+    execFileSync('kill', [pid]);
+    await eventually(() => slurmctldPid() === '', 30_000, 'slurmctld to stop');
+    await step.waitFor(/Slurm does not answer/, 90_000);
+    await new Promise((r) => setTimeout(r, 100_000));
+    execFileSync('slurmctld');
+    const run = await step.done;
+    expect(run.log).toContain('long-done');
+    expect(run.log).toMatch(/Slurm answers again after \d+ s/);
+    expect(run.log).not.toMatch(/::error::/);
+    expect(run.code).toBe(0);
+    expect(run.outputs['job-state']).toBe('COMPLETED');
+  }, 600_000);
+});
+
+describe('a runner that dies without a post step', () => {
+  test('a running job cancels itself about `watchdog` after the last poll', async () => {
+    writeFileSync(join(ws, 'slow.sh'), 'echo started-slow-smoke-test\nsleep 300\n');
+    const step = startStep(inputs({ 'smoke-test': 'slow.sh', watchdog: '20s', 'remote-dir': uniqueRemoteDir('dead-runner') }), { workspace: ws });
+    await step.waitFor('started-slow-smoke-test', 180_000);
+    const jobId = /Submitted job (\d+)/.exec(step.log())![1];
+    step.child.kill('SIGKILL');
+    const killed = Date.now();
+    await step.done;
+    await eventually(() => activeJobState(jobId) === '', 90_000, `job ${jobId} to end on its own`);
+    const after = (Date.now() - killed) / 1000;
+    // The last poll touched the heartbeat at most a poll interval (2 s) before the kill; the job looks every 5 s.
+    expect(after).toBeGreaterThan(15);
+    expect(after).toBeLessThan(45);
+    const dir = /output in (\S+)\/job\.out/.exec(step.log())![1];
+    expect(readFileSync(join(dir, 'job.out'), 'utf8')).toMatch(/watchdog: no delivery has followed this job for \d+ s/);
+    console.log(`job ${jobId} ended ${after.toFixed(1)} s after the runner was killed (watchdog 20s)`);
+  }, 300_000);
+
+  test("a job queued behind a colleague's GPU job does not run its smoke test when it finally starts", async () => {
+    const blocker = execFileSync('sbatch', ['--parsable', '-p', 'short-gpu', '--gres=gpu:2', '-o', '/dev/null', '--wrap', 'sleep 60'], {
+      encoding: 'utf8',
+    }).trim();
+    try {
+      const since = Date.now() / 1000;
+      const step = startStep(inputs({ watchdog: '20s', 'remote-dir': uniqueRemoteDir('dead-queued') }), { workspace: ws });
+      await step.waitFor(/Job \d+: PENDING/, 180_000);
+      const jobId = /Submitted job (\d+)/.exec(step.log())![1];
+      step.child.kill('SIGKILL');
+      const killed = Date.now();
+      await step.done;
+      await eventually(() => activeJobState(jobId) === '', 150_000, `job ${jobId} to end on its own`);
+      const after = (Date.now() - killed) / 1000;
+      const calls = singularityCalls(since).filter((c) => c.SLURM_JOB_ID === jobId);
+      expect(calls.filter((c) => c.argv[0] === 'run' || c.argv[0] === 'exec')).toEqual([]);
+      console.log(`queued job ${jobId} ended ${after.toFixed(1)} s after the runner was killed (blocker 60 s, watchdog 20s)`);
+    } finally {
+      execFileSync('scancel', [blocker]);
+    }
+  }, 300_000);
+});
+
+describe('exactly one job per delivery', () => {
+  const SBATCH = '/opt/slurm/bin/sbatch';
+  afterAll(() => {
+    // Put the real sbatch back.
+    if (existsSync(`${SBATCH}.real`)) renameSync(`${SBATCH}.real`, SBATCH);
+  });
+
+  test('a submission whose link drops after sbatch ran is retried without a second job', async () => {
+    // sbatch that answers 5 s late: the link is cut in between, once the job exists.
+    renameSync(SBATCH, `${SBATCH}.real`);
+    writeFileSync(SBATCH, `#!/bin/sh\n${SBATCH}.real "$@"; rc=$?\nsleep 5\nexit $rc\n`, { mode: 0o755 });
+    const proxy = await startProxy();
+    try {
+      const remoteDir = uniqueRemoteDir('retry');
+      const step = startStep({ ...inputs({ 'remote-dir': remoteDir }), ...viaProxy(proxy.port) }, { workspace: ws });
+      await eventually(
+        () =>
+          /WorkDir=\S*\/e2e\/retry-/.test(
+            execFileSync('scontrol', ['show', 'job', '-o'], { encoding: 'utf8' })
+              .split('\n')
+              .filter((l) => l.includes(remoteDir))
+              .join('\n'),
+          ),
+        180_000,
+        'the job to exist',
+      );
+      proxy.cut();
+      const run = await step.done;
+      expect(run.log).toMatch(/Submitting: .*Reconnecting in/);
+      expect(run.code).toBe(0);
+      const dir = /output in (\S+)\/job\.out/.exec(run.log)![1];
+      await eventually(() => jobsRunIn(dir).length > 0, 30_000, 'the job in the completion log');
+      expect(jobsRunIn(dir)).toEqual([run.outputs['job-id']]);
+    } finally {
+      proxy.stop();
+      renameSync(`${SBATCH}.real`, SBATCH);
+    }
+  }, 300_000);
+
+  test('main killed between saving the job directory and learning the job id: post finds the job and cancels it', async () => {
+    renameSync(SBATCH, `${SBATCH}.real`);
+    writeFileSync(SBATCH, `#!/bin/sh\n${SBATCH}.real "$@"; rc=$?\nsleep 8\nexit $rc\n`, { mode: 0o755 });
+    try {
+      writeFileSync(join(ws, 'slow.sh'), 'echo started-slow-smoke-test\nsleep 300\n');
+      const remoteDir = uniqueRemoteDir('orphan');
+      const step = startStep(inputs({ 'smoke-test': 'slow.sh', 'remote-dir': remoteDir }), { workspace: ws });
+      await eventually(() => execFileSync('scontrol', ['show', 'job', '-o'], { encoding: 'utf8' }).includes(remoteDir), 180_000, 'the job to exist');
+      step.child.kill('SIGKILL');
+      const main = await step.done;
+      expect(main.state.jobId).toBeUndefined();
+      expect(main.state.jobDir).toContain(remoteDir);
+      const post = await runStep(inputs(), { workspace: ws, state: main.state });
+      const jobId = /Cancelled job (\d+)/.exec(post.log)?.[1];
+      expect(jobId).toBeDefined();
+      await eventually(() => activeJobState(jobId!) === '', 30_000, `job ${jobId} to leave the queue`);
+    } finally {
+      renameSync(`${SBATCH}.real`, SBATCH);
+    }
+  }, 300_000);
+});
+
+describe('the submission travels over stdin', () => {
+  test('a smoke file near the 256 KiB limit works', async () => {
+    const body = readFileSync(join(ws, 'gpu-check.sh'), 'utf8');
+    const filler = `# ${'x'.repeat(98)}\n`.repeat(2480);
+    writeFileSync(join(ws, 'big-check.sh'), filler + body);
+    expect(Buffer.byteLength(filler + body)).toBeGreaterThan(248_000);
+    const run = await runStep(inputs({ 'smoke-test': 'big-check.sh', 'remote-dir': uniqueRemoteDir('big') }), { workspace: ws });
+    expect(run.log).not.toMatch(/::error::/);
+    expect(run.code).toBe(0);
+    expect(run.log).toContain('Output tensor device: cuda:0');
+  }, 300_000);
+});
+
+describe('phase markers', () => {
+  test('a job printing a phase marker of its own does not open a group or change the timings', async () => {
+    writeFileSync(
+      join(ws, 'fake-phase.sh'),
+      "echo '::riviera-phase:: fake 1'\necho '::riviera-phase:: smoke-test 1'\n" + readFileSync(join(ws, 'gpu-check.sh'), 'utf8'),
+    );
+    const run = await runStep(inputs({ 'smoke-test': 'fake-phase.sh', 'remote-dir': uniqueRemoteDir('phase') }), { workspace: ws });
+    expect(run.code).toBe(0);
+    expect(run.log).not.toContain('::group::Job: fake');
+    expect(run.log).toContain('::riviera-phase:: fake 1');
+    const smoke = /<td>smoke-test<\/td><td>([\d.]+)<\/td>/.exec(run.summary);
+    expect(Number(smoke?.[1])).toBeLessThan(120);
   }, 300_000);
 });

@@ -2,7 +2,7 @@
 // temp dir with a fake `module` function and a fake `singularity` on PATH that records its argv.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type Assembly, type JobScriptParams, JOB_PHASES, PHASE_MARKER, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
@@ -36,6 +36,8 @@ function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
     statusFile: '/scratch/me/jobs/1/status',
     runtime: 'singularity',
     publish: null,
+    phaseToken: 'tok123',
+    watchdog: null,
     ...over,
   };
 }
@@ -86,7 +88,7 @@ describe('renderJobScript: text', () => {
     expect(param(script, 'modules')).toBe(`modules=(b a/1.0 'it'\\''s')`);
     expect(param(script, 'tmpdir')).toBe(`tmpdir='/scratch/my tmp'`);
     expect(param(script, 'sif_link')).toBe(`sif_link=''`);
-    expect(param(script, 'phase_marker')).toBe(`phase_marker=${shq(PHASE_MARKER)}`);
+    expect(param(script, 'phase_marker')).toBe(`phase_marker=${shq(`${PHASE_MARKER} tok123`)}`);
     // The parameters come before the body, which holds no value but through them.
     const body = script.slice(script.indexOf('\nphase modules\n'));
     expect(body).not.toContain('/scratch');
@@ -94,7 +96,7 @@ describe('renderJobScript: text', () => {
 
   test('loads the modules in one module load, only when there are some', () => {
     const script = renderJobScript(params());
-    expect(script.split('\n').filter((l) => /^\s*module load /.test(l))).toEqual([`  module load "\${modules[@]}" || fail 127 "module load failed: check the module names with 'module avail'"`]);
+    expect(script.split('\n').filter((l) => /^\s*module load "\$\{modules/.test(l))).toEqual([`  module load "\${modules[@]}" || fail 127 "module load failed: check the module names with 'module avail'"`]);
     expect(script).toContain('if [ "${#modules[@]}" -gt 0 ]; then\n  module load');
   });
 
@@ -354,8 +356,8 @@ function expectNoTempLeftovers(sb: Sandbox): void {
 function phasesIn(stdout: string): string[] {
   return stdout
     .split('\n')
-    .filter((l) => l.startsWith(PHASE_MARKER))
-    .map((l) => l.split(' ')[1]);
+    .filter((l) => l.startsWith(`${PHASE_MARKER} tok123 `))
+    .map((l) => l.split(' ')[2]);
 }
 
 /** Epoch seconds at which each phase started. */
@@ -363,8 +365,8 @@ function phaseTimes(stdout: string): Record<string, number> {
   return Object.fromEntries(
     stdout
       .split('\n')
-      .filter((l) => l.startsWith(PHASE_MARKER))
-      .map((l) => [l.split(' ')[1], Number(l.split(' ')[2])]),
+      .filter((l) => l.startsWith(`${PHASE_MARKER} tok123 `))
+      .map((l) => [l.split(' ')[2], Number(l.split(' ')[3])]),
   );
 }
 
@@ -372,6 +374,66 @@ function phaseTimes(stdout: string): Record<string, number> {
  * Processes a test started (each spawned `detached`, as its own process group); any still running
  * when the test ends (it failed midway) are killed with their children.
  */
+describe('renderJobScript: the watchdog', () => {
+  /** A sandbox whose job has a watchdog of `seconds`, and a scancel that fails (the job then signals itself). */
+  function watched(seconds: number, heartbeatAgo: number) {
+    const sb = sandbox((root) => ({
+      watchdog: { seconds, heartbeatFile: join(root, 'heartbeat'), watchdogFile: join(root, 'watchdog'), loginModules: ['slurm'] },
+    }));
+    const heartbeat = sb.p.watchdog!.heartbeatFile;
+    writeFileSync(heartbeat, '');
+    const t = Date.now() / 1000 - heartbeatAgo;
+    utimesSync(heartbeat, t, t);
+    writeFileSync(join(sb.root, 'bin', 'scancel'), `#!/bin/sh\necho "$@" >> "${join(sb.root, 'scancel.log')}"\nexit 1\n`);
+    chmodSync(join(sb.root, 'bin', 'scancel'), 0o755);
+    return sb;
+  }
+
+  test('a job that starts after the watchdog ran out runs nothing, cancels itself and says why', () => {
+    const sb = watched(20, 100);
+    const r = runScript(sb);
+    expect(calls(sb)).toEqual([]);
+    expect(r.stderr).toMatch(/watchdog: no delivery has followed this job for (9\d|1\d\d) s \(watchdog 20 s\): cancelling it/);
+    expect(readFileSync(join(sb.root, 'scancel.log'), 'utf8')).toBe('4242\n');
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('watchdog 143\n');
+    expect(r.code).toBe(143);
+  });
+
+  test('a running job whose heartbeat stops cancels itself about `watchdog` later', () => {
+    const sb = watched(3, 0);
+    const t0 = Date.now();
+    runScript(sb, { FAKE_SLEEP: '60' });
+    const took = (Date.now() - t0) / 1000;
+    expect(calls(sb).map((c) => c[0])).toEqual(['build', 'exec']);
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('smoke-test 143\n');
+    expect(took).toBeGreaterThan(3);
+    expect(took).toBeLessThan(15);
+  });
+
+  test('a job whose heartbeat is kept fresh runs to its end, and leaves no watchdog behind', async () => {
+    const sb = watched(3, 0);
+    const keep = setInterval(() => utimesSync(sb.p.watchdog!.heartbeatFile, new Date(), new Date()), 500);
+    const child = track(spawn('bash', [sb.scriptPath], { cwd: sb.jobDir, env: { ...sb.env, FAKE_SLEEP: '6' }, stdio: 'ignore', detached: true }));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    clearInterval(keep);
+    expect(code).toBe(0);
+    expect(readFileSync(sb.p.statusFile, 'utf8')).toBe('smoke-test 0\n');
+    expect(existsSync(join(sb.root, 'scancel.log'))).toBe(false);
+    // Nothing of the job is left in its directory once the watchdog's last sleep (2 s) is over.
+    await new Promise((r) => setTimeout(r, 2500));
+    const inJobDir = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return readlinkSync(`/proc/${p}/cwd`) === sb.jobDir;
+        } catch {
+          return false;
+        }
+      });
+    expect(inJobDir).toEqual([]);
+  }, 30_000);
+});
+
 describe('renderJobScript: running it', () => {
   test('the sandbox really detects injection (a PWNED file would be found)', () => {
     const sb = sandbox();

@@ -2,7 +2,7 @@
 // the output stream (phase groups, tail, timings) and the fold of polls into the follow state.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStream, type Poll, applyPoll, initialFollowState, parsePoll, pollScript } from '../../src/core/poll.js';
@@ -61,16 +61,16 @@ describe('pollScript', () => {
    * Run the poll script with bash in a job dir, with a fake squeue on PATH and a fake module
    * function that logs each call's arguments on a line.
    */
-  function runPoll(jobDir: string, offset: number, squeueOut: string | null, modules: string[] = [], moduleRc = 0) {
+  function runPoll(jobDir: string, offset: number, squeueOut: string | null, modules: string[] = [], moduleRc = 0, { fails = 'Invalid job id specified', heartbeat = false } = {}) {
     const bin = join(dir, 'bin');
     mkdirSync(bin, { recursive: true });
     writeFileSync(
       join(bin, 'squeue'),
-      `#!/bin/sh\nprintf '%s\\n' "$@" > "$SQUEUE_ARGS"\n${squeueOut === null ? 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1' : `printf '%s\\n' '${squeueOut}'`}\n`,
+      `#!/bin/sh\nprintf '%s\\n' "$@" > "$SQUEUE_ARGS"\n${squeueOut === null ? `echo "slurm_load_jobs error: ${fails}" >&2; exit 1` : `printf '%s\\n' '${squeueOut}'`}\n`,
     );
     chmodSync(join(bin, 'squeue'), 0o755);
     rmSync(join(dir, 'module.log'), { force: true });
-    const script = `module() { echo "$*" >> "$MODULE_LOG"; return ${moduleRc}; }\n${pollScript('77', jobDir, offset, modules)}`;
+    const script = `module() { echo "$*" >> "$MODULE_LOG"; return ${moduleRc}; }\n${pollScript('77', jobDir, offset, modules, { heartbeat })}`;
     return spawnSync('bash', ['-c', script], { env: { PATH: `${bin}:${process.env.PATH}`, SQUEUE_ARGS: join(dir, 'squeue.args'), MODULE_LOG: join(dir, 'module.log') }, maxBuffer: 4 * CHUNK });
   }
 
@@ -83,17 +83,34 @@ describe('pollScript', () => {
     const r = runPoll(jobDir, 6, 'RUNNING|None|node1');
     expect(r.status).toBe(0);
     const p = parsePoll(r.stdout);
-    expect(p).toEqual({ squeue: 'RUNNING|None|node1', status: 'smoke-test 0', output: out.subarray(6) });
+    expect(p).toEqual({ squeue: 'OK RUNNING|None|node1', status: 'smoke-test 0', output: out.subarray(6) });
     const args = readFileSync(join(dir, 'squeue.args'), 'utf8');
     expect(args).toBe('-h\n-t\nall\n-j\n77\n-o\n%T|%r|%N\n');
   });
 
-  test('run for real: no squeue record, no status, no output yet → UNKNOWN, empty, nothing', () => {
+  test('run for real: Slurm does not know the job, no status, no output yet → its error, empty, nothing', () => {
     const jobDir = join(dir, 'empty-job');
     mkdirSync(jobDir, { recursive: true });
     const r = runPoll(jobDir, 0, null);
     expect(r.status).toBe(0);
-    expect(parsePoll(r.stdout)).toEqual({ squeue: 'UNKNOWN', status: '', output: Buffer.alloc(0) });
+    expect(parsePoll(r.stdout)).toEqual({ squeue: 'ERR slurm_load_jobs error: Invalid job id specified', status: '', output: Buffer.alloc(0) });
+  });
+
+  test('run for real: the controller not answering comes back as ERR with squeue\'s message, on one line', () => {
+    const jobDir = join(dir, 'silent-job');
+    mkdirSync(jobDir, { recursive: true });
+    const r = runPoll(jobDir, 0, null, [], 0, { fails: 'Unable to contact slurm controller (connect failure)' });
+    expect(r.status).toBe(0);
+    expect(parsePoll(r.stdout).squeue).toBe('ERR slurm_load_jobs error: Unable to contact slurm controller (connect failure)');
+  });
+
+  test('run for real: a following poll touches the heartbeat (the watchdog compares it), a status query does not', () => {
+    const jobDir = join(dir, 'watched-job');
+    mkdirSync(jobDir, { recursive: true });
+    runPoll(jobDir, 0, 'RUNNING|None|n');
+    expect(existsSync(join(jobDir, 'heartbeat'))).toBe(false);
+    runPoll(jobDir, 0, 'RUNNING|None|n', [], 0, { heartbeat: true });
+    expect(Date.now() - statSync(join(jobDir, 'heartbeat')).mtimeMs).toBeLessThan(5000);
   });
 
   test('run for real: the output from the byte after the offset, at most one chunk', () => {
@@ -348,6 +365,32 @@ describe('applyPoll', () => {
     expect(s.unknownPolls).toBe(5);
     expect(s.status).toBeNull();
     expect(s.state).toBe('RUNNING');
+  });
+
+  test('Slurm not answering is neither an end nor a loss: one warning, then one line when it answers again', () => {
+    const r = fakeReporter();
+    const out = new OutputStream(r);
+    const s = initialFollowState();
+    const at = (p: Poll, now: number) => applyPoll(s, p, out, r, '7', now);
+    expect(at(poll('OK RUNNING|None|n1'), 0)).toBe(false);
+    for (let i = 0; i < 50; i++) {
+      expect(at(poll('ERR slurm_load_jobs error: Unable to contact slurm controller (connect failure)', '', i === 3 ? 'still working\n' : ''), 1000 + i * 10_000)).toBe(false);
+    }
+    expect(s.unknownPolls).toBe(0);
+    expect(s.silentSince).toBe(1000);
+    const warnings = r.calls.filter((c) => c[0] === 'warning').map((c) => c[1]);
+    expect(warnings).toEqual(['Slurm does not answer (slurm_load_jobs error: Unable to contact slurm controller (connect failure)); still following job 7, which runs on without the controller.']);
+    expect(r.infos()).toContain('still working');
+    expect(at(poll('OK COMPLETED|None|n1', 'smoke-test 0'), 181_000)).toBe(true);
+    expect(r.infos()).toContain('Slurm answers again after 180 s.');
+    expect(s.silentSince).toBeNull();
+  });
+
+  test('Slurm answering that it does not know the job (Invalid job id) counts toward lost', () => {
+    const { s, apply } = setup();
+    for (let i = 1; i <= 4; i++) expect(apply(poll('ERR slurm_load_jobs error: Invalid job id specified'))).toBe(false);
+    expect(apply(poll('OK '))).toBe(true);
+    expect(s.unknownPolls).toBe(5);
   });
 
   test('a reason is only shown for PENDING, a node only for RUNNING', () => {

@@ -10,6 +10,7 @@ import { pollScript } from '../../src/core/poll.js';
 import { preflightScript, preflightThen } from '../../src/core/preflight.js';
 import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.js';
 import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
+import { cancelScript, submitScript } from '../../src/core/submit.js';
 
 const DIR = fileURLToPath(new URL('../../src/core/cluster/', import.meta.url));
 const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | * \\ \n end`;
@@ -52,10 +53,12 @@ describe('rendered scripts', () => {
     statusFile: '/j/status',
     runtime: 'auto',
     publish: { dir: '/p', name: 'x', version: '1.0', keep: 3, group: 'g', mode: '0640', lock: '/r/.store/locks/publish-x', record: { image: 'x:1.0', digest: null } },
+    phaseToken: 'tok',
+    watchdog: { seconds: 600, heartbeatFile: '/j/heartbeat', watchdogFile: '/j/watchdog', loginModules: ['slurm'] },
   };
   const rendered: [string, string][] = [
     ['job, full', renderJobScript(job)],
-    ['job, existing .sif, no publication', renderJobScript({ ...job, assemble: null, sifLink: null, publish: null, modules: [] })],
+    ['job, existing .sif, no publication, no watchdog', renderJobScript({ ...job, assemble: null, sifLink: null, publish: null, modules: [], watchdog: null })],
     [
       'store-prepare',
       prepareScript({
@@ -78,27 +81,17 @@ describe('rendered scripts', () => {
     ],
     ['store-receive', receiveScript({ root: '/r', key: 'a'.repeat(64), hex: 'a'.repeat(64), size: 10, start: 0, end: 10, codec: 'zstd' })],
     ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7, loginModules: ['slurm'] })],
-    ['poll', pollScript('1', '/j', 0, ['slurm'])],
+    ['poll', pollScript('1', '/j', 0, ['slurm'], { heartbeat: true })],
     [
       'submit',
-      renderScript('submit', {
-        group: null,
-        job_dir: '/j',
-        script_file: 'job.sh',
-        manifest_file: 'manifest.json',
-        job_script_b64: 'eA==',
-        manifest_b64: null,
-        smoke_name: null,
-        smoke_b64: null,
-        login_modules: [],
-        sbatch: ['sbatch', 'x'],
-        partition: 'p',
-        build_cpus: 4,
-        job_link_prefix: '/r/jobs/job-',
-        hold: '/r/.store/holds/r',
-      }),
+      submitScript(
+        { group: null, loginModules: [], partition: 'p', buildCpus: 4 },
+        { jobDir: '/j', root: '/r', hold: '/r/.store/holds/r' },
+        { script: '#!/bin/bash', manifest: null, sbatch: ['sbatch', 'x'] },
+        { name: 'check.py', data: Buffer.from('x') },
+      ).script,
     ],
-    ['cancel', renderScript('cancel', { login_modules: [], job_id: '1' })],
+    ['cancel', cancelScript({ jobDir: '/j' }, [])],
     [
       'preflight, then store-prepare',
       preflightThen(
@@ -145,7 +138,7 @@ describe('shellAssignments', () => {
   });
 });
 
-describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and module', () => {
+describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scancel and module', () => {
   const dirs: string[] = [];
   afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
@@ -154,94 +147,109 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
     dirs.push(home);
     const bin = join(home, 'bin');
     mkdirSync(bin);
-    for (const cmd of ['sbatch', 'scancel']) {
-      writeFileSync(
-        join(bin, cmd),
-        `#!/bin/sh\n{ echo --${cmd}--; printf '%s\\n' "$@"; } >> "$HOME/calls"\n[ ${cmd} = sbatch ] && echo '4242;cluster-a'\nexit 0\n`,
-      );
+    const fake = {
+      sbatch: `echo '4242;cluster-a'`,
+      scancel: `[ -f "$HOME/scancel-says" ] && { cat "$HOME/scancel-says" >&2; exit 1; }`,
+      // What Slurm lists (work dir|id), or a failure when the controller does not answer.
+      squeue: `[ -f "$HOME/squeue-fails" ] && { echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2; exit 1; }\ncat "$HOME/squeue-lists" 2>/dev/null`,
+    };
+    for (const [cmd, body] of Object.entries(fake)) {
+      writeFileSync(join(bin, cmd), `#!/bin/sh\n{ echo --${cmd}--; printf '%s\\n' "$@"; } >> "$HOME/calls"\n${body}\nexit 0\n`);
       chmodSync(join(bin, cmd), 0o755);
     }
     // Not the real one (this machine is the stand-in cluster): a partition it knows nothing of.
     writeFileSync(join(bin, 'sinfo'), '#!/bin/sh\nexit 0\n');
     chmodSync(join(bin, 'sinfo'), 0o755);
-    const run = (script: string) => {
+    const run = (script: string, stdin: Uint8Array = Buffer.alloc(0)) => {
       const r = spawnSync('bash', ['-c', `module() { echo "module $*" >> "$HOME/calls"; }\n${script}`], {
         cwd: home,
         env: { PATH: `${bin}:${process.env.PATH}`, HOME: home },
+        input: stdin,
         encoding: 'utf8',
       });
       return { code: r.status, stdout: r.stdout, stderr: r.stderr };
     };
     const calls = () => (existsSync(join(home, 'calls')) ? readFileSync(join(home, 'calls'), 'utf8') : '');
-    return { home, run, calls };
+    const count = (cmd: string) => calls().split(`--${cmd}--`).length - 1;
+    return { home, run, calls, count };
   }
 
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const submission = (jobDir: string, manifest: string | null = '[{"Config":"a.json"}]') => ({
+    script: '#!/bin/bash -l\necho job\n',
+    manifest,
+    sbatch: ['sbatch', '--parsable', `--chdir=${jobDir}`, `${jobDir}/job.sh`],
+  });
 
-  test('writes the files, submits once, links jobs/job-ID to the job dir; a second run finds the job', () => {
-    const { home, run, calls } = sandbox();
+  test('reads the files from stdin (never argv), submits once, links jobs/job-ID to the job dir; a second run finds the job', () => {
+    const { home, run, calls, count } = sandbox();
     const jobDir = join(home, 'rd', 'jobs', `run ${HOSTILE}`);
-    const script = renderScript('submit', {
-      group: null,
-      job_dir: jobDir,
-      script_file: 'job.sh',
-      manifest_file: 'manifest.json',
-      job_script_b64: b64('#!/bin/bash -l\necho job\n'),
-      manifest_b64: b64('[{"Config":"a.json"}]'),
-      smoke_name: `smoke ${HOSTILE}.sh`,
-      smoke_b64: b64('echo smoke\n'),
-      login_modules: ['slurm', 'a b'],
-      sbatch: ['sbatch', '--parsable', '--cpus-per-task=4', `--chdir=${jobDir}`, `${jobDir}/job.sh`],
-      partition: 'short-gpu',
-      build_cpus: 4,
-      job_link_prefix: join(home, 'rd', 'jobs', 'job-'),
-      hold: join(home, 'rd', '.store', 'holds', 'r'),
-    });
-    mkdirSync(join(home, 'rd', '.store', 'holds'), { recursive: true });
-    const r = run(script);
-    expect(r).toEqual({ code: 0, stdout: 'cpus 4\n4242;cluster-a\n', stderr: '' });
+    const smoke = { name: `smoke ${HOSTILE}.sh`, data: Buffer.from('echo smoke-file-content\n') };
+    const { script, stdin } = submitScript({ group: null, loginModules: ['slurm', 'a b'], partition: 'p', buildCpus: 4 }, { jobDir, root: join(home, 'rd'), hold: join(home, 'rd', 'hold-r') }, submission(jobDir), smoke);
+    expect(script).not.toContain('smoke-file-content');
+    expect(script).not.toContain('echo job');
+    const r = run(script, stdin);
+    expect(r).toEqual({ code: 0, stdout: 'ready\ncpus 4\n4242;cluster-a\n', stderr: '' });
     // The run's hold names its job, for garbage collection.
-    expect(readFileSync(join(home, 'rd', '.store', 'holds', 'r'), 'utf8')).toBe('job 4242\n');
+    expect(readFileSync(join(home, 'rd', 'hold-r'), 'utf8')).toBe('job 4242\n');
     expect(readFileSync(join(jobDir, 'job.sh'), 'utf8')).toBe('#!/bin/bash -l\necho job\n');
     expect(readFileSync(join(jobDir, 'manifest.json'), 'utf8')).toBe('[{"Config":"a.json"}]');
-    expect(readFileSync(join(jobDir, `smoke ${HOSTILE}.sh`), 'utf8')).toBe('echo smoke\n');
-    expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('cpus 4\n4242;cluster-a\n');
+    expect(readFileSync(join(jobDir, smoke.name), 'utf8')).toBe('echo smoke-file-content\n');
+    expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('4242;cluster-a\n');
+    expect(existsSync(join(jobDir, 'heartbeat'))).toBe(true);
     expect(readlinkSync(join(home, 'rd', 'jobs', 'job-4242'))).toBe(jobDir);
     expect(statSync(jobDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(jobDir, 'job.sh')).mode & 0o777).toBe(0o600);
-    expect(calls()).toBe(`module load slurm a b\n--sbatch--\n--parsable\n--cpus-per-task=4\n--chdir=${jobDir}\n${jobDir}/job.sh\n`);
-    // A retry after a dropped connection: the same answer, no second job.
-    expect(run(script)).toEqual({ code: 0, stdout: 'cpus 4\n4242;cluster-a\n', stderr: '' });
-    expect(calls().match(/--sbatch--/g)).toHaveLength(1);
+    expect(calls()).toContain(`module load slurm a b\n--squeue--\n`);
+    expect(calls()).toContain(`--sbatch--\n--parsable\n--chdir=${jobDir}\n${jobDir}/job.sh\n`);
+    // A retry after a dropped connection: the same answer, no second job, nothing read.
+    expect(run(script)).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
+    expect(count('sbatch')).toBe(1);
     expect(readdirSync(home).filter((f) => f === 'PWNED')).toEqual([]);
+  });
+
+  test('an attempt cut off between sbatch and keeping its answer: the retry finds the job by its work dir', () => {
+    const { home, run, count } = sandbox();
+    // Job directories hold no newline (remote-dir refuses control characters); anything else goes.
+    const jobDir = join(home, 'jobs', `a|b ${HOSTILE.replace(/\n/g, '')}`);
+    writeFileSync(join(home, 'squeue-lists'), `${jobDir}-other|4000\n${jobDir}|4243\n/elsewhere|4244\n`);
+    const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, submission(jobDir), null);
+    expect(run(script, stdin)).toEqual({ code: 0, stdout: '4243\n', stderr: '' });
+    expect(count('sbatch')).toBe(0);
+    expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('4243\n');
+    expect(readlinkSync(join(home, 'jobs', 'job-4243'))).toBe(jobDir);
+  });
+
+  test('Slurm not answering: exit 75, nothing submitted', () => {
+    const { home, run, count } = sandbox();
+    writeFileSync(join(home, 'squeue-fails'), '');
+    const jobDir = join(home, 'jobs', 'r');
+    const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, submission(jobDir), null);
+    const r = run(script, stdin);
+    expect(r.code).toBe(75);
+    expect(r.stderr).toContain('Slurm does not answer: slurm_load_jobs error: Unable to contact slurm controller');
+    expect(count('sbatch')).toBe(0);
+  });
+
+  test('files cut short (the link dropped while sending): nothing submitted, no half file left', () => {
+    const { home, run, count } = sandbox();
+    const jobDir = join(home, 'jobs', 'r');
+    const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, submission(jobDir), null);
+    const r = run(script, stdin.subarray(0, stdin.length - 3));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('manifest.json did not arrive whole');
+    expect(count('sbatch')).toBe(0);
+    expect(readdirSync(jobDir).sort()).toEqual(['job.sh', 'submit.lock']);
   });
 
   test('no manifest, no smoke file, no login modules: none written, no module command; group-shared: umask 027', () => {
     const { home, run, calls } = sandbox();
     const jobDir = join(home, 'jobs', 'r');
     const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
-    const r = run(
-      renderScript('submit', {
-        group,
-        job_dir: jobDir,
-        script_file: 'job.sh',
-        manifest_file: 'manifest.json',
-        job_script_b64: b64('x'),
-        manifest_b64: null,
-        smoke_name: null,
-        smoke_b64: null,
-        login_modules: [],
-        sbatch: ['sbatch', 'j'],
-        partition: 'p',
-        build_cpus: 1,
-        job_link_prefix: join(home, 'jobs', 'job-'),
-        hold: join(home, 'hold'),
-      }),
-    );
-    expect(r.code).toBe(0);
-    expect(readdirSync(jobDir).sort()).toEqual(['job.sh', 'submitted']);
+    const { script, stdin } = submitScript({ group, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, { script: 'x', manifest: null, sbatch: ['sbatch', 'j'] }, null);
+    expect(run(script, stdin).code).toBe(0);
+    expect(readdirSync(jobDir).sort()).toEqual(['heartbeat', 'job.sh', 'submit.lock', 'submitted']);
     expect(statSync(jobDir).mode & 0o777).toBe(0o750);
-    expect(calls()).toBe('--sbatch--\nj\n');
+    expect(calls()).not.toContain('module');
   });
 
   test("more build CPUs than the partition's largest node has: asks sbatch for that many, and says so", () => {
@@ -249,34 +257,42 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, scancel and m
     // sinfo -o %c: CPUs per node, one line per node group ("+" marks a range).
     writeFileSync(join(home, 'bin', 'sinfo'), `#!/bin/sh\necho "$@" >> "$HOME/sinfo-args"\nprintf '2\\n8+\\n4\\n'\n`);
     chmodSync(join(home, 'bin', 'sinfo'), 0o755);
-    const submit = (cpus: number, dir: string) =>
-      run(
-        renderScript('submit', {
-          group: null,
-          job_dir: join(home, dir),
-          script_file: 'job.sh',
-          manifest_file: 'manifest.json',
-          job_script_b64: b64('x'),
-          manifest_b64: null,
-          smoke_name: null,
-          smoke_b64: null,
-          login_modules: [],
-          sbatch: ['sbatch', `--cpus-per-task=${cpus}`, '--mem=1G', 'j'],
-          partition: 'gpu part',
-          build_cpus: cpus,
-          job_link_prefix: join(home, 'job-'),
-          hold: join(home, `hold-${dir}`),
-        }),
-      );
-    expect(submit(16, 'a')).toEqual({ code: 0, stdout: 'note build-cpus 16 is more than a node of partition gpu part has: asking for 8\ncpus 8\n4242;cluster-a\n', stderr: '' });
+    const submit = (cpus: number, dir: string) => {
+      const jobDir = join(home, 'jobs', dir);
+      const sub = { script: 'x', manifest: null, sbatch: ['sbatch', `--cpus-per-task=${cpus}`, '--mem=1G', 'j'] };
+      const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'gpu part', buildCpus: cpus }, { jobDir, root: home, hold: join(home, `hold-${dir}`) }, sub, null);
+      return run(script, stdin);
+    };
+    expect(submit(16, 'a')).toEqual({ code: 0, stdout: 'ready\nnote build-cpus 16 is more than a node of partition gpu part has: asking for 8\ncpus 8\n4242;cluster-a\n', stderr: '' });
     expect(readFileSync(join(home, 'sinfo-args'), 'utf8')).toBe('-h -p gpu part -o %c\n');
-    expect(submit(6, 'b').stdout).toBe('cpus 6\n4242;cluster-a\n');
-    expect(calls()).toBe('--sbatch--\n--cpus-per-task=8\n--mem=1G\nj\n--sbatch--\n--cpus-per-task=6\n--mem=1G\nj\n');
+    expect(submit(6, 'b').stdout).toBe('ready\ncpus 6\n4242;cluster-a\n');
+    expect(calls()).toContain('--sbatch--\n--cpus-per-task=8\n--mem=1G\nj\n');
+    expect(calls()).toContain('--sbatch--\n--cpus-per-task=6\n--mem=1G\nj\n');
   });
 
-  test('cancel: scancel the job id, after the login modules', () => {
-    const { run, calls } = sandbox();
-    expect(run(renderScript('cancel', { login_modules: ['slurm'], job_id: '4242' })).code).toBe(0);
+  test('cancel: scancel the job id, after the login modules; an ended job is no failure', () => {
+    const { home, run, calls } = sandbox();
+    expect(run(cancelScript({ jobId: '4242' }, ['slurm']))).toEqual({ code: 0, stdout: '4242\n', stderr: '' });
     expect(calls()).toBe('module load slurm\n--scancel--\n4242\n');
+    writeFileSync(join(home, 'scancel-says'), 'scancel: error: Kill job error on job id 4242: Job/step already completing or completed\n');
+    expect(run(cancelScript({ jobId: '4242' }, [])).code).toBe(0);
+    writeFileSync(join(home, 'scancel-says'), 'scancel: error: Kill job error on job id 4242: Unable to contact slurm controller (connect failure)\n');
+    const r = run(cancelScript({ jobId: '4242' }, []));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('Unable to contact slurm controller');
+  });
+
+  test('cancel by job dir: the kept answer, else the job Slurm lists there, else nothing', () => {
+    const { home, run, calls } = sandbox();
+    const kept = join(home, 'jobs', 'kept');
+    mkdirSync(kept, { recursive: true });
+    writeFileSync(join(kept, 'submitted'), '4250;cluster-a\n');
+    expect(run(cancelScript({ jobDir: kept }, []))).toEqual({ code: 0, stdout: '4250\n', stderr: '' });
+    const cut = join(home, 'jobs', `cut ${HOSTILE.replace(/\n/g, '')}`);
+    mkdirSync(cut, { recursive: true });
+    writeFileSync(join(home, 'squeue-lists'), `${cut}|4251\n`);
+    expect(run(cancelScript({ jobDir: cut }, []))).toEqual({ code: 0, stdout: '4251\n', stderr: '' });
+    expect(run(cancelScript({ jobDir: join(home, 'jobs', 'never') }, []))).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(calls().match(/--scancel--\n(\d+)/g)).toEqual(['--scancel--\n4250', '--scancel--\n4251']);
   });
 });

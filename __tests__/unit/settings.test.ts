@@ -287,6 +287,14 @@ describe('parseSettings: accepted values', () => {
     expect(parseSettings(withInputs({ 'sbatch-args': '-JD -pWo' })).sbatchArgs).toEqual(['-JD', '-pWo']);
   });
 
+  test('watchdog: a duration (default 10m), or off', () => {
+    expect(parseSettings(base).watchdogSeconds).toBe(600);
+    expect(parseSettings(withInputs({ watchdog: '20s' })).watchdogSeconds).toBe(20);
+    expect(parseSettings(withInputs({ watchdog: '1h' })).watchdogSeconds).toBe(3600);
+    expect(parseSettings(withInputs({ watchdog: 'off' })).watchdogSeconds).toBeNull();
+    for (const bad of ['5s', 'soon', '-1m', '0']) expect(refused(withInputs({ watchdog: bad })).input).toBe('watchdog');
+  });
+
   test('a smoke-test script may be named like a job file only in part', () => {
     expect(parseSettings(withInputs({ 'smoke-command': undefined, 'smoke-test': 'tests/job.sh.d/check.py' })).smoke).toEqual({ kind: 'script', path: 'tests/job.sh.d/check.py' });
     expect(parseSettings(withInputs({ 'smoke-command': undefined, 'smoke-test': 'my-status.sh' })).smoke).toEqual({ kind: 'script', path: 'my-status.sh' });

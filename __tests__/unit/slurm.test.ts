@@ -1,6 +1,6 @@
 // What Slurm says, and what a finished job means.
 import { JOB_PHASES } from '../../src/core/jobscript.js';
-import { type JobStatus, isFinalState, judgeJob, parseSbatchOutput, parseSqueueLine, parseStatusLine } from '../../src/core/slurm.js';
+import { type JobStatus, isFinalState, judgeJob, parseSbatchOutput, parseSlurmAnswer, parseSqueueLine, parseStatusLine } from '../../src/core/slurm.js';
 
 describe('parseSbatchOutput', () => {
   test.each([
@@ -171,8 +171,39 @@ describe('judgeJob', () => {
     expect(judgeJob('FAILED', null)).toMatchObject({ ok: false, state: 'FAILED', exitCode: null, interrupted: true });
   });
 
+  test("FAILED in Slurm is never a pass, whatever the job's status file says", () => {
+    for (const status of [st('smoke-test', 0), st('publish', 0)]) {
+      const v = judgeJob('FAILED', status);
+      expect(v).toMatchObject({ ok: false, state: 'FAILED', interrupted: false });
+      if (!v.ok) expect(v.message).toMatch(/Slurm reports the job FAILED, although its status file says/);
+    }
+  });
+
   test('smoke-test 0 is the only pass; sif-build 0 or modules 0 are not', () => {
     expect(judgeJob('COMPLETED', st('sif-build', 0)).ok).toBe(false);
     expect(judgeJob('COMPLETED', st('modules', 0)).ok).toBe(false);
+  });
+});
+
+describe('parseSlurmAnswer', () => {
+  test('a listed job', () => {
+    expect(parseSlurmAnswer('OK RUNNING|None|node1')).toEqual({ kind: 'listed', info: { state: 'RUNNING', reason: '', nodes: 'node1' } });
+  });
+
+  test('Slurm answered and does not know the job: nothing listed, or an invalid job id', () => {
+    expect(parseSlurmAnswer('OK ')).toEqual({ kind: 'unknown' });
+    expect(parseSlurmAnswer('OK')).toEqual({ kind: 'unknown' });
+    expect(parseSlurmAnswer('ERR slurm_load_jobs error: Invalid job id specified')).toEqual({ kind: 'unknown' });
+  });
+
+  test.each([
+    'slurm_load_jobs error: Unable to contact slurm controller (connect failure)',
+    'slurm_load_jobs error: Socket timed out on send/recv operation',
+    'squeue: error: Invalid user for SlurmUser',
+    '',
+  ])('Slurm did not answer: %j', (message) => {
+    const a = parseSlurmAnswer(`ERR ${message}`);
+    expect(a.kind).toBe('silent');
+    if (a.kind === 'silent') expect(a.message).toBe(message || 'squeue failed without a message');
   });
 });

@@ -7,11 +7,15 @@ import { readInputs } from './inputs.js';
 import { savedJob } from './state.js';
 
 export async function post(): Promise<void> {
-  if (!savedJob.jobId || savedJob.jobDone) return;
+  const { jobId, jobDir, jobDone } = savedJob;
+  if (jobDone || (!jobId && !jobDir)) return;
+  // Main may have been killed between sbatch and learning the job id: the job directory finds it.
+  const job = jobId ? { jobId, jobDir } : { jobDir };
+  const what = jobId ? `job ${jobId}` : `the job of ${jobDir}`;
   try {
-    await cancelOnNewConnection(parseConnection(await readInputs()), savedJob.jobId);
-    core.info(`Cancelled job ${savedJob.jobId}: the main step ended before it did.`);
+    const cancelled = await cancelOnNewConnection(parseConnection(await readInputs()), job);
+    if (cancelled) core.info(`Cancelled job ${cancelled}: the main step ended before it did.`);
   } catch (e) {
-    core.warning(`Could not cancel job ${savedJob.jobId}: ${e instanceof Error ? e.message : String(e)}. Cancel it by hand: scancel ${savedJob.jobId}`);
+    core.warning(`Could not cancel ${what}: ${e instanceof Error ? e.message : String(e)}. Cancel it by hand: ${jobId ? `scancel ${jobId}` : `scancel the job whose directory is ${jobDir}`}`);
   }
 }

@@ -7,8 +7,14 @@ if (!isPost) core.saveState('isPost', 'true');
 
 export const savedJob = {
   jobId: core.getState('jobId'),
+  /** Saved before sbatch runs, so that post finds a job whose id main never learnt. */
+  jobDir: core.getState('jobDir'),
   jobDone: core.getState('jobDone') === 'true',
 };
+
+export function saveJobDir(jobDir: string): void {
+  core.saveState('jobDir', jobDir);
+}
 
 export function saveJobId(jobId: string): void {
   core.saveState('jobId', jobId);

@@ -20,7 +20,7 @@ import { INPUT_NAMES, type RawInputs, type RunContext, type Settings, maskPrivat
 import { resolveSshAlias } from '../core/sshalias.js';
 import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
-import { parseSqueueLine, parseStatusLine } from '../core/slurm.js';
+import { parseSlurmAnswer, parseStatusLine } from '../core/slurm.js';
 import { JOB_FILES, STORE, blobPath, jobLinkPath, remotePaths } from '../core/layout.js';
 import { CONNECTION_INPUTS, FLAG_INPUTS, addInputOptions, envName, optionTerm } from './options.js';
 import { cliReporter } from './reporter.js';
@@ -185,6 +185,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         paths,
         { id: '<image-id>', members: [{ name: '<config>.json', blob }, { name: '<layer>/layer.tar', blob }], manifest: '<manifest.json of the saved image>' },
         settings.smoke.kind === 'script' ? settings.smoke.path.split('/').pop()! : null,
+        '<token>',
       );
       const plan = {
         image: settings.image,
@@ -213,7 +214,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     // First Ctrl-C cancels the job (as the action's post step would); a second one cancels it on a
     // connection of its own and quits; a third quits at once.
     const controller = new AbortController();
-    let jobId: string | null = null;
+    let job: { jobId?: string; jobDir: string } | null = null;
     let interrupts = 0;
     const onSignal = () => {
       interrupts++;
@@ -221,17 +222,23 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         reporter.warning('Interrupted: cancelling the job (press Ctrl-C again to quit sooner).');
         return controller.abort();
       }
-      if (interrupts > 2 || !jobId) process.exit(130);
-      reporter.warning(`Cancelling job ${jobId} and quitting (press Ctrl-C again to quit without waiting for that).`);
-      const id = jobId;
-      cancelOnNewConnection(settings, id).then(
-        () => reporter.info(`cancelled job ${id}`),
-        (e: Error) => reporter.warning(`Could not cancel job ${id} (${e.message.split('\n')[0]}): scancel ${id} on the cluster.`),
-      ).finally(() => process.exit(130));
+      if (interrupts > 2 || !job) process.exit(130);
+      const what = job.jobId ? `job ${job.jobId}` : `the job of ${job.jobDir}`;
+      reporter.warning(`Cancelling ${what} and quitting (press Ctrl-C again to quit without waiting for that).`);
+      cancelOnNewConnection(settings, job)
+        .then(
+          (id) => reporter.info(id ? `cancelled job ${id}` : 'no job had been submitted'),
+          (e: Error) => reporter.warning(`Could not cancel ${what} (${e.message.split('\n')[0]}): scancel it on the cluster.`),
+        )
+        .finally(() => process.exit(130));
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    const result = await deliver(settings, reporter, { signal: controller.signal, onJobSubmitted: (job) => void (jobId = job.jobId) });
+    const result = await deliver(settings, reporter, {
+      signal: controller.signal,
+      onJobPrepared: ({ jobDir }) => void (job = { jobDir }),
+      onJobSubmitted: (submitted) => void (job = submitted),
+    });
     const { error, ...data } = result;
     if (!opts.json) for (const t of result.timings) reporter.info(`  ${t.phase.padEnd(12)} ${t.seconds.toFixed(2)} s`);
     print(!!opts.json, { ...data, error: error?.message ?? null }, `${result.ok ? 'passed' : 'FAILED'}: ${result.message} (job ${result.jobId}, ${result.jobState}, ${result.sifPath})`);
@@ -251,7 +258,9 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         const r = await session.retry('status', (remote) => remote.exec(pollScript(jobId, jobLink(conn.remoteDir, jobId), Number.MAX_SAFE_INTEGER, conn.loginModules)));
         if (r.code === 98) throw new InputError('JOB', `no delivery of job ${jobId} under ${displayPath(conn.remoteDir)} on the cluster`);
         const poll = parsePoll(r.stdout);
-        const info = parseSqueueLine(poll.squeue);
+        const answer = parseSlurmAnswer(poll.squeue);
+        if (answer.kind === 'silent') reporter.warning(`Slurm does not answer (${answer.message}): the state below is the job's own record.`);
+        const info = answer.kind === 'listed' ? answer.info : null;
         const status = parseStatusLine(poll.status);
         const state = info?.state ?? (status ? (status.code === 0 ? 'COMPLETED' : 'FAILED') : 'UNKNOWN');
         print(!!opts.json, { jobId, state, reason: info?.reason ?? null, node: info?.nodes ?? null, phase: status?.phase ?? null, exitCode: status?.code ?? null }, `job ${jobId}: ${state}${info?.nodes ? ` on ${info.nodes}` : ''}${status ? ` (${status.phase} exited ${status.code})` : ''}`);
@@ -270,7 +279,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
       try {
         if (opts.follow) {
           const out = cliReporter((s) => process.stdout.write(s));
-          await followJob(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, {});
+          await followJob(session, { loginModules: conn.loginModules, timeoutSeconds: 365 * 86400 }, jobId, dir, out, { heartbeat: true });
         } else {
           const r = await session.retry('logs', (remote) => remote.exec(`cat -- ${shq(`${dir}/${JOB_FILES.output}`)}`));
           if (r.code !== 0) throw new InputError('JOB', `no output of job ${jobId} under ${displayPath(conn.remoteDir)} on the cluster`);
@@ -286,7 +295,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     const { conn, session } = await connectionSession(opts, reporter);
     try {
       jobLink(conn.remoteDir, jobId);
-      await session.retry('cancel', (remote) => cancelJob(remote, jobId, conn.loginModules));
+      await session.retry('cancel', (remote) => cancelJob(remote, { jobId }, conn.loginModules));
       reporter.info(`cancelled job ${jobId}`);
     } finally {
       session.close();

@@ -51,6 +51,7 @@ export const OPTION_GROUPS: { title: string; options: InputOption[] }[] = [
       { input: 'build-cpus', help: 'CPUs for the job (--cpus-per-task), used by the .sif build; at most what a node of the partition has', default: '4' },
       { input: 'time', help: 'Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)', default: '30:00' },
       { input: 'timeout', help: 'limit on the whole wait for the job (e.g. 3600, 90m, 2h); the job is cancelled when it runs out', default: '2h' },
+      { input: 'watchdog', help: "the job cancels itself when this delivery has not followed it for this long (e.g. 10m); 'off' disables it", default: '10m' },
       { input: 'modules', help: 'modules the job loads, in order (spaces, commas or lines)', default: 'slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit' },
       { input: 'runtime', help: 'container runtime: auto (whichever the modules provide, apptainer first), singularity or apptainer', default: 'auto' },
       { input: 'job-name', help: 'Slurm job name', default: 'riviera-IMAGE' },

@@ -1,5 +1,6 @@
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
+import { randomBytes } from 'node:crypto';
 import { jobAccounting } from './accounting.js';
 import { buildImage } from './docker.js';
 import { type DeliveryError, JobFailedError, JobInterruptedError } from './errors.js';
@@ -8,7 +9,7 @@ import { JOB_PHASES } from './jobscript.js';
 import { type Reporter, inGroup } from './reporter.js';
 import { applyAccounting } from './sacct.js';
 import type { Settings } from './settings.js';
-import { type Verdict, judgeJob } from './slurm.js';
+import { type Verdict, isFinalState, judgeJob } from './slurm.js';
 import { Session } from './session.js';
 import { type SavedImage, archiveSource, engineSource } from './source.js';
 import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
@@ -19,6 +20,8 @@ import { upload } from './upload.js';
 import { type FollowOptions, followJob } from './watch.js';
 
 export interface DeliveryHooks extends FollowOptions {
+  /** Called before the job is submitted, with the directory that identifies it (the post step's way to it if the id is never learnt). */
+  onJobPrepared?: (job: { jobDir: string }) => void | Promise<void>;
   /** Called as soon as the job id is known (the action saves it for the post step). */
   onJobSubmitted?: (job: { jobId: string; jobDir: string }) => void | Promise<void>;
   /** Called once the job is known to have ended. */
@@ -60,7 +63,11 @@ function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new JobInterruptedError('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
 
-function verdictOf(s: Settings, follow: Awaited<ReturnType<typeof followJob>>): Verdict {
+/** The delivery's verdict on a followed job: a cancel or timeout only counts if Slurm did not see the job end first. */
+export function verdictOf(s: Pick<Settings, 'timeoutSeconds'>, follow: Pick<Awaited<ReturnType<typeof followJob>>, 'state' | 'cancelled' | 'timedOut'>): Verdict {
+  // scancel found the job already ended: its real verdict stands.
+  const ended = follow.state.state !== null && isFinalState(follow.state.state) && follow.state.state !== 'CANCELLED';
+  if ((follow.cancelled || follow.timedOut) && ended) return judgeJob(follow.state.state, follow.state.status);
   if (follow.cancelled) {
     return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
   }
@@ -100,18 +107,25 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, run, s.publish);
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
+    await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
+    // Random per delivery: the job's phase markers carry it, so its own output cannot forge one.
+    const phaseToken = randomBytes(12).toString('hex');
     const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
-      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null);
-      const done = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke));
+      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null, phaseToken);
+      const done = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke)).catch(async (e: unknown) => {
+        // sbatch may have run before the failure: leave no job behind.
+        await session.retry('Cancelling', (r) => cancelJob(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
+        throw e;
+      });
       for (const note of done.notes) reporter.info(note);
       reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
       return done;
     });
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
 
-    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings).catch(async (e: unknown) => {
+    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, phaseToken, heartbeat: true }, timings).catch(async (e: unknown) => {
       // Never give up on a job without cancelling it first.
-      const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules)).then(
+      const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules)).then(
         () => `job ${jobId} was cancelled.`,
         (c: Error) => `job ${jobId} could not be cancelled (${c.message.split('\n')[0]}): cancel it by hand, scancel ${jobId}.`,
       );

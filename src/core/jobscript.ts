@@ -7,8 +7,13 @@ import type { PublishSettings, SmokeTest } from './settings.js';
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
 export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'publish'] as const;
 
-/** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
+/**
+ * The marker the job prints when a phase starts: `::riviera-phase:: <token> <phase> <epoch seconds>`.
+ * The token is random per delivery, so that a line of the job's own output cannot pass for one.
+ */
 export const PHASE_MARKER = '::riviera-phase::';
+
+export const phaseMarker = (token: string) => `${PHASE_MARKER} ${token}`;
 
 export interface JobScriptParams {
   modules: string[];
@@ -30,6 +35,24 @@ export interface JobScriptParams {
   runtime: 'auto' | 'singularity' | 'apptainer';
   /** Publish the .sif once the smoke test passed; null: not in this run. */
   publish: JobPublish | null;
+  /** This delivery's token in the phase markers. */
+  phaseToken: string;
+  /** The job cancels itself when nobody has followed it for this long; null: never. */
+  watchdog: JobWatchdog | null;
+}
+
+export interface JobWatchdog {
+  seconds: number;
+  /** The file each poll touches, and the job's own file compared with it (same filesystem). */
+  heartbeatFile: string;
+  watchdogFile: string;
+  /** Modules that provide scancel. */
+  loginModules: string[];
+}
+
+/** How often the job looks at the heartbeat: often enough to end about `seconds` after the last poll. */
+export function watchdogEvery(seconds: number): number {
+  return Math.min(30, Math.max(2, Math.floor(seconds / 4)));
 }
 
 export interface JobPublish extends Omit<PublishSettings, 'provenance'> {
@@ -59,7 +82,7 @@ export function renderJobScript(p: JobScriptParams): string {
   const a = p.assemble;
   return renderScript('job', {
     status_file: p.statusFile,
-    phase_marker: PHASE_MARKER,
+    phase_marker: phaseMarker(p.phaseToken),
     modules: p.modules,
     runtime: p.runtime,
     tmpdir: p.tmpdir,
@@ -77,6 +100,11 @@ export function renderJobScript(p: JobScriptParams): string {
     member_names: a?.members.map((m) => m.name) ?? [],
     member_blobs: a?.members.map((m) => m.blob) ?? [],
     ...publishParams(p.publish),
+    watchdog: p.watchdog?.seconds ?? null,
+    watchdog_every: p.watchdog ? watchdogEvery(p.watchdog.seconds) : null,
+    heartbeat_file: p.watchdog?.heartbeatFile ?? null,
+    watchdog_file: p.watchdog?.watchdogFile ?? null,
+    login_modules: p.watchdog?.loginModules ?? [],
   });
 }
 

@@ -72,7 +72,7 @@ export const RUN_ID_GLOB = '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9][0-9][
 
 export const jobDirPath = (run: string) => `${JOBS}/${run}`;
 
-/** The files in a job's directory (submit.sh also keeps sbatch's answer there, in `submitted`). */
+/** The files in a job's directory. */
 export const JOB_FILES = {
   script: 'job.sh',
   /** manifest.json of the docker-archive the job assembles. */
@@ -81,12 +81,18 @@ export const JOB_FILES = {
   status: 'status',
   /** The job's stdout and stderr (sbatch --output, relative to --chdir). */
   output: 'job.out',
+  /** sbatch's answer, kept by submit.sh: a retried submission finds the job in it. */
+  submitted: 'submitted',
+  /** Held while submitting: one submission per job directory at a time. */
+  submitLock: 'submit.lock',
+  /** Touched by every poll; the job's watchdog compares it with its own file. */
+  heartbeat: 'heartbeat',
+  watchdog: 'watchdog',
 } as const;
 
 /** A name the smoke-test script, copied into the job directory, cannot have: a job file (or its temp name), hidden, or option-like. */
 export function isJobFileName(name: string): boolean {
-  const taken = [...Object.values(JOB_FILES), 'submitted'];
-  return name.startsWith('.') || name.startsWith('-') || taken.some((f) => name === f || name.startsWith(`${f}.`));
+  return name.startsWith('.') || name.startsWith('-') || Object.values(JOB_FILES).some((f) => name === f || name.startsWith(`${f}.`));
 }
 
 /** jobs/job-: followed by the Slurm job id, the link to that job's directory. */

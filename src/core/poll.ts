@@ -4,24 +4,26 @@
 // The job never depends on this session.
 import { renderScript } from './cluster/scripts.js';
 import { GPU_MARKER } from './gpu.js';
-import { PHASE_MARKER } from './jobscript.js';
+import { PHASE_MARKER, phaseMarker } from './jobscript.js';
 import { JOB_FILES } from './layout.js';
 import type { Reporter } from './reporter.js';
-import { type JobStatus, isFinalState, parseSqueueLine, parseStatusLine } from './slurm.js';
+import { type JobStatus, isFinalState, parseSlurmAnswer, parseStatusLine } from './slurm.js';
 
 /** Most output fetched in one poll; more is fetched at once in the next. */
 const CHUNK = 1 << 20;
 
 /** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
-export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[]): string {
+export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[], { heartbeat = false } = {}): string {
   return renderScript('poll', {
     login_modules: loginModules,
     job_dir: jobDir,
     job_id: jobId,
     offset,
     chunk: CHUNK,
+    heartbeat,
     status_file: JOB_FILES.status,
     output_file: JOB_FILES.output,
+    heartbeat_file: JOB_FILES.heartbeat,
   });
 }
 
@@ -62,10 +64,24 @@ export class OutputStream {
   /** The job printed its last marker: all of its output has been read. */
   ended = false;
 
+  /**
+   * `token`: the delivery's token in the job's phase markers; any other line is output. Null (a job
+   * of another run, e.g. `logs --follow`): any line shaped like a marker is one.
+   */
   constructor(
     private readonly reporter: Reporter,
     private readonly tailLines = 30,
+    private readonly token: string | null = null,
   ) {}
+
+  /** The phase and time of a marker line; null for any other line. */
+  private marker(text: string): { phase: string; at: number } | null {
+    const prefix = `${this.token === null ? PHASE_MARKER : phaseMarker(this.token)} `;
+    if (!text.startsWith(prefix)) return null;
+    const fields = text.slice(prefix.length).trim().split(/\s+/);
+    if (this.token !== null && fields.length !== 2) return null;
+    return { phase: fields.at(-2) ?? '', at: Number(fields.at(-1)) };
+  }
 
   push(chunk: Buffer): void {
     this.pending = Buffer.concat([this.pending, chunk]);
@@ -92,7 +108,8 @@ export class OutputStream {
         this.gpu.push(text.slice(GPU_MARKER.length + 1));
         continue;
       }
-      if (!text.startsWith(PHASE_MARKER)) {
+      const mark = this.marker(text);
+      if (!mark) {
         run.push(text);
         this.tail.push(text);
         if (this.tail.length > this.tailLines) this.tail.shift();
@@ -100,8 +117,8 @@ export class OutputStream {
       }
       this.reporter.output(run);
       run = [];
-      const [phase, at] = text.slice(PHASE_MARKER.length).trim().split(/\s+/);
-      this.marks.push({ phase, at: Number(at) });
+      const { phase } = mark;
+      this.marks.push(mark);
       if (phase !== 'end') this.reporter.group(`Job: ${phase}`);
       else {
         this.reporter.endGroup();
@@ -127,25 +144,40 @@ export interface FollowState {
   status: JobStatus | null;
   /** Consecutive polls in which Slurm did not know the job and no status file existed. */
   unknownPolls: number;
+  /** Since when (ms since the epoch) Slurm has not answered; null while it answers. */
+  silentSince: number | null;
 }
 
 export function initialFollowState(): FollowState {
-  return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
+  return { offset: 0, state: null, node: '', status: null, unknownPolls: 0, silentSince: null };
 }
 
-/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
+/** Polls in which Slurm answered without knowing the job, and it left no status, before it counts as lost. */
 const LOST_AFTER = 5;
 
 /**
  * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
  * reporting state changes and pushing output.
  */
-export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporter: Reporter, jobId: string): boolean {
+export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporter: Reporter, jobId: string, now = Date.now()): boolean {
   out.push(poll.output);
   s.offset += poll.output.length;
-  const info = parseSqueueLine(poll.squeue);
   s.status = parseStatusLine(poll.status) ?? s.status;
-  if (info) {
+  const answer = parseSlurmAnswer(poll.squeue);
+  if (answer.kind === 'silent') {
+    // Nothing is known of the job meanwhile (it runs on without the controller): keep following.
+    if (s.silentSince === null) {
+      s.silentSince = now;
+      reporter.warning(`Slurm does not answer (${answer.message}); still following job ${jobId}, which runs on without the controller.`);
+    }
+    return false;
+  }
+  if (s.silentSince !== null) {
+    reporter.info(`Slurm answers again after ${Math.round((now - s.silentSince) / 1000)} s.`);
+    s.silentSince = null;
+  }
+  if (answer.kind === 'listed') {
+    const info = answer.info;
     s.unknownPolls = 0;
     if (info.nodes) s.node = info.nodes;
     if (info.state !== s.state) {
@@ -157,7 +189,7 @@ export function applyPoll(s: FollowState, poll: Poll, out: OutputStream, reporte
     // All output was written before the job ended, so this poll's output is complete.
     return isFinalState(info.state) && poll.output.length < CHUNK;
   }
-  // Slurm no longer lists the job: it has ended once its own status and last marker are in.
+  // Slurm answered and no longer knows the job: it has ended once its own status and last marker are in.
   if (s.status && out.ended && poll.output.length < CHUNK) return true;
   s.unknownPolls++;
   return s.unknownPolls >= LOST_AFTER;

@@ -71,6 +71,8 @@ export interface Settings {
   timeoutSeconds: number;
   /** Only check the inputs against the cluster (doctor); deliver nothing. */
   preflightOnly: boolean;
+  /** The job cancels itself when no delivery has followed it for this many seconds; null: never. */
+  watchdogSeconds: number | null;
   /** Build the .sif even if an intact one of the same image exists. */
   forceRebuild: boolean;
   /** Garbage collection keeps the blobs and .sif files of this many most recent images. */
@@ -311,6 +313,12 @@ const schema = z.object({
         }
       }
     }),
+  watchdog: trimmed('10m').transform((s, ctx) => {
+    if (/^off$/i.test(s)) return null;
+    const n = parseDuration(s);
+    if (n === undefined || n < 10) ctx.addIssue({ code: 'custom', message: "must be a duration of at least 10 s, such as 10m, or 'off'" });
+    return n ?? null;
+  }),
   timeout: trimmed('2h').transform((s, ctx) => {
     const n = parseDuration(s);
     if (n === undefined || n <= 0) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 3600, 90m or 2h' });
@@ -557,6 +565,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     binds,
     timeoutSeconds: ok.timeout,
     preflightOnly: ok['preflight-only'],
+    watchdogSeconds: ok.watchdog,
     forceRebuild: ok['force-rebuild'],
     keepImages: ok['keep-images'],
     maxAgeDays: ok['max-age'],

@@ -25,6 +25,31 @@ export function parseSqueueLine(line: string): SqueueInfo | null {
   return { state, reason: reason === '(null)' || reason === 'None' ? '' : reason, nodes: nodes === '(null)' ? '' : nodes };
 }
 
+/** What the poll learnt from Slurm about the job. */
+export type SlurmAnswer =
+  /** Slurm lists the job. */
+  | { kind: 'listed'; info: SqueueInfo }
+  /** Slurm answered, and no longer knows the job (ended and purged, or never there). */
+  | { kind: 'unknown' }
+  /** Slurm did not answer (controller down, restarting or overloaded): nothing is known. */
+  | { kind: 'silent'; message: string };
+
+/**
+ * The poll's Slurm line: `OK <squeue line>` (the line empty when squeue listed nothing), or
+ * `ERR <squeue's error>` when squeue failed: `Invalid job id specified` is Slurm saying it does not
+ * know the job; anything else (`Unable to contact slurm controller`, `Socket timed out`, ...) is
+ * Slurm not answering.
+ */
+export function parseSlurmAnswer(line: string): SlurmAnswer {
+  const t = line.trim();
+  if (t.startsWith('ERR')) {
+    const message = t.slice(3).trim() || 'squeue failed without a message';
+    return /Invalid job id specified/i.test(message) ? { kind: 'unknown' } : { kind: 'silent', message };
+  }
+  const info = parseSqueueLine(t.replace(/^OK\b/, ''));
+  return info ? { kind: 'listed', info } : { kind: 'unknown' };
+}
+
 const FINAL = new Set([
   'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',
 ]);
@@ -65,6 +90,16 @@ export function judgeJob(state: string | null, status: JobStatus | null): Verdic
   };
   if (s && interruptions[s]) {
     return { ok: false, state: s, exitCode: status?.code ?? null, interrupted: true, message: `Job ${s}: ${interruptions[s]}` };
+  }
+  // Slurm's word first: the status file sits where the container can write it.
+  if (s === 'FAILED' && status?.code === 0) {
+    return {
+      ok: false,
+      state: 'FAILED',
+      exitCode: null,
+      interrupted: false,
+      message: `Slurm reports the job FAILED, although its status file says ${status.phase} ended with 0 (something in the job overwrote it, or the script failed after writing it): see the job output above.`,
+    };
   }
   if (status) {
     if (status.phase === 'smoke-test' && status.code === 0) return { ok: true, state: 'COMPLETED', exitCode: 0 };

@@ -2,6 +2,7 @@
 // the archive's manifest and the sbatch command, rendered purely, then one round trip
 // (cluster/submit.sh, cluster/cancel.sh).
 import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest } from './archive.js';
 import { absoluteBind } from './clusterpath.js';
@@ -51,6 +52,7 @@ export function renderSubmission(
   paths: RemotePaths,
   image: { id: string; members: { name: string; blob: string }[]; manifest: string } | null,
   smokeFile: string | null,
+  phaseToken: string,
 ): Submission {
   const script = renderJobScript({
     modules: s.modules,
@@ -80,6 +82,16 @@ export function renderSubmission(
             },
           }
         : null,
+    phaseToken,
+    watchdog:
+      s.watchdogSeconds === null
+        ? null
+        : {
+            seconds: s.watchdogSeconds,
+            heartbeatFile: `${paths.jobDir}/${JOB_FILES.heartbeat}`,
+            watchdogFile: `${paths.jobDir}/${JOB_FILES.watchdog}`,
+            loginModules: s.loginModules,
+          },
   });
   const sbatch = sbatchArgv({
     jobName: s.jobName,
@@ -95,54 +107,96 @@ export function renderSubmission(
   return { script, manifest: image?.manifest ?? null, sbatch };
 }
 
-/**
- * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
- * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
- */
-export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, sub: Submission, smoke: { name: string; data: Buffer } | null) {
-  const script = renderScript('submit', {
-    group: s.group,
-    job_dir: paths.jobDir,
-    script_file: JOB_FILES.script,
-    manifest_file: JOB_FILES.manifest,
-    job_script_b64: Buffer.from(sub.script).toString('base64'),
-    manifest_b64: sub.manifest === null ? null : Buffer.from(sub.manifest).toString('base64'),
-    smoke_name: smoke?.name ?? null,
-    smoke_b64: smoke?.data.toString('base64') ?? null,
-    login_modules: s.loginModules,
-    sbatch: sub.sbatch,
-    partition: s.partition,
-    build_cpus: s.buildCpus,
-    job_link_prefix: `${paths.root}/${JOB_LINK_PREFIX}`,
-    hold: paths.hold,
-  });
-  const out = await remote
-    .run('Submitting the job', script)
-    .catch((e) => {
-      if (e instanceof RemoteCommandError) {
-        throw new RemoteCommandError('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
-      }
-      throw e;
-    });
-  const lines = out.split('\n');
-  const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
-  return { jobId: parseSbatchOutput(out), cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : s.buildCpus, notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)) };
+/** cluster/submit.sh for a submission, and what it reads on stdin: the job script, manifest and smoke file. */
+export function submitScript(
+  s: Pick<Settings, 'group' | 'loginModules' | 'partition' | 'buildCpus'>,
+  paths: Pick<RemotePaths, 'jobDir' | 'root' | 'hold'>,
+  sub: Submission,
+  smoke: { name: string; data: Buffer } | null,
+): { script: string; stdin: Buffer } {
+  const script = Buffer.from(sub.script);
+  const manifest = sub.manifest === null ? null : Buffer.from(sub.manifest);
+  return {
+    script: renderScript('submit', {
+      group: s.group,
+      job_dir: paths.jobDir,
+      script_size: script.length,
+      manifest_size: manifest?.length ?? null,
+      smoke_name: smoke?.name ?? null,
+      smoke_size: smoke?.data.length ?? null,
+      login_modules: s.loginModules,
+      sbatch: sub.sbatch,
+      partition: s.partition,
+      build_cpus: s.buildCpus,
+      script_file: JOB_FILES.script,
+      manifest_file: JOB_FILES.manifest,
+      submitted_file: JOB_FILES.submitted,
+      submit_lock: JOB_FILES.submitLock,
+      heartbeat_file: JOB_FILES.heartbeat,
+      job_link_prefix: `${paths.root}/${JOB_LINK_PREFIX}`,
+      hold: paths.hold,
+    }),
+    stdin: Buffer.concat([script, manifest ?? Buffer.alloc(0), smoke?.data ?? Buffer.alloc(0)]),
+  };
 }
 
-export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {
-  await remote.run(`scancel ${jobId}`, renderScript('cancel', { login_modules: loginModules, job_id: jobId }));
+/**
+ * Write the job's files and submit it, in one round trip, at most once per job directory however
+ * often it is retried (cluster/submit.sh). The files go over stdin, never in a command line.
+ */
+export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, sub: Submission, smoke: { name: string; data: Buffer } | null) {
+  const { script: submit, stdin } = submitScript(s, paths, sub, smoke);
+  const out = await remote.run('Submitting the job', submit, { feed: { after: 'ready', stream: () => Readable.from([stdin]) } }).catch((e) => {
+    if (e instanceof RemoteCommandError && e.code === 75) {
+      throw new RemoteCommandError('Submitting the job', e.code, e.stderr, 'Slurm does not answer on the cluster: try again once it does (nothing was submitted).');
+    }
+    if (e instanceof RemoteCommandError) {
+      throw new RemoteCommandError('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
+    }
+    throw e;
+  });
+  const lines = out.split('\n');
+  // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
+  const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
+  return {
+    jobId: parseSbatchOutput(out),
+    cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : s.buildCpus,
+    notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
+  };
+}
+
+/** Which job to cancel: its id, or (the id never learnt) the job directory that names it. */
+export type JobRef = { jobId: string; jobDir?: string } | { jobId?: null; jobDir: string };
+
+/**
+ * scancel a delivery's job (cluster/cancel.sh); returns the id cancelled, null if the job directory
+ * holds no job. A job that has already ended is no failure (its own record keeps the verdict).
+ */
+export async function cancelJob(remote: Remote, job: JobRef, loginModules: string[]): Promise<string | null> {
+  const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir}`}`, cancelScript(job, loginModules));
+  return out.trim() || null;
+}
+
+export function cancelScript(job: JobRef, loginModules: string[]): string {
+  return renderScript('cancel', {
+    login_modules: loginModules,
+    job_id: job.jobId ?? null,
+    job_dir: job.jobDir ?? null,
+    submitted_file: JOB_FILES.submitted,
+    submit_lock: JOB_FILES.submitLock,
+  });
 }
 
 /**
  * Cancel a job on a connection of its own, within `ms`: for the way out when the delivery's own
  * connection may be busy or gone (the post step, a second Ctrl-C).
  */
-export async function cancelOnNewConnection(conn: ConnectionSettings, jobId: string, ms = 20_000): Promise<void> {
+export async function cancelOnNewConnection(conn: ConnectionSettings, job: JobRef, ms = 20_000): Promise<string | null> {
   let timer: NodeJS.Timeout | undefined;
   const remote = connectRemote(conn);
   try {
-    await Promise.race([
-      remote.then((r) => cancelJob(r, jobId, conn.loginModules)),
+    return await Promise.race([
+      remote.then((r) => cancelJob(r, job, conn.loginModules)),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new ConnectionError(`No answer from the cluster within ${ms / 1000} s.`)), ms);
       }),

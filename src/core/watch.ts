@@ -1,6 +1,6 @@
 // Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
 // stream its output, cancel it on abort or timeout, and time its phases.
-import { RemoteCommandError } from './errors.js';
+import { JobInterruptedError, RemoteCommandError } from './errors.js';
 import { OutputStream, applyPoll, initialFollowState, parsePoll, pollScript } from './poll.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
@@ -13,7 +13,16 @@ export interface FollowOptions {
   signal?: AbortSignal;
   /** Most milliseconds between polls (default 2000). */
   pollMs?: number;
+  /** The delivery's token in the job's phase markers; unset: any marker-shaped line is one. */
+  phaseToken?: string;
+  /** Tell the job's watchdog it is followed (every poll touches its heartbeat file). */
+  heartbeat?: boolean;
 }
+
+/** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
+const SILENT_POLL_MS = 10_000;
+/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
+const CANCEL_TRIES_MS = 5 * 60_000;
 
 /** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
 export const sleep = (ms: number, signal?: AbortSignal) =>
@@ -40,25 +49,43 @@ export async function followJob(
   timings?: Timings,
 ) {
   const state = initialFollowState();
-  const out = new OutputStream(reporter);
+  const out = new OutputStream(reporter, undefined, hooks.phaseToken ?? null);
   const submitted = Date.now();
   const deadline = submitted + s.timeoutSeconds * 1000;
-  let cancelled = false;
-  let timedOut = false;
+  let stopping: 'cancelled' | 'timedOut' | null = null;
+  let stoppedAt = 0;
+  let cancelSent = false;
   let polls = 0;
   for (;;) {
-    if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
-      cancelled = !!hooks.signal?.aborted;
-      timedOut = !cancelled;
-      reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
-      await session.retry('Cancelling', (r) => cancelJob(r, jobId, s.loginModules));
+    if (!stopping && (hooks.signal?.aborted || Date.now() > deadline)) {
+      stopping = hooks.signal?.aborted ? 'cancelled' : 'timedOut';
+      stoppedAt = Date.now();
+      reporter.warning(`${stopping === 'cancelled' ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
     }
-    const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
+    if (stopping && !cancelSent) {
+      // Never give up on a job without cancelling it: while Slurm does not answer, try at every poll.
+      try {
+        await session.retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules));
+        cancelSent = true;
+      } catch (e) {
+        if (!(e instanceof RemoteCommandError)) throw e;
+        const waited = Math.round((Date.now() - stoppedAt) / 1000);
+        if (waited * 1000 > CANCEL_TRIES_MS) {
+          throw new JobInterruptedError(
+            `Could not cancel job ${jobId}: scancel failed for ${waited} s (${e.stderr.trim().split('\n').pop()}). It was ${state.state ?? 'not yet seen'} when Slurm last answered.`,
+            `Cancel it by hand once Slurm answers: scancel ${jobId}.`,
+          );
+        }
+        reporter.warning(`scancel ${jobId} failed (${e.stderr.trim().split('\n').pop()}); trying again.`);
+      }
+    }
+    const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules, { heartbeat: !!hooks.heartbeat })));
     if (r.code !== 0) throw new RemoteCommandError('Following the job', r.code, r.stderr.toString());
     const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
     if (done) break;
-    // Poll quickly at first (short jobs end in seconds), then every pollMs.
-    await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
+    // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
+    const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
+    await sleep(wait, stopping ? undefined : hooks.signal);
   }
   out.end();
   reporter.endGroup();
@@ -68,5 +95,5 @@ export async function followJob(
   const inJob = phases.reduce((a, p) => a + p.seconds, 0);
   timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
   for (const p of phases) timings?.add(p.phase, p.seconds);
-  return { state, out, cancelled, timedOut };
+  return { state, out, cancelled: stopping === 'cancelled', timedOut: stopping === 'timedOut' };
 }

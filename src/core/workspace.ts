@@ -13,7 +13,10 @@ export async function workspaceFile(input: string, path: string, workspace = pro
   if (!real || !st?.isFile()) throw new InputError(input, `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
   const rel = relative(root, real);
   if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || resolve(root, rel) !== real) {
-    throw new InputError(input, `'${path}' is outside the workspace (${root}${real !== resolve(root, path) ? `; it resolves to ${real}` : ''}): only files of the workspace are sent`);
+    throw new InputError(
+      input,
+      `'${path}' is outside the workspace (${root}${real !== resolve(root, path) ? `; it resolves to ${real}` : ''}): only files of the workspace are sent`,
+    );
   }
   return { path: real, size: st.size };
 }

@@ -5,7 +5,8 @@
 # marker line `<phase_marker> <phase> <epoch seconds>` in the output; the job's end is recorded
 # as `<phase> <exit code>` in status_file, which followers read whatever Slurm says.
 # Parameters:
-#   status_file, phase_marker, modules (array), runtime (auto, singularity or apptainer),
+#   status_file, phase_marker (the marker and this delivery's token, which the job's own output
+#   cannot know by chance), modules (array), runtime (auto, singularity or apptainer),
 #   tmpdir (the job makes its build temp dir under it, never /tmp),
 #   sif (the .sif it builds or tests), sif_link (stable per-image link to it; '' = none),
 #   smoke (array: argv after the runtime command),
@@ -21,6 +22,9 @@
 #     pub_latest (NAME_latest.sif), pub_json (the record as JSON without its closing brace),
 #     pub_mode (octal), pub_group ('' = none), pub_keep (versions to keep), pub_lock (in
 #     remote-dir, one per publish directory).
+#   watchdog (seconds; '' = none), watchdog_every (seconds between looks), heartbeat_file (the
+#     delivery following the job touches it at every poll), watchdog_file (the job's own file, to
+#     compare with), login_modules (array: what provides scancel).
 
 # --- Bookkeeping: phases, status file, cleanup, signals
 phase() { printf '%s %s %s\n' "$phase_marker" "$1" "$(date +%s.%N)"; current=$1; }
@@ -29,7 +33,9 @@ record() { printf '%s %s\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_
 child=
 job_tmp=
 pub_tmps=()
+watchdog_pid=
 cleanup() {
+  [ -n "$watchdog_pid" ] && kill "$watchdog_pid" 2>/dev/null
   [ -n "$job_tmp" ] && rm -rf "$job_tmp"
   [ "${#pub_tmps[@]}" -gt 0 ] && rm -f -- "${pub_tmps[@]}"
   rm -f "$sif.tmp.$$" "$sif.sha256.tmp.$$" "$sif_link.tmp.$$" "$status_file.tmp.$$"
@@ -46,6 +52,35 @@ trap cleanup EXIT
 current=start
 run() { "$@" & child=$!; wait "$child"; local rc=$?; child=; return $rc; }
 fail() { local rc=$1; shift; echo "riviera-singularity: $*" >&2; record "$current" "$rc"; exit "$rc"; }
+
+# --- Watchdog: a job nobody has followed for `watchdog` seconds (the runner was lost without its
+# post step) cancels itself, and one that starts only after that runs nothing. The age is the
+# difference of two mtimes on the job directory's filesystem, both set by its server, so no clock
+# of this node is trusted; opening the files first makes an NFS client revalidate their attributes.
+heartbeat_age() {
+  : > "$watchdog_file" && : < "$heartbeat_file" && : < "$watchdog_file" || return 1
+  echo $(( $(stat -c %Y "$watchdog_file") - $(stat -c %Y "$heartbeat_file") ))
+}
+cancel_self() {
+  echo "riviera-singularity: watchdog: no delivery has followed this job for $1 s (watchdog $watchdog s): cancelling it" >&2
+  (load_login_modules && scancel "$SLURM_JOB_ID") || kill -TERM $$
+}
+if [ -n "$watchdog" ]; then
+  age=$(heartbeat_age) || age=0
+  if [ "$age" -gt "$watchdog" ]; then
+    current=watchdog
+    cancel_self "$age"
+    run sleep 60 # scancel's SIGTERM ends the job here
+    exit 124
+  fi
+  (
+    while sleep "$watchdog_every"; do
+      age=$(heartbeat_age) || continue
+      if [ "$age" -gt "$watchdog" ]; then cancel_self "$age"; exit 0; fi
+    done
+  ) &
+  watchdog_pid=$!
+fi
 
 # --- Modules and the container runtime (both runtimes read the same images and flags)
 phase modules

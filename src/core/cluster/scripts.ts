@@ -8,13 +8,14 @@ import { shq } from '../quote.js';
 // files into dist/ beside the bundle; a computed file name would not be found there.
 const SHA256 = readFileSync(new URL('./lib-sha256.sh', import.meta.url), 'utf8');
 const LOGIN_MODULES = readFileSync(new URL('./lib-login-modules.sh', import.meta.url), 'utf8');
+const FIND_JOB = readFileSync(new URL('./lib-find-job.sh', import.meta.url), 'utf8');
 const SCRIPTS = {
-  job: { text: readFileSync(new URL('./job.sh', import.meta.url), 'utf8'), libs: [SHA256] },
+  job: { text: readFileSync(new URL('./job.sh', import.meta.url), 'utf8'), libs: [SHA256, LOGIN_MODULES] },
   'store-prepare': { text: readFileSync(new URL('./store-prepare.sh', import.meta.url), 'utf8'), libs: [SHA256] },
   'store-receive': { text: readFileSync(new URL('./store-receive.sh', import.meta.url), 'utf8'), libs: [SHA256] },
   'store-gc': { text: readFileSync(new URL('./store-gc.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
-  submit: { text: readFileSync(new URL('./submit.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
-  cancel: { text: readFileSync(new URL('./cancel.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
+  submit: { text: readFileSync(new URL('./submit.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES, FIND_JOB] },
+  cancel: { text: readFileSync(new URL('./cancel.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES, FIND_JOB] },
   poll: { text: readFileSync(new URL('./poll.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
   preflight: { text: readFileSync(new URL('./preflight.sh', import.meta.url), 'utf8'), libs: [] },
   accounting: { text: readFileSync(new URL('./accounting.sh', import.meta.url), 'utf8'), libs: [LOGIN_MODULES] },
