@@ -10,9 +10,9 @@ import { pollScript } from '../../src/core/poll.js';
 import { preflightScript, preflightThen } from '../../src/core/preflight.js';
 import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.js';
 import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
+import { HOSTILE_MULTILINE as HOSTILE } from '../helpers/hostile.js';
 
 const DIR = fileURLToPath(new URL('../../src/core/cluster/', import.meta.url));
-const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | * \\ \n end`;
 
 /** shellcheck's findings at warning level and above (empty when clean). */
 function shellcheck(args: string[], input?: string): string {

@@ -5,13 +5,12 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest } from './archive.js';
 import { absoluteBind } from './clusterpath.js';
-import { ConnectionError, InputError, RemoteCommandError } from './errors.js';
+import { InputError, RemoteCommandError } from './errors.js';
 import { renderScript } from './cluster/scripts.js';
 import { renderJobScript, sbatchArgv } from './jobscript.js';
 import { JOB_FILES, JOB_LINK_PREFIX, type RemotePaths, STORE_LOCK, blobPath, hexOf, publishLockPath } from './layout.js';
-import type { ConnectionSettings, Settings } from './settings.js';
+import type { Settings } from './settings.js';
 import { parseSbatchOutput } from './slurm.js';
-import { connectRemote } from './connect.js';
 import type { Remote } from './remote.js';
 import { workspaceFile } from './workspace.js';
 
@@ -132,24 +131,3 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
 export async function cancelJob(remote: Remote, jobId: string, loginModules: string[]): Promise<void> {
   await remote.run(`scancel ${jobId}`, renderScript('cancel', { login_modules: loginModules, job_id: jobId }));
 }
-
-/**
- * Cancel a job on a connection of its own, within `ms`: for the way out when the delivery's own
- * connection may be busy or gone (the post step, a second Ctrl-C).
- */
-export async function cancelOnNewConnection(conn: ConnectionSettings, jobId: string, ms = 20_000): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const remote = connectRemote(conn);
-  try {
-    await Promise.race([
-      remote.then((r) => cancelJob(r, jobId, conn.loginModules)),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new ConnectionError(`No answer from the cluster within ${ms / 1000} s.`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    remote.then((r) => r.close(), () => undefined);
-  }
-}
-
