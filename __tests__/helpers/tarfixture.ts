@@ -1,5 +1,7 @@
 // Tiny tar writer for fixture archives: ustar headers, with long names stored as pax records,
 // GNU 'L'/'K' members or a ustar prefix, and sizes in octal, base-256 or a pax record.
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 
 export interface TarFixtureEntry {
@@ -98,4 +100,19 @@ function splitUstar(name: string): [string, string] {
     if (i <= 155 && name.length - i - 1 <= 100) return [name.slice(0, i), name.slice(i + 1)];
   }
   throw new Error(`cannot split '${name}' into a ustar prefix and name`);
+}
+
+/** A one-layer image as legacy `docker save` writes it, at `path`; returns its image id. */
+export function writeSavedImage(path: string, layer: Buffer, repoTag = 'img:1'): { path: string; id: string } {
+  const sha = (d: string | Buffer) => createHash('sha256').update(d).digest('hex');
+  const config = JSON.stringify({ rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } });
+  writeFileSync(
+    path,
+    tarBuffer([
+      { name: 'manifest.json', data: JSON.stringify([{ Config: `${sha(config)}.json`, RepoTags: [repoTag], Layers: ['l1/layer.tar'] }]) },
+      { name: `${sha(config)}.json`, data: config },
+      { name: 'l1/layer.tar', data: layer },
+    ]),
+  );
+  return { path, id: `sha256:${sha(config)}` };
 }

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { FILE_INPUTS, FLAG_INPUTS, OPTION_GROUPS } from '../../src/cli/options.js';
+import { EXIT_CODE_MEANINGS, ExitCode } from '../../src/core/errors.js';
 import { INPUT_NAMES } from '../../src/core/settings.js';
 
 const action = parse(readFileSync(new URL('../../action.yml', import.meta.url), 'utf8')) as { inputs: Record<string, { description: string }> };
@@ -28,4 +29,13 @@ test.each(options.filter((o) => o.default && !o.flag).map((o) => [o.input, o.def
   // A single value must be a word of it (22, not 2022); longer ones must be there as they are.
   if (/^[\w./:-]+$/.test(def)) expect(stated!.split(/[\s()]+/)).toContain(def);
   else expect(stated).toContain(def);
+});
+
+test("the README's exit-code table lists exactly the codes the CLI returns", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const start = readme.indexOf('| exit code | meaning |');
+  const table = readme.slice(start, readme.indexOf('\n\n', start));
+  const codes = [...table.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
+  expect(codes).toEqual(Object.values(ExitCode).sort((a, b) => a - b));
+  expect(Object.keys(EXIT_CODE_MEANINGS).map(Number)).toEqual(codes);
 });

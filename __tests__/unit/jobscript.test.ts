@@ -10,10 +10,10 @@ import { GPU_MARKER, parseGpuReport } from '../../src/core/gpu.js';
 import { shq } from '../../src/core/quote.js';
 import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import { listTar, readTarMember } from '../../src/core/tar.js';
+import { HOSTILE } from '../helpers/hostile.js';
 
 
 killTrackedAfterEach();
-const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | *`;
 
 function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
   return {

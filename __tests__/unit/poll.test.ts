@@ -8,27 +8,9 @@ import { join } from 'node:path';
 import { OutputStream, type Poll, applyPoll, initialFollowState, parsePoll, pollScript } from '../../src/core/poll.js';
 import { PHASE_MARKER } from '../../src/core/jobscript.js';
 import { sleep } from '../../src/core/watch.js';
-import type { Reporter } from '../../src/core/reporter.js';
+import { fakeReporter } from '../helpers/reporter.js';
 
 const CHUNK = 1 << 20;
-
-type Call = [method: keyof Reporter, arg?: string];
-
-function fakeReporter(): Reporter & { calls: Call[]; infos: () => string[] } {
-  const calls: Call[] = [];
-  return {
-    calls,
-    infos: () => calls.filter((c) => c[0] === 'info').map((c) => c[1]!),
-    info: (m) => void calls.push(['info', m]),
-    output: (lines) => lines.forEach((m) => void calls.push(['info', m])),
-    warning: (m) => void calls.push(['warning', m]),
-    progress: (m) => void calls.push(['progress', m]),
-    debug: (m) => void calls.push(['debug', m]),
-    group: (t) => void calls.push(['group', t]),
-    endGroup: () => void calls.push(['endGroup']),
-    secret: (v) => void calls.push(['secret', v]),
-  };
-}
 
 const reply = (squeue: string, status: string, output: Buffer | string = ''): Buffer =>
   Buffer.concat([Buffer.from(`${squeue}\n${status}\n`), Buffer.isBuffer(output) ? output : Buffer.from(output)]);
@@ -207,11 +189,11 @@ describe('OutputStream', () => {
     s.push(Buffer.from(`${marker('modules', '100.0')}loading\n${marker('sif-build', '101.5')}building\n${marker('smoke-test', '111.5')}GPU 0\n${marker('end', '112.0')}`));
     expect(r.calls).toEqual([
       ['group', 'Job: modules'],
-      ['info', 'loading'],
+      ['output', 'loading'],
       ['group', 'Job: sif-build'],
-      ['info', 'building'],
+      ['output', 'building'],
       ['group', 'Job: smoke-test'],
-      ['info', 'GPU 0'],
+      ['output', 'GPU 0'],
       ['endGroup'],
     ]);
     expect(s.tail).toEqual(['loading', 'building', 'GPU 0']);

@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { shJoin, shq, splitWords } from '../../src/core/quote.js';
+import { HOSTILE_VALUES } from '../helpers/hostile.js';
 
 let dir: string;
 
@@ -26,38 +27,7 @@ function echoWords(words: string): string {
   return sh(`for a in ${words}; do printf '%s<END>' "$a"; done`);
 }
 
-const HOSTILE: [string, string][] = [
-  ['command substitution', '$(touch PWNED)'],
-  ['backticks', '`touch PWNED`'],
-  ['semicolon', 'a; touch PWNED'],
-  ['and-and', 'true && touch PWNED'],
-  ['pipe', 'x | touch PWNED'],
-  ['single quotes', "it's 'quoted'"],
-  ['lone single quote', "'"],
-  ['quote pairs', `'"'"'`],
-  ['double quotes', 'say "hi" "$HOME"'],
-  ['newlines', 'line1\nline2\n\n'],
-  ['leading newline', '\nx'],
-  ['glob star', '*'],
-  ['glob pattern', '*.txt ?[ab]'],
-  ['tilde', '~'],
-  ['tilde path', '~/x'],
-  ['spaces', '  two  spaces  '],
-  ['tab', 'a\tb'],
-  ['empty string', ''],
-  ['unicode', 'héllo wörld ✓ 日本語 🚀'],
-  ['variable', '$HOME ${PATH} $1 $@'],
-  ['backslashes', 'a\\b\\\\c\\'],
-  ['redirection', '> PWNED < /etc/passwd 2>&1'],
-  ['background', 'sleep 1 & touch PWNED'],
-  ['assignment-like', 'A=1'],
-  ['option-like', '-n'],
-  ['comment', '# not a comment'],
-  ['braces', '{a,b} {1..3}'],
-  ['history bang', '!! !x'],
-  ['parens', '(touch PWNED)'],
-  ['all at once', `$(touch PWNED) \`touch PWNED\`; && | ' " \n * ~ é`],
-];
+const HOSTILE = HOSTILE_VALUES;
 
 describe('shq', () => {
   beforeAll(() => {

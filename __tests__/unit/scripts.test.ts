@@ -11,9 +11,9 @@ import { preflightScript, preflightThen } from '../../src/core/preflight.js';
 import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.js';
 import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
 import { cancelScript, submitScript } from '../../src/core/submit.js';
+import { HOSTILE_MULTILINE as HOSTILE } from '../helpers/hostile.js';
 
 const DIR = fileURLToPath(new URL('../../src/core/cluster/', import.meta.url));
-const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | * \\ \n end`;
 
 /** shellcheck's findings at warning level and above (empty when clean). */
 function shellcheck(args: string[], input?: string): string {

@@ -1,46 +1,36 @@
 // parseSettings: one valid baseline (a real ed25519 key and known_hosts line from ssh-keygen), then
 // each bad input on its own, each refused with an InputError that names it.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../src/core/errors.js';
-import { DEFAULT_MODULES, type RawInputs, maskPrivateKey, parseSettings } from '../../src/core/settings.js';
+import { DEFAULT_MODULES, type RawInputs, maskPrivateKey, parseConnection, parseSettings } from '../../src/core/settings.js';
+import { testKeys } from '../helpers/keys.js';
 
-let dir: string;
-let privateKey: string;
-let knownHosts: string;
-let base: Record<string, string>;
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'settings-'));
-  const file = join(dir, 'k');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'settings@test', '-f', file]);
-  privateKey = readFileSync(file, 'utf8');
-  const [type, b64] = readFileSync(`${file}.pub`, 'utf8').trim().split(' ');
-  knownHosts = `[127.0.0.1]:2222 ${type} ${b64}`;
-  base = {
-    host: '127.0.0.1',
-    port: '2222',
-    username: 'alice',
-    'private-key': privateKey,
-    'known-hosts': knownHosts,
-    image: 'myimage:v1',
-    'smoke-command': 'nvidia-smi',
-  };
-});
-
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+const { privateKey, knownHosts } = testKeys('[127.0.0.1]:2222');
+/** The key as files (k, k.pub), for tests that sign it. */
+const dir = mkdtempSync(join(tmpdir(), 'settings-'));
+writeFileSync(join(dir, 'k'), privateKey, { mode: 0o600 });
+writeFileSync(join(dir, 'k.pub'), execFileSync('ssh-keygen', ['-y', '-f', join(dir, 'k')]));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const base: Record<string, string> = {
+  host: '127.0.0.1',
+  port: '2222',
+  username: 'alice',
+  'private-key': privateKey,
+  'known-hosts': knownHosts,
+  image: 'myimage:v1',
+  'smoke-command': 'nvidia-smi',
+};
 
 const withInputs = (over: Record<string, string | undefined>): RawInputs => ({ ...base, ...over });
 
-/** parseSettings must throw an InputError; returns it. */
-function refused(raw: RawInputs): InputError {
+/** parseSettings (or `parse`) must throw an InputError; returns it. */
+function refused(raw: RawInputs, parse: (raw: RawInputs) => unknown = parseSettings): InputError {
   let caught: unknown;
   try {
-    parseSettings(raw);
+    parse(raw);
   } catch (e) {
     caught = e;
   }
@@ -452,6 +442,41 @@ describe('parseSettings: several bad inputs', () => {
     const err = refused(withInputs({ gpus: 'x' }));
     expect(err.message.split('\n')[0]).toBe(`Input 'gpus': must be a whole number of GPUs`);
     expect(err.message).not.toContain("Input 'port'");
+  });
+});
+
+describe('parseConnection: the inputs that reach the cluster, checked as parseSettings checks them', () => {
+  test('valid: host, port, user, key, known_hosts, remote-dir and login modules', () => {
+    const c = parseConnection({ ...base, 'remote-dir': '~/rs/', 'login-modules': 'none' });
+    expect(c).toMatchObject({ host: '127.0.0.1', port: 2222, username: 'alice', remoteDir: 'rs', loginModules: [] });
+    expect(c.knownHosts).toHaveLength(1);
+    expect(c.privateKey).toBe(privateKey.trim() + '\n');
+  });
+
+  test('does not ask for what only a delivery needs (image, smoke test)', () => {
+    expect(() => parseConnection(withInputs({ image: undefined, 'smoke-command': undefined, gpus: 'x' }))).not.toThrow();
+  });
+
+  test.each<[string, Record<string, string | undefined>]>([
+    ['host', { host: undefined }],
+    ['host', { host: 'a b' }],
+    ['port', { port: '0' }],
+    ['username', { username: '1x y' }],
+    ['private-key', { 'private-key': undefined }],
+    ['private-key', { 'private-key': 'garbage' }],
+    ['known-hosts', { 'known-hosts': undefined }],
+    ['known-hosts', { 'known-hosts': 'garbage line' }],
+    ['remote-dir', { 'remote-dir': 'a\nb' }],
+    ['login-modules', { 'login-modules': 'slurm;rm' }],
+  ])('%s %j: the same message as parseSettings gives', (input, over) => {
+    const conn = refused(withInputs(over), parseConnection);
+    expect(conn.input).toBe(input);
+    expect(refused(withInputs(over)).message.split('\n')).toContain(conn.message.split('\n')[0]);
+  });
+
+  test('several bad inputs: one error naming each', () => {
+    const err = refused(withInputs({ host: undefined, port: 'x', 'known-hosts': undefined }), parseConnection);
+    expect(err.message.split('\n').map((l) => /^Input '([a-z-]+)'/.exec(l)?.[1])).toEqual(['host', 'port', 'known-hosts']);
   });
 });
 

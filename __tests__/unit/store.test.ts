@@ -10,10 +10,10 @@ import type { ArchiveBlob, ImageArchive } from '../../src/core/archive.js';
 import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import { REMOTE_MARKER, STORE, hexOf } from '../../src/core/layout.js';
 import { type Codec, type GcParams, PREPARE_REFUSED, RECEIVE, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript, receiveScript } from '../../src/core/store.js';
+import { HOSTILE } from '../helpers/hostile.js';
 
 
 killTrackedAfterEach();
-const HOSTILE = `$(touch PWNED) \`touch PWNED\`; touch PWNED && 'q' "dq" | *`;
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 const fakeHex = (c: string) => c.repeat(64);

@@ -8,7 +8,7 @@ import { INPUT_NAMES, type RawInputs } from './settings.js';
 export const CONFIG_FILE = '.riviera.yml';
 
 /** Inputs that must never sit in a file in the repository. */
-const SECRET = new Set(['private-key']);
+const SECRET = new Set(['private-key', 'private-key-passphrase']);
 
 /** Parse the config file's text into raw inputs (lists become one item per line). Pure. */
 export function parseConfig(text: string, path: string): Record<string, string> {

@@ -12,6 +12,9 @@ import { type JobStatus, isFinalState, parseSlurmAnswer, parseStatusLine } from 
 /** Most output fetched in one poll; more is fetched at once in the next. */
 const CHUNK = 1 << 20;
 
+/** The poll's exit code when the job's directory is not there (no delivery of that job under remote-dir). */
+export const NO_JOB_DIR = 98;
+
 /** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
 export function pollScript(jobId: string, jobDir: string, offset: number, loginModules: string[], { heartbeat = false } = {}): string {
   return renderScript('poll', {
@@ -24,6 +27,7 @@ export function pollScript(jobId: string, jobDir: string, offset: number, loginM
     status_file: JOB_FILES.status,
     output_file: JOB_FILES.output,
     heartbeat_file: JOB_FILES.heartbeat,
+    no_job_dir: NO_JOB_DIR,
   });
 }
 

@@ -231,11 +231,11 @@ const bool = (def: string) =>
 
 const schema = z.object({
   host: trimmed()
-    .refine((s) => s !== '', { message: 'is required: the cluster login host' })
+    .refine((s) => s !== '', { message: 'is required: the cluster login host', abort: true })
     .refine((s) => /^[A-Za-z0-9._:-]+$/.test(s) && s.length <= 253, { message: 'is not a host name or IP address' }),
   port: intIn(1, 65535, '22'),
   username: trimmed()
-    .refine((s) => s !== '', { message: 'is required: your account on the cluster' })
+    .refine((s) => s !== '', { message: 'is required: your account on the cluster', abort: true })
     .refine((s) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid user name' }),
   'private-key': z
     .string()
@@ -363,6 +363,25 @@ function knownHostsOf(raw: RawInputs): KnownHostEntry[] {
   return parseKnownHosts(raw['known-hosts'] ?? '');
 }
 
+/** Each issue of a failed schema parse, listed against its input. */
+function schemaProblems<T>(problems: Problem[], result: z.ZodSafeParseResult<T>): T | undefined {
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) problems.push({ input: String(issue.path[0]), message: issue.message });
+  return undefined;
+}
+
+/**
+ * The key and known-hosts, checked alike for a delivery and for a connection, so each problem is
+ * worded once. Not `required` (a dry run, which connects to nothing): they may be missing, and
+ * known-hosts is checked only if given; `keyOptional`: an agent or an open session may log in.
+ */
+function credentialsOf(raw: RawInputs, problems: Problem[], { required = true, keyOptional = false } = {}): KnownHostEntry[] | undefined {
+  if (required && !keyOptional && !raw['private-key']?.trim()) {
+    problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret, or for the CLI a key file)' });
+  }
+  return collect(problems, 'known-hosts', () => (required || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
+}
+
 /** What commands about an existing job need: how to reach the cluster and where the delivery lives. */
 export type ConnectionSettings = Pick<Settings, LoginField | 'agent' | 'controlPath' | 'host' | 'port' | 'username' | 'knownHosts' | 'remoteDir' | 'loginModules'>;
 
@@ -401,9 +420,8 @@ function loginOf(ok: z.infer<typeof connectionSchema>): Pick<Settings, LoginFiel
 export function parseConnection(raw: RawInputs, { keyOptional = false } = {}): ConnectionSettings {
   const problems: Problem[] = [];
   const result = connectionSchema.safeParse(raw);
-  if (!result.success) for (const i of result.error.issues) problems.push({ input: String(i.path[0]), message: i.message });
-  if (!keyOptional && !raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
-  const knownHosts = collect(problems, 'known-hosts', () => knownHostsOf(raw));
+  schemaProblems(problems, result);
+  const knownHosts = credentialsOf(raw, problems, { keyOptional });
   const remoteDir = collect(problems, 'remote-dir', () => remoteDirOf(raw));
   const login = result.success ? collect(problems, 'private-key', () => loginOf(result.data)) : undefined;
   if (!result.success || !knownHosts || !remoteDir || !login || problems.length > 0) throw inputError(problems);
@@ -494,16 +512,11 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     if (!given('image') && !given('sif') && !given('archive')) return parseSettings({ ...raw, image: 'preflight:only' }, context, { credentials, keyOptional });
     if (!given('smoke-test') && !given('smoke-command')) return parseSettings({ ...raw, 'smoke-command': 'true' }, context, { credentials, keyOptional });
   }
-  const result = schema.safeParse(raw);
   const problems: Problem[] = [];
-  if (!result.success) {
-    for (const issue of result.error.issues) problems.push({ input: String(issue.path[0]), message: issue.message });
-  }
-  const ok = result.success ? result.data : undefined;
+  const ok = schemaProblems(problems, schema.safeParse(raw));
   const check = <T>(input: string, fn: () => T): T | undefined => collect(problems, input, fn);
 
-  const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
-  if (credentials && !keyOptional && !raw['private-key']?.trim()) problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
+  const knownHosts = credentialsOf(raw, problems, { required: credentials, keyOptional });
   const login = ok && check('private-key', () => loginOf(ok));
   const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
   const remoteDir = check('remote-dir', () => remoteDirOf(raw));

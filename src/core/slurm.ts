@@ -1,11 +1,16 @@
 // Reading what Slurm says: sbatch's job id, squeue's state line, and what a final state means.
 // No sacct: many clusters (and the stand-in) have no accounting database.
 
+/** A Slurm job id: a number, or an array job's `ID_TASK`. */
+export function isJobId(s: string): boolean {
+  return /^\d+(_\d+)?$/.test(s);
+}
+
 /** `sbatch --parsable` prints `jobid` or `jobid;cluster`. */
 export function parseSbatchOutput(out: string): string {
   const line = out.trim().split('\n').pop() ?? '';
   const id = line.split(';')[0].trim();
-  if (!/^\d+(_\d+)?$/.test(id)) throw new Error(`sbatch printed no job id: ${JSON.stringify(out.trim().slice(0, 200))}`);
+  if (!isJobId(id)) throw new Error(`sbatch printed no job id: ${JSON.stringify(out.trim().slice(0, 200))}`);
   return id;
 }
 

@@ -6,13 +6,12 @@ import { Readable } from 'node:stream';
 import { basename } from 'node:path';
 import { type ImageArchive, legacyManifest } from './archive.js';
 import { absoluteBind } from './clusterpath.js';
-import { ConnectionError, InputError, RemoteCommandError } from './errors.js';
+import { InputError, RemoteCommandError } from './errors.js';
 import { renderScript } from './cluster/scripts.js';
 import { renderJobScript, sbatchArgv } from './jobscript.js';
 import { JOB_FILES, JOB_LINK_PREFIX, type RemotePaths, STORE_LOCK, blobPath, hexOf, publishLockPath } from './layout.js';
-import type { ConnectionSettings, Settings } from './settings.js';
+import type { Settings } from './settings.js';
 import { parseSbatchOutput } from './slurm.js';
-import { connectRemote } from './connect.js';
 import type { Remote } from './remote.js';
 import { workspaceFile } from './workspace.js';
 
@@ -186,24 +185,3 @@ export function cancelScript(job: JobRef, loginModules: string[]): string {
     submit_lock: JOB_FILES.submitLock,
   });
 }
-
-/**
- * Cancel a job on a connection of its own, within `ms`: for the way out when the delivery's own
- * connection may be busy or gone (the post step, a second Ctrl-C).
- */
-export async function cancelOnNewConnection(conn: ConnectionSettings, job: JobRef, ms = 20_000): Promise<string | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const remote = connectRemote(conn);
-  try {
-    return await Promise.race([
-      remote.then((r) => cancelJob(r, job, conn.loginModules)),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new ConnectionError(`No answer from the cluster within ${ms / 1000} s.`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    remote.then((r) => r.close(), () => undefined);
-  }
-}
-
