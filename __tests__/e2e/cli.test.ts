@@ -174,7 +174,7 @@ describe('exit codes', () => {
   test('3: nothing listening on the port', async () => {
     const r = await cli('deliver', ...KEYS, '--smoke-test', 'gpu-check.sh', '--port', '1', '--remote-dir', uniqueRemoteDir('cli-conn'));
     expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/Could not connect to rivuser@127\.0\.0\.1:1/);
+    expect(r.stderr).toMatch(/Could not connect to the cluster rivuser@127\.0\.0\.1:1/);
   });
 
   test('4: a host key that known_hosts does not hold', async () => {
