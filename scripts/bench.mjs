@@ -19,7 +19,20 @@
 // faster next run).
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -39,7 +52,9 @@ const MIB = 1 << 20;
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3) || 3);
 const WAN_RUNS = Math.max(1, Number(process.env.BENCH_WAN_RUNS ?? 2) || 2);
 const FLAGS = process.argv.slice(2);
-for (const f of FLAGS) if (!['--wan', '--memory', '--preflight', '--transports'].includes(f)) throw new Error(`unknown flag ${f} (known: --wan, --memory, --preflight, --transports)`);
+for (const f of FLAGS)
+  if (!['--wan', '--memory', '--preflight', '--transports'].includes(f))
+    throw new Error(`unknown flag ${f} (known: --wan, --memory, --preflight, --transports)`);
 /** The sections to run: the flags given, or all of them. */
 const want = (section) => (FLAGS.length === 0 ? true : FLAGS.includes(`--${section}`));
 /** A single delivery that takes longer than this is killed and counts as failed. */
@@ -122,7 +137,9 @@ function run(cmd, args, { cwd = ROOT, timeoutMs = 10 * 60_000, env = process.env
       const r = { code, signal, stdout, stderr, seconds: (Date.now() - started) / 1000, timedOut };
       if (code === 0) res(r);
       else {
-        const e = new Error(`${cmd} ${args.join(' ')} failed (${timedOut ? 'timed out' : signal ?? `exit ${code}`}):\n${(stderr || stdout).trim().split('\n').slice(-20).join('\n')}`);
+        const e = new Error(
+          `${cmd} ${args.join(' ')} failed (${timedOut ? 'timed out' : (signal ?? `exit ${code}`)}):\n${(stderr || stdout).trim().split('\n').slice(-20).join('\n')}`,
+        );
         e.result = r;
         rej(e);
       }
@@ -230,11 +247,32 @@ async function deliver(label, { context, image, remoteDir, port = SSH_PORT, know
   const rssFile = join(tmp, 'rss.txt');
   rmSync(rssFile, { force: true });
   const args = [
-    '--import', RSS_PRELOAD, CLI, 'deliver', '--json', ...extra,
-    '--host', '127.0.0.1', '--port', String(port), '--username', 'rivuser',
-    '--private-key-file', KEY, '--known-hosts-file', knownHosts,
-    '--image', image, '--smoke-test', 'gpu-check.sh', '--partition', 'short-gpu', '--gpus', '1',
-    '--remote-dir', remoteDir,
+    '--import',
+    RSS_PRELOAD,
+    CLI,
+    'deliver',
+    '--json',
+    ...extra,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--username',
+    'rivuser',
+    '--private-key-file',
+    KEY,
+    '--known-hosts-file',
+    knownHosts,
+    '--image',
+    image,
+    '--smoke-test',
+    'gpu-check.sh',
+    '--partition',
+    'short-gpu',
+    '--gpus',
+    '1',
+    '--remote-dir',
+    remoteDir,
   ];
   log(`${label}: delivering ${image} to ~/${remoteDir}${port !== SSH_PORT ? ` via port ${port}` : ''}`);
   let r;
@@ -246,7 +284,9 @@ async function deliver(label, { context, image, remoteDir, port = SSH_PORT, know
     const res = e.result;
     if (!res) throw e;
     writeFileSync(logFile, res.stderr + '\n--- stdout ---\n' + res.stdout);
-    process.stderr.write(`\n--- ${label}: the delivery failed (${res.timedOut ? `timed out after ${DELIVERY_TIMEOUT_MS / 1000} s` : `exit ${res.code}`}); log tail ---\n`);
+    process.stderr.write(
+      `\n--- ${label}: the delivery failed (${res.timedOut ? `timed out after ${DELIVERY_TIMEOUT_MS / 1000} s` : `exit ${res.code}`}); log tail ---\n`,
+    );
     process.stderr.write(res.stderr.trim().split('\n').slice(-40).join('\n') + '\n');
     if (res.stdout.trim()) process.stderr.write(`--- stdout ---\n${res.stdout.trim().split('\n').slice(-40).join('\n')}\n`);
     throw new DeliveryFailed(`delivery '${label}' failed`);
@@ -311,14 +351,28 @@ async function loopbackSection(row, raw) {
   proxy.stop();
 
   const cutProxy = await startProxy('cut', { cutAfter: 10 * MIB, cutOnce: true });
-  const cut = await deliver('first-with-cut', { context: ctxBase, image: IMG, remoteDir: `bench/cut-${ts}`, port: cutProxy.port, knownHosts: cutProxy.knownHosts });
+  const cut = await deliver('first-with-cut', {
+    context: ctxBase,
+    image: IMG,
+    remoteDir: `bench/cut-${ts}`,
+    port: cutProxy.port,
+    knownHosts: cutProxy.knownHosts,
+  });
   const cutCounts = cutProxy.counts();
   cutProxy.stop();
 
   const wire = (up, r) => ({ up, bytesTotal: r.bytesTotal, bytesSent: r.bytesSent, ratio: up / r.bytesTotal });
-  raw.wire = { first: wire(firstUp, first), again: wire(againUp, again), newLayer: wire(changedUp, changed), cut: { ...wire(cutCounts.up, cut), cuts: cutCounts.cuts, conns: cutCounts.conns, reconnects: cut.reconnects } };
+  raw.wire = {
+    first: wire(firstUp, first),
+    again: wire(againUp, again),
+    newLayer: wire(changedUp, changed),
+    cut: { ...wire(cutCounts.up, cut), cuts: cutCounts.cuts, conns: cutCounts.conns, reconnects: cut.reconnects },
+  };
   const ratioRow = (name, up, r, limit) =>
-    row(`bytes on the wire / tar size: ${name}`, `${round(up / r.bytesTotal)} (${up} of ${r.bytesTotal} B)`, `≤ ${limit}`, up / r.bytesTotal <= limit, { ratio: round(up / r.bytesTotal, 6), limit });
+    row(`bytes on the wire / tar size: ${name}`, `${round(up / r.bytesTotal)} (${up} of ${r.bytesTotal} B)`, `≤ ${limit}`, up / r.bytesTotal <= limit, {
+      ratio: round(up / r.bytesTotal, 6),
+      limit,
+    });
   ratioRow('first delivery (16 MiB random + 16 MiB zeros)', firstUp, first, 0.52);
   ratioRow('same image again', againUp, again, 0.005);
   ratioRow('after one new small layer', changedUp, changed, 0.01);
@@ -326,7 +380,7 @@ async function loopbackSection(row, raw) {
   row(
     'bytes on the wire / tar size: first delivery, connection cut once after 10 MiB',
     `${round(cutCounts.up / cut.bytesTotal)} (${cutCounts.up} B = ${round(cutVsFirst, 3)} × uncut; cuts ${cutCounts.cuts}, reconnects ${cut.reconnects})`,
-    `≤ 1.1 × uncut (${round(1.1 * firstUp / first.bytesTotal)})`,
+    `≤ 1.1 × uncut (${round((1.1 * firstUp) / first.bytesTotal)})`,
     cutVsFirst <= 1.1 && cutCounts.cuts === 1,
     { ratio: round(cutCounts.up / cut.bytesTotal, 6), vsUncut: round(cutVsFirst, 6), cuts: cutCounts.cuts, reconnects: cut.reconnects },
   );
@@ -353,9 +407,13 @@ async function loopbackSection(row, raw) {
     const results = [];
     for (let i = 0; i < RUNS; i++) {
       rmSync(join(CLUSTER_HOME, 'bench-scp.tar'), { force: true });
-      const s = await run('scp', ['-q', '-P', String(SSH_PORT), '-i', KEY, '-o', `UserKnownHostsFile=${KNOWN_HOSTS}`, '-o', 'BatchMode=yes', tar, 'rivuser@127.0.0.1:bench-scp.tar'], {
-        timeoutMs: 5 * 60_000,
-      });
+      const s = await run(
+        'scp',
+        ['-q', '-P', String(SSH_PORT), '-i', KEY, '-o', `UserKnownHostsFile=${KNOWN_HOSTS}`, '-o', 'BatchMode=yes', tar, 'rivuser@127.0.0.1:bench-scp.tar'],
+        {
+          timeoutMs: 5 * 60_000,
+        },
+      );
       scp.push(s.seconds);
       log(`${ti.name} run ${i + 1}/${RUNS}: scp ${s.seconds.toFixed(2)} s`);
       const remoteDir = `bench/${ti.name}-${ts}-${i + 1}`;
@@ -408,13 +466,17 @@ async function loopbackSection(row, raw) {
 
   // ---- phase breakdown of the first delivery
   const listed = ['build', 'save', 'upload', 'sbatch-wait', 'assemble', 'sif-build', 'smoke-test', 'overhead', 'total'];
-  const phases = [...listed.filter((p) => p !== 'overhead' && p !== 'total'), ...first.timings.map((t) => t.phase).filter((p) => !listed.includes(p)), 'overhead', 'total'];
+  const phases = [
+    ...listed.filter((p) => p !== 'overhead' && p !== 'total'),
+    ...first.timings.map((t) => t.phase).filter((p) => !listed.includes(p)),
+    'overhead',
+    'total',
+  ];
   for (const p of phases) {
     const t = first.timings.find((x) => x.phase === p);
     row(`first delivery (16+16 image), phase ${p}`, t ? `${t.seconds.toFixed(2)} s` : 'n/a', '—', '—', { seconds: t?.seconds ?? null });
   }
   raw.firstDelivery = { timings: first.timings, again: again.timings, newLayer: changed.timings, cut: cut.timings };
-
 }
 
 // ---------------------------------------------------------------- WAN: a realistic image over 40 ms
@@ -468,7 +530,11 @@ function makeRealisticContext() {
 async function startWan(link) {
   const port = await freePort();
   const countFile = join(tmp, `wan-${port}.json`);
-  const child = spawn(process.execPath, [join(ROOT, 'test-cluster/wanproxy.mjs'), String(port), String(SSH_PORT), '--rtt', String(link.rtt), '--rate', String(link.rate), '--count', countFile], { stdio: 'ignore' });
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'test-cluster/wanproxy.mjs'), String(port), String(SSH_PORT), '--rtt', String(link.rtt), '--rate', String(link.rate), '--count', countFile],
+    { stdio: 'ignore' },
+  );
   children.add(child);
   child.on('exit', () => children.delete(child));
   for (let i = 0; i < 50 && !(await canConnect(port)); i++) await sleep(100);
@@ -505,7 +571,9 @@ async function saveAndScp(image, wan) {
 /** By hand, 2: `docker save IMAGE | zstd -3 -T0 | ssh cat > file`. */
 async function zstdPipe(image, wan) {
   rmSync(join(CLUSTER_HOME, 'bench-pipe.tar.zst'), { force: true });
-  const ssh = ['ssh', '-p', String(wan.port), ...sshOpts(wan), 'rivuser@127.0.0.1', 'cat > bench-pipe.tar.zst'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const ssh = ['ssh', '-p', String(wan.port), ...sshOpts(wan), 'rivuser@127.0.0.1', 'cat > bench-pipe.tar.zst']
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
   const r = await run('bash', ['-c', `set -o pipefail; docker save '${image}' | zstd -3 -T0 -q -c | ${ssh}`], { timeoutMs: 10 * 60_000 });
   const sent = statSync(join(CLUSTER_HOME, 'bench-pipe.tar.zst')).size;
   rmSync(join(CLUSTER_HOME, 'bench-pipe.tar.zst'), { force: true });
@@ -541,10 +609,34 @@ async function wanSection(row, raw) {
         const one = {
           scp: hand1,
           pipe: hand2,
-          first: { seconds: product(first), save: first.phase('save'), upload: first.phase('upload'), connect: first.phase('connect'), wireUp: firstUp, bytesSent: first.bytesSent, bytesTotal: first.bytesTotal, peakRss: first.peakRss, sifBuild: first.phase('assemble') + first.phase('sif-build'), timings: first.timings, remoteCalls: first.remoteCalls, total: first.phase('total') },
-          again: { seconds: product(again), upload: again.phase('upload'), connect: again.phase('connect'), peakRss: again.peakRss, sifReused: again.sifReused, timings: again.timings, remoteCalls: again.remoteCalls, total: again.phase('total') },
+          first: {
+            seconds: product(first),
+            save: first.phase('save'),
+            upload: first.phase('upload'),
+            connect: first.phase('connect'),
+            wireUp: firstUp,
+            bytesSent: first.bytesSent,
+            bytesTotal: first.bytesTotal,
+            peakRss: first.peakRss,
+            sifBuild: first.phase('assemble') + first.phase('sif-build'),
+            timings: first.timings,
+            remoteCalls: first.remoteCalls,
+            total: first.phase('total'),
+          },
+          again: {
+            seconds: product(again),
+            upload: again.phase('upload'),
+            connect: again.phase('connect'),
+            peakRss: again.peakRss,
+            sifReused: again.sifReused,
+            timings: again.timings,
+            remoteCalls: again.remoteCalls,
+            total: again.phase('total'),
+          },
         };
-        log(`WAN ${tag}: product first ${one.first.seconds.toFixed(2)} s (save ${one.first.save.toFixed(2)}, upload ${one.first.upload.toFixed(2)}), again ${one.again.seconds.toFixed(2)} s`);
+        log(
+          `WAN ${tag}: product first ${one.first.seconds.toFixed(2)} s (save ${one.first.save.toFixed(2)}, upload ${one.first.upload.toFixed(2)}), again ${one.again.seconds.toFixed(2)} s`,
+        );
         runs.push(one);
       }
     } finally {
@@ -559,8 +651,16 @@ async function wanSection(row, raw) {
     const rss = Math.max(...runs.map((r) => Math.max(r.first.peakRss, r.again.peakRss)));
     raw.wan.links[link.name] = { link, runs, medians: { scp, pipe, first, again, sifBuild: sif }, peakRss: rss };
     const n = `median of ${runs.length}`;
-    row(`WAN ${link.name}, ${link.rtt} ms: docker save + scp (${mib(runs[0].scp.tarSize)} tar), ${n}`, `${scp.toFixed(2)} s (save ${m((r) => r.scp.save).toFixed(2)} + scp ${m((r) => r.scp.scp).toFixed(2)})`, '—', '—', { seconds: round(scp, 3) });
-    row(`WAN ${link.name}: docker save | zstd -3 -T0 | ssh cat, ${n}`, `${pipe.toFixed(2)} s (${mib(runs[0].pipe.sent)} sent)`, '—', '—', { seconds: round(pipe, 3) });
+    row(
+      `WAN ${link.name}, ${link.rtt} ms: docker save + scp (${mib(runs[0].scp.tarSize)} tar), ${n}`,
+      `${scp.toFixed(2)} s (save ${m((r) => r.scp.save).toFixed(2)} + scp ${m((r) => r.scp.scp).toFixed(2)})`,
+      '—',
+      '—',
+      { seconds: round(scp, 3) },
+    );
+    row(`WAN ${link.name}: docker save | zstd -3 -T0 | ssh cat, ${n}`, `${pipe.toFixed(2)} s (${mib(runs[0].pipe.sent)} sent)`, '—', '—', {
+      seconds: round(pipe, 3),
+    });
     row(
       `WAN ${link.name}: product, first delivery into an empty remote-dir (connect + save + upload), ${n}`,
       `${first.toFixed(2)} s = ${(first / scp).toFixed(2)}x scp, ${(first / pipe).toFixed(2)}x the pipe (save ${m((r) => r.first.save).toFixed(2)}, upload ${m((r) => r.first.upload).toFixed(2)}; ${mib(runs[0].first.wireUp)} up the wire)`,
@@ -575,7 +675,12 @@ async function wanSection(row, raw) {
       again <= 0.05 * scp,
       { seconds: round(again, 3), vsScp: round(again / scp, 4) },
     );
-    row(`WAN ${link.name}: first delivery's fixed path`, `${runs[0].first.remoteCalls.connections} connection(s), ${runs[0].first.remoteCalls.commands} remote commands; whole delivery ${m((r) => r.first.total).toFixed(2)} s`, '—', '—');
+    row(
+      `WAN ${link.name}: first delivery's fixed path`,
+      `${runs[0].first.remoteCalls.connections} connection(s), ${runs[0].first.remoteCalls.commands} remote commands; whole delivery ${m((r) => r.first.total).toFixed(2)} s`,
+      '—',
+      '—',
+    );
     row(`WAN ${link.name}: .sif build on the cluster (assemble + build), ${n}`, `${sif.toFixed(2)} s`, '—', '—', { seconds: round(sif, 3) });
     row(`WAN ${link.name}: peak RSS of the CLI`, mib(rss), '—', '—', { bytes: rss });
   }
@@ -600,7 +705,14 @@ async function transportSection(row, raw) {
         dropRemote(remoteDir);
         const before = wan.counts();
         const t = Date.now();
-        const r = await deliver(`transport ${client} ${i + 1}/${WAN_RUNS}`, { context: ctx, image, remoteDir, port: wan.port, knownHosts: wan.knownHosts, extra: ['--ssh-client', client] });
+        const r = await deliver(`transport ${client} ${i + 1}/${WAN_RUNS}`, {
+          context: ctx,
+          image,
+          remoteDir,
+          port: wan.port,
+          knownHosts: wan.knownHosts,
+          extra: ['--ssh-client', client],
+        });
         const wall = (Date.now() - t) / 1000;
         const after = wan.counts();
         dropRemote(remoteDir);
@@ -630,7 +742,12 @@ async function transportSection(row, raw) {
       `${m((x) => x.total).toFixed(2)} s total (wall ${m((x) => x.wall).toFixed(2)} s), connect ${m((x) => x.connect).toFixed(2)} s, upload ${m((x) => x.upload).toFixed(2)} s = ${m((x) => x.uploadMBps).toFixed(0)} MB/s, ${m((x) => x.commands)} commands (one channel each) on ${m((x) => x.logins)} login(s)`,
       '—',
       '—',
-      { seconds: round(m((x) => x.total), 3) },
+      {
+        seconds: round(
+          m((x) => x.total),
+          3,
+        ),
+      },
     );
   }
 }
@@ -663,8 +780,31 @@ async function preflightSection(row, raw) {
   images.add(image);
   await run('docker', ['build', '-q', '-t', image, ctx]);
   const remoteDir = `bench/preflight-${ts}`;
-  const args = [CLI, 'deliver', '--no-build', '--host', '127.0.0.1', '--port', String(SSH_PORT), '--username', 'rivuser', '--private-key-file', KEY,
-    '--known-hosts-file', KNOWN_HOSTS, '--image', image, '--smoke-test', 'gpu-check.sh', '--gpus', '1', '--remote-dir', remoteDir, '--partition', 'no-such-part'];
+  const args = [
+    CLI,
+    'deliver',
+    '--no-build',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(SSH_PORT),
+    '--username',
+    'rivuser',
+    '--private-key-file',
+    KEY,
+    '--known-hosts-file',
+    KNOWN_HOSTS,
+    '--image',
+    image,
+    '--smoke-test',
+    'gpu-check.sh',
+    '--gpus',
+    '1',
+    '--remote-dir',
+    remoteDir,
+    '--partition',
+    'no-such-part',
+  ];
   log('preflight: a delivery to a partition that does not exist');
   const r = await run(process.execPath, args, { cwd: ctx }).then(
     (ok) => ok,
@@ -673,9 +813,16 @@ async function preflightSection(row, raw) {
   dropRemote(remoteDir);
   rmSync(ctx, { recursive: true, force: true });
   const named = /Preflight 'partition': No partition 'no-such-part'/.test(r.stderr);
-  if (!named) process.stderr.write(`--- preflight: the delivery did not fail as expected; log tail ---\n${r.stderr.trim().split('\n').slice(-20).join('\n')}\n`);
+  if (!named)
+    process.stderr.write(`--- preflight: the delivery did not fail as expected; log tail ---\n${r.stderr.trim().split('\n').slice(-20).join('\n')}\n`);
   raw.preflight = { seconds: r.seconds, code: r.code, named };
-  row('a preflight failure (no such partition): time until the step fails, nothing sent or submitted', `${r.seconds.toFixed(1)} s (exit ${r.code})`, '< 10 s, exit 2, input named', r.seconds < 10 && r.code === 2 && named, { seconds: r.seconds });
+  row(
+    'a preflight failure (no such partition): time until the step fails, nothing sent or submitted',
+    `${r.seconds.toFixed(1)} s (exit ${r.code})`,
+    '< 10 s, exit 2, input named',
+    r.seconds < 10 && r.code === 2 && named,
+    { seconds: r.seconds },
+  );
 }
 
 // ---------------------------------------------------------------- main
@@ -719,7 +866,11 @@ async function main() {
   // ---- report
   const cell = (v) => String(v).replace(/\|/g, '\\|');
   const metText = (m) => (m === true ? 'yes' : m === false ? '**no**' : m);
-  const table = ['| measurement | value | target | met |', '| --- | --- | --- | --- |', ...rows.map((r) => `| ${cell(r.measurement)} | ${cell(r.value)} | ${cell(r.target)} | ${metText(r.met)} |`)].join('\n');
+  const table = [
+    '| measurement | value | target | met |',
+    '| --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${cell(r.measurement)} | ${cell(r.value)} | ${cell(r.target)} | ${metText(r.met)} |`),
+  ].join('\n');
   process.stdout.write(table + '\n');
   mkdirSync(join(ROOT, '.bench'), { recursive: true });
   const out = {

@@ -31,17 +31,35 @@ function context(i) {
   copyFileSync('/bin/busybox', join(ws, 'busybox'));
   writeFileSync(join(ws, 'own.bin'), Buffer.alloc(2 << 20, i + 1));
   writeFileSync(join(ws, 'smoke.sh'), 'echo smoke-ok\n');
-  writeFileSync(join(ws, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCOPY own.bin /data/own.bin\nENTRYPOINT ["/bin/sh"]\n');
+  writeFileSync(
+    join(ws, 'Dockerfile'),
+    'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCOPY own.bin /data/own.bin\nENTRYPOINT ["/bin/sh"]\n',
+  );
   return ws;
 }
 
 function deliver(i) {
   const args = [CLI, 'deliver', '--host', '127.0.0.1', '--port', '2222', '--username', 'rivuser', '--private-key-file', join(STATE, 'id_ed25519')];
-  args.push('--known-hosts-file', join(STATE, 'known_hosts'), '--image', `rs-shared/img${i}:v1`, '--smoke-test', 'smoke.sh', '--gpus', '0', '--partition', 'day-long-cpu');
+  args.push(
+    '--known-hosts-file',
+    join(STATE, 'known_hosts'),
+    '--image',
+    `rs-shared/img${i}:v1`,
+    '--smoke-test',
+    'smoke.sh',
+    '--gpus',
+    '0',
+    '--partition',
+    'day-long-cpu',
+  );
   args.push('--remote-dir', REMOTE_DIR, '--keep-images', String(KEEP), '--json');
   const t0 = Date.now();
   return new Promise((res) => {
-    const child = spawn(process.execPath, args, { cwd: context(i), env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      cwd: context(i),
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -78,9 +96,15 @@ const settled = store();
 
 const failed = [...runs, last].filter((r) => r.code !== 0);
 console.log(`## ${N} deliveries of different images to one remote-dir, keep-images ${KEEP}\n`);
-console.log(`- passed: ${runs.length - runs.filter((r) => r.code !== 0).length} of ${N}; wall time ${wall.toFixed(0)} s (each ${Math.min(...runs.map((r) => r.seconds)).toFixed(0)}–${Math.max(...runs.map((r) => r.seconds)).toFixed(0)} s)`);
+console.log(
+  `- passed: ${runs.length - runs.filter((r) => r.code !== 0).length} of ${N}; wall time ${wall.toFixed(0)} s (each ${Math.min(...runs.map((r) => r.seconds)).toFixed(0)}–${Math.max(...runs.map((r) => r.seconds)).toFixed(0)} s)`,
+);
 console.log('\n| store | image records | blobs | .sif files | holds | MiB |\n| --- | --- | --- | --- | --- | --- |');
-for (const [name, s] of [['fullest, while jobs were queued', peak], ['when all ten had ended', afterAll], ['after one more delivery (its GC)', settled]]) {
+for (const [name, s] of [
+  ['fullest, while jobs were queued', peak],
+  ['when all ten had ended', afterAll],
+  ['after one more delivery (its GC)', settled],
+]) {
   console.log(`| ${name} | ${s.records} | ${s.blobs} | ${s.sifs} | ${s.holds} | ${s.mib} |`);
 }
 for (const r of failed) console.log(`\ndelivery ${r.i} failed (exit ${r.code}):\n${r.err.split('\n').slice(-15).join('\n')}`);

@@ -95,7 +95,8 @@ describe.each(['builtin', 'openssh'])('a passing GPU smoke test (ssh-client %s)'
   });
 
   test('masks every line of the private key before printing anything, and never prints it', () => {
-    const keyLines = clusterInputs()['private-key'].split('\n').filter((l) => l.trim().length > 0);
+    const key = clusterInputs()['private-key'];
+    const keyLines = key.split('\n').filter((l) => l.trim().length > 0);
     const logLines = run.log.split('\n');
     // The runner consumes ::add-mask:: commands and masks the value everywhere after them.
     const firstOther = logLines.findIndex((l) => !l.startsWith('::add-mask::'));
@@ -133,7 +134,11 @@ describe('bad inputs fail at once, naming the input, and touch nothing', () => {
     ['tmpdir under /tmp', { tmpdir: '/tmp/build' }, /Input 'tmpdir'/],
     ['a positional sbatch argument', { 'sbatch-args': '--mem=1G evil.sh' }, /Input 'sbatch-args'/],
     ['a missing smoke-test file', { 'smoke-test': 'nope.py' }, /Input 'smoke-test'/],
-    ["a smoke-test outside the workspace (the runner's environment)", { 'smoke-test': '/proc/self/environ' }, /Input 'smoke-test': '\/proc\/self\/environ' is outside the workspace/],
+    [
+      "a smoke-test outside the workspace (the runner's environment)",
+      { 'smoke-test': '/proc/self/environ' },
+      /Input 'smoke-test': '\/proc\/self\/environ' is outside the workspace/,
+    ],
     ['a smoke-test named like a job file', { 'smoke-test': 'status' }, /Input 'smoke-test'/],
     ['grouped short sbatch options hiding -D', { 'sbatch-args': '-HD/tmp' }, /Input 'sbatch-args'/],
   ];
@@ -150,16 +155,22 @@ describe('bad inputs fail at once, naming the input, and touch nothing', () => {
   });
 });
 
-test.each(['builtin', 'openssh'])('ssh-client %s: a host key that is not in known-hosts is refused, with its fingerprint, before anything is written', async (client) => {
-  const other = execFileSync('bash', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cat $d/k.pub'], { encoding: 'utf8' });
-  const remoteDir = uniqueRemoteDir('hostkey');
-  const run = await runStep(inputs({ 'known-hosts': `[127.0.0.1]:2222 ${other.split(' ').slice(0, 2).join(' ')}`, 'remote-dir': remoteDir, 'ssh-client': client }), { workspace: ws });
-  expect(run.code).toBe(1);
-  expect(run.log).toMatch(/Host key refused: the host key of \[127\.0\.0\.1\]:2222 does not match/);
-  const real = execFileSync('ssh-keygen', ['-lf', '/var/lib/riviera-acceptance/sshd/host_ed25519.pub'], { encoding: 'utf8' }).split(' ')[1];
-  expect(run.log).toContain(real);
-  expect(existsSync(`${CLUSTER_HOME}/${remoteDir}`)).toBe(false);
-});
+test.each(['builtin', 'openssh'])(
+  'ssh-client %s: a host key that is not in known-hosts is refused, with its fingerprint, before anything is written',
+  async (client) => {
+    const other = execFileSync('bash', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cat $d/k.pub'], { encoding: 'utf8' });
+    const remoteDir = uniqueRemoteDir('hostkey');
+    const run = await runStep(
+      inputs({ 'known-hosts': `[127.0.0.1]:2222 ${other.split(' ').slice(0, 2).join(' ')}`, 'remote-dir': remoteDir, 'ssh-client': client }),
+      { workspace: ws },
+    );
+    expect(run.code).toBe(1);
+    expect(run.log).toMatch(/Host key refused: the host key of \[127\.0\.0\.1\]:2222 does not match/);
+    const real = execFileSync('ssh-keygen', ['-lf', '/var/lib/riviera-acceptance/sshd/host_ed25519.pub'], { encoding: 'utf8' }).split(' ')[1];
+    expect(run.log).toContain(real);
+    expect(existsSync(`${CLUSTER_HOME}/${remoteDir}`)).toBe(false);
+  },
+);
 
 test('hostile inputs are passed as plain data and never run, on the cluster or here', async () => {
   const marker = `rs-pwned-${process.pid}`;
@@ -187,7 +198,9 @@ test('hostile inputs are passed as plain data and never run, on the cluster or h
   expect(run.code).toBe(0);
   expect(run.outputs['job-state']).toBe('COMPLETED');
   expect(existsSync(`${CLUSTER_HOME}/${remoteDir}`)).toBe(true);
-  const pwned = execFileSync('bash', ['-c', `find / -xdev -name '${marker}*' -not -path '/proc/*' 2>/dev/null | grep -v "${CLUSTER_HOME}/e2e/" || true`], { encoding: 'utf8' });
+  const pwned = execFileSync('bash', ['-c', `find / -xdev -name '${marker}*' -not -path '/proc/*' 2>/dev/null | grep -v "${CLUSTER_HOME}/e2e/" || true`], {
+    encoding: 'utf8',
+  });
   expect(pwned).toBe('');
   const smoke = singularityCalls(0).find((c) => c.SLURM_JOB_ID === run.outputs['job-id'] && c.argv[0] === 'run');
   expect(smoke?.argv).toEqual(['run', '--nv', '--bind', `${bindSrc}:/data`, run.outputs['sif-path'], script]);

@@ -146,7 +146,8 @@ beforeAll(async () => {
   await requireCluster();
   ws = makeWorkspace();
   // The names the deliveries use must not be in the engine, so that they can show it was not used.
-  for (const v of ['dual', 'gzip', 'bad']) if (dockerImageExists(`rs-e2e/oci:${v}`)) execFileSync('docker', ['image', 'rm', `rs-e2e/oci:${v}`], { stdio: 'ignore' });
+  for (const v of ['dual', 'gzip', 'bad'])
+    if (dockerImageExists(`rs-e2e/oci:${v}`)) execFileSync('docker', ['image', 'rm', `rs-e2e/oci:${v}`], { stdio: 'ignore' });
   execFileSync('docker', ['build', '-q', '-t', SRC, ws], { stdio: ['ignore', 'ignore', 'pipe'] });
   const saved = join(mkdtempSync(join(tmpdir(), 'rs-archive-')), 'legacy.tar');
   execFileSync('docker', ['save', '-o', saved, SRC]);
@@ -231,15 +232,21 @@ function describeFirstDelivery(variant: string, archive: () => string, archiveFi
 
 describe('a Docker 25+ archive (OCI layout and legacy manifest.json)', () => {
   const remoteDir = uniqueRemoteDir('archive-dual');
-  describeFirstDelivery('dual', () => DUAL_REL, () => dualAbs, remoteDir, (run) => {
-    test('the store holds the config and the uncompressed layers under their digests', () => {
-      expect(run().code).toBe(0);
-      const dir = `${CLUSTER_HOME}/${remoteDir}/.store/blobs/sha256`;
-      const want = [src.configHex, ...src.layers.map((l) => sha(l))];
-      expect(readdirSync(dir).sort()).toEqual([...new Set(want)].sort());
-      for (const hex of want) expect(sha(readFileSync(join(dir, hex)))).toBe(hex);
-    });
-  });
+  describeFirstDelivery(
+    'dual',
+    () => DUAL_REL,
+    () => dualAbs,
+    remoteDir,
+    (run) => {
+      test('the store holds the config and the uncompressed layers under their digests', () => {
+        expect(run().code).toBe(0);
+        const dir = `${CLUSTER_HOME}/${remoteDir}/.store/blobs/sha256`;
+        const want = [src.configHex, ...src.layers.map((l) => sha(l))];
+        expect(readdirSync(dir).sort()).toEqual([...new Set(want)].sort());
+        for (const hex of want) expect(sha(readFileSync(join(dir, hex)))).toBe(hex);
+      });
+    },
+  );
 
   test('a second delivery to the same remote-dir reuses the .sif and sends nothing', async () => {
     const since = Date.now() / 1000;
@@ -270,17 +277,23 @@ describe('a Docker 25+ archive (OCI layout and legacy manifest.json)', () => {
 
 describe('a containerd image store archive (pure OCI, nested index, attestation, gzip layers)', () => {
   const remoteDir = uniqueRemoteDir('archive-oci');
-  describeFirstDelivery('gzip', () => ociAbs, () => ociAbs, remoteDir, (run) => {
-    test('the store holds the config and the gzip layers, as sent, under their compressed digests', () => {
-      expect(run().code).toBe(0);
-      const dir = `${CLUSTER_HOME}/${remoteDir}/.store/blobs/sha256`;
-      const gz = gzipLayers.map((l) => sha(l));
-      // gzip output differs from the tar it compresses: the digests are the compressed ones.
-      for (const [i, hex] of gz.entries()) expect(hex).not.toBe(sha(src.layers[i]));
-      expect(readdirSync(dir).sort()).toEqual([...new Set([src.configHex, ...gz])].sort());
-      for (const [i, hex] of gz.entries()) expect(readFileSync(join(dir, hex)).equals(gzipLayers[i])).toBe(true);
-    });
-  });
+  describeFirstDelivery(
+    'gzip',
+    () => ociAbs,
+    () => ociAbs,
+    remoteDir,
+    (run) => {
+      test('the store holds the config and the gzip layers, as sent, under their compressed digests', () => {
+        expect(run().code).toBe(0);
+        const dir = `${CLUSTER_HOME}/${remoteDir}/.store/blobs/sha256`;
+        const gz = gzipLayers.map((l) => sha(l));
+        // gzip output differs from the tar it compresses: the digests are the compressed ones.
+        for (const [i, hex] of gz.entries()) expect(hex).not.toBe(sha(src.layers[i]));
+        expect(readdirSync(dir).sort()).toEqual([...new Set([src.configHex, ...gz])].sort());
+        for (const [i, hex] of gz.entries()) expect(readFileSync(join(dir, hex)).equals(gzipLayers[i])).toBe(true);
+      });
+    },
+  );
 });
 
 describe('a bad archive fails the step at once, naming it, and touches nothing on the cluster', () => {
@@ -293,7 +306,13 @@ describe('a bad archive fails the step at once, naming it, and touches nothing o
     await writeTar(join(dir, 'two-images.tar'), [
       { name: `${src.configHex}.json`, data: src.config },
       ...layers,
-      { name: 'manifest.json', data: json([{ ...one, RepoTags: ['rs-e2e/a:v1'] }, { ...one, RepoTags: ['rs-e2e/b:v1'] }]) },
+      {
+        name: 'manifest.json',
+        data: json([
+          { ...one, RepoTags: ['rs-e2e/a:v1'] },
+          { ...one, RepoTags: ['rs-e2e/b:v1'] },
+        ]),
+      },
     ]);
   });
 

@@ -17,7 +17,16 @@ beforeAll(async () => {
   // Settings CI and the terminal share; the flags add only what differs.
   writeFileSync(
     join(ws, '.riviera.yml'),
-    ['host: 127.0.0.1', 'port: 2222', 'username: rivuser', 'image: rs-e2e/gpucheck:cli', 'partition: short-gpu', 'gpus: 1', 'modules: [slurm, singularity, cuda12.2/toolkit]', ''].join('\n'),
+    [
+      'host: 127.0.0.1',
+      'port: 2222',
+      'username: rivuser',
+      'image: rs-e2e/gpucheck:cli',
+      'partition: short-gpu',
+      'gpus: 1',
+      'modules: [slurm, singularity, cuda12.2/toolkit]',
+      '',
+    ].join('\n'),
   );
 });
 
@@ -28,7 +37,11 @@ interface CliRun {
 }
 
 function startCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<CliRun>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ws, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: ws,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
@@ -187,7 +200,18 @@ describe('exit codes', () => {
   });
 
   test('5: a failing smoke test', async () => {
-    const r = await cli('deliver', ...KEYS, '--smoke-test', 'gpu-check.sh', '--gpus', '0', '--partition', 'day-long-cpu', '--remote-dir', uniqueRemoteDir('cli-fail'));
+    const r = await cli(
+      'deliver',
+      ...KEYS,
+      '--smoke-test',
+      'gpu-check.sh',
+      '--gpus',
+      '0',
+      '--partition',
+      'day-long-cpu',
+      '--remote-dir',
+      uniqueRemoteDir('cli-fail'),
+    );
     expect(r.code).toBe(5);
     expect(r.stderr).toContain('smoke test failed: no GPU visible in the container');
   });

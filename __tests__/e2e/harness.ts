@@ -209,7 +209,16 @@ export async function eventually(check: () => boolean, timeoutMs = 30_000, what 
 }
 
 /** Every singularity call on the cluster since `since` (epoch seconds). */
-export function singularityCalls(since: number): { argv: string[]; cwd: string; TMPDIR: string | null; SINGULARITY_TMPDIR: string | null; APPTAINER_TMPDIR: string | null; SLURM_JOB_ID: string | null; LOADEDMODULES: string | null; t: number }[] {
+export function singularityCalls(since: number): {
+  argv: string[];
+  cwd: string;
+  TMPDIR: string | null;
+  SINGULARITY_TMPDIR: string | null;
+  APPTAINER_TMPDIR: string | null;
+  SLURM_JOB_ID: string | null;
+  LOADEDMODULES: string | null;
+  t: number;
+}[] {
   if (!existsSync(CALLS_LOG)) return [];
   return readFileSync(CALLS_LOG, 'utf8')
     .split('\n')
@@ -232,7 +241,10 @@ export function makeDataImageContext(opts: { randomMiB: number; zerosMiB: number
   const ws = makeWorkspace();
   const mib = 1 << 20;
   // Deterministic "random" bytes, so that the same options give the same layers.
-  const key = createHash('sha256').update(opts.seed ?? 'riviera').digest().subarray(0, 16);
+  const key = createHash('sha256')
+    .update(opts.seed ?? 'riviera')
+    .digest()
+    .subarray(0, 16);
   writeFileSync(join(ws, 'random.bin'), createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(opts.randomMiB * mib)));
   writeFileSync(join(ws, 'zeros.bin'), Buffer.alloc(opts.zerosMiB * mib));
   const lines = [readFileSync(join(ws, 'Dockerfile'), 'utf8').trimEnd(), 'COPY random.bin /data/random.bin', 'COPY zeros.bin /data/zeros.bin'];

@@ -67,14 +67,18 @@ describe('publication on a tag', () => {
       expectPassed(run);
       expect(readlinkSync(`${pub}/gpucheck_latest.sif`)).toBe(`gpucheck_${tag}.sif`);
     }
-    const sifs = readdirSync(pub).filter((f) => f.endsWith('.sif') && !f.includes('latest')).sort();
+    const sifs = readdirSync(pub)
+      .filter((f) => f.endsWith('.sif') && !f.includes('latest'))
+      .sort();
     expect(sifs).toEqual(['gpucheck_v1.1.0.sif', 'gpucheck_v1.2.0.sif']);
     expect(existsSync(`${pub}/gpucheck_v1.0.0.json`)).toBe(false);
     expect(existsSync(`${pub}/gpucheck_v1.0.0.sif.sha256`)).toBe(false);
   });
 
   test('two publications at once leave a consistent latest', async () => {
-    const runs = await Promise.all(['v2.0.0', 'v2.1.0'].map((tag) => runStep(inputs(remoteDir, { 'keep-versions': '5' }), { workspace: ws, env: tagEnv(tag) })));
+    const runs = await Promise.all(
+      ['v2.0.0', 'v2.1.0'].map((tag) => runStep(inputs(remoteDir, { 'keep-versions': '5' }), { workspace: ws, env: tagEnv(tag) })),
+    );
     for (const run of runs) expectPassed(run);
     const latest = readlinkSync(`${pub}/gpucheck_latest.sif`);
     expect(['gpucheck_v2.0.0.sif', 'gpucheck_v2.1.0.sif']).toContain(latest);
@@ -83,7 +87,10 @@ describe('publication on a tag', () => {
   });
 
   test('a push (not a tag) publishes nothing; publish: true does, with a group mode', async () => {
-    const push = await runStep(inputs(remoteDir), { workspace: ws, env: { GITHUB_REF_TYPE: 'branch', GITHUB_REF_NAME: 'main', GITHUB_SHA: 'feedfacefeedfacefeedfacefeedfacefeedface' } });
+    const push = await runStep(inputs(remoteDir), {
+      workspace: ws,
+      env: { GITHUB_REF_TYPE: 'branch', GITHUB_REF_NAME: 'main', GITHUB_SHA: 'feedfacefeedfacefeedfacefeedfacefeedface' },
+    });
     expectPassed(push);
     expect(push.outputs['published-path']).toBe('');
     const group = execFileSync('id', ['-gn', 'rivuser'], { encoding: 'utf8' }).trim();

@@ -74,16 +74,19 @@ test('a CLI run from a checkout whose remote holds a token records the repositor
   git('-c', 'user.name=t', '-c', 'user.email=t@x', 'commit', '-q', '--allow-empty', '-m', 'x');
   git('tag', 'v9.9.9');
   writeFileSync(join(repo, 'gpu-check.sh'), readFileSync(join(ws, 'gpu-check.sh')));
-  const out = execFileSync(process.execPath, [join(ROOT, 'dist/cli/index.js'), 'deliver', '--host', 'h.example.edu', '--username', 'me', '--image', 'x:1', '--smoke-test', 'gpu-check.sh', '--dry-run'], {
-    cwd: repo,
-    encoding: 'utf8',
-    env: { PATH: process.env.PATH, HOME: repo },
-  });
+  const out = execFileSync(
+    process.execPath,
+    [join(ROOT, 'dist/cli/index.js'), 'deliver', '--host', 'h.example.edu', '--username', 'me', '--image', 'x:1', '--smoke-test', 'gpu-check.sh', '--dry-run'],
+    {
+      cwd: repo,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, HOME: repo },
+    },
+  );
   expect(out).toContain('https://github.com/lab/gpu-check.git');
   expect(out).not.toContain('SECRET');
   expect(out).not.toContain('someone');
 });
-
 
 /** Run a command as another account of the stand-in (the colleague, the lab member). */
 function asUser(user: string, argv: string[]): string {
@@ -92,7 +95,16 @@ function asUser(user: string, argv: string[]): string {
 
 /** The colleague's job, holding both GPUs of the node until cancelled. */
 async function colleagueHoldsGpus(): Promise<string> {
-  const id = asUser('rivcolleague', ['/opt/slurm/bin/sbatch', '--parsable', '--partition=short-gpu', '--gres=gpu:2', '--chdir=/tmp', '--output=/dev/null', '--wrap', 'sleep 600']);
+  const id = asUser('rivcolleague', [
+    '/opt/slurm/bin/sbatch',
+    '--parsable',
+    '--partition=short-gpu',
+    '--gres=gpu:2',
+    '--chdir=/tmp',
+    '--output=/dev/null',
+    '--wrap',
+    'sleep 600',
+  ]);
   await eventually(() => jobState(id) === 'RUNNING', 30_000, "the colleague's GPU job to start");
   return id;
 }
@@ -193,11 +205,23 @@ describe('publishing into a lab directory where a member plants symlinks', () =>
     let planter: ChildProcess | undefined;
     const before = statSync(lab);
     try {
-      planter = spawn('setpriv', ['--reuid=rivmember', '--regid=rivmember', '--init-groups', '/usr/local/bin/plant-symlinks', lab, victim, '300', ...names], { stdio: 'ignore' });
-      await eventually(() => existsSync(`${lab}/.lock`), 10_000, 'the member to plant links');
-      const run = await runStep(inputs(uniqueRemoteDir('lab'), { publish: 'true', 'publish-dir': lab, 'publish-group': 'rivlab', 'publish-name': name, 'publish-version': 'v1', ...ON_CPU }), {
-        workspace: ws,
+      planter = spawn('setpriv', ['--reuid=rivmember', '--regid=rivmember', '--init-groups', '/usr/local/bin/plant-symlinks', lab, victim, '300', ...names], {
+        stdio: 'ignore',
       });
+      await eventually(() => existsSync(`${lab}/.lock`), 10_000, 'the member to plant links');
+      const run = await runStep(
+        inputs(uniqueRemoteDir('lab'), {
+          publish: 'true',
+          'publish-dir': lab,
+          'publish-group': 'rivlab',
+          'publish-name': name,
+          'publish-version': 'v1',
+          ...ON_CPU,
+        }),
+        {
+          workspace: ws,
+        },
+      );
       expect(readFileSync(victim, 'utf8')).toBe('precious\n');
       expect(statSync(victim).mode & 0o7777).toBe(0o600);
       const after = statSync(lab);
@@ -217,13 +241,21 @@ test('publishing an existing .sif records its sha256', async () => {
   const remoteDir = uniqueRemoteDir('pubsif');
   const first = await runStep(inputs(remoteDir, ON_CPU), { workspace: ws });
   expectPassed(first);
-  const { image: _image, ...rest } = inputs(remoteDir, { sif: first.outputs['sif-path'], publish: 'true', 'publish-name': 'existing', 'publish-version': 'v1', ...ON_CPU });
+  const { image: _image, ...rest } = inputs(remoteDir, {
+    sif: first.outputs['sif-path'],
+    publish: 'true',
+    'publish-name': 'existing',
+    'publish-version': 'v1',
+    ...ON_CPU,
+  });
   void _image;
   const run = await runStep(rest, { workspace: ws });
   expectPassed(run);
   const pub = `${CLUSTER_HOME}/${remoteDir}/published`;
   const record = JSON.parse(readFileSync(`${pub}/existing_v1.json`, 'utf8'));
-  const sum = createHash('sha256').update(readFileSync(`${pub}/existing_v1.sif`)).digest('hex');
+  const sum = createHash('sha256')
+    .update(readFileSync(`${pub}/existing_v1.sif`))
+    .digest('hex');
   expect(record.sha256).toBe(sum);
   expect(readFileSync(`${pub}/existing_v1.sif.sha256`, 'utf8')).toBe(`${sum}  existing_v1.sif\n`);
   expect(lstatSync(`${pub}/existing_latest.sif`).isSymbolicLink()).toBe(true);

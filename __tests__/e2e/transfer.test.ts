@@ -158,7 +158,10 @@ test('garbage collection keeps the newest keep-images images and drops the rest'
   const a = await runStep(inputs(remoteDir, { 'keep-images': '1' }), { workspace: ws });
   expectPassed(a);
   const blobsA = storeBlobs(remoteDir);
-  const b = await runStep({ ...inputs(remoteDir, { 'keep-images': '1' }), image: 'rs-e2e/gpucheck:gc' }, { workspace: makeDataImageContext({ randomMiB: 1, zerosMiB: 1, seed: 'gc' }) });
+  const b = await runStep(
+    { ...inputs(remoteDir, { 'keep-images': '1' }), image: 'rs-e2e/gpucheck:gc' },
+    { workspace: makeDataImageContext({ randomMiB: 1, zerosMiB: 1, seed: 'gc' }) },
+  );
   expectPassed(b);
   const blobsB = storeBlobs(remoteDir);
   const records = readdirSync(`${CLUSTER_HOME}/${remoteDir}/.store/images`);
@@ -177,7 +180,10 @@ test.each(['builtin', 'openssh'])('ssh-client %s: a connection lost while the jo
   writeFileSync(join(slowWs, 'slow.sh'), 'echo before-cut\nsleep 6\necho after-cut\n');
   const proxy = await startProxy();
   try {
-    const step = startStep({ ...inputs(remoteDir, { 'smoke-test': 'slow.sh', image: 'rs-e2e/gpucheck:cut', 'ssh-client': client }), ...viaProxy(proxy.port) }, { workspace: slowWs });
+    const step = startStep(
+      { ...inputs(remoteDir, { 'smoke-test': 'slow.sh', image: 'rs-e2e/gpucheck:cut', 'ssh-client': client }), ...viaProxy(proxy.port) },
+      { workspace: slowWs },
+    );
     await step.waitFor('before-cut');
     proxy.cut();
     const run = await step.done;

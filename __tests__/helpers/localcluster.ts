@@ -107,7 +107,17 @@ export class LocalCluster {
 }
 
 /** A target nothing connects to (the connector ignores it). */
-export const LOCAL_TARGET: SshTarget = { host: '127.0.0.1', port: 22, username: 'tester', privateKey: '', passphrase: null, certificate: null, jumpHosts: [], knownHosts: [], sshClient: 'builtin' };
+export const LOCAL_TARGET: SshTarget = {
+  host: '127.0.0.1',
+  port: 22,
+  username: 'tester',
+  privateKey: '',
+  passphrase: null,
+  certificate: null,
+  jumpHosts: [],
+  knownHosts: [],
+  sshClient: 'builtin',
+};
 
 /** A retry policy for tests: the real one's shape, without the waiting. */
 export const FAST_RETRY = { attempts: 3, baseDelayMs: 1, maxDelayMs: 4 };

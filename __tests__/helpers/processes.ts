@@ -24,7 +24,9 @@ export function killTrackedAfterEach(): void {
 
 /** A process holding flock on `path` (shared or exclusive) until release() closes its stdin. */
 export async function holdLock(path: string, mode: '-s' | '-x') {
-  const child = track(spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'], detached: true }));
+  const child = track(
+    spawn('bash', ['-c', `exec 8>>"$1"; flock ${mode} 8; echo locked; read -r _`, 'hold', path], { stdio: ['pipe', 'pipe', 'ignore'], detached: true }),
+  );
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());

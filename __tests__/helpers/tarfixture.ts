@@ -64,12 +64,7 @@ function member(entry: TarFixtureEntry): Buffer[] {
   return out;
 }
 
-function block(
-  name: string,
-  flag: string,
-  data: Buffer,
-  o: { linkname?: string; prefix?: string; gnu?: boolean; size?: TarFixtureEntry['size'] },
-): Buffer[] {
+function block(name: string, flag: string, data: Buffer, o: { linkname?: string; prefix?: string; gnu?: boolean; size?: TarFixtureEntry['size'] }): Buffer[] {
   const h = Buffer.alloc(512);
   h.write(name.slice(0, 100), 0, 100, 'utf8');
   octal(h, 100, 8, flag === '5' ? 0o755 : 0o644);
@@ -87,7 +82,12 @@ function block(
   h.write('root', 297);
   h.write(o.prefix ?? '', 345, 155, 'utf8');
   h.fill(0x20, 148, 156);
-  octal(h, 148, 7, h.reduce((sum, b) => sum + b, 0));
+  octal(
+    h,
+    148,
+    7,
+    h.reduce((sum, b) => sum + b, 0),
+  );
   return [h, data, Buffer.alloc((512 - (data.length % 512)) % 512)];
 }
 

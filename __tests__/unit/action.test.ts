@@ -94,7 +94,15 @@ describe('main', () => {
 
   test('a job that did not pass: outputs first, then the step fails with its message', async () => {
     const { JobFailedError } = await import('../../src/core/errors.js');
-    deliver.mockResolvedValue(result({ ok: false, jobState: 'FAILED', exitCode: 3, message: 'The smoke test exited with code 3.', error: new JobFailedError('The smoke test exited with code 3.') }));
+    deliver.mockResolvedValue(
+      result({
+        ok: false,
+        jobState: 'FAILED',
+        exitCode: 3,
+        message: 'The smoke test exited with code 3.',
+        error: new JobFailedError('The smoke test exited with code 3.'),
+      }),
+    );
     const { main } = await load();
     await main.run();
     expect(core.outputs['exit-code']).toBe('3');
@@ -167,6 +175,10 @@ describe('post', () => {
     cluster.command('scancel', 'echo "scancel: error: Access/permission denied" >&2; exit 1');
     await post.post();
     expect(core.setFailed).not.toHaveBeenCalled();
-    expect(core.warning).toHaveBeenCalledWith(expect.stringMatching(/^Could not cancel job 91: Cancelling job 91 failed on the cluster \(exit 1\): scancel: error: Access\/permission denied\. Cancel it by hand: scancel 91$/));
+    expect(core.warning).toHaveBeenCalledWith(
+      expect.stringMatching(
+        /^Could not cancel job 91: Cancelling job 91 failed on the cluster \(exit 1\): scancel: error: Access\/permission denied\. Cancel it by hand: scancel 91$/,
+      ),
+    );
   });
 });

@@ -157,13 +157,9 @@ describe('listTar / readTarMember', () => {
 });
 
 // A tiny image: two layers (themselves tars) and the config listing their diff_ids.
-const layerTars = [
-  tarBuffer([{ name: 'etc/hello', data: 'hello\n' }]),
-  tarBuffer([{ name: 'usr/bin/tool', data: 'x'.repeat(700) }]),
-];
+const layerTars = [tarBuffer([{ name: 'etc/hello', data: 'hello\n' }]), tarBuffer([{ name: 'usr/bin/tool', data: 'x'.repeat(700) }])];
 const diffIds = layerTars.map((l) => `sha256:${sha(l)}`);
-const configFor = (architecture: string) =>
-  Buffer.from(JSON.stringify({ architecture, os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } }));
+const configFor = (architecture: string) => Buffer.from(JSON.stringify({ architecture, os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } }));
 const config = configFor('amd64');
 
 interface Blob {
@@ -224,9 +220,7 @@ describe('readImageArchive', () => {
       diffIds,
       config: { digest: `sha256:${sha(config)}`, member: `${sha(config)}.json`, size: config.length, mediaType: 'config' },
     });
-    expect(archive.layers.map((l) => [l.member, l.digest, l.mediaType])).toEqual(
-      v1Ids.map((id, i) => [`${id}/layer.tar`, diffIds[i], 'layer']),
-    );
+    expect(archive.layers.map((l) => [l.member, l.digest, l.mediaType])).toEqual(v1Ids.map((id, i) => [`${id}/layer.tar`, diffIds[i], 'layer']));
     await expectBlobsAt(path, [archive.config, ...archive.layers]);
   });
 
@@ -237,7 +231,10 @@ describe('readImageArchive', () => {
       { name: `./${v1Ids[0]}/layer.tar`, data: layerTars[0] },
       { name: `./${dupId}/layer.tar`, type: 'symlink', linkname: `../${v1Ids[0]}/layer.tar` },
       { name: `./${sha(repeated)}.json`, data: repeated },
-      { name: './manifest.json', data: JSON.stringify([{ Config: `${sha(repeated)}.json`, RepoTags: null, Layers: [`${v1Ids[0]}/layer.tar`, `${dupId}/layer.tar`] }]) },
+      {
+        name: './manifest.json',
+        data: JSON.stringify([{ Config: `${sha(repeated)}.json`, RepoTags: null, Layers: [`${v1Ids[0]}/layer.tar`, `${dupId}/layer.tar`] }]),
+      },
     ]);
     const archive = await readImageArchive(path);
     expect(archive.repoTags).toEqual([]);
@@ -256,7 +253,9 @@ describe('readImageArchive', () => {
         name: 'index.json',
         data: JSON.stringify({
           schemaVersion: 2,
-          manifests: [descriptor(manifest, 'application/vnd.oci.image.manifest.v1+json', { annotations: { 'io.containerd.image.name': 'docker.io/library/other:2' } })],
+          manifests: [
+            descriptor(manifest, 'application/vnd.oci.image.manifest.v1+json', { annotations: { 'io.containerd.image.name': 'docker.io/library/other:2' } }),
+          ],
         }),
       },
       { name: 'manifest.json', data: JSON.stringify([{ Config: configBlob.name, RepoTags: ['demo:1'], Layers: layers.map((l) => l.name) }]) },
@@ -330,10 +329,16 @@ describe('readImageArchive', () => {
 
   it('rejects an archive whose members are missing', async () => {
     const noLayer = legacyEntries().filter((e) => e.name !== `${v1Ids[1]}/layer.tar`);
-    await expectBuildError(readImageArchive(await writeTar(tarPath(), noLayer)), new RegExp(`no member '${v1Ids[1]}/layer.tar' \\(referenced by manifest.json\\)`));
+    await expectBuildError(
+      readImageArchive(await writeTar(tarPath(), noLayer)),
+      new RegExp(`no member '${v1Ids[1]}/layer.tar' \\(referenced by manifest.json\\)`),
+    );
 
     const noOciLayer = [topIndex(names.slice(0, 1)), ...[imageIndex, amd, amdConfig, gzLayers[0]].map(blobEntry)];
-    await expectBuildError(readImageArchive(await writeTar(tarPath(), noOciLayer)), new RegExp(`no member '${gzLayers[1].name}' \\(referenced by manifest ${amd.digest}\\)`));
+    await expectBuildError(
+      readImageArchive(await writeTar(tarPath(), noOciLayer)),
+      new RegExp(`no member '${gzLayers[1].name}' \\(referenced by manifest ${amd.digest}\\)`),
+    );
 
     const noManifest = [topIndex(names.slice(0, 1)), blobEntry(imageIndex)];
     await expectBuildError(readImageArchive(await writeTar(tarPath(), noManifest)), new RegExp(`no member '${amd.name}'`));

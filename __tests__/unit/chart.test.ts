@@ -40,7 +40,16 @@ test('the phases laid end to end in order, runner then cluster, in whole seconds
 });
 
 test('phases that did not run are left out, and so are sections without any', () => {
-  const chart = phaseChart(t([['connect', 0.2], ['upload', 0.4], ['sbatch-wait', 1], ['smoke-test', 2], ['build', 0], ['total', 4]]))!;
+  const chart = phaseChart(
+    t([
+      ['connect', 0.2],
+      ['upload', 0.4],
+      ['sbatch-wait', 1],
+      ['smoke-test', 2],
+      ['build', 0],
+      ['total', 4],
+    ]),
+  )!;
   expect(chart).not.toContain('docker build');
   expect(chart).not.toContain('.sif build');
   expect(chart.split('\n').filter((l) => l.includes('section'))).toEqual(['  section Runner', '  section Cluster']);
@@ -48,5 +57,12 @@ test('phases that did not run are left out, and so are sections without any', ()
 });
 
 test('nothing timed: no chart', () => {
-  expect(phaseChart(t([['overhead', 0.5], ['total', 0.5]]))).toBeNull();
+  expect(
+    phaseChart(
+      t([
+        ['overhead', 0.5],
+        ['total', 0.5],
+      ]),
+    ),
+  ).toBeNull();
 });

@@ -41,7 +41,22 @@ afterEach(() => {
 });
 
 const cli = (...args: string[]) => runCli(['node', 'riviera-singularity', ...args]);
-const connection = () => ['--host', '127.0.0.1', '--port', '2222', '--username', 'u', '--remote-dir', 'rs', '--login-modules', 'none', '--private-key-file', files.key, '--known-hosts-file', files.hosts];
+const connection = () => [
+  '--host',
+  '127.0.0.1',
+  '--port',
+  '2222',
+  '--username',
+  'u',
+  '--remote-dir',
+  'rs',
+  '--login-modules',
+  'none',
+  '--private-key-file',
+  files.key,
+  '--known-hosts-file',
+  files.hosts,
+];
 
 describe('help and usage', () => {
   test('--help: exit 0, the commands and the exit codes', async () => {
@@ -50,11 +65,14 @@ describe('help and usage', () => {
     expect(stdout).toContain('Exit codes: 0 passed, 1 other failure, 2 bad input, 3 connection, 4 host key refused');
   });
 
-  test("deliver --help: every option grouped, with what it does and its default; booleans as --flag/--no-flag", async () => {
+  test('deliver --help: every option grouped, with what it does and its default; booleans as --flag/--no-flag', async () => {
     expect(await cli('deliver', '--help')).toBe(0);
-    for (const group of ['Cluster:', 'Image:', 'Job:', 'Publishing:', 'Garbage collection:', 'Settings and keys:', 'Output:']) expect(stdout).toContain(`\n${group}\n`);
+    for (const group of ['Cluster:', 'Image:', 'Job:', 'Publishing:', 'Garbage collection:', 'Settings and keys:', 'Output:'])
+      expect(stdout).toContain(`\n${group}\n`);
     const help = stdout.replace(/\s+/g, ' ');
-    expect(help).toContain('--build/--no-build build the image with the local Docker engine, or use the one it already has (default: --build) (env: RIVIERA_BUILD=true|false)');
+    expect(help).toContain(
+      '--build/--no-build build the image with the local Docker engine, or use the one it already has (default: --build) (env: RIVIERA_BUILD=true|false)',
+    );
     expect(help).toContain('--partition <value> Slurm partition (default: short-gpu) (env: RIVIERA_PARTITION)');
     expect(stdout).not.toContain("the action's");
     expect(stdout).not.toMatch(/^\s+--no-build/m);

@@ -85,7 +85,9 @@ describe('cancelDelivered', () => {
   test('a failing scancel is an error naming it', async () => {
     // (A job already ended is no failure: cancel.sh lets "Invalid job id specified" pass.)
     cluster.command('scancel', 'echo "scancel: error: Kill job error on job id 62: Access/permission denied" >&2; exit 1');
-    await expect(cancelDelivered(session, where, '62')).rejects.toThrow(/Cancelling job 62 failed on the cluster \(exit 1\): scancel: error: Kill job error on job id 62: Access\/permission denied/);
+    await expect(cancelDelivered(session, where, '62')).rejects.toThrow(
+      /Cancelling job 62 failed on the cluster \(exit 1\): scancel: error: Kill job error on job id 62: Access\/permission denied/,
+    );
   });
 });
 

@@ -85,7 +85,16 @@ test('a passing delivery: the layer lands in the store, the job is submitted and
   const submitted: string[] = [];
   const r = await deliver(settingsFor(image), reporter, { pollMs: 10, onJobSubmitted: ({ jobId }) => void submitted.push(jobId) });
 
-  expect(r).toMatchObject({ ok: true, jobId: '4242', jobState: 'COMPLETED', exitCode: 0, imageDigest: image.id, sifReused: false, node: 'gpu-01', error: null });
+  expect(r).toMatchObject({
+    ok: true,
+    jobId: '4242',
+    jobState: 'COMPLETED',
+    exitCode: 0,
+    imageDigest: image.id,
+    sifReused: false,
+    node: 'gpu-01',
+    error: null,
+  });
   expect(r.sifPath).toBe(join(cluster.home, 'rs/sif', `${image.id.slice(7)}.sif`));
   expect(submitted).toEqual(['4242']);
   expect(readFileSync(join(cluster.home, 'rs/.store/blobs/sha256', sha(image.layer))).equals(image.layer)).toBe(true);

@@ -32,7 +32,11 @@ describe('buildImage', () => {
     });
     const reporter = fakeReporter();
     await buildImage({ image: 'img:1', context: 'ctx dir', dockerfile: 'ctx dir/Dockerfile.gpu', buildArgs: ['A=1', 'B=x y'] }, reporter);
-    expect(runProcess).toHaveBeenCalledWith('docker', ['build', '-t', 'img:1', '-f', 'ctx dir/Dockerfile.gpu', '--build-arg', 'A=1', '--build-arg', 'B=x y', 'ctx dir'], expect.anything());
+    expect(runProcess).toHaveBeenCalledWith(
+      'docker',
+      ['build', '-t', 'img:1', '-f', 'ctx dir/Dockerfile.gpu', '--build-arg', 'A=1', '--build-arg', 'B=x y', 'ctx dir'],
+      expect.anything(),
+    );
     expect(reporter.infos()).toEqual(['#1 [internal] load build definition']);
   });
 

@@ -12,7 +12,6 @@ import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import { listTar, readTarMember } from '../../src/core/tar.js';
 import { HOSTILE } from '../helpers/hostile.js';
 
-
 killTrackedAfterEach();
 
 function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
@@ -96,7 +95,9 @@ describe('renderJobScript: text', () => {
 
   test('loads the modules in one module load, only when there are some', () => {
     const script = renderJobScript(params());
-    expect(script.split('\n').filter((l) => /^\s*module load "\$\{modules/.test(l))).toEqual([`  module load "\${modules[@]}" || fail 127 "module load failed: check the module names with 'module avail'"`]);
+    expect(script.split('\n').filter((l) => /^\s*module load "\$\{modules/.test(l))).toEqual([
+      `  module load "\${modules[@]}" || fail 127 "module load failed: check the module names with 'module avail'"`,
+    ]);
     expect(script).toContain('if [ "${#modules[@]}" -gt 0 ]; then\n  module load');
   });
 
@@ -124,7 +125,9 @@ describe('renderJobScript: text', () => {
     expect(script).toContain('mkdir -p "$arch/$dir" && ln -sf "${member_blobs[$i]}" "$arch/$name" || fail 1 "cannot stage the archive"');
     expect(script).toMatch(/exec 7>"\$store_lock" \|\| fail 1 [^\n]*\n\s*flock -s /);
     expect(script).toContain('tar -chf "$job_tmp/image.tar" -C "$arch" manifest.json "${member_names[@]}" ');
-    const spaced = renderJobScript(params({ assemble: { storeLock: '/scratch/my store/lock', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }));
+    const spaced = renderJobScript(
+      params({ assemble: { storeLock: '/scratch/my store/lock', manifest: '/j/m f.json', members: [{ name: 'a b.json', blob: '/s/a b' }] } }),
+    );
     expect(param(spaced, 'store_lock')).toBe(`store_lock='/scratch/my store/lock'`);
     expect(param(spaced, 'manifest')).toBe(`manifest='/j/m f.json'`);
     expect(param(spaced, 'member_names')).toBe(`member_names=('a b.json')`);
@@ -471,7 +474,7 @@ describe('renderJobScript: running it', () => {
     expectNoTempLeftovers(sb);
   });
 
-  test('the build gets a tar of exactly manifest.json and the members, with the blobs\' bytes (no links)', async () => {
+  test("the build gets a tar of exactly manifest.json and the members, with the blobs' bytes (no links)", async () => {
     const sb = sandbox();
     expect(runScript(sb).code).toBe(0);
     const entries = await listTar(sb.tarCopy);
@@ -701,15 +704,22 @@ describe('renderJobScript: running it', () => {
   /** A fake node nvidia-smi with this driver and CUDA version, as the stand-in's answers. */
   function withDriver(sb: Sandbox, driver: string, cuda: string): void {
     const smi = join(sb.root, 'bin', 'nvidia-smi');
-    writeFileSync(smi, `#!/bin/sh
+    writeFileSync(
+      smi,
+      `#!/bin/sh
 case "$1" in
   --query-gpu=*) echo "NVIDIA A100-SXM4-40GB, ${driver}, 40960 MiB" ;;
   *) echo "| NVIDIA-SMI ${driver}   Driver Version: ${driver}   CUDA Version: ${cuda}     |" ;;
 esac
-`);
+`,
+    );
     chmodSync(smi, 0o755);
   }
-  const gpuLines = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith(`${GPU_MARKER} `)).map((l) => l.slice(GPU_MARKER.length + 1));
+  const gpuLines = (stdout: string) =>
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`${GPU_MARKER} `))
+      .map((l) => l.slice(GPU_MARKER.length + 1));
 
   test('GPU report: the node and container views and the image CUDA, then the smoke test', () => {
     const sb = sandbox();
@@ -729,7 +739,13 @@ esac
 
   test.each([
     ['CUDA_VERSION', 'env 12.4.0', '470.82.01', '11.4', "the image's CUDA 12.4.0 needs NVIDIA driver >= 525.60.13, but"],
-    ['version.json', 'env \njson {\njson  "cuda" : { "name" : "CUDA SDK", "version" : "13.0.1" }\njson }', '575.51.03', '12.9', "the image's CUDA 13.0.1 needs NVIDIA driver >= 580, but"],
+    [
+      'version.json',
+      'env \njson {\njson  "cuda" : { "name" : "CUDA SDK", "version" : "13.0.1" }\njson }',
+      '575.51.03',
+      '12.9',
+      "the image's CUDA 13.0.1 needs NVIDIA driver >= 580, but",
+    ],
   ])('an image (%s) whose CUDA needs a newer driver stops before the smoke test', (_, probe, driver, cuda, message) => {
     const sb = sandbox();
     withDriver(sb, driver, cuda);
@@ -769,7 +785,17 @@ esac
 });
 
 describe('sbatchArgv', () => {
-  const base = { jobName: 'riviera-x', partition: 'short-gpu', gpus: 2, cpus: 4, time: '30:00', jobDir: '/j/1', output: 'job.out', extra: [], script: '/j/1/job.sh' };
+  const base = {
+    jobName: 'riviera-x',
+    partition: 'short-gpu',
+    gpus: 2,
+    cpus: 4,
+    time: '30:00',
+    jobDir: '/j/1',
+    output: 'job.out',
+    extra: [],
+    script: '/j/1/job.sh',
+  };
 
   test('the full argv, in order', () => {
     expect(sbatchArgv(base)).toEqual([
@@ -812,7 +838,16 @@ describe('publication into a directory others can write to', () => {
       mkdirSync(pub);
       return {
         smoke: { kind: 'command', argv: ['true'] },
-        publish: { dir: pub, name: 'img', version: 'v1', keep: 1, group: null, mode: '0640', lock: join(root, 'publish.lock'), record: { image: 'img:v1', digest: null } },
+        publish: {
+          dir: pub,
+          name: 'img',
+          version: 'v1',
+          keep: 1,
+          group: null,
+          mode: '0640',
+          lock: join(root, 'publish.lock'),
+          record: { image: 'img:v1', digest: null },
+        },
       };
     });
     const pub = sb.p.publish!.dir;
@@ -836,7 +871,9 @@ describe('publication into a directory others can write to', () => {
     for (const f of ['img_v1.sif', 'img_v1.sif.sha256', 'img_v1.json']) {
       expect([f, lstatSync(join(pub, f)).isFile(), lstatSync(join(pub, f)).mode & 0o777]).toEqual([f, true, 0o640]);
     }
-    const sum = createHash('sha256').update(readFileSync(join(pub, 'img_v1.sif'))).digest('hex');
+    const sum = createHash('sha256')
+      .update(readFileSync(join(pub, 'img_v1.sif')))
+      .digest('hex');
     expect(readFileSync(join(pub, 'img_v1.sif.sha256'), 'utf8')).toBe(`${sum}  img_v1.sif\n`);
     expect(JSON.parse(readFileSync(join(pub, 'img_v1.json'), 'utf8')).sha256).toBe(sum);
     expect(readlinkSync(join(pub, 'img_latest.sif'))).toBe('img_v1.sif');

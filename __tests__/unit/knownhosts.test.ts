@@ -7,14 +7,7 @@ import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import { InputError } from '../../src/core/errors.js';
-import {
-  checkHostKey,
-  fingerprint,
-  hostKeyName,
-  parseKnownHosts,
-  recordedKeyTypes,
-  type KnownHostEntry,
-} from '../../src/core/knownhosts.js';
+import { checkHostKey, fingerprint, hostKeyName, parseKnownHosts, recordedKeyTypes, type KnownHostEntry } from '../../src/core/knownhosts.js';
 
 interface Key {
   type: string;
@@ -45,8 +38,7 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const line = (hosts: string, k: KeyName, marker = '') => `${marker ? `${marker} ` : ''}${hosts} ${keys[k].type} ${keys[k].b64}`;
-const check = (text: string, host: string, port: number, k: KeyName) =>
-  checkHostKey(parseKnownHosts(text), host, port, keys[k].blob);
+const check = (text: string, host: string, port: number, k: KeyName) => checkHostKey(parseKnownHosts(text), host, port, keys[k].blob);
 const refused = (reason: string, k: KeyName) => ({
   ok: false,
   reason,
@@ -239,9 +231,7 @@ describe('checkHostKey', () => {
   test('@cert-authority lines never accept a key, not even the CA key itself', () => {
     const ca = line('*.example.org', 'ca', '@cert-authority');
     expect(check(ca, 'cluster.example.org', 22, 'ca')).toEqual(refused('unknown-host', 'ca'));
-    expect(check(line('cluster.example.org', 'ed25519', '@cert-authority'), 'cluster.example.org', 22, 'ed25519')).toEqual(
-      refused('unknown-host', 'ed25519'),
-    );
+    expect(check(line('cluster.example.org', 'ed25519', '@cert-authority'), 'cluster.example.org', 22, 'ed25519')).toEqual(refused('unknown-host', 'ed25519'));
     expect(check(`${ca}\n${line('cluster.example.org', 'ecdsa')}`, 'cluster.example.org', 22, 'ca')).toEqual(refused('changed', 'ca'));
   });
 });
@@ -317,6 +307,9 @@ function duplexPair(): [Duplex, Duplex] {
         done();
       },
     });
-  ends.push(end(() => ends[1]!), end(() => ends[0]!));
+  ends.push(
+    end(() => ends[1]!),
+    end(() => ends[0]!),
+  );
   return [ends[0]!, ends[1]!];
 }

@@ -31,10 +31,7 @@ describe('pollScript', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   test('passes bash -n, with and without login modules and with a hostile job dir', () => {
-    for (const script of [
-      pollScript('123', '/home/me/jobs/1', 0, []),
-      pollScript('123', "/home/me/jobs/it's $(touch PWNED)", 4096, ['slurm', 'x/1.0']),
-    ]) {
+    for (const script of [pollScript('123', '/home/me/jobs/1', 0, []), pollScript('123', "/home/me/jobs/it's $(touch PWNED)", 4096, ['slurm', 'x/1.0'])]) {
       execFileSync('bash', ['-n'], { input: script, stdio: ['pipe', 'pipe', 'pipe'] });
     }
   });
@@ -43,7 +40,14 @@ describe('pollScript', () => {
    * Run the poll script with bash in a job dir, with a fake squeue on PATH and a fake module
    * function that logs each call's arguments on a line.
    */
-  function runPoll(jobDir: string, offset: number, squeueOut: string | null, modules: string[] = [], moduleRc = 0, { fails = 'Invalid job id specified', heartbeat = false } = {}) {
+  function runPoll(
+    jobDir: string,
+    offset: number,
+    squeueOut: string | null,
+    modules: string[] = [],
+    moduleRc = 0,
+    { fails = 'Invalid job id specified', heartbeat = false } = {},
+  ) {
     const bin = join(dir, 'bin');
     mkdirSync(bin, { recursive: true });
     writeFileSync(
@@ -53,7 +57,10 @@ describe('pollScript', () => {
     chmodSync(join(bin, 'squeue'), 0o755);
     rmSync(join(dir, 'module.log'), { force: true });
     const script = `module() { echo "$*" >> "$MODULE_LOG"; return ${moduleRc}; }\n${pollScript('77', jobDir, offset, modules, { heartbeat })}`;
-    return spawnSync('bash', ['-c', script], { env: { PATH: `${bin}:${process.env.PATH}`, SQUEUE_ARGS: join(dir, 'squeue.args'), MODULE_LOG: join(dir, 'module.log') }, maxBuffer: 4 * CHUNK });
+    return spawnSync('bash', ['-c', script], {
+      env: { PATH: `${bin}:${process.env.PATH}`, SQUEUE_ARGS: join(dir, 'squeue.args'), MODULE_LOG: join(dir, 'module.log') },
+      maxBuffer: 4 * CHUNK,
+    });
   }
 
   test('run for real: squeue line, status line, then the output from the offset', () => {
@@ -78,7 +85,7 @@ describe('pollScript', () => {
     expect(parsePoll(r.stdout)).toEqual({ squeue: 'ERR slurm_load_jobs error: Invalid job id specified', status: '', output: Buffer.alloc(0) });
   });
 
-  test('run for real: the controller not answering comes back as ERR with squeue\'s message, on one line', () => {
+  test("run for real: the controller not answering comes back as ERR with squeue's message, on one line", () => {
     const jobDir = join(dir, 'silent-job');
     mkdirSync(jobDir, { recursive: true });
     const r = runPoll(jobDir, 0, null, [], 0, { fails: 'Unable to contact slurm controller (connect failure)' });
@@ -186,7 +193,11 @@ describe('OutputStream', () => {
   test('phase markers open groups and are not printed; end closes the group', () => {
     const r = fakeReporter();
     const s = new OutputStream(r);
-    s.push(Buffer.from(`${marker('modules', '100.0')}loading\n${marker('sif-build', '101.5')}building\n${marker('smoke-test', '111.5')}GPU 0\n${marker('end', '112.0')}`));
+    s.push(
+      Buffer.from(
+        `${marker('modules', '100.0')}loading\n${marker('sif-build', '101.5')}building\n${marker('smoke-test', '111.5')}GPU 0\n${marker('end', '112.0')}`,
+      ),
+    );
     expect(r.calls).toEqual([
       ['group', 'Job: modules'],
       ['output', 'loading'],
@@ -356,12 +367,16 @@ describe('applyPoll', () => {
     const at = (p: Poll, now: number) => applyPoll(s, p, out, r, '7', now);
     expect(at(poll('OK RUNNING|None|n1'), 0)).toBe(false);
     for (let i = 0; i < 50; i++) {
-      expect(at(poll('ERR slurm_load_jobs error: Unable to contact slurm controller (connect failure)', '', i === 3 ? 'still working\n' : ''), 1000 + i * 10_000)).toBe(false);
+      expect(
+        at(poll('ERR slurm_load_jobs error: Unable to contact slurm controller (connect failure)', '', i === 3 ? 'still working\n' : ''), 1000 + i * 10_000),
+      ).toBe(false);
     }
     expect(s.unknownPolls).toBe(0);
     expect(s.silentSince).toBe(1000);
     const warnings = r.calls.filter((c) => c[0] === 'warning').map((c) => c[1]);
-    expect(warnings).toEqual(['Slurm does not answer (slurm_load_jobs error: Unable to contact slurm controller (connect failure)); still following job 7, which runs on without the controller.']);
+    expect(warnings).toEqual([
+      'Slurm does not answer (slurm_load_jobs error: Unable to contact slurm controller (connect failure)); still following job 7, which runs on without the controller.',
+    ]);
     expect(r.infos()).toContain('still working');
     expect(at(poll('OK COMPLETED|None|n1', 'smoke-test 0'), 181_000)).toBe(true);
     expect(r.infos()).toContain('Slurm answers again after 180 s.');
@@ -385,7 +400,14 @@ describe('applyPoll', () => {
 
   test('a whole job, poll by poll, with a line split across polls', () => {
     const { r, out, s, apply } = setup();
-    const all = marker('modules', 10) + 'loading\n' + marker('sif-build', 12) + 'INFO: Creating SIF file...\n' + marker('smoke-test', 40) + 'GPU 0: A100\n' + marker('end', 41);
+    const all =
+      marker('modules', 10) +
+      'loading\n' +
+      marker('sif-build', 12) +
+      'INFO: Creating SIF file...\n' +
+      marker('smoke-test', 40) +
+      'GPU 0: A100\n' +
+      marker('end', 41);
     const bytes = Buffer.from(all);
     const cuts = [0, 5, 40, 90, bytes.length];
     apply(poll('PENDING|Resources|(null)'));

@@ -34,7 +34,15 @@ test('one large blob is cut into several ranges, one per channel at least, that 
 });
 
 test('no range is smaller than minRange, and bounds are aligned except at the end of a blob', () => {
-  const jobs = drain(new RangeQueue([{ key: 'a', size: 100 * MIB + 7 }, { key: 'b', size: 30 * MIB }], opts));
+  const jobs = drain(
+    new RangeQueue(
+      [
+        { key: 'a', size: 100 * MIB + 7 },
+        { key: 'b', size: 30 * MIB },
+      ],
+      opts,
+    ),
+  );
   expectTiles(jobs, 'a', 100 * MIB + 7);
   expectTiles(jobs, 'b', 30 * MIB);
   for (const j of jobs) {
@@ -44,7 +52,16 @@ test('no range is smaller than minRange, and bounds are aligned except at the en
 });
 
 test('small blobs go whole, the largest blob first; an empty blob is one empty range', () => {
-  const jobs = drain(new RangeQueue([{ key: 'small', size: 1000 }, { key: 'empty', size: 0 }, { key: 'mid', size: 5 * MIB }], opts));
+  const jobs = drain(
+    new RangeQueue(
+      [
+        { key: 'small', size: 1000 },
+        { key: 'empty', size: 0 },
+        { key: 'mid', size: 5 * MIB },
+      ],
+      opts,
+    ),
+  );
   expect(jobs.map((j) => [j.key, j.start, j.end])).toEqual([
     ['mid', 0, 5 * MIB],
     ['small', 0, 1000],
@@ -83,7 +100,13 @@ test('parts that overlap, overrun the blob or claim more than their length are i
 });
 
 test('blobs whose bytes are not readable yet are skipped until they are', () => {
-  const q = new RangeQueue([{ key: 'big', size: 50 * MIB }, { key: 'small', size: MIB }], opts);
+  const q = new RangeQueue(
+    [
+      { key: 'big', size: 50 * MIB },
+      { key: 'small', size: MIB },
+    ],
+    opts,
+  );
   expect(q.next((k) => k === 'small')).toEqual({ key: 'small', start: 0, end: MIB, from: 0 });
   expect(q.next((k) => k === 'small')).toBeNull();
   expect(q.done).toBe(false);

@@ -52,7 +52,16 @@ describe('rendered scripts', () => {
     gpus: 1,
     statusFile: '/j/status',
     runtime: 'auto',
-    publish: { dir: '/p', name: 'x', version: '1.0', keep: 3, group: 'g', mode: '0640', lock: '/r/.store/locks/publish-x', record: { image: 'x:1.0', digest: null } },
+    publish: {
+      dir: '/p',
+      name: 'x',
+      version: '1.0',
+      keep: 3,
+      group: 'g',
+      mode: '0640',
+      lock: '/r/.store/locks/publish-x',
+      record: { image: 'x:1.0', digest: null },
+    },
     phaseToken: 'tok',
     watchdog: { seconds: 600, heartbeatFile: '/j/heartbeat', watchdogFile: '/j/watchdog', loginModules: ['slurm'] },
   };
@@ -77,7 +86,19 @@ describe('rendered scripts', () => {
     ],
     [
       'store-prepare, existing .sif',
-      prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: null, blobHexes: [], reuse: false, publishDir: null, publishMode: null, publishGroup: null, existingSif: 'x.sif', run: 'r' }),
+      prepareScript({
+        remoteDir: 'rd',
+        tmpdir: 't',
+        group: null,
+        imageHex: null,
+        blobHexes: [],
+        reuse: false,
+        publishDir: null,
+        publishMode: null,
+        publishGroup: null,
+        existingSif: 'x.sif',
+        run: 'r',
+      }),
     ],
     ['store-receive', receiveScript({ root: '/r', key: 'a'.repeat(64), hex: 'a'.repeat(64), size: 10, start: 0, end: 10, codec: 'zstd' })],
     ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7, loginModules: ['slurm'] })],
@@ -95,8 +116,32 @@ describe('rendered scripts', () => {
     [
       'preflight, then store-prepare',
       preflightThen(
-        preflightScript({ jobName: 'j', partition: 'p', gpus: 1, time: '30:00', sbatchArgs: ['--mem=1G'], modules: [HOSTILE], loginModules: ['slurm'], runtime: 'auto', remoteDir: 'rd', tmpdir: 't' }),
-        prepareScript({ remoteDir: 'rd', tmpdir: 't', group: null, imageHex: 'e'.repeat(64), blobHexes: [], reuse: true, publishDir: null, publishMode: null, publishGroup: null, existingSif: null, sifOnly: true, run: 'r' }),
+        preflightScript({
+          jobName: 'j',
+          partition: 'p',
+          gpus: 1,
+          time: '30:00',
+          sbatchArgs: ['--mem=1G'],
+          modules: [HOSTILE],
+          loginModules: ['slurm'],
+          runtime: 'auto',
+          remoteDir: 'rd',
+          tmpdir: 't',
+        }),
+        prepareScript({
+          remoteDir: 'rd',
+          tmpdir: 't',
+          group: null,
+          imageHex: 'e'.repeat(64),
+          blobHexes: [],
+          reuse: true,
+          publishDir: null,
+          publishMode: null,
+          publishGroup: null,
+          existingSif: null,
+          sifOnly: true,
+          run: 'r',
+        }),
       ),
     ],
     ['accounting', renderScript('accounting', { login_modules: ['slurm'], job_id: '1', fields: 'JobID,State' })],
@@ -184,7 +229,12 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     const { home, run, calls, count } = sandbox();
     const jobDir = join(home, 'rd', 'jobs', `run ${HOSTILE}`);
     const smoke = { name: `smoke ${HOSTILE}.sh`, data: Buffer.from('echo smoke-file-content\n') };
-    const { script, stdin } = submitScript({ group: null, loginModules: ['slurm', 'a b'], partition: 'p', buildCpus: 4 }, { jobDir, root: join(home, 'rd'), hold: join(home, 'rd', 'hold-r') }, submission(jobDir), smoke);
+    const { script, stdin } = submitScript(
+      { group: null, loginModules: ['slurm', 'a b'], partition: 'p', buildCpus: 4 },
+      { jobDir, root: join(home, 'rd'), hold: join(home, 'rd', 'hold-r') },
+      submission(jobDir),
+      smoke,
+    );
     expect(script).not.toContain('smoke-file-content');
     expect(script).not.toContain('echo job');
     const r = run(script, stdin);
@@ -212,7 +262,12 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     // Job directories hold no newline (remote-dir refuses control characters); anything else goes.
     const jobDir = join(home, 'jobs', `a|b ${HOSTILE.replace(/\n/g, '')}`);
     writeFileSync(join(home, 'squeue-lists'), `${jobDir}-other|4000\n${jobDir}|4243\n/elsewhere|4244\n`);
-    const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, submission(jobDir), null);
+    const { script, stdin } = submitScript(
+      { group: null, loginModules: [], partition: 'p', buildCpus: 4 },
+      { jobDir, root: home, hold: join(home, 'hold') },
+      submission(jobDir),
+      null,
+    );
     expect(run(script, stdin)).toEqual({ code: 0, stdout: '4243\n', stderr: '' });
     expect(count('sbatch')).toBe(0);
     expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('4243\n');
@@ -223,7 +278,12 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     const { home, run, count } = sandbox();
     writeFileSync(join(home, 'squeue-fails'), '');
     const jobDir = join(home, 'jobs', 'r');
-    const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, submission(jobDir), null);
+    const { script, stdin } = submitScript(
+      { group: null, loginModules: [], partition: 'p', buildCpus: 4 },
+      { jobDir, root: home, hold: join(home, 'hold') },
+      submission(jobDir),
+      null,
+    );
     const r = run(script, stdin);
     expect(r.code).toBe(75);
     expect(r.stderr).toContain('Slurm does not answer: slurm_load_jobs error: Unable to contact slurm controller');
@@ -233,7 +293,12 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
   test('files cut short (the link dropped while sending): nothing submitted, no half file left', () => {
     const { home, run, count } = sandbox();
     const jobDir = join(home, 'jobs', 'r');
-    const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, submission(jobDir), null);
+    const { script, stdin } = submitScript(
+      { group: null, loginModules: [], partition: 'p', buildCpus: 4 },
+      { jobDir, root: home, hold: join(home, 'hold') },
+      submission(jobDir),
+      null,
+    );
     const r = run(script, stdin.subarray(0, stdin.length - 3));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('manifest.json did not arrive whole');
@@ -245,7 +310,12 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     const { home, run, calls } = sandbox();
     const jobDir = join(home, 'jobs', 'r');
     const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
-    const { script, stdin } = submitScript({ group, loginModules: [], partition: 'p', buildCpus: 4 }, { jobDir, root: home, hold: join(home, 'hold') }, { script: 'x', manifest: null, sbatch: ['sbatch', 'j'] }, null);
+    const { script, stdin } = submitScript(
+      { group, loginModules: [], partition: 'p', buildCpus: 4 },
+      { jobDir, root: home, hold: join(home, 'hold') },
+      { script: 'x', manifest: null, sbatch: ['sbatch', 'j'] },
+      null,
+    );
     expect(run(script, stdin).code).toBe(0);
     expect(readdirSync(jobDir).sort()).toEqual(['heartbeat', 'job.sh', 'submit.lock', 'submitted']);
     expect(statSync(jobDir).mode & 0o777).toBe(0o750);
@@ -260,10 +330,19 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     const submit = (cpus: number, dir: string) => {
       const jobDir = join(home, 'jobs', dir);
       const sub = { script: 'x', manifest: null, sbatch: ['sbatch', `--cpus-per-task=${cpus}`, '--mem=1G', 'j'] };
-      const { script, stdin } = submitScript({ group: null, loginModules: [], partition: 'gpu part', buildCpus: cpus }, { jobDir, root: home, hold: join(home, `hold-${dir}`) }, sub, null);
+      const { script, stdin } = submitScript(
+        { group: null, loginModules: [], partition: 'gpu part', buildCpus: cpus },
+        { jobDir, root: home, hold: join(home, `hold-${dir}`) },
+        sub,
+        null,
+      );
       return run(script, stdin);
     };
-    expect(submit(16, 'a')).toEqual({ code: 0, stdout: 'ready\nnote build-cpus 16 is more than a node of partition gpu part has: asking for 8\ncpus 8\n4242;cluster-a\n', stderr: '' });
+    expect(submit(16, 'a')).toEqual({
+      code: 0,
+      stdout: 'ready\nnote build-cpus 16 is more than a node of partition gpu part has: asking for 8\ncpus 8\n4242;cluster-a\n',
+      stderr: '',
+    });
     expect(readFileSync(join(home, 'sinfo-args'), 'utf8')).toBe('-h -p gpu part -o %c\n');
     expect(submit(6, 'b').stdout).toBe('ready\ncpus 6\n4242;cluster-a\n');
     expect(calls()).toContain('--sbatch--\n--cpus-per-task=8\n--mem=1G\nj\n');

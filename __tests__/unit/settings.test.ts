@@ -286,17 +286,16 @@ describe('parseSettings: accepted values', () => {
   });
 
   test('a smoke-test script may be named like a job file only in part', () => {
-    expect(parseSettings(withInputs({ 'smoke-command': undefined, 'smoke-test': 'tests/job.sh.d/check.py' })).smoke).toEqual({ kind: 'script', path: 'tests/job.sh.d/check.py' });
+    expect(parseSettings(withInputs({ 'smoke-command': undefined, 'smoke-test': 'tests/job.sh.d/check.py' })).smoke).toEqual({
+      kind: 'script',
+      path: 'tests/job.sh.d/check.py',
+    });
     expect(parseSettings(withInputs({ 'smoke-command': undefined, 'smoke-test': 'my-status.sh' })).smoke).toEqual({ kind: 'script', path: 'my-status.sh' });
   });
 
   test('binds: a comma or newline separated list, one spec each', () => {
     expect(parseSettings(withInputs({ binds: 'a,b' })).binds).toEqual(['a', 'b']);
-    expect(parseSettings(withInputs({ binds: '/data:/data:ro\n/scratch/x:/x , /y:/y:rw' })).binds).toEqual([
-      '/data:/data:ro',
-      '/scratch/x:/x',
-      '/y:/y:rw',
-    ]);
+    expect(parseSettings(withInputs({ binds: '/data:/data:ro\n/scratch/x:/x , /y:/y:rw' })).binds).toEqual(['/data:/data:ro', '/scratch/x:/x', '/y:/y:rw']);
   });
 
   test('tmpdir: a path that only looks like /tmp is accepted, and the default is under remote-dir', () => {
@@ -330,7 +329,11 @@ describe('parseSettings: accepted values', () => {
   });
 
   test('publish-dir, sif and bind sources follow the same rules', () => {
-    const pub = parseSettings(withInputs({ publish: 'true', 'publish-dir': '~/pub/', 'remote-dir': '$HOME/rs' }), { repository: '', commit: 'c0ffee', tag: null });
+    const pub = parseSettings(withInputs({ publish: 'true', 'publish-dir': '~/pub/', 'remote-dir': '$HOME/rs' }), {
+      repository: '',
+      commit: 'c0ffee',
+      tag: null,
+    });
     expect(pub.publish?.dir).toBe('pub');
     expect(parseSettings(withInputs({ publish: 'true', 'remote-dir': '~/rs' })).publish?.dir).toBe('rs/published');
     expect(parseSettings(withInputs({ image: undefined, sif: '~/images/x_latest.sif' })).sif).toBe('images/x_latest.sif');
@@ -353,7 +356,8 @@ describe('parseSettings: accepted values', () => {
   });
 
   test('the provenance record carries no credentials from the repository address', () => {
-    const ctx = (repository: string) => parseSettings(withInputs({ publish: 'true' }), { repository, commit: 'c0ffee', tag: 'v1' }).publish?.provenance.repository;
+    const ctx = (repository: string) =>
+      parseSettings(withInputs({ publish: 'true' }), { repository, commit: 'c0ffee', tag: 'v1' }).publish?.provenance.repository;
     expect(ctx('https://user:ghp_secret123@github.com/lab/repo.git')).toBe('https://github.com/lab/repo.git');
     expect(ctx('https://oauth2:glpat-xyz@gitlab.example.edu:8443/lab/repo?private_token=abc#x')).toBe('https://gitlab.example.edu:8443/lab/repo');
     expect(ctx('ssh://git@github.com/lab/repo.git')).toBe('ssh://github.com/lab/repo.git');

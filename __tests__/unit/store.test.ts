@@ -9,9 +9,20 @@ import { join } from 'node:path';
 import type { ArchiveBlob, ImageArchive } from '../../src/core/archive.js';
 import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import { REMOTE_MARKER, STORE, hexOf } from '../../src/core/layout.js';
-import { type Codec, type GcParams, PREPARE_REFUSED, RECEIVE, type StoreReport, gcScript, imageBlobs, parsePrepare, planTransfer, prepareScript, receiveScript } from '../../src/core/store.js';
+import {
+  type Codec,
+  type GcParams,
+  PREPARE_REFUSED,
+  RECEIVE,
+  type StoreReport,
+  gcScript,
+  imageBlobs,
+  parsePrepare,
+  planTransfer,
+  prepareScript,
+  receiveScript,
+} from '../../src/core/store.js';
 import { HOSTILE } from '../helpers/hostile.js';
-
 
 killTrackedAfterEach();
 
@@ -66,12 +77,19 @@ let fakeSlurm = '';
 beforeAll(() => {
   fakeSlurm = join(newHome(), 'bin');
   mkdirSync(fakeSlurm);
-  writeFileSync(join(fakeSlurm, 'squeue'), '#!/bin/sh\ncat "$HOME/.squeue" 2>/dev/null\nexit "$(cat "$HOME/.squeue-rc" 2>/dev/null || echo 0)"\n', { mode: 0o755 });
+  writeFileSync(join(fakeSlurm, 'squeue'), '#!/bin/sh\ncat "$HOME/.squeue" 2>/dev/null\nexit "$(cat "$HOME/.squeue-rc" 2>/dev/null || echo 0)"\n', {
+    mode: 0o755,
+  });
 });
 
 /** Run a script as the SSH login would: `bash -c`, in HOME. */
 function sh(home: string, script: string, input?: Buffer, path = process.env.PATH): Run {
-  const r = spawnSync('bash', ['-c', script], { cwd: home, env: { PATH: `${fakeSlurm}:${path}`, HOME: home }, input: input ?? Buffer.alloc(0), timeout: 60_000 });
+  const r = spawnSync('bash', ['-c', script], {
+    cwd: home,
+    env: { PATH: `${fakeSlurm}:${path}`, HOME: home },
+    input: input ?? Buffer.alloc(0),
+    timeout: 60_000,
+  });
   return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
@@ -153,7 +171,20 @@ const PATHS: [string, () => string][] = [
 function prepare(home: string, over: Partial<Parameters<typeof prepareScript>[0]> = {}, path?: string): Run {
   return sh(
     home,
-    prepareScript({ remoteDir: 'work/riviera', tmpdir: 'scratch tmp', group: null, imageHex: IMAGE, blobHexes: [], reuse: true, publishDir: null, publishMode: null, publishGroup: null, existingSif: null, run: RUN, ...over }),
+    prepareScript({
+      remoteDir: 'work/riviera',
+      tmpdir: 'scratch tmp',
+      group: null,
+      imageHex: IMAGE,
+      blobHexes: [],
+      reuse: true,
+      publishDir: null,
+      publishMode: null,
+      publishGroup: null,
+      existingSif: null,
+      run: RUN,
+      ...over,
+    }),
     undefined,
     path,
   );
@@ -190,7 +221,18 @@ describe('prepareScript', () => {
     expect(readdirSync(join(root, STORE, 'images'))).toEqual([IMAGE]); // no temp file left
 
     const report = parsePrepare(r.stdout);
-    expect(report).toEqual({ home, root, tmpdir: join(home, 'scratch tmp'), publishDir: null, existingSif: null, zstd: HAS_ZSTD, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map() });
+    expect(report).toEqual({
+      home,
+      root,
+      tmpdir: join(home, 'scratch tmp'),
+      publishDir: null,
+      existingSif: null,
+      zstd: HAS_ZSTD,
+      sifReusable: false,
+      have: new Set(),
+      bad: new Set(),
+      parts: new Map(),
+    });
   });
 
   test('resolves links in the printed paths, takes absolute paths as they are', () => {
@@ -227,7 +269,14 @@ describe('prepareScript', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const root = join(home, 'work/riviera');
-    expect(r.stdout.split('\n')).toEqual([...TOOLS, `home ${home}`, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, `existing ${join(home, 'sifs', `my ${HOSTILE}.sif`)}`, '']);
+    expect(r.stdout.split('\n')).toEqual([
+      ...TOOLS,
+      `home ${home}`,
+      `tmpdir ${join(home, 'scratch tmp')}`,
+      `root ${root}`,
+      `existing ${join(home, 'sifs', `my ${HOSTILE}.sif`)}`,
+      '',
+    ]);
     expect(parsePrepare(r.stdout)).toMatchObject({ existingSif: join(home, 'sifs', `my ${HOSTILE}.sif`), sifReusable: false });
     expect(readdirSync(join(root, STORE, 'images'))).toEqual([]);
     expect(statSync(join(root, 'jobs')).isDirectory()).toBe(true);
@@ -405,7 +454,18 @@ describe('sha256 (cluster/lib-sha256.sh)', () => {
 describe('parsePrepare', () => {
   test('ignores other lines (a login banner), keeps spaces in paths', () => {
     const r = parsePrepare(['Welcome to Riviera', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `part ${fakeHex('a')} 0 10 7`, ''].join('\n'));
-    expect(r).toEqual({ home: '/h', root: '/h/my dir', tmpdir: '/s/my tmp', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map([[fakeHex('a'), [{ start: 0, end: 10, have: 7 }]]]) });
+    expect(r).toEqual({
+      home: '/h',
+      root: '/h/my dir',
+      tmpdir: '/s/my tmp',
+      publishDir: null,
+      existingSif: null,
+      zstd: false,
+      sifReusable: false,
+      have: new Set(),
+      bad: new Set(),
+      parts: new Map([[fakeHex('a'), [{ start: 0, end: 10, have: 7 }]]]),
+    });
     expect(parsePrepare('root /r\ntmpdir /t\npublish /p/my images\n').publishDir).toBe('/p/my images');
     expect(parsePrepare('tool zstd\nroot /r\ntmpdir /t\nexisting /a b.sif\n')).toMatchObject({ zstd: true, existingSif: '/a b.sif' });
   });
@@ -427,7 +487,19 @@ function archiveOf(config: ArchiveBlob, layers: ArchiveBlob[]): ImageArchive {
 }
 
 function report(over: Partial<StoreReport> = {}): StoreReport {
-  return { home: '/h', root: '/r', tmpdir: '/t', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map(), ...over };
+  return {
+    home: '/h',
+    root: '/r',
+    tmpdir: '/t',
+    publishDir: null,
+    existingSif: null,
+    zstd: false,
+    sifReusable: false,
+    have: new Set(),
+    bad: new Set(),
+    parts: new Map(),
+    ...over,
+  };
 }
 
 describe('imageBlobs / planTransfer', () => {
@@ -858,19 +930,29 @@ describe('prepareScript: remote-dir is the tool’s own', () => {
   test.each([
     ['the home directory', (home: string) => home, /is your home directory/],
     ['a folder of the user’s', (home: string) => join(home, 'thesis'), /exists and was not made by riviera-singularity/],
-  ])('%s is refused (exit 4), and nothing in it is touched', (_what, dir, message) => {
-    const home = newHome();
-    mkdirSync(join(home, 'thesis', 'sif'), { recursive: true });
-    mkdirSync(join(home, 'sif'));
-    writeFileSync(join(home, 'thesis', 'sif', 'thesis-env.sif'), 'mine');
-    const before = walk(home).map((f) => `${f} ${modeOf(f)}`).sort();
-    const homeMode = modeOf(home);
-    const r = prepare(home, { remoteDir: dir(home), group: execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim() });
-    expect(r.code).toBe(PREPARE_REFUSED);
-    expect(r.stderr).toMatch(message);
-    expect(walk(home).map((f) => `${f} ${modeOf(f)}`).sort()).toEqual(before);
-    expect(modeOf(home)).toBe(homeMode);
-  }, 10_000);
+  ])(
+    '%s is refused (exit 4), and nothing in it is touched',
+    (_what, dir, message) => {
+      const home = newHome();
+      mkdirSync(join(home, 'thesis', 'sif'), { recursive: true });
+      mkdirSync(join(home, 'sif'));
+      writeFileSync(join(home, 'thesis', 'sif', 'thesis-env.sif'), 'mine');
+      const before = walk(home)
+        .map((f) => `${f} ${modeOf(f)}`)
+        .sort();
+      const homeMode = modeOf(home);
+      const r = prepare(home, { remoteDir: dir(home), group: execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim() });
+      expect(r.code).toBe(PREPARE_REFUSED);
+      expect(r.stderr).toMatch(message);
+      expect(
+        walk(home)
+          .map((f) => `${f} ${modeOf(f)}`)
+          .sort(),
+      ).toEqual(before);
+      expect(modeOf(home)).toBe(homeMode);
+    },
+    10_000,
+  );
 
   test('a publish directory it makes gets the mode and group; an existing one is left as it is', () => {
     const home = newHome();

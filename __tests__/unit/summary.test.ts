@@ -48,9 +48,20 @@ function outputs(): Record<string, string> {
 test('every output the action declares, as strings', () => {
   setOutputs(result());
   expect(outputs()).toEqual({
-    'job-id': '77', 'job-state': 'COMPLETED', 'exit-code': '0', 'sif-path': '/rs/sif/abc.sif', 'image-digest': 'sha256:abc',
-    'bytes-sent': '1048576', 'bytes-total': '4194304', 'sif-reused': 'true', 'published-path': '/pub/img_v1.sif',
-    'gpu-name': '', 'gpu-count': '0', 'driver-version': '', 'driver-cuda': '', 'image-cuda': '',
+    'job-id': '77',
+    'job-state': 'COMPLETED',
+    'exit-code': '0',
+    'sif-path': '/rs/sif/abc.sif',
+    'image-digest': 'sha256:abc',
+    'bytes-sent': '1048576',
+    'bytes-total': '4194304',
+    'sif-reused': 'true',
+    'published-path': '/pub/img_v1.sif',
+    'gpu-name': '',
+    'gpu-count': '0',
+    'driver-version': '',
+    'driver-cuda': '',
+    'image-cuda': '',
   });
 });
 

@@ -70,7 +70,10 @@ describe('worthCompressing', () => {
       // After the noise, so that reading at the wrong offset would see random bytes.
       { name: 'zeros', data: zeros(600 * KIB) },
       { name: 'noise-after-zeros', data: randomBytes(600 * KIB) },
-      { name: 'text', data: Buffer.from(JSON.stringify({ rootfs: { diff_ids: Array.from({ length: 200 }, () => `sha256:${randomBytes(32).toString('hex')}`) } })) },
+      {
+        name: 'text',
+        data: Buffer.from(JSON.stringify({ rootfs: { diff_ids: Array.from({ length: 200 }, () => `sha256:${randomBytes(32).toString('hex')}`) } })),
+      },
       { name: 'gzipped', data: gzipSync(zeros(600 * KIB)), mediaType: 'layer+gzip' },
       { name: 'gzip-of-text-as-layer', data: gzipSync(randomBytes(600 * KIB).toString('base64')) },
       { name: 'zeros-as-gzip', data: zeros(600 * KIB), mediaType: 'layer+gzip' },

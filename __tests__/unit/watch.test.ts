@@ -24,7 +24,10 @@ beforeEach(() => {
   mkdirSync(jobDir, { recursive: true });
   writeFileSync(join(jobDir, 'job.out'), '');
   // As the real one: a job Slurm has purged is an error, not an empty list.
-  cluster.command('squeue', `if [ -f "$HOME/squeue.state" ]; then cat "$HOME/squeue.state"; else echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1; fi`);
+  cluster.command(
+    'squeue',
+    `if [ -f "$HOME/squeue.state" ]; then cat "$HOME/squeue.state"; else echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1; fi`,
+  );
   // scancel ends the job as Slurm would: the script's trap records 143, Slurm says CANCELLED.
   cluster.command('scancel', `echo "$@" >> "$HOME/scancel.log"; echo 'CANCELLED|None|gpu-01' > "$HOME/squeue.state"; echo 'smoke-test 143' > ${jobDir}/status`);
 });

@@ -81,7 +81,11 @@ const given = (v: unknown) => v !== undefined && v !== null && String(v).trim() 
  * key. The examples run in other repositories, so they must say everything themselves.
  */
 function providedInputs(file: string, step: Step): Set<string> {
-  const keys = new Set(Object.entries(step.with ?? {}).filter(([, v]) => given(v)).map(([k]) => k));
+  const keys = new Set(
+    Object.entries(step.with ?? {})
+      .filter(([, v]) => given(v))
+      .map(([k]) => k),
+  );
   if (file.startsWith('.github/')) {
     const config = join(ROOT, String(step.with?.config ?? '.riviera.yml'));
     if (existsSync(config)) {
@@ -103,9 +107,7 @@ function outputRefs(job: Job): { id: string; name: string }[] {
 }
 
 test('the workflows to check are all there', () => {
-  expect(EXAMPLES).toEqual(
-    expect.arrayContaining(['build-and-smoke', 'nightly', 'publish-on-tag', 'matrix'].map((n) => `examples/workflows/${n}.yml`)),
-  );
+  expect(EXAMPLES).toEqual(expect.arrayContaining(['build-and-smoke', 'nightly', 'publish-on-tag', 'matrix'].map((n) => `examples/workflows/${n}.yml`)));
   expect(OWN).toEqual(expect.arrayContaining(['.github/workflows/ci.yml', '.github/workflows/release.yml']));
 });
 
@@ -134,7 +136,9 @@ describe.each(ALL)('%s', (file) => {
 
   test('sets permissions (least privilege), for the workflow or each job', () => {
     const wf = load(file);
-    const missing = jobsOf(wf).filter(([, j]) => wf.permissions === undefined && j.permissions === undefined).map(([n]) => n);
+    const missing = jobsOf(wf)
+      .filter(([, j]) => wf.permissions === undefined && j.permissions === undefined)
+      .map(([n]) => n);
     expect(missing).toEqual([]);
   });
 
@@ -149,7 +153,10 @@ describe.each(ALL)('%s', (file) => {
       if (!given(withs['private-key'])) problems.push(`${where}: no private-key`);
       else if (!String(withs['private-key']).includes('${{')) problems.push(`${where}: private-key must come from a secret or a step output, not be pasted in`);
       for (const key of ['known-hosts', 'host', 'username']) if (!has.has(key)) problems.push(`${where}: no ${key}`);
-      for (const pair of [['image', 'sif'], ['smoke-test', 'smoke-command']]) {
+      for (const pair of [
+        ['image', 'sif'],
+        ['smoke-test', 'smoke-command'],
+      ]) {
         const n = pair.filter((k) => has.has(k)).length;
         if (n !== 1) problems.push(`${where}: needs exactly one of ${pair.join(' and ')}, has ${n}`);
       }

@@ -18,6 +18,8 @@ export async function post(): Promise<void> {
     const cancelled = await cancelOnNewSession(parseConnection(await readInputs()), job, actionReporter());
     if (cancelled) core.info(`Cancelled job ${cancelled}: the main step ended before it did.`);
   } catch (e) {
-    core.warning(`Could not cancel ${what}: ${e instanceof Error ? e.message : String(e)}. Cancel it by hand: ${jobId ? `scancel ${jobId}` : `scancel the job whose directory is ${jobDir}`}`);
+    core.warning(
+      `Could not cancel ${what}: ${e instanceof Error ? e.message : String(e)}. Cancel it by hand: ${jobId ? `scancel ${jobId}` : `scancel the job whose directory is ${jobDir}`}`,
+    );
   }
 }

@@ -63,7 +63,10 @@ export async function writeSummary(r: DeliveryResult): Promise<void> {
     .addHeading(`${r.ok ? '✅' : '❌'} riviera-singularity: ${esc(r.image)}`, 2)
     .addRaw(`<p>${esc(r.message)}</p>`)
     .addTable([
-      [{ data: 'Field', header: true }, { data: 'Value', header: true }],
+      [
+        { data: 'Field', header: true },
+        { data: 'Value', header: true },
+      ],
       ['Image', esc(r.image)],
       ['Digest', `<code>${esc(r.imageDigest)}</code>`],
       ['Job', esc(r.jobId)],
@@ -81,7 +84,13 @@ export async function writeSummary(r: DeliveryResult): Promise<void> {
     .addHeading('Timing', 3)
     // GitHub renders a mermaid code block in a step summary as a chart.
     .addRaw(chart ? `\n\n\`\`\`mermaid\n${chart}\n\`\`\`\n\n` : '')
-    .addTable([[{ data: 'Phase', header: true }, { data: 'Seconds', header: true }], ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)])])
+    .addTable([
+      [
+        { data: 'Phase', header: true },
+        { data: 'Seconds', header: true },
+      ],
+      ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)]),
+    ])
     .addDetails('Last lines of the job output', `<pre>${esc(r.outputTail.join('\n'))}</pre>`)
     .write();
 }
@@ -93,7 +102,12 @@ export async function writeChecksSummary(checks: Check[]): Promise<void> {
   await core.summary
     .addHeading(`${checks.some((c) => c.status === 'fail') ? '❌' : '✅'} riviera-singularity: preflight`, 2)
     .addTable([
-      [{ data: 'Check', header: true }, { data: 'Result', header: true }, { data: 'Found', header: true }, { data: 'Fix', header: true }],
+      [
+        { data: 'Check', header: true },
+        { data: 'Result', header: true },
+        { data: 'Found', header: true },
+        { data: 'Fix', header: true },
+      ],
       ...checks.map((c) => [esc(c.id), MARK[c.status], esc(c.detail), esc(c.fix)]),
     ])
     .write();

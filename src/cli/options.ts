@@ -52,19 +52,32 @@ export const OPTION_GROUPS: { title: string; options: InputOption[] }[] = [
       { input: 'time', help: 'Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)', default: '30:00' },
       { input: 'timeout', help: 'limit on the whole wait for the job (e.g. 3600, 90m, 2h); the job is cancelled when it runs out', default: '2h' },
       { input: 'watchdog', help: "the job cancels itself when this delivery has not followed it for this long (e.g. 10m); 'off' disables it", default: '10m' },
-      { input: 'modules', help: 'modules the job loads, in order (spaces, commas or lines)', default: 'slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit' },
+      {
+        input: 'modules',
+        help: 'modules the job loads, in order (spaces, commas or lines)',
+        default: 'slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit',
+      },
       { input: 'runtime', help: 'container runtime: auto (whichever the modules provide, apptainer first), singularity or apptainer', default: 'auto' },
       { input: 'job-name', help: 'Slurm job name', default: 'riviera-IMAGE' },
       { input: 'sbatch-args', help: 'extra sbatch options, e.g. "--mem=16G --account=mygroup", split into words' },
       { input: 'binds', help: 'Singularity binds, src[:dest[:ro|rw]], one per line or comma-separated' },
       { input: 'tmpdir', help: 'build temp dir on the cluster; never /tmp, which is small on the nodes', default: 'remote-dir/tmp' },
-      { input: 'preflight-only', flag: true, help: 'only check the inputs against the cluster (as the doctor command does); deliver nothing', default: '--no-preflight-only' },
+      {
+        input: 'preflight-only',
+        flag: true,
+        help: 'only check the inputs against the cluster (as the doctor command does); deliver nothing',
+        default: '--no-preflight-only',
+      },
     ],
   },
   {
     title: 'Publishing',
     options: [
-      { input: 'publish', help: 'publish the tested .sif as NAME_VERSION.sif and point NAME_latest.sif at it: auto (when HEAD has a tag), true or false', default: 'auto' },
+      {
+        input: 'publish',
+        help: 'publish the tested .sif as NAME_VERSION.sif and point NAME_latest.sif at it: auto (when HEAD has a tag), true or false',
+        default: 'auto',
+      },
       { input: 'publish-dir', help: 'publish directory on the cluster', default: 'remote-dir/published' },
       { input: 'publish-name', help: 'name of the published image', default: 'the image name without registry and path' },
       { input: 'publish-version', help: 'version of the published image', default: 'the tag, else the first 12 digits of the commit' },
@@ -118,10 +131,18 @@ export function addInputOptions(cmd: Command, inputs?: string[]): Command {
     .optionsGroup('Settings and keys:')
     .option('--config <path>', `settings file whose keys are the input names; flags and variables win (default: ${CONFIG_FILE}, if present)`)
     .addOption(
-      new Option('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env('RIVIERA_PRIVATE_KEY_FILE'),
+      new Option('--private-key-file <path>', 'SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa, the first that exists)').env(
+        'RIVIERA_PRIVATE_KEY_FILE',
+      ),
     )
-    .addOption(new Option('--known-hosts-file <path>', 'known_hosts, checked strictly: an unlisted host key is refused (default: ~/.ssh/known_hosts)').env('RIVIERA_KNOWN_HOSTS_FILE'))
-    .addOption(new Option('--certificate-file <path>', 'OpenSSH user certificate for the key (default: KEY-cert.pub, if there)').env('RIVIERA_CERTIFICATE_FILE'));
+    .addOption(
+      new Option('--known-hosts-file <path>', 'known_hosts, checked strictly: an unlisted host key is refused (default: ~/.ssh/known_hosts)').env(
+        'RIVIERA_KNOWN_HOSTS_FILE',
+      ),
+    )
+    .addOption(
+      new Option('--certificate-file <path>', 'OpenSSH user certificate for the key (default: KEY-cert.pub, if there)').env('RIVIERA_CERTIFICATE_FILE'),
+    );
 }
 
 /** The help shows a true/false input as one term, --NAME/--no-NAME. */

@@ -15,7 +15,16 @@ import { describePlan, planDelivery } from '../core/plan.js';
 import { EXIT_CODE_MEANINGS, ExitCode, InputError, exitCodeOf } from '../core/errors.js';
 import { keyIsEncrypted } from '../core/identity.js';
 import type { Reporter } from '../core/reporter.js';
-import { type ConnectionSettings, INPUT_NAMES, type RawInputs, type RunContext, type Settings, maskPrivateKey, parseConnection, parseSettings } from '../core/settings.js';
+import {
+  type ConnectionSettings,
+  INPUT_NAMES,
+  type RawInputs,
+  type RunContext,
+  type Settings,
+  maskPrivateKey,
+  parseConnection,
+  parseSettings,
+} from '../core/settings.js';
 import { resolveSshAlias } from '../core/sshalias.js';
 import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
@@ -29,7 +38,11 @@ function camel(name: string): string {
 function readFileInput(input: string, path: string, optional = false): string {
   // The key itself given where its path belongs: say so without printing it.
   if (/PRIVATE KEY|[\r\n]/.test(path) || path.length > 4096) {
-    throw new InputError(input, `--${input}-file (or ${envName(input)}_FILE) must be the path of a file, and this looks like the file's content (not printed)`, `Pass the path, e.g. --${input}-file ~/.ssh/id_ed25519.`);
+    throw new InputError(
+      input,
+      `--${input}-file (or ${envName(input)}_FILE) must be the path of a file, and this looks like the file's content (not printed)`,
+      `Pass the path, e.g. --${input}-file ~/.ssh/id_ed25519.`,
+    );
   }
   try {
     return readFileSync(path, 'utf8');
@@ -88,10 +101,15 @@ export async function rawInputs(opts: Opts, env: NodeJS.ProcessEnv = process.env
     if (agent) raw['private-key'] = '';
     else if (process.stdin.isTTY) raw['private-key-passphrase'] = await promptHidden(`Passphrase for ${keyFile}: `);
   }
-  const certFile = typeof opts.certificateFile === 'string' ? opts.certificateFile : [...(alias?.certificateFiles ?? []), ...(keyFile ? [`${keyFile}-cert.pub`] : [])].find((f) => existsSync(f));
+  const certFile =
+    typeof opts.certificateFile === 'string'
+      ? opts.certificateFile
+      : [...(alias?.certificateFiles ?? []), ...(keyFile ? [`${keyFile}-cert.pub`] : [])].find((f) => existsSync(f));
   if (certFile && raw['private-key'] !== '') raw.certificate ||= readFileInput('certificate', certFile);
   const hostsFile =
-    typeof opts.knownHostsFile === 'string' ? opts.knownHostsFile : ((alias?.userKnownHostsFiles ?? []).find((f) => existsSync(f)) ?? join(home, '.ssh', 'known_hosts'));
+    typeof opts.knownHostsFile === 'string'
+      ? opts.knownHostsFile
+      : ((alias?.userKnownHostsFiles ?? []).find((f) => existsSync(f)) ?? join(home, '.ssh', 'known_hosts'));
   raw['known-hosts'] ||= readFileInput('known-hosts', hostsFile, !!opts.dryRun);
   return { raw, login: { agent: raw['private-key'] ? null : agent, controlPath } };
 }
@@ -115,7 +133,11 @@ export async function gitContext(cwd = process.cwd()): Promise<RunContext> {
     const r = await runProcess('git', args, { cwd }).catch(() => null);
     return r?.code === 0 ? r.stdout.trim() : '';
   };
-  const [repository, commit, tag] = await Promise.all([git('config', '--get', 'remote.origin.url'), git('rev-parse', 'HEAD'), git('describe', '--exact-match', '--tags', 'HEAD')]);
+  const [repository, commit, tag] = await Promise.all([
+    git('config', '--get', 'remote.origin.url'),
+    git('rev-parse', 'HEAD'),
+    git('describe', '--exact-match', '--tags', 'HEAD'),
+  ]);
   return { repository, commit, tag: tag || null };
 }
 
@@ -160,7 +182,9 @@ export function buildProgram(outcome: { code: number } = { code: ExitCode.ok }):
   program.addHelpText(
     'after',
     `
-Exit codes: ${Object.entries(EXIT_CODE_MEANINGS).map(([code, meaning]) => `${code} ${meaning}`).join(', ')}.
+Exit codes: ${Object.entries(EXIT_CODE_MEANINGS)
+      .map(([code, meaning]) => `${code} ${meaning}`)
+      .join(', ')}.
 Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFIG_FILE}.`,
   );
 
@@ -209,7 +233,11 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     });
     const { error, ...data } = result;
     if (!opts.json) for (const t of result.timings) reporter.info(`  ${t.phase.padEnd(12)} ${t.seconds.toFixed(2)} s`);
-    print(!!opts.json, { ...data, error: error?.message ?? null }, `${result.ok ? 'passed' : 'FAILED'}: ${result.message} (job ${result.jobId}, ${result.jobState}, ${result.sifPath})`);
+    print(
+      !!opts.json,
+      { ...data, error: error?.message ?? null },
+      `${result.ok ? 'passed' : 'FAILED'}: ${result.message} (job ${result.jobId}, ${result.jobState}, ${result.sifPath})`,
+    );
     if (error) {
       outcome.code = error.exitCode;
       if (!opts.json) reporter.info(`error: ${error.message}`);
@@ -231,21 +259,31 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     .option('-f, --follow', 'keep streaming until the job ends')
     .action(async (jobId: string, opts: Opts) => {
       await withSession(opts, async (conn, session) => {
-        if (opts.follow) await followOutput(session, conn, jobId, cliReporter((s) => process.stdout.write(s)));
+        if (opts.follow)
+          await followOutput(
+            session,
+            conn,
+            jobId,
+            cliReporter((s) => process.stdout.write(s)),
+          );
         else process.stdout.write(await jobOutput(session, conn, jobId));
       });
     });
 
-  addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), CONNECTION_INPUTS).action(async (jobId: string, opts: Opts) => {
-    await withSession(opts, async (conn, session, reporter) => {
-      await cancelDelivered(session, conn, jobId);
-      reporter.info(`cancelled job ${jobId}`);
-    });
-  });
+  addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), CONNECTION_INPUTS).action(
+    async (jobId: string, opts: Opts) => {
+      await withSession(opts, async (conn, session, reporter) => {
+        await cancelDelivered(session, conn, jobId);
+        reporter.info(`cancelled job ${jobId}`);
+      });
+    },
+  );
   addInputOptions(
     program
       .command('doctor')
-      .description('check a setup against the cluster before the first push: connection, partition, GPUs, time, modules, runtime, sbatch --test-only, directories'),
+      .description(
+        'check a setup against the cluster before the first push: connection, partition, GPUs, time, modules, runtime, sbatch --test-only, directories',
+      ),
     INPUT_NAMES.filter((n) => n !== 'preflight-only'),
   )
     .option('--json', 'print the checks as JSON')

@@ -40,9 +40,7 @@ const Descriptor = z.object({
 type Descriptor = z.infer<typeof Descriptor>;
 const Index = z.object({ manifests: z.array(Descriptor) });
 const Manifest = z.object({ config: Descriptor, layers: z.array(Descriptor) });
-const LegacyManifest = z.array(
-  z.object({ Config: z.string(), RepoTags: z.array(z.string()).nullish(), Layers: z.array(z.string()) }),
-);
+const LegacyManifest = z.array(z.object({ Config: z.string(), RepoTags: z.array(z.string()).nullish(), Layers: z.array(z.string()) }));
 const ImageConfig = z.object({ rootfs: z.object({ diff_ids: z.array(Digest) }) });
 
 export async function readImageArchive(path: string): Promise<ImageArchive> {
@@ -70,9 +68,7 @@ async function readLegacy(members: Members, layout: ImageArchive['layout']): Pro
   const [{ Config, RepoTags, Layers }] = items;
   const { config, diffIds } = await readConfig(members, Config, nameDigest(Config), 'manifest.json');
   checkLayerCount(members, Layers.length, diffIds.length);
-  const layers = await Promise.all(
-    Layers.map((name, i) => layerBlob(members, name, nameDigest(name) ?? diffIds[i], 'manifest.json')),
-  );
+  const layers = await Promise.all(Layers.map((name, i) => layerBlob(members, name, nameDigest(name) ?? diffIds[i], 'manifest.json')));
   return { path: members.path, layout, repoTags: RepoTags ?? [], config, layers, imageId: config.digest, diffIds };
 }
 
@@ -105,9 +101,7 @@ async function resolveManifest(members: Members, desc: Descriptor, referrer: str
 /** Skips attestations; among the manifests present in the archive (docker save keeps only pulled
  * platforms) prefers linux/amd64, else the first. */
 function pickPlatform(members: Members, manifests: Descriptor[]): Descriptor | undefined {
-  const real = manifests.filter(
-    (d) => d.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest' && d.platform?.os !== 'unknown',
-  );
+  const real = manifests.filter((d) => d.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest' && d.platform?.os !== 'unknown');
   const present = real.filter((d) => members.has(blobPath(d.digest)));
   const candidates = present.length ? present : real; // none present: fail naming the first missing one
   return candidates.find((d) => d.platform?.os === 'linux' && d.platform.architecture === 'amd64') ?? candidates[0];
@@ -156,7 +150,10 @@ function nameDigest(name: string): string | undefined {
 class Members {
   private readonly byName: Map<string, TarEntry>;
 
-  constructor(readonly path: string, entries: TarEntry[]) {
+  constructor(
+    readonly path: string,
+    entries: TarEntry[],
+  ) {
     this.byName = new Map(entries.map((e) => [clean(e.name), e]));
   }
 

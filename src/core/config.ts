@@ -23,7 +23,8 @@ export function parseConfig(text: string, path: string): Record<string, string> 
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
     if (SECRET.has(key)) throw new InputError('config', `${path} must not hold '${key}': pass it as a secret (action) or a file path (CLI)`);
-    if (!INPUT_NAMES.includes(key)) throw new InputError('config', `unknown setting '${key}' in ${path}`, `Known settings: ${INPUT_NAMES.filter((n) => !SECRET.has(n)).join(', ')}`);
+    if (!INPUT_NAMES.includes(key))
+      throw new InputError('config', `unknown setting '${key}' in ${path}`, `Known settings: ${INPUT_NAMES.filter((n) => !SECRET.has(n)).join(', ')}`);
     if (value === null || value === undefined) continue;
     if (Array.isArray(value) && value.every((v) => ['string', 'number', 'boolean'].includes(typeof v))) out[key] = value.join('\n');
     else if (['string', 'number', 'boolean'].includes(typeof value)) out[key] = String(value);

@@ -21,7 +21,8 @@ export function jobDirOf(where: Where, jobId: string): string {
   return `${where.remoteDir}/${jobLinkPath(jobId)}`;
 }
 
-const noDelivery = (where: Where, jobId: string, what: string) => new InputError('JOB', `no ${what} of job ${jobId} under ${displayPath(where.remoteDir)} on the cluster`);
+const noDelivery = (where: Where, jobId: string, what: string) =>
+  new InputError('JOB', `no ${what} of job ${jobId} under ${displayPath(where.remoteDir)} on the cluster`);
 
 export interface JobReport {
   jobId: string;

@@ -64,12 +64,21 @@ function checkAbort(signal?: AbortSignal): void {
 }
 
 /** The delivery's verdict on a followed job: a cancel or timeout only counts if Slurm did not see the job end first. */
-export function verdictOf(s: Pick<Settings, 'timeoutSeconds'>, follow: Pick<Awaited<ReturnType<typeof followJob>>, 'state' | 'cancelled' | 'timedOut'>): Verdict {
+export function verdictOf(
+  s: Pick<Settings, 'timeoutSeconds'>,
+  follow: Pick<Awaited<ReturnType<typeof followJob>>, 'state' | 'cancelled' | 'timedOut'>,
+): Verdict {
   // scancel found the job already ended: its real verdict stands.
   const ended = follow.state.state !== null && isFinalState(follow.state.state) && follow.state.state !== 'CANCELLED';
   if ((follow.cancelled || follow.timedOut) && ended) return judgeJob(follow.state.state, follow.state.status);
   if (follow.cancelled) {
-    return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
+    return {
+      ok: false,
+      state: 'CANCELLED',
+      exitCode: follow.state.status?.code ?? null,
+      interrupted: true,
+      message: 'The delivery was cancelled; the job was cancelled with it.',
+    };
   }
   if (follow.timedOut) {
     return {
@@ -112,11 +121,13 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     const phaseToken = randomBytes(12).toString('hex');
     const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
       const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null, phaseToken);
-      const done = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke)).catch(async (e: unknown) => {
-        // sbatch may have run before the failure: leave no job behind.
-        await session.retry('Cancelling', (r) => cancelJob(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
-        throw e;
-      });
+      const done = await session
+        .retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke))
+        .catch(async (e: unknown) => {
+          // sbatch may have run before the failure: leave no job behind.
+          await session.retry('Cancelling', (r) => cancelJob(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
+          throw e;
+        });
       for (const note of done.notes) reporter.info(note);
       reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
       return done;
@@ -125,16 +136,20 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
 
     const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, phaseToken, heartbeat: true }, timings).catch(async (e: unknown) => {
       // Never give up on a job without cancelling it first.
-      const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules)).then(
-        () => `job ${jobId} was cancelled.`,
-        (c: Error) => `job ${jobId} could not be cancelled (${c.message.split('\n')[0]}): cancel it by hand, scancel ${jobId}.`,
-      );
+      const cancelled = await session
+        .retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules))
+        .then(
+          () => `job ${jobId} was cancelled.`,
+          (c: Error) => `job ${jobId} could not be cancelled (${c.message.split('\n')[0]}): cancel it by hand, scancel ${jobId}.`,
+        );
       reporter.warning(`Following the job failed; ${cancelled}`);
       throw e;
     });
     await hooks.onJobEnded?.();
     const gc = await session
-      .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules })))
+      .retry('Garbage collection', (r) =>
+        r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules })),
+      )
       .catch((e: Error) => `gc failed: ${e.message}`);
     reporter.debug(gc.trim());
 
@@ -176,4 +191,3 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     await image?.cleanup();
   }
 }
-

@@ -26,7 +26,10 @@ export const EXIT_CODE_MEANINGS: Record<(typeof ExitCode)[keyof typeof ExitCode]
 
 export abstract class DeliveryError extends Error {
   abstract readonly exitCode: number;
-  constructor(message: string, readonly hint?: string) {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
     super(hint ? `${message}\n${hint}` : message);
     this.name = new.target.name;
   }
@@ -35,7 +38,11 @@ export abstract class DeliveryError extends Error {
 /** A bad input value: named, refused before anything is built, connected or written. */
 export class InputError extends DeliveryError {
   readonly exitCode = ExitCode.input;
-  constructor(readonly input: string, readonly problem: string, hint?: string) {
+  constructor(
+    readonly input: string,
+    readonly problem: string,
+    hint?: string,
+  ) {
     super(`Input '${input}': ${problem}`, hint);
   }
 }
@@ -53,7 +60,12 @@ export class ConnectionError extends DeliveryError {
 /** A command on the cluster failed (exit code and the tail of its stderr in the message). */
 export class RemoteCommandError extends DeliveryError {
   readonly exitCode = ExitCode.failure;
-  constructor(what: string, readonly code: number | null, readonly stderr: string, hint?: string) {
+  constructor(
+    what: string,
+    readonly code: number | null,
+    readonly stderr: string,
+    hint?: string,
+  ) {
     super(`${what} failed on the cluster (exit ${code ?? 'unknown'})${stderr ? `: ${tail(stderr)}` : ''}`, hint);
   }
 }

@@ -14,13 +14,10 @@ export interface KnownHostEntry {
   key: Buffer;
 }
 
-export type HostKeyVerdict =
-  | { ok: true }
-  | { ok: false; reason: 'unknown-host' | 'changed' | 'revoked'; keyType: string; fingerprint: string };
+export type HostKeyVerdict = { ok: true } | { ok: false; reason: 'unknown-host' | 'changed' | 'revoked'; keyType: string; fingerprint: string };
 
 const LINE_HINT =
-  'Each line must read `[@cert-authority|@revoked] hostpatterns keytype base64-key [comment]`, ' +
-  'e.g. a line printed by `ssh-keyscan -p PORT HOST`.';
+  'Each line must read `[@cert-authority|@revoked] hostpatterns keytype base64-key [comment]`, ' + 'e.g. a line printed by `ssh-keyscan -p PORT HOST`.';
 const MARKERS: Partial<Record<string, 'cert-authority' | 'revoked'>> = { '@cert-authority': 'cert-authority', '@revoked': 'revoked' };
 // ssh2 negotiates RSA host keys under these three signature algorithm names, strongest first.
 const RSA_ALGOS = ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
@@ -34,11 +31,7 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
     entries.push(parseLine(trimmed.split(/[ \t]+/), i + 1));
   });
   if (entries.length === 0) {
-    throw new InputError(
-      'known-hosts',
-      'is empty (no host key lines)',
-      "Add the cluster's host key, e.g. the output of `ssh-keyscan -p PORT HOST`.",
-    );
+    throw new InputError('known-hosts', 'is empty (no host key lines)', "Add the cluster's host key, e.g. the output of `ssh-keyscan -p PORT HOST`.");
   }
   return entries;
 }
@@ -132,6 +125,9 @@ function hostsMatch(hosts: string, names: string[]): boolean {
 }
 
 function glob(pattern: string, name: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`, 's').test(name);
 }

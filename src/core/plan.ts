@@ -21,7 +21,13 @@ export interface DeliveryPlan {
 /** The plan; reads the smoke-test file (a missing one is an InputError, as in a delivery). */
 export async function planDelivery(s: Settings): Promise<DeliveryPlan> {
   const smoke = await readSmokeFile(s);
-  const dirs = { home: '~', root: displayPath(s.remoteDir), tmpdir: displayPath(s.tmpdir), publishDir: s.publish ? displayPath(s.publish.dir) : null, existingSif: null };
+  const dirs = {
+    home: '~',
+    root: displayPath(s.remoteDir),
+    tmpdir: displayPath(s.tmpdir),
+    publishDir: s.publish ? displayPath(s.publish.dir) : null,
+    existingSif: null,
+  };
   const paths = remotePaths(dirs, s.image, '<image-id>', '<run>', s.publish);
   const blob = `${paths.root}/${blobPath('<digest>')}`;
   const members = [

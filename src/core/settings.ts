@@ -139,9 +139,30 @@ const RESERVED_SHORT = ['D', 'o', 'e', 'W'];
 const SHORT_NO_VALUE = new Set(['H', 'k', 'O', 'Q', 's', 'v', 'h', 'u', 'V']);
 /** sbatch options that take no value, or one only after '=': a word after them would be taken as the script. */
 const SBATCH_NO_VALUE = new Set([
-  '--contiguous', '--exclusive', '--get-user-env', '--hold', '-H', '--ignore-pbs', '--kill-on-invalid-dep', '--nice',
-  '--no-kill', '-k', '--no-requeue', '--overcommit', '-O', '--oversubscribe', '-s', '--quiet', '-Q', '--reboot',
-  '--requeue', '--spread-job', '--test-only', '--use-min-nodes', '--verbose', '-v',
+  '--contiguous',
+  '--exclusive',
+  '--get-user-env',
+  '--hold',
+  '-H',
+  '--ignore-pbs',
+  '--kill-on-invalid-dep',
+  '--nice',
+  '--no-kill',
+  '-k',
+  '--no-requeue',
+  '--overcommit',
+  '-O',
+  '--oversubscribe',
+  '-s',
+  '--quiet',
+  '-Q',
+  '--reboot',
+  '--requeue',
+  '--spread-job',
+  '--test-only',
+  '--use-min-nodes',
+  '--verbose',
+  '-v',
 ]);
 
 /**
@@ -241,9 +262,18 @@ const schema = z.object({
     .string()
     .optional()
     .transform((v) => v ?? ''), // parsed with its passphrase and certificate: parseIdentity
-  'private-key-passphrase': z.string().optional().transform((v) => v ?? ''),
-  certificate: z.string().optional().transform((v) => v ?? ''),
-  'known-hosts': z.string().optional().transform((v) => v ?? ''),
+  'private-key-passphrase': z
+    .string()
+    .optional()
+    .transform((v) => v ?? ''),
+  certificate: z
+    .string()
+    .optional()
+    .transform((v) => v ?? ''),
+  'known-hosts': z
+    .string()
+    .optional()
+    .transform((v) => v ?? ''),
   'jump-hosts': trimmed().refine(...noControl('jump-hosts')),
   'ssh-client': trimmed('auto').refine((s) => ['auto', 'builtin', 'openssh'].includes(s), { message: 'must be auto, builtin or openssh' }),
   image: trimmed()
@@ -260,8 +290,12 @@ const schema = z.object({
   runtime: trimmed('auto').refine((s) => ['auto', 'singularity', 'apptainer'].includes(s), { message: 'must be auto, singularity or apptainer' }),
   publish: trimmed('auto').refine((s) => /^(auto|true|false)$/i.test(s), { message: 'must be auto (publish on a tag), true or false' }),
   'publish-dir': trimmed().refine(...noControl('publish-dir')),
-  'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
-  'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
+  'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), {
+    message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +',
+  }),
+  'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), {
+    message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +',
+  }),
   'keep-versions': intIn(1, 1000, '5'),
   'publish-group': groupName(),
   'publish-mode': trimmed()
@@ -276,14 +310,22 @@ const schema = z.object({
   'build-args': z
     .string()
     .optional()
-    .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
+    .transform((v) =>
+      (v ?? '')
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
     .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
   'smoke-test': trimmed()
     .refine(...noControl('smoke-test'))
     .superRefine((s, ctx) => {
       const name = s.split('/').pop() ?? '';
       if (s !== '' && isJobFileName(name)) {
-        ctx.addIssue({ code: 'custom', message: `'${name}' is the name of one of the job's own files (${Object.values(JOB_FILES).join(', ')}, ...) or starts with '.' or '-': rename the script` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `'${name}' is the name of one of the job's own files (${Object.values(JOB_FILES).join(', ')}, ...) or starts with '.' or '-': rename the script`,
+        });
       }
     }),
   'smoke-command': trimmed(),
@@ -383,7 +425,10 @@ function credentialsOf(raw: RawInputs, problems: Problem[], { required = true, k
 }
 
 /** What commands about an existing job need: how to reach the cluster and where the delivery lives. */
-export type ConnectionSettings = Pick<Settings, LoginField | 'agent' | 'controlPath' | 'host' | 'port' | 'username' | 'knownHosts' | 'remoteDir' | 'loginModules'>;
+export type ConnectionSettings = Pick<
+  Settings,
+  LoginField | 'agent' | 'controlPath' | 'host' | 'port' | 'username' | 'knownHosts' | 'remoteDir' | 'loginModules'
+>;
 
 type LoginField = 'privateKey' | 'passphrase' | 'certificate' | 'jumpHosts' | 'sshClient';
 
@@ -402,7 +447,12 @@ const connectionSchema = schema.pick({
 
 /** How to log in: key, passphrase and certificate checked together, the jump chain, the transport. */
 function loginOf(ok: z.infer<typeof connectionSchema>): Pick<Settings, LoginField> {
-  const identity = parseIdentity({ privateKey: ok['private-key'], passphrase: ok['private-key-passphrase'], certificate: ok.certificate, username: ok.username });
+  const identity = parseIdentity({
+    privateKey: ok['private-key'],
+    passphrase: ok['private-key-passphrase'],
+    certificate: ok.certificate,
+    username: ok.username,
+  });
   let jumpHosts: JumpHop[];
   try {
     jumpHosts = parseJumpHosts(ok['jump-hosts'], ok.username);
@@ -411,7 +461,11 @@ function loginOf(ok: z.infer<typeof connectionSchema>): Pick<Settings, LoginFiel
   }
   const sshClient = ok['ssh-client'] as SshClientChoice;
   if (sshClient === 'builtin' && identity.certificate) {
-    throw new InputError('ssh-client', 'builtin cannot log in with a certificate (the ssh2 library cannot send one)', 'Use auto or openssh (the system OpenSSH client).');
+    throw new InputError(
+      'ssh-client',
+      'builtin cannot log in with a certificate (the ssh2 library cannot send one)',
+      'Use auto or openssh (the system OpenSSH client).',
+    );
   }
   return { ...identity, jumpHosts, sshClient };
 }
@@ -428,7 +482,12 @@ export function parseConnection(raw: RawInputs, { keyOptional = false } = {}): C
   return connectionOf(result.data, knownHosts, remoteDir, login);
 }
 
-function connectionOf(ok: z.infer<typeof connectionSchema>, knownHosts: KnownHostEntry[], remoteDir: ClusterPath, login: Pick<Settings, LoginField>): ConnectionSettings {
+function connectionOf(
+  ok: z.infer<typeof connectionSchema>,
+  knownHosts: KnownHostEntry[],
+  remoteDir: ClusterPath,
+  login: Pick<Settings, LoginField>,
+): ConnectionSettings {
   return {
     host: ok.host,
     port: ok.port,
@@ -487,11 +546,19 @@ function publishSettings(ok: z.infer<typeof schema>, imageName: string, context:
   // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
   if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif))) return null;
   const version =
-    ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
+    ok['publish-version'] ||
+    provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '') ||
+    provenance.commit.slice(0, 12) ||
+    new Date().toISOString().slice(0, 10);
   const group = ok['publish-group'] || null;
   return {
     dir,
-    name: ok['publish-name'] || imageName.split('/').pop()!.replace(/[^A-Za-z0-9._+-]/g, '_'),
+    name:
+      ok['publish-name'] ||
+      imageName
+        .split('/')
+        .pop()!
+        .replace(/[^A-Za-z0-9._+-]/g, '_'),
     version,
     keep: ok['keep-versions'],
     group,
@@ -532,7 +599,10 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
   // These checks read the raw values, so they are listed even when other inputs failed the schema.
   const rawOf = (name: string) => (raw[name] ?? '').trim();
   if (!rawOf('image') && !rawOf('sif') && !rawOf('archive')) {
-    problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)' });
+    problems.push({
+      input: 'image',
+      message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)',
+    });
   } else if (rawOf('sif') && (rawOf('image') || rawOf('archive'))) {
     problems.push({ input: 'sif', message: 'give either image or archive (to deliver), or sif (to test a .sif already on the cluster), not both' });
   }
@@ -555,7 +625,10 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
   const imageName = ok.image
     ? ok.image.replace(/:[^/:]+$/, '')
     : ok.archive
-      ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
+      ? (ok.archive.split('/').pop() ?? 'image')
+          .toLowerCase()
+          .replace(/\.tar$/, '')
+          .replace(/[^a-z0-9._-]+/g, '-')
       : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
     ...connectionOf(ok, knownHosts, remoteDir, login),

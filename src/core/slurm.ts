@@ -55,9 +55,7 @@ export function parseSlurmAnswer(line: string): SlurmAnswer {
   return info ? { kind: 'listed', info } : { kind: 'unknown' };
 }
 
-const FINAL = new Set([
-  'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',
-]);
+const FINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY']);
 
 export function isFinalState(state: string): boolean {
   return FINAL.has(state);
@@ -75,8 +73,7 @@ export function parseStatusLine(line: string): JobStatus | null {
 }
 
 export type Verdict =
-  | { ok: true; state: 'COMPLETED'; exitCode: 0 }
-  | { ok: false; state: string; exitCode: number | null; interrupted: boolean; message: string };
+  { ok: true; state: 'COMPLETED'; exitCode: 0 } | { ok: false; state: string; exitCode: number | null; interrupted: boolean; message: string };
 
 /**
  * What a finished job means. `state` is the last state Slurm reported (null if the record was gone
@@ -118,9 +115,9 @@ export function judgeJob(state: string | null, status: JobStatus | null): Verdic
           ? `Building the .sif failed (exit ${status.code}): see the singularity output above.`
           : status.phase === 'publish'
             ? `The smoke test passed, but publishing the .sif failed (exit ${status.code}): see the job output above; check the publish-dir permissions.`
-          : status.phase === 'assemble'
-            ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
-            : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
+            : status.phase === 'assemble'
+              ? `Assembling the image archive from the store on the cluster failed (exit ${status.code}): see the job output above; re-running sends any missing blob again.`
+              : `The job failed while loading modules (exit ${status.code}): check the 'modules' input against 'module avail'.`;
     return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: what };
   }
   return {

@@ -75,7 +75,11 @@ export async function archiveSource(path: string, reporter: Reporter): Promise<I
   try {
     archive = await readImageArchive(real);
   } catch (e) {
-    throw new InputError('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
+    throw new InputError(
+      'archive',
+      e instanceof Error ? e.message : String(e),
+      'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.',
+    );
   }
   reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
   const loaded: SavedImage = { archive, tar: real, size, cleanup: async () => undefined };

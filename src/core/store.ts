@@ -107,7 +107,18 @@ export interface StoreReport {
 }
 
 export function parsePrepare(stdout: string): StoreReport {
-  const r: StoreReport = { home: '', root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), parts: new Map() };
+  const r: StoreReport = {
+    home: '',
+    root: '',
+    tmpdir: '',
+    publishDir: null,
+    existingSif: null,
+    zstd: false,
+    sifReusable: false,
+    have: new Set(),
+    bad: new Set(),
+    parts: new Map(),
+  };
   for (const line of stdout.split('\n')) {
     const [kind, a, b, c] = line.split(' ');
     if (kind === 'home') r.home = line.slice(5);

@@ -27,7 +27,11 @@ export async function readSmokeFile(settings: Settings): Promise<{ name: string;
 }
 
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
-export function assembly(archive: ImageArchive, digest: string, paths: RemotePaths): { id: string; members: { name: string; blob: string }[]; manifest: string } {
+export function assembly(
+  archive: ImageArchive,
+  digest: string,
+  paths: RemotePaths,
+): { id: string; members: { name: string; blob: string }[]; manifest: string } {
   const blob = (d: string) => `${paths.root}/${blobPath(hexOf(d))}`;
   const config = `${hexOf(archive.config.digest)}.json`;
   const layers = archive.layers.map((l) => `${hexOf(l.digest)}/layer.tar`);
@@ -147,7 +151,12 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
   const { script: submit, stdin } = submitScript(s, paths, sub, smoke);
   const out = await remote.run('Submitting the job', submit, { feed: { after: 'ready', stream: () => Readable.from([stdin]) } }).catch((e) => {
     if (e instanceof RemoteCommandError && e.code === 75) {
-      throw new RemoteCommandError('Submitting the job', e.code, e.stderr, 'Slurm does not answer on the cluster: try again once it does (nothing was submitted).');
+      throw new RemoteCommandError(
+        'Submitting the job',
+        e.code,
+        e.stderr,
+        'Slurm does not answer on the cluster: try again once it does (nothing was submitted).',
+      );
     }
     if (e instanceof RemoteCommandError) {
       throw new RemoteCommandError('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');

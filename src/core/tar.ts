@@ -21,7 +21,7 @@ export async function listTar(path: string): Promise<TarEntry[]> {
     const entries: TarEntry[] = [];
     // pax ('x') and GNU ('L'/'K') headers describe the next real entry only.
     let next: { path?: string; linkpath?: string; size?: number } = {};
-    for (let pos = 0; pos < fileSize; ) {
+    for (let pos = 0; pos < fileSize;) {
       const header = await readAt(fh, pos, BLOCK);
       if (pos === 0 && header[0] === 0x1f && header[1] === 0x8b) throw invalid(path, 'it is gzip-compressed: pass the tar itself (gunzip it first)');
       if (header.length < BLOCK) throw invalid(path, `it ends inside the header at byte ${pos}`);
@@ -143,7 +143,7 @@ function typeOf(flag: string): TarEntry['type'] {
 /** pax records: "<length> <key>=<value>\n", length in bytes including itself. */
 function parsePax(path: string, data: Buffer, pos: number): { path?: string; linkpath?: string; size?: number } {
   const out: { path?: string; linkpath?: string; size?: number } = {};
-  for (let i = 0; i < data.length; ) {
+  for (let i = 0; i < data.length;) {
     const space = data.indexOf(0x20, i);
     const length = Number(data.toString('latin1', i, space));
     const eq = data.indexOf(0x3d, space);
@@ -228,7 +228,13 @@ export class TarFollower {
       this.meta = { flag, data: [] };
       this.state = 'meta';
     } else {
-      this.current = { name: this.next.path ?? headerName(header), type: typeOf(flag), size, offset: dataAt, linkname: this.next.linkpath ?? cString(header, 157, 100) };
+      this.current = {
+        name: this.next.path ?? headerName(header),
+        type: typeOf(flag),
+        size,
+        offset: dataAt,
+        linkname: this.next.linkpath ?? cString(header, 157, 100),
+      };
       this.next = {};
       this.state = 'data';
       this.onEntry(this.current);

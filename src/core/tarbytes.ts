@@ -104,7 +104,7 @@ export class TarBytes {
       (async function* () {
         const fh = await open(self.path, 'r');
         try {
-          for (let pos = start; pos < end; ) {
+          for (let pos = start; pos < end;) {
             while (self.written <= pos) {
               if (self.failed) throw self.failed;
               if (self.finished) throw new BuildError(`The saved image ${self.path} ends at byte ${self.written}, before byte ${end}.`);

@@ -241,7 +241,9 @@ export class Transfer {
     const u = this.uploads.get(job.key)!;
     const codec = job.from >= job.end ? 'raw' : await this.codecOf(u);
     u.last = job;
-    this.reporter.debug(`blob ${this.label(u)}: range ${job.start}-${job.end} of ${u.size} from ${job.from}, ${codec}${codec === 'zstd' ? ` level ${this.tuner.level}` : ''}`);
+    this.reporter.debug(
+      `blob ${this.label(u)}: range ${job.start}-${job.end} of ${u.size} from ${job.from}, ${codec}${codec === 'zstd' ? ` level ${this.tuner.level}` : ''}`,
+    );
     // Where this range stands on the cluster, for progress: a resend does not count twice.
     let position = job.from;
     const moveTo = (n: number) => {
@@ -302,7 +304,14 @@ export function uploadOf(job: BlobSend): Upload {
 }
 
 /** Send every planned blob of a complete tar (largest first, in ranges, several at once). */
-export async function sendBlobs(session: Session, root: string, tar: string | TarBytes, plan: BlobSend[], remoteZstd: boolean, reporter: Reporter): Promise<TransferStats> {
+export async function sendBlobs(
+  session: Session,
+  root: string,
+  tar: string | TarBytes,
+  plan: BlobSend[],
+  remoteZstd: boolean,
+  reporter: Reporter,
+): Promise<TransferStats> {
   if (plan.length === 0) return { sent: 0, raw: 0, rawTotal: 0 };
   const t = new Transfer(session, root, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, remoteZstd, reporter);
   for (const job of plan) t.add(uploadOf(job));

@@ -45,14 +45,20 @@ async function runPrepare(r: Remote, what: string, script: string): Promise<stri
 
 /** The inputs were checked as written; a link or a `..` above the home may still lead into /tmp. */
 function checkResolved(report: StoreReport): StoreReport {
-  for (const [input, path] of [['tmpdir', report.tmpdir], ['remote-dir', report.root]] as const) {
-    if (isUnderTmp(path)) throw new InputError(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
+  for (const [input, path] of [
+    ['tmpdir', report.tmpdir],
+    ['remote-dir', report.root],
+  ] as const) {
+    if (isUnderTmp(path))
+      throw new InputError(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
   }
   return report;
 }
 
 function prepare(session: Session, s: Settings, params: PrepareWhat): Promise<StoreReport> {
-  return session.retry('Preparing the store', async (r) => checkResolved(parsePrepare(await runPrepare(r, `Preparing ${displayPath(s.remoteDir)} on the cluster`, renderPrepare(s, params)))));
+  return session.retry('Preparing the store', async (r) =>
+    checkResolved(parsePrepare(await runPrepare(r, `Preparing ${displayPath(s.remoteDir)} on the cluster`, renderPrepare(s, params)))),
+  );
 }
 
 /**
@@ -61,7 +67,11 @@ function prepare(session: Session, s: Settings, params: PrepareWhat): Promise<St
  */
 function preflightAndPrepare(session: Session, s: Settings, params: PrepareWhat, imageBytes: number | null, reporter: Reporter) {
   return session.retry('Preflight', async (r) => {
-    const out = await runPrepare(r, `Checking the inputs against the cluster and preparing ${displayPath(s.remoteDir)}`, preflightThen(preflightScript(s), renderPrepare(s, params)));
+    const out = await runPrepare(
+      r,
+      `Checking the inputs against the cluster and preparing ${displayPath(s.remoteDir)}`,
+      preflightThen(preflightScript(s), renderPrepare(s, params)),
+    );
     const facts = parsePreflight(out);
     if (!facts) throw new Error(`unexpected reply from the cluster's preflight: ${JSON.stringify(out.slice(0, 300))}`);
     let report: StoreReport | null = null;
@@ -76,7 +86,9 @@ function preflightAndPrepare(session: Session, s: Settings, params: PrepareWhat,
     const failed = preflightFailureMessage(checks);
     if (failed) throw new PreflightError(failed, 'Nothing was saved, sent or submitted. `riviera-singularity doctor` shows every check.');
     for (const c of checks.filter((c) => c.status === 'warn')) reporter.warning(`Preflight '${c.input}': ${c.detail} ${c.fix}`);
-    reporter.info(`Preflight: ${checks.filter((c) => c.status === 'pass').length} of ${checks.length} checks passed (${s.partition}, ${s.gpus} GPU(s), ${s.time ?? 'default time'}).`);
+    reporter.info(
+      `Preflight: ${checks.filter((c) => c.status === 'pass').length} of ${checks.length} checks passed (${s.partition}, ${s.gpus} GPU(s), ${s.time ?? 'default time'}).`,
+    );
     if (!report) throw unprepared;
     return { report: checkResolved(report), accounting: facts.accounting };
   });
@@ -88,7 +100,12 @@ function preflightAndPrepare(session: Session, s: Settings, params: PrepareWhat,
  * `layer.tar` when the store has none of the image's layers (a first delivery). Pure.
  * Returns the member's part key and its digest's hex if the name gives it, or null to wait.
  */
-export function earlyMember(e: Pick<TarEntry, 'name' | 'size'>, lacking: Set<string>, noLayers: boolean, imageHex: string): { key: string; hex: string | null } | null {
+export function earlyMember(
+  e: Pick<TarEntry, 'name' | 'size'>,
+  lacking: Set<string>,
+  noLayers: boolean,
+  imageHex: string,
+): { key: string; hex: string | null } | null {
   if (e.size < EARLY_MIN) return null;
   const named = /^(?:\.\/)?blobs\/sha256\/([0-9a-f]{64})$/.exec(e.name);
   if (named) return lacking.has(named[1]) ? { key: named[1], hex: named[1] } : null;
@@ -140,7 +157,14 @@ export async function upload(session: Session, s: Settings, source: ImageSource 
     const m = earlyMember(e, lacking, noLayers, imageHex!);
     if (!m || !transfer) return false;
     early.set(e.name, m.key);
-    transfer.add({ key: m.key, hex: () => m.hex ?? bytes.members.get(e.name)?.hex ?? null, offset: e.offset, size: e.size, mediaType: 'layer', parts: report.parts.get(m.key) ?? [] });
+    transfer.add({
+      key: m.key,
+      hex: () => m.hex ?? bytes.members.get(e.name)?.hex ?? null,
+      offset: e.offset,
+      size: e.size,
+      mediaType: 'layer',
+      parts: report.parts.get(m.key) ?? [],
+    });
     return m.hex === null;
   });
   transfer = new Transfer(session, report.root, bytes, report.zstd, reporter);
@@ -160,7 +184,8 @@ export async function upload(session: Session, s: Settings, source: ImageSource 
       for (const b of blobs) {
         const key = early.get(b.member);
         const got = key && bytes.members.get(b.member)?.hex;
-        if (key && got && `sha256:${got}` !== b.digest) throw new BuildError(`The saved image's member ${b.member} has digest sha256:${got}, not ${b.digest} as its index says.`);
+        if (key && got && `sha256:${got}` !== b.digest)
+          throw new BuildError(`The saved image's member ${b.member} has digest sha256:${got}, not ${b.digest} as its index says.`);
       }
       const hexes = blobs.map((b) => hexOf(b.digest));
       // The engine's layer IDs were not the archive's blobs (e.g. compressed layers): ask again for these.

@@ -79,7 +79,9 @@ export async function followJob(
         reporter.warning(`scancel ${jobId} failed (${e.stderr.trim().split('\n').pop()}); trying again.`);
       }
     }
-    const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules, { heartbeat: !!hooks.heartbeat })));
+    const r = await session.retry('Following the job', (remote) =>
+      remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules, { heartbeat: !!hooks.heartbeat })),
+    );
     if (r.code !== 0) throw new RemoteCommandError('Following the job', r.code, r.stderr.toString());
     const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
     if (done) break;
