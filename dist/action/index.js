@@ -5,7 +5,7 @@ const __dirname = __rs_dirname(__filename);
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 6656:
+/***/ 5158:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -25,16 +25,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7703:
+/***/ 7057:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
-var errors = __nccwpck_require__(6656);
-var types = __nccwpck_require__(254);
+var errors = __nccwpck_require__(5158);
+var types = __nccwpck_require__(3536);
 
-var Reader = __nccwpck_require__(1996);
-var Writer = __nccwpck_require__(9816);
+var Reader = __nccwpck_require__(2742);
+var Writer = __nccwpck_require__(5174);
 
 
 // --- Exports
@@ -59,16 +59,16 @@ for (var e in errors) {
 
 /***/ }),
 
-/***/ 1996:
+/***/ 2742:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(2803).Buffer);
+var Buffer = (__nccwpck_require__(8581).Buffer);
 
-var ASN1 = __nccwpck_require__(254);
-var errors = __nccwpck_require__(6656);
+var ASN1 = __nccwpck_require__(3536);
+var errors = __nccwpck_require__(5158);
 
 
 // --- Globals
@@ -328,7 +328,7 @@ module.exports = Reader;
 
 /***/ }),
 
-/***/ 254:
+/***/ 3536:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -371,15 +371,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9816:
+/***/ 5174:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(2803).Buffer);
-var ASN1 = __nccwpck_require__(254);
-var errors = __nccwpck_require__(6656);
+var Buffer = (__nccwpck_require__(8581).Buffer);
+var ASN1 = __nccwpck_require__(3536);
+var errors = __nccwpck_require__(5158);
 
 
 // --- Globals
@@ -695,7 +695,7 @@ module.exports = Writer;
 
 /***/ }),
 
-/***/ 9837:
+/***/ 7787:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -703,7 +703,7 @@ module.exports = Writer;
 // If you have no idea what ASN.1 or BER is, see this:
 // ftp://ftp.rsa.com/pub/pkcs/ascii/layman.asc
 
-var Ber = __nccwpck_require__(7703);
+var Ber = __nccwpck_require__(7057);
 
 
 
@@ -722,12 +722,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 686:
+/***/ 676:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(9262).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -1285,217 +1285,19 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4982:
+/***/ 5324:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const binding = __nccwpck_require__(7318);
+const binding = __nccwpck_require__(1721);
 
 module.exports = binding.getCPUInfo;
 
 
 /***/ }),
 
-/***/ 6543:
-/***/ ((module) => {
-
-
-
-const isStream = stream =>
-	stream !== null &&
-	typeof stream === 'object' &&
-	typeof stream.pipe === 'function';
-
-isStream.writable = stream =>
-	isStream(stream) &&
-	stream.writable !== false &&
-	typeof stream._write === 'function' &&
-	typeof stream._writableState === 'object';
-
-isStream.readable = stream =>
-	isStream(stream) &&
-	stream.readable !== false &&
-	typeof stream._read === 'function' &&
-	typeof stream._readableState === 'object';
-
-isStream.duplex = stream =>
-	isStream.writable(stream) &&
-	isStream.readable(stream);
-
-isStream.transform = stream =>
-	isStream.duplex(stream) &&
-	typeof stream._transform === 'function';
-
-module.exports = isStream;
-
-
-/***/ }),
-
-/***/ 8271:
-/***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
-
-
-const fs = __nccwpck_require__(9896);
-const path = __nccwpck_require__(6928);
-const {promisify} = __nccwpck_require__(9023);
-const semver = __nccwpck_require__(9318);
-
-const useNativeRecursiveOption = semver.satisfies(process.version, '>=10.12.0');
-
-// https://github.com/nodejs/node/issues/8987
-// https://github.com/libuv/libuv/pull/1088
-const checkPath = pth => {
-	if (process.platform === 'win32') {
-		const pathHasInvalidWinCharacters = /[<>:"|?*]/.test(pth.replace(path.parse(pth).root, ''));
-
-		if (pathHasInvalidWinCharacters) {
-			const error = new Error(`Path contains invalid characters: ${pth}`);
-			error.code = 'EINVAL';
-			throw error;
-		}
-	}
-};
-
-const processOptions = options => {
-	// https://github.com/sindresorhus/make-dir/issues/18
-	const defaults = {
-		mode: 0o777,
-		fs
-	};
-
-	return {
-		...defaults,
-		...options
-	};
-};
-
-const permissionError = pth => {
-	// This replicates the exception of `fs.mkdir` with native the
-	// `recusive` option when run on an invalid drive under Windows.
-	const error = new Error(`operation not permitted, mkdir '${pth}'`);
-	error.code = 'EPERM';
-	error.errno = -4048;
-	error.path = pth;
-	error.syscall = 'mkdir';
-	return error;
-};
-
-const makeDir = async (input, options) => {
-	checkPath(input);
-	options = processOptions(options);
-
-	const mkdir = promisify(options.fs.mkdir);
-	const stat = promisify(options.fs.stat);
-
-	if (useNativeRecursiveOption && options.fs.mkdir === fs.mkdir) {
-		const pth = path.resolve(input);
-
-		await mkdir(pth, {
-			mode: options.mode,
-			recursive: true
-		});
-
-		return pth;
-	}
-
-	const make = async pth => {
-		try {
-			await mkdir(pth, options.mode);
-
-			return pth;
-		} catch (error) {
-			if (error.code === 'EPERM') {
-				throw error;
-			}
-
-			if (error.code === 'ENOENT') {
-				if (path.dirname(pth) === pth) {
-					throw permissionError(pth);
-				}
-
-				if (error.message.includes('null bytes')) {
-					throw error;
-				}
-
-				await make(path.dirname(pth));
-
-				return make(pth);
-			}
-
-			try {
-				const stats = await stat(pth);
-				if (!stats.isDirectory()) {
-					throw new Error('The path is not a directory');
-				}
-			} catch (_) {
-				throw error;
-			}
-
-			return pth;
-		}
-	};
-
-	return make(path.resolve(input));
-};
-
-module.exports = makeDir;
-
-module.exports.sync = (input, options) => {
-	checkPath(input);
-	options = processOptions(options);
-
-	if (useNativeRecursiveOption && options.fs.mkdirSync === fs.mkdirSync) {
-		const pth = path.resolve(input);
-
-		fs.mkdirSync(pth, {
-			mode: options.mode,
-			recursive: true
-		});
-
-		return pth;
-	}
-
-	const make = pth => {
-		try {
-			options.fs.mkdirSync(pth, options.mode);
-		} catch (error) {
-			if (error.code === 'EPERM') {
-				throw error;
-			}
-
-			if (error.code === 'ENOENT') {
-				if (path.dirname(pth) === pth) {
-					throw permissionError(pth);
-				}
-
-				if (error.message.includes('null bytes')) {
-					throw error;
-				}
-
-				make(path.dirname(pth));
-				return make(pth);
-			}
-
-			try {
-				if (!options.fs.statSync(pth).isDirectory()) {
-					throw new Error('The path is not a directory');
-				}
-			} catch (_) {
-				throw error;
-			}
-		}
-
-		return pth;
-	};
-
-	return make(path.resolve(input));
-};
-
-
-/***/ }),
-
-/***/ 2803:
+/***/ 8581:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /* eslint-disable node/no-deprecated-api */
@@ -1579,1886 +1381,7 @@ module.exports = safer
 
 /***/ }),
 
-/***/ 9318:
-/***/ ((module, exports) => {
-
-exports = module.exports = SemVer
-
-var debug
-/* istanbul ignore next */
-if (typeof process === 'object' &&
-    process.env &&
-    process.env.NODE_DEBUG &&
-    /\bsemver\b/i.test(process.env.NODE_DEBUG)) {
-  debug = function () {
-    var args = Array.prototype.slice.call(arguments, 0)
-    args.unshift('SEMVER')
-    console.log.apply(console, args)
-  }
-} else {
-  debug = function () {}
-}
-
-// Note: this is the semver.org version of the spec that it implements
-// Not necessarily the package version of this code.
-exports.SEMVER_SPEC_VERSION = '2.0.0'
-
-var MAX_LENGTH = 256
-var MAX_SAFE_INTEGER = Number.MAX_SAFE_INTEGER ||
-  /* istanbul ignore next */ 9007199254740991
-
-// Max safe segment length for coercion.
-var MAX_SAFE_COMPONENT_LENGTH = 16
-
-var MAX_SAFE_BUILD_LENGTH = MAX_LENGTH - 6
-
-// The actual regexps go on exports.re
-var re = exports.re = []
-var safeRe = exports.safeRe = []
-var src = exports.src = []
-var t = exports.tokens = {}
-var R = 0
-
-function tok (n) {
-  t[n] = R++
-}
-
-var LETTERDASHNUMBER = '[a-zA-Z0-9-]'
-
-// Replace some greedy regex tokens to prevent regex dos issues. These regex are
-// used internally via the safeRe object since all inputs in this library get
-// normalized first to trim and collapse all extra whitespace. The original
-// regexes are exported for userland consumption and lower level usage. A
-// future breaking change could export the safer regex only with a note that
-// all input should have extra whitespace removed.
-var safeRegexReplacements = [
-  ['\\s', 1],
-  ['\\d', MAX_LENGTH],
-  [LETTERDASHNUMBER, MAX_SAFE_BUILD_LENGTH],
-]
-
-function makeSafeRe (value) {
-  for (var i = 0; i < safeRegexReplacements.length; i++) {
-    var token = safeRegexReplacements[i][0]
-    var max = safeRegexReplacements[i][1]
-    value = value
-      .split(token + '*').join(token + '{0,' + max + '}')
-      .split(token + '+').join(token + '{1,' + max + '}')
-  }
-  return value
-}
-
-// The following Regular Expressions can be used for tokenizing,
-// validating, and parsing SemVer version strings.
-
-// ## Numeric Identifier
-// A single `0`, or a non-zero digit followed by zero or more digits.
-
-tok('NUMERICIDENTIFIER')
-src[t.NUMERICIDENTIFIER] = '0|[1-9]\\d*'
-tok('NUMERICIDENTIFIERLOOSE')
-src[t.NUMERICIDENTIFIERLOOSE] = '\\d+'
-
-// ## Non-numeric Identifier
-// Zero or more digits, followed by a letter or hyphen, and then zero or
-// more letters, digits, or hyphens.
-
-tok('NONNUMERICIDENTIFIER')
-src[t.NONNUMERICIDENTIFIER] = '\\d*[a-zA-Z-]' + LETTERDASHNUMBER + '*'
-
-// ## Main Version
-// Three dot-separated numeric identifiers.
-
-tok('MAINVERSION')
-src[t.MAINVERSION] = '(' + src[t.NUMERICIDENTIFIER] + ')\\.' +
-                   '(' + src[t.NUMERICIDENTIFIER] + ')\\.' +
-                   '(' + src[t.NUMERICIDENTIFIER] + ')'
-
-tok('MAINVERSIONLOOSE')
-src[t.MAINVERSIONLOOSE] = '(' + src[t.NUMERICIDENTIFIERLOOSE] + ')\\.' +
-                        '(' + src[t.NUMERICIDENTIFIERLOOSE] + ')\\.' +
-                        '(' + src[t.NUMERICIDENTIFIERLOOSE] + ')'
-
-// ## Pre-release Version Identifier
-// A numeric identifier, or a non-numeric identifier.
-
-tok('PRERELEASEIDENTIFIER')
-src[t.PRERELEASEIDENTIFIER] = '(?:' + src[t.NUMERICIDENTIFIER] +
-                            '|' + src[t.NONNUMERICIDENTIFIER] + ')'
-
-tok('PRERELEASEIDENTIFIERLOOSE')
-src[t.PRERELEASEIDENTIFIERLOOSE] = '(?:' + src[t.NUMERICIDENTIFIERLOOSE] +
-                                 '|' + src[t.NONNUMERICIDENTIFIER] + ')'
-
-// ## Pre-release Version
-// Hyphen, followed by one or more dot-separated pre-release version
-// identifiers.
-
-tok('PRERELEASE')
-src[t.PRERELEASE] = '(?:-(' + src[t.PRERELEASEIDENTIFIER] +
-                  '(?:\\.' + src[t.PRERELEASEIDENTIFIER] + ')*))'
-
-tok('PRERELEASELOOSE')
-src[t.PRERELEASELOOSE] = '(?:-?(' + src[t.PRERELEASEIDENTIFIERLOOSE] +
-                       '(?:\\.' + src[t.PRERELEASEIDENTIFIERLOOSE] + ')*))'
-
-// ## Build Metadata Identifier
-// Any combination of digits, letters, or hyphens.
-
-tok('BUILDIDENTIFIER')
-src[t.BUILDIDENTIFIER] = LETTERDASHNUMBER + '+'
-
-// ## Build Metadata
-// Plus sign, followed by one or more period-separated build metadata
-// identifiers.
-
-tok('BUILD')
-src[t.BUILD] = '(?:\\+(' + src[t.BUILDIDENTIFIER] +
-             '(?:\\.' + src[t.BUILDIDENTIFIER] + ')*))'
-
-// ## Full Version String
-// A main version, followed optionally by a pre-release version and
-// build metadata.
-
-// Note that the only major, minor, patch, and pre-release sections of
-// the version string are capturing groups.  The build metadata is not a
-// capturing group, because it should not ever be used in version
-// comparison.
-
-tok('FULL')
-tok('FULLPLAIN')
-src[t.FULLPLAIN] = 'v?' + src[t.MAINVERSION] +
-                  src[t.PRERELEASE] + '?' +
-                  src[t.BUILD] + '?'
-
-src[t.FULL] = '^' + src[t.FULLPLAIN] + '$'
-
-// like full, but allows v1.2.3 and =1.2.3, which people do sometimes.
-// also, 1.0.0alpha1 (prerelease without the hyphen) which is pretty
-// common in the npm registry.
-tok('LOOSEPLAIN')
-src[t.LOOSEPLAIN] = '[v=\\s]*' + src[t.MAINVERSIONLOOSE] +
-                  src[t.PRERELEASELOOSE] + '?' +
-                  src[t.BUILD] + '?'
-
-tok('LOOSE')
-src[t.LOOSE] = '^' + src[t.LOOSEPLAIN] + '$'
-
-tok('GTLT')
-src[t.GTLT] = '((?:<|>)?=?)'
-
-// Something like "2.*" or "1.2.x".
-// Note that "x.x" is a valid xRange identifer, meaning "any version"
-// Only the first item is strictly required.
-tok('XRANGEIDENTIFIERLOOSE')
-src[t.XRANGEIDENTIFIERLOOSE] = src[t.NUMERICIDENTIFIERLOOSE] + '|x|X|\\*'
-tok('XRANGEIDENTIFIER')
-src[t.XRANGEIDENTIFIER] = src[t.NUMERICIDENTIFIER] + '|x|X|\\*'
-
-tok('XRANGEPLAIN')
-src[t.XRANGEPLAIN] = '[v=\\s]*(' + src[t.XRANGEIDENTIFIER] + ')' +
-                   '(?:\\.(' + src[t.XRANGEIDENTIFIER] + ')' +
-                   '(?:\\.(' + src[t.XRANGEIDENTIFIER] + ')' +
-                   '(?:' + src[t.PRERELEASE] + ')?' +
-                   src[t.BUILD] + '?' +
-                   ')?)?'
-
-tok('XRANGEPLAINLOOSE')
-src[t.XRANGEPLAINLOOSE] = '[v=\\s]*(' + src[t.XRANGEIDENTIFIERLOOSE] + ')' +
-                        '(?:\\.(' + src[t.XRANGEIDENTIFIERLOOSE] + ')' +
-                        '(?:\\.(' + src[t.XRANGEIDENTIFIERLOOSE] + ')' +
-                        '(?:' + src[t.PRERELEASELOOSE] + ')?' +
-                        src[t.BUILD] + '?' +
-                        ')?)?'
-
-tok('XRANGE')
-src[t.XRANGE] = '^' + src[t.GTLT] + '\\s*' + src[t.XRANGEPLAIN] + '$'
-tok('XRANGELOOSE')
-src[t.XRANGELOOSE] = '^' + src[t.GTLT] + '\\s*' + src[t.XRANGEPLAINLOOSE] + '$'
-
-// Coercion.
-// Extract anything that could conceivably be a part of a valid semver
-tok('COERCE')
-src[t.COERCE] = '(^|[^\\d])' +
-              '(\\d{1,' + MAX_SAFE_COMPONENT_LENGTH + '})' +
-              '(?:\\.(\\d{1,' + MAX_SAFE_COMPONENT_LENGTH + '}))?' +
-              '(?:\\.(\\d{1,' + MAX_SAFE_COMPONENT_LENGTH + '}))?' +
-              '(?:$|[^\\d])'
-tok('COERCERTL')
-re[t.COERCERTL] = new RegExp(src[t.COERCE], 'g')
-safeRe[t.COERCERTL] = new RegExp(makeSafeRe(src[t.COERCE]), 'g')
-
-// Tilde ranges.
-// Meaning is "reasonably at or greater than"
-tok('LONETILDE')
-src[t.LONETILDE] = '(?:~>?)'
-
-tok('TILDETRIM')
-src[t.TILDETRIM] = '(\\s*)' + src[t.LONETILDE] + '\\s+'
-re[t.TILDETRIM] = new RegExp(src[t.TILDETRIM], 'g')
-safeRe[t.TILDETRIM] = new RegExp(makeSafeRe(src[t.TILDETRIM]), 'g')
-var tildeTrimReplace = '$1~'
-
-tok('TILDE')
-src[t.TILDE] = '^' + src[t.LONETILDE] + src[t.XRANGEPLAIN] + '$'
-tok('TILDELOOSE')
-src[t.TILDELOOSE] = '^' + src[t.LONETILDE] + src[t.XRANGEPLAINLOOSE] + '$'
-
-// Caret ranges.
-// Meaning is "at least and backwards compatible with"
-tok('LONECARET')
-src[t.LONECARET] = '(?:\\^)'
-
-tok('CARETTRIM')
-src[t.CARETTRIM] = '(\\s*)' + src[t.LONECARET] + '\\s+'
-re[t.CARETTRIM] = new RegExp(src[t.CARETTRIM], 'g')
-safeRe[t.CARETTRIM] = new RegExp(makeSafeRe(src[t.CARETTRIM]), 'g')
-var caretTrimReplace = '$1^'
-
-tok('CARET')
-src[t.CARET] = '^' + src[t.LONECARET] + src[t.XRANGEPLAIN] + '$'
-tok('CARETLOOSE')
-src[t.CARETLOOSE] = '^' + src[t.LONECARET] + src[t.XRANGEPLAINLOOSE] + '$'
-
-// A simple gt/lt/eq thing, or just "" to indicate "any version"
-tok('COMPARATORLOOSE')
-src[t.COMPARATORLOOSE] = '^' + src[t.GTLT] + '\\s*(' + src[t.LOOSEPLAIN] + ')$|^$'
-tok('COMPARATOR')
-src[t.COMPARATOR] = '^' + src[t.GTLT] + '\\s*(' + src[t.FULLPLAIN] + ')$|^$'
-
-// An expression to strip any whitespace between the gtlt and the thing
-// it modifies, so that `> 1.2.3` ==> `>1.2.3`
-tok('COMPARATORTRIM')
-src[t.COMPARATORTRIM] = '(\\s*)' + src[t.GTLT] +
-                      '\\s*(' + src[t.LOOSEPLAIN] + '|' + src[t.XRANGEPLAIN] + ')'
-
-// this one has to use the /g flag
-re[t.COMPARATORTRIM] = new RegExp(src[t.COMPARATORTRIM], 'g')
-safeRe[t.COMPARATORTRIM] = new RegExp(makeSafeRe(src[t.COMPARATORTRIM]), 'g')
-
-// Something like `1.2.3 - 1.2.4`
-// Note that these all use the loose form, because they'll be
-// checked against either the strict or loose comparator form
-// later.
-tok('HYPHENRANGE')
-src[t.HYPHENRANGE] = '^\\s*(' + src[t.XRANGEPLAIN] + ')' +
-                   '\\s+-\\s+' +
-                   '(' + src[t.XRANGEPLAIN] + ')' +
-                   '\\s*$'
-
-tok('HYPHENRANGELOOSE')
-src[t.HYPHENRANGELOOSE] = '^\\s*(' + src[t.XRANGEPLAINLOOSE] + ')' +
-                        '\\s+-\\s+' +
-                        '(' + src[t.XRANGEPLAINLOOSE] + ')' +
-                        '\\s*$'
-
-// Star ranges basically just allow anything at all.
-tok('STAR')
-src[t.STAR] = '(<|>)?=?\\s*\\*'
-
-// Compile to actual regexp objects.
-// All are flag-free, unless they were created above with a flag.
-for (var i = 0; i < R; i++) {
-  debug(i, src[i])
-  if (!re[i]) {
-    re[i] = new RegExp(src[i])
-
-    // Replace all greedy whitespace to prevent regex dos issues. These regex are
-    // used internally via the safeRe object since all inputs in this library get
-    // normalized first to trim and collapse all extra whitespace. The original
-    // regexes are exported for userland consumption and lower level usage. A
-    // future breaking change could export the safer regex only with a note that
-    // all input should have extra whitespace removed.
-    safeRe[i] = new RegExp(makeSafeRe(src[i]))
-  }
-}
-
-exports.parse = parse
-function parse (version, options) {
-  if (!options || typeof options !== 'object') {
-    options = {
-      loose: !!options,
-      includePrerelease: false
-    }
-  }
-
-  if (version instanceof SemVer) {
-    return version
-  }
-
-  if (typeof version !== 'string') {
-    return null
-  }
-
-  if (version.length > MAX_LENGTH) {
-    return null
-  }
-
-  var r = options.loose ? safeRe[t.LOOSE] : safeRe[t.FULL]
-  if (!r.test(version)) {
-    return null
-  }
-
-  try {
-    return new SemVer(version, options)
-  } catch (er) {
-    return null
-  }
-}
-
-exports.valid = valid
-function valid (version, options) {
-  var v = parse(version, options)
-  return v ? v.version : null
-}
-
-exports.clean = clean
-function clean (version, options) {
-  var s = parse(version.trim().replace(/^[=v]+/, ''), options)
-  return s ? s.version : null
-}
-
-exports.SemVer = SemVer
-
-function SemVer (version, options) {
-  if (!options || typeof options !== 'object') {
-    options = {
-      loose: !!options,
-      includePrerelease: false
-    }
-  }
-  if (version instanceof SemVer) {
-    if (version.loose === options.loose) {
-      return version
-    } else {
-      version = version.version
-    }
-  } else if (typeof version !== 'string') {
-    throw new TypeError('Invalid Version: ' + version)
-  }
-
-  if (version.length > MAX_LENGTH) {
-    throw new TypeError('version is longer than ' + MAX_LENGTH + ' characters')
-  }
-
-  if (!(this instanceof SemVer)) {
-    return new SemVer(version, options)
-  }
-
-  debug('SemVer', version, options)
-  this.options = options
-  this.loose = !!options.loose
-
-  var m = version.trim().match(options.loose ? safeRe[t.LOOSE] : safeRe[t.FULL])
-
-  if (!m) {
-    throw new TypeError('Invalid Version: ' + version)
-  }
-
-  this.raw = version
-
-  // these are actually numbers
-  this.major = +m[1]
-  this.minor = +m[2]
-  this.patch = +m[3]
-
-  if (this.major > MAX_SAFE_INTEGER || this.major < 0) {
-    throw new TypeError('Invalid major version')
-  }
-
-  if (this.minor > MAX_SAFE_INTEGER || this.minor < 0) {
-    throw new TypeError('Invalid minor version')
-  }
-
-  if (this.patch > MAX_SAFE_INTEGER || this.patch < 0) {
-    throw new TypeError('Invalid patch version')
-  }
-
-  // numberify any prerelease numeric ids
-  if (!m[4]) {
-    this.prerelease = []
-  } else {
-    this.prerelease = m[4].split('.').map(function (id) {
-      if (/^[0-9]+$/.test(id)) {
-        var num = +id
-        if (num >= 0 && num < MAX_SAFE_INTEGER) {
-          return num
-        }
-      }
-      return id
-    })
-  }
-
-  this.build = m[5] ? m[5].split('.') : []
-  this.format()
-}
-
-SemVer.prototype.format = function () {
-  this.version = this.major + '.' + this.minor + '.' + this.patch
-  if (this.prerelease.length) {
-    this.version += '-' + this.prerelease.join('.')
-  }
-  return this.version
-}
-
-SemVer.prototype.toString = function () {
-  return this.version
-}
-
-SemVer.prototype.compare = function (other) {
-  debug('SemVer.compare', this.version, this.options, other)
-  if (!(other instanceof SemVer)) {
-    other = new SemVer(other, this.options)
-  }
-
-  return this.compareMain(other) || this.comparePre(other)
-}
-
-SemVer.prototype.compareMain = function (other) {
-  if (!(other instanceof SemVer)) {
-    other = new SemVer(other, this.options)
-  }
-
-  return compareIdentifiers(this.major, other.major) ||
-         compareIdentifiers(this.minor, other.minor) ||
-         compareIdentifiers(this.patch, other.patch)
-}
-
-SemVer.prototype.comparePre = function (other) {
-  if (!(other instanceof SemVer)) {
-    other = new SemVer(other, this.options)
-  }
-
-  // NOT having a prerelease is > having one
-  if (this.prerelease.length && !other.prerelease.length) {
-    return -1
-  } else if (!this.prerelease.length && other.prerelease.length) {
-    return 1
-  } else if (!this.prerelease.length && !other.prerelease.length) {
-    return 0
-  }
-
-  var i = 0
-  do {
-    var a = this.prerelease[i]
-    var b = other.prerelease[i]
-    debug('prerelease compare', i, a, b)
-    if (a === undefined && b === undefined) {
-      return 0
-    } else if (b === undefined) {
-      return 1
-    } else if (a === undefined) {
-      return -1
-    } else if (a === b) {
-      continue
-    } else {
-      return compareIdentifiers(a, b)
-    }
-  } while (++i)
-}
-
-SemVer.prototype.compareBuild = function (other) {
-  if (!(other instanceof SemVer)) {
-    other = new SemVer(other, this.options)
-  }
-
-  var i = 0
-  do {
-    var a = this.build[i]
-    var b = other.build[i]
-    debug('prerelease compare', i, a, b)
-    if (a === undefined && b === undefined) {
-      return 0
-    } else if (b === undefined) {
-      return 1
-    } else if (a === undefined) {
-      return -1
-    } else if (a === b) {
-      continue
-    } else {
-      return compareIdentifiers(a, b)
-    }
-  } while (++i)
-}
-
-// preminor will bump the version up to the next minor release, and immediately
-// down to pre-release. premajor and prepatch work the same way.
-SemVer.prototype.inc = function (release, identifier) {
-  switch (release) {
-    case 'premajor':
-      this.prerelease.length = 0
-      this.patch = 0
-      this.minor = 0
-      this.major++
-      this.inc('pre', identifier)
-      break
-    case 'preminor':
-      this.prerelease.length = 0
-      this.patch = 0
-      this.minor++
-      this.inc('pre', identifier)
-      break
-    case 'prepatch':
-      // If this is already a prerelease, it will bump to the next version
-      // drop any prereleases that might already exist, since they are not
-      // relevant at this point.
-      this.prerelease.length = 0
-      this.inc('patch', identifier)
-      this.inc('pre', identifier)
-      break
-    // If the input is a non-prerelease version, this acts the same as
-    // prepatch.
-    case 'prerelease':
-      if (this.prerelease.length === 0) {
-        this.inc('patch', identifier)
-      }
-      this.inc('pre', identifier)
-      break
-
-    case 'major':
-      // If this is a pre-major version, bump up to the same major version.
-      // Otherwise increment major.
-      // 1.0.0-5 bumps to 1.0.0
-      // 1.1.0 bumps to 2.0.0
-      if (this.minor !== 0 ||
-          this.patch !== 0 ||
-          this.prerelease.length === 0) {
-        this.major++
-      }
-      this.minor = 0
-      this.patch = 0
-      this.prerelease = []
-      break
-    case 'minor':
-      // If this is a pre-minor version, bump up to the same minor version.
-      // Otherwise increment minor.
-      // 1.2.0-5 bumps to 1.2.0
-      // 1.2.1 bumps to 1.3.0
-      if (this.patch !== 0 || this.prerelease.length === 0) {
-        this.minor++
-      }
-      this.patch = 0
-      this.prerelease = []
-      break
-    case 'patch':
-      // If this is not a pre-release version, it will increment the patch.
-      // If it is a pre-release it will bump up to the same patch version.
-      // 1.2.0-5 patches to 1.2.0
-      // 1.2.0 patches to 1.2.1
-      if (this.prerelease.length === 0) {
-        this.patch++
-      }
-      this.prerelease = []
-      break
-    // This probably shouldn't be used publicly.
-    // 1.0.0 "pre" would become 1.0.0-0 which is the wrong direction.
-    case 'pre':
-      if (this.prerelease.length === 0) {
-        this.prerelease = [0]
-      } else {
-        var i = this.prerelease.length
-        while (--i >= 0) {
-          if (typeof this.prerelease[i] === 'number') {
-            this.prerelease[i]++
-            i = -2
-          }
-        }
-        if (i === -1) {
-          // didn't increment anything
-          this.prerelease.push(0)
-        }
-      }
-      if (identifier) {
-        // 1.2.0-beta.1 bumps to 1.2.0-beta.2,
-        // 1.2.0-beta.fooblz or 1.2.0-beta bumps to 1.2.0-beta.0
-        if (this.prerelease[0] === identifier) {
-          if (isNaN(this.prerelease[1])) {
-            this.prerelease = [identifier, 0]
-          }
-        } else {
-          this.prerelease = [identifier, 0]
-        }
-      }
-      break
-
-    default:
-      throw new Error('invalid increment argument: ' + release)
-  }
-  this.format()
-  this.raw = this.version
-  return this
-}
-
-exports.inc = inc
-function inc (version, release, loose, identifier) {
-  if (typeof (loose) === 'string') {
-    identifier = loose
-    loose = undefined
-  }
-
-  try {
-    return new SemVer(version, loose).inc(release, identifier).version
-  } catch (er) {
-    return null
-  }
-}
-
-exports.diff = diff
-function diff (version1, version2) {
-  if (eq(version1, version2)) {
-    return null
-  } else {
-    var v1 = parse(version1)
-    var v2 = parse(version2)
-    var prefix = ''
-    if (v1.prerelease.length || v2.prerelease.length) {
-      prefix = 'pre'
-      var defaultResult = 'prerelease'
-    }
-    for (var key in v1) {
-      if (key === 'major' || key === 'minor' || key === 'patch') {
-        if (v1[key] !== v2[key]) {
-          return prefix + key
-        }
-      }
-    }
-    return defaultResult // may be undefined
-  }
-}
-
-exports.compareIdentifiers = compareIdentifiers
-
-var numeric = /^[0-9]+$/
-function compareIdentifiers (a, b) {
-  var anum = numeric.test(a)
-  var bnum = numeric.test(b)
-
-  if (anum && bnum) {
-    a = +a
-    b = +b
-  }
-
-  return a === b ? 0
-    : (anum && !bnum) ? -1
-    : (bnum && !anum) ? 1
-    : a < b ? -1
-    : 1
-}
-
-exports.rcompareIdentifiers = rcompareIdentifiers
-function rcompareIdentifiers (a, b) {
-  return compareIdentifiers(b, a)
-}
-
-exports.major = major
-function major (a, loose) {
-  return new SemVer(a, loose).major
-}
-
-exports.minor = minor
-function minor (a, loose) {
-  return new SemVer(a, loose).minor
-}
-
-exports.patch = patch
-function patch (a, loose) {
-  return new SemVer(a, loose).patch
-}
-
-exports.compare = compare
-function compare (a, b, loose) {
-  return new SemVer(a, loose).compare(new SemVer(b, loose))
-}
-
-exports.compareLoose = compareLoose
-function compareLoose (a, b) {
-  return compare(a, b, true)
-}
-
-exports.compareBuild = compareBuild
-function compareBuild (a, b, loose) {
-  var versionA = new SemVer(a, loose)
-  var versionB = new SemVer(b, loose)
-  return versionA.compare(versionB) || versionA.compareBuild(versionB)
-}
-
-exports.rcompare = rcompare
-function rcompare (a, b, loose) {
-  return compare(b, a, loose)
-}
-
-exports.sort = sort
-function sort (list, loose) {
-  return list.sort(function (a, b) {
-    return exports.compareBuild(a, b, loose)
-  })
-}
-
-exports.rsort = rsort
-function rsort (list, loose) {
-  return list.sort(function (a, b) {
-    return exports.compareBuild(b, a, loose)
-  })
-}
-
-exports.gt = gt
-function gt (a, b, loose) {
-  return compare(a, b, loose) > 0
-}
-
-exports.lt = lt
-function lt (a, b, loose) {
-  return compare(a, b, loose) < 0
-}
-
-exports.eq = eq
-function eq (a, b, loose) {
-  return compare(a, b, loose) === 0
-}
-
-exports.neq = neq
-function neq (a, b, loose) {
-  return compare(a, b, loose) !== 0
-}
-
-exports.gte = gte
-function gte (a, b, loose) {
-  return compare(a, b, loose) >= 0
-}
-
-exports.lte = lte
-function lte (a, b, loose) {
-  return compare(a, b, loose) <= 0
-}
-
-exports.cmp = cmp
-function cmp (a, op, b, loose) {
-  switch (op) {
-    case '===':
-      if (typeof a === 'object')
-        a = a.version
-      if (typeof b === 'object')
-        b = b.version
-      return a === b
-
-    case '!==':
-      if (typeof a === 'object')
-        a = a.version
-      if (typeof b === 'object')
-        b = b.version
-      return a !== b
-
-    case '':
-    case '=':
-    case '==':
-      return eq(a, b, loose)
-
-    case '!=':
-      return neq(a, b, loose)
-
-    case '>':
-      return gt(a, b, loose)
-
-    case '>=':
-      return gte(a, b, loose)
-
-    case '<':
-      return lt(a, b, loose)
-
-    case '<=':
-      return lte(a, b, loose)
-
-    default:
-      throw new TypeError('Invalid operator: ' + op)
-  }
-}
-
-exports.Comparator = Comparator
-function Comparator (comp, options) {
-  if (!options || typeof options !== 'object') {
-    options = {
-      loose: !!options,
-      includePrerelease: false
-    }
-  }
-
-  if (comp instanceof Comparator) {
-    if (comp.loose === !!options.loose) {
-      return comp
-    } else {
-      comp = comp.value
-    }
-  }
-
-  if (!(this instanceof Comparator)) {
-    return new Comparator(comp, options)
-  }
-
-  comp = comp.trim().split(/\s+/).join(' ')
-  debug('comparator', comp, options)
-  this.options = options
-  this.loose = !!options.loose
-  this.parse(comp)
-
-  if (this.semver === ANY) {
-    this.value = ''
-  } else {
-    this.value = this.operator + this.semver.version
-  }
-
-  debug('comp', this)
-}
-
-var ANY = {}
-Comparator.prototype.parse = function (comp) {
-  var r = this.options.loose ? safeRe[t.COMPARATORLOOSE] : safeRe[t.COMPARATOR]
-  var m = comp.match(r)
-
-  if (!m) {
-    throw new TypeError('Invalid comparator: ' + comp)
-  }
-
-  this.operator = m[1] !== undefined ? m[1] : ''
-  if (this.operator === '=') {
-    this.operator = ''
-  }
-
-  // if it literally is just '>' or '' then allow anything.
-  if (!m[2]) {
-    this.semver = ANY
-  } else {
-    this.semver = new SemVer(m[2], this.options.loose)
-  }
-}
-
-Comparator.prototype.toString = function () {
-  return this.value
-}
-
-Comparator.prototype.test = function (version) {
-  debug('Comparator.test', version, this.options.loose)
-
-  if (this.semver === ANY || version === ANY) {
-    return true
-  }
-
-  if (typeof version === 'string') {
-    try {
-      version = new SemVer(version, this.options)
-    } catch (er) {
-      return false
-    }
-  }
-
-  return cmp(version, this.operator, this.semver, this.options)
-}
-
-Comparator.prototype.intersects = function (comp, options) {
-  if (!(comp instanceof Comparator)) {
-    throw new TypeError('a Comparator is required')
-  }
-
-  if (!options || typeof options !== 'object') {
-    options = {
-      loose: !!options,
-      includePrerelease: false
-    }
-  }
-
-  var rangeTmp
-
-  if (this.operator === '') {
-    if (this.value === '') {
-      return true
-    }
-    rangeTmp = new Range(comp.value, options)
-    return satisfies(this.value, rangeTmp, options)
-  } else if (comp.operator === '') {
-    if (comp.value === '') {
-      return true
-    }
-    rangeTmp = new Range(this.value, options)
-    return satisfies(comp.semver, rangeTmp, options)
-  }
-
-  var sameDirectionIncreasing =
-    (this.operator === '>=' || this.operator === '>') &&
-    (comp.operator === '>=' || comp.operator === '>')
-  var sameDirectionDecreasing =
-    (this.operator === '<=' || this.operator === '<') &&
-    (comp.operator === '<=' || comp.operator === '<')
-  var sameSemVer = this.semver.version === comp.semver.version
-  var differentDirectionsInclusive =
-    (this.operator === '>=' || this.operator === '<=') &&
-    (comp.operator === '>=' || comp.operator === '<=')
-  var oppositeDirectionsLessThan =
-    cmp(this.semver, '<', comp.semver, options) &&
-    ((this.operator === '>=' || this.operator === '>') &&
-    (comp.operator === '<=' || comp.operator === '<'))
-  var oppositeDirectionsGreaterThan =
-    cmp(this.semver, '>', comp.semver, options) &&
-    ((this.operator === '<=' || this.operator === '<') &&
-    (comp.operator === '>=' || comp.operator === '>'))
-
-  return sameDirectionIncreasing || sameDirectionDecreasing ||
-    (sameSemVer && differentDirectionsInclusive) ||
-    oppositeDirectionsLessThan || oppositeDirectionsGreaterThan
-}
-
-exports.Range = Range
-function Range (range, options) {
-  if (!options || typeof options !== 'object') {
-    options = {
-      loose: !!options,
-      includePrerelease: false
-    }
-  }
-
-  if (range instanceof Range) {
-    if (range.loose === !!options.loose &&
-        range.includePrerelease === !!options.includePrerelease) {
-      return range
-    } else {
-      return new Range(range.raw, options)
-    }
-  }
-
-  if (range instanceof Comparator) {
-    return new Range(range.value, options)
-  }
-
-  if (!(this instanceof Range)) {
-    return new Range(range, options)
-  }
-
-  this.options = options
-  this.loose = !!options.loose
-  this.includePrerelease = !!options.includePrerelease
-
-  // First reduce all whitespace as much as possible so we do not have to rely
-  // on potentially slow regexes like \s*. This is then stored and used for
-  // future error messages as well.
-  this.raw = range
-    .trim()
-    .split(/\s+/)
-    .join(' ')
-
-  // First, split based on boolean or ||
-  this.set = this.raw.split('||').map(function (range) {
-    return this.parseRange(range.trim())
-  }, this).filter(function (c) {
-    // throw out any that are not relevant for whatever reason
-    return c.length
-  })
-
-  if (!this.set.length) {
-    throw new TypeError('Invalid SemVer Range: ' + this.raw)
-  }
-
-  this.format()
-}
-
-Range.prototype.format = function () {
-  this.range = this.set.map(function (comps) {
-    return comps.join(' ').trim()
-  }).join('||').trim()
-  return this.range
-}
-
-Range.prototype.toString = function () {
-  return this.range
-}
-
-function isWhitespace (char) {
-  var code = char && char.charCodeAt(0)
-  return (code >= 0x0009 && code <= 0x000d) ||
-    code === 0x0020 || code === 0x00a0 || code === 0x1680 ||
-    (code >= 0x2000 && code <= 0x200a) ||
-    code === 0x2028 || code === 0x2029 || code === 0x202f ||
-    code === 0x205f || code === 0x3000 || code === 0xfeff
-}
-
-function isVersionPrefix (char) {
-  return char === 'v' || char === '=' || isWhitespace(char)
-}
-
-function isDigit (char) {
-  return char !== undefined && char >= '0' && char <= '9'
-}
-
-function isLetter (char) {
-  return char !== undefined &&
-    ((char >= 'a' && char <= 'z') || (char >= 'A' && char <= 'Z'))
-}
-
-function isIdentifierCharacter (char) {
-  return isDigit(char) || isLetter(char) || char === '-'
-}
-
-function isVersionStart (char) {
-  return isDigit(char) || char === 'x' || char === 'X' || char === '*'
-}
-
-function findDigitsEndIndex (range, start, limit, digitRuns) {
-  if (!isDigit(range[start])) {
-    return start
-  }
-  if (start >= digitRuns.start && start < digitRuns.end) {
-    return Math.min(start + limit, digitRuns.end)
-  }
-  if (start >= digitRuns.previousStart && start < digitRuns.previousEnd) {
-    return Math.min(start + limit, digitRuns.previousEnd)
-  }
-  var end = start + 1
-  while (isDigit(range[end])) {
-    end++
-  }
-  // A failed full version can rewind from its second digit run to its first.
-  digitRuns.previousStart = digitRuns.start
-  digitRuns.previousEnd = digitRuns.end
-  digitRuns.start = start
-  digitRuns.end = end
-  return Math.min(start + limit, end)
-}
-
-function findVersionNumberEndIndex (range, start, loose, digitRuns) {
-  if (!loose && range[start] === '0') {
-    return start + 1
-  }
-  return findDigitsEndIndex(range, start, loose ? MAX_LENGTH : MAX_LENGTH + 1, digitRuns)
-}
-
-function findPrereleaseIdentifierEndIndex (range, start, loose, digitRuns) {
-  // Unlike v7, the legacy regex tries numeric identifiers before nonnumeric ones.
-  if (isDigit(range[start])) {
-    return findVersionNumberEndIndex(range, start, loose, digitRuns)
-  }
-  if (!isLetter(range[start]) && range[start] !== '-') {
-    return start
-  }
-  var end = start + 1
-  var limit = end + MAX_SAFE_BUILD_LENGTH
-  while (end < limit && isIdentifierCharacter(range[end])) {
-    end++
-  }
-  return end
-}
-
-function findPrereleaseEndIndex (range, start, loose, digitRuns) {
-  var hyphen = range[start] === '-'
-  if (!loose && !hyphen) {
-    return start
-  }
-  var identifierStart = start + (hyphen ? 1 : 0)
-  var end = findPrereleaseIdentifierEndIndex(range, identifierStart, loose, digitRuns)
-  if (end === identifierStart) {
-    if (!loose || !hyphen) {
-      return start
-    }
-    end = findPrereleaseIdentifierEndIndex(range, start, loose, digitRuns)
-  }
-  while (range[end] === '.') {
-    var next = findPrereleaseIdentifierEndIndex(range, end + 1, loose, digitRuns)
-    if (next === end + 1) {
-      break
-    }
-    end = next
-  }
-  return end
-}
-
-function findBuildEndIndex (range, start) {
-  if (range[start] !== '+') {
-    return start
-  }
-  var end = start + 1
-  do {
-    var identifierStart = end
-    while (end - identifierStart < MAX_SAFE_BUILD_LENGTH &&
-        isIdentifierCharacter(range[end])) {
-      end++
-    }
-    if (end === identifierStart) {
-      return identifierStart === start + 1 ? start : end - 1
-    }
-    if (range[end] !== '.') {
-      return end
-    }
-    end++
-  } while (true)
-}
-
-function findLooseFullVersionEndIndex (range, start, digitRuns) {
-  var end = start
-  for (var component = 0; component < 3; component++) {
-    var next = findVersionNumberEndIndex(range, end, true, digitRuns)
-    if (next === end) {
-      return start
-    }
-    end = next
-    if (component < 2) {
-      if (range[end] !== '.') {
-        return start
-      }
-      end++
-    }
-  }
-  return findBuildEndIndex(range, findPrereleaseEndIndex(range, end, true, digitRuns))
-}
-
-function findPartialVersionComponentEndIndex (range, start, digitRuns) {
-  if (isDigit(range[start])) {
-    return findVersionNumberEndIndex(range, start, false, digitRuns)
-  }
-  return isVersionStart(range[start]) ? start + 1 : start
-}
-
-function findVersionEndIndex (range, start, digitRuns) {
-  var end = findLooseFullVersionEndIndex(range, start, digitRuns)
-  if (end !== start) {
-    return end
-  }
-  end = findPartialVersionComponentEndIndex(range, start, digitRuns)
-  for (var component = 0; component < 2; component++) {
-    if (range[end] !== '.') {
-      return end
-    }
-    var next = findPartialVersionComponentEndIndex(range, end + 1, digitRuns)
-    if (next === end + 1) {
-      return end
-    }
-    end = next
-  }
-  return findBuildEndIndex(range, findPrereleaseEndIndex(range, end, false, digitRuns))
-}
-
-function findRemovableWhitespaceIndex (range, position) {
-  if (isWhitespace(range[position])) {
-    position++
-  }
-  if (range[position] === '<' || range[position] === '>') {
-    position++
-  }
-  if (range[position] === '=') {
-    position++
-  }
-  return isWhitespace(range[position]) ? position : -1
-}
-
-function trimComparatorWhitespace (range) {
-  var result = ''
-  var copyFrom = 0
-  var cursor = 0
-  var digitRuns = { start: -1, end: -1, previousStart: -1, previousEnd: -1 }
-  while (cursor < range.length) {
-    var matchStart = cursor
-    if (range[cursor] === '<' || range[cursor] === '>') {
-      cursor++
-    } else if (!isVersionPrefix(range[cursor]) && !isVersionStart(range[cursor])) {
-      cursor++
-      continue
-    }
-    while (cursor < range.length && isVersionPrefix(range[cursor])) {
-      cursor++
-    }
-    if (!isVersionStart(range[cursor])) {
-      continue
-    }
-    var whitespacePosition = findRemovableWhitespaceIndex(range, matchStart)
-    if (whitespacePosition !== -1) {
-      result += range.slice(copyFrom, whitespacePosition)
-      copyFrom = whitespacePosition + 1
-    }
-    // Preserve match boundaries inside prerelease and build identifiers.
-    cursor = findVersionEndIndex(range, cursor, digitRuns)
-  }
-  return result + range.slice(copyFrom)
-}
-
-Range.prototype.parseRange = function (range) {
-  var loose = this.options.loose
-  // `1.2.3 - 1.2.4` => `>=1.2.3 <=1.2.4`
-  var hr = loose ? safeRe[t.HYPHENRANGELOOSE] : safeRe[t.HYPHENRANGE]
-  range = range.replace(hr, hyphenReplace)
-  debug('hyphen replace', range)
-  // `> 1.2.3 < 1.2.5` => `>1.2.3 <1.2.5`
-  range = trimComparatorWhitespace(range)
-  debug('comparator trim', range)
-
-  // `~ 1.2.3` => `~1.2.3`
-  range = range.replace(safeRe[t.TILDETRIM], tildeTrimReplace)
-
-  // `^ 1.2.3` => `^1.2.3`
-  range = range.replace(safeRe[t.CARETTRIM], caretTrimReplace)
-
-  // normalize spaces
-  range = range.split(/\s+/).join(' ')
-
-  // At this point, the range is completely trimmed and
-  // ready to be split into comparators.
-
-  var compRe = loose ? safeRe[t.COMPARATORLOOSE] : safeRe[t.COMPARATOR]
-  var set = range.split(' ').map(function (comp) {
-    return parseComparator(comp, this.options)
-  }, this).join(' ').split(/\s+/)
-  if (this.options.loose) {
-    // in loose mode, throw out any that are not valid comparators
-    set = set.filter(function (comp) {
-      return !!comp.match(compRe)
-    })
-  }
-  set = set.map(function (comp) {
-    return new Comparator(comp, this.options)
-  }, this)
-
-  return set
-}
-
-Range.prototype.intersects = function (range, options) {
-  if (!(range instanceof Range)) {
-    throw new TypeError('a Range is required')
-  }
-
-  return this.set.some(function (thisComparators) {
-    return (
-      isSatisfiable(thisComparators, options) &&
-      range.set.some(function (rangeComparators) {
-        return (
-          isSatisfiable(rangeComparators, options) &&
-          thisComparators.every(function (thisComparator) {
-            return rangeComparators.every(function (rangeComparator) {
-              return thisComparator.intersects(rangeComparator, options)
-            })
-          })
-        )
-      })
-    )
-  })
-}
-
-// take a set of comparators and determine whether there
-// exists a version which can satisfy it
-function isSatisfiable (comparators, options) {
-  var result = true
-  var remainingComparators = comparators.slice()
-  var testComparator = remainingComparators.pop()
-
-  while (result && remainingComparators.length) {
-    result = remainingComparators.every(function (otherComparator) {
-      return testComparator.intersects(otherComparator, options)
-    })
-
-    testComparator = remainingComparators.pop()
-  }
-
-  return result
-}
-
-// Mostly just for testing and legacy API reasons
-exports.toComparators = toComparators
-function toComparators (range, options) {
-  return new Range(range, options).set.map(function (comp) {
-    return comp.map(function (c) {
-      return c.value
-    }).join(' ').trim().split(' ')
-  })
-}
-
-// comprised of xranges, tildes, stars, and gtlt's at this point.
-// already replaced the hyphen ranges
-// turn into a set of JUST comparators.
-function parseComparator (comp, options) {
-  debug('comp', comp, options)
-  comp = replaceCarets(comp, options)
-  debug('caret', comp)
-  comp = replaceTildes(comp, options)
-  debug('tildes', comp)
-  comp = replaceXRanges(comp, options)
-  debug('xrange', comp)
-  comp = replaceStars(comp, options)
-  debug('stars', comp)
-  return comp
-}
-
-function isX (id) {
-  return !id || id.toLowerCase() === 'x' || id === '*'
-}
-
-// ~, ~> --> * (any, kinda silly)
-// ~2, ~2.x, ~2.x.x, ~>2, ~>2.x ~>2.x.x --> >=2.0.0 <3.0.0
-// ~2.0, ~2.0.x, ~>2.0, ~>2.0.x --> >=2.0.0 <2.1.0
-// ~1.2, ~1.2.x, ~>1.2, ~>1.2.x --> >=1.2.0 <1.3.0
-// ~1.2.3, ~>1.2.3 --> >=1.2.3 <1.3.0
-// ~1.2.0, ~>1.2.0 --> >=1.2.0 <1.3.0
-function replaceTildes (comp, options) {
-  return comp.trim().split(/\s+/).map(function (comp) {
-    return replaceTilde(comp, options)
-  }).join(' ')
-}
-
-function replaceTilde (comp, options) {
-  var r = options.loose ? safeRe[t.TILDELOOSE] : safeRe[t.TILDE]
-  return comp.replace(r, function (_, M, m, p, pr) {
-    debug('tilde', comp, _, M, m, p, pr)
-    var ret
-
-    if (isX(M)) {
-      ret = ''
-    } else if (isX(m)) {
-      ret = '>=' + M + '.0.0 <' + (+M + 1) + '.0.0'
-    } else if (isX(p)) {
-      // ~1.2 == >=1.2.0 <1.3.0
-      ret = '>=' + M + '.' + m + '.0 <' + M + '.' + (+m + 1) + '.0'
-    } else if (pr) {
-      debug('replaceTilde pr', pr)
-      ret = '>=' + M + '.' + m + '.' + p + '-' + pr +
-            ' <' + M + '.' + (+m + 1) + '.0'
-    } else {
-      // ~1.2.3 == >=1.2.3 <1.3.0
-      ret = '>=' + M + '.' + m + '.' + p +
-            ' <' + M + '.' + (+m + 1) + '.0'
-    }
-
-    debug('tilde return', ret)
-    return ret
-  })
-}
-
-// ^ --> * (any, kinda silly)
-// ^2, ^2.x, ^2.x.x --> >=2.0.0 <3.0.0
-// ^2.0, ^2.0.x --> >=2.0.0 <3.0.0
-// ^1.2, ^1.2.x --> >=1.2.0 <2.0.0
-// ^1.2.3 --> >=1.2.3 <2.0.0
-// ^1.2.0 --> >=1.2.0 <2.0.0
-function replaceCarets (comp, options) {
-  return comp.trim().split(/\s+/).map(function (comp) {
-    return replaceCaret(comp, options)
-  }).join(' ')
-}
-
-function replaceCaret (comp, options) {
-  debug('caret', comp, options)
-  var r = options.loose ? safeRe[t.CARETLOOSE] : safeRe[t.CARET]
-  return comp.replace(r, function (_, M, m, p, pr) {
-    debug('caret', comp, _, M, m, p, pr)
-    var ret
-
-    if (isX(M)) {
-      ret = ''
-    } else if (isX(m)) {
-      ret = '>=' + M + '.0.0 <' + (+M + 1) + '.0.0'
-    } else if (isX(p)) {
-      if (M === '0') {
-        ret = '>=' + M + '.' + m + '.0 <' + M + '.' + (+m + 1) + '.0'
-      } else {
-        ret = '>=' + M + '.' + m + '.0 <' + (+M + 1) + '.0.0'
-      }
-    } else if (pr) {
-      debug('replaceCaret pr', pr)
-      if (M === '0') {
-        if (m === '0') {
-          ret = '>=' + M + '.' + m + '.' + p + '-' + pr +
-                ' <' + M + '.' + m + '.' + (+p + 1)
-        } else {
-          ret = '>=' + M + '.' + m + '.' + p + '-' + pr +
-                ' <' + M + '.' + (+m + 1) + '.0'
-        }
-      } else {
-        ret = '>=' + M + '.' + m + '.' + p + '-' + pr +
-              ' <' + (+M + 1) + '.0.0'
-      }
-    } else {
-      debug('no pr')
-      if (M === '0') {
-        if (m === '0') {
-          ret = '>=' + M + '.' + m + '.' + p +
-                ' <' + M + '.' + m + '.' + (+p + 1)
-        } else {
-          ret = '>=' + M + '.' + m + '.' + p +
-                ' <' + M + '.' + (+m + 1) + '.0'
-        }
-      } else {
-        ret = '>=' + M + '.' + m + '.' + p +
-              ' <' + (+M + 1) + '.0.0'
-      }
-    }
-
-    debug('caret return', ret)
-    return ret
-  })
-}
-
-function replaceXRanges (comp, options) {
-  debug('replaceXRanges', comp, options)
-  return comp.split(/\s+/).map(function (comp) {
-    return replaceXRange(comp, options)
-  }).join(' ')
-}
-
-function replaceXRange (comp, options) {
-  comp = comp.trim()
-  var r = options.loose ? safeRe[t.XRANGELOOSE] : safeRe[t.XRANGE]
-  return comp.replace(r, function (ret, gtlt, M, m, p, pr) {
-    debug('xRange', comp, ret, gtlt, M, m, p, pr)
-    var xM = isX(M)
-    var xm = xM || isX(m)
-    var xp = xm || isX(p)
-    var anyX = xp
-
-    if (gtlt === '=' && anyX) {
-      gtlt = ''
-    }
-
-    // if we're including prereleases in the match, then we need
-    // to fix this to -0, the lowest possible prerelease value
-    pr = options.includePrerelease ? '-0' : ''
-
-    if (xM) {
-      if (gtlt === '>' || gtlt === '<') {
-        // nothing is allowed
-        ret = '<0.0.0-0'
-      } else {
-        // nothing is forbidden
-        ret = '*'
-      }
-    } else if (gtlt && anyX) {
-      // we know patch is an x, because we have any x at all.
-      // replace X with 0
-      if (xm) {
-        m = 0
-      }
-      p = 0
-
-      if (gtlt === '>') {
-        // >1 => >=2.0.0
-        // >1.2 => >=1.3.0
-        // >1.2.3 => >= 1.2.4
-        gtlt = '>='
-        if (xm) {
-          M = +M + 1
-          m = 0
-          p = 0
-        } else {
-          m = +m + 1
-          p = 0
-        }
-      } else if (gtlt === '<=') {
-        // <=0.7.x is actually <0.8.0, since any 0.7.x should
-        // pass.  Similarly, <=7.x is actually <8.0.0, etc.
-        gtlt = '<'
-        if (xm) {
-          M = +M + 1
-        } else {
-          m = +m + 1
-        }
-      }
-
-      ret = gtlt + M + '.' + m + '.' + p + pr
-    } else if (xm) {
-      ret = '>=' + M + '.0.0' + pr + ' <' + (+M + 1) + '.0.0' + pr
-    } else if (xp) {
-      ret = '>=' + M + '.' + m + '.0' + pr +
-        ' <' + M + '.' + (+m + 1) + '.0' + pr
-    }
-
-    debug('xRange return', ret)
-
-    return ret
-  })
-}
-
-// Because * is AND-ed with everything else in the comparator,
-// and '' means "any version", just remove the *s entirely.
-function replaceStars (comp, options) {
-  debug('replaceStars', comp, options)
-  // Looseness is ignored here.  star is always as loose as it gets!
-  return comp.trim().replace(safeRe[t.STAR], '')
-}
-
-// This function is passed to string.replace(re[t.HYPHENRANGE])
-// M, m, patch, prerelease, build
-// 1.2 - 3.4.5 => >=1.2.0 <=3.4.5
-// 1.2.3 - 3.4 => >=1.2.0 <3.5.0 Any 3.4.x will do
-// 1.2 - 3.4 => >=1.2.0 <3.5.0
-function hyphenReplace ($0,
-  from, fM, fm, fp, fpr, fb,
-  to, tM, tm, tp, tpr, tb) {
-  if (isX(fM)) {
-    from = ''
-  } else if (isX(fm)) {
-    from = '>=' + fM + '.0.0'
-  } else if (isX(fp)) {
-    from = '>=' + fM + '.' + fm + '.0'
-  } else {
-    from = '>=' + from
-  }
-
-  if (isX(tM)) {
-    to = ''
-  } else if (isX(tm)) {
-    to = '<' + (+tM + 1) + '.0.0'
-  } else if (isX(tp)) {
-    to = '<' + tM + '.' + (+tm + 1) + '.0'
-  } else if (tpr) {
-    to = '<=' + tM + '.' + tm + '.' + tp + '-' + tpr
-  } else {
-    to = '<=' + to
-  }
-
-  return (from + ' ' + to).trim()
-}
-
-// if ANY of the sets match ALL of its comparators, then pass
-Range.prototype.test = function (version) {
-  if (!version) {
-    return false
-  }
-
-  if (typeof version === 'string') {
-    try {
-      version = new SemVer(version, this.options)
-    } catch (er) {
-      return false
-    }
-  }
-
-  for (var i = 0; i < this.set.length; i++) {
-    if (testSet(this.set[i], version, this.options)) {
-      return true
-    }
-  }
-  return false
-}
-
-function testSet (set, version, options) {
-  for (var i = 0; i < set.length; i++) {
-    if (!set[i].test(version)) {
-      return false
-    }
-  }
-
-  if (version.prerelease.length && !options.includePrerelease) {
-    // Find the set of versions that are allowed to have prereleases
-    // For example, ^1.2.3-pr.1 desugars to >=1.2.3-pr.1 <2.0.0
-    // That should allow `1.2.3-pr.2` to pass.
-    // However, `1.2.4-alpha.notready` should NOT be allowed,
-    // even though it's within the range set by the comparators.
-    for (i = 0; i < set.length; i++) {
-      debug(set[i].semver)
-      if (set[i].semver === ANY) {
-        continue
-      }
-
-      if (set[i].semver.prerelease.length > 0) {
-        var allowed = set[i].semver
-        if (allowed.major === version.major &&
-            allowed.minor === version.minor &&
-            allowed.patch === version.patch) {
-          return true
-        }
-      }
-    }
-
-    // Version has a -pre, but it's not one of the ones we like.
-    return false
-  }
-
-  return true
-}
-
-exports.satisfies = satisfies
-function satisfies (version, range, options) {
-  try {
-    range = new Range(range, options)
-  } catch (er) {
-    return false
-  }
-  return range.test(version)
-}
-
-exports.maxSatisfying = maxSatisfying
-function maxSatisfying (versions, range, options) {
-  var max = null
-  var maxSV = null
-  try {
-    var rangeObj = new Range(range, options)
-  } catch (er) {
-    return null
-  }
-  versions.forEach(function (v) {
-    if (rangeObj.test(v)) {
-      // satisfies(v, range, options)
-      if (!max || maxSV.compare(v) === -1) {
-        // compare(max, v, true)
-        max = v
-        maxSV = new SemVer(max, options)
-      }
-    }
-  })
-  return max
-}
-
-exports.minSatisfying = minSatisfying
-function minSatisfying (versions, range, options) {
-  var min = null
-  var minSV = null
-  try {
-    var rangeObj = new Range(range, options)
-  } catch (er) {
-    return null
-  }
-  versions.forEach(function (v) {
-    if (rangeObj.test(v)) {
-      // satisfies(v, range, options)
-      if (!min || minSV.compare(v) === 1) {
-        // compare(min, v, true)
-        min = v
-        minSV = new SemVer(min, options)
-      }
-    }
-  })
-  return min
-}
-
-exports.minVersion = minVersion
-function minVersion (range, loose) {
-  range = new Range(range, loose)
-
-  var minver = new SemVer('0.0.0')
-  if (range.test(minver)) {
-    return minver
-  }
-
-  minver = new SemVer('0.0.0-0')
-  if (range.test(minver)) {
-    return minver
-  }
-
-  minver = null
-  for (var i = 0; i < range.set.length; ++i) {
-    var comparators = range.set[i]
-
-    comparators.forEach(function (comparator) {
-      // Clone to avoid manipulating the comparator's semver object.
-      var compver = new SemVer(comparator.semver.version)
-      switch (comparator.operator) {
-        case '>':
-          if (compver.prerelease.length === 0) {
-            compver.patch++
-          } else {
-            compver.prerelease.push(0)
-          }
-          compver.raw = compver.format()
-          /* fallthrough */
-        case '':
-        case '>=':
-          if (!minver || gt(minver, compver)) {
-            minver = compver
-          }
-          break
-        case '<':
-        case '<=':
-          /* Ignore maximum versions */
-          break
-        /* istanbul ignore next */
-        default:
-          throw new Error('Unexpected operation: ' + comparator.operator)
-      }
-    })
-  }
-
-  if (minver && range.test(minver)) {
-    return minver
-  }
-
-  return null
-}
-
-exports.validRange = validRange
-function validRange (range, options) {
-  try {
-    // Return '*' instead of '' so that truthiness works.
-    // This will throw if it's invalid anyway
-    return new Range(range, options).range || '*'
-  } catch (er) {
-    return null
-  }
-}
-
-// Determine if version is less than all the versions possible in the range
-exports.ltr = ltr
-function ltr (version, range, options) {
-  return outside(version, range, '<', options)
-}
-
-// Determine if version is greater than all the versions possible in the range.
-exports.gtr = gtr
-function gtr (version, range, options) {
-  return outside(version, range, '>', options)
-}
-
-exports.outside = outside
-function outside (version, range, hilo, options) {
-  version = new SemVer(version, options)
-  range = new Range(range, options)
-
-  var gtfn, ltefn, ltfn, comp, ecomp
-  switch (hilo) {
-    case '>':
-      gtfn = gt
-      ltefn = lte
-      ltfn = lt
-      comp = '>'
-      ecomp = '>='
-      break
-    case '<':
-      gtfn = lt
-      ltefn = gte
-      ltfn = gt
-      comp = '<'
-      ecomp = '<='
-      break
-    default:
-      throw new TypeError('Must provide a hilo val of "<" or ">"')
-  }
-
-  // If it satisifes the range it is not outside
-  if (satisfies(version, range, options)) {
-    return false
-  }
-
-  // From now on, variable terms are as if we're in "gtr" mode.
-  // but note that everything is flipped for the "ltr" function.
-
-  for (var i = 0; i < range.set.length; ++i) {
-    var comparators = range.set[i]
-
-    var high = null
-    var low = null
-
-    comparators.forEach(function (comparator) {
-      if (comparator.semver === ANY) {
-        comparator = new Comparator('>=0.0.0')
-      }
-      high = high || comparator
-      low = low || comparator
-      if (gtfn(comparator.semver, high.semver, options)) {
-        high = comparator
-      } else if (ltfn(comparator.semver, low.semver, options)) {
-        low = comparator
-      }
-    })
-
-    // If the edge version comparator has a operator then our version
-    // isn't outside it
-    if (high.operator === comp || high.operator === ecomp) {
-      return false
-    }
-
-    // If the lowest version comparator has an operator and our version
-    // is less than it then it isn't higher than the range
-    if ((!low.operator || low.operator === comp) &&
-        ltefn(version, low.semver)) {
-      return false
-    } else if (low.operator === ecomp && ltfn(version, low.semver)) {
-      return false
-    }
-  }
-  return true
-}
-
-exports.prerelease = prerelease
-function prerelease (version, options) {
-  var parsed = parse(version, options)
-  return (parsed && parsed.prerelease.length) ? parsed.prerelease : null
-}
-
-exports.intersects = intersects
-function intersects (r1, r2, options) {
-  r1 = new Range(r1, options)
-  r2 = new Range(r2, options)
-  return r1.intersects(r2)
-}
-
-exports.coerce = coerce
-function coerce (version, options) {
-  if (version instanceof SemVer) {
-    return version
-  }
-
-  if (typeof version === 'number') {
-    version = String(version)
-  }
-
-  if (typeof version !== 'string') {
-    return null
-  }
-
-  options = options || {}
-
-  var match = null
-  if (!options.rtl) {
-    match = version.match(safeRe[t.COERCE])
-  } else {
-    // Find the right-most coercible string that does not share
-    // a terminus with a more left-ward coercible string.
-    // Eg, '1.2.3.4' wants to coerce '2.3.4', not '3.4' or '4'
-    //
-    // Walk through the string checking with a /g regexp
-    // Manually set the index so as to pick up overlapping matches.
-    // Stop when we get a match that ends at the string end, since no
-    // coercible string can be more right-ward without the same terminus.
-    var next
-    while ((next = safeRe[t.COERCERTL].exec(version)) &&
-      (!match || match.index + match[0].length !== version.length)
-    ) {
-      if (!match ||
-          next.index + next[0].length !== match.index + match[0].length) {
-        match = next
-      }
-      safeRe[t.COERCERTL].lastIndex = next.index + next[1].length + next[2].length
-    }
-    // leave it in a clean state
-    safeRe[t.COERCERTL].lastIndex = -1
-  }
-
-  if (match === null) {
-    return null
-  }
-
-  return parse(match[2] +
-    '.' + (match[3] || '0') +
-    '.' + (match[4] || '0'), options)
-}
-
-
-/***/ }),
-
-/***/ 4646:
-/***/ ((module) => {
-
-module.exports = shellescape;
-
-// return a shell compatible format
-function shellescape(a) {
-  var ret = [];
-
-  a.forEach(function(s) {
-    if (!/^[A-Za-z0-9_\/-]+$/.test(s)) {
-      s = "'"+s.replace(/'/g,"'\\''")+"'";
-      s = s.replace(/^(?:'')+/g, '') // unduplicate single-quote at the beginning
-        .replace(/\\'''/g, "\\'" ); // remove non-escaped single-quote if there are enclosed between 2 escaped
-    }
-    ret.push(s);
-  });
-
-  return ret.join(' ');
-}
-
-
-/***/ }),
-
-/***/ 5683:
+/***/ 2997:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3471,8 +1394,8 @@ const {
 
 const {
   CHANNEL_EXTENDED_DATATYPE: { STDERR },
-} = __nccwpck_require__(4020);
-const { bufferSlice } = __nccwpck_require__(2184);
+} = __nccwpck_require__(7270);
+const { bufferSlice } = __nccwpck_require__(9342);
 
 const PACKET_SIZE = 32 * 1024;
 const MAX_WINDOW = 2 * 1024 * 1024;
@@ -3760,7 +1683,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3849:
+/***/ 2167:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3771,14 +1694,14 @@ const { resolve } = __nccwpck_require__(6928);
 const { readFile } = __nccwpck_require__(9896);
 const { execFile, spawn } = __nccwpck_require__(5317);
 
-const { isParsedKey, parseKey } = __nccwpck_require__(1789);
+const { isParsedKey, parseKey } = __nccwpck_require__(9623);
 
 const {
   makeBufferParser,
   readUInt32BE,
   writeUInt32BE,
   writeUInt32LE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(9342);
 
 function once(cb) {
   let called = false;
@@ -4890,7 +2813,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6297:
+/***/ 2475:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -4925,11 +2848,11 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(4020);
-const { init: cryptoInit } = __nccwpck_require__(2888);
-const Protocol = __nccwpck_require__(7841);
-const { parseKey } = __nccwpck_require__(1789);
-const { SFTP } = __nccwpck_require__(4996);
+} = __nccwpck_require__(7270);
+const { init: cryptoInit } = __nccwpck_require__(826);
+const Protocol = __nccwpck_require__(9443);
+const { parseKey } = __nccwpck_require__(9623);
+const { SFTP } = __nccwpck_require__(8538);
 const {
   bufferCopy,
   makeBufferParser,
@@ -4937,23 +2860,23 @@ const {
   readUInt32BE,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(9342);
 
-const { AgentContext, createAgent, isAgent } = __nccwpck_require__(3849);
+const { AgentContext, createAgent, isAgent } = __nccwpck_require__(2167);
 const {
   Channel,
   MAX_WINDOW,
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(5683);
+} = __nccwpck_require__(2997);
 const {
   ChannelManager,
   generateAlgorithmList,
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(2137);
+} = __nccwpck_require__(6755);
 
 const bufferParser = makeBufferParser();
 const sigParser = makeBufferParser();
@@ -7073,7 +4996,7 @@ module.exports = Client;
 
 /***/ }),
 
-/***/ 137:
+/***/ 5403:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -7100,7 +5023,7 @@ for (const ctor of [HttpAgent, HttpsAgent]) {
       const dstPort = options.port;
 
       if (Client === undefined)
-        Client = __nccwpck_require__(6297);
+        Client = __nccwpck_require__(2475);
 
       const client = new Client();
       let triedForward = false;
@@ -7164,7 +5087,7 @@ function decorateStream(stream, ctor, options) {
 
 /***/ }),
 
-/***/ 5472:
+/***/ 3122:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -7176,33 +5099,33 @@ const {
   CygwinAgent,
   OpenSSHAgent,
   PageantAgent,
-} = __nccwpck_require__(3849);
+} = __nccwpck_require__(2167);
 const {
   SSHTTPAgent: HTTPAgent,
   SSHTTPSAgent: HTTPSAgent,
-} = __nccwpck_require__(137);
-const { parseKey } = __nccwpck_require__(1789);
+} = __nccwpck_require__(5403);
+const { parseKey } = __nccwpck_require__(9623);
 const {
   flagsToString,
   OPEN_MODE,
   STATUS_CODE,
   stringToFlags,
-} = __nccwpck_require__(4996);
+} = __nccwpck_require__(8538);
 
 module.exports = {
   AgentProtocol,
   BaseAgent,
   createAgent,
-  Client: __nccwpck_require__(6297),
+  Client: __nccwpck_require__(2475),
   CygwinAgent,
   HTTPAgent,
   HTTPSAgent,
   OpenSSHAgent,
   PageantAgent,
-  Server: __nccwpck_require__(2605),
+  Server: __nccwpck_require__(151),
   utils: {
     parseKey,
-    ...__nccwpck_require__(3489),
+    ...__nccwpck_require__(4727),
     sftp: {
       flagsToString,
       OPEN_MODE,
@@ -7215,7 +5138,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3489:
+/***/ 4727:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -7228,10 +5151,10 @@ const {
   randomBytes,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(9837);
-const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
+const { Ber } = __nccwpck_require__(7787);
+const bcrypt_pbkdf = (__nccwpck_require__(676).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(2888);
+const { CIPHER_INFO } = __nccwpck_require__(826);
 
 const SALT_LEN = 16;
 const DEFAULT_ROUNDS = 16;
@@ -7804,7 +5727,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7841:
+/***/ 9443:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /*
@@ -7849,7 +5772,7 @@ module.exports = {
 
 const { inspect } = __nccwpck_require__(9023);
 
-const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(2888);
+const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(826);
 const {
   COMPAT_CHECKS,
   DISCONNECT_REASON,
@@ -7857,18 +5780,18 @@ const {
   MESSAGE,
   SIGNALS,
   TERMINAL_MODE,
-} = __nccwpck_require__(4020);
+} = __nccwpck_require__(7270);
 const {
   DEFAULT_KEXINIT_CLIENT,
   DEFAULT_KEXINIT_SERVER,
   KexInit,
   kexinit,
   onKEXPayload,
-} = __nccwpck_require__(4637);
+} = __nccwpck_require__(5491);
 const {
   parseKey,
-} = __nccwpck_require__(1789);
-const MESSAGE_HANDLERS = __nccwpck_require__(9244);
+} = __nccwpck_require__(9623);
+const MESSAGE_HANDLERS = __nccwpck_require__(1262);
 const {
   bufferCopy,
   bufferFill,
@@ -7876,15 +5799,15 @@ const {
   convertSignature,
   sendPacket,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(9342);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(4592);
+} = __nccwpck_require__(3590);
 
-const MODULE_VER = (__nccwpck_require__(8342)/* .version */ .rE);
+const MODULE_VER = (__nccwpck_require__(6965)/* .version */ .rE);
 
 const VALID_DISCONNECT_REASONS = new Map(
   Object.values(DISCONNECT_REASON).map((n) => [n, 1])
@@ -9947,7 +7870,7 @@ module.exports = Protocol;
 
 /***/ }),
 
-/***/ 4996:
+/***/ 8538:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -9968,7 +7891,7 @@ const {
   bufferSlice,
   makeBufferParser,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(9342);
 
 const ATTR = {
   SIZE: 0x00000001,
@@ -13548,7 +11471,7 @@ const {
   ERR_INVALID_ARG_TYPE,
   ERR_OUT_OF_RANGE,
   validateNumber
-} = __nccwpck_require__(3208);
+} = __nccwpck_require__(5086);
 
 const kMinPoolSpace = 128;
 
@@ -14006,7 +11929,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4020:
+/***/ 7270:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -14015,10 +11938,10 @@ const crypto = __nccwpck_require__(6982);
 
 let cpuInfo;
 try {
-  cpuInfo = __nccwpck_require__(4982)();
+  cpuInfo = __nccwpck_require__(5324)();
 } catch {}
 
-const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(2888);
+const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(826);
 
 const eddsaSupported = (() => {
   if (typeof crypto.sign === 'function'
@@ -14369,7 +12292,7 @@ module.exports.DISCONNECT_REASON_BY_VALUE =
 
 /***/ }),
 
-/***/ 2888:
+/***/ 826:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -14384,7 +12307,7 @@ const {
   createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual
 } = __nccwpck_require__(6982);
 
-const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2184);
+const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(9342);
 
 const FastBuffer = Buffer[Symbol.species];
 const MAX_SEQNO = 2 ** 32 - 1;
@@ -14401,7 +12324,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(490);
+  binding = __nccwpck_require__(1797);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -15955,7 +13878,7 @@ module.exports = {
     // eslint-disable-next-line no-async-promise-executor
     return new Promise(async (resolve, reject) => {
       try {
-        POLY1305_WASM_MODULE = await __nccwpck_require__(7830)();
+        POLY1305_WASM_MODULE = await __nccwpck_require__(448)();
         POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
         poly1305_auth = POLY1305_WASM_MODULE.cwrap(
           'poly1305_auth',
@@ -15978,7 +13901,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7830:
+/***/ 448:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -16025,15 +13948,15 @@ else {}
 
 /***/ }),
 
-/***/ 9244:
+/***/ 1262:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const MESSAGE_HANDLERS = new Array(256);
 [
-  (__nccwpck_require__(4637).HANDLERS),
-  __nccwpck_require__(9964),
+  (__nccwpck_require__(5491).HANDLERS),
+  __nccwpck_require__(6126),
 ].forEach((handlers) => {
   // eslint-disable-next-line prefer-const
   for (let [type, handler] of Object.entries(handlers)) {
@@ -16048,7 +13971,7 @@ module.exports = MESSAGE_HANDLERS;
 
 /***/ }),
 
-/***/ 9964:
+/***/ 6126:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -16059,18 +13982,18 @@ const {
   doFatalError,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(9342);
 
 const {
   CHANNEL_OPEN_FAILURE,
   COMPAT,
   MESSAGE,
   TERMINAL_MODE,
-} = __nccwpck_require__(4020);
+} = __nccwpck_require__(7270);
 
 const {
   parseKey,
-} = __nccwpck_require__(1789);
+} = __nccwpck_require__(9623);
 
 const TERMINAL_MODE_BY_VALUE =
   Array.from(Object.entries(TERMINAL_MODE))
@@ -17340,7 +15263,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4637:
+/***/ 5491:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -17356,7 +15279,7 @@ const {
   randomFillSync,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(9837);
+const { Ber } = __nccwpck_require__(7787);
 
 const {
   COMPAT,
@@ -17368,14 +15291,14 @@ const {
   DEFAULT_COMPRESSION,
   DISCONNECT_REASON,
   MESSAGE,
-} = __nccwpck_require__(4020);
+} = __nccwpck_require__(7270);
 const {
   CIPHER_INFO,
   createCipher,
   createDecipher,
   MAC_INFO,
-} = __nccwpck_require__(2888);
-const { parseDERKey } = __nccwpck_require__(1789);
+} = __nccwpck_require__(826);
+const { parseDERKey } = __nccwpck_require__(9623);
 const {
   bufferFill,
   bufferParser,
@@ -17384,13 +15307,13 @@ const {
   FastBuffer,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(9342);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(4592);
+} = __nccwpck_require__(3590);
 
 let MESSAGE_HANDLERS;
 
@@ -19134,7 +17057,7 @@ function onKEXPayload(state, payload) {
       case MESSAGE.UNIMPLEMENTED:
       case MESSAGE.DEBUG:
         if (!MESSAGE_HANDLERS)
-          MESSAGE_HANDLERS = __nccwpck_require__(9244);
+          MESSAGE_HANDLERS = __nccwpck_require__(1262);
         return MESSAGE_HANDLERS[type](this, payload);
     }
   }
@@ -19142,7 +17065,7 @@ function onKEXPayload(state, payload) {
   switch (type) {
     case MESSAGE.DISCONNECT:
       if (!MESSAGE_HANDLERS)
-        MESSAGE_HANDLERS = __nccwpck_require__(9244);
+        MESSAGE_HANDLERS = __nccwpck_require__(1262);
       return MESSAGE_HANDLERS[type](this, payload);
     case MESSAGE.KEXINIT:
       if (!state.firstPacket) {
@@ -19255,7 +17178,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1789:
+/***/ 9623:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -19277,18 +17200,18 @@ const {
 } = __nccwpck_require__(6982);
 const supportedOpenSSLCiphers = getCiphers();
 
-const { Ber } = __nccwpck_require__(9837);
-const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
+const { Ber } = __nccwpck_require__(7787);
+const bcrypt_pbkdf = (__nccwpck_require__(676).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(2888);
-const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(4020);
+const { CIPHER_INFO } = __nccwpck_require__(826);
+const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(7270);
 const {
   bufferSlice,
   makeBufferParser,
   readString,
   readUInt32BE,
   writeUInt32BE,
-} = __nccwpck_require__(2184);
+} = __nccwpck_require__(9342);
 
 const SYM_HASH_ALGO = Symbol('Hash Algorithm');
 const SYM_PRIV_PEM = Symbol('Private key PEM');
@@ -20746,7 +18669,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3208:
+/***/ 5086:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -20868,12 +18791,12 @@ exports.validateNumber = function validateNumber(value, name) {
 
 /***/ }),
 
-/***/ 2184:
+/***/ 9342:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Ber = (__nccwpck_require__(9837).Ber);
+const Ber = (__nccwpck_require__(7787).Ber);
 
 let DISCONNECT_REASON;
 
@@ -21044,7 +18967,7 @@ module.exports = {
   doFatalError: (protocol, msg, level, reason) => {
     let err;
     if (DISCONNECT_REASON === undefined)
-      ({ DISCONNECT_REASON } = __nccwpck_require__(4020));
+      ({ DISCONNECT_REASON } = __nccwpck_require__(7270));
     if (msg instanceof Error) {
       // doFatalError(protocol, err[, reason])
       err = msg;
@@ -21231,7 +19154,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4592:
+/***/ 3590:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -21493,7 +19416,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2605:
+/***/ 151:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -21521,13 +19444,13 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(4020);
-const { init: cryptoInit } = __nccwpck_require__(2888);
-const { KexInit } = __nccwpck_require__(4637);
-const { parseKey } = __nccwpck_require__(1789);
-const Protocol = __nccwpck_require__(7841);
-const { SFTP } = __nccwpck_require__(4996);
-const { writeUInt32BE } = __nccwpck_require__(2184);
+} = __nccwpck_require__(7270);
+const { init: cryptoInit } = __nccwpck_require__(826);
+const { KexInit } = __nccwpck_require__(5491);
+const { parseKey } = __nccwpck_require__(9623);
+const Protocol = __nccwpck_require__(9443);
+const { SFTP } = __nccwpck_require__(8538);
+const { writeUInt32BE } = __nccwpck_require__(9342);
 
 const {
   Channel,
@@ -21535,7 +19458,7 @@ const {
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(5683);
+} = __nccwpck_require__(2997);
 
 const {
   ChannelManager,
@@ -21543,7 +19466,7 @@ const {
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(2137);
+} = __nccwpck_require__(6755);
 
 const MAX_PENDING_AUTHS = 10;
 
@@ -22880,12 +20803,12 @@ module.exports.IncomingClient = Client;
 
 /***/ }),
 
-/***/ 2137:
+/***/ 6755:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { SFTP } = __nccwpck_require__(4996);
+const { SFTP } = __nccwpck_require__(8538);
 
 const MAX_CHANNEL = 2 ** 32 - 1;
 
@@ -23223,15 +21146,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 770:
+/***/ 408:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-/* unused reexport */ __nccwpck_require__(7837);
+/* unused reexport */ __nccwpck_require__(376);
 
 
 /***/ }),
 
-/***/ 7837:
+/***/ 376:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -23503,7 +21426,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 668:
+/***/ 9262:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -25898,34 +23821,34 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 6752:
+/***/ 4718:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-const Client = __nccwpck_require__(3701)
-const Dispatcher = __nccwpck_require__(883)
-const Pool = __nccwpck_require__(628)
-const BalancedPool = __nccwpck_require__(837)
-const Agent = __nccwpck_require__(7405)
-const ProxyAgent = __nccwpck_require__(6672)
-const EnvHttpProxyAgent = __nccwpck_require__(3137)
-const RetryAgent = __nccwpck_require__(50)
-const errors = __nccwpck_require__(8707)
-const util = __nccwpck_require__(3440)
+const Client = __nccwpck_require__(271)
+const Dispatcher = __nccwpck_require__(2377)
+const Pool = __nccwpck_require__(8014)
+const BalancedPool = __nccwpck_require__(3207)
+const Agent = __nccwpck_require__(5539)
+const ProxyAgent = __nccwpck_require__(9710)
+const EnvHttpProxyAgent = __nccwpck_require__(6699)
+const RetryAgent = __nccwpck_require__(9176)
+const errors = __nccwpck_require__(6593)
+const util = __nccwpck_require__(5386)
 const { InvalidArgumentError } = errors
-const api = __nccwpck_require__(6615)
-const buildConnector = __nccwpck_require__(9136)
-const MockClient = __nccwpck_require__(7365)
-const MockAgent = __nccwpck_require__(7501)
-const MockPool = __nccwpck_require__(4004)
-const mockErrors = __nccwpck_require__(2429)
-const RetryHandler = __nccwpck_require__(7816)
-const { getGlobalDispatcher, setGlobalDispatcher } = __nccwpck_require__(2581)
-const DecoratorHandler = __nccwpck_require__(8155)
-const RedirectHandler = __nccwpck_require__(8754)
-const createRedirectInterceptor = __nccwpck_require__(5092)
+const api = __nccwpck_require__(5889)
+const buildConnector = __nccwpck_require__(5106)
+const MockClient = __nccwpck_require__(2839)
+const MockAgent = __nccwpck_require__(587)
+const MockPool = __nccwpck_require__(3926)
+const mockErrors = __nccwpck_require__(5347)
+const RetryHandler = __nccwpck_require__(3174)
+const { getGlobalDispatcher, setGlobalDispatcher } = __nccwpck_require__(4743)
+const DecoratorHandler = __nccwpck_require__(6949)
+const RedirectHandler = __nccwpck_require__(3216)
+const createRedirectInterceptor = __nccwpck_require__(5306)
 
 Object.assign(Dispatcher.prototype, api)
 
@@ -25943,10 +23866,10 @@ __webpack_unused_export__ = DecoratorHandler
 __webpack_unused_export__ = RedirectHandler
 __webpack_unused_export__ = createRedirectInterceptor
 __webpack_unused_export__ = {
-  redirect: __nccwpck_require__(1514),
-  retry: __nccwpck_require__(2026),
-  dump: __nccwpck_require__(8060),
-  dns: __nccwpck_require__(379)
+  redirect: __nccwpck_require__(1068),
+  retry: __nccwpck_require__(9636),
+  dump: __nccwpck_require__(5786),
+  dns: __nccwpck_require__(6149)
 }
 
 __webpack_unused_export__ = buildConnector
@@ -26008,7 +23931,7 @@ function makeDispatcher (fn) {
 __webpack_unused_export__ = setGlobalDispatcher
 __webpack_unused_export__ = getGlobalDispatcher
 
-const fetchImpl = (__nccwpck_require__(4398).fetch)
+const fetchImpl = (__nccwpck_require__(6860).fetch)
 __webpack_unused_export__ = async function fetch (init, options = undefined) {
   try {
     return await fetchImpl(init, options)
@@ -26020,39 +23943,39 @@ __webpack_unused_export__ = async function fetch (init, options = undefined) {
     throw err
   }
 }
-/* unused reexport */ __nccwpck_require__(660).Headers
-/* unused reexport */ __nccwpck_require__(9051).Response
-/* unused reexport */ __nccwpck_require__(9967).Request
-/* unused reexport */ __nccwpck_require__(5910).FormData
+/* unused reexport */ __nccwpck_require__(5662).Headers
+/* unused reexport */ __nccwpck_require__(9317).Response
+/* unused reexport */ __nccwpck_require__(3713).Request
+/* unused reexport */ __nccwpck_require__(8440).FormData
 __webpack_unused_export__ = globalThis.File ?? (__nccwpck_require__(4573).File)
-/* unused reexport */ __nccwpck_require__(8355).FileReader
+/* unused reexport */ __nccwpck_require__(4881).FileReader
 
-const { setGlobalOrigin, getGlobalOrigin } = __nccwpck_require__(1059)
+const { setGlobalOrigin, getGlobalOrigin } = __nccwpck_require__(8709)
 
 __webpack_unused_export__ = setGlobalOrigin
 __webpack_unused_export__ = getGlobalOrigin
 
-const { CacheStorage } = __nccwpck_require__(3245)
-const { kConstruct } = __nccwpck_require__(109)
+const { CacheStorage } = __nccwpck_require__(7403)
+const { kConstruct } = __nccwpck_require__(8271)
 
 // Cache & CacheStorage are tightly coupled with fetch. Even if it may run
 // in an older version of Node, it doesn't have any use without fetch.
 __webpack_unused_export__ = new CacheStorage(kConstruct)
 
-const { deleteCookie, getCookies, getSetCookies, setCookie } = __nccwpck_require__(9061)
+const { deleteCookie, getCookies, getSetCookies, setCookie } = __nccwpck_require__(8495)
 
 __webpack_unused_export__ = deleteCookie
 __webpack_unused_export__ = getCookies
 __webpack_unused_export__ = getSetCookies
 __webpack_unused_export__ = setCookie
 
-const { parseMIMEType, serializeAMimeType } = __nccwpck_require__(1900)
+const { parseMIMEType, serializeAMimeType } = __nccwpck_require__(782)
 
 __webpack_unused_export__ = parseMIMEType
 __webpack_unused_export__ = serializeAMimeType
 
-const { CloseEvent, ErrorEvent, MessageEvent } = __nccwpck_require__(5188)
-/* unused reexport */ __nccwpck_require__(3726).WebSocket
+const { CloseEvent, ErrorEvent, MessageEvent } = __nccwpck_require__(6814)
+/* unused reexport */ __nccwpck_require__(3435).WebSocket
 __webpack_unused_export__ = CloseEvent
 __webpack_unused_export__ = ErrorEvent
 __webpack_unused_export__ = MessageEvent
@@ -26068,18 +23991,18 @@ __webpack_unused_export__ = MockPool
 __webpack_unused_export__ = MockAgent
 __webpack_unused_export__ = mockErrors
 
-const { EventSource } = __nccwpck_require__(1238)
+const { EventSource } = __nccwpck_require__(6376)
 
 __webpack_unused_export__ = EventSource
 
 
 /***/ }),
 
-/***/ 158:
+/***/ 6128:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-const { addAbortListener } = __nccwpck_require__(3440)
-const { RequestAbortedError } = __nccwpck_require__(8707)
+const { addAbortListener } = __nccwpck_require__(5386)
+const { RequestAbortedError } = __nccwpck_require__(6593)
 
 const kListener = Symbol('kListener')
 const kSignal = Symbol('kSignal')
@@ -26139,16 +24062,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2279:
+/***/ 2574:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
 const { AsyncResource } = __nccwpck_require__(6698)
-const { InvalidArgumentError, SocketError } = __nccwpck_require__(8707)
-const util = __nccwpck_require__(3440)
-const { addSignal, removeSignal } = __nccwpck_require__(158)
+const { InvalidArgumentError, SocketError } = __nccwpck_require__(6593)
+const util = __nccwpck_require__(5386)
+const { addSignal, removeSignal } = __nccwpck_require__(6128)
 
 class ConnectHandler extends AsyncResource {
   constructor (opts, callback) {
@@ -26254,7 +24177,7 @@ module.exports = connect
 
 /***/ }),
 
-/***/ 6862:
+/***/ 884:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -26268,10 +24191,10 @@ const {
   InvalidArgumentError,
   InvalidReturnValueError,
   RequestAbortedError
-} = __nccwpck_require__(8707)
-const util = __nccwpck_require__(3440)
+} = __nccwpck_require__(6593)
+const util = __nccwpck_require__(5386)
 const { AsyncResource } = __nccwpck_require__(6698)
-const { addSignal, removeSignal } = __nccwpck_require__(158)
+const { addSignal, removeSignal } = __nccwpck_require__(6128)
 const assert = __nccwpck_require__(4589)
 
 const kResume = Symbol('resume')
@@ -26512,16 +24435,16 @@ module.exports = pipeline
 
 /***/ }),
 
-/***/ 4043:
+/***/ 865:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
-const { Readable } = __nccwpck_require__(9927)
-const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(8707)
-const util = __nccwpck_require__(3440)
-const { getResolveErrorBodyCallback } = __nccwpck_require__(7655)
+const { Readable } = __nccwpck_require__(3897)
+const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(6593)
+const util = __nccwpck_require__(5386)
+const { getResolveErrorBodyCallback } = __nccwpck_require__(6425)
 const { AsyncResource } = __nccwpck_require__(6698)
 
 class RequestHandler extends AsyncResource {
@@ -26733,18 +24656,18 @@ module.exports.RequestHandler = RequestHandler
 
 /***/ }),
 
-/***/ 3560:
+/***/ 4754:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
 const { finished, PassThrough } = __nccwpck_require__(7075)
-const { InvalidArgumentError, InvalidReturnValueError } = __nccwpck_require__(8707)
-const util = __nccwpck_require__(3440)
-const { getResolveErrorBodyCallback } = __nccwpck_require__(7655)
+const { InvalidArgumentError, InvalidReturnValueError } = __nccwpck_require__(6593)
+const util = __nccwpck_require__(5386)
+const { getResolveErrorBodyCallback } = __nccwpck_require__(6425)
 const { AsyncResource } = __nccwpck_require__(6698)
-const { addSignal, removeSignal } = __nccwpck_require__(158)
+const { addSignal, removeSignal } = __nccwpck_require__(6128)
 
 class StreamHandler extends AsyncResource {
   constructor (opts, factory, callback) {
@@ -26960,15 +24883,15 @@ module.exports = stream
 
 /***/ }),
 
-/***/ 1882:
+/***/ 3408:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { InvalidArgumentError, SocketError } = __nccwpck_require__(8707)
+const { InvalidArgumentError, SocketError } = __nccwpck_require__(6593)
 const { AsyncResource } = __nccwpck_require__(6698)
-const util = __nccwpck_require__(3440)
-const { addSignal, removeSignal } = __nccwpck_require__(158)
+const util = __nccwpck_require__(5386)
+const { addSignal, removeSignal } = __nccwpck_require__(6128)
 const assert = __nccwpck_require__(4589)
 
 class UpgradeHandler extends AsyncResource {
@@ -27075,21 +24998,21 @@ module.exports = upgrade
 
 /***/ }),
 
-/***/ 6615:
+/***/ 5889:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-module.exports.request = __nccwpck_require__(4043)
-module.exports.stream = __nccwpck_require__(3560)
-module.exports.pipeline = __nccwpck_require__(6862)
-module.exports.upgrade = __nccwpck_require__(1882)
-module.exports.connect = __nccwpck_require__(2279)
+module.exports.request = __nccwpck_require__(865)
+module.exports.stream = __nccwpck_require__(4754)
+module.exports.pipeline = __nccwpck_require__(884)
+module.exports.upgrade = __nccwpck_require__(3408)
+module.exports.connect = __nccwpck_require__(2574)
 
 
 /***/ }),
 
-/***/ 9927:
+/***/ 3897:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Ported from https://github.com/nodejs/undici/pull/907
@@ -27098,9 +25021,9 @@ module.exports.connect = __nccwpck_require__(2279)
 
 const assert = __nccwpck_require__(4589)
 const { Readable } = __nccwpck_require__(7075)
-const { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = __nccwpck_require__(8707)
-const util = __nccwpck_require__(3440)
-const { ReadableStreamFrom } = __nccwpck_require__(3440)
+const { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = __nccwpck_require__(6593)
+const util = __nccwpck_require__(5386)
+const { ReadableStreamFrom } = __nccwpck_require__(5386)
 
 const kConsume = Symbol('kConsume')
 const kReading = Symbol('kReading')
@@ -27481,15 +25404,15 @@ module.exports = { Readable: BodyReadable, chunksDecode }
 
 /***/ }),
 
-/***/ 7655:
+/***/ 6425:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 const assert = __nccwpck_require__(4589)
 const {
   ResponseStatusCodeError
-} = __nccwpck_require__(8707)
+} = __nccwpck_require__(6593)
 
-const { chunksDecode } = __nccwpck_require__(9927)
+const { chunksDecode } = __nccwpck_require__(3897)
 const CHUNK_LIMIT = 128 * 1024
 
 async function getResolveErrorBodyCallback ({ callback, body, contentType, statusCode, statusMessage, headers }) {
@@ -27581,16 +25504,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9136:
+/***/ 5106:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const net = __nccwpck_require__(7030)
 const assert = __nccwpck_require__(4589)
-const util = __nccwpck_require__(3440)
-const { InvalidArgumentError, ConnectTimeoutError } = __nccwpck_require__(8707)
-const timers = __nccwpck_require__(6603)
+const util = __nccwpck_require__(5386)
+const { InvalidArgumentError, ConnectTimeoutError } = __nccwpck_require__(6593)
+const timers = __nccwpck_require__(5929)
 
 function noop () {}
 
@@ -27828,7 +25751,7 @@ module.exports = buildConnector
 
 /***/ }),
 
-/***/ 735:
+/***/ 4037:
 /***/ ((module) => {
 
 
@@ -27953,7 +25876,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2414:
+/***/ 6644:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -28162,7 +26085,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8707:
+/***/ 6593:
 /***/ ((module) => {
 
 
@@ -28594,7 +26517,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4655:
+/***/ 8957:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -28602,7 +26525,7 @@ module.exports = {
 const {
   InvalidArgumentError,
   NotSupportedError
-} = __nccwpck_require__(8707)
+} = __nccwpck_require__(6593)
 const assert = __nccwpck_require__(4589)
 const {
   isValidHTTPToken,
@@ -28617,9 +26540,9 @@ const {
   validateHandler,
   getServerName,
   normalizedMethodRecords
-} = __nccwpck_require__(3440)
-const { channels } = __nccwpck_require__(2414)
-const { headerNameLowerCasedRecord } = __nccwpck_require__(735)
+} = __nccwpck_require__(5386)
+const { channels } = __nccwpck_require__(6644)
+const { headerNameLowerCasedRecord } = __nccwpck_require__(4037)
 
 // Verifies that a given path is valid does not contain control chars \x00 to \x20
 const invalidPathRegex = /[^\u0021-\u00ff]/
@@ -29083,7 +27006,7 @@ module.exports = Request
 
 /***/ }),
 
-/***/ 6443:
+/***/ 3377:
 /***/ ((module) => {
 
 module.exports = {
@@ -29157,7 +27080,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7752:
+/***/ 3838:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -29165,7 +27088,7 @@ module.exports = {
 const {
   wellknownHeaderNames,
   headerNameLowerCasedRecord
-} = __nccwpck_require__(735)
+} = __nccwpck_require__(4037)
 
 class TstNode {
   /** @type {any} */
@@ -29316,13 +27239,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3440:
+/***/ 5386:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
-const { kDestroyed, kBodyUsed, kListeners, kBody } = __nccwpck_require__(6443)
+const { kDestroyed, kBodyUsed, kListeners, kBody } = __nccwpck_require__(3377)
 const { IncomingMessage } = __nccwpck_require__(7067)
 const stream = __nccwpck_require__(7075)
 const net = __nccwpck_require__(7030)
@@ -29330,9 +27253,9 @@ const { Blob } = __nccwpck_require__(4573)
 const nodeUtil = __nccwpck_require__(7975)
 const { stringify } = __nccwpck_require__(1792)
 const { EventEmitter: EE } = __nccwpck_require__(8474)
-const { InvalidArgumentError } = __nccwpck_require__(8707)
-const { headerNameLowerCasedRecord } = __nccwpck_require__(735)
-const { tree } = __nccwpck_require__(7752)
+const { InvalidArgumentError } = __nccwpck_require__(6593)
+const { headerNameLowerCasedRecord } = __nccwpck_require__(4037)
+const { tree } = __nccwpck_require__(3838)
 
 const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(v => Number(v))
 
@@ -30042,18 +27965,18 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7405:
+/***/ 5539:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { InvalidArgumentError } = __nccwpck_require__(8707)
-const { kClients, kRunning, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(6443)
-const DispatcherBase = __nccwpck_require__(1841)
-const Pool = __nccwpck_require__(628)
-const Client = __nccwpck_require__(3701)
-const util = __nccwpck_require__(3440)
-const createRedirectInterceptor = __nccwpck_require__(5092)
+const { InvalidArgumentError } = __nccwpck_require__(6593)
+const { kClients, kRunning, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(3377)
+const DispatcherBase = __nccwpck_require__(803)
+const Pool = __nccwpck_require__(8014)
+const Client = __nccwpck_require__(271)
+const util = __nccwpck_require__(5386)
+const createRedirectInterceptor = __nccwpck_require__(5306)
 
 const kOnConnect = Symbol('onConnect')
 const kOnDisconnect = Symbol('onDisconnect')
@@ -30182,7 +28105,7 @@ module.exports = Agent
 
 /***/ }),
 
-/***/ 837:
+/***/ 3207:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -30190,7 +28113,7 @@ module.exports = Agent
 const {
   BalancedPoolMissingUpstreamError,
   InvalidArgumentError
-} = __nccwpck_require__(8707)
+} = __nccwpck_require__(6593)
 const {
   PoolBase,
   kClients,
@@ -30198,10 +28121,10 @@ const {
   kAddClient,
   kRemoveClient,
   kGetDispatcher
-} = __nccwpck_require__(2128)
-const Pool = __nccwpck_require__(628)
-const { kUrl, kInterceptors } = __nccwpck_require__(6443)
-const { parseOrigin } = __nccwpck_require__(3440)
+} = __nccwpck_require__(1278)
+const Pool = __nccwpck_require__(8014)
+const { kUrl, kInterceptors } = __nccwpck_require__(3377)
+const { parseOrigin } = __nccwpck_require__(5386)
 const kFactory = Symbol('factory')
 
 const kOptions = Symbol('options')
@@ -30398,7 +28321,7 @@ module.exports = BalancedPool
 
 /***/ }),
 
-/***/ 637:
+/***/ 8939:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -30406,9 +28329,9 @@ module.exports = BalancedPool
 /* global WebAssembly */
 
 const assert = __nccwpck_require__(4589)
-const util = __nccwpck_require__(3440)
-const { channels } = __nccwpck_require__(2414)
-const timers = __nccwpck_require__(6603)
+const util = __nccwpck_require__(5386)
+const { channels } = __nccwpck_require__(6644)
+const timers = __nccwpck_require__(5929)
 const {
   RequestContentLengthMismatchError,
   ResponseContentLengthMismatchError,
@@ -30421,7 +28344,7 @@ const {
   BodyTimeoutError,
   HTTPParserError,
   ResponseExceededMaxSizeError
-} = __nccwpck_require__(8707)
+} = __nccwpck_require__(6593)
 const {
   kUrl,
   kReset,
@@ -30454,9 +28377,9 @@ const {
   kOnError,
   kResume,
   kHTTPContext
-} = __nccwpck_require__(6443)
+} = __nccwpck_require__(3377)
 
-const constants = __nccwpck_require__(2824)
+const constants = __nccwpck_require__(6402)
 const EMPTY_BUF = Buffer.alloc(0)
 const FastBuffer = Buffer[Symbol.species]
 const addListener = util.addListener
@@ -30468,11 +28391,11 @@ const kSocketUsed = Symbol('kSocketUsed')
 let extractBody
 
 async function lazyllhttp () {
-  const llhttpWasmData = process.env.JEST_WORKER_ID ? __nccwpck_require__(3870) : undefined
+  const llhttpWasmData = process.env.JEST_WORKER_ID ? __nccwpck_require__(9240) : undefined
 
   let mod
   try {
-    mod = await WebAssembly.compile(__nccwpck_require__(3434))
+    mod = await WebAssembly.compile(__nccwpck_require__(9968))
   } catch (e) {
     /* istanbul ignore next */
 
@@ -30480,7 +28403,7 @@ async function lazyllhttp () {
     // being enabled, but the occurring of this other error
     // * https://github.com/emscripten-core/emscripten/issues/11495
     // got me to remove that check to avoid breaking Node 12.
-    mod = await WebAssembly.compile(llhttpWasmData || __nccwpck_require__(3870))
+    mod = await WebAssembly.compile(llhttpWasmData || __nccwpck_require__(9240))
   }
 
   return await WebAssembly.instantiate(mod, {
@@ -31395,7 +29318,7 @@ function writeH1 (client, request) {
 
   if (util.isFormDataLike(body)) {
     if (!extractBody) {
-      extractBody = (__nccwpck_require__(4492).extractBody)
+      extractBody = (__nccwpck_require__(6962).extractBody)
     }
 
     const [bodyStream, contentType] = extractBody(body)
@@ -31918,7 +29841,7 @@ module.exports = connectH1
 
 /***/ }),
 
-/***/ 8788:
+/***/ 7726:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -31926,13 +29849,13 @@ module.exports = connectH1
 const assert = __nccwpck_require__(4589)
 const { errorMonitor } = __nccwpck_require__(8474)
 const { pipeline } = __nccwpck_require__(7075)
-const util = __nccwpck_require__(3440)
+const util = __nccwpck_require__(5386)
 const {
   RequestContentLengthMismatchError,
   RequestAbortedError,
   SocketError,
   InformationalError
-} = __nccwpck_require__(8707)
+} = __nccwpck_require__(6593)
 const {
   kUrl,
   kReset,
@@ -31951,7 +29874,7 @@ const {
   kResume,
   kSize,
   kHTTPContext
-} = __nccwpck_require__(6443)
+} = __nccwpck_require__(3377)
 
 const kOpenStreams = Symbol('open streams')
 
@@ -32357,7 +30280,7 @@ function writeH2 (client, request) {
   let contentLength = util.bodyLength(body)
 
   if (util.isFormDataLike(body)) {
-    extractBody ??= (__nccwpck_require__(4492).extractBody)
+    extractBody ??= (__nccwpck_require__(6962).extractBody)
 
     const [bodyStream, contentType] = extractBody(body)
     headers['content-type'] = contentType
@@ -32717,7 +30640,7 @@ module.exports = connectH2
 
 /***/ }),
 
-/***/ 3701:
+/***/ 271:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // @ts-check
@@ -32727,16 +30650,16 @@ module.exports = connectH2
 const assert = __nccwpck_require__(4589)
 const net = __nccwpck_require__(7030)
 const http = __nccwpck_require__(7067)
-const util = __nccwpck_require__(3440)
-const { channels } = __nccwpck_require__(2414)
-const Request = __nccwpck_require__(4655)
-const DispatcherBase = __nccwpck_require__(1841)
+const util = __nccwpck_require__(5386)
+const { channels } = __nccwpck_require__(6644)
+const Request = __nccwpck_require__(8957)
+const DispatcherBase = __nccwpck_require__(803)
 const {
   InvalidArgumentError,
   InformationalError,
   ClientDestroyedError
-} = __nccwpck_require__(8707)
-const buildConnector = __nccwpck_require__(9136)
+} = __nccwpck_require__(6593)
+const buildConnector = __nccwpck_require__(5106)
 const {
   kUrl,
   kServerName,
@@ -32778,9 +30701,9 @@ const {
   kHTTPContext,
   kMaxConcurrentStreams,
   kResume
-} = __nccwpck_require__(6443)
-const connectH1 = __nccwpck_require__(637)
-const connectH2 = __nccwpck_require__(8788)
+} = __nccwpck_require__(3377)
+const connectH1 = __nccwpck_require__(8939)
+const connectH2 = __nccwpck_require__(7726)
 let deprecatedInterceptorWarned = false
 
 const kClosedResolve = Symbol('kClosedResolve')
@@ -33088,7 +31011,7 @@ class Client extends DispatcherBase {
   }
 }
 
-const createRedirectInterceptor = __nccwpck_require__(5092)
+const createRedirectInterceptor = __nccwpck_require__(5306)
 
 function onError (client, err) {
   if (
@@ -33348,19 +31271,19 @@ module.exports = Client
 
 /***/ }),
 
-/***/ 1841:
+/***/ 803:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const buffer = __nccwpck_require__(4573)
-const Dispatcher = __nccwpck_require__(883)
+const Dispatcher = __nccwpck_require__(2377)
 const {
   ClientDestroyedError,
   ClientClosedError,
   InvalidArgumentError
-} = __nccwpck_require__(8707)
-const { kDestroy, kClose, kClosed, kDestroyed, kDispatch, kInterceptors } = __nccwpck_require__(6443)
+} = __nccwpck_require__(6593)
+const { kDestroy, kClose, kClosed, kDestroyed, kDispatch, kInterceptors } = __nccwpck_require__(3377)
 
 const kOnDestroyed = Symbol('onDestroyed')
 const kOnClosed = Symbol('onClosed')
@@ -33563,7 +31486,7 @@ module.exports = DispatcherBase
 
 /***/ }),
 
-/***/ 883:
+/***/ 2377:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -33635,15 +31558,15 @@ module.exports = Dispatcher
 
 /***/ }),
 
-/***/ 3137:
+/***/ 6699:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const DispatcherBase = __nccwpck_require__(1841)
-const { kClose, kDestroy, kClosed, kDestroyed, kDispatch, kNoProxyAgent, kHttpProxyAgent, kHttpsProxyAgent } = __nccwpck_require__(6443)
-const ProxyAgent = __nccwpck_require__(6672)
-const Agent = __nccwpck_require__(7405)
+const DispatcherBase = __nccwpck_require__(803)
+const { kClose, kDestroy, kClosed, kDestroyed, kDispatch, kNoProxyAgent, kHttpProxyAgent, kHttpsProxyAgent } = __nccwpck_require__(3377)
+const ProxyAgent = __nccwpck_require__(9710)
+const Agent = __nccwpck_require__(5539)
 
 const DEFAULT_PORTS = {
   'http:': 80,
@@ -33802,7 +31725,7 @@ module.exports = EnvHttpProxyAgent
 
 /***/ }),
 
-/***/ 4660:
+/***/ 2190:
 /***/ ((module) => {
 
 /* eslint-disable */
@@ -33926,15 +31849,15 @@ module.exports = class FixedQueue {
 
 /***/ }),
 
-/***/ 2128:
+/***/ 1278:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const DispatcherBase = __nccwpck_require__(1841)
-const FixedQueue = __nccwpck_require__(4660)
-const { kConnected, kSize, kRunning, kPending, kQueued, kBusy, kFree, kUrl, kClose, kDestroy, kDispatch } = __nccwpck_require__(6443)
-const PoolStats = __nccwpck_require__(3246)
+const DispatcherBase = __nccwpck_require__(803)
+const FixedQueue = __nccwpck_require__(2190)
+const { kConnected, kSize, kRunning, kPending, kQueued, kBusy, kFree, kUrl, kClose, kDestroy, kDispatch } = __nccwpck_require__(3377)
+const PoolStats = __nccwpck_require__(1680)
 
 const kClients = Symbol('clients')
 const kNeedDrain = Symbol('needDrain')
@@ -34127,10 +32050,10 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3246:
+/***/ 1680:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-const { kFree, kConnected, kPending, kQueued, kRunning, kSize } = __nccwpck_require__(6443)
+const { kFree, kConnected, kPending, kQueued, kRunning, kSize } = __nccwpck_require__(3377)
 const kPool = Symbol('pool')
 
 class PoolStats {
@@ -34168,7 +32091,7 @@ module.exports = PoolStats
 
 /***/ }),
 
-/***/ 628:
+/***/ 8014:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -34179,14 +32102,14 @@ const {
   kNeedDrain,
   kAddClient,
   kGetDispatcher
-} = __nccwpck_require__(2128)
-const Client = __nccwpck_require__(3701)
+} = __nccwpck_require__(1278)
+const Client = __nccwpck_require__(271)
 const {
   InvalidArgumentError
-} = __nccwpck_require__(8707)
-const util = __nccwpck_require__(3440)
-const { kUrl, kInterceptors } = __nccwpck_require__(6443)
-const buildConnector = __nccwpck_require__(9136)
+} = __nccwpck_require__(6593)
+const util = __nccwpck_require__(5386)
+const { kUrl, kInterceptors } = __nccwpck_require__(3377)
+const buildConnector = __nccwpck_require__(5106)
 
 const kOptions = Symbol('options')
 const kConnections = Symbol('connections')
@@ -34282,19 +32205,19 @@ module.exports = Pool
 
 /***/ }),
 
-/***/ 6672:
+/***/ 9710:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kProxy, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(6443)
+const { kProxy, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(3377)
 const { URL } = __nccwpck_require__(3136)
-const Agent = __nccwpck_require__(7405)
-const Pool = __nccwpck_require__(628)
-const DispatcherBase = __nccwpck_require__(1841)
-const { InvalidArgumentError, RequestAbortedError, SecureProxyConnectionError } = __nccwpck_require__(8707)
-const buildConnector = __nccwpck_require__(9136)
-const Client = __nccwpck_require__(3701)
+const Agent = __nccwpck_require__(5539)
+const Pool = __nccwpck_require__(8014)
+const DispatcherBase = __nccwpck_require__(803)
+const { InvalidArgumentError, RequestAbortedError, SecureProxyConnectionError } = __nccwpck_require__(6593)
+const buildConnector = __nccwpck_require__(5106)
+const Client = __nccwpck_require__(271)
 
 const kAgent = Symbol('proxy agent')
 const kClient = Symbol('proxy client')
@@ -34563,13 +32486,13 @@ module.exports = ProxyAgent
 
 /***/ }),
 
-/***/ 50:
+/***/ 9176:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Dispatcher = __nccwpck_require__(883)
-const RetryHandler = __nccwpck_require__(7816)
+const Dispatcher = __nccwpck_require__(2377)
+const RetryHandler = __nccwpck_require__(3174)
 
 class RetryAgent extends Dispatcher {
   #agent = null
@@ -34605,7 +32528,7 @@ module.exports = RetryAgent
 
 /***/ }),
 
-/***/ 2581:
+/***/ 4743:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -34613,8 +32536,8 @@ module.exports = RetryAgent
 // We include a version number for the Dispatcher API. In case of breaking changes,
 // this version number must be increased to avoid conflicts.
 const globalDispatcher = Symbol.for('undici.globalDispatcher.1')
-const { InvalidArgumentError } = __nccwpck_require__(8707)
-const Agent = __nccwpck_require__(7405)
+const { InvalidArgumentError } = __nccwpck_require__(6593)
+const Agent = __nccwpck_require__(5539)
 
 if (getGlobalDispatcher() === undefined) {
   setGlobalDispatcher(new Agent())
@@ -34644,7 +32567,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8155:
+/***/ 6949:
 /***/ ((module) => {
 
 
@@ -34695,15 +32618,15 @@ module.exports = class DecoratorHandler {
 
 /***/ }),
 
-/***/ 8754:
+/***/ 3216:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const util = __nccwpck_require__(3440)
-const { kBodyUsed } = __nccwpck_require__(6443)
+const util = __nccwpck_require__(5386)
+const { kBodyUsed } = __nccwpck_require__(3377)
 const assert = __nccwpck_require__(4589)
-const { InvalidArgumentError } = __nccwpck_require__(8707)
+const { InvalidArgumentError } = __nccwpck_require__(6593)
 const EE = __nccwpck_require__(8474)
 
 const redirectableStatusCodes = [300, 301, 302, 303, 307, 308]
@@ -34934,20 +32857,20 @@ module.exports = RedirectHandler
 
 /***/ }),
 
-/***/ 7816:
+/***/ 3174:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const assert = __nccwpck_require__(4589)
 
-const { kRetryHandlerDefaultRetry } = __nccwpck_require__(6443)
-const { RequestRetryError } = __nccwpck_require__(8707)
+const { kRetryHandlerDefaultRetry } = __nccwpck_require__(3377)
+const { RequestRetryError } = __nccwpck_require__(6593)
 const {
   isDisturbed,
   parseHeaders,
   parseRangeHeader,
   wrapRequestBody
-} = __nccwpck_require__(3440)
+} = __nccwpck_require__(5386)
 
 function calculateRetryAfterHeader (retryAfter) {
   const current = Date.now()
@@ -35378,14 +33301,14 @@ module.exports = RetryHandler
 
 /***/ }),
 
-/***/ 379:
+/***/ 6149:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const { isIP } = __nccwpck_require__(7030)
 const { lookup } = __nccwpck_require__(610)
-const DecoratorHandler = __nccwpck_require__(8155)
-const { InvalidArgumentError, InformationalError } = __nccwpck_require__(8707)
+const DecoratorHandler = __nccwpck_require__(6949)
+const { InvalidArgumentError, InformationalError } = __nccwpck_require__(6593)
 const maxInt = Math.pow(2, 31) - 1
 
 class DNSInstance {
@@ -35760,14 +33683,14 @@ module.exports = interceptorOpts => {
 
 /***/ }),
 
-/***/ 8060:
+/***/ 5786:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const util = __nccwpck_require__(3440)
-const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(8707)
-const DecoratorHandler = __nccwpck_require__(8155)
+const util = __nccwpck_require__(5386)
+const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(6593)
+const DecoratorHandler = __nccwpck_require__(6949)
 
 class DumpHandler extends DecoratorHandler {
   #maxSize = 1024 * 1024
@@ -35890,12 +33813,12 @@ module.exports = createDumpInterceptor
 
 /***/ }),
 
-/***/ 5092:
+/***/ 5306:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const RedirectHandler = __nccwpck_require__(8754)
+const RedirectHandler = __nccwpck_require__(3216)
 
 function createRedirectInterceptor ({ maxRedirections: defaultMaxRedirections }) {
   return (dispatch) => {
@@ -35918,11 +33841,11 @@ module.exports = createRedirectInterceptor
 
 /***/ }),
 
-/***/ 1514:
+/***/ 1068:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const RedirectHandler = __nccwpck_require__(8754)
+const RedirectHandler = __nccwpck_require__(3216)
 
 module.exports = opts => {
   const globalMaxRedirections = opts?.maxRedirections
@@ -35949,11 +33872,11 @@ module.exports = opts => {
 
 /***/ }),
 
-/***/ 2026:
+/***/ 9636:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const RetryHandler = __nccwpck_require__(7816)
+const RetryHandler = __nccwpck_require__(3174)
 
 module.exports = globalOpts => {
   return dispatch => {
@@ -35975,13 +33898,13 @@ module.exports = globalOpts => {
 
 /***/ }),
 
-/***/ 2824:
+/***/ 6402:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SPECIAL_HEADERS = exports.HEADER_STATE = exports.MINOR = exports.MAJOR = exports.CONNECTION_TOKEN_CHARS = exports.HEADER_CHARS = exports.TOKEN = exports.STRICT_TOKEN = exports.HEX = exports.URL_CHAR = exports.STRICT_URL_CHAR = exports.USERINFO_CHARS = exports.MARK = exports.ALPHANUM = exports.NUM = exports.HEX_MAP = exports.NUM_MAP = exports.ALPHA = exports.FINISH = exports.H_METHOD_MAP = exports.METHOD_MAP = exports.METHODS_RTSP = exports.METHODS_ICE = exports.METHODS_HTTP = exports.METHODS = exports.LENIENT_FLAGS = exports.FLAGS = exports.TYPE = exports.ERROR = void 0;
-const utils_1 = __nccwpck_require__(172);
+const utils_1 = __nccwpck_require__(6650);
 // C headers
 var ERROR;
 (function (ERROR) {
@@ -36259,7 +34182,7 @@ exports.SPECIAL_HEADERS = {
 
 /***/ }),
 
-/***/ 3870:
+/***/ 9240:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -36271,7 +34194,7 @@ module.exports = Buffer.from('AGFzbQEAAAABJwdgAX8Bf2ADf39/AX9gAX8AYAJ/fwBgBH9/f3
 
 /***/ }),
 
-/***/ 3434:
+/***/ 9968:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -36283,7 +34206,7 @@ module.exports = Buffer.from('AGFzbQEAAAABJwdgAX8Bf2ADf39/AX9gAX8AYAJ/fwBgBH9/f3
 
 /***/ }),
 
-/***/ 172:
+/***/ 6650:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -36304,13 +34227,13 @@ exports.enumToMap = enumToMap;
 
 /***/ }),
 
-/***/ 7501:
+/***/ 587:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kClients } = __nccwpck_require__(6443)
-const Agent = __nccwpck_require__(7405)
+const { kClients } = __nccwpck_require__(3377)
+const Agent = __nccwpck_require__(5539)
 const {
   kAgent,
   kMockAgentSet,
@@ -36321,14 +34244,14 @@ const {
   kGetNetConnect,
   kOptions,
   kFactory
-} = __nccwpck_require__(1117)
-const MockClient = __nccwpck_require__(7365)
-const MockPool = __nccwpck_require__(4004)
-const { matchValue, buildMockOptions } = __nccwpck_require__(3397)
-const { InvalidArgumentError, UndiciError } = __nccwpck_require__(8707)
-const Dispatcher = __nccwpck_require__(883)
-const Pluralizer = __nccwpck_require__(1529)
-const PendingInterceptorsFormatter = __nccwpck_require__(6142)
+} = __nccwpck_require__(2539)
+const MockClient = __nccwpck_require__(2839)
+const MockPool = __nccwpck_require__(3926)
+const { matchValue, buildMockOptions } = __nccwpck_require__(463)
+const { InvalidArgumentError, UndiciError } = __nccwpck_require__(6593)
+const Dispatcher = __nccwpck_require__(2377)
+const Pluralizer = __nccwpck_require__(39)
+const PendingInterceptorsFormatter = __nccwpck_require__(2708)
 
 class MockAgent extends Dispatcher {
   constructor (opts) {
@@ -36471,14 +34394,14 @@ module.exports = MockAgent
 
 /***/ }),
 
-/***/ 7365:
+/***/ 2839:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { promisify } = __nccwpck_require__(7975)
-const Client = __nccwpck_require__(3701)
-const { buildMockDispatch } = __nccwpck_require__(3397)
+const Client = __nccwpck_require__(271)
+const { buildMockDispatch } = __nccwpck_require__(463)
 const {
   kDispatches,
   kMockAgent,
@@ -36487,10 +34410,10 @@ const {
   kOrigin,
   kOriginalDispatch,
   kConnected
-} = __nccwpck_require__(1117)
-const { MockInterceptor } = __nccwpck_require__(1511)
-const Symbols = __nccwpck_require__(6443)
-const { InvalidArgumentError } = __nccwpck_require__(8707)
+} = __nccwpck_require__(2539)
+const { MockInterceptor } = __nccwpck_require__(7073)
+const Symbols = __nccwpck_require__(3377)
+const { InvalidArgumentError } = __nccwpck_require__(6593)
 
 /**
  * MockClient provides an API that extends the Client to influence the mockDispatches.
@@ -36537,12 +34460,12 @@ module.exports = MockClient
 
 /***/ }),
 
-/***/ 2429:
+/***/ 5347:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { UndiciError } = __nccwpck_require__(8707)
+const { UndiciError } = __nccwpck_require__(6593)
 
 const kMockNotMatchedError = Symbol.for('undici.error.UND_MOCK_ERR_MOCK_NOT_MATCHED')
 
@@ -36572,12 +34495,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1511:
+/***/ 7073:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { getResponseData, buildKey, addMockDispatch } = __nccwpck_require__(3397)
+const { getResponseData, buildKey, addMockDispatch } = __nccwpck_require__(463)
 const {
   kDispatches,
   kDispatchKey,
@@ -36585,9 +34508,9 @@ const {
   kDefaultTrailers,
   kContentLength,
   kMockDispatch
-} = __nccwpck_require__(1117)
-const { InvalidArgumentError } = __nccwpck_require__(8707)
-const { buildURL } = __nccwpck_require__(3440)
+} = __nccwpck_require__(2539)
+const { InvalidArgumentError } = __nccwpck_require__(6593)
+const { buildURL } = __nccwpck_require__(5386)
 
 /**
  * Defines the scope API for an interceptor reply
@@ -36786,14 +34709,14 @@ module.exports.MockScope = MockScope
 
 /***/ }),
 
-/***/ 4004:
+/***/ 3926:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { promisify } = __nccwpck_require__(7975)
-const Pool = __nccwpck_require__(628)
-const { buildMockDispatch } = __nccwpck_require__(3397)
+const Pool = __nccwpck_require__(8014)
+const { buildMockDispatch } = __nccwpck_require__(463)
 const {
   kDispatches,
   kMockAgent,
@@ -36802,10 +34725,10 @@ const {
   kOrigin,
   kOriginalDispatch,
   kConnected
-} = __nccwpck_require__(1117)
-const { MockInterceptor } = __nccwpck_require__(1511)
-const Symbols = __nccwpck_require__(6443)
-const { InvalidArgumentError } = __nccwpck_require__(8707)
+} = __nccwpck_require__(2539)
+const { MockInterceptor } = __nccwpck_require__(7073)
+const Symbols = __nccwpck_require__(3377)
+const { InvalidArgumentError } = __nccwpck_require__(6593)
 
 /**
  * MockPool provides an API that extends the Pool to influence the mockDispatches.
@@ -36852,7 +34775,7 @@ module.exports = MockPool
 
 /***/ }),
 
-/***/ 1117:
+/***/ 2539:
 /***/ ((module) => {
 
 
@@ -36882,20 +34805,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3397:
+/***/ 463:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { MockNotMatchedError } = __nccwpck_require__(2429)
+const { MockNotMatchedError } = __nccwpck_require__(5347)
 const {
   kDispatches,
   kMockAgent,
   kOriginalDispatch,
   kOrigin,
   kGetNetConnect
-} = __nccwpck_require__(1117)
-const { buildURL } = __nccwpck_require__(3440)
+} = __nccwpck_require__(2539)
+const { buildURL } = __nccwpck_require__(5386)
 const { STATUS_CODES } = __nccwpck_require__(7067)
 const {
   types: {
@@ -37256,7 +35179,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6142:
+/***/ 2708:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -37306,7 +35229,7 @@ module.exports = class PendingInterceptorsFormatter {
 
 /***/ }),
 
-/***/ 1529:
+/***/ 39:
 /***/ ((module) => {
 
 
@@ -37342,7 +35265,7 @@ module.exports = class Pluralizer {
 
 /***/ }),
 
-/***/ 6603:
+/***/ 5929:
 /***/ ((module) => {
 
 
@@ -37772,20 +35695,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9634:
+/***/ 3892:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kConstruct } = __nccwpck_require__(109)
-const { urlEquals, getFieldValues } = __nccwpck_require__(6798)
-const { kEnumerableProperty, isDisturbed } = __nccwpck_require__(3440)
-const { webidl } = __nccwpck_require__(5893)
-const { Response, cloneResponse, fromInnerResponse } = __nccwpck_require__(9051)
-const { Request, fromInnerRequest } = __nccwpck_require__(9967)
-const { kState } = __nccwpck_require__(3627)
-const { fetching } = __nccwpck_require__(4398)
-const { urlIsHttpHttpsScheme, createDeferredPromise, readAllBytes } = __nccwpck_require__(3168)
+const { kConstruct } = __nccwpck_require__(8271)
+const { urlEquals, getFieldValues } = __nccwpck_require__(2012)
+const { kEnumerableProperty, isDisturbed } = __nccwpck_require__(5386)
+const { webidl } = __nccwpck_require__(6083)
+const { Response, cloneResponse, fromInnerResponse } = __nccwpck_require__(9317)
+const { Request, fromInnerRequest } = __nccwpck_require__(3713)
+const { kState } = __nccwpck_require__(6970)
+const { fetching } = __nccwpck_require__(6860)
+const { urlIsHttpHttpsScheme, createDeferredPromise, readAllBytes } = __nccwpck_require__(1118)
 const assert = __nccwpck_require__(4589)
 
 /**
@@ -38638,15 +36561,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3245:
+/***/ 7403:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kConstruct } = __nccwpck_require__(109)
-const { Cache } = __nccwpck_require__(9634)
-const { webidl } = __nccwpck_require__(5893)
-const { kEnumerableProperty } = __nccwpck_require__(3440)
+const { kConstruct } = __nccwpck_require__(8271)
+const { Cache } = __nccwpck_require__(3892)
+const { webidl } = __nccwpck_require__(6083)
+const { kEnumerableProperty } = __nccwpck_require__(5386)
 
 class CacheStorage {
   /**
@@ -38797,26 +36720,26 @@ module.exports = {
 
 /***/ }),
 
-/***/ 109:
+/***/ 8271:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = {
-  kConstruct: (__nccwpck_require__(6443).kConstruct)
+  kConstruct: (__nccwpck_require__(3377).kConstruct)
 }
 
 
 /***/ }),
 
-/***/ 6798:
+/***/ 2012:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
-const { URLSerializer } = __nccwpck_require__(1900)
-const { isValidHeaderName } = __nccwpck_require__(3168)
+const { URLSerializer } = __nccwpck_require__(782)
+const { isValidHeaderName } = __nccwpck_require__(1118)
 
 /**
  * @see https://url.spec.whatwg.org/#concept-url-equals
@@ -38861,7 +36784,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1276:
+/***/ 9922:
 /***/ ((module) => {
 
 
@@ -38880,15 +36803,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9061:
+/***/ 8495:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { parseSetCookie } = __nccwpck_require__(1978)
-const { stringify } = __nccwpck_require__(7797)
-const { webidl } = __nccwpck_require__(5893)
-const { Headers } = __nccwpck_require__(660)
+const { parseSetCookie } = __nccwpck_require__(5816)
+const { stringify } = __nccwpck_require__(2095)
+const { webidl } = __nccwpck_require__(6083)
+const { Headers } = __nccwpck_require__(5662)
 
 /**
  * @typedef {Object} Cookie
@@ -39071,14 +36994,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1978:
+/***/ 5816:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { maxNameValuePairSize, maxAttributeValueSize } = __nccwpck_require__(1276)
-const { isCTLExcludingHtab } = __nccwpck_require__(7797)
-const { collectASequenceOfCodePointsFast } = __nccwpck_require__(1900)
+const { maxNameValuePairSize, maxAttributeValueSize } = __nccwpck_require__(9922)
+const { isCTLExcludingHtab } = __nccwpck_require__(2095)
+const { collectASequenceOfCodePointsFast } = __nccwpck_require__(782)
 const assert = __nccwpck_require__(4589)
 
 /**
@@ -39388,7 +37311,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7797:
+/***/ 2095:
 /***/ ((module) => {
 
 
@@ -39747,13 +37670,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4031:
+/***/ 6301:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const buffer = __nccwpck_require__(4573)
 const { Transform } = __nccwpck_require__(7075)
-const { isASCIINumber, isValidLastEventId } = __nccwpck_require__(4811)
+const { isASCIINumber, isValidLastEventId } = __nccwpck_require__(625)
 
 /**
  * @type {number[]} BOM
@@ -40328,23 +38251,23 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1238:
+/***/ 6376:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { pipeline } = __nccwpck_require__(7075)
-const { fetching } = __nccwpck_require__(4398)
-const { makeRequest } = __nccwpck_require__(9967)
-const { webidl } = __nccwpck_require__(5893)
-const { EventSourceStream } = __nccwpck_require__(4031)
-const { parseMIMEType } = __nccwpck_require__(1900)
-const { createFastMessageEvent } = __nccwpck_require__(5188)
-const { isNetworkError } = __nccwpck_require__(9051)
-const { delay } = __nccwpck_require__(4811)
-const { kEnumerableProperty } = __nccwpck_require__(3440)
-const { environmentSettingsObject } = __nccwpck_require__(3168)
-const { getGlobalDispatcher } = __nccwpck_require__(2581)
+const { fetching } = __nccwpck_require__(6860)
+const { makeRequest } = __nccwpck_require__(3713)
+const { webidl } = __nccwpck_require__(6083)
+const { EventSourceStream } = __nccwpck_require__(6301)
+const { parseMIMEType } = __nccwpck_require__(782)
+const { createFastMessageEvent } = __nccwpck_require__(6814)
+const { isNetworkError } = __nccwpck_require__(9317)
+const { delay } = __nccwpck_require__(625)
+const { kEnumerableProperty } = __nccwpck_require__(5386)
+const { environmentSettingsObject } = __nccwpck_require__(1118)
+const { getGlobalDispatcher } = __nccwpck_require__(4743)
 
 let experimentalWarned = false
 
@@ -40818,7 +38741,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4811:
+/***/ 625:
 /***/ ((module) => {
 
 
@@ -40862,12 +38785,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4492:
+/***/ 6962:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const util = __nccwpck_require__(3440)
+const util = __nccwpck_require__(5386)
 const {
   ReadableStreamFrom,
   isBlobLike,
@@ -40877,16 +38800,16 @@ const {
   fullyReadBody,
   extractMimeType,
   utf8DecodeBytes
-} = __nccwpck_require__(3168)
-const { FormData } = __nccwpck_require__(5910)
-const { kState } = __nccwpck_require__(3627)
-const { webidl } = __nccwpck_require__(5893)
+} = __nccwpck_require__(1118)
+const { FormData } = __nccwpck_require__(8440)
+const { kState } = __nccwpck_require__(6970)
+const { webidl } = __nccwpck_require__(6083)
 const { Blob } = __nccwpck_require__(4573)
 const assert = __nccwpck_require__(4589)
 const { isErrored, isDisturbed } = __nccwpck_require__(7075)
 const { isArrayBuffer } = __nccwpck_require__(3429)
-const { serializeAMimeType } = __nccwpck_require__(1900)
-const { multipartFormDataParser } = __nccwpck_require__(116)
+const { serializeAMimeType } = __nccwpck_require__(782)
+const { multipartFormDataParser } = __nccwpck_require__(4646)
 let random
 
 try {
@@ -41398,7 +39321,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4495:
+/***/ 6833:
 /***/ ((module) => {
 
 
@@ -41529,7 +39452,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1900:
+/***/ 782:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -42280,12 +40203,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6653:
+/***/ 9255:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kConnected, kSize } = __nccwpck_require__(6443)
+const { kConnected, kSize } = __nccwpck_require__(3377)
 
 class CompatWeakRef {
   constructor (value) {
@@ -42333,14 +40256,14 @@ module.exports = function () {
 
 /***/ }),
 
-/***/ 7114:
+/***/ 1508:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { Blob, File } = __nccwpck_require__(4573)
-const { kState } = __nccwpck_require__(3627)
-const { webidl } = __nccwpck_require__(5893)
+const { kState } = __nccwpck_require__(6970)
+const { webidl } = __nccwpck_require__(6083)
 
 // TODO(@KhafraDev): remove
 class FileLike {
@@ -42466,16 +40389,16 @@ module.exports = { FileLike, isFileLike }
 
 /***/ }),
 
-/***/ 116:
+/***/ 4646:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { isUSVString, bufferToLowerCasedHeaderName } = __nccwpck_require__(3440)
-const { utf8DecodeBytes } = __nccwpck_require__(3168)
-const { HTTP_TOKEN_CODEPOINTS, isomorphicDecode } = __nccwpck_require__(1900)
-const { isFileLike } = __nccwpck_require__(7114)
-const { makeEntry } = __nccwpck_require__(5910)
+const { isUSVString, bufferToLowerCasedHeaderName } = __nccwpck_require__(5386)
+const { utf8DecodeBytes } = __nccwpck_require__(1118)
+const { HTTP_TOKEN_CODEPOINTS, isomorphicDecode } = __nccwpck_require__(782)
+const { isFileLike } = __nccwpck_require__(1508)
+const { makeEntry } = __nccwpck_require__(8440)
 const assert = __nccwpck_require__(4589)
 const { File: NodeFile } = __nccwpck_require__(4573)
 
@@ -42947,16 +40870,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5910:
+/***/ 8440:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { isBlobLike, iteratorMixin } = __nccwpck_require__(3168)
-const { kState } = __nccwpck_require__(3627)
-const { kEnumerableProperty } = __nccwpck_require__(3440)
-const { FileLike, isFileLike } = __nccwpck_require__(7114)
-const { webidl } = __nccwpck_require__(5893)
+const { isBlobLike, iteratorMixin } = __nccwpck_require__(1118)
+const { kState } = __nccwpck_require__(6970)
+const { kEnumerableProperty } = __nccwpck_require__(5386)
+const { FileLike, isFileLike } = __nccwpck_require__(1508)
+const { webidl } = __nccwpck_require__(6083)
 const { File: NativeFile } = __nccwpck_require__(4573)
 const nodeUtil = __nccwpck_require__(7975)
 
@@ -43206,7 +41129,7 @@ module.exports = { FormData, makeEntry }
 
 /***/ }),
 
-/***/ 1059:
+/***/ 8709:
 /***/ ((module) => {
 
 
@@ -43253,21 +41176,21 @@ module.exports = {
 
 /***/ }),
 
-/***/ 660:
+/***/ 5662:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // https://github.com/Ethan-Arrowood/undici-fetch
 
 
 
-const { kConstruct } = __nccwpck_require__(6443)
-const { kEnumerableProperty } = __nccwpck_require__(3440)
+const { kConstruct } = __nccwpck_require__(3377)
+const { kEnumerableProperty } = __nccwpck_require__(5386)
 const {
   iteratorMixin,
   isValidHeaderName,
   isValidHeaderValue
-} = __nccwpck_require__(3168)
-const { webidl } = __nccwpck_require__(5893)
+} = __nccwpck_require__(1118)
+const { webidl } = __nccwpck_require__(6083)
 const assert = __nccwpck_require__(4589)
 const util = __nccwpck_require__(7975)
 
@@ -43947,7 +41870,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4398:
+/***/ 6860:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // https://github.com/Ethan-Arrowood/undici-fetch
@@ -43960,9 +41883,9 @@ const {
   filterResponse,
   makeResponse,
   fromInnerResponse
-} = __nccwpck_require__(9051)
-const { HeadersList } = __nccwpck_require__(660)
-const { Request, cloneRequest } = __nccwpck_require__(9967)
+} = __nccwpck_require__(9317)
+const { HeadersList } = __nccwpck_require__(5662)
+const { Request, cloneRequest } = __nccwpck_require__(3713)
 const zlib = __nccwpck_require__(8522)
 const {
   bytesMatch,
@@ -43998,23 +41921,23 @@ const {
   buildContentRange,
   createInflate,
   extractMimeType
-} = __nccwpck_require__(3168)
-const { kState, kDispatcher } = __nccwpck_require__(3627)
+} = __nccwpck_require__(1118)
+const { kState, kDispatcher } = __nccwpck_require__(6970)
 const assert = __nccwpck_require__(4589)
-const { safelyExtractBody, extractBody } = __nccwpck_require__(4492)
+const { safelyExtractBody, extractBody } = __nccwpck_require__(6962)
 const {
   redirectStatusSet,
   nullBodyStatus,
   safeMethodsSet,
   requestBodyHeader,
   subresourceSet
-} = __nccwpck_require__(4495)
+} = __nccwpck_require__(6833)
 const EE = __nccwpck_require__(8474)
 const { Readable, pipeline, finished } = __nccwpck_require__(7075)
-const { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = __nccwpck_require__(3440)
-const { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = __nccwpck_require__(1900)
-const { getGlobalDispatcher } = __nccwpck_require__(2581)
-const { webidl } = __nccwpck_require__(5893)
+const { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = __nccwpck_require__(5386)
+const { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = __nccwpck_require__(782)
+const { getGlobalDispatcher } = __nccwpck_require__(4743)
+const { webidl } = __nccwpck_require__(6083)
 const { STATUS_CODES } = __nccwpck_require__(7067)
 const GET_OR_HEAD = ['GET', 'HEAD']
 
@@ -46224,23 +44147,23 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9967:
+/***/ 3713:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /* globals AbortController */
 
 
 
-const { extractBody, mixinBody, cloneBody, bodyUnusable } = __nccwpck_require__(4492)
-const { Headers, fill: fillHeaders, HeadersList, setHeadersGuard, getHeadersGuard, setHeadersList, getHeadersList } = __nccwpck_require__(660)
-const { FinalizationRegistry } = __nccwpck_require__(6653)()
-const util = __nccwpck_require__(3440)
+const { extractBody, mixinBody, cloneBody, bodyUnusable } = __nccwpck_require__(6962)
+const { Headers, fill: fillHeaders, HeadersList, setHeadersGuard, getHeadersGuard, setHeadersList, getHeadersList } = __nccwpck_require__(5662)
+const { FinalizationRegistry } = __nccwpck_require__(9255)()
+const util = __nccwpck_require__(5386)
 const nodeUtil = __nccwpck_require__(7975)
 const {
   isValidHTTPToken,
   sameOrigin,
   environmentSettingsObject
-} = __nccwpck_require__(3168)
+} = __nccwpck_require__(1118)
 const {
   forbiddenMethodsSet,
   corsSafeListedMethodsSet,
@@ -46250,12 +44173,12 @@ const {
   requestCredentials,
   requestCache,
   requestDuplex
-} = __nccwpck_require__(4495)
+} = __nccwpck_require__(6833)
 const { kEnumerableProperty, normalizedMethodRecordsBase, normalizedMethodRecords } = util
-const { kHeaders, kSignal, kState, kDispatcher } = __nccwpck_require__(3627)
-const { webidl } = __nccwpck_require__(5893)
-const { URLSerializer } = __nccwpck_require__(1900)
-const { kConstruct } = __nccwpck_require__(6443)
+const { kHeaders, kSignal, kState, kDispatcher } = __nccwpck_require__(6970)
+const { webidl } = __nccwpck_require__(6083)
+const { URLSerializer } = __nccwpck_require__(782)
+const { kConstruct } = __nccwpck_require__(3377)
 const assert = __nccwpck_require__(4589)
 const { getMaxListeners, setMaxListeners, getEventListeners, defaultMaxListeners } = __nccwpck_require__(8474)
 
@@ -47268,14 +45191,14 @@ module.exports = { Request, makeRequest, fromInnerRequest, cloneRequest }
 
 /***/ }),
 
-/***/ 9051:
+/***/ 9317:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { Headers, HeadersList, fill, getHeadersGuard, setHeadersGuard, setHeadersList } = __nccwpck_require__(660)
-const { extractBody, cloneBody, mixinBody, hasFinalizationRegistry, streamRegistry, bodyUnusable } = __nccwpck_require__(4492)
-const util = __nccwpck_require__(3440)
+const { Headers, HeadersList, fill, getHeadersGuard, setHeadersGuard, setHeadersList } = __nccwpck_require__(5662)
+const { extractBody, cloneBody, mixinBody, hasFinalizationRegistry, streamRegistry, bodyUnusable } = __nccwpck_require__(6962)
+const util = __nccwpck_require__(5386)
 const nodeUtil = __nccwpck_require__(7975)
 const { kEnumerableProperty } = util
 const {
@@ -47287,16 +45210,16 @@ const {
   isErrorLike,
   isomorphicEncode,
   environmentSettingsObject: relevantRealm
-} = __nccwpck_require__(3168)
+} = __nccwpck_require__(1118)
 const {
   redirectStatusSet,
   nullBodyStatus
-} = __nccwpck_require__(4495)
-const { kState, kHeaders } = __nccwpck_require__(3627)
-const { webidl } = __nccwpck_require__(5893)
-const { FormData } = __nccwpck_require__(5910)
-const { URLSerializer } = __nccwpck_require__(1900)
-const { kConstruct } = __nccwpck_require__(6443)
+} = __nccwpck_require__(6833)
+const { kState, kHeaders } = __nccwpck_require__(6970)
+const { webidl } = __nccwpck_require__(6083)
+const { FormData } = __nccwpck_require__(8440)
+const { URLSerializer } = __nccwpck_require__(782)
+const { kConstruct } = __nccwpck_require__(3377)
 const assert = __nccwpck_require__(4589)
 const { types } = __nccwpck_require__(7975)
 
@@ -47885,7 +45808,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3627:
+/***/ 6970:
 /***/ ((module) => {
 
 
@@ -47901,21 +45824,21 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3168:
+/***/ 1118:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { Transform } = __nccwpck_require__(7075)
 const zlib = __nccwpck_require__(8522)
-const { redirectStatusSet, referrerPolicySet: referrerPolicyTokens, badPortsSet } = __nccwpck_require__(4495)
-const { getGlobalOrigin } = __nccwpck_require__(1059)
-const { collectASequenceOfCodePoints, collectAnHTTPQuotedString, removeChars, parseMIMEType } = __nccwpck_require__(1900)
+const { redirectStatusSet, referrerPolicySet: referrerPolicyTokens, badPortsSet } = __nccwpck_require__(6833)
+const { getGlobalOrigin } = __nccwpck_require__(8709)
+const { collectASequenceOfCodePoints, collectAnHTTPQuotedString, removeChars, parseMIMEType } = __nccwpck_require__(782)
 const { performance } = __nccwpck_require__(643)
-const { isBlobLike, ReadableStreamFrom, isValidHTTPToken, normalizedMethodRecordsBase } = __nccwpck_require__(3440)
+const { isBlobLike, ReadableStreamFrom, isValidHTTPToken, normalizedMethodRecordsBase } = __nccwpck_require__(5386)
 const assert = __nccwpck_require__(4589)
 const { isUint8Array } = __nccwpck_require__(3429)
-const { webidl } = __nccwpck_require__(5893)
+const { webidl } = __nccwpck_require__(6083)
 
 let supportedHashes = []
 
@@ -49540,14 +47463,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5893:
+/***/ 6083:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { types, inspect } = __nccwpck_require__(7975)
 const { markAsUncloneable } = __nccwpck_require__(5919)
-const { toUSVString } = __nccwpck_require__(3440)
+const { toUSVString } = __nccwpck_require__(5386)
 
 /** @type {import('../../../types/webidl').Webidl} */
 const webidl = {}
@@ -50242,7 +48165,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2607:
+/***/ 2685:
 /***/ ((module) => {
 
 
@@ -50539,7 +48462,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8355:
+/***/ 4881:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -50548,16 +48471,16 @@ const {
   staticPropertyDescriptors,
   readOperation,
   fireAProgressEvent
-} = __nccwpck_require__(3610)
+} = __nccwpck_require__(5860)
 const {
   kState,
   kError,
   kResult,
   kEvents,
   kAborted
-} = __nccwpck_require__(961)
-const { webidl } = __nccwpck_require__(5893)
-const { kEnumerableProperty } = __nccwpck_require__(3440)
+} = __nccwpck_require__(8391)
+const { webidl } = __nccwpck_require__(6083)
+const { kEnumerableProperty } = __nccwpck_require__(5386)
 
 class FileReader extends EventTarget {
   constructor () {
@@ -50890,12 +48813,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8573:
+/***/ 699:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { webidl } = __nccwpck_require__(5893)
+const { webidl } = __nccwpck_require__(6083)
 
 const kState = Symbol('ProgressEvent state')
 
@@ -50975,7 +48898,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 961:
+/***/ 8391:
 /***/ ((module) => {
 
 
@@ -50992,7 +48915,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3610:
+/***/ 5860:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -51003,10 +48926,10 @@ const {
   kResult,
   kAborted,
   kLastProgressEventFired
-} = __nccwpck_require__(961)
-const { ProgressEvent } = __nccwpck_require__(8573)
-const { getEncoding } = __nccwpck_require__(2607)
-const { serializeAMimeType, parseMIMEType } = __nccwpck_require__(1900)
+} = __nccwpck_require__(8391)
+const { ProgressEvent } = __nccwpck_require__(699)
+const { getEncoding } = __nccwpck_require__(2685)
+const { serializeAMimeType, parseMIMEType } = __nccwpck_require__(782)
 const { types } = __nccwpck_require__(7975)
 const { StringDecoder } = __nccwpck_require__(3193)
 const { btoa } = __nccwpck_require__(4573)
@@ -51390,27 +49313,27 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6897:
+/***/ 3403:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { uid, states, sentCloseFrameState, emptyBuffer, opcodes } = __nccwpck_require__(736)
+const { uid, states, sentCloseFrameState, emptyBuffer, opcodes } = __nccwpck_require__(9322)
 const {
   kReadyState,
   kSentClose,
   kByteParser,
   kReceivedClose,
   kResponse
-} = __nccwpck_require__(1216)
-const { fireEvent, failWebsocketConnection, isClosing, isClosed, isEstablished, parseExtensions } = __nccwpck_require__(8625)
-const { channels } = __nccwpck_require__(2414)
-const { CloseEvent } = __nccwpck_require__(5188)
-const { makeRequest } = __nccwpck_require__(9967)
-const { fetching } = __nccwpck_require__(4398)
-const { Headers, getHeadersList } = __nccwpck_require__(660)
-const { getDecodeSplit } = __nccwpck_require__(3168)
-const { WebsocketFrameSend } = __nccwpck_require__(3264)
+} = __nccwpck_require__(7610)
+const { fireEvent, failWebsocketConnection, isClosing, isClosed, isEstablished, parseExtensions } = __nccwpck_require__(3479)
+const { channels } = __nccwpck_require__(6644)
+const { CloseEvent } = __nccwpck_require__(6814)
+const { makeRequest } = __nccwpck_require__(3713)
+const { fetching } = __nccwpck_require__(6860)
+const { Headers, getHeadersList } = __nccwpck_require__(5662)
+const { getDecodeSplit } = __nccwpck_require__(1118)
+const { WebsocketFrameSend } = __nccwpck_require__(4226)
 
 /** @type {import('crypto')} */
 let crypto
@@ -51768,7 +49691,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 736:
+/***/ 9322:
 /***/ ((module) => {
 
 
@@ -51841,14 +49764,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5188:
+/***/ 6814:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { webidl } = __nccwpck_require__(5893)
-const { kEnumerableProperty } = __nccwpck_require__(3440)
-const { kConstruct } = __nccwpck_require__(6443)
+const { webidl } = __nccwpck_require__(6083)
+const { kEnumerableProperty } = __nccwpck_require__(5386)
+const { kConstruct } = __nccwpck_require__(3377)
 const { MessagePort } = __nccwpck_require__(5919)
 
 /**
@@ -52177,12 +50100,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3264:
+/***/ 4226:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { maxUnsigned16Bit } = __nccwpck_require__(736)
+const { maxUnsigned16Bit } = __nccwpck_require__(9322)
 
 const BUFFER_SIZE = 16386
 
@@ -52280,14 +50203,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9469:
+/***/ 6495:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { createInflateRaw, Z_DEFAULT_WINDOWBITS } = __nccwpck_require__(8522)
-const { isValidClientWindowBits } = __nccwpck_require__(8625)
-const { MessageSizeExceededError } = __nccwpck_require__(8707)
+const { isValidClientWindowBits } = __nccwpck_require__(3479)
+const { MessageSizeExceededError } = __nccwpck_require__(6593)
 
 const tail = Buffer.from([0x00, 0x00, 0xff, 0xff])
 const kBuffer = Symbol('kBuffer')
@@ -52392,16 +50315,16 @@ module.exports = { PerMessageDeflate }
 
 /***/ }),
 
-/***/ 1652:
+/***/ 1298:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { Writable } = __nccwpck_require__(7075)
 const assert = __nccwpck_require__(4589)
-const { parserStates, opcodes, states, emptyBuffer, sentCloseFrameState } = __nccwpck_require__(736)
-const { kReadyState, kSentClose, kResponse, kReceivedClose } = __nccwpck_require__(1216)
-const { channels } = __nccwpck_require__(2414)
+const { parserStates, opcodes, states, emptyBuffer, sentCloseFrameState } = __nccwpck_require__(9322)
+const { kReadyState, kSentClose, kResponse, kReceivedClose } = __nccwpck_require__(7610)
+const { channels } = __nccwpck_require__(6644)
 const {
   isValidStatusCode,
   isValidOpcode,
@@ -52411,11 +50334,11 @@ const {
   isControlFrame,
   isTextBinaryFrame,
   isContinuationFrame
-} = __nccwpck_require__(8625)
-const { WebsocketFrameSend } = __nccwpck_require__(3264)
-const { closeWebSocketConnection } = __nccwpck_require__(6897)
-const { PerMessageDeflate } = __nccwpck_require__(9469)
-const { MessageSizeExceededError } = __nccwpck_require__(8707)
+} = __nccwpck_require__(3479)
+const { WebsocketFrameSend } = __nccwpck_require__(4226)
+const { closeWebSocketConnection } = __nccwpck_require__(3403)
+const { PerMessageDeflate } = __nccwpck_require__(6495)
+const { MessageSizeExceededError } = __nccwpck_require__(6593)
 
 function failWebsocketConnectionWithCode (ws, code, reason) {
   closeWebSocketConnection(ws, code, reason, Buffer.byteLength(reason))
@@ -52926,14 +50849,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3900:
+/***/ 8470:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { WebsocketFrameSend } = __nccwpck_require__(3264)
-const { opcodes, sendHints } = __nccwpck_require__(736)
-const FixedQueue = __nccwpck_require__(4660)
+const { WebsocketFrameSend } = __nccwpck_require__(4226)
+const { opcodes, sendHints } = __nccwpck_require__(9322)
+const FixedQueue = __nccwpck_require__(2190)
 
 /** @type {typeof Uint8Array} */
 const FastBuffer = Buffer[Symbol.species]
@@ -53037,7 +50960,7 @@ module.exports = { SendQueue }
 
 /***/ }),
 
-/***/ 1216:
+/***/ 7610:
 /***/ ((module) => {
 
 
@@ -53056,16 +50979,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8625:
+/***/ 3479:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kReadyState, kController, kResponse, kBinaryType, kWebSocketURL } = __nccwpck_require__(1216)
-const { states, opcodes } = __nccwpck_require__(736)
-const { ErrorEvent, createFastMessageEvent } = __nccwpck_require__(5188)
+const { kReadyState, kController, kResponse, kBinaryType, kWebSocketURL } = __nccwpck_require__(7610)
+const { states, opcodes } = __nccwpck_require__(9322)
+const { ErrorEvent, createFastMessageEvent } = __nccwpck_require__(6814)
 const { isUtf8 } = __nccwpck_require__(4573)
-const { collectASequenceOfCodePointsFast, removeHTTPWhitespace } = __nccwpck_require__(1900)
+const { collectASequenceOfCodePointsFast, removeHTTPWhitespace } = __nccwpck_require__(782)
 
 /* globals Blob */
 
@@ -53385,15 +51308,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3726:
+/***/ 3435:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { webidl } = __nccwpck_require__(5893)
-const { URLSerializer } = __nccwpck_require__(1900)
-const { environmentSettingsObject } = __nccwpck_require__(3168)
-const { staticPropertyDescriptors, states, sentCloseFrameState, sendHints } = __nccwpck_require__(736)
+const { webidl } = __nccwpck_require__(6083)
+const { URLSerializer } = __nccwpck_require__(782)
+const { environmentSettingsObject } = __nccwpck_require__(1118)
+const { staticPropertyDescriptors, states, sentCloseFrameState, sendHints } = __nccwpck_require__(9322)
 const {
   kWebSocketURL,
   kReadyState,
@@ -53402,21 +51325,21 @@ const {
   kResponse,
   kSentClose,
   kByteParser
-} = __nccwpck_require__(1216)
+} = __nccwpck_require__(7610)
 const {
   isConnecting,
   isEstablished,
   isClosing,
   isValidSubprotocol,
   fireEvent
-} = __nccwpck_require__(8625)
-const { establishWebSocketConnection, closeWebSocketConnection } = __nccwpck_require__(6897)
-const { ByteParser } = __nccwpck_require__(1652)
-const { kEnumerableProperty, isBlobLike } = __nccwpck_require__(3440)
-const { getGlobalDispatcher } = __nccwpck_require__(2581)
+} = __nccwpck_require__(3479)
+const { establishWebSocketConnection, closeWebSocketConnection } = __nccwpck_require__(3403)
+const { ByteParser } = __nccwpck_require__(1298)
+const { kEnumerableProperty, isBlobLike } = __nccwpck_require__(5386)
+const { getGlobalDispatcher } = __nccwpck_require__(4743)
 const { types } = __nccwpck_require__(7975)
-const { ErrorEvent, CloseEvent } = __nccwpck_require__(5188)
-const { SendQueue } = __nccwpck_require__(3900)
+const { ErrorEvent, CloseEvent } = __nccwpck_require__(6814)
+const { SendQueue } = __nccwpck_require__(8470)
 
 // https://websockets.spec.whatwg.org/#interface-definition
 class WebSocket extends EventTarget {
@@ -53987,13 +51910,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 218:
+/***/ 3627:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7699);
-/* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7718);
-/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3175);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3752);
+/* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1368);
+/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(7178);
 // One bundle for both steps: the runner runs it as main, then again as post.
 
 
@@ -54007,7 +51930,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6301:
+/***/ 4132:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54019,16 +51942,16 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 16 modules
-var core = __nccwpck_require__(8261);
+// EXTERNAL MODULE: ../../main/node_modules/@actions/core/lib/core.js + 16 modules
+var core = __nccwpck_require__(7027);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
+// EXTERNAL MODULE: ../../main/node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(3645);
 // EXTERNAL MODULE: ./src/core/errors.ts
-var errors = __nccwpck_require__(4296);
-// EXTERNAL MODULE: ./src/core/settings.ts
-var settings = __nccwpck_require__(1922);
+var errors = __nccwpck_require__(2091);
+// EXTERNAL MODULE: ./src/core/settings.ts + 2 modules
+var settings = __nccwpck_require__(2436);
 ;// CONCATENATED MODULE: ./src/core/config.ts
 // Settings shared by CI and the terminal: an optional YAML file in the repository (.riviera.yml)
 // whose keys are the action's input names. Explicit inputs, flags and variables win over it.
@@ -54038,7 +51961,7 @@ var settings = __nccwpck_require__(1922);
 
 const CONFIG_FILE = '.riviera.yml';
 /** Inputs that must never sit in a file in the repository. */
-const SECRET = new Set(['private-key']);
+const SECRET = new Set(['private-key', 'private-key-passphrase']);
 /** Parse the config file's text into raw inputs (lists become one item per line). Pure. */
 function parseConfig(text, path) {
     let doc;
@@ -54102,6 +52025,9 @@ function mergeInputs(...layers) {
 
 async function readInputs() {
     (0,settings/* maskPrivateKey */.xr)(core/* getInput */.V4('private-key'), core/* setSecret */.Pq);
+    const passphrase = core/* getInput */.V4('private-key-passphrase');
+    if (passphrase)
+        core/* setSecret */.Pq(passphrase);
     const explicit = {};
     for (const name of settings/* INPUT_NAMES */.Qh)
         explicit[name] = core/* getInput */.V4(name, { trimWhitespace: name !== 'private-key' });
@@ -54123,7 +52049,7 @@ function githubContext(env = process.env) {
 
 /***/ }),
 
-/***/ 7699:
+/***/ 3752:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54132,26 +52058,154 @@ __nccwpck_require__.d(__webpack_exports__, {
   e: () => (/* binding */ run)
 });
 
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 16 modules
-var core = __nccwpck_require__(8261);
-// EXTERNAL MODULE: ./src/core/clusterpath.ts
-var clusterpath = __nccwpck_require__(7782);
+// EXTERNAL MODULE: ../../main/node_modules/@actions/core/lib/core.js + 16 modules
+var core = __nccwpck_require__(7027);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: ./src/core/cluster/scripts.ts
+var scripts = __nccwpck_require__(9391);
+;// CONCATENATED MODULE: ./src/core/sacct.ts
+const SACCT_FIELDS = 'JobID,State,ExitCode,DerivedExitCode,Reason,NodeList';
+function exitPair(s) {
+    const m = /^(\d+):(\d+)$/.exec((s ?? '').trim());
+    return m ? [Number(m[1]), Number(m[2])] : [null, null];
+}
+/** Rows of parsable sacct output; lines that are not rows (warnings, blank) are skipped. */
+function parseSacct(out) {
+    const rows = [];
+    for (const line of out.split('\n')) {
+        const f = line.trim().split('|');
+        if (f.length < 6 || !/^\d+(_\d+)?(\.[A-Za-z0-9_+-]+)?$/.test(f[0]))
+            continue;
+        const [state, ...by] = f[1].trim().split(/\s+/);
+        const [exit, signal] = exitPair(f[2]);
+        const [derivedExit, derivedSignal] = exitPair(f[3]);
+        rows.push({
+            jobId: f[0],
+            state: state.replace(/\+$/, ''),
+            cancelledBy: by[0] === 'by' && by[1] ? by[1] : null,
+            exit,
+            signal,
+            derivedExit,
+            derivedSignal,
+            reason: f[4] === 'None' ? '' : f[4],
+            nodes: f[5] === 'None assigned' ? '' : f[5],
+        });
+    }
+    return rows;
+}
+const FINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY', 'REQUEUED']);
+/**
+ * Read the rows of one job. With -D, sacct lists every run of a requeued job, oldest first: the
+ * last row of each id is its last run. null: the job is not (yet) recorded with a final state, as
+ * happens for a few seconds after it ends (ask again).
+ */
+function readAccounting(rows, jobId) {
+    const own = rows.filter((r) => r.jobId === jobId);
+    const job = own.at(-1);
+    if (!job || !FINAL.has(job.state))
+        return null;
+    const last = new Map();
+    for (const r of rows)
+        if (r.jobId.startsWith(`${jobId}.`))
+            last.set(r.jobId, r);
+    const steps = [...last.values()];
+    const warnings = [];
+    const requeues = own.length - 1;
+    if (requeues > 0)
+        warnings.push(`Job ${jobId} was requeued ${requeues} time(s) (${own
+            .slice(0, -1)
+            .map((r) => r.state)
+            .join(', ')}); the result is that of its last run.`);
+    const oom = steps.filter((s) => s.state === 'OUT_OF_MEMORY');
+    const oomReal = oom.filter((s) => !s.jobId.endsWith('.extern'));
+    let failure = null;
+    const signalled = [job, ...steps].find((r) => r.signal !== null && r.signal !== 0 && !r.jobId.endsWith('.extern'));
+    if (job.state === 'OUT_OF_MEMORY' || oomReal.length > 0) {
+        const where = oomReal.length > 0 ? oomReal.map((s) => s.jobId).join(', ') : jobId;
+        failure = {
+            state: 'OUT_OF_MEMORY',
+            message: `Slurm's accounting records ${where} as OUT_OF_MEMORY (exit ${fmtExit(job)}): the job ran out of memory, whatever its own exit status. Ask for more with sbatch-args, e.g. '--mem=32G'.`,
+        };
+    }
+    else if (job.state === 'CANCELLED') {
+        failure = { state: 'CANCELLED', message: `Slurm's accounting records job ${jobId} as cancelled${job.cancelledBy ? ` by uid ${job.cancelledBy}` : ''}.` };
+    }
+    else if (job.state !== 'COMPLETED' && job.state !== 'REQUEUED') {
+        failure = {
+            state: job.state,
+            message: `Slurm's accounting records job ${jobId} as ${job.state} (exit ${fmtExit(job)}${job.reason ? `, ${job.reason}` : ''}).`,
+        };
+    }
+    else if (signalled) {
+        failure = {
+            state: 'FAILED',
+            message: `Slurm's accounting records ${signalled.jobId} as killed by signal ${signalled.signal} (exit ${fmtExit(signalled)}).`,
+        };
+    }
+    if (oom.length > 0 && oomReal.length === 0) {
+        warnings.push(`Slurm's accounting records only ${jobId}.extern as OUT_OF_MEMORY (before Slurm 22.05 this was often misreported); the job's own steps were not.`);
+    }
+    return { job, steps, requeues, failure, warnings };
+}
+function fmtExit(r) {
+    return r.exit === null ? '?' : `${r.exit}:${r.signal ?? 0}`;
+}
+/**
+ * The verdict from the job's own status file and Slurm's last state, corrected by accounting: an
+ * out-of-memory kill always fails (an OOM can end with exit 0); a job that looks passed but that
+ * accounting records as failed, cancelled or killed by a signal fails; a lost job gets the state
+ * accounting knows. Otherwise the verdict stands.
+ */
+function applyAccounting(v, a) {
+    const f = a?.failure;
+    if (!f)
+        return v;
+    const failed = { ok: false, state: f.state, exitCode: v.exitCode, interrupted: f.state !== 'FAILED', message: f.message };
+    if (f.state === 'OUT_OF_MEMORY' || v.ok || v.state === 'LOST')
+        return failed;
+    return v;
+}
+/** One line for the log: what accounting recorded of the job and its steps. */
+function describeAccounting(a) {
+    const row = (r) => `${r.jobId} ${r.state}${r.cancelledBy ? ` by ${r.cancelledBy}` : ''} ${r.exit ?? '?'}:${r.signal ?? 0}`;
+    return `Slurm accounting: ${[a.job, ...a.steps].map(row).join(', ')}${a.job.nodes ? ` on ${a.job.nodes}` : ''}.`;
+}
+
+;// CONCATENATED MODULE: ./src/core/accounting.ts
+// Slurm's accounting of a finished job, where the cluster has it (preflight found out): sacct is
+// asked a few times, as its record can lag the job's end by seconds and slurmdbd has outages.
+
+
+async function jobAccounting(session, loginModules, jobId, reporter, tries = 4, delayMs = 2000) {
+    const script = (0,scripts/* renderScript */.y)('accounting', { login_modules: loginModules, job_id: jobId, fields: SACCT_FIELDS });
+    for (let i = 1;; i++) {
+        const r = await session.retry('Reading accounting', (remote) => remote.exec(script));
+        const a = r.code === 0 ? readAccounting(parseSacct(r.stdout.toString()), jobId) : null;
+        if (a) {
+            reporter.info(describeAccounting(a));
+            for (const w of a.warnings)
+                reporter.warning(w);
+            return a;
+        }
+        if (i >= tries) {
+            reporter.warning(`sacct had no final record of job ${jobId} after ${tries} tries${r.code ? ` (exit ${r.code}: ${r.stderr.toString().trim().slice(0, 200)})` : ''}: the verdict is the job's own.`);
+            return null;
+        }
+        await new Promise((res) => setTimeout(res, delayMs));
+    }
+}
+
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: ./src/core/errors.ts
-var errors = __nccwpck_require__(4296);
-;// CONCATENATED MODULE: ./src/core/format.ts
-// Sizes as people read them in logs and summaries.
-function mib(n) {
-    return `${(n / 1048576).toFixed(1)} MiB`;
-}
-
+var errors = __nccwpck_require__(2091);
 // EXTERNAL MODULE: ./src/core/process.ts + 1 modules
-var core_process = __nccwpck_require__(9084);
+var core_process = __nccwpck_require__(4556);
 ;// CONCATENATED MODULE: ./src/core/docker.ts
 // The local Docker engine: build the image and save it to a tar.
 
@@ -54159,9 +52213,8 @@ var core_process = __nccwpck_require__(9084);
 
 
 
-
 async function docker(args, reporter, stream = false) {
-    const { code, stdout, stderr } = await (0,core_process/* runProcess */.R3)('docker', args, stream ? { onLine: (l) => reporter.info(l) } : {}).catch((e) => {
+    const { code, stdout, stderr } = await (0,core_process/* runProcess */.R3)('docker', args, stream ? { onLine: (l) => reporter.output([l]) } : {}).catch((e) => {
         throw new errors/* BuildError */.zS(`Could not run docker: ${e.message}`, 'Install Docker on the runner, or start its engine.');
     });
     if (code !== 0) {
@@ -54174,44 +52227,37 @@ async function buildImage(p, reporter) {
     const args = ['build', '-t', p.image, ...(p.dockerfile ? ['-f', p.dockerfile] : []), ...p.buildArgs.flatMap((a) => ['--build-arg', a]), p.context];
     await docker(args, reporter, true);
 }
-/** The image's ID (`sha256:…`) and size in bytes; a clear error if the engine does not have it. */
+/** The image's ID (`sha256:…`), size in bytes and layers' diff IDs; a clear error if the engine does not have it. */
 async function inspectImage(image, reporter) {
     let out;
     try {
-        out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}}', image], reporter);
+        out = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Size}} {{json .RootFS.Layers}}', image], reporter);
     }
     catch {
         throw new errors/* BuildError */.zS(`The image '${image}' is not in the local Docker engine.`, "Build it first (e.g. docker/build-push-action with load: true), or set 'build: true'.");
     }
-    const [id, size] = out.trim().split(' ');
-    return { id, size: Number(size) || 0 };
-}
-/**
- * `docker save` into a fresh private temp dir; returns the tar's path and a cleanup function.
- * Progress (the tar's size against the image's) every two seconds on long saves.
- */
-async function saveImage(image, expectedBytes, reporter) {
-    const dir = await (0,promises_.mkdtemp)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'riviera-save-'));
-    const path = (0,external_node_path_.join)(dir, 'image.tar');
-    const cleanup = () => (0,promises_.rm)(dir, { recursive: true, force: true });
-    const timer = setInterval(() => {
-        (0,promises_.stat)(path).then((st) => reporter.progress(`Saving: ${mib(st.size)} of about ${mib(expectedBytes)}`), () => undefined);
-    }, 2000);
+    const [id, size, layers] = out.trim().split(' ');
+    let diffIds = [];
     try {
-        await docker(['save', '-o', path, image], reporter);
+        const parsed = JSON.parse(layers ?? 'null');
+        if (Array.isArray(parsed))
+            diffIds = parsed.filter((d) => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d));
     }
-    catch (e) {
-        await cleanup();
-        throw e;
+    catch {
+        // No layer list: the blobs are learnt from the saved archive instead.
     }
-    finally {
-        clearInterval(timer);
-    }
-    return { path, cleanup };
+    return { id, size: Number(size) || 0, diffIds };
+}
+/** A fresh private temp dir for a saved image, and how to remove it. */
+async function saveDir() {
+    const dir = await (0,promises_.mkdtemp)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_.tmpdir)(), 'riviera-save-'));
+    return { path: (0,external_node_path_.join)(dir, 'image.tar'), cleanup: () => (0,promises_.rm)(dir, { recursive: true, force: true }) };
 }
 
+// EXTERNAL MODULE: ./src/core/gpu.ts
+var core_gpu = __nccwpck_require__(1984);
 // EXTERNAL MODULE: ./src/core/jobscript.ts
-var jobscript = __nccwpck_require__(4103);
+var jobscript = __nccwpck_require__(2882);
 ;// CONCATENATED MODULE: ./src/core/reporter.ts
 // What the core tells the person watching. The action backs it with @actions/core (log groups,
 // warnings); the CLI with plain lines on stderr. The core never prints on its own.
@@ -54227,143 +52273,210 @@ async function inGroup(reporter, title, fn) {
 }
 
 // EXTERNAL MODULE: ./src/core/slurm.ts
-var slurm = __nccwpck_require__(2348);
-// EXTERNAL MODULE: ./src/core/connect.ts + 6 modules
-var core_connect = __nccwpck_require__(8235);
-;// CONCATENATED MODULE: ./src/core/session.ts
-// A connection to the cluster that survives a flaky link: work that fails because the connection
-// dropped is retried on a new connection, after a backoff. Nothing else is retried.
-
-
-const DEFAULT_RETRY = { attempts: 8, baseDelayMs: 1000, maxDelayMs: 15_000 };
-function backoffDelay(policy, attempt) {
-    return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+var slurm = __nccwpck_require__(1997);
+// EXTERNAL MODULE: ./src/core/session.ts + 6 modules
+var core_session = __nccwpck_require__(6734);
+// EXTERNAL MODULE: ./src/core/archive.ts
+var core_archive = __nccwpck_require__(1776);
+;// CONCATENATED MODULE: ./src/core/format.ts
+// Sizes as people read them in logs and summaries.
+function mib(n) {
+    return `${(n / 1048576).toFixed(1)} MiB`;
 }
-class Session {
-    target;
-    reporter;
-    policy;
-    connect;
-    current = null;
-    /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
-    connecting = null;
-    /** Reconnections so far (for the log and the benchmarks). */
-    reconnects = 0;
-    /** Connections made and operations run on them (each at least one command), for the benchmarks' round-trip count. */
-    calls = { connections: 0, commands: 0 };
-    constructor(target, reporter, policy = DEFAULT_RETRY, 
-    /** How to make a connection (a test may hand in its own transport). */
-    connect = core_connect/* connectRemote */.n) {
-        this.target = target;
-        this.reporter = reporter;
-        this.policy = policy;
-        this.connect = connect;
+
+// EXTERNAL MODULE: external "node:events"
+var external_node_events_ = __nccwpck_require__(8474);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: ./src/core/tar.ts
+var tar = __nccwpck_require__(617);
+;// CONCATENATED MODULE: ./src/core/tarbytes.ts
+// The bytes of a saved image: a tar already on disk, or one `docker save` is still writing (into a
+// pipe that this module copies to a file), so that the upload can start while the image is saved.
+// Members are known as soon as their headers pass, and the large ones are hashed on the way, so
+// the cluster can check a blob sent before its name (its digest) was known.
+
+
+
+
+
+
+
+const CHUNK = 1 << 20;
+class tarbytes_TarBytes {
+    path;
+    /** Bytes on disk so far. */
+    written = 0;
+    finished = false;
+    failed = null;
+    members = new Map();
+    events = new external_node_events_.EventEmitter();
+    constructor(path) {
+        this.path = path;
+        this.events.setMaxListeners(0);
     }
-    /** The live connection, connecting first if needed (a host-key refusal is never retried). */
-    remote() {
-        if (this.current?.connected)
-            return Promise.resolve(this.current);
-        if (!this.connecting) {
-            if (this.current) {
-                // Dropped between two commands (e.g. between polls): say so, and connect again.
-                this.reporter.warning('The SSH connection was lost; reconnecting.');
-                this.dropped(this.current);
-            }
-            this.calls.connections++;
-            this.connecting = this.connect(this.target).then((r) => {
-                this.current = r;
-                this.connecting = null;
-                return r;
-            }, (e) => {
-                this.connecting = null;
-                throw e;
-            });
-        }
-        return this.connecting;
+    /** A tar already complete on disk. */
+    static async ofFile(path) {
+        const t = new tarbytes_TarBytes(path);
+        t.written = (await (0,promises_.stat)(path)).size;
+        t.finished = true;
+        return t;
     }
-    /** Forget a connection that failed (once, however many users saw it fail). */
-    dropped(r) {
-        if (this.current !== r)
-            return;
-        r.close();
-        this.current = null;
-        this.reconnects++;
-    }
-    /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
-    async retry(what, fn) {
-        this.calls.commands++;
-        for (let attempt = 0;; attempt++) {
-            let remote;
+    /**
+     * `docker save image` into `path`, followed as it goes: members whose data `hash` selects are
+     * hashed on the way. `done` resolves when the tar is complete and on disk.
+     */
+    static save(image, path, hash) {
+        const t = new tarbytes_TarBytes(path);
+        const hashes = new Map();
+        const follower = new tar/* TarFollower */.mN(path, (e) => {
+            if (e.type !== 'file')
+                return;
+            t.members.set(e.name, { ...e, hex: null });
+            if (hash(e))
+                hashes.set(e.name, (0,external_node_crypto_.createHash)('sha256'));
+        }, (e, chunk) => hashes.get(e.name)?.update(chunk), (e) => {
+            const h = hashes.get(e.name);
+            if (h)
+                t.members.get(e.name).hex = h.digest('hex');
+        });
+        const done = (async () => {
+            const fh = await (0,promises_.open)(path, 'wx', 0o600);
+            const child = (0,core_process/* startProcess */.kp)('docker', ['save', image]);
+            let stderr = '';
+            child.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
             try {
-                remote = await this.remote();
-                return await fn(remote);
+                for await (const chunk of child.stdout) {
+                    follower.push(chunk);
+                    await fh.write(chunk);
+                    t.written += chunk.length;
+                    t.changed();
+                }
+                const code = await child.ended;
+                if (code !== 0)
+                    throw new errors/* BuildError */.zS(`docker save failed (exit ${code}):\n${stderr.trim().split('\n').slice(-15).join('\n')}`);
+                t.finished = true;
             }
             catch (e) {
-                if (!(e instanceof errors/* ConnectionError */.Rc) || attempt >= this.policy.attempts)
-                    throw e;
-                const delay = backoffDelay(this.policy, attempt);
-                this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
-                if (remote)
-                    this.dropped(remote);
-                await new Promise((r) => setTimeout(r, delay));
+                child.kill();
+                t.failed = e instanceof Error ? e : new Error(String(e));
+                throw t.failed;
             }
-        }
+            finally {
+                await fh.close();
+                t.changed();
+            }
+        })();
+        // The failure reaches every reader and the caller through `done`; never unhandled here.
+        done.catch(() => undefined);
+        return { bytes: t, done };
     }
-    close() {
-        this.current?.close();
-        this.current = null;
+    changed() {
+        this.events.emit('change');
+    }
+    /** Resolves at the next change: more bytes, the end, or a failure. */
+    wait() {
+        if (this.finished || this.failed)
+            return Promise.resolve();
+        return new Promise((r) => this.events.once('change', r));
+    }
+    /** Bytes [start, end) of the tar, read as they reach the disk. */
+    read(start, end) {
+        // eslint-disable-next-line @typescript-eslint/no-this-alias
+        const self = this;
+        return external_node_stream_.Readable.from((async function* () {
+            const fh = await (0,promises_.open)(self.path, 'r');
+            try {
+                for (let pos = start; pos < end;) {
+                    while (self.written <= pos) {
+                        if (self.failed)
+                            throw self.failed;
+                        if (self.finished)
+                            throw new errors/* BuildError */.zS(`The saved image ${self.path} ends at byte ${self.written}, before byte ${end}.`);
+                        await self.wait();
+                    }
+                    const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.min(end, self.written) - pos));
+                    const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+                    if (bytesRead === 0)
+                        throw new errors/* BuildError */.zS(`The saved image ${self.path} could not be read at byte ${pos}.`);
+                    pos += bytesRead;
+                    yield buf.subarray(0, bytesRead);
+                }
+            }
+            finally {
+                await fh.close();
+            }
+        })(), { objectMode: false });
+    }
+    /** Up to `length` bytes at `offset`, waiting for them to be written. */
+    async sample(offset, length) {
+        const parts = [];
+        for await (const c of this.read(offset, offset + length))
+            parts.push(c);
+        return Buffer.concat(parts);
     }
 }
 
-// EXTERNAL MODULE: ./src/core/archive.ts + 1 modules
-var core_archive = __nccwpck_require__(1344);
+// EXTERNAL MODULE: ./src/core/workspace.ts
+var workspace = __nccwpck_require__(4555);
 ;// CONCATENATED MODULE: ./src/core/source.ts
-// Where the image comes from: the local Docker engine (saved to a tar only when the cluster needs
-// its blobs), or a tar saved elsewhere. Either way the archive's index is read, never its layers.
+// Where the image comes from: the local Docker engine (saved only when the cluster needs its
+// blobs, into a pipe that the upload reads while it is written), or a tar saved elsewhere. Either
+// way the archive's index is read, never its layers.
 
 
 
 
 
 
-async function save(s, digest, expectedBytes, reporter, timings) {
-    const saved = await inGroup(reporter, `Save ${s.image}`, () => timings.time('save', () => saveImage(s.image, expectedBytes, reporter)));
-    try {
-        const archive = await (0,core_archive/* readImageArchive */.E)(saved.path);
-        const size = (await (0,promises_.stat)(saved.path)).size;
-        reporter.info(`Saved ${s.image} (${digest}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
-        return { archive, tar: saved.path, size, cleanup: saved.cleanup };
-    }
-    catch (e) {
-        await saved.cleanup();
-        throw e;
-    }
-}
-async function engineSource(s, reporter, timings) {
-    const { id, size } = await inspectImage(s.image, reporter);
-    return { digest: id, size, load: () => save(s, id, size, reporter, timings) };
+const hex = (d) => d.replace(/^sha256:/, '');
+async function engineSource(s, reporter) {
+    const { id, size, diffIds } = await inspectImage(s.image, reporter);
+    return {
+        digest: id,
+        size,
+        blobHexes: [...new Set([id, ...diffIds].map(hex))],
+        load: async (early = () => false) => {
+            const dir = await saveDir();
+            const { bytes, done } = tarbytes_TarBytes.save(s.image, dir.path, early);
+            const saved = (async () => {
+                try {
+                    await done;
+                    const archive = await (0,core_archive/* readImageArchive */.E)(dir.path);
+                    reporter.info(`Saved ${s.image} (${id}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(bytes.written)}`);
+                    return { archive, tar: dir.path, size: bytes.written, cleanup: dir.cleanup };
+                }
+                catch (e) {
+                    await dir.cleanup();
+                    throw e;
+                }
+            })();
+            return { bytes, saving: true, saved };
+        },
+    };
 }
 /** A tar saved elsewhere (`docker save`, buildx `type=docker`/`type=oci`): read its index, never delete it. */
 async function archiveSource(path, reporter) {
-    const size = (await (0,promises_.stat)(path).catch(() => null))?.size;
-    if (size === undefined)
-        throw new errors/* InputError */.dz('archive', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+    const { path: real, size } = await (0,workspace/* workspaceFile */.E)('archive', path);
     let archive;
     try {
-        archive = await (0,core_archive/* readImageArchive */.E)(path);
+        archive = await (0,core_archive/* readImageArchive */.E)(real);
     }
     catch (e) {
         throw new errors/* InputError */.dz('archive', e instanceof Error ? e.message : String(e), 'Pass a tar written by `docker save -o FILE IMAGE` (or an OCI layout tar) holding one image.');
     }
     reporter.info(`Read ${path} (${archive.imageId}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(size)}`);
-    const loaded = { archive, tar: path, size, cleanup: async () => undefined };
-    return { digest: archive.imageId, size, load: async () => loaded };
+    const loaded = { archive, tar: real, size, cleanup: async () => undefined };
+    return {
+        digest: archive.imageId,
+        size,
+        blobHexes: [...new Set([archive.config, ...archive.layers].map((b) => hex(b.digest)))],
+        load: async () => ({ bytes: await tarbytes_TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded) }),
+    };
 }
 
 // EXTERNAL MODULE: ./src/core/layout.ts
-var layout = __nccwpck_require__(6585);
-// EXTERNAL MODULE: ./src/core/cluster/scripts.ts
-var scripts = __nccwpck_require__(450);
+var layout = __nccwpck_require__(7362);
 ;// CONCATENATED MODULE: ./src/core/store.ts
 
 
@@ -54372,6 +52485,13 @@ function imageBlobs(archive) {
     const seen = new Set();
     return [archive.config, ...archive.layers].filter((b) => !seen.has(b.digest) && seen.add(b.digest));
 }
+/** A directory's mode for files of `mode`: x wherever they are readable. */
+function dirMode(mode) {
+    const m = parseInt(mode, 8);
+    return (m | ((m & 0o444) >> 2)).toString(8);
+}
+/** Exit code of the prepare script when remote-dir is refused (its message on stderr). */
+const PREPARE_REFUSED = 4;
 /** One round trip before the transfer (cluster/store-prepare.sh says what it reports). */
 function prepareScript(p) {
     return (0,scripts/* renderScript */.y)('store-prepare', {
@@ -54379,6 +52499,9 @@ function prepareScript(p) {
         remote_dir: p.remoteDir,
         tmpdir: p.tmpdir,
         publish_dir: p.publishDir,
+        publish_dir_mode: p.publishMode && dirMode(p.publishMode),
+        publish_group: p.publishGroup,
+        marker: layout/* REMOTE_MARKER */.uP,
         remote_dirs: layout/* REMOTE_DIRS */.mI,
         sif_dir: layout/* SIFS */.Kt,
         existing_sif: p.existingSif,
@@ -54390,13 +52513,28 @@ function prepareScript(p) {
         image_record: p.imageHex === null ? null : (0,layout/* imageRecordPath */.kT)(p.imageHex),
         blobs: layout/* BLOBS */.df,
         incoming: layout/* INCOMING */.BG,
+        store_lock: layout/* STORE_LOCK */.Q$,
+        hold: (0,layout/* holdPath */.nq)(p.run),
     });
 }
 function parsePrepare(stdout) {
-    const r = { root: '', tmpdir: '', publishDir: null, existingSif: null, zstd: false, sifReusable: false, have: new Set(), bad: new Set(), partial: new Map() };
+    const r = {
+        home: '',
+        root: '',
+        tmpdir: '',
+        publishDir: null,
+        existingSif: null,
+        zstd: false,
+        sifReusable: false,
+        have: new Set(),
+        bad: new Set(),
+        parts: new Map(),
+    };
     for (const line of stdout.split('\n')) {
         const [kind, a, b, c] = line.split(' ');
-        if (kind === 'root')
+        if (kind === 'home')
+            r.home = line.slice(5);
+        else if (kind === 'root')
             r.root = line.slice(5);
         else if (kind === 'tmpdir')
             r.tmpdir = line.slice(7);
@@ -54412,38 +52550,42 @@ function parsePrepare(stdout) {
             r.have.add(a);
         else if (kind === 'blob' && b === 'bad')
             r.bad.add(a);
-        else if (kind === 'blob' && b === 'part')
-            r.partial.set(a, Number(c));
+        else if (kind === 'part') {
+            const [start, end, have] = [Number(b), Number(c), Number(line.split(' ')[4])];
+            if ([start, end, have].every(Number.isSafeInteger))
+                r.parts.set(a, [...(r.parts.get(a) ?? []), { start, end, have }]);
+        }
     }
     if (!r.root || !r.tmpdir)
         throw new Error(`unexpected reply from the cluster while preparing the store: ${JSON.stringify(stdout.slice(0, 300))}`);
     return r;
 }
-/** What to send: the blobs the cluster lacks, largest first, resuming partial ones. Pure. */
+/** What to send: the blobs the cluster lacks, largest first, with the ranges of them it holds. Pure. */
 function planTransfer(archive, report) {
     if (report.sifReusable)
         return [];
     return imageBlobs(archive)
         .filter((b) => !report.have.has((0,layout/* hexOf */.ZD)(b.digest)))
-        .map((blob) => {
-        const part = report.partial.get((0,layout/* hexOf */.ZD)(blob.digest)) ?? 0;
-        return { blob, offset: part > 0 && part < blob.size ? part : 0 };
-    })
+        .map((blob) => ({ blob, parts: report.parts.get((0,layout/* hexOf */.ZD)(blob.digest)) ?? [] }))
         .sort((x, y) => y.blob.size - x.blob.size);
 }
 /** Exit codes of the receive script. */
 const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
-/** Receive one blob on stdin, sent as `codec` (cluster/store-receive.sh says how). */
-function receiveScript(root, hex, size, codec) {
+/** Receive one range of a blob on stdin, sent as `codec`, and join the blob once all is there (cluster/store-receive.sh says how). */
+function receiveScript(p) {
+    const at = (path) => `${p.root}/${path}`;
     return (0,scripts/* renderScript */.y)('store-receive', {
-        store: `${root}/${layout/* STORE */.er}`,
-        store_lock: `${root}/${layout/* STORE_LOCK */.Q$}`,
-        blob_lock: `${root}/${(0,layout/* blobLockPath */.s)(hex)}`,
-        blob: `${root}/${(0,layout/* blobPath */.nD)(hex)}`,
-        partial: `${root}/${(0,layout/* partialPath */.Dn)(hex)}`,
-        hex,
-        size,
-        codec,
+        store: at(layout/* STORE */.er),
+        store_lock: at(layout/* STORE_LOCK */.Q$),
+        blobs: at(layout/* BLOBS */.df),
+        incoming: at(layout/* INCOMING */.BG),
+        part: at((0,layout/* partPath */.xl)(p.key, p.start, p.end)),
+        join_lock: at((0,layout/* joinLockPath */.fB)(p.key)),
+        key: p.key,
+        hex: p.hex,
+        size: p.size,
+        length: p.end - p.start,
+        codec: p.codec,
         rc_busy: RECEIVE.busy,
         rc_short: RECEIVE.short,
         rc_corrupt: RECEIVE.corrupt,
@@ -54458,15 +52600,18 @@ function gcScript(p) {
         records: at(layout/* IMAGE_RECORDS */.RB),
         blobs: at(layout/* BLOBS */.df),
         incoming: at(layout/* INCOMING */.BG),
+        holds: at(layout/* HOLDS */.t),
         sifs: at(layout/* SIFS */.Kt),
         jobs: at(layout/* JOBS */.PL),
+        run_glob: layout/* RUN_ID_GLOB */.XF,
+        login_modules: p.loginModules,
         keep_images: p.keepImages,
         max_age_minutes: p.maxAgeDays * 1440,
     });
 }
 
 // EXTERNAL MODULE: ./src/core/submit.ts
-var core_submit = __nccwpck_require__(4695);
+var core_submit = __nccwpck_require__(8768);
 ;// CONCATENATED MODULE: ./src/core/timings.ts
 // Wall time per phase of a delivery, for the log, the summary and the benchmarks.
 class Timings {
@@ -54500,17 +52645,473 @@ class Timings {
     }
 }
 
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: ./src/core/clusterpath.ts
+var clusterpath = __nccwpck_require__(7491);
+;// CONCATENATED MODULE: ./src/core/partitions.ts
+// What a cluster offers, from Slurm's own answers: partitions (`scontrol show partition -o`), GPUs
+// per node (`sinfo -h -o '%P|%G'`), time limits, and what `sbatch --test-only` says of a job. Pure.
+function fields(line) {
+    const m = new Map();
+    // Values hold no spaces in -o output, except a few (e.g. Nodes lists) which hold none either.
+    for (const kv of line.trim().split(/\s+/)) {
+        const i = kv.indexOf('=');
+        if (i > 0)
+            m.set(kv.slice(0, i), kv.slice(i + 1));
+    }
+    return m;
+}
+/**
+ * Slurm's time format to seconds: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS; null for
+ * UNLIMITED/INFINITE (and NONE), undefined for anything else.
+ */
+function slurmSeconds(t) {
+    const s = t.trim();
+    if (/^(UNLIMITED|INFINITE|NONE)$/i.test(s))
+        return null;
+    let m = /^(\d+)-(\d+)(?::(\d+))?(?::(\d+))?$/.exec(s);
+    if (m)
+        return Number(m[1]) * 86400 + Number(m[2]) * 3600 + Number(m[3] ?? 0) * 60 + Number(m[4] ?? 0);
+    m = /^(\d+)(?::(\d+))?(?::(\d+))?$/.exec(s);
+    if (!m)
+        return undefined;
+    if (m[3] !== undefined)
+        return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+    if (m[2] !== undefined)
+        return Number(m[1]) * 60 + Number(m[2]);
+    return Number(m[1]) * 60;
+}
+/** GPUs in one `%G` value: `gpu:2`, `gpu:a100:4(S:0-1)`, `gpu:tesla:2,mps:100`, `(null)`. */
+function gpusInGres(gres) {
+    let n = 0;
+    for (const g of gres.split(/,(?![^(]*\))/)) {
+        const m = /^gpu(?::[^:(]+)?:(\d+)/.exec(g.trim());
+        if (m)
+            n += Number(m[1]);
+    }
+    return n;
+}
+/** `scontrol show partition -o` plus `sinfo -h -o '%P|%G'` lines into the partitions. */
+function parsePartitions(scontrol, sinfo) {
+    const gpus = new Map();
+    for (const line of sinfo.split('\n')) {
+        const [p, g] = line.trim().split('|');
+        if (!p || g === undefined)
+            continue;
+        const name = p.replace(/\*$/, '');
+        gpus.set(name, Math.max(gpus.get(name) ?? 0, gpusInGres(g)));
+    }
+    return scontrol
+        .split('\n')
+        .filter((l) => l.startsWith('PartitionName='))
+        .map((l) => {
+        const f = fields(l);
+        const name = f.get('PartitionName');
+        return {
+            name,
+            maxTime: slurmSeconds(f.get('MaxTime') ?? 'UNLIMITED') ?? null,
+            state: f.get('State') ?? 'UP',
+            isDefault: f.get('Default') === 'YES',
+            allowAccounts: f.get('AllowAccounts') ?? 'ALL',
+            gpusPerNode: gpus.get(name) ?? 0,
+        };
+    });
+}
+/** Seconds as Slurm writes a limit: D-HH:MM:SS or HH:MM:SS. */
+function slurmDuration(seconds) {
+    if (seconds === null)
+        return 'UNLIMITED';
+    const d = Math.floor(seconds / 86400);
+    const hms = [Math.floor((seconds % 86400) / 3600), Math.floor((seconds % 3600) / 60), seconds % 60].map((n) => String(n).padStart(2, '0')).join(':');
+    return d > 0 ? `${d}-${hms}` : hms;
+}
+/**
+ * `sbatch --test-only` (stdout and stderr together) and its exit code: `sbatch: Job N to start at
+ * T using C processors on nodes N in partition P` when accepted; `sbatch: error: ...` and
+ * `allocation failure: ...` when not.
+ */
+function parseTestOnly(out, code) {
+    const lines = out
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+    const accepted = code === 0 && lines.some((l) => /\bJob \d+ to start at\b/.test(l));
+    const said = accepted ? lines.filter((l) => /to start at/.test(l)) : lines.filter((l) => /error|failure|invalid|denied|not available|reject/i.test(l));
+    return { accepted, lines: (said.length > 0 ? said : lines).map((l) => l.replace(/^sbatch: (error: )?/, '')) };
+}
+
+;// CONCATENATED MODULE: ./src/core/preflight.ts
+// Preflight: what the cluster says about a delivery's inputs before anything is saved, sent or
+// submitted. The facts come from one script on the login node (run inside the first round trip a
+// delivery makes anyway, or alone by `doctor`); the checks are pure and say how to fix each failure.
+
+
+
+
+
+/** The job's own sbatch options (as the delivery submits them), to be tried with --test-only. */
+function testOnlyArgv(s) {
+    const argv = (0,jobscript/* sbatchArgv */.Oq)({
+        jobName: s.jobName,
+        partition: s.partition,
+        gpus: s.gpus,
+        // build-cpus is lowered at submission to what a node of the partition has: never a reason to refuse.
+        cpus: 1,
+        time: s.time,
+        jobDir: s.remoteDir,
+        output: layout/* JOB_FILES */.e0.output,
+        extra: s.sbatchArgs,
+        script: '',
+    });
+    // No script argument: sbatch reads a stand-in script from stdin.
+    return [...argv.slice(0, -1).filter((a) => a !== '--parsable'), '--test-only'];
+}
+/** The preflight script (cluster/preflight.sh) for these settings. */
+function preflightScript(s) {
+    return (0,scripts/* renderScript */.y)('preflight', {
+        login_modules: s.loginModules,
+        sbatch_test: testOnlyArgv(s),
+        modules: s.modules,
+        runtime: s.runtime,
+        dir_labels: ['remote-dir', 'tmpdir'],
+        dir_paths: [s.remoteDir, s.tmpdir],
+    });
+}
+/**
+ * The preflight, then `script` in the same round trip, unless the preflight found a directory it
+ * cannot write (its exit 10): the preflight's verdict then explains why, not the script's failure.
+ */
+function preflightThen(preflight, script) {
+    return `(\n${preflight}\n) || exit 0\n${script}`;
+}
+function wantsOf(s, imageBytes) {
+    return { partition: s.partition, gpus: s.gpus, time: s.time, runtime: s.runtime, imageBytes };
+}
+/** The preflight facts of a script's output (`pf ...` lines; other lines belong to the rest of the round trip). */
+function parsePreflight(stdout) {
+    const scontrol = [];
+    const sinfo = [];
+    const test = [];
+    let testCode = null;
+    const f = {
+        slurm: false,
+        partitions: [],
+        testOnly: null,
+        modules: new Map(),
+        moduleLoad: null,
+        runtime: null,
+        dirs: new Map(),
+        accounting: false,
+    };
+    let seen = false;
+    for (const line of stdout.split('\n')) {
+        if (!line.startsWith('pf '))
+            continue;
+        seen = true;
+        const rest = line.slice(3);
+        const sp = rest.indexOf(' ');
+        const key = sp < 0 ? rest : rest.slice(0, sp);
+        const value = sp < 0 ? '' : rest.slice(sp + 1);
+        const words = value.split(' ');
+        if (key === 'slurm')
+            f.slurm = value === '0';
+        else if (key === 'scontrol')
+            scontrol.push(value);
+        else if (key === 'sinfo')
+            sinfo.push(value);
+        else if (key === 'testonly')
+            test.push(value);
+        else if (key === 'testonly-rc')
+            testCode = Number(value);
+        else if (key === 'module')
+            f.modules.set(words[0], words[1] === '0');
+        else if (key === 'modload')
+            f.moduleLoad = Number(value);
+        else if (key === 'runtime')
+            f.runtime = value && value !== '-' ? value : null;
+        else if (key === 'sacct')
+            f.accounting = value === '0';
+        else if (key === 'dir') {
+            const [label, w, avail, ifree, itotal] = words;
+            const num = (s) => (/^\d+$/.test(s ?? '') ? Number(s) : null);
+            f.dirs.set(label, { writable: w === '1', availKiB: num(avail), freeInodes: num(ifree), totalInodes: num(itotal), path: words.slice(5).join(' ') });
+        }
+    }
+    if (!seen)
+        return null;
+    f.partitions = parsePartitions(scontrol.join('\n'), sinfo.join('\n'));
+    if (testCode !== null)
+        f.testOnly = { code: testCode, out: test.join('\n') };
+    return f;
+}
+/** Free inodes below which a build (which unpacks the image's files) may run out: a warning. */
+const LOW_INODES = 100_000;
+function describe(p) {
+    return `${p.name}${p.isDefault ? ' (default)' : ''}: max ${slurmDuration(p.maxTime)}, ${p.gpusPerNode > 0 ? `${p.gpusPerNode} GPU(s) per node` : 'no GPUs'}${p.state !== 'UP' ? `, ${p.state}` : ''}`;
+}
+/** Every check, in the order a user would fix them. Pure. */
+function evaluatePreflight(f, w) {
+    const checks = [];
+    const add = (id, input, status, detail, fix = '') => checks.push({ id, input, status, detail, fix: status === 'pass' ? '' : fix });
+    if (!f.slurm) {
+        add('slurm', 'login-modules', 'fail', 'sbatch is not on PATH on the login node after loading the login modules.', "Set 'login-modules' to the module(s) that provide sbatch, squeue and scancel ('none' if they are on PATH).");
+    }
+    else {
+        const part = f.partitions.find((p) => p.name === w.partition);
+        const offered = f.partitions.map(describe).join('; ') || 'none visible';
+        if (!part) {
+            add('partition', 'partition', 'fail', `No partition '${w.partition}' on the cluster. It has: ${offered}.`, "Set 'partition' to one of those.");
+        }
+        else {
+            add('partition', 'partition', part.state === 'UP' ? 'pass' : 'warn', describe(part), `Partition '${part.name}' is ${part.state}: the job will wait until it is UP.`);
+            if (w.gpus > 0) {
+                const best = f.partitions.filter((p) => p.gpusPerNode >= w.gpus).map((p) => p.name);
+                add('gpus', 'gpus', part.gpusPerNode >= w.gpus ? 'pass' : 'fail', part.gpusPerNode >= w.gpus
+                    ? `${w.gpus} GPU(s) requested; nodes of ${part.name} have up to ${part.gpusPerNode}.`
+                    : `${w.gpus} GPU(s) requested, but nodes of ${part.name} have at most ${part.gpusPerNode}.`, part.gpusPerNode > 0
+                    ? `Ask for at most ${part.gpusPerNode} ('gpus'), or use a partition with more: ${best.join(', ') || 'none has that many'}.`
+                    : `Use a GPU partition: ${best.join(', ') || 'none has that many GPUs'}.`);
+            }
+            const want = w.time === null ? null : slurmSeconds(w.time);
+            if (want !== undefined && want !== null) {
+                const fits = part.maxTime === null || want <= part.maxTime;
+                add('time', 'time', fits ? 'pass' : 'fail', `${slurmDuration(want)} requested; ${part.name} allows ${slurmDuration(part.maxTime)}.`, `Set 'time' to at most ${slurmDuration(part.maxTime)}, or use a partition with a longer limit.`);
+            }
+        }
+        // With no such partition, sbatch's refusal only says so again.
+        if (f.testOnly && part) {
+            const t = parseTestOnly(f.testOnly.out, f.testOnly.code);
+            add('sbatch', 'sbatch-args', t.accepted ? 'pass' : 'fail', t.accepted
+                ? `sbatch --test-only accepts the job: ${t.lines.join(' ')}`
+                : `sbatch --test-only refuses the job: ${t.lines.join(' ') || `exit ${f.testOnly.code}`}`, "Fix what sbatch names above in 'partition', 'gpus', 'time' or 'sbatch-args' (account, qos, memory).");
+        }
+    }
+    const missing = [...f.modules].filter(([, ok]) => !ok).map(([m]) => m);
+    if (f.modules.size > 0) {
+        add('modules', 'modules', missing.length ? 'fail' : 'pass', missing.length ? `No module named ${missing.map((m) => `'${m}'`).join(', ')} on the cluster.` : `All ${f.modules.size} module(s) exist.`, "Correct the names in 'modules' (see `module avail` or `module spider NAME` on the cluster).");
+    }
+    const rtName = w.runtime === 'auto' ? 'apptainer or singularity' : w.runtime;
+    if (missing.length === 0) {
+        add('runtime', 'runtime', f.runtime ? 'pass' : 'fail', f.runtime
+            ? `${f.runtime} after loading the modules.`
+            : f.moduleLoad
+                ? `Loading the modules failed (exit ${f.moduleLoad}).`
+                : `No ${rtName} after loading the modules.`, f.moduleLoad
+            ? "Check that the 'modules' can be loaded together, in that order (`module load ...` on the cluster)."
+            : `Add the module that provides ${rtName} to 'modules'.`);
+    }
+    for (const [label, d] of f.dirs) {
+        if (!d.writable) {
+            add(`${label}-writable`, label, 'fail', `${d.path} is not writable.`, `Set '${label}' to a directory you can write (relative paths are under your home).`);
+            continue;
+        }
+        const free = d.availKiB === null ? null : d.availKiB * 1024;
+        const need = w.imageBytes === null ? null : w.imageBytes * 3;
+        const space = free === null
+            ? { s: 'pass', t: `${d.path} is writable (free space unknown).` }
+            : need !== null && free < w.imageBytes
+                ? { s: 'fail', t: `${d.path} has ${mib(free)} free, less than the ${mib(w.imageBytes)} image.` }
+                : need !== null && free < need
+                    ? { s: 'warn', t: `${d.path} has ${mib(free)} free; building may take about 3× the ${mib(w.imageBytes)} image (${mib(need)}).` }
+                    : { s: 'pass', t: `${d.path} is writable, ${mib(free)} free.` };
+        add(`${label}-space`, label, space.s, space.t, `Free space under ${d.path} (or point '${label}' at a scratch file system with room for about 3× the image).`);
+        if (d.freeInodes !== null && d.totalInodes) {
+            const low = d.freeInodes < LOW_INODES;
+            add(`${label}-inodes`, label, low ? 'warn' : 'pass', `${d.freeInodes} free inodes under ${d.path}.`, `Delete files under ${d.path} or use another file system: unpacking an image needs one inode per file.`);
+        }
+    }
+    add('accounting', '', 'pass', f.accounting ? 'sacct answers: the verdict also reads Slurm accounting.' : 'No Slurm accounting (sacct): the verdict reads the job’s own status file.');
+    return checks;
+}
+/** One line per failed check, naming the input and what the cluster offers. */
+function preflightFailureMessage(checks) {
+    const failed = checks.filter((c) => c.status === 'fail');
+    if (failed.length === 0)
+        return null;
+    return failed.map((c) => `Preflight '${c.input}': ${c.detail} ${c.fix}`).join('\n');
+}
+
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./src/core/compression.ts
+// How hard to compress: the zstd level follows what limits the transfer, measured as it goes. A
+// range whose channel was full most of the time (the link is the bottleneck) leaves CPU to spare,
+// so the next ranges compress harder; one whose channel waited for data (the CPU is the
+// bottleneck) makes them compress less. Threads per compressor follow the CPUs left per channel.
+// Pure.
+/** The levels tried, in order: each step costs about twice the CPU for a few percent fewer bytes. */
+const LEVELS = [1, 3, 6, 9];
+/** Where the first ranges start: a good middle on the realistic image (zstd -b on it, 2024-era CPUs). */
+const START = 3;
+/** Above this fraction of the time with a full channel, the link is the bottleneck. */
+const LINK_BOUND = 0.6;
+/** Below this, the compressor is. */
+const CPU_BOUND = 0.25;
+class LevelTuner {
+    cpus;
+    index;
+    constructor(
+    /** CPUs here: with few, the top levels are never worth it. */
+    cpus) {
+        this.cpus = cpus;
+        this.index = LEVELS.indexOf(START);
+    }
+    /** The level for the next range. */
+    get level() {
+        return LEVELS[this.index];
+    }
+    /** The highest level these CPUs may use (level 9 costs ~8x level 1's CPU). */
+    get top() {
+        return this.cpus >= 8 ? LEVELS.length - 1 : this.cpus >= 4 ? 2 : 1;
+    }
+    /**
+     * A range sent at `level` ended; `fullFraction` is the share of its samples in which its channel
+     * was full (the compressor had to wait for the link). Ranges still at an older level say little
+     * about the current one and are ignored.
+     */
+    record(level, fullFraction) {
+        if (level !== this.level)
+            return;
+        if (fullFraction > LINK_BOUND && this.index < this.top)
+            this.index++;
+        else if (fullFraction < CPU_BOUND && this.index > 0)
+            this.index--;
+    }
+}
+/** Compression threads per channel: the CPUs shared among the channels, at least one. */
+function threadsPerChannel(cpus, channels) {
+    return Math.max(1, Math.floor(cpus / Math.max(1, channels)));
+}
+/** The zstd command line for a level and thread count (stdin to stdout). */
+function zstdArgs(level, threads) {
+    return [`-${level}`, ...(threads > 1 ? [`-T${threads}`] : []), '-q', '-c'];
+}
+
+;// CONCATENATED MODULE: ./src/core/ranges.ts
+// Which bytes go on which channel: blobs are cut into ranges handed out to the channels as they
+// free up, large ranges first and smaller ones towards the end (guided self-scheduling), so that
+// one large layer fills every channel and they all finish together. A range's part file on the
+// cluster is named by its bounds, so an interrupted range resumes where it stopped. Pure.
+const DEFAULT_RANGES = { channels: 4, minRange: 8 << 20, align: 1 << 20 };
+/**
+ * The parts of a blob worth keeping: complete or partial ranges that do not overlap, in order
+ * (a part overlapping one already kept came from another plan and is ignored).
+ */
+function usableParts(size, parts) {
+    const kept = [];
+    let pos = 0;
+    for (const p of [...parts].sort((a, b) => a.start - b.start || b.end - a.end)) {
+        if (p.start < pos || p.end > size || p.end <= p.start || p.have < 0 || p.have > p.end - p.start)
+            continue;
+        kept.push(p);
+        pos = p.end;
+    }
+    return kept;
+}
+function workOf(key, size, parts) {
+    const kept = usableParts(size, parts);
+    const gaps = [];
+    let pos = 0;
+    for (const p of kept) {
+        if (p.start > pos)
+            gaps.push({ start: pos, end: p.start });
+        pos = p.end;
+    }
+    if (pos < size || size === 0)
+        gaps.push({ start: pos, end: size });
+    const open = kept.filter((p) => p.have < p.end - p.start).map((p) => ({ key, start: p.start, end: p.end, from: p.start + p.have }));
+    // Every part complete and nothing left: resend nothing of the last one, so its receiver joins them.
+    const last = kept[kept.length - 1];
+    if (open.length === 0 && gaps.length === 0 && last)
+        open.push({ key, start: last.start, end: last.end, from: last.end });
+    return { key, size, resume: open, gaps };
+}
+/** Hands out the ranges of a set of blobs, largest blob first, resumed parts before new ones. */
+class RangeQueue {
+    opts;
+    work;
+    sizes = new Map();
+    constructor(blobs, opts = DEFAULT_RANGES) {
+        this.opts = opts;
+        this.work = [...blobs].sort((a, b) => b.size - a.size).map((b) => workOf(b.key, b.size, b.parts ?? []));
+        for (const b of blobs)
+            this.sizes.set(b.key, b.size);
+    }
+    /** One more blob to hand out (one whose bytes became known while others were being sent). */
+    add(blob) {
+        this.sizes.set(blob.key, blob.size);
+        const w = workOf(blob.key, blob.size, blob.parts ?? []);
+        const at = this.work.findIndex((x) => x.size < blob.size);
+        this.work.splice(at < 0 ? this.work.length : at, 0, w);
+    }
+    /** Bytes not yet handed out. */
+    get remaining() {
+        return this.work.reduce((a, w) => a + w.resume.reduce((x, r) => x + r.end - r.from, 0) + w.gaps.reduce((x, g) => x + g.end - g.start, 0), 0);
+    }
+    /** The next range to send, or null when everything is handed out. `ready(key)`: whether the blob's bytes can be read yet. */
+    next(ready = () => true) {
+        for (const w of this.work) {
+            if (!ready(w.key))
+                continue;
+            const resumed = w.resume.shift();
+            if (resumed)
+                return resumed;
+            const gap = w.gaps[0];
+            if (!gap)
+                continue;
+            const len = this.cut(gap.end - gap.start);
+            const job = { key: w.key, start: gap.start, end: gap.start + len, from: gap.start };
+            gap.start += len;
+            if (gap.start >= gap.end)
+                w.gaps.shift();
+            return job;
+        }
+        return null;
+    }
+    /** Whether anything is left to hand out (perhaps of a blob not ready yet). */
+    get done() {
+        return this.work.every((w) => w.resume.length === 0 && w.gaps.length === 0);
+    }
+    /** Send a blob again from scratch (its join failed the digest check, and its parts were removed). */
+    restart(key) {
+        const i = this.work.findIndex((w) => w.key === key);
+        const size = this.sizes.get(key);
+        if (size === undefined)
+            throw new Error(`unknown blob ${key}`);
+        const fresh = workOf(key, size, []);
+        if (i >= 0)
+            this.work[i] = fresh;
+        else
+            this.work.push(fresh);
+    }
+    /**
+     * How much of a gap of `len` bytes to take: a share of what is left so that the channels end
+     * together, never under minRange, aligned, and never leaving a sliver under minRange behind.
+     */
+    cut(len) {
+        const { channels, minRange, align } = this.opts;
+        const share = Math.ceil(this.remaining / Math.max(1, channels));
+        let take = Math.max(minRange, Math.ceil(share / align) * align);
+        if (len - take < minRange)
+            take = len;
+        return Math.min(take, len);
+    }
+}
+/** A part file's name on the cluster: HEX.START-END.part. */
+function partName(hex, r) {
+    return `${hex}.${r.start}-${r.end}.part`;
+}
+
 ;// CONCATENATED MODULE: ./src/core/transfer.ts
-// Sends the blobs the cluster lacks: each streamed out of the local `docker save` tar, compressed on
-// the fly where that pays (zstd where both ends have it, else gzip), several at once on separate
-// channels, resumed from the bytes already on the cluster after a dropped connection, and verified
-// there before it enters the store.
+// Sends the blobs the cluster lacks: cut into ranges that go several at once on separate channels
+// (one channel is capped by its SSH window, several fill the link), each compressed on the fly
+// where that pays (zstd where both ends have it, at a level that follows what limits the transfer;
+// else gzip), resumed per range from the bytes already on the cluster after a dropped connection.
+// The cluster joins a blob's ranges and checks the whole against its digest before it enters the
+// store. Blobs may be added while the image is still being saved: their bytes are read as they
+// reach the disk, and a blob whose digest is not known until it is saved is joined at the end.
+
+
+
 
 
 
@@ -54521,42 +53122,39 @@ var external_node_zlib_ = __nccwpck_require__(8522);
 
 
 /** Channels in flight at once: one channel's window caps its rate, several fill the link. */
-const CONCURRENCY = 4;
+const CONCURRENCY = DEFAULT_RANGES.channels;
 /** Bytes sampled (at start, middle and end) to decide whether compressing a blob pays. */
 const SAMPLE = 256 * 1024;
 /** Compress only if the sample shrinks below this fraction. */
 const WORTH_IT = 0.9;
-/** Whether compression is worth its CPU for this blob, judged on samples of it. */
-async function worthCompressing(tarPath, blob) {
+/** How often a sending channel is looked at to tell whether the link or the compressor limits it. */
+const METER_MS = 50;
+/** Whether compression is worth its CPU for this blob, judged on samples of it (of its start only while it is being saved). */
+async function worthCompressing(source, blob) {
     if (blob.mediaType === 'layer+gzip' || blob.size < 1024)
         return false;
-    const fh = await (0,promises_.open)(tarPath, 'r');
-    try {
-        const starts = blob.size <= 3 * SAMPLE ? [0] : [0, Math.floor(blob.size / 2), blob.size - SAMPLE];
-        let raw = 0;
-        let packed = 0;
-        for (const s of starts) {
-            const buf = Buffer.alloc(Math.min(SAMPLE, blob.size - s));
-            await fh.read(buf, 0, buf.length, blob.offset + s);
-            raw += buf.length;
-            packed += external_node_zlib_.deflateRawSync(buf, { level: 1 }).length;
-        }
-        return packed < raw * WORTH_IT;
+    const bytes = typeof source === 'string' ? await tarbytes_TarBytes.ofFile(source) : source;
+    const whole = bytes.finished || bytes.written >= blob.offset + blob.size;
+    const starts = blob.size <= 3 * SAMPLE || !whole ? [0] : [0, Math.floor(blob.size / 2), blob.size - SAMPLE];
+    let raw = 0;
+    let packed = 0;
+    for (const s of starts) {
+        const buf = await bytes.sample(blob.offset + s, Math.min(SAMPLE, blob.size - s));
+        raw += buf.length;
+        packed += external_node_zlib_.deflateRawSync(buf, { level: 1 }).length;
     }
-    finally {
-        await fh.close();
-    }
+    return packed < raw * WORTH_IT;
 }
-/** A zstd compressor here, if there is one: Node's own (22.15+) or the zstd command. */
+/** A zstd compressor here at a level and thread count, if there is one: Node's own (22.15+) or the zstd command. */
 function localZstd() {
     const z = external_node_zlib_;
     if (typeof z.createZstdCompress === 'function') {
-        const level = z.constants.ZSTD_c_compressionLevel;
-        return () => z.createZstdCompress({ params: { [level]: 1 } });
+        const { ZSTD_c_compressionLevel: level, ZSTD_c_nbWorkers: workers } = z.constants;
+        return (l, t) => z.createZstdCompress({ params: { [level]: l, ...(t > 1 ? { [workers]: t } : {}) } });
     }
     if (!(0,core_process/* commandWorks */.g1)('zstd'))
         return null;
-    return () => (0,core_process/* processFilter */.iw)('zstd', ['-1', '-q', '-c']);
+    return (l, t) => (0,core_process/* processFilter */.iw)('zstd', zstdArgs(l, t));
 }
 let zstdFactory;
 /** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
@@ -54569,13 +53167,6 @@ function chooseCodec(compressible, remoteZstd) {
         return 'zstd';
     return 'gzip';
 }
-function compressor(codec) {
-    if (codec === 'gzip')
-        return external_node_zlib_.createGzip({ level: 1 });
-    if (codec === 'zstd')
-        return zstdFactory();
-    return null;
-}
 class Counter extends external_node_stream_.Transform {
     onBytes;
     constructor(onBytes) {
@@ -54587,263 +53178,403 @@ class Counter extends external_node_stream_.Transform {
         cb(null, chunk);
     }
 }
-function blobStream(tarPath, blob, from, codec, onRaw, onWire) {
-    const raw = from >= blob.size ? external_node_stream_.Readable.from([]) : (0,external_node_fs_.createReadStream)(tarPath, { start: blob.offset + from, end: blob.offset + blob.size - 1, highWaterMark: 1 << 20 });
-    const packer = compressor(codec);
-    const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter(onWire)];
-    let s = raw;
-    for (const p of parts) {
-        s.on('error', (e) => p.destroy(e));
-        s = s.pipe(p);
-    }
-    // Stopping the last stage (the channel closed early) stops the whole chain.
-    s.on('close', () => [raw, ...parts].forEach((x) => x.destroy()));
-    return s;
-}
-/** Send one blob, resuming from the bytes the cluster already has, also after a dropped connection. */
-async function sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter) {
-    const { blob } = job;
-    const hex = (0,layout/* hexOf */.ZD)(blob.digest);
-    const codec = chooseCodec(await worthCompressing(tarPath, blob), remoteZstd);
-    reporter.debug(`blob ${hex.slice(0, 12)}: ${blob.size} bytes, ${codec}`);
-    // Where this blob stands on the cluster, for progress: a resend does not count twice.
-    let position = job.offset;
-    const moveTo = (n) => {
-        stats.raw += n - position;
-        position = n;
-    };
-    let corrupt = 0;
-    await session.retry(`Sending ${hex.slice(0, 12)}`, async (remote) => {
-        for (let round = 0; round < 20; round++) {
-            const r = await remote.exec(receiveScript(root, hex, blob.size, codec), {
-                feed: {
-                    after: 'ready ',
-                    stream: (line) => {
-                        const from = Number(line.split(' ')[1]);
-                        if (from > 0)
-                            reporter.info(`Resuming ${hex.slice(0, 12)} at ${from} of ${blob.size} bytes.`);
-                        moveTo(from);
-                        return blobStream(tarPath, blob, from, codec, (n) => moveTo(position + n), (n) => (stats.sent += n));
-                    },
-                },
-            });
-            const said = r.stdout.toString().trim();
-            if (r.code === RECEIVE.ok)
-                return moveTo(blob.size);
-            // The stream stopped early: go on from what arrived.
-            if (r.code === RECEIVE.short)
-                continue;
-            if (r.code === RECEIVE.corrupt && ++corrupt < 3) {
-                reporter.warning(`Blob ${hex.slice(0, 12)} failed its digest check on the cluster; sending it again.`);
-                continue;
-            }
-            throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, r.code, r.stderr.toString() || said);
-        }
-        throw new errors/* RemoteCommandError */.at(`Receiving blob ${hex.slice(0, 12)}`, null, 'the upload keeps stopping short');
-    });
-}
-/** Send every planned blob (largest first, a few at a time), logging progress every few seconds. */
-async function sendBlobs(session, root, tarPath, plan, remoteZstd, reporter) {
-    const stats = { sent: 0, raw: plan.reduce((a, j) => a + j.offset, 0), rawTotal: plan.reduce((a, j) => a + j.blob.size, 0) };
-    if (plan.length === 0)
-        return stats;
-    const started = Date.now();
-    const resumedFrom = stats.raw;
-    const progress = () => {
-        const secs = Math.max(0.001, (Date.now() - started) / 1000);
-        const rate = (stats.raw - resumedFrom) / secs;
-        const eta = rate > 0 ? Math.max(0, (stats.rawTotal - stats.raw) / rate) : 0;
-        reporter.progress(`Sent ${mib(stats.raw)} of ${mib(stats.rawTotal)} (${mib(stats.sent)} on the wire), ${mib(rate)}/s, ETA ${eta.toFixed(0)} s`);
-    };
-    const timer = setInterval(progress, 3000);
-    try {
-        const queue = [...plan];
-        const worker = async () => {
-            for (let job = queue.shift(); job; job = queue.shift())
-                await sendBlob(session, root, tarPath, job, remoteZstd, stats, reporter);
-        };
-        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, plan.length) }, worker));
-    }
-    finally {
-        clearInterval(timer);
-    }
-    progress();
-    return stats;
-}
-
-;// CONCATENATED MODULE: ./src/core/poll.ts
-// Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
-// reads the job's own status file and the output written since the last poll; here are its reply's
-// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
-// The job never depends on this session.
-
-
-
-
-/** Most output fetched in one poll; more is fetched at once in the next. */
-const CHUNK = 1 << 20;
-/** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
-function pollScript(jobId, jobDir, offset, loginModules) {
-    return (0,scripts/* renderScript */.y)('poll', {
-        login_modules: loginModules,
-        job_dir: jobDir,
-        job_id: jobId,
-        offset,
-        chunk: CHUNK,
-        status_file: layout/* JOB_FILES */.e0.status,
-        output_file: layout/* JOB_FILES */.e0.output,
-    });
-}
-/** Split a poll's stdout: two header lines, then raw output bytes. */
-function parsePoll(stdout) {
-    const nl1 = stdout.indexOf(10);
-    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
-    if (nl2 < 0)
-        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
-    return {
-        squeue: stdout.subarray(0, nl1).toString('utf8'),
-        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
-        output: stdout.subarray(nl2 + 1),
-    };
-}
 /**
- * Turns the job's output stream into log lines: phase markers open a new log group and time the
- * phases; the last lines are kept for the summary. Handles lines split across polls.
+ * Sends uploads as they are added, on CONCURRENCY channels; `finish` waits for the last and joins
+ * whatever the cluster could not join while the digest was unknown.
  */
-class OutputStream {
+class Transfer {
+    session;
+    root;
+    bytes;
+    remoteZstd;
     reporter;
-    tailLines;
-    pending = Buffer.alloc(0);
-    marks = [];
-    tail = [];
-    /** The job printed its last marker: all of its output has been read. */
-    ended = false;
-    constructor(reporter, tailLines = 30) {
+    stats = { sent: 0, raw: 0, rawTotal: 0 };
+    queue = new RangeQueue([]);
+    uploads = new Map();
+    events = new external_node_events_.EventEmitter();
+    tuner = new LevelTuner((0,external_node_os_.cpus)().length);
+    threads = threadsPerChannel((0,external_node_os_.cpus)().length, CONCURRENCY);
+    workers;
+    closed = false;
+    failure = null;
+    started = Date.now();
+    timer;
+    constructor(session, root, bytes, remoteZstd, reporter) {
+        this.session = session;
+        this.root = root;
+        this.bytes = bytes;
+        this.remoteZstd = remoteZstd;
         this.reporter = reporter;
-        this.tailLines = tailLines;
+        this.events.setMaxListeners(0);
+        this.workers = Array.from({ length: CONCURRENCY }, () => this.worker());
+        this.timer = setInterval(() => this.progress(), 3000);
     }
-    push(chunk) {
-        this.pending = Buffer.concat([this.pending, chunk]);
-        let nl;
-        while ((nl = this.pending.indexOf(10)) >= 0) {
-            this.line(this.pending.subarray(0, nl).toString('utf8'));
-            this.pending = this.pending.subarray(nl + 1);
-        }
-    }
-    /** Flush a last line without a newline. */
-    end() {
-        if (this.pending.length > 0)
-            this.line(this.pending.toString('utf8'));
-        this.pending = Buffer.alloc(0);
-    }
-    line(text) {
-        if (text.startsWith(jobscript/* PHASE_MARKER */.ne)) {
-            const [phase, at] = text.slice(jobscript/* PHASE_MARKER */.ne.length).trim().split(/\s+/);
-            this.marks.push({ phase, at: Number(at) });
-            if (phase !== 'end')
-                this.reporter.group(`Job: ${phase}`);
-            else {
-                this.reporter.endGroup();
-                this.ended = true;
-            }
+    add(u) {
+        if (this.uploads.has(u.key))
             return;
+        this.uploads.set(u.key, { ...u, codec: null, joined: false, last: null, sent: [], corrupt: 0 });
+        this.stats.rawTotal += u.size;
+        this.stats.raw += u.parts.reduce((a, p) => a + p.have, 0);
+        this.queue.add({ key: u.key, size: u.size, parts: u.parts });
+        this.events.emit('change');
+    }
+    /** No more uploads: wait for the ones added, join the blobs not joined yet, and say how it went. */
+    async finish() {
+        this.closed = true;
+        this.events.emit('change');
+        try {
+            await Promise.all(this.workers);
+            if (this.failure)
+                throw this.failure;
+            for (const u of this.uploads.values()) {
+                if (u.joined)
+                    continue;
+                const r = u.last ?? { key: u.key, start: 0, end: u.size, from: 0 };
+                // Nothing left to send of it: its receiver checks the parts and joins them.
+                await this.sendRange({ ...r, from: r.end });
+                if (!u.joined)
+                    throw new errors/* RemoteCommandError */.at(`Receiving blob ${this.label(u)}`, null, 'its ranges are all sent but the cluster did not join them');
+            }
         }
-        this.reporter.info(text);
-        this.tail.push(text);
-        if (this.tail.length > this.tailLines)
-            this.tail.shift();
+        finally {
+            clearInterval(this.timer);
+        }
+        this.progress();
+        return this.stats;
     }
-    get phases() {
-        return this.marks
-            .slice(0, -1)
-            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
-            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
+    /** Stop: no more ranges are started (the delivery failed elsewhere). */
+    abort(e) {
+        this.failure ??= e;
+        this.closed = true;
+        this.events.emit('change');
+    }
+    label(u) {
+        return (u.hex() ?? u.key).slice(0, 12);
+    }
+    progress() {
+        const secs = Math.max(0.001, (Date.now() - this.started) / 1000);
+        const rate = this.stats.sent / secs;
+        this.reporter.progress(`Sent ${mib(this.stats.raw)} of ${mib(this.stats.rawTotal)} (${mib(this.stats.sent)} on the wire, ${mib(rate)}/s)`);
+    }
+    async worker() {
+        for (;;) {
+            if (this.failure)
+                return;
+            const job = this.queue.next();
+            if (!job) {
+                if (this.closed && this.queue.done)
+                    return;
+                await new Promise((r) => this.events.once('change', r));
+                continue;
+            }
+            try {
+                await this.sendRange(job);
+            }
+            catch (e) {
+                this.abort(e);
+                return;
+            }
+        }
+    }
+    codecOf(u) {
+        u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.remoteZstd));
+        return u.codec;
+    }
+    /** The bytes [from, end) of an upload, compressed with `codec`, counted both sides of the compressor. */
+    stream(u, from, end, codec, level, onRaw) {
+        const raw = this.bytes.read(u.offset + from, u.offset + end);
+        const packer = codec === 'gzip' ? external_node_zlib_.createGzip({ level: 1 }) : codec === 'zstd' ? zstdFactory(level, this.threads) : null;
+        const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter((n) => (this.stats.sent += n))];
+        let s = raw;
+        for (const p of parts) {
+            s.on('error', (e) => p.destroy(e));
+            s = s.pipe(p);
+        }
+        // Stopping the last stage (the channel closed early) stops the whole chain.
+        s.on('close', () => [raw, ...parts].forEach((x) => x.destroy()));
+        // A channel that cannot take more pauses the stream feeding it: sampled, that says whether the
+        // link (paused) or the compressor (flowing, waiting for data) limits this range.
+        let samples = 0;
+        let paused = 0;
+        const out = s;
+        const meter = setInterval(() => {
+            if (out.readableFlowing === null)
+                return;
+            samples++;
+            if (out.readableFlowing === false)
+                paused++;
+        }, METER_MS);
+        out.on('close', () => clearInterval(meter));
+        return { s: out, full: () => (samples ? paused / samples : 0.5) };
+    }
+    /** Send one range, resuming from the bytes the cluster has of it, also after a dropped connection. */
+    async sendRange(job) {
+        const u = this.uploads.get(job.key);
+        const codec = job.from >= job.end ? 'raw' : await this.codecOf(u);
+        u.last = job;
+        this.reporter.debug(`blob ${this.label(u)}: range ${job.start}-${job.end} of ${u.size} from ${job.from}, ${codec}${codec === 'zstd' ? ` level ${this.tuner.level}` : ''}`);
+        // Where this range stands on the cluster, for progress: a resend does not count twice.
+        let position = job.from;
+        const moveTo = (n) => {
+            this.stats.raw += n - position;
+            position = n;
+        };
+        await this.session.retry(`Sending ${this.label(u)}`, async (remote) => {
+            for (let round = 0; round < 20; round++) {
+                const level = this.tuner.level;
+                let meter = null;
+                const hex = u.hex();
+                const r = await remote.exec(receiveScript({ root: this.root, key: u.key, hex, size: u.size, start: job.start, end: job.end, codec }), {
+                    feed: {
+                        after: 'ready ',
+                        stream: (line) => {
+                            const from = job.start + Number(line.split(' ')[1]);
+                            if (from > job.start && from < job.end)
+                                this.reporter.info(`Resuming ${this.label(u)} at ${from} of ${u.size} bytes.`);
+                            moveTo(from);
+                            const { s, full } = this.stream(u, from, job.end, codec, level, (n) => moveTo(position + n));
+                            meter = full;
+                            return s;
+                        },
+                    },
+                });
+                const said = r.stdout.toString().trim().split('\n');
+                const last = said[said.length - 1] ?? '';
+                if (r.code === RECEIVE.ok) {
+                    moveTo(job.end);
+                    if (codec === 'zstd' && meter)
+                        this.tuner.record(level, meter());
+                    if (job.from < job.end)
+                        u.sent.push(`${job.start}-${job.end}`);
+                    if (last === 'ok' || last === 'have') {
+                        u.joined = true;
+                        this.reporter.debug(`blob ${this.label(u)}: in the store${u.sent.length ? `, sent in ranges ${u.sent.join(',')}` : ''}`);
+                    }
+                    return;
+                }
+                // The stream stopped early: go on from what arrived.
+                if (r.code === RECEIVE.short)
+                    continue;
+                if (r.code === RECEIVE.corrupt && ++u.corrupt < 3) {
+                    // The cluster removed every part of it: the whole blob goes again.
+                    this.reporter.warning(`Blob ${this.label(u)} failed its digest check on the cluster; sending it again.`);
+                    this.stats.raw -= u.size;
+                    this.queue.restart(u.key);
+                    this.events.emit('change');
+                    return;
+                }
+                throw new errors/* RemoteCommandError */.at(`Receiving blob ${this.label(u)}`, r.code, r.stderr.toString() || said.join('\n'));
+            }
+            throw new errors/* RemoteCommandError */.at(`Receiving blob ${this.label(u)}`, null, 'the upload keeps stopping short');
+        });
     }
 }
-function initialFollowState() {
-    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0 };
+/** An upload of a blob whose digest is known. */
+function uploadOf(job) {
+    const hex = (0,layout/* hexOf */.ZD)(job.blob.digest);
+    return { key: hex, hex: () => hex, offset: job.blob.offset, size: job.blob.size, mediaType: job.blob.mediaType, parts: job.parts };
 }
-/** Polls without a record or a status file before the job counts as lost (covers a brief slurmctld outage). */
-const LOST_AFTER = 5;
+/** Send every planned blob of a complete tar (largest first, in ranges, several at once). */
+async function sendBlobs(session, root, tar, plan, remoteZstd, reporter) {
+    if (plan.length === 0)
+        return { sent: 0, raw: 0, rawTotal: 0 };
+    const t = new Transfer(session, root, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, remoteZstd, reporter);
+    for (const job of plan)
+        t.add(uploadOf(job));
+    return t.finish();
+}
+
+;// CONCATENATED MODULE: ./src/core/upload.ts
+// Getting an image's blobs into the cluster's store: one round trip says what the store has (and
+// whether an intact .sif of the image makes everything else unnecessary), then the image is saved
+// and the missing blobs are sent, the large ones while the save is still writing them.
+
+
+
+
+
+
+
+
+/** Members smaller than this wait for the end of the save (they cost a command each either way). */
+const EARLY_MIN = 1 << 20;
+function renderPrepare(s, params) {
+    return prepareScript({
+        ...params,
+        remoteDir: s.remoteDir,
+        tmpdir: s.tmpdir,
+        group: s.group,
+        publishDir: s.publish?.dir ?? null,
+        publishMode: s.publish?.mode ?? null,
+        publishGroup: s.publish?.group ?? null,
+        existingSif: s.sif,
+    });
+}
+/** Run a script that ends with prepare: its stdout; a refused remote-dir is an InputError naming it. */
+async function runPrepare(r, what, script) {
+    const out = await r.exec(script);
+    if (out.code === PREPARE_REFUSED)
+        throw new errors/* InputError */.dz('remote-dir', out.stderr.toString('utf8').trim());
+    if (out.code !== 0)
+        throw new errors/* RemoteCommandError */.at(what, out.code, out.stderr.toString('utf8'));
+    return out.stdout.toString('utf8');
+}
+/** The inputs were checked as written; a link or a `..` above the home may still lead into /tmp. */
+function checkResolved(report) {
+    for (const [input, path] of [
+        ['tmpdir', report.tmpdir],
+        ['remote-dir', report.root],
+    ]) {
+        if ((0,clusterpath/* isUnderTmp */.ix)(path))
+            throw new errors/* InputError */.dz(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
+    }
+    return report;
+}
+function prepare(session, s, params) {
+    return session.retry('Preparing the store', async (r) => checkResolved(parsePrepare(await runPrepare(r, `Preparing ${(0,clusterpath/* displayPath */.Gt)(s.remoteDir)} on the cluster`, renderPrepare(s, params)))));
+}
 /**
- * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
- * reporting state changes and pushing output.
+ * The first round trip: preflight (the inputs against what the cluster offers), then the store's
+ * first look. A failed check stops the delivery here: nothing saved, sent or submitted.
  */
-function applyPoll(s, poll, out, reporter, jobId) {
-    out.push(poll.output);
-    s.offset += poll.output.length;
-    const info = (0,slurm/* parseSqueueLine */.KV)(poll.squeue);
-    s.status = (0,slurm/* parseStatusLine */.Su)(poll.status) ?? s.status;
-    if (info) {
-        s.unknownPolls = 0;
-        if (info.nodes)
-            s.node = info.nodes;
-        if (info.state !== s.state) {
-            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
-            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
-            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
-            s.state = info.state;
+function preflightAndPrepare(session, s, params, imageBytes, reporter) {
+    return session.retry('Preflight', async (r) => {
+        const out = await runPrepare(r, `Checking the inputs against the cluster and preparing ${(0,clusterpath/* displayPath */.Gt)(s.remoteDir)}`, preflightThen(preflightScript(s), renderPrepare(s, params)));
+        const facts = parsePreflight(out);
+        if (!facts)
+            throw new Error(`unexpected reply from the cluster's preflight: ${JSON.stringify(out.slice(0, 300))}`);
+        let report = null;
+        let unprepared = null;
+        try {
+            report = parsePrepare(out);
         }
-        // All output was written before the job ended, so this poll's output is complete.
-        return (0,slurm/* isFinalState */.G8)(info.state) && poll.output.length < CHUNK;
+        catch (e) {
+            unprepared = e;
+        }
+        // An intact .sif needs no room for the image.
+        const checks = evaluatePreflight(facts, wantsOf(s, report?.sifReusable ? null : imageBytes));
+        const failed = preflightFailureMessage(checks);
+        if (failed)
+            throw new errors/* PreflightError */.wG(failed, 'Nothing was saved, sent or submitted. `riviera-singularity doctor` shows every check.');
+        for (const c of checks.filter((c) => c.status === 'warn'))
+            reporter.warning(`Preflight '${c.input}': ${c.detail} ${c.fix}`);
+        reporter.info(`Preflight: ${checks.filter((c) => c.status === 'pass').length} of ${checks.length} checks passed (${s.partition}, ${s.gpus} GPU(s), ${s.time ?? 'default time'}).`);
+        if (!report)
+            throw unprepared;
+        return { report: checkResolved(report), accounting: facts.accounting };
+    });
+}
+/**
+ * Which members of a tar being saved go before the save ends: a `blobs/sha256/HEX` member the store
+ * lacks (its name is its digest), or, in the legacy layout whose names say nothing, any
+ * `layer.tar` when the store has none of the image's layers (a first delivery). Pure.
+ * Returns the member's part key and its digest's hex if the name gives it, or null to wait.
+ */
+function earlyMember(e, lacking, noLayers, imageHex) {
+    if (e.size < EARLY_MIN)
+        return null;
+    const named = /^(?:\.\/)?blobs\/sha256\/([0-9a-f]{64})$/.exec(e.name);
+    if (named)
+        return lacking.has(named[1]) ? { key: named[1], hex: named[1] } : null;
+    if (noLayers && /(^|\/)layer\.tar$/.test(e.name)) {
+        // Named after the image and the member, so that a later delivery of this image resumes it.
+        return { key: `m${(0,external_node_crypto_.createHash)('sha256').update(`${imageHex}/${e.name}`).digest('hex').slice(0, 24)}`, hex: null };
     }
-    // Slurm no longer lists the job: it has ended once its own status and last marker are in.
-    if (s.status && out.ended && poll.output.length < CHUNK)
-        return true;
-    s.unknownPolls++;
-    return s.unknownPolls >= LOST_AFTER;
+    return null;
+}
+/**
+ * Prepare the store, and unless an intact .sif makes it unnecessary, save the image and send the
+ * blobs the store lacks. Timed as `upload`, except the save (`save`: from its start to its end,
+ * sending meanwhile); `upload` is what the transfer takes beyond that.
+ */
+async function upload(session, s, source, run, reporter, timings) {
+    const none = { sent: 0, raw: 0, rawTotal: 0 };
+    const imageHex = source ? (0,layout/* hexOf */.ZD)(source.digest) : null;
+    const first = await timings.time('upload', () => preflightAndPrepare(session, s, { imageHex, blobHexes: source?.blobHexes ?? [], reuse: !s.forceRebuild, run }, source?.size ?? null, reporter));
+    let report = first.report;
+    const accounting = first.accounting;
+    if (!source) {
+        reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
+        return { report, accounting, image: null, stats: none };
+    }
+    if (report.sifReusable) {
+        reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
+        return { report, accounting, image: null, stats: none };
+    }
+    for (const bad of report.bad)
+        reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
+    const lacking = new Set(source.blobHexes.filter((h) => !report.have.has(h)));
+    const noLayers = source.blobHexes.filter((h) => h !== imageHex).every((h) => lacking.has(h));
+    // Members sent before the save ends, by tar member name.
+    const early = new Map();
+    let transfer = null;
+    const saveStarted = Date.now();
+    const { bytes, saving, saved } = await source.load((e) => {
+        const m = earlyMember(e, lacking, noLayers, imageHex);
+        if (!m || !transfer)
+            return false;
+        early.set(e.name, m.key);
+        transfer.add({
+            key: m.key,
+            hex: () => m.hex ?? bytes.members.get(e.name)?.hex ?? null,
+            offset: e.offset,
+            size: e.size,
+            mediaType: 'layer',
+            parts: report.parts.get(m.key) ?? [],
+        });
+        return m.hex === null;
+    });
+    transfer = new Transfer(session, report.root, bytes, report.zstd, reporter);
+    let image;
+    try {
+        image = await saved;
+    }
+    catch (e) {
+        transfer.abort(e);
+        await transfer.finish().catch(() => undefined);
+        throw e;
+    }
+    if (saving)
+        timings.add('save', (Date.now() - saveStarted) / 1000);
+    try {
+        return await timings.time('upload', async () => {
+            const blobs = imageBlobs(image.archive);
+            // What went early must be what the archive says it is: the cluster files it under that digest.
+            for (const b of blobs) {
+                const key = early.get(b.member);
+                const got = key && bytes.members.get(b.member)?.hex;
+                if (key && got && `sha256:${got}` !== b.digest)
+                    throw new errors/* BuildError */.zS(`The saved image's member ${b.member} has digest sha256:${got}, not ${b.digest} as its index says.`);
+            }
+            const hexes = blobs.map((b) => (0,layout/* hexOf */.ZD)(b.digest));
+            // The engine's layer IDs were not the archive's blobs (e.g. compressed layers): ask again for these.
+            if (hexes.some((h) => !source.blobHexes.includes(h)))
+                report = await prepare(session, s, { imageHex, blobHexes: hexes, reuse: false, run });
+            const sentEarly = new Set([...early.keys()]);
+            const plan = planTransfer(image.archive, report).filter((j) => !sentEarly.has(j.blob.member));
+            for (const job of plan)
+                transfer.add(uploadOf(job));
+            const count = plan.length + early.size;
+            reporter.info(`The cluster has ${blobs.length - count} of ${blobs.length} blobs; sending ${count} (${mib(transfer.stats.rawTotal)}${early.size ? `, ${early.size} while saving` : ''}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
+            return { report, accounting, image, stats: await transfer.finish() };
+        });
+    }
+    catch (e) {
+        // Stop the channels still sending before the tar they read goes away.
+        transfer.abort(e);
+        await transfer.finish().catch(() => undefined);
+        await image.cleanup();
+        throw e;
+    }
 }
 
-;// CONCATENATED MODULE: ./src/core/watch.ts
-// Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
-// stream its output, cancel it on abort or timeout, and time its phases.
-
-
-
-const sleep = (ms, signal) => new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-});
-/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
-async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
-    const state = initialFollowState();
-    const out = new OutputStream(reporter);
-    const submitted = Date.now();
-    const deadline = submitted + s.timeoutSeconds * 1000;
-    let cancelled = false;
-    let timedOut = false;
-    let polls = 0;
-    for (;;) {
-        if ((hooks.signal?.aborted && !cancelled) || (Date.now() > deadline && !timedOut)) {
-            cancelled = !!hooks.signal?.aborted;
-            timedOut = !cancelled;
-            reporter.warning(`${cancelled ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
-            await session.retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, jobId, s.loginModules));
-        }
-        const r = await session.retry('Following the job', (remote) => remote.exec(pollScript(jobId, jobDir, state.offset, s.loginModules)));
-        if (r.code !== 0)
-            throw new errors/* RemoteCommandError */.at('Following the job', r.code, r.stderr.toString());
-        const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
-        if (done)
-            break;
-        // Poll quickly at first (short jobs end in seconds), then every pollMs.
-        await sleep(Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2)), cancelled ? undefined : hooks.signal);
-    }
-    out.end();
-    reporter.endGroup();
-    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
-    // is the wait in the queue (plus up to one poll interval).
-    const phases = out.phases;
-    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
-    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
-    for (const p of phases)
-        timings?.add(p.phase, p.seconds);
-    return { state, out, cancelled, timedOut };
-}
-
+// EXTERNAL MODULE: ./src/core/watch.ts
+var watch = __nccwpck_require__(1357);
 ;// CONCATENATED MODULE: ./src/core/deliver.ts
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
+
+
 
 
 
@@ -54863,53 +53594,20 @@ function checkAbort(signal) {
     if (signal?.aborted)
         throw new errors/* JobInterruptedError */.QT('The delivery was cancelled before a job was submitted; nothing was left running.');
 }
-async function prepare(session, s, params) {
-    const report = await session.retry('Preparing the store', async (r) => parsePrepare(await r.run(`Preparing ${(0,clusterpath/* displayPath */.Gt)(s.remoteDir)} on the cluster`, prepareScript({ ...params, remoteDir: s.remoteDir, tmpdir: s.tmpdir, group: s.group, publishDir: s.publish?.dir ?? null, existingSif: s.sif }))));
-    // The inputs were checked as written; a link or a `..` above the home may still lead into /tmp.
-    for (const [input, path] of [['tmpdir', report.tmpdir], ['remote-dir', report.root]]) {
-        if ((0,clusterpath/* isUnderTmp */.ix)(path))
-            throw new errors/* InputError */.dz(input, `is ${path} on the cluster, which is under /tmp: node-local /tmp is small and not shared; give a folder elsewhere`);
-    }
-    return report;
-}
-/**
- * Get the image to the cluster: first ask whether it has an intact .sif of this image (then the
- * image is not even saved), else save it, learn which blobs the store lacks, and send those.
- */
-async function upload(session, s, source, reporter, timings) {
-    const none = { sent: 0, raw: 0, rawTotal: 0 };
-    const digest = source?.digest ?? null;
-    const first = await timings.time('upload', () => prepare(session, s, { imageHex: digest && (0,layout/* hexOf */.ZD)(digest), blobHexes: [], sifOnly: true, reuse: !s.forceRebuild }));
-    if (!digest) {
-        reporter.info(`Testing the existing ${first.existingSif}: nothing to build or send.`);
-        return { report: first, image: null, stats: none };
-    }
-    if (first.sifReusable) {
-        reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
-        return { report: first, image: null, stats: none };
-    }
-    const image = await source.load();
-    try {
-        return await timings.time('upload', async () => {
-            const blobs = imageBlobs(image.archive);
-            // The first round trip already found no reusable .sif: do not hash it again.
-            const report = await prepare(session, s, { imageHex: (0,layout/* hexOf */.ZD)(digest), blobHexes: blobs.map((b) => (0,layout/* hexOf */.ZD)(b.digest)), reuse: false });
-            for (const bad of report.bad)
-                reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
-            const plan = planTransfer(image.archive, report);
-            const planned = plan.reduce((a, j) => a + j.blob.size - j.offset, 0);
-            reporter.info(`The cluster has ${blobs.length - plan.length} of ${blobs.length} blobs; sending ${plan.length} (${mib(planned)}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`);
-            return { report, image, stats: await sendBlobs(session, report.root, image.tar, plan, report.zstd, reporter) };
-        });
-    }
-    catch (e) {
-        await image.cleanup();
-        throw e;
-    }
-}
+/** The delivery's verdict on a followed job: a cancel or timeout only counts if Slurm did not see the job end first. */
 function verdictOf(s, follow) {
+    // scancel found the job already ended: its real verdict stands.
+    const ended = follow.state.state !== null && (0,slurm/* isFinalState */.G8)(follow.state.state) && follow.state.state !== 'CANCELLED';
+    if ((follow.cancelled || follow.timedOut) && ended)
+        return (0,slurm/* judgeJob */.JB)(follow.state.state, follow.state.status);
     if (follow.cancelled) {
-        return { ok: false, state: 'CANCELLED', exitCode: follow.state.status?.code ?? null, interrupted: true, message: 'The delivery was cancelled; the job was cancelled with it.' };
+        return {
+            ok: false,
+            state: 'CANCELLED',
+            exitCode: follow.state.status?.code ?? null,
+            interrupted: true,
+            message: 'The delivery was cancelled; the job was cancelled with it.',
+        };
     }
     if (follow.timedOut) {
         return {
@@ -54928,36 +53626,65 @@ async function deliver(s, reporter, hooks = {}) {
     if (s.build)
         await inGroup(reporter, `Build ${s.image}`, () => timings.time('build', () => buildImage(s, reporter)));
     checkAbort(hooks.signal);
-    const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter, timings);
+    const source = s.sif ? null : s.archive ? await archiveSource(s.archive, reporter) : await engineSource(s, reporter);
     const digest = source?.digest ?? null;
-    const session = new Session(s, reporter);
+    const session = new core_session/* Session */.Nn(s, reporter);
     let image = null;
     try {
         await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
             await timings.time('connect', () => session.remote());
             reporter.info('Connected; host key matches known-hosts.');
         });
-        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, reporter, timings));
+        // The run is named first: from the first round trip on, it holds what its job will use.
+        const run = (0,layout/* newRunId */.F$)();
+        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, run, reporter, timings));
         const { report, stats } = up;
         image = up.image;
         checkAbort(hooks.signal);
-        const paths = (0,layout/* remotePaths */.xu)(report, s.image, digest ? (0,layout/* hexOf */.ZD)(digest) : null, (0,layout/* newRunId */.F$)(), s.publish);
+        const paths = (0,layout/* remotePaths */.xu)(report, s.image, digest ? (0,layout/* hexOf */.ZD)(digest) : null, run, s.publish);
         // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
         const reuse = !image;
-        const jobId = await inGroup(reporter, 'Submit job', async () => {
-            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, smoke?.name ?? null);
-            const id = await session.retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke));
-            reporter.info(`Submitted job ${id} to partition ${s.partition}; output in ${paths.jobDir}/${layout/* JOB_FILES */.e0.output}`);
-            return id;
+        await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
+        // Random per delivery: the job's phase markers carry it, so its own output cannot forge one.
+        const phaseToken = (0,external_node_crypto_.randomBytes)(12).toString('hex');
+        const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
+            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, smoke?.name ?? null, phaseToken);
+            const done = await session
+                .retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke))
+                .catch(async (e) => {
+                // sbatch may have run before the failure: leave no job behind.
+                await session.retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
+                throw e;
+            });
+            for (const note of done.notes)
+                reporter.info(note);
+            reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${layout/* JOB_FILES */.e0.output}`);
+            return done;
         });
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
-        const follow = await followJob(session, s, jobId, paths.jobDir, reporter, hooks, timings);
+        const follow = await (0,watch/* followJob */.B)(session, s, jobId, paths.jobDir, reporter, { ...hooks, phaseToken, heartbeat: true }, timings).catch(async (e) => {
+            // Never give up on a job without cancelling it first.
+            const cancelled = await session
+                .retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, { jobId }, s.loginModules))
+                .then(() => `job ${jobId} was cancelled.`, (c) => `job ${jobId} could not be cancelled (${c.message.split('\n')[0]}): cancel it by hand, scancel ${jobId}.`);
+            reporter.warning(`Following the job failed; ${cancelled}`);
+            throw e;
+        });
         await hooks.onJobEnded?.();
         const gc = await session
-            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays })))
+            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules })))
             .catch((e) => `gc failed: ${e.message}`);
         reporter.debug(gc.trim());
-        const verdict = verdictOf(s, follow);
+        const gpu = (0,core_gpu/* parseGpuReport */.IP)(follow.out.gpu);
+        if (gpu) {
+            reporter.info((0,core_gpu/* describeGpu */.o_)(gpu));
+            if (gpu.compat.kind === 'minor' || gpu.compat.kind === 'unknown')
+                reporter.warning(gpu.compat.message);
+        }
+        // Where the cluster has accounting, it has the last word on how the job ended (e.g. an OOM kill).
+        const ended = !follow.cancelled && !follow.timedOut;
+        const acct = up.accounting && ended ? await jobAccounting(session, s.loginModules, jobId, reporter) : null;
+        const verdict = applyAccounting((0,core_gpu/* gpuVerdict */.qB)(verdictOf(s, follow), follow.state.status, gpu), acct);
         return {
             ok: verdict.ok,
             image: s.image,
@@ -54976,7 +53703,9 @@ async function deliver(s, reporter, hooks = {}) {
             // The saved tar's size; when nothing had to be saved, the engine's size of the image.
             bytesTotal: image?.size ?? source?.size ?? 0,
             reconnects: session.reconnects,
+            buildCpus: reuse ? null : cpus,
             remoteCalls: { ...session.calls },
+            gpu,
             message: verdict.ok ? 'The smoke test passed.' : verdict.message,
             error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
         };
@@ -54987,39 +53716,118 @@ async function deliver(s, reporter, hooks = {}) {
     }
 }
 
-// EXTERNAL MODULE: ./src/core/settings.ts
-var core_settings = __nccwpck_require__(1922);
-// EXTERNAL MODULE: ./src/action/inputs.ts + 1 modules
-var inputs = __nccwpck_require__(6301);
-;// CONCATENATED MODULE: ./src/action/reporter.ts
-// The core's Reporter, backed by the step log. Log groups cannot nest, so a new group ends the open one.
+// EXTERNAL MODULE: ./src/core/settings.ts + 2 modules
+var core_settings = __nccwpck_require__(2436);
+;// CONCATENATED MODULE: ./src/core/doctor.ts
+// `doctor` (and the action's preflight-only): the preflight checks on their own, one round trip,
+// with what connecting itself found first. Nothing is created, built, sent or submitted.
 
-function actionReporter() {
-    let open = false;
-    return {
-        info: (m) => core/* info */.pq(m),
-        progress: (m) => core/* info */.pq(m),
-        warning: (m) => core/* warning */.$e(m),
-        debug: (m) => core/* debug */.Yz(m),
-        group: (title) => {
-            if (open)
-                core/* endGroup */.N4();
-            core/* startGroup */.Oh(title);
-            open = true;
-        },
-        endGroup: () => {
-            if (open)
-                core/* endGroup */.N4();
-            open = false;
-        },
-        secret: (v) => core/* setSecret */.Pq(v),
-    };
+
+
+
+/** Settings for checking a setup: as the action's, with preflight-only set (no image needed yet). */
+function doctorSettings(raw, options = {}) {
+    return parseSettings({ ...raw, 'preflight-only': 'true' }, null, options);
+}
+const MARK = { pass: 'pass', warn: 'WARN', fail: 'FAIL' };
+/** The checks as a plain-text table: status, check, input, what was found, and the fix. */
+function checksTable(checks) {
+    const w = Math.max(...checks.map((c) => c.id.length), 5);
+    return checks.map((c) => `${MARK[c.status]}  ${c.id.padEnd(w)}  ${c.detail}${c.fix ? `\n${' '.repeat(w + 8)}fix: ${c.fix}` : ''}`).join('\n');
+}
+async function doctor(s, reporter) {
+    const session = new core_session/* Session */.Nn(s, reporter);
+    try {
+        const where = `${s.username}@${s.host}:${s.port}`;
+        try {
+            await session.remote();
+        }
+        catch (e) {
+            if (!(e instanceof errors/* ConnectionError */.Rc || e instanceof errors/* HostKeyError */.oZ))
+                throw e;
+            const hostKey = e instanceof errors/* HostKeyError */.oZ;
+            return [
+                {
+                    id: 'connection',
+                    input: hostKey ? 'known-hosts' : 'host',
+                    status: 'fail',
+                    detail: e.message,
+                    fix: hostKey
+                        ? "Put the cluster's host key line in 'known-hosts' (`ssh-keyscan -p PORT HOST` from a trusted machine)."
+                        : "Check 'host', 'port', 'username' and that the key is authorised on the cluster.",
+                },
+            ];
+        }
+        const r = await session.retry('Preflight', (remote) => remote.exec(preflightScript(s)));
+        const facts = parsePreflight(r.stdout.toString());
+        if (!facts)
+            throw new errors/* RemoteCommandError */.at('Preflight', r.code, r.stderr.toString());
+        const connected = { id: 'connection', input: 'host', status: 'pass', detail: `${where}: host key matches known-hosts, key accepted.`, fix: '' };
+        return [connected, ...evaluatePreflight(facts, wantsOf(s, null))];
+    }
+    finally {
+        session.close();
+    }
 }
 
+// EXTERNAL MODULE: ./src/action/inputs.ts + 1 modules
+var inputs = __nccwpck_require__(4132);
+// EXTERNAL MODULE: ./src/action/reporter.ts
+var reporter = __nccwpck_require__(2594);
 // EXTERNAL MODULE: ./src/action/state.ts
-var state = __nccwpck_require__(3175);
+var state = __nccwpck_require__(7178);
+;// CONCATENATED MODULE: ./src/core/chart.ts
+// Where a delivery's minutes went, as a mermaid gantt chart (GitHub renders mermaid in step
+// summaries): the phases one after another on a time axis in seconds. Pure.
+/** The phases shown, in order, and the section each belongs to. */
+const SECTIONS = [
+    { section: 'Runner', phases: ['build', 'connect', 'save', 'upload'] },
+    { section: 'Cluster', phases: ['sbatch-wait', 'modules', 'assemble', 'sif-build', 'smoke-test', 'publish'] },
+];
+const LABELS = {
+    build: 'docker build',
+    connect: 'connect',
+    save: 'docker save',
+    upload: 'transfer',
+    'sbatch-wait': 'queue',
+    modules: 'modules',
+    assemble: 'assemble',
+    'sif-build': '.sif build',
+    'smoke-test': 'smoke test',
+    publish: 'publish',
+};
+/**
+ * A mermaid gantt of the timed phases laid end to end (phases that ran at the same time, as save
+ * and upload may, are drawn one after the other: the chart shows where the time went, not overlap).
+ * Phases under 10 ms are left out; null when there is nothing to show.
+ */
+function phaseChart(timings) {
+    const lines = ['gantt', '  dateFormat X', '  axisFormat %M:%S'];
+    let at = 0;
+    let shown = 0;
+    for (const { section, phases } of SECTIONS) {
+        const rows = [];
+        for (const phase of phases) {
+            const seconds = timings.find((t) => t.phase === phase)?.seconds ?? 0;
+            if (seconds < 0.01)
+                continue;
+            // dateFormat X: start and end in whole seconds; a phase under a second still gets one.
+            const start = Math.round(at);
+            const end = Math.max(start + 1, Math.round(at + seconds));
+            rows.push(`  ${LABELS[phase]} ${seconds.toFixed(1)} s : ${phase}, ${start}, ${end}`);
+            at += seconds;
+        }
+        if (rows.length === 0)
+            continue;
+        lines.push(`  section ${section}`, ...rows);
+        shown += rows.length;
+    }
+    return shown === 0 ? null : lines.join('\n');
+}
+
 ;// CONCATENATED MODULE: ./src/action/summary.ts
 // The job summary and the step outputs, from the core's result.
+
 
 
 function setOutputs(r) {
@@ -55032,32 +53840,97 @@ function setOutputs(r) {
     core/* setOutput */.uH('bytes-total', String(r.bytesTotal));
     core/* setOutput */.uH('sif-reused', String(r.sifReused));
     core/* setOutput */.uH('published-path', r.publishedPath ?? '');
+    core/* setOutput */.uH('gpu-name', r.gpu?.outside.gpus[0]?.name ?? '');
+    core/* setOutput */.uH('gpu-count', String(r.gpu?.outside.gpus.length ?? 0));
+    core/* setOutput */.uH('driver-version', r.gpu?.outside.driver ?? '');
+    core/* setOutput */.uH('driver-cuda', r.gpu?.outside.cuda ?? '');
+    core/* setOutput */.uH('image-cuda', r.gpu?.imageCuda ?? '');
+}
+/** GPU rows: the node's view, and the container's where it differs. */
+function gpuRows(r) {
+    const g = r.gpu;
+    if (!g)
+        return [];
+    const gpus = (v) => (v.gpus.length ? `${v.gpus.length}× ${esc(v.gpus[0].name)}` : 'none visible');
+    const driver = (v) => (v.driver ? `${esc(v.driver)}${v.cuda ? ` (CUDA ${esc(v.cuda)})` : ''}` : '-');
+    const compat = g.compat.kind === 'ok' ? '' : ` ⚠️ ${esc(g.compat.message)}`;
+    return [
+        ['GPUs (node)', gpus(g.outside)],
+        ['GPUs (in the container)', gpus(g.inside)],
+        ['Driver (node / container)', `${driver(g.outside)} / ${driver(g.inside)}`],
+        ['Image CUDA', `${esc(g.imageCuda ?? 'not declared')}${compat}`],
+    ];
 }
 /** How much the store and compression saved, against sending the whole `docker save` tar. */
 const dedup = (r) => (r.bytesTotal > 0 ? `${((r.bytesSent / r.bytesTotal) * 100).toFixed(1)}% of the tar on the wire` : '-');
+const seconds = (r, ...phases) => phases.reduce((a, p) => a + (r.timings.find((t) => t.phase === p)?.seconds ?? 0), 0);
+/** The transfer: bytes on the wire over the time it took (the save overlaps it). */
+function transferRow(r) {
+    const t = seconds(r, 'save', 'upload');
+    if (r.bytesSent === 0)
+        return r.sifReused ? 'nothing (the .sif was reused)' : 'nothing (the cluster had every blob)';
+    return `${mib(r.bytesSent)} in ${t.toFixed(1)} s (save and upload): ${mib(r.bytesSent / Math.max(t, 0.001))}/s on the wire`;
+}
+function buildRow(r) {
+    if (r.sifReused)
+        return 'reused (image unchanged)';
+    return `${seconds(r, 'assemble', 'sif-build').toFixed(1)} s${r.buildCpus ? ` on ${r.buildCpus} CPU${r.buildCpus > 1 ? 's' : ''}` : ''}`;
+}
 const esc = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 async function writeSummary(r) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
+    const chart = phaseChart(r.timings);
     await core/* summary */.z
         .addHeading(`${r.ok ? '✅' : '❌'} riviera-singularity: ${esc(r.image)}`, 2)
         .addRaw(`<p>${esc(r.message)}</p>`)
         .addTable([
-        [{ data: 'Field', header: true }, { data: 'Value', header: true }],
+        [
+            { data: 'Field', header: true },
+            { data: 'Value', header: true },
+        ],
         ['Image', esc(r.image)],
         ['Digest', `<code>${esc(r.imageDigest)}</code>`],
         ['Job', esc(r.jobId)],
         ['Node', esc(r.node || '-')],
+        ...gpuRows(r),
         ['State', esc(r.jobState)],
         ['Exit code', r.exitCode === null ? '-' : String(r.exitCode)],
         ['SIF', `<code>${esc(r.sifPath)}</code>`],
         ['Published', r.publishedPath ? `<code>${esc(r.publishedPath)}</code>` : '-'],
         ['SIF reused', r.sifReused ? 'yes (image unchanged)' : 'no (built in this job)'],
         ['Sent', `${mib(r.bytesSent)} for a ${mib(r.bytesTotal)} image (${dedup(r)})`],
+        ['Transfer', esc(transferRow(r))],
+        ['.sif build', esc(buildRow(r))],
     ])
         .addHeading('Timing', 3)
-        .addTable([[{ data: 'Phase', header: true }, { data: 'Seconds', header: true }], ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)])])
+        // GitHub renders a mermaid code block in a step summary as a chart.
+        .addRaw(chart ? `\n\n\`\`\`mermaid\n${chart}\n\`\`\`\n\n` : '')
+        .addTable([
+        [
+            { data: 'Phase', header: true },
+            { data: 'Seconds', header: true },
+        ],
+        ...r.timings.map((t) => [esc(t.phase), t.seconds.toFixed(2)]),
+    ])
         .addDetails('Last lines of the job output', `<pre>${esc(r.outputTail.join('\n'))}</pre>`)
+        .write();
+}
+const summary_MARK = { pass: '✅ pass', warn: '⚠️ warn', fail: '❌ fail' };
+async function writeChecksSummary(checks) {
+    if (!process.env.GITHUB_STEP_SUMMARY)
+        return;
+    await core/* summary */.z
+        .addHeading(`${checks.some((c) => c.status === 'fail') ? '❌' : '✅'} riviera-singularity: preflight`, 2)
+        .addTable([
+        [
+            { data: 'Check', header: true },
+            { data: 'Result', header: true },
+            { data: 'Found', header: true },
+            { data: 'Fix', header: true },
+        ],
+        ...checks.map((c) => [esc(c.id), summary_MARK[c.status], esc(c.detail), esc(c.fix)]),
+    ])
         .write();
 }
 
@@ -55070,6 +53943,18 @@ async function writeSummary(r) {
 
 
 
+
+
+
+/** preflight-only: the checks as a table in the log and the summary; a failed check fails the step. */
+async function preflightOnly(settings) {
+    const checks = await doctor(settings, (0,reporter/* actionReporter */.I)());
+    core/* info */.pq(checksTable(checks));
+    await writeChecksSummary(checks);
+    const failed = preflightFailureMessage(checks);
+    if (failed)
+        throw new errors/* PreflightError */.wG(failed);
+}
 async function run() {
     // The runner sends SIGINT on cancel (then SIGTERM, then kills us after ~10 s): cancel the job at once.
     const controller = new AbortController();
@@ -55078,8 +53963,11 @@ async function run() {
     process.on('SIGTERM', onSignal);
     try {
         const settings = (0,core_settings/* parseSettings */.P$)(await (0,inputs/* readInputs */.K)(), (0,inputs/* githubContext */.h)());
-        const result = await deliver(settings, actionReporter(), {
+        if (settings.preflightOnly)
+            return await preflightOnly(settings);
+        const result = await deliver(settings, (0,reporter/* actionReporter */.I)(), {
             signal: controller.signal,
+            onJobPrepared: ({ jobDir }) => (0,state/* saveJobDir */.sA)(jobDir),
             onJobSubmitted: ({ jobId }) => {
                 (0,state/* saveJobId */.ih)(jobId);
                 core/* setOutput */.uH('job-id', jobId);
@@ -55104,20 +53992,119 @@ async function run() {
 
 /***/ }),
 
-/***/ 7718:
+/***/ 1368:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   b: () => (/* binding */ post)
-/* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
-/* harmony import */ var _core_submit_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4695);
-/* harmony import */ var _core_settings_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1922);
-/* harmony import */ var _core_connect_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8235);
-/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(6301);
-/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(3175);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  b: () => (/* binding */ post)
+});
+
+// EXTERNAL MODULE: ../../main/node_modules/@actions/core/lib/core.js + 16 modules
+var core = __nccwpck_require__(7027);
+// EXTERNAL MODULE: ./src/core/errors.ts
+var errors = __nccwpck_require__(2091);
+// EXTERNAL MODULE: ./src/core/layout.ts
+var layout = __nccwpck_require__(7362);
+// EXTERNAL MODULE: ./src/core/poll.ts
+var poll = __nccwpck_require__(1245);
+// EXTERNAL MODULE: ./src/core/session.ts + 6 modules
+var core_session = __nccwpck_require__(6734);
+// EXTERNAL MODULE: ./src/core/slurm.ts
+var slurm = __nccwpck_require__(1997);
+// EXTERNAL MODULE: ./src/core/submit.ts
+var core_submit = __nccwpck_require__(8768);
+// EXTERNAL MODULE: ./src/core/watch.ts
+var watch = __nccwpck_require__(1357);
+;// CONCATENATED MODULE: ./src/core/control.ts
+// A delivered job, found again by its Slurm id through the jobs/job-ID link its delivery made: its
+// state and result, its output, cancelling it. The CLI's status, logs and cancel and the action's
+// post step run these, over the same poll, verdict and scancel as a delivery.
+
+
+
+
+
+
+
+
+
+/** The job's directory on the cluster, through the link; a clear error for what is not a job id. */
+function jobDirOf(where, jobId) {
+    if (!(0,slurm/* isJobId */.dW)(jobId))
+        throw new errors/* InputError */.dz('JOB', `'${jobId}' is not a Slurm job id`);
+    return `${where.remoteDir}/${(0,layout/* jobLinkPath */.Zv)(jobId)}`;
+}
+const noDelivery = (where, jobId, what) => new InputError('JOB', `no ${what} of job ${jobId} under ${displayPath(where.remoteDir)} on the cluster`);
+async function jobStatus(session, where, jobId) {
+    const dir = jobDirOf(where, jobId);
+    // Past the end of the output: only the state lines come back.
+    const r = await session.retry('Reading the job state', (remote) => remote.exec(pollScript(jobId, dir, Number.MAX_SAFE_INTEGER, where.loginModules)));
+    if (r.code === NO_JOB_DIR)
+        throw noDelivery(where, jobId, 'delivery');
+    if (r.code !== 0)
+        throw new RemoteCommandError('Reading the job state', r.code, r.stderr.toString());
+    const poll = parsePoll(r.stdout);
+    const answer = parseSlurmAnswer(poll.squeue);
+    // Slurm not answering: the state is the job's own record (or UNKNOWN while it runs).
+    const info = answer.kind === 'listed' ? answer.info : null;
+    const status = parseStatusLine(poll.status);
+    const state = info && !isFinalState(info.state) ? info.state : judgeJob(info?.state ?? null, status).state;
+    return { jobId, state, reason: info?.reason ?? null, node: info?.nodes ?? null, phase: status?.phase ?? null, exitCode: status?.code ?? null };
+}
+/** The job's output so far. */
+async function jobOutput(session, where, jobId) {
+    const dir = jobDirOf(where, jobId);
+    const r = await session.retry('Reading the job output', (remote) => remote.exec(`cat -- ${shq(`${dir}/${JOB_FILES.output}`)}`));
+    if (r.code !== 0)
+        throw noDelivery(where, jobId, 'output');
+    return r.stdout;
+}
+/** Stream the job's output to `reporter` until the job ends, as a delivery follows it. */
+async function followOutput(session, where, jobId, reporter) {
+    await followJob(session, { loginModules: where.loginModules, timeoutSeconds: 365 * 86400 }, jobId, jobDirOf(where, jobId), reporter, { heartbeat: true });
+}
+/** Retries for a cancel on the way out: a few quick reconnects, within the caller's time limit. */
+const QUICK_RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 2000 };
+/**
+ * Cancel a job on a session of its own, within `ms`: for the way out when the delivery's own
+ * connection may be busy or gone (the post step, a second Ctrl-C).
+ */
+async function cancelOnNewSession(conn, job, reporter, ms = 20_000) {
+    const session = new core_session/* Session */.Nn(conn, reporter, QUICK_RETRY);
+    let timer;
+    try {
+        return await Promise.race([
+            job.jobId ? cancelDelivered(session, conn, job.jobId) : session.retry('Cancelling', (remote) => (0,core_submit/* cancelJob */.mh)(remote, job, conn.loginModules)),
+            new Promise((_, reject) => {
+                timer = setTimeout(() => reject(new errors/* ConnectionError */.Rc(`No answer from the cluster within ${ms / 1000} s.`)), ms);
+            }),
+        ]);
+    }
+    finally {
+        clearTimeout(timer);
+        session.close();
+    }
+}
+/** scancel the job, reconnecting if the connection drops. */
+async function cancelDelivered(session, where, jobId) {
+    jobDirOf(where, jobId);
+    return session.retry('Cancelling', (remote) => (0,core_submit/* cancelJob */.mh)(remote, { jobId }, where.loginModules));
+}
+
+// EXTERNAL MODULE: ./src/core/settings.ts + 2 modules
+var settings = __nccwpck_require__(2436);
+// EXTERNAL MODULE: ./src/action/inputs.ts + 1 modules
+var inputs = __nccwpck_require__(4132);
+// EXTERNAL MODULE: ./src/action/reporter.ts
+var reporter = __nccwpck_require__(2594);
+// EXTERNAL MODULE: ./src/action/state.ts
+var state = __nccwpck_require__(7178);
+;// CONCATENATED MODULE: ./src/action/post.ts
 // The post step: if main ended (cancelled, killed) while its job was pending or running, scancel it,
-// so no job is left behind. Post never fails the workflow; it only warns.
+// so no job is left behind: on a session of its own that reconnects as the CLI's does, within a
+// time limit. Post never fails the workflow; it only warns.
 
 
 
@@ -55125,37 +54112,81 @@ async function run() {
 
 
 async function post() {
-    if (!_state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId || _state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobDone)
+    const { jobId, jobDir, jobDone } = state/* savedJob */.V5;
+    if (jobDone || (!jobId && !jobDir))
         return;
+    // Main may have been killed between sbatch and learning the job id: the job directory finds it.
+    const job = jobId ? { jobId, jobDir } : { jobDir };
+    const what = jobId ? `job ${jobId}` : `the job of ${jobDir}`;
     try {
-        const settings = (0,_core_settings_js__WEBPACK_IMPORTED_MODULE_2__/* .parseConnection */ .C8)(await (0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .readInputs */ .K)());
-        const remote = await (0,_core_connect_js__WEBPACK_IMPORTED_MODULE_3__/* .connectRemote */ .n)(settings);
-        try {
-            await (0,_core_submit_js__WEBPACK_IMPORTED_MODULE_1__/* .cancelJob */ .mh)(remote, _state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId, settings.loginModules);
-            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Cancelled job ${_state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId}: the main step ended before it did.`);
-        }
-        finally {
-            remote.close();
-        }
+        const cancelled = await cancelOnNewSession((0,settings/* parseConnection */.C8)(await (0,inputs/* readInputs */.K)()), job, (0,reporter/* actionReporter */.I)());
+        if (cancelled)
+            core/* info */.pq(`Cancelled job ${cancelled}: the main step ended before it did.`);
     }
     catch (e) {
-        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`Could not cancel job ${_state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId}: ${e instanceof Error ? e.message : String(e)}. Cancel it by hand: scancel ${_state_js__WEBPACK_IMPORTED_MODULE_5__/* .savedJob */ .V5.jobId}`);
+        core/* warning */.$e(`Could not cancel ${what}: ${e instanceof Error ? e.message : String(e)}. Cancel it by hand: ${jobId ? `scancel ${jobId}` : `scancel the job whose directory is ${jobDir}`}`);
     }
 }
 
 
 /***/ }),
 
-/***/ 3175:
+/***/ 2594:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   I: () => (/* binding */ actionReporter)
+/* harmony export */ });
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7027);
+// The core's Reporter, backed by the step log. Log groups cannot nest, so a new group ends the open one.
+
+
+function actionReporter() {
+    let open = false;
+    return {
+        info: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .info */ .pq(m),
+        // The runner honours workflow commands in a step's output (::save-state::, ::set-output::,
+        // ::add-mask::, ...): fence data with stop-commands and a token it cannot guess.
+        output: (lines) => {
+            if (lines.length === 0)
+                return;
+            const token = (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(16).toString('hex');
+            _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .info */ .pq(`::stop-commands::${token}\n${lines.join('\n')}\n::${token}::`);
+        },
+        progress: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .info */ .pq(m),
+        warning: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .warning */ .$e(m),
+        debug: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .debug */ .Yz(m),
+        group: (title) => {
+            if (open)
+                _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .endGroup */ .N4();
+            _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .startGroup */ .Oh(title);
+            open = true;
+        },
+        endGroup: () => {
+            if (open)
+                _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .endGroup */ .N4();
+            open = false;
+        },
+        secret: (v) => _actions_core__WEBPACK_IMPORTED_MODULE_1__/* .setSecret */ .Pq(v),
+    };
+}
+
+
+/***/ }),
+
+/***/ 7178:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   V5: () => (/* binding */ savedJob),
 /* harmony export */   ih: () => (/* binding */ saveJobId),
 /* harmony export */   j6: () => (/* binding */ saveJobDone),
+/* harmony export */   sA: () => (/* binding */ saveJobDir),
 /* harmony export */   tl: () => (/* binding */ isPost)
 /* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8261);
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7027);
 // What main hands to post, through the runner's GITHUB_STATE file.
 
 /** Set on the first (main) run, so the second run of the same bundle knows it is the post step. */
@@ -55164,8 +54195,13 @@ if (!isPost)
     _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .saveState */ .LZ('isPost', 'true');
 const savedJob = {
     jobId: _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getState */ .Gu('jobId'),
+    /** Saved before sbatch runs, so that post finds a job whose id main never learnt. */
+    jobDir: _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getState */ .Gu('jobDir'),
     jobDone: _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getState */ .Gu('jobDone') === 'true',
 };
+function saveJobDir(jobDir) {
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .saveState */ .LZ('jobDir', jobDir);
+}
 function saveJobId(jobId) {
     _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .saveState */ .LZ('jobId', jobId);
 }
@@ -55176,191 +54212,20 @@ function saveJobDone() {
 
 /***/ }),
 
-/***/ 1344:
+/***/ 1776:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  N: () => (/* binding */ legacyManifest),
-  E: () => (/* binding */ readImageArchive)
-});
-
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: ./node_modules/zod/v4/classic/schemas.js + 17 modules
-var schemas = __nccwpck_require__(8816);
-// EXTERNAL MODULE: ./src/core/errors.ts
-var errors = __nccwpck_require__(4296);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-;// CONCATENATED MODULE: ./src/core/tar.ts
-// Minimal tar index reader. It walks the headers of a tar file on disk with positioned reads and
-// skips member data, so a multi-GB `docker save` archive is indexed without reading its layers.
-
-
-const BLOCK = 512;
-const HINT = 'Save the image again with `docker save -o FILE IMAGE` and check that the file was copied completely.';
-async function listTar(path) {
-    return withFile(path, async (fh) => {
-        const fileSize = (await fh.stat()).size;
-        const entries = [];
-        // pax ('x') and GNU ('L'/'K') headers describe the next real entry only.
-        let next = {};
-        for (let pos = 0; pos < fileSize;) {
-            const header = await readAt(fh, pos, BLOCK);
-            if (pos === 0 && header[0] === 0x1f && header[1] === 0x8b)
-                throw invalid(path, 'it is gzip-compressed: pass the tar itself (gunzip it first)');
-            if (header.length < BLOCK)
-                throw invalid(path, `it ends inside the header at byte ${pos}`);
-            if (header.every((b) => b === 0))
-                break; // end-of-archive marker
-            if (!checksumOk(header))
-                throw invalid(path, `the header at byte ${pos} has a bad checksum`);
-            const flag = String.fromCharCode(header[156]);
-            const meta = 'xgLK'.includes(flag);
-            const size = (meta ? undefined : next.size) ?? parseNumber(header, 124, 12);
-            if (size === undefined)
-                throw invalid(path, `the header at byte ${pos} has an unreadable size`);
-            const offset = pos + BLOCK;
-            if (offset + size > fileSize)
-                throw invalid(path, `it is truncated: the member at byte ${pos} needs ${size} bytes but the file ends at byte ${fileSize}`);
-            if (meta) {
-                const data = flag === 'g' ? Buffer.alloc(0) : await readAt(fh, offset, size);
-                if (flag === 'x')
-                    next = { ...next, ...parsePax(path, data, pos) };
-                else if (flag === 'L')
-                    next.path = cString(data, 0, data.length);
-                else if (flag === 'K')
-                    next.linkpath = cString(data, 0, data.length);
-            }
-            else {
-                entries.push({
-                    name: next.path ?? headerName(header),
-                    type: typeOf(flag),
-                    size,
-                    offset,
-                    linkname: next.linkpath ?? cString(header, 157, 100),
-                });
-                next = {};
-            }
-            pos = offset + Math.ceil(size / BLOCK) * BLOCK;
-        }
-        return entries;
-    });
-}
-/** The data of one member (or its first `length` bytes). */
-async function readTarMember(path, entry, length = entry.size) {
-    return withFile(path, async (fh) => {
-        const data = await readAt(fh, entry.offset, length);
-        if (data.length < length)
-            throw invalid(path, `it is truncated inside member '${entry.name}'`);
-        return data;
-    });
-}
-async function withFile(path, use) {
-    let fh;
-    try {
-        fh = await (0,promises_.open)(path, 'r');
-    }
-    catch (err) {
-        throw new errors/* BuildError */.zS(`Cannot read image archive ${path}: ${err.message}`, HINT);
-    }
-    try {
-        return await use(fh);
-    }
-    finally {
-        await fh.close();
-    }
-}
-/** Reads up to `length` bytes; shorter only at end of file. */
-async function readAt(fh, position, length) {
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-        const { bytesRead } = await fh.read(buf, done, length - done, position + done);
-        if (bytesRead === 0)
-            break;
-        done += bytesRead;
-    }
-    return buf.subarray(0, done);
-}
-function invalid(path, problem) {
-    return new errors/* BuildError */.zS(`Image archive ${path} is not a valid tar file: ${problem}.`, HINT);
-}
-function checksumOk(header) {
-    let sum = 8 * 0x20; // the checksum field itself counts as spaces
-    for (let i = 0; i < BLOCK; i++)
-        if (i < 148 || i >= 156)
-            sum += header[i];
-    return parseNumber(header, 148, 8) === sum;
-}
-/** Octal text, or base-256 (high bit set) for values too big for octal. */
-function parseNumber(buf, start, length) {
-    if (buf[start] & 0x80) {
-        if (buf[start] === 0xff)
-            return undefined; // negative
-        let n = buf[start] & 0x7f;
-        for (let i = start + 1; i < start + length; i++)
-            n = n * 256 + buf[i];
-        return Number.isSafeInteger(n) ? n : undefined;
-    }
-    const text = cString(buf, start, length).trim();
-    return /^[0-7]+$/.test(text) ? parseInt(text, 8) : undefined;
-}
-function cString(buf, start, length) {
-    const end = buf.indexOf(0, start);
-    return buf.toString('utf8', start, end >= 0 && end < start + length ? end : start + length);
-}
-function headerName(header) {
-    const name = cString(header, 0, 100);
-    // POSIX ustar splits long names into prefix + name; old GNU headers ('ustar  ') use those bytes for times.
-    const prefix = header.toString('latin1', 257, 263) === 'ustar\0' ? cString(header, 345, 155) : '';
-    return prefix ? `${prefix}/${name}` : name;
-}
-function typeOf(flag) {
-    switch (flag) {
-        case '0':
-        case '\0':
-        case '7':
-            return 'file';
-        case '1':
-            return 'hardlink';
-        case '2':
-            return 'symlink';
-        case '5':
-            return 'dir';
-        default:
-            return 'other';
-    }
-}
-/** pax records: "<length> <key>=<value>\n", length in bytes including itself. */
-function parsePax(path, data, pos) {
-    const out = {};
-    for (let i = 0; i < data.length;) {
-        const space = data.indexOf(0x20, i);
-        const length = Number(data.toString('latin1', i, space));
-        const eq = data.indexOf(0x3d, space);
-        if (space < 0 || !Number.isInteger(length) || length <= 0 || eq < 0 || eq >= i + length) {
-            throw invalid(path, `the pax header at byte ${pos} is malformed`);
-        }
-        const key = data.toString('utf8', space + 1, eq);
-        const value = data.toString('utf8', eq + 1, i + length - 1);
-        if (key === 'path' || key === 'linkpath')
-            out[key] = value;
-        else if (key === 'size') {
-            if (!/^\d+$/.test(value))
-                throw invalid(path, `the pax header at byte ${pos} has a bad size`);
-            out.size = Number(value);
-        }
-        i += length;
-    }
-    return out;
-}
-
-;// CONCATENATED MODULE: ./src/core/archive.ts
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   E: () => (/* binding */ readImageArchive),
+/* harmony export */   N: () => (/* binding */ legacyManifest)
+/* harmony export */ });
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var zod__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(7838);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2091);
+/* harmony import */ var _tar_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(617);
 // Reads the index of a `docker save` archive: the legacy layout, the Docker 25+ archive that is
 // both legacy and OCI, and a pure OCI layout (containerd image store). Layer data is never read
 // beyond its first bytes: layers can be GBs, and the receiver verifies their digests.
@@ -55371,24 +54236,24 @@ function parsePax(path, data, pos) {
 
 const RESAVE = 'Save the image again with `docker save -o FILE IMAGE`.';
 const ONE_IMAGE = 'Pass a single image reference to `docker save -o FILE IMAGE`.';
-const Digest = schemas/* string */.YjP().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
-const Descriptor = schemas/* object */.Ikc({
+const Digest = zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
+const Descriptor = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     digest: Digest,
-    platform: schemas/* object */.Ikc({ os: schemas/* string */.YjP(), architecture: schemas/* string */.YjP() }).optional(),
-    annotations: schemas/* record */.g1P(schemas/* string */.YjP(), schemas/* string */.YjP()).optional(),
+    platform: zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({ os: zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP(), architecture: zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP() }).optional(),
+    annotations: zod__WEBPACK_IMPORTED_MODULE_4__/* .record */ .g1P(zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP(), zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()).optional(),
 });
-const Index = schemas/* object */.Ikc({ manifests: schemas/* array */.YOg(Descriptor) });
-const Manifest = schemas/* object */.Ikc({ config: Descriptor, layers: schemas/* array */.YOg(Descriptor) });
-const LegacyManifest = schemas/* array */.YOg(schemas/* object */.Ikc({ Config: schemas/* string */.YjP(), RepoTags: schemas/* array */.YOg(schemas/* string */.YjP()).nullish(), Layers: schemas/* array */.YOg(schemas/* string */.YjP()) }));
-const ImageConfig = schemas/* object */.Ikc({ rootfs: schemas/* object */.Ikc({ diff_ids: schemas/* array */.YOg(Digest) }) });
+const Index = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({ manifests: zod__WEBPACK_IMPORTED_MODULE_4__/* .array */ .YOg(Descriptor) });
+const Manifest = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({ config: Descriptor, layers: zod__WEBPACK_IMPORTED_MODULE_4__/* .array */ .YOg(Descriptor) });
+const LegacyManifest = zod__WEBPACK_IMPORTED_MODULE_4__/* .array */ .YOg(zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({ Config: zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP(), RepoTags: zod__WEBPACK_IMPORTED_MODULE_4__/* .array */ .YOg(zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()).nullish(), Layers: zod__WEBPACK_IMPORTED_MODULE_4__/* .array */ .YOg(zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()) }));
+const ImageConfig = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({ rootfs: zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({ diff_ids: zod__WEBPACK_IMPORTED_MODULE_4__/* .array */ .YOg(Digest) }) });
 async function readImageArchive(path) {
-    const members = new Members(path, await listTar(path));
+    const members = new Members(path, await (0,_tar_js__WEBPACK_IMPORTED_MODULE_3__/* .listTar */ .wl)(path));
     if (members.has('manifest.json')) {
         return readLegacy(members, members.has('oci-layout') || members.has('index.json') ? 'oci' : 'legacy');
     }
     if (members.has('index.json'))
         return readOci(members);
-    throw new errors/* BuildError */.zS(`Image archive ${path} has neither manifest.json nor index.json, so it was not made by \`docker save\`.`, RESAVE);
+    throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Image archive ${path} has neither manifest.json nor index.json, so it was not made by \`docker save\`.`, RESAVE);
 }
 /** JSON text of a one-image legacy manifest.json naming the blobs as the receiver stores them. */
 function legacyManifest(archive, names, repoTags) {
@@ -55400,7 +54265,7 @@ function legacyManifest(archive, names, repoTags) {
 async function readLegacy(members, layout) {
     const items = members.parse('manifest.json', (await members.read('manifest.json', 'the archive')).bytes, LegacyManifest);
     if (items.length !== 1) {
-        throw new errors/* BuildError */.zS(`Image archive ${members.path} holds ${items.length} images in manifest.json; save exactly one image.`, ONE_IMAGE);
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Image archive ${members.path} holds ${items.length} images in manifest.json; save exactly one image.`, ONE_IMAGE);
     }
     const [{ Config, RepoTags, Layers }] = items;
     const { config, diffIds } = await readConfig(members, Config, nameDigest(Config), 'manifest.json');
@@ -55412,7 +54277,7 @@ async function readOci(members) {
     const index = members.parse('index.json', (await members.read('index.json', 'the archive')).bytes, Index);
     const images = new Set(index.manifests.map((d) => d.digest));
     if (images.size !== 1) {
-        throw new errors/* BuildError */.zS(`Image archive ${members.path} holds ${images.size} images in index.json; save exactly one image.`, ONE_IMAGE);
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Image archive ${members.path} holds ${images.size} images in index.json; save exactly one image.`, ONE_IMAGE);
     }
     const repoTags = [...new Set(index.manifests.flatMap(imageName))];
     const manifest = await resolveManifest(members, index.manifests[0], 'index.json');
@@ -55426,12 +54291,12 @@ async function readOci(members) {
 async function resolveManifest(members, desc, referrer) {
     const name = blobPath(desc.digest);
     const { bytes } = await members.read(name, referrer, desc.digest);
-    const json = members.parse(name, bytes, schemas/* union */.KCZ([Index, Manifest]));
+    const json = members.parse(name, bytes, zod__WEBPACK_IMPORTED_MODULE_4__/* .union */ .KCZ([Index, Manifest]));
     if (!('manifests' in json))
         return { ...json, digest: desc.digest };
     const child = pickPlatform(members, json.manifests);
     if (!child)
-        throw new errors/* BuildError */.zS(`Image index ${name} in ${members.path} lists no image manifest.`, RESAVE);
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Image index ${name} in ${members.path} lists no image manifest.`, RESAVE);
     return resolveManifest(members, child, `index ${desc.digest}`);
 }
 /** Skips attestations; among the manifests present in the archive (docker save keeps only pulled
@@ -55450,16 +54315,16 @@ async function readConfig(members, name, expected, referrer) {
 }
 async function layerBlob(members, name, digest, referrer) {
     const entry = members.get(name, referrer);
-    const magic = await readTarMember(members.path, entry, Math.min(entry.size, 4));
+    const magic = await (0,_tar_js__WEBPACK_IMPORTED_MODULE_3__/* .readTarMember */ .kO)(members.path, entry, Math.min(entry.size, 4));
     if (magic.equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]))) {
-        throw new errors/* BuildError */.zS(`Layer ${name} in ${members.path} is zstd-compressed, which is not supported.`, 'Build the image with gzip or uncompressed layers.');
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Layer ${name} in ${members.path} is zstd-compressed, which is not supported.`, 'Build the image with gzip or uncompressed layers.');
     }
     const gzip = magic[0] === 0x1f && magic[1] === 0x8b;
     return { digest, member: entry.name, offset: entry.offset, size: entry.size, mediaType: gzip ? 'layer+gzip' : 'layer' };
 }
 function checkLayerCount(members, layers, diffIds) {
     if (layers !== diffIds) {
-        throw new errors/* BuildError */.zS(`Image archive ${members.path} lists ${layers} layers but its config has ${diffIds} diff_ids.`, RESAVE);
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Image archive ${members.path} lists ${layers} layers but its config has ${diffIds} diff_ids.`, RESAVE);
     }
 }
 function imageName(d) {
@@ -55469,8 +54334,8 @@ function imageName(d) {
     return name ? [name] : ref && /[:/]/.test(ref) ? [ref] : [];
 }
 const blobPath = (digest) => `blobs/sha256/${digest.slice('sha256:'.length)}`;
-const sha256 = (data) => (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex');
-const clean = (name) => external_node_path_.posix.normalize(name).replace(/^(\.\/|\/)+/, '');
+const sha256 = (data) => (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256').update(data).digest('hex');
+const clean = (name) => node_path__WEBPACK_IMPORTED_MODULE_1__.posix.normalize(name).replace(/^(\.\/|\/)+/, '');
 /** The digest a member's name gives: `blobs/sha256/<hex>`, or a legacy config `<hex>.json`. */
 function nameDigest(name) {
     const match = /^(?:blobs\/sha256\/([0-9a-f]{64})|([0-9a-f]{64})\.json)$/.exec(clean(name));
@@ -55491,20 +54356,20 @@ class Members {
         let name = clean(ref);
         let entry = this.byName.get(name);
         for (let hops = 0; entry && hops < 16 && (entry.type === 'symlink' || entry.type === 'hardlink'); hops++) {
-            name = clean(entry.type === 'symlink' ? external_node_path_.posix.join(external_node_path_.posix.dirname(name), entry.linkname) : entry.linkname);
+            name = clean(entry.type === 'symlink' ? node_path__WEBPACK_IMPORTED_MODULE_1__.posix.join(node_path__WEBPACK_IMPORTED_MODULE_1__.posix.dirname(name), entry.linkname) : entry.linkname);
             entry = this.byName.get(name);
         }
         if (entry?.type !== 'file') {
-            throw new errors/* BuildError */.zS(`Image archive ${this.path} has no member '${ref}' (referenced by ${referrer}).`, RESAVE);
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Image archive ${this.path} has no member '${ref}' (referenced by ${referrer}).`, RESAVE);
         }
         return entry;
     }
     /** A small member's bytes, checked against `digest` when one is known. */
     async read(ref, referrer, digest) {
         const entry = this.get(ref, referrer);
-        const bytes = await readTarMember(this.path, entry);
+        const bytes = await (0,_tar_js__WEBPACK_IMPORTED_MODULE_3__/* .readTarMember */ .kO)(this.path, entry);
         if (digest && `sha256:${sha256(bytes)}` !== digest) {
-            throw new errors/* BuildError */.zS(`Member '${ref}' of image archive ${this.path} does not match its digest ${digest}.`, RESAVE);
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Member '${ref}' of image archive ${this.path} does not match its digest ${digest}.`, RESAVE);
         }
         return { entry, bytes };
     }
@@ -55514,12 +54379,12 @@ class Members {
             json = JSON.parse(bytes.toString('utf8'));
         }
         catch {
-            throw new errors/* BuildError */.zS(`Member '${name}' of image archive ${this.path} is not valid JSON.`, RESAVE);
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Member '${name}' of image archive ${this.path} is not valid JSON.`, RESAVE);
         }
         const result = schema.safeParse(json);
         if (!result.success) {
             const issue = result.error.issues[0];
-            throw new errors/* BuildError */.zS(`Member '${name}' of image archive ${this.path} is malformed: ${issue.path.join('.') || 'top level'}: ${issue.message}.`, RESAVE);
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .BuildError */ .zS(`Member '${name}' of image archive ${this.path} is malformed: ${issue.path.join('.') || 'top level'}: ${issue.message}.`, RESAVE);
         }
         return result.data;
     }
@@ -55528,7 +54393,7 @@ class Members {
 
 /***/ }),
 
-/***/ 450:
+/***/ 9391:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -55537,7 +54402,7 @@ class Members {
 /* unused harmony export shellAssignments */
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3024);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3195);
+/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2242);
 // The scripts that run on the cluster are the .sh files beside this module. Each gets its
 // parameters as a generated header of assignments quoted by shq (the one escaping layer), then
 // the libraries (lib-*.sh) it uses, then its own body; nothing else is spliced into them.
@@ -55547,14 +54412,17 @@ class Members {
 // files into dist/ beside the bundle; a computed file name would not be found there.
 const SHA256 = (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "lib-sha256.sh", 'utf8');
 const LOGIN_MODULES = (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "lib-login-modules.sh", 'utf8');
+const FIND_JOB = (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "lib-find-job.sh", 'utf8');
 const SCRIPTS = {
-    job: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "job.sh", 'utf8'), libs: [SHA256] },
+    job: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "job.sh", 'utf8'), libs: [SHA256, LOGIN_MODULES] },
     'store-prepare': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-prepare.sh", 'utf8'), libs: [SHA256] },
     'store-receive': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-receive.sh", 'utf8'), libs: [SHA256] },
-    'store-gc': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-gc.sh", 'utf8'), libs: [] },
-    submit: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "submit.sh", 'utf8'), libs: [LOGIN_MODULES] },
-    cancel: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "cancel.sh", 'utf8'), libs: [LOGIN_MODULES] },
+    'store-gc': { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "store-gc.sh", 'utf8'), libs: [LOGIN_MODULES] },
+    submit: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "submit.sh", 'utf8'), libs: [LOGIN_MODULES, FIND_JOB] },
+    cancel: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "cancel.sh", 'utf8'), libs: [LOGIN_MODULES, FIND_JOB] },
     poll: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "poll.sh", 'utf8'), libs: [LOGIN_MODULES] },
+    preflight: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "preflight.sh", 'utf8'), libs: [] },
+    accounting: { text: (0,node_fs__WEBPACK_IMPORTED_MODULE_0__.readFileSync)(__nccwpck_require__.ab + "accounting.sh", 'utf8'), libs: [LOGIN_MODULES] },
 };
 /** `name=value` lines, every value quoted by shq; lists become bash arrays. */
 function shellAssignments(params) {
@@ -55589,13 +54457,14 @@ function renderScript(name, params) {
 
 /***/ }),
 
-/***/ 7782:
+/***/ 7491:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   Gt: () => (/* binding */ displayPath),
 /* harmony export */   Sf: () => (/* binding */ clusterPath),
 /* harmony export */   ix: () => (/* binding */ isUnderTmp),
+/* harmony export */   lf: () => (/* binding */ absoluteBind),
 /* harmony export */   qN: () => (/* binding */ isHome),
 /* harmony export */   uJ: () => (/* binding */ joinPath)
 /* harmony export */ });
@@ -55657,1125 +54526,16 @@ function displayPath(p) {
 function absolutePath(p, home) {
     return p.startsWith('/') ? p : p === '.' ? home : `${home}/${p}`;
 }
+/** A bind spec (`src[:dest[:mode]]`, src a ClusterPath) with its source made absolute. */
+function absoluteBind(bind, home) {
+    const [src, ...rest] = bind.split(':');
+    return [absolutePath(src, home), ...rest].join(':');
+}
 
 
 /***/ }),
 
-/***/ 8235:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  n: () => (/* binding */ connectRemote)
-});
-
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
-// EXTERNAL MODULE: ./node_modules/is-stream/index.js
-var is_stream = __nccwpck_require__(6543);
-// EXTERNAL MODULE: ./node_modules/node-ssh/node_modules/make-dir/index.js
-var make_dir = __nccwpck_require__(8271);
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
-;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
-class PromiseQueue {
-    constructor({ concurrency = 1 } = {}) {
-        this.options = { concurrency };
-        this.running = 0;
-        this.queue = [];
-        this.idleCallbacks = [];
-    }
-    clear() {
-        this.queue = [];
-    }
-    onIdle(callback) {
-        this.idleCallbacks.push(callback);
-        return () => {
-            const index = this.idleCallbacks.indexOf(callback);
-            if (index !== -1) {
-                this.idleCallbacks.splice(index, 1);
-            }
-        };
-    }
-    waitTillIdle() {
-        return new Promise((resolve) => {
-            if (this.running === 0) {
-                resolve();
-                return;
-            }
-            const dispose = this.onIdle(() => {
-                dispose();
-                resolve();
-            });
-        });
-    }
-    add(callback) {
-        return new Promise((resolve, reject) => {
-            const runCallback = () => {
-                this.running += 1;
-                try {
-                    Promise.resolve(callback()).then((val) => {
-                        resolve(val);
-                        this.processNext();
-                    }, (err) => {
-                        reject(err);
-                        this.processNext();
-                    });
-                }
-                catch (err) {
-                    reject(err);
-                    this.processNext();
-                }
-            };
-            if (this.running >= this.options.concurrency) {
-                this.queue.push(runCallback);
-            }
-            else {
-                runCallback();
-            }
-        });
-    }
-    // Internal function, don't use
-    processNext() {
-        this.running -= 1;
-        const callback = this.queue.shift();
-        if (callback) {
-            callback();
-        }
-        else if (this.running === 0) {
-            this.idleCallbacks.forEach((item) => item());
-        }
-    }
-}
-
-
-;// CONCATENATED MODULE: ./node_modules/sb-scandir/lib/esm/index.mjs
-/* @flow */
-
-
-
-
-const defaultFilesystem = {
-    join(pathA, pathB) {
-        return external_path_.join(pathA, pathB);
-    },
-    basename(path) {
-        return external_path_.basename(path);
-    },
-    stat(path) {
-        return new Promise((resolve, reject) => {
-            external_fs_.stat(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    },
-    readdir(path) {
-        return new Promise((resolve, reject) => {
-            external_fs_.readdir(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    },
-};
-async function scanDirectoryInternal({ path, recursive, validate, result, fileSystem, queue, reject, }) {
-    const itemStat = await fileSystem.stat(path);
-    if (itemStat.isFile()) {
-        result.files.push(path);
-    }
-    else if (itemStat.isDirectory()) {
-        result.directories.push(path);
-    }
-    if (!itemStat.isDirectory() || recursive === 'none') {
-        return;
-    }
-    const contents = await fileSystem.readdir(path);
-    contents.forEach((item) => {
-        const itemPath = fileSystem.join(path, item);
-        if (!validate(itemPath)) {
-            return;
-        }
-        queue
-            .add(() => scanDirectoryInternal({
-            path: itemPath,
-            recursive: recursive === 'shallow' ? 'none' : 'deep',
-            validate,
-            result,
-            fileSystem,
-            queue,
-            reject,
-        }))
-            .catch(reject);
-    });
-}
-async function scanDirectory(path, { recursive = true, validate = null, concurrency = Infinity, fileSystem = defaultFilesystem, } = {}) {
-    external_assert_(path && typeof path === 'string', 'path must be a valid string');
-    external_assert_(typeof recursive === 'boolean', 'options.recursive must be a valid boolean');
-    external_assert_(validate === null || typeof validate === 'function', 'options.validate must be a valid function');
-    external_assert_(typeof concurrency === 'number', 'options.concurrency must be a valid number');
-    external_assert_(fileSystem !== null && typeof fileSystem === 'object', 'options.fileSystem must be a valid object');
-    const queue = new PromiseQueue({
-        concurrency,
-    });
-    const result = { files: [], directories: [] };
-    const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-    await new Promise((resolve, reject) => {
-        scanDirectoryInternal({
-            path,
-            recursive: recursive ? 'deep' : 'shallow',
-            validate: validate != null ? validate : (item) => mergedFileSystem.basename(item).slice(0, 1) !== '.',
-            result,
-            fileSystem: mergedFileSystem,
-            queue,
-            reject,
-        })
-            .then(() => queue.waitTillIdle())
-            .then(resolve, reject);
-    });
-    return result;
-}
-/* harmony default export */ const esm = (scanDirectory);
-
-// EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
-var shell_escape = __nccwpck_require__(4646);
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(5472);
-;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
-
-
-
-
-
-
-
-
-
-const DEFAULT_CONCURRENCY = 1;
-const DEFAULT_VALIDATE = (path) => !external_path_.basename(path).startsWith('.');
-const DEFAULT_TICK = () => {
-    /* No Op */
-};
-class SSHError extends Error {
-    constructor(message, code = null) {
-        super(message);
-        this.code = code;
-    }
-}
-function unixifyPath(path) {
-    if (path.includes('\\')) {
-        return path.split('\\').join('/');
-    }
-    return path;
-}
-async function readFile(filePath) {
-    return new Promise((resolve, reject) => {
-        external_fs_.readFile(filePath, 'utf8', (err, res) => {
-            if (err) {
-                reject(err);
-            }
-            else {
-                resolve(res);
-            }
-        });
-    });
-}
-const SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
-async function makeDirectoryWithSftp(path, sftp) {
-    let stats = null;
-    try {
-        stats = await new Promise((resolve, reject) => {
-            sftp.stat(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    }
-    catch (_) {
-        /* No Op */
-    }
-    if (stats) {
-        if (stats.isDirectory()) {
-            // Already exists, nothing to worry about
-            return;
-        }
-        throw new Error('mkdir() failed, target already exists and is not a directory');
-    }
-    try {
-        await new Promise((resolve, reject) => {
-            sftp.mkdir(path, (err) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve();
-                }
-            });
-        });
-    }
-    catch (err) {
-        if (err != null && typeof err.stack === 'string') {
-            const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
-            if (matches != null) {
-                throw new SSHError(err.message, matches[1]);
-            }
-            throw err;
-        }
-    }
-}
-class NodeSSH {
-    constructor() {
-        this.connection = null;
-    }
-    getConnection() {
-        const { connection } = this;
-        if (connection == null) {
-            throw new Error('Not connected to server');
-        }
-        return connection;
-    }
-    async connect(givenConfig) {
-        external_assert_(givenConfig != null && typeof givenConfig === 'object', 'config must be a valid object');
-        const config = { ...givenConfig };
-        external_assert_(config.username != null && typeof config.username === 'string', 'config.username must be a valid string');
-        if (config.host != null) {
-            external_assert_(typeof config.host === 'string', 'config.host must be a valid string');
-        }
-        else if (config.sock != null) {
-            external_assert_(typeof config.sock === 'object', 'config.sock must be a valid object');
-        }
-        else {
-            throw new external_assert_.AssertionError({ message: 'Either config.host or config.sock must be provided' });
-        }
-        if (config.privateKey != null || config.privateKeyPath != null) {
-            if (config.privateKey != null) {
-                external_assert_(typeof config.privateKey === 'string', 'config.privateKey must be a valid string');
-                external_assert_(config.privateKeyPath == null, 'config.privateKeyPath must not be specified when config.privateKey is specified');
-            }
-            else if (config.privateKeyPath != null) {
-                external_assert_(typeof config.privateKeyPath === 'string', 'config.privateKeyPath must be a valid string');
-                external_assert_(config.privateKey == null, 'config.privateKey must not be specified when config.privateKeyPath is specified');
-            }
-            external_assert_(config.passphrase == null || typeof config.passphrase === 'string', 'config.passphrase must be null or a valid string');
-            if (config.privateKeyPath != null) {
-                // Must be an fs path
-                try {
-                    config.privateKey = await readFile(config.privateKeyPath);
-                }
-                catch (err) {
-                    if (err != null && err.code === 'ENOENT') {
-                        throw new external_assert_.AssertionError({ message: 'config.privateKeyPath does not exist at given fs path' });
-                    }
-                    throw err;
-                }
-            }
-        }
-        else if (config.password != null) {
-            external_assert_(typeof config.password === 'string', 'config.password must be a valid string');
-        }
-        if (config.tryKeyboard != null) {
-            external_assert_(typeof config.tryKeyboard === 'boolean', 'config.tryKeyboard must be a valid boolean');
-        }
-        if (config.tryKeyboard) {
-            const { password } = config;
-            if (config.onKeyboardInteractive != null) {
-                external_assert_(typeof config.onKeyboardInteractive === 'function', 'config.onKeyboardInteractive must be a valid function');
-            }
-            else if (password != null) {
-                config.onKeyboardInteractive = (name, instructions, instructionsLang, prompts, finish) => {
-                    if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes('password')) {
-                        finish([password]);
-                    }
-                };
-            }
-        }
-        const connection = new lib.Client();
-        this.connection = connection;
-        await new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            if (config.onKeyboardInteractive) {
-                connection.on('keyboard-interactive', config.onKeyboardInteractive);
-            }
-            connection.on('ready', () => {
-                connection.removeListener('error', reject);
-                resolve();
-            });
-            connection.on('end', () => {
-                if (this.connection === connection) {
-                    this.connection = null;
-                }
-            });
-            connection.on('close', () => {
-                if (this.connection === connection) {
-                    this.connection = null;
-                }
-                reject(new SSHError('No response from server', 'ETIMEDOUT'));
-            });
-            connection.connect(config);
-        });
-        return this;
-    }
-    isConnected() {
-        return this.connection != null;
-    }
-    async requestShell(options) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            const callback = (err, res) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            };
-            if (options == null) {
-                connection.shell(callback);
-            }
-            else {
-                connection.shell(options, callback);
-            }
-        });
-    }
-    async withShell(callback, options) {
-        external_assert_(typeof callback === 'function', 'callback must be a valid function');
-        const shell = await this.requestShell(options);
-        try {
-            await callback(shell);
-        }
-        finally {
-            shell.destroy();
-        }
-    }
-    async requestSFTP() {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            connection.sftp((err, res) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    }
-    async withSFTP(callback) {
-        external_assert_(typeof callback === 'function', 'callback must be a valid function');
-        const sftp = await this.requestSFTP();
-        try {
-            await callback(sftp);
-        }
-        finally {
-            sftp.end();
-        }
-    }
-    async execCommand(givenCommand, options = {}) {
-        external_assert_(typeof givenCommand === 'string', 'command must be a valid string');
-        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
-        external_assert_(options.cwd == null || typeof options.cwd === 'string', 'options.cwd must be a valid string');
-        external_assert_(options.stdin == null || typeof options.stdin === 'string' || is_stream.readable(options.stdin), 'options.stdin must be a valid string or readable stream');
-        external_assert_(options.execOptions == null || typeof options.execOptions === 'object', 'options.execOptions must be a valid object');
-        external_assert_(options.encoding == null || typeof options.encoding === 'string', 'options.encoding must be a valid string');
-        external_assert_(options.onChannel == null || typeof options.onChannel === 'function', 'options.onChannel must be a valid function');
-        external_assert_(options.onStdout == null || typeof options.onStdout === 'function', 'options.onStdout must be a valid function');
-        external_assert_(options.onStderr == null || typeof options.onStderr === 'function', 'options.onStderr must be a valid function');
-        external_assert_(options.noTrim == null || typeof options.noTrim === 'boolean', 'options.noTrim must be a boolean');
-        let command = givenCommand;
-        if (options.cwd) {
-            command = `cd ${shell_escape([options.cwd])} ; ${command}`;
-        }
-        const connection = this.getConnection();
-        const output = { stdout: [], stderr: [] };
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            connection.exec(command, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                    return;
-                }
-                if (options.onChannel) {
-                    options.onChannel(channel);
-                }
-                channel.on('data', (chunk) => {
-                    if (options.onStdout)
-                        options.onStdout(chunk);
-                    output.stdout.push(chunk.toString(options.encoding));
-                });
-                channel.stderr.on('data', (chunk) => {
-                    if (options.onStderr)
-                        options.onStderr(chunk);
-                    output.stderr.push(chunk.toString(options.encoding));
-                });
-                if (options.stdin != null) {
-                    if (is_stream.readable(options.stdin)) {
-                        options.stdin.pipe(channel, {
-                            end: true,
-                        });
-                    }
-                    else {
-                        channel.write(options.stdin);
-                        channel.end();
-                    }
-                }
-                else {
-                    channel.end();
-                }
-                let code = null;
-                let signal = null;
-                channel.on('exit', (code_, signal_) => {
-                    code = code_ !== null && code_ !== void 0 ? code_ : null;
-                    signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
-                });
-                channel.on('close', () => {
-                    let stdout = output.stdout.join('');
-                    let stderr = output.stderr.join('');
-                    if (options.noTrim !== true) {
-                        stdout = stdout.trim();
-                        stderr = stderr.trim();
-                    }
-                    resolve({
-                        code: code != null ? code : null,
-                        signal: signal != null ? signal : null,
-                        stdout,
-                        stderr,
-                    });
-                });
-            });
-        });
-    }
-    async exec(command, parameters, options = {}) {
-        external_assert_(typeof command === 'string', 'command must be a valid string');
-        external_assert_(Array.isArray(parameters), 'parameters must be a valid array');
-        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
-        external_assert_(options.stream == null || ['both', 'stdout', 'stderr'].includes(options.stream), 'options.stream must be one of both, stdout, stderr');
-        for (let i = 0, { length } = parameters; i < length; i += 1) {
-            external_assert_(typeof parameters[i] === 'string', `parameters[${i}] must be a valid string`);
-        }
-        const completeCommand = `${command}${parameters.length > 0 ? ` ${shell_escape(parameters)}` : ''}`;
-        const response = await this.execCommand(completeCommand, options);
-        if (options.stream == null || options.stream === 'stdout') {
-            if (response.stderr) {
-                throw new Error(response.stderr);
-            }
-            return response.stdout;
-        }
-        if (options.stream === 'stderr') {
-            return response.stderr;
-        }
-        return response;
-    }
-    async mkdir(path, method = 'sftp', givenSftp = null) {
-        external_assert_(typeof path === 'string', 'path must be a valid string');
-        external_assert_(typeof method === 'string' && (method === 'sftp' || method === 'exec'), 'method must be either sftp or exec');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        if (method === 'exec') {
-            await this.exec('mkdir', ['-p', unixifyPath(path)]);
-            return;
-        }
-        const sftp = givenSftp || (await this.requestSFTP());
-        const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error) => {
-            if (!retry || error == null || (error.message !== 'No such file' && error.code !== 'ENOENT')) {
-                throw error;
-            }
-            await this.mkdir(external_path_.dirname(path), 'sftp', sftp);
-            await makeSftpDirectory(false);
-        });
-        try {
-            await makeSftpDirectory(true);
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
-        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
-        const sftp = givenSftp || (await this.requestSFTP());
-        try {
-            await new Promise((resolve, reject) => {
-                sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
-                    if (err) {
-                        reject(err);
-                    }
-                    else {
-                        resolve();
-                    }
-                });
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
-        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
-        external_assert_(await new Promise((resolve) => {
-            external_fs_.access(localFile, external_fs_.constants.R_OK, (err) => {
-                resolve(err === null);
-            });
-        }), `localFile does not exist at ${localFile}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const putFile = (retry) => {
-            return new Promise((resolve, reject) => {
-                sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
-                    if (err == null) {
-                        resolve();
-                        return;
-                    }
-                    if (err.message === 'No such file' && retry) {
-                        resolve(this.mkdir(external_path_.dirname(remoteFile), 'sftp', sftp).then(() => putFile(false)));
-                    }
-                    else {
-                        reject(err);
-                    }
-                });
-            });
-        };
-        try {
-            await putFile(true);
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
-        external_assert_(Array.isArray(files), 'files must be an array');
-        for (let i = 0, { length } = files; i < length; i += 1) {
-            const file = files[i];
-            external_assert_(file, 'files items must be valid objects');
-            external_assert_(file.local && typeof file.local === 'string', `files[${i}].local must be a string`);
-            external_assert_(file.remote && typeof file.remote === 'string', `files[${i}].remote must be a string`);
-        }
-        const transferred = [];
-        const sftp = givenSftp || (await this.requestSFTP());
-        const queue = new PromiseQueue({ concurrency });
-        try {
-            await new Promise((resolve, reject) => {
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        await this.putFile(file.local, file.remote, sftp, transferOptions);
-                        transferred.push(file);
-                    })
-                        .catch(reject);
-                });
-                queue.waitTillIdle().then(resolve);
-            });
-        }
-        catch (error) {
-            if (error != null) {
-                error.transferred = transferred;
-            }
-            throw error;
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
-        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
-        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
-        const localDirectoryStat = await new Promise((resolve) => {
-            external_fs_.stat(localDirectory, (err, stat) => {
-                resolve(stat || null);
-            });
-        });
-        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const scanned = await esm(localDirectory, {
-            recursive,
-            validate,
-        });
-        const files = scanned.files.map((item) => external_path_.relative(localDirectory, item));
-        const directories = scanned.directories.map((item) => external_path_.relative(localDirectory, item));
-        // Sort shortest to longest
-        directories.sort((a, b) => a.length - b.length);
-        let failed = false;
-        try {
-            // Do the directories first.
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                directories.forEach((directory) => {
-                    queue
-                        .add(async () => {
-                        await this.mkdir(external_path_.join(remoteDirectory, directory), 'sftp', sftp);
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-            // and now the files
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        const localFile = external_path_.join(localDirectory, file);
-                        const remoteFile = external_path_.join(remoteDirectory, file);
-                        try {
-                            await this.putFile(localFile, remoteFile, sftp, transferOptions);
-                            tick(localFile, remoteFile, null);
-                        }
-                        catch (_) {
-                            failed = true;
-                            tick(localFile, remoteFile, _);
-                        }
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-        return !failed;
-    }
-    async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
-        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
-        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
-        const localDirectoryStat = await new Promise((resolve) => {
-            external_fs_.stat(localDirectory, (err, stat) => {
-                resolve(stat || null);
-            });
-        });
-        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const scanned = await esm(remoteDirectory, {
-            recursive,
-            validate,
-            concurrency,
-            fileSystem: {
-                basename(path) {
-                    return external_path_.posix.basename(path);
-                },
-                join(pathA, pathB) {
-                    return external_path_.posix.join(pathA, pathB);
-                },
-                readdir(path) {
-                    return new Promise((resolve, reject) => {
-                        sftp.readdir(path, (err, res) => {
-                            if (err) {
-                                reject(err);
-                            }
-                            else {
-                                resolve(res.map((item) => item.filename));
-                            }
-                        });
-                    });
-                },
-                stat(path) {
-                    return new Promise((resolve, reject) => {
-                        sftp.stat(path, (err, res) => {
-                            if (err) {
-                                reject(err);
-                            }
-                            else {
-                                // eslint-disable-next-line @typescript-eslint/no-explicit-any
-                                resolve(res);
-                            }
-                        });
-                    });
-                },
-            },
-        });
-        const files = scanned.files.map((item) => external_path_.relative(remoteDirectory, item));
-        const directories = scanned.directories.map((item) => external_path_.relative(remoteDirectory, item));
-        // Sort shortest to longest
-        directories.sort((a, b) => a.length - b.length);
-        let failed = false;
-        try {
-            // Do the directories first.
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                directories.forEach((directory) => {
-                    queue
-                        .add(async () => {
-                        await make_dir(external_path_.join(localDirectory, directory));
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-            // and now the files
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        const localFile = external_path_.join(localDirectory, file);
-                        const remoteFile = external_path_.join(remoteDirectory, file);
-                        try {
-                            await this.getFile(localFile, remoteFile, sftp, transferOptions);
-                            tick(localFile, remoteFile, null);
-                        }
-                        catch (_) {
-                            failed = true;
-                            tick(localFile, remoteFile, _);
-                        }
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-        return !failed;
-    }
-    forwardIn(remoteAddr, remotePort, onConnection) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.forwardIn(remoteAddr, remotePort, (error, port) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                const handler = (details, acceptConnection, rejectConnection) => {
-                    if (details.destIP === remoteAddr && details.destPort === port) {
-                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-                    }
-                };
-                if (onConnection) {
-                    connection.on('tcp connection', handler);
-                }
-                const dispose = () => {
-                    return new Promise((_resolve, _reject) => {
-                        connection.off('tcp connection', handler);
-                        connection.unforwardIn(remoteAddr, port, (_error) => {
-                            if (_error) {
-                                _reject(error);
-                            }
-                            _resolve();
-                        });
-                    });
-                };
-                resolve({ port, dispose });
-            });
-        });
-    }
-    forwardOut(srcIP, srcPort, dstIP, dstPort) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error, channel) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                resolve(channel);
-            });
-        });
-    }
-    forwardInStreamLocal(socketPath, onConnection) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.openssh_forwardInStreamLocal(socketPath, (error) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                const handler = (details, acceptConnection, rejectConnection) => {
-                    if (details.socketPath === socketPath) {
-                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-                    }
-                };
-                if (onConnection) {
-                    connection.on('unix connection', handler);
-                }
-                const dispose = () => {
-                    return new Promise((_resolve, _reject) => {
-                        connection.off('unix connection', handler);
-                        connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
-                            if (_error) {
-                                _reject(_error);
-                            }
-                            _resolve();
-                        });
-                    });
-                };
-                resolve({ dispose });
-            });
-        });
-    }
-    forwardOutStreamLocal(socketPath) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.openssh_forwardOutStreamLocal(socketPath, (error, channel) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                resolve(channel);
-            });
-        });
-    }
-    dispose() {
-        if (this.connection) {
-            this.connection.end();
-            this.connection = null;
-        }
-    }
-}
-
-// EXTERNAL MODULE: ./src/core/errors.ts
-var errors = __nccwpck_require__(4296);
-// EXTERNAL MODULE: ./src/core/knownhosts.ts
-var knownhosts = __nccwpck_require__(4965);
-// EXTERNAL MODULE: ./src/core/quote.ts
-var quote = __nccwpck_require__(3195);
-;// CONCATENATED MODULE: ./src/core/loginshell.ts
-// How a script is wrapped to run on the cluster, whatever carries it there: in a login shell (on
-// Riviera, `module` and with it the Slurm clients exist only there), its output marked off from
-// whatever the login profile prints.
-
-/**
- * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
- * warning) comes before it and is dropped, so that the parsers see only the script's output.
- */
-const OUTPUT_START = '::riviera-output-start::';
-/**
- * The remote command for a script: run by bash as a login shell, the script as one quoted word. The
- * script runs in a subshell: an `exit` in it would otherwise make the login shell run the user's
- * ~/.bash_logout, whose last status (with `set -e` on, its first failure) replaces the script's.
- */
-function loginshell_loginShellCommand(script) {
-    return `bash -l -c ${(0,quote/* shq */.hi)(`printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}
-(
-${script}
-)`)}`;
-}
-/** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
-class PreambleFilter {
-    head = Buffer.alloc(0);
-    /** The part of `chunk` that belongs to the script (empty while still in the preamble). */
-    push(chunk) {
-        if (this.head === null)
-            return chunk;
-        this.head = Buffer.concat([this.head, chunk]);
-        const at = this.head.indexOf(`${OUTPUT_START}\n`);
-        if (at < 0)
-            return Buffer.alloc(0);
-        const rest = this.head.subarray(at + OUTPUT_START.length + 1);
-        this.head = null;
-        return rest;
-    }
-}
-
-// EXTERNAL MODULE: ./src/core/process.ts + 1 modules
-var process = __nccwpck_require__(9084);
-;// CONCATENATED MODULE: ./src/core/remote.ts
-
-
-
-/** A Remote from its exec: run is the same for every transport. */
-class ScriptRemote {
-    async run(what, script, opts = {}) {
-        const r = await this.exec(script, opts);
-        if (r.code !== 0)
-            throw new errors/* RemoteCommandError */.at(what, r.code, r.stderr.toString('utf8'));
-        return r.stdout.toString('utf8');
-    }
-}
-/** The first complete line of `out` that starts with `prefix`. */
-function lineStarting(out, prefix) {
-    const lines = Buffer.concat(out).toString().split('\n');
-    return lines.slice(0, -1).find((l) => l.startsWith(prefix));
-}
-/**
- * Collect a command's output (the preamble dropped) and its exit status; with `feed`, pipe the
- * stream into its stdin once the line appears, else close stdin at once.
- */
-function streamScript(ch, opts = {}) {
-    return new Promise((resolve, reject) => {
-        const out = [];
-        const errs = [];
-        let stdin;
-        const preamble = new PreambleFilter();
-        ch.stdout.on('data', (chunk) => {
-            const d = preamble.push(chunk);
-            if (d.length === 0)
-                return;
-            out.push(d);
-            if (!opts.feed || stdin)
-                return;
-            const line = lineStarting(out, opts.feed.after);
-            if (line === undefined)
-                return;
-            stdin = opts.feed.stream(line);
-            stdin.on('error', (e) => {
-                ch.abort();
-                reject(e);
-            });
-            stdin.pipe(ch.stdin);
-        });
-        ch.stderr.on('data', (d) => errs.push(d));
-        ch.ended.then((code) => {
-            // The command may stop reading early: stop feeding it.
-            if (stdin) {
-                stdin.unpipe(ch.stdin);
-                stdin.destroy();
-            }
-            resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) });
-        }, reject);
-        if (!opts.feed)
-            ch.stdin.end();
-    });
-}
-/**
- * Run a script as a local program: `argv` followed by the login-shell command as its last word
- * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
- */
-function spawnScript(argv, script, opts = {}, env, cwd) {
-    const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
-    return streamScript({ ...p, abort: p.kill }, opts);
-}
-
-;// CONCATENATED MODULE: ./src/core/ssh2remote.ts
-// The built-in transport: the ssh2 library (through node-ssh), with strict host-key checking.
-
-
-
-
-
-class Ssh2Remote extends ScriptRemote {
-    ssh;
-    target;
-    constructor(ssh, target) {
-        super();
-        this.ssh = ssh;
-        this.target = target;
-    }
-    static async connect(target) {
-        const ssh = new NodeSSH();
-        let refused;
-        const types = (0,knownhosts/* recordedKeyTypes */.Ll)(target.knownHosts, target.host, target.port);
-        try {
-            await ssh.connect({
-                host: target.host,
-                port: target.port,
-                username: target.username,
-                privateKey: target.privateKey,
-                readyTimeout: 20_000,
-                keepaliveInterval: 15_000,
-                keepaliveCountMax: 4,
-                // Offer the key types known_hosts records for this host first, as OpenSSH does.
-                ...(types.length > 0 ? { algorithms: { serverHostKey: types } } : {}),
-                hostVerifier: (key) => {
-                    const verdict = (0,knownhosts/* checkHostKey */.Ex)(target.knownHosts, target.host, target.port, key);
-                    if (verdict.ok)
-                        return true;
-                    const name = (0,knownhosts/* hostKeyName */.tc)(target.host, target.port);
-                    const why = {
-                        'unknown-host': `known-hosts has no entry for ${name}`,
-                        changed: `the host key of ${name} does not match the one in known-hosts (it changed, or this is not the host you think)`,
-                        revoked: `the host key of ${name} is marked @revoked in known-hosts`,
-                    }[verdict.reason];
-                    refused = new errors/* HostKeyError */.oZ(`Host key refused: ${why}. The server offered ${verdict.keyType} ${verdict.fingerprint}.`, 'Nothing was sent. If the cluster really changed its key, confirm the fingerprint with its administrators and update the known-hosts input.');
-                    return false;
-                },
-            });
-        }
-        catch (err) {
-            ssh.dispose();
-            if (refused)
-                throw refused;
-            const e = err;
-            const hint = e.level === 'client-authentication'
-                ? `The cluster refused the key for user '${target.username}': check the username and that the public key is in ~/.ssh/authorized_keys there.`
-                : `Check host '${target.host}' and port ${target.port}, and that the cluster is reachable from here.`;
-            throw new errors/* ConnectionError */.Rc(`Could not connect to ${target.username}@${target.host}:${target.port}: ${e.message}.`, hint);
-        }
-        // node-ssh drops its error listener once connected; without ours a reset would crash the process.
-        ssh.connection?.on('error', () => undefined);
-        return new Ssh2Remote(ssh, target);
-    }
-    get connected() {
-        return this.ssh.isConnected();
-    }
-    exec(script, opts = {}) {
-        const conn = this.ssh.connection;
-        if (!conn || !this.connected)
-            return Promise.reject(new errors/* ConnectionError */.Rc('The SSH connection is closed.'));
-        return new Promise((resolve, reject) => {
-            let settled = false;
-            const finish = (fn) => {
-                if (settled)
-                    return;
-                settled = true;
-                conn.off('close', onLost);
-                fn();
-            };
-            const onLost = () => finish(() => reject(new errors/* ConnectionError */.Rc('The SSH connection was lost.')));
-            conn.once('close', onLost);
-            conn.exec(loginshell_loginShellCommand(script), (err, channel) => {
-                if (err)
-                    return finish(() => reject(new errors/* ConnectionError */.Rc(`Could not open an SSH channel: ${err.message}`)));
-                channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
-                const ended = new Promise((done) => {
-                    let code = null;
-                    channel.on('exit', (c) => {
-                        code = c;
-                    });
-                    channel.on('close', () => done(code));
-                });
-                streamScript({ stdout: channel, stderr: channel.stderr, stdin: channel, ended, abort: () => channel.close() }, opts).then((r) => (r.code === null && !this.connected ? onLost() : finish(() => resolve(r))), (e) => finish(() => reject(e)));
-            });
-        });
-    }
-    close() {
-        this.ssh.dispose();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/core/connect.ts
-
-const connectRemote = (target) => Ssh2Remote.connect(target);
-
-
-/***/ }),
-
-/***/ 4296:
+/***/ 2091:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -56785,6 +54545,7 @@ const connectRemote = (target) => Ssh2Remote.connect(target);
 /* harmony export */   dk: () => (/* binding */ JobFailedError),
 /* harmony export */   dz: () => (/* binding */ InputError),
 /* harmony export */   oZ: () => (/* binding */ HostKeyError),
+/* harmony export */   wG: () => (/* binding */ PreflightError),
 /* harmony export */   zS: () => (/* binding */ BuildError)
 /* harmony export */ });
 /* unused harmony exports ExitCode, EXIT_CODE_MEANINGS, DeliveryError, exitCodeOf */
@@ -56861,6 +54622,14 @@ class JobFailedError extends DeliveryError {
 class JobInterruptedError extends DeliveryError {
     exitCode = ExitCode.jobInterrupted;
 }
+/**
+ * The cluster refuses what the inputs ask for (partition, GPUs, time, modules, runtime, sbatch's
+ * test, writable directories): found by preflight before anything was saved, sent or submitted.
+ * Each line names the input and what the cluster offers.
+ */
+class PreflightError extends DeliveryError {
+    exitCode = ExitCode.input;
+}
 function tail(text, lines = 10) {
     return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
@@ -56871,25 +54640,180 @@ function exitCodeOf(err) {
 
 /***/ }),
 
-/***/ 4103:
+/***/ 1984:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   IP: () => (/* binding */ parseGpuReport),
+/* harmony export */   Oh: () => (/* binding */ MIN_DRIVER),
+/* harmony export */   gO: () => (/* binding */ GPU_QUERY),
+/* harmony export */   gX: () => (/* binding */ GPU_MARKER),
+/* harmony export */   o_: () => (/* binding */ describeGpu),
+/* harmony export */   qB: () => (/* binding */ gpuVerdict)
+/* harmony export */ });
+/* unused harmony exports parseGpuQuery, parseSmiHeader, imageCudaVersion, compareVersions, cudaCompat */
+/** `nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader`: one GPU per line. */
+function parseGpuQuery(out) {
+    return out
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !/^name\s*,/.test(l) && l.includes(','))
+        .map((l) => {
+        const [name, driver = '', memory = ''] = l.split(',').map((f) => f.trim());
+        return { name, driver, memory };
+    })
+        .filter((g) => /^\d+(\.\d+)+$/.test(g.driver));
+}
+/** The banner of plain `nvidia-smi`: the driver and the highest CUDA version it supports. */
+function parseSmiHeader(out) {
+    return {
+        driver: /Driver Version:\s*([\d.]+)/.exec(out)?.[1] ?? null,
+        cuda: /CUDA Version:\s*([\d.]+)/.exec(out)?.[1] ?? null,
+    };
+}
+/**
+ * The CUDA version an image declares: NVIDIA's images set CUDA_VERSION (e.g. 12.4.1); otherwise
+ * /usr/local/cuda/version.json (`{"cuda": {"version": "12.4.1"}}`). null: it declares none.
+ */
+function imageCudaVersion(env, versionJson) {
+    const fromEnv = env?.trim();
+    if (fromEnv && /^\d+\.\d+(\.\d+)?$/.test(fromEnv))
+        return fromEnv;
+    if (versionJson?.trim()) {
+        try {
+            const v = JSON.parse(versionJson).cuda?.version;
+            if (typeof v === 'string' && /^\d+\.\d+(\.\d+)?$/.test(v))
+                return v;
+        }
+        catch {
+            // not JSON: the image declares nothing usable
+        }
+    }
+    return null;
+}
+/** -1, 0 or 1, comparing dotted numeric versions field by field (missing fields count as 0). */
+function compareVersions(a, b) {
+    const x = a.split('.').map(Number);
+    const y = b.split('.').map(Number);
+    for (let i = 0; i < Math.max(x.length, y.length); i++) {
+        const d = (x[i] ?? 0) - (y[i] ?? 0);
+        if (d !== 0)
+            return d < 0 ? -1 : 1;
+    }
+    return 0;
+}
+/**
+ * Oldest Linux driver that runs any CUDA of a major version (minor version compatibility, NVIDIA's
+ * CUDA compatibility guide): the job script carries the same table.
+ */
+const MIN_DRIVER = { 11: '450.80.02', 12: '525.60.13', 13: '580' };
+const minorOf = (v) => v.split('.').slice(0, 2).join('.');
+/**
+ * Can a node whose driver is `driver` (supporting CUDA up to `driverCuda`) run an image built for
+ * `imageCuda`? A major version needing a newer driver cannot (the job stops before the smoke test);
+ * a newer minor version than the driver reports usually runs (minor version compatibility) but
+ * PTX compiled for it and its newest APIs do not: a warning.
+ */
+function cudaCompat(imageCuda, driver, driverCuda) {
+    if (!imageCuda)
+        return { kind: 'ok' };
+    if (!driver)
+        return { kind: 'unknown', message: `The image declares CUDA ${imageCuda}, but no NVIDIA driver answered on the node.` };
+    const need = MIN_DRIVER[Number(imageCuda.split('.')[0])] ?? null;
+    // Outside the table (before CUDA 11, or newer than it knows) no minor version compatibility is assumed.
+    const tooOld = need !== null ? compareVersions(driver, need) < 0 : driverCuda !== null && compareVersions(minorOf(imageCuda), driverCuda) > 0;
+    if (tooOld) {
+        return {
+            kind: 'driver',
+            need,
+            message: `The image's CUDA ${imageCuda} needs NVIDIA driver >= ${need ?? `one supporting CUDA ${minorOf(imageCuda)}`}, but the node has driver ${driver}${driverCuda ? ` (CUDA ${driverCuda})` : ''}.`,
+        };
+    }
+    if (driverCuda && compareVersions(minorOf(imageCuda), driverCuda) > 0) {
+        return {
+            kind: 'minor',
+            message: `The image's CUDA ${imageCuda} is newer than the ${driverCuda} that driver ${driver} reports: it runs by minor version compatibility, but PTX JIT and the newest APIs need a newer driver.`,
+        };
+    }
+    return { kind: 'ok' };
+}
+/** Lines the job prints for the GPU report: `::riviera-gpu:: <where> [<kind>] <text>`. */
+const GPU_MARKER = '::riviera-gpu::';
+/** The fields the job asks nvidia-smi for (compute_cap is missing on 470-era drivers). */
+const GPU_QUERY = 'name,driver_version,memory.total';
+function view(query, header) {
+    const gpus = parseGpuQuery(query.join('\n'));
+    const h = parseSmiHeader(header.join('\n'));
+    return { gpus, driver: gpus[0]?.driver ?? h.driver, cuda: h.cuda };
+}
+/** The job's GPU report lines (marker removed) into the report; null when the job made none (no GPUs asked). */
+function parseGpuReport(lines) {
+    if (lines.length === 0)
+        return null;
+    const parts = {};
+    let node = '';
+    for (const line of lines) {
+        const [where, kind, ...rest] = line.split(' ');
+        if (where === 'node')
+            node = [kind, ...rest].join(' ');
+        else
+            (parts[`${where} ${kind}`] ??= []).push(rest.join(' '));
+    }
+    const outside = view(parts['outside query'] ?? [], parts['outside header'] ?? []);
+    const inside = view(parts['inside query'] ?? [], parts['inside header'] ?? []);
+    const imageCuda = imageCudaVersion(parts['inside env']?.[0] ?? null, (parts['inside json'] ?? []).join('\n') || null);
+    return { node, outside, inside, imageCuda, compat: cudaCompat(imageCuda, outside.driver, outside.cuda) };
+}
+/** One line for the log: what the job ran on. */
+function describeGpu(r) {
+    const g = r.outside.gpus;
+    const what = g.length > 0 ? `${g.length}× ${g[0].name}` : 'no GPU visible';
+    const driver = r.outside.driver ? `driver ${r.outside.driver}${r.outside.cuda ? ` (CUDA ${r.outside.cuda})` : ''}` : 'no NVIDIA driver answered';
+    return `GPU report: ${what} on ${r.node || 'the node'}, ${driver}; ${r.inside.gpus.length} GPU(s) inside the container; image CUDA ${r.imageCuda ?? 'not declared'}.`;
+}
+/**
+ * A job stopped by its GPU check (phase gpu-check) fails with one line naming the image's CUDA, the
+ * node's driver and the driver needed; any other verdict stands.
+ */
+function gpuVerdict(v, status, r) {
+    if (v.ok || status?.phase !== 'gpu-check' || r?.compat.kind !== 'driver')
+        return v;
+    return { ok: false, state: 'FAILED', exitCode: status.code, interrupted: false, message: r.compat.message };
+}
+
+
+/***/ }),
+
+/***/ 2882:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   Hs: () => (/* binding */ renderJobScript),
 /* harmony export */   Oq: () => (/* binding */ sbatchArgv),
 /* harmony export */   b5: () => (/* binding */ JOB_PHASES),
-/* harmony export */   ne: () => (/* binding */ PHASE_MARKER)
+/* harmony export */   ne: () => (/* binding */ PHASE_MARKER),
+/* harmony export */   qb: () => (/* binding */ phaseMarker)
 /* harmony export */ });
-/* unused harmony export smokeArgv */
-/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(450);
-/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6585);
+/* unused harmony exports watchdogEvery, smokeArgv */
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9391);
+/* harmony import */ var _gpu_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1984);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(7362);
 // The sbatch job script's parameters (the script is cluster/job.sh) and the sbatch command line. Pure.
 
 
+
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
-const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'smoke-test', 'publish'];
-/** The marker the job prints when a phase starts: `::riviera-phase:: <phase> <epoch seconds>`. */
+const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'publish'];
+/**
+ * The marker the job prints when a phase starts: `::riviera-phase:: <token> <phase> <epoch seconds>`.
+ * The token is random per delivery, so that a line of the job's own output cannot pass for one.
+ */
 const PHASE_MARKER = '::riviera-phase::';
+const phaseMarker = (token) => `${PHASE_MARKER} ${token}`;
+/** How often the job looks at the heartbeat: often enough to end about `seconds` after the last poll. */
+function watchdogEvery(seconds) {
+    return Math.min(30, Math.max(2, Math.floor(seconds / 4)));
+}
 /** argv after the runtime command (singularity or apptainer) for the smoke test. */
 function smokeArgv(p) {
     const opts = [...(p.gpus > 0 ? ['--nv'] : []), ...p.binds.flatMap((b) => ['--bind', b])];
@@ -56901,25 +54825,34 @@ function renderJobScript(p) {
     const a = p.assemble;
     return (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__/* .renderScript */ .y)('job', {
         status_file: p.statusFile,
-        phase_marker: PHASE_MARKER,
+        phase_marker: phaseMarker(p.phaseToken),
         modules: p.modules,
         runtime: p.runtime,
         tmpdir: p.tmpdir,
         sif: p.sif,
         sif_link: p.sifLink,
         smoke: smokeArgv(p),
+        gpus: p.gpus,
+        gpu_marker: _gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_MARKER */ .gX,
+        gpu_query: _gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_QUERY */ .gO,
+        cuda_majors: Object.keys(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .MIN_DRIVER */ .Oh),
+        cuda_min_drivers: Object.values(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .MIN_DRIVER */ .Oh),
         assemble: a !== null,
         store_lock: a?.storeLock ?? null,
         manifest: a?.manifest ?? null,
         member_names: a?.members.map((m) => m.name) ?? [],
         member_blobs: a?.members.map((m) => m.blob) ?? [],
         ...publishParams(p.publish),
+        watchdog: p.watchdog?.seconds ?? null,
+        watchdog_every: p.watchdog ? watchdogEvery(p.watchdog.seconds) : null,
+        heartbeat_file: p.watchdog?.heartbeatFile ?? null,
+        watchdog_file: p.watchdog?.watchdogFile ?? null,
+        login_modules: p.watchdog?.loginModules ?? [],
     });
 }
 /** The publication's parameters; all '' when not publishing in this run. */
 function publishParams(p) {
-    const mode = p ? parseInt(p.mode, 8) : 0;
-    const names = p ? (0,_layout_js__WEBPACK_IMPORTED_MODULE_1__/* .publishedNames */ .xR)(p.name, p.version) : null;
+    const names = p ? (0,_layout_js__WEBPACK_IMPORTED_MODULE_2__/* .publishedNames */ .xR)(p.name, p.version) : null;
     return {
         pub: p?.dir ?? null,
         pub_name: p?.name ?? null,
@@ -56930,8 +54863,7 @@ function publishParams(p) {
         // The record as JSON without its closing brace: the job adds its id, the date and the sha256.
         pub_json: p ? JSON.stringify({ name: p.name, version: p.version, ...p.record }).slice(0, -1) : null,
         pub_mode: p?.mode ?? null,
-        // The directory gets the files' mode plus x wherever they are readable.
-        pub_dir_mode: p ? (mode | ((mode & 0o444) >> 2)).toString(8) : null,
+        pub_lock: p?.lock ?? null,
         pub_group: p?.group ?? null,
         pub_keep: p?.keep ?? null,
     };
@@ -56943,6 +54875,7 @@ function sbatchArgv(p) {
         '--parsable',
         `--job-name=${p.jobName}`,
         `--partition=${p.partition}`,
+        `--cpus-per-task=${p.cpus}`,
         ...(p.gpus > 0 ? [`--gres=gpu:${p.gpus}`] : []),
         ...(p.time ? [`--time=${p.time}`] : []),
         `--chdir=${p.jobDir}`,
@@ -56955,7 +54888,50 @@ function sbatchArgv(p) {
 
 /***/ }),
 
-/***/ 4965:
+/***/ 3169:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   h: () => (/* binding */ parseJumpHosts),
+/* harmony export */   x: () => (/* binding */ formatHop)
+/* harmony export */ });
+// A ProxyJump chain in `ssh -J` syntax: `[user@]host[:port]`, comma-separated, in the order the
+// connection goes through them. `ssh -G` prints IPv6 and other hosts as `[host]:port`.
+const HOST = /^[A-Za-z0-9._-]+$/;
+const USER = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+/** Parse one hop; `defaultUser` when it names none. Throws an Error saying what is wrong with it. */
+function parseHop(spec, defaultUser) {
+    const at = spec.lastIndexOf('@');
+    const user = at >= 0 ? spec.slice(0, at) : defaultUser;
+    const rest = at >= 0 ? spec.slice(at + 1) : spec;
+    // [host]:port, [v6addr], host:port or host.
+    const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest) ?? /^([^:[\]]+)(?::(\d+))?$/.exec(rest);
+    const port = m?.[2] === undefined ? 22 : Number(m[2]);
+    const host = m?.[1] ?? '';
+    if (!m || !(HOST.test(host) || /^[0-9A-Fa-f:.]+$/.test(host)) || !(port >= 1 && port <= 65535)) {
+        throw new Error(`'${spec}' is not a jump host ([user@]host[:port])`);
+    }
+    if (!USER.test(user))
+        throw new Error(`'${spec}' names no valid user`);
+    return { user, host, port };
+}
+/** The hops of a chain; empty for none (`none` is what `ssh -G` prints then). */
+function parseJumpHosts(spec, defaultUser) {
+    const t = spec.trim();
+    if (t === '' || t === 'none')
+        return [];
+    return t.split(',').map((s) => parseHop(s.trim(), defaultUser));
+}
+/** A hop as `ssh -J` and ProxyJump take it (IPv6 addresses in brackets). */
+function formatHop(hop) {
+    const host = hop.host.includes(':') ? `[${hop.host}]` : hop.host;
+    return `${hop.user}@${host}:${hop.port}`;
+}
+
+
+/***/ }),
+
+/***/ 1978:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -56967,17 +54943,16 @@ function sbatchArgv(p) {
 /* unused harmony export fingerprint */
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5472);
+/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3122);
 /* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4296);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2091);
 // known_hosts parsing and host-key checking, following sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT" and
 // openssh hostfile.c, so the action pins the cluster's host key instead of trusting on first use.
 
 
 
 const { utils } = (ssh2__WEBPACK_IMPORTED_MODULE_1___default());
-const LINE_HINT = 'Each line must read `[@cert-authority|@revoked] hostpatterns keytype base64-key [comment]`, ' +
-    'e.g. a line printed by `ssh-keyscan -p PORT HOST`.';
+const LINE_HINT = 'Each line must read `[@cert-authority|@revoked] hostpatterns keytype base64-key [comment]`, ' + 'e.g. a line printed by `ssh-keyscan -p PORT HOST`.';
 const MARKERS = { '@cert-authority': 'cert-authority', '@revoked': 'revoked' };
 // ssh2 negotiates RSA host keys under these three signature algorithm names, strongest first.
 const RSA_ALGOS = ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
@@ -57086,38 +55061,48 @@ function hostsMatch(hosts, names) {
     return positive;
 }
 function glob(pattern, name) {
-    const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+    const re = pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.');
     return new RegExp(`^${re}$`, 's').test(name);
 }
 
 
 /***/ }),
 
-/***/ 6585:
+/***/ 7362:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   BG: () => (/* binding */ INCOMING),
-/* harmony export */   Dn: () => (/* binding */ partialPath),
 /* harmony export */   F$: () => (/* binding */ newRunId),
+/* harmony export */   Ge: () => (/* binding */ publishLockPath),
 /* harmony export */   Kt: () => (/* binding */ SIFS),
+/* harmony export */   LD: () => (/* binding */ isJobFileName),
 /* harmony export */   PL: () => (/* binding */ JOBS),
 /* harmony export */   Q$: () => (/* binding */ STORE_LOCK),
 /* harmony export */   RB: () => (/* binding */ IMAGE_RECORDS),
 /* harmony export */   SX: () => (/* binding */ sifPath),
+/* harmony export */   XF: () => (/* binding */ RUN_ID_GLOB),
 /* harmony export */   ZD: () => (/* binding */ hexOf),
+/* harmony export */   Zv: () => (/* binding */ jobLinkPath),
 /* harmony export */   _3: () => (/* binding */ JOB_LINK_PREFIX),
 /* harmony export */   df: () => (/* binding */ BLOBS),
 /* harmony export */   e0: () => (/* binding */ JOB_FILES),
 /* harmony export */   er: () => (/* binding */ STORE),
+/* harmony export */   fB: () => (/* binding */ joinLockPath),
 /* harmony export */   kT: () => (/* binding */ imageRecordPath),
 /* harmony export */   mI: () => (/* binding */ REMOTE_DIRS),
 /* harmony export */   nD: () => (/* binding */ blobPath),
-/* harmony export */   s: () => (/* binding */ blobLockPath),
+/* harmony export */   nq: () => (/* binding */ holdPath),
+/* harmony export */   t: () => (/* binding */ HOLDS),
+/* harmony export */   uP: () => (/* binding */ REMOTE_MARKER),
 /* harmony export */   xR: () => (/* binding */ publishedNames),
+/* harmony export */   xl: () => (/* binding */ partPath),
 /* harmony export */   xu: () => (/* binding */ remotePaths)
 /* harmony export */ });
-/* unused harmony exports imageFileName, sifLinkPath, jobDirPath, jobLinkPath */
+/* unused harmony exports LOCKS, imageFileName, sifLinkPath, jobDirPath */
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
 // Where a delivery's things are on the cluster: the one module that knows the names under
@@ -57125,9 +55110,15 @@ function glob(pattern, name) {
 // function takes the root; the scripts in cluster/ get them as parameters.
 //
 //   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
-//   .store/incoming/HEX.partial    an upload in progress (HEX.lock: its sender's lock)
+//   .store/incoming/KEY.S-E.part   bytes S to E of a blob being uploaded (KEY: its hex, or a stand-in
+//                                  while its digest is not known); .part.lock: its sender's lock,
+//                                  KEY.lock: the lock of whoever joins the parts into the blob
 //   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
+//   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
+//   .store/holds/RUN               what run RUN's job uses (`image HEX`, then `job ID`): kept until
+//                                  Slurm no longer knows the job
+//   .store/locks/publish-HASH      serialises our publications into one publish directory
 //   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
 //   images/NAME.sif                link to the newest .sif of an image name
 //   jobs/RUN/                      a job's directory (JOB_FILES)
@@ -57140,20 +55131,29 @@ const BLOBS = `${STORE}/blobs/sha256`;
 const INCOMING = `${STORE}/incoming`;
 const IMAGE_RECORDS = `${STORE}/images`;
 const STORE_LOCK = `${STORE}/lock`;
+const HOLDS = `${STORE}/holds`;
+const LOCKS = `${STORE}/locks`;
 const SIFS = 'sif';
 const JOBS = 'jobs';
+/** Written in remote-dir when the tool creates it; a folder without it is not the tool's to use. */
+const REMOTE_MARKER = '.riviera-singularity';
 /** Every directory of remote-dir, which group sharing makes setgid (new files inherit the group). */
-const REMOTE_DIRS = ['.', STORE, `${STORE}/blobs`, BLOBS, INCOMING, IMAGE_RECORDS, SIFS, 'images', JOBS];
+const REMOTE_DIRS = ['.', STORE, `${STORE}/blobs`, BLOBS, INCOMING, IMAGE_RECORDS, HOLDS, LOCKS, SIFS, 'images', JOBS];
 /** `sha256:HEX` → HEX, the name of a blob or an image in the store. */
 function hexOf(digest) {
     return digest.replace(/^sha256:/, '');
 }
 const blobPath = (hex) => `${BLOBS}/${hex}`;
-const partialPath = (hex) => `${INCOMING}/${hex}.partial`;
-/** Held by the one delivery sending the blob. */
-const blobLockPath = (hex) => `${INCOMING}/${hex}.lock`;
+/** Bytes [start, end) of a blob being uploaded under `key` (store-receive.sh reads the bounds back from the name). */
+const partPath = (key, start, end) => `${INCOMING}/${key}.${start}-${end}.part`;
+/** Held by whoever joins a blob's parts. */
+const joinLockPath = (key) => `${INCOMING}/${key}.lock`;
 const imageRecordPath = (hex) => `${IMAGE_RECORDS}/${hex}`;
 const sifPath = (hex) => `${SIFS}/${hex}.sif`;
+/** Run RUN's hold on what its job uses. */
+const holdPath = (run) => `${HOLDS}/${run}`;
+/** The lock of our publications into the publish directory whose real path is `dir`. */
+const publishLockPath = (dir) => `${LOCKS}/publish-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256').update(dir).digest('hex').slice(0, 16)}`;
 /** `org/name:tag` → `org_name_tag`: a file name for the image. */
 function imageFileName(image) {
     return image.replace(/[^A-Za-z0-9._-]+/g, '_');
@@ -57165,8 +55165,10 @@ function newRunId() {
     const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
     return `${t}-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(3).toString('hex')}`;
 }
+/** What newRunId makes, as a shell pattern: garbage collection removes no other job directory. */
+const RUN_ID_GLOB = '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]';
 const jobDirPath = (run) => `${JOBS}/${run}`;
-/** The files in a job's directory (submit.sh also keeps sbatch's answer there, in `submitted`). */
+/** The files in a job's directory. */
 const JOB_FILES = {
     script: 'job.sh',
     /** manifest.json of the docker-archive the job assembles. */
@@ -57175,7 +55177,18 @@ const JOB_FILES = {
     status: 'status',
     /** The job's stdout and stderr (sbatch --output, relative to --chdir). */
     output: 'job.out',
+    /** sbatch's answer, kept by submit.sh: a retried submission finds the job in it. */
+    submitted: 'submitted',
+    /** Held while submitting: one submission per job directory at a time. */
+    submitLock: 'submit.lock',
+    /** Touched by every poll; the job's watchdog compares it with its own file. */
+    heartbeat: 'heartbeat',
+    watchdog: 'watchdog',
 };
+/** A name the smoke-test script, copied into the job directory, cannot have: a job file (or its temp name), hidden, or option-like. */
+function isJobFileName(name) {
+    return name.startsWith('.') || name.startsWith('-') || Object.values(JOB_FILES).some((f) => name === f || name.startsWith(`${f}.`));
+}
 /** jobs/job-: followed by the Slurm job id, the link to that job's directory. */
 const JOB_LINK_PREFIX = `${JOBS}/job-`;
 const jobLinkPath = (jobId) => `${JOB_LINK_PREFIX}${jobId}`;
@@ -57191,11 +55204,13 @@ function publishedNames(name, version) {
 function remotePaths(dirs, image, imageHex, run, publish) {
     const root = dirs.root;
     return {
+        home: dirs.home,
         root,
         tmpdir: dirs.tmpdir,
         sif: imageHex !== null ? `${root}/${sifPath(imageHex)}` : dirs.existingSif,
         sifLink: imageHex !== null ? `${root}/${sifLinkPath(image)}` : null,
         jobDir: `${root}/${jobDirPath(run)}`,
+        hold: `${root}/${holdPath(run)}`,
         publishDir: dirs.publishDir,
         published: publish && dirs.publishDir ? `${dirs.publishDir}/${publishedNames(publish.name, publish.version).sif}` : null,
     };
@@ -57204,7 +55219,199 @@ function remotePaths(dirs, image, imageHex, run, publish) {
 
 /***/ }),
 
-/***/ 9084:
+/***/ 1245:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $f: () => (/* binding */ parsePoll),
+/* harmony export */   Lk: () => (/* binding */ initialFollowState),
+/* harmony export */   PK: () => (/* binding */ pollScript),
+/* harmony export */   eG: () => (/* binding */ OutputStream),
+/* harmony export */   oG: () => (/* binding */ applyPoll)
+/* harmony export */ });
+/* unused harmony export NO_JOB_DIR */
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9391);
+/* harmony import */ var _gpu_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1984);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2882);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7362);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(1997);
+// Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
+// reads the job's own status file and the output written since the last poll; here are its reply's
+// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
+// The job never depends on this session.
+
+
+
+
+
+/** Most output fetched in one poll; more is fetched at once in the next. */
+const CHUNK = 1 << 20;
+/** The poll's exit code when the job's directory is not there (no delivery of that job under remote-dir). */
+const NO_JOB_DIR = 98;
+/** One poll (cluster/poll.sh): Slurm's state, the job's status line, its output from `offset` on. */
+function pollScript(jobId, jobDir, offset, loginModules, { heartbeat = false } = {}) {
+    return (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__/* .renderScript */ .y)('poll', {
+        login_modules: loginModules,
+        job_dir: jobDir,
+        job_id: jobId,
+        offset,
+        chunk: CHUNK,
+        heartbeat,
+        status_file: _layout_js__WEBPACK_IMPORTED_MODULE_3__/* .JOB_FILES */ .e0.status,
+        output_file: _layout_js__WEBPACK_IMPORTED_MODULE_3__/* .JOB_FILES */ .e0.output,
+        heartbeat_file: _layout_js__WEBPACK_IMPORTED_MODULE_3__/* .JOB_FILES */ .e0.heartbeat,
+        no_job_dir: NO_JOB_DIR,
+    });
+}
+/** Split a poll's stdout: two header lines, then raw output bytes. */
+function parsePoll(stdout) {
+    const nl1 = stdout.indexOf(10);
+    const nl2 = nl1 < 0 ? -1 : stdout.indexOf(10, nl1 + 1);
+    if (nl2 < 0)
+        throw new Error(`unexpected reply while following the job: ${JSON.stringify(stdout.toString().slice(0, 200))}`);
+    return {
+        squeue: stdout.subarray(0, nl1).toString('utf8'),
+        status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
+        output: stdout.subarray(nl2 + 1),
+    };
+}
+/**
+ * Turns the job's output stream into log lines: phase markers open a new log group and time the
+ * phases; the last lines are kept for the summary. Handles lines split across polls.
+ */
+class OutputStream {
+    reporter;
+    tailLines;
+    token;
+    pending = Buffer.alloc(0);
+    marks = [];
+    tail = [];
+    /** The job's GPU report lines, marker removed (they are shown as a report, not as output). */
+    gpu = [];
+    /** The job printed its last marker: all of its output has been read. */
+    ended = false;
+    /**
+     * `token`: the delivery's token in the job's phase markers; any other line is output. Null (a job
+     * of another run, e.g. `logs --follow`): any line shaped like a marker is one.
+     */
+    constructor(reporter, tailLines = 30, token = null) {
+        this.reporter = reporter;
+        this.tailLines = tailLines;
+        this.token = token;
+    }
+    /** The phase and time of a marker line; null for any other line. */
+    marker(text) {
+        const prefix = `${this.token === null ? _jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .PHASE_MARKER */ .ne : (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .phaseMarker */ .qb)(this.token)} `;
+        if (!text.startsWith(prefix))
+            return null;
+        const fields = text.slice(prefix.length).trim().split(/\s+/);
+        if (this.token !== null && fields.length !== 2)
+            return null;
+        return { phase: fields.at(-2) ?? '', at: Number(fields.at(-1)) };
+    }
+    push(chunk) {
+        this.pending = Buffer.concat([this.pending, chunk]);
+        const lines = [];
+        let nl;
+        while ((nl = this.pending.indexOf(10)) >= 0) {
+            lines.push(this.pending.subarray(0, nl).toString('utf8'));
+            this.pending = this.pending.subarray(nl + 1);
+        }
+        this.lines(lines);
+    }
+    /** Flush a last line without a newline. */
+    end() {
+        if (this.pending.length > 0)
+            this.lines([this.pending.toString('utf8')]);
+        this.pending = Buffer.alloc(0);
+    }
+    /** Output lines go to the reporter as data, in runs between the phase markers. */
+    lines(lines) {
+        let run = [];
+        for (const text of lines) {
+            if (text.startsWith(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_MARKER */ .gX)) {
+                this.gpu.push(text.slice(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_MARKER */ .gX.length + 1));
+                continue;
+            }
+            const mark = this.marker(text);
+            if (!mark) {
+                run.push(text);
+                this.tail.push(text);
+                if (this.tail.length > this.tailLines)
+                    this.tail.shift();
+                continue;
+            }
+            this.reporter.output(run);
+            run = [];
+            const { phase } = mark;
+            this.marks.push(mark);
+            if (phase !== 'end')
+                this.reporter.group(`Job: ${phase}`);
+            else {
+                this.reporter.endGroup();
+                this.ended = true;
+            }
+        }
+        this.reporter.output(run);
+    }
+    get phases() {
+        return this.marks
+            .slice(0, -1)
+            .map((m, i) => ({ phase: m.phase, seconds: Math.max(0, this.marks[i + 1].at - m.at) }))
+            .filter((p) => p.phase !== 'end' && Number.isFinite(p.seconds));
+    }
+}
+function initialFollowState() {
+    return { offset: 0, state: null, node: '', status: null, unknownPolls: 0, silentSince: null };
+}
+/** Polls in which Slurm answered without knowing the job, and it left no status, before it counts as lost. */
+const LOST_AFTER = 5;
+/**
+ * Fold one poll into the follow state; returns whether the job has ended. Pure, apart from
+ * reporting state changes and pushing output.
+ */
+function applyPoll(s, poll, out, reporter, jobId, now = Date.now()) {
+    out.push(poll.output);
+    s.offset += poll.output.length;
+    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_4__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
+    const answer = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_4__/* .parseSlurmAnswer */ .Lv)(poll.squeue);
+    if (answer.kind === 'silent') {
+        // Nothing is known of the job meanwhile (it runs on without the controller): keep following.
+        if (s.silentSince === null) {
+            s.silentSince = now;
+            reporter.warning(`Slurm does not answer (${answer.message}); still following job ${jobId}, which runs on without the controller.`);
+        }
+        return false;
+    }
+    if (s.silentSince !== null) {
+        reporter.info(`Slurm answers again after ${Math.round((now - s.silentSince) / 1000)} s.`);
+        s.silentSince = null;
+    }
+    if (answer.kind === 'listed') {
+        const info = answer.info;
+        s.unknownPolls = 0;
+        if (info.nodes)
+            s.node = info.nodes;
+        if (info.state !== s.state) {
+            const why = info.state === 'PENDING' && info.reason ? ` (${info.reason})` : '';
+            const where = info.state === 'RUNNING' && info.nodes ? ` on ${info.nodes}` : '';
+            reporter.info(`Job ${jobId}: ${info.state}${where}${why}`);
+            s.state = info.state;
+        }
+        // All output was written before the job ended, so this poll's output is complete.
+        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_4__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
+    }
+    // Slurm answered and no longer knows the job: it has ended once its own status and last marker are in.
+    if (s.status && out.ended && poll.output.length < CHUNK)
+        return true;
+    s.unknownPolls++;
+    return s.unknownPolls >= LOST_AFTER;
+}
+
+
+/***/ }),
+
+/***/ 4556:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57212,10 +55419,9 @@ function remotePaths(dirs, image, imageHex, run, publish) {
 __nccwpck_require__.d(__webpack_exports__, {
   g1: () => (/* binding */ commandWorks),
   iw: () => (/* binding */ processFilter),
-  R3: () => (/* binding */ runProcess)
+  R3: () => (/* binding */ runProcess),
+  kp: () => (/* binding */ startProcess)
 });
-
-// UNUSED EXPORTS: startProcess
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
@@ -57250,7 +55456,7 @@ function lines(onLine) {
  */
 function runProcess(command, args, opts = {}) {
     return new Promise((resolve, reject) => {
-        const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         const out = opts.onLine ? lines(opts.onLine) : null;
@@ -57272,7 +55478,7 @@ function runProcess(command, args, opts = {}) {
     });
 }
 function startProcess(command, args, opts = {}) {
-    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: 'pipe' });
+    const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { cwd: opts.cwd, env: opts.env, stdio: 'pipe' });
     // The program may stop reading early (EPIPE); its exit code says how it went.
     child.stdin.on('error', () => undefined);
     const ended = new Promise((resolve, reject) => {
@@ -57300,7 +55506,7 @@ function processFilter(command, args) {
 
 /***/ }),
 
-/***/ 3195:
+/***/ 2242:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -57395,25 +55601,902 @@ function splitWords(line) {
 
 /***/ }),
 
-/***/ 1922:
+/***/ 6734:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   C8: () => (/* binding */ parseConnection),
-/* harmony export */   P$: () => (/* binding */ parseSettings),
-/* harmony export */   Qh: () => (/* binding */ INPUT_NAMES),
-/* harmony export */   xr: () => (/* binding */ maskPrivateKey)
-/* harmony export */ });
-/* unused harmony exports DEFAULT_MODULES, listInput, parseSbatchArgs, withoutCredentials */
-/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5472);
-/* harmony import */ var ssh2__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(ssh2__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var zod__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8816);
-/* harmony import */ var _clusterpath_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(7782);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4296);
-/* harmony import */ var _knownhosts_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4965);
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3195);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Nn: () => (/* binding */ Session)
+});
+
+// UNUSED EXPORTS: DEFAULT_RETRY, backoffDelay
+
+// EXTERNAL MODULE: ./src/core/errors.ts
+var errors = __nccwpck_require__(2091);
+// EXTERNAL MODULE: ./src/core/jumphosts.ts
+var jumphosts = __nccwpck_require__(3169);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: ../../main/node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(3122);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
+// EXTERNAL MODULE: ./src/core/process.ts + 1 modules
+var core_process = __nccwpck_require__(4556);
+// EXTERNAL MODULE: ./src/core/knownhosts.ts
+var knownhosts = __nccwpck_require__(1978);
+// EXTERNAL MODULE: ./src/core/quote.ts
+var quote = __nccwpck_require__(2242);
+;// CONCATENATED MODULE: ./src/core/loginshell.ts
+// How a script is wrapped to run on the cluster, whatever carries it there: in a login shell (on
+// Riviera, `module` and with it the Slurm clients exist only there), its output marked off from
+// whatever the login profile prints.
+
+/**
+ * Printed before a script's own output: whatever a login profile prints first (a banner, a quota
+ * warning) comes before it and is dropped, so that the parsers see only the script's output.
+ */
+const OUTPUT_START = '::riviera-output-start::';
+/**
+ * The remote command for a script, which sshd hands to the user's login shell as `SHELL -c COMMAND`:
+ * one line that sh, bash, zsh, tcsh and fish all parse alike (no newline, `!`, `$` or backquote,
+ * which tcsh would choke on or expand even inside quotes), so the script travels base64-encoded and
+ * bash, as a login shell, decodes and runs it. The script runs in a subshell: an `exit` in it would
+ * otherwise make the login shell run the user's ~/.bash_logout, whose last status (with `set -e`
+ * on, its first failure) replaces the script's.
+ */
+function loginShellCommand(script) {
+    const wrapped = `printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}\n(\n${script}\n)\n`;
+    return `exec bash -l -c 'source <(base64 -d <<<${Buffer.from(wrapped).toString('base64')})'`;
+}
+/** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
+class PreambleFilter {
+    head = Buffer.alloc(0);
+    /** The part of `chunk` that belongs to the script (empty while still in the preamble). */
+    push(chunk) {
+        if (this.head === null)
+            return chunk;
+        this.head = Buffer.concat([this.head, chunk]);
+        const at = this.head.indexOf(`${OUTPUT_START}\n`);
+        if (at < 0)
+            return Buffer.alloc(0);
+        const rest = this.head.subarray(at + OUTPUT_START.length + 1);
+        this.head = null;
+        return rest;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/core/remote.ts
+
+
+
+
+
+/**
+ * The refusal of a host key, naming the host it came from (the cluster or which jump host) and the
+ * key it offered; the same words from every transport.
+ */
+function hostKeyRefused(role, hop, reason, offered) {
+    const name = (0,knownhosts/* hostKeyName */.tc)(hop.host, hop.port);
+    const why = {
+        'unknown-host': `known-hosts has no entry for ${name}`,
+        changed: `the host key of ${name} does not match the one in known-hosts (it changed, or this is not the host you think)`,
+        revoked: `the host key of ${name} is marked @revoked in known-hosts`,
+    }[reason];
+    const who = role === 'cluster' ? '' : ` for the ${role} (${(0,jumphosts/* formatHop */.x)(hop)})`;
+    return new errors/* HostKeyError */.oZ(`Host key refused${who}: ${why}. The server offered ${offered}.`, 'Nothing was sent. If that host really changed its key, confirm the fingerprint with its administrators and update the known-hosts input.');
+}
+/** A Remote from its exec: run is the same for every transport. */
+class ScriptRemote {
+    async run(what, script, opts = {}) {
+        const r = await this.exec(script, opts);
+        if (r.code !== 0)
+            throw new errors/* RemoteCommandError */.at(what, r.code, r.stderr.toString('utf8'));
+        return r.stdout.toString('utf8');
+    }
+}
+/** The first complete line of `out` that starts with `prefix`. */
+function lineStarting(out, prefix) {
+    const lines = Buffer.concat(out).toString().split('\n');
+    return lines.slice(0, -1).find((l) => l.startsWith(prefix));
+}
+/**
+ * Collect a command's output (the preamble dropped) and its exit status; with `feed`, pipe the
+ * stream into its stdin once the line appears, else close stdin at once.
+ */
+function streamScript(ch, opts = {}) {
+    return new Promise((resolve, reject) => {
+        const out = [];
+        const errs = [];
+        let stdin;
+        const preamble = new PreambleFilter();
+        ch.stdout.on('data', (chunk) => {
+            const d = preamble.push(chunk);
+            if (d.length === 0)
+                return;
+            out.push(d);
+            if (!opts.feed || stdin)
+                return;
+            const line = lineStarting(out, opts.feed.after);
+            if (line === undefined)
+                return;
+            stdin = opts.feed.stream(line);
+            stdin.on('error', (e) => {
+                ch.abort();
+                reject(e);
+            });
+            stdin.pipe(ch.stdin);
+        });
+        ch.stderr.on('data', (d) => errs.push(d));
+        ch.ended.then((code) => {
+            // The command may stop reading early: stop feeding it.
+            if (stdin) {
+                stdin.unpipe(ch.stdin);
+                stdin.destroy();
+            }
+            resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) });
+        }, reject);
+        if (!opts.feed)
+            ch.stdin.end();
+    });
+}
+/**
+ * Run a script as a local program: `argv` followed by the login-shell command as its last word
+ * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
+ */
+function spawnScript(argv, script, opts = {}, env, cwd) {
+    const p = (0,core_process/* startProcess */.kp)(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
+    return streamScript({ ...p, abort: p.kill }, opts);
+}
+
+;// CONCATENATED MODULE: ./src/core/sshconfig.ts
+// The OpenSSH client's side of the system-ssh transport, as text: the config file the action writes
+// for it (everything it needs, nothing from ~/.ssh), the known_hosts file made from the known-hosts
+// input, and reading `ssh -G ALIAS` (a laptop's ~/.ssh/config, as ssh itself resolves it).
+
+/** The Host name the config file gives the cluster (never a real host, so hops cannot match it). */
+const CLUSTER_ALIAS = 'riviera-singularity-cluster';
+/** A value as ssh_config reads it: double-quoted when it holds a space; a quote itself cannot be written. */
+function value(v) {
+    if (/["\r\n]/.test(v))
+        throw new Error(`cannot write ${JSON.stringify(v)} into an ssh config file`);
+    return /[\s#]/.test(v) ? `"${v}"` : v;
+}
+/**
+ * The config file given with -F. Jump hops read it too (ssh hands -F on to them), so everything that
+ * checks host keys and picks the key is under `Host *`; only the cluster's own block holds the
+ * control socket, so that a hop's ssh never tries to multiplex over the cluster's connection.
+ */
+function renderSshConfig(p) {
+    const lines = [
+        '# Written by riviera-singularity for one delivery, and removed after it.',
+        `Host ${CLUSTER_ALIAS}`,
+        `  HostName ${value(p.host)}`,
+        `  Port ${p.port}`,
+        `  User ${value(p.username)}`,
+        ...(p.jumpHosts.length > 0 ? [`  ProxyJump ${p.jumpHosts.map(jumphosts/* formatHop */.x).join(',')}`] : []),
+        `  ControlPath ${value(p.controlPath)}`,
+        'Host *',
+        `  UserKnownHostsFile ${value(p.knownHostsFile)}`,
+        '  GlobalKnownHostsFile none',
+        '  StrictHostKeyChecking yes',
+        '  CheckHostIP no',
+        '  UpdateHostKeys no',
+        '  BatchMode yes',
+        '  PreferredAuthentications publickey',
+        // Only the key given (and its certificate): never whatever else an agent or ~/.ssh holds.
+        `  IdentitiesOnly ${p.identityFile ? 'yes' : 'no'}`,
+        ...(p.identityFile ? [`  IdentityFile ${value(p.identityFile)}`] : []),
+        ...(p.certificateFile ? [`  CertificateFile ${value(p.certificateFile)}`] : []),
+        `  IdentityAgent ${p.identityAgent ? value(p.identityAgent) : 'none'}`,
+        '  ForwardAgent no',
+        '  ForwardX11 no',
+        '  RequestTTY no',
+        '  ServerAliveInterval 15',
+        '  ServerAliveCountMax 4',
+        '  ConnectTimeout 20',
+        '  LogLevel ERROR',
+    ];
+    return lines.join('\n') + '\n';
+}
+/** The known-hosts input as a known_hosts file, line for line (hashed names and markers kept). */
+function renderKnownHosts(entries) {
+    return entries.map((e) => `${e.marker ? `@${e.marker} ` : ''}${e.hosts} ${e.keyType} ${e.key.toString('base64')}\n`).join('');
+}
+/** Parse `ssh -G` output (`keyword value` lines, keywords lower-case). */
+function parseSshG(text, home) {
+    const all = new Map();
+    for (const line of text.split('\n')) {
+        const m = /^(\S+)\s+(.*?)\s*$/.exec(line);
+        if (!m)
+            continue;
+        const key = m[1].toLowerCase();
+        all.set(key, [...(all.get(key) ?? []), m[2]]);
+    }
+    const one = (k) => all.get(k)?.[0] ?? '';
+    const path = (p) => p.replace(/^~(?=\/|$)/, home);
+    const none = (v) => (v === 'none' ? '' : v);
+    return {
+        hostname: one('hostname'),
+        user: one('user'),
+        port: Number(one('port') || '22'),
+        identityFiles: (all.get('identityfile') ?? []).map(path),
+        certificateFiles: (all.get('certificatefile') ?? []).map(path),
+        proxyJump: none(one('proxyjump')),
+        controlPath: path(none(one('controlpath'))),
+        userKnownHostsFiles: one('userknownhostsfile').split(/\s+/).filter(Boolean).map(path),
+    };
+}
+/**
+ * Each connection of the chain prints its own "Server host key" line, hop after hop, and
+ * "Authenticated to" once in: their counts tell which hop failed.
+ */
+function explainSshFailure(stderr) {
+    const lines = stderr.split(/\r?\n/);
+    const offered = lines.map((l) => /^debug1: Server host key: (\S+ \S+)/.exec(l)?.[1]).filter((k) => !!k);
+    const authenticated = lines.filter((l) => l.startsWith('debug1: Authenticated to ')).length;
+    const text = lines.filter((l) => l && !l.startsWith('debug')).join('\n');
+    if (/Host key verification failed/.test(stderr) && offered.length > 0) {
+        const reason = /revoked/i.test(text) ? 'revoked' : /has changed|HOST IDENTIFICATION HAS CHANGED/.test(text) ? 'changed' : 'unknown-host';
+        return { kind: 'host-key', hop: offered.length - 1, reason, offered: offered[offered.length - 1] };
+    }
+    if (/Permission denied/.test(text))
+        return { kind: 'auth', hop: authenticated };
+    // The last words that say why, not the closing notices that follow them.
+    const said = text.split('\n').filter((l) => !/^(Connection closed by|kex_exchange_identification)/.test(l));
+    return { kind: 'other', message: said.pop() ?? (text.split('\n').pop() || 'ssh exited without saying why') };
+}
+
+;// CONCATENATED MODULE: ./src/core/opensshremote.ts
+// The system-OpenSSH transport: the `ssh` client on every runner and laptop, which can log in with a
+// user certificate and reuse an open ControlMaster session (neither is possible with ssh2: its
+// #551, #1167). It reads nothing from ~/.ssh: a private directory holds its config file, the
+// known_hosts made from the known-hosts input, the key (0600) and its certificate, and the control
+// socket of the one master connection that carries every command of the delivery. close() ends the
+// master and removes the directory.
+
+
+
+
+
+
+
+
+
+const READY_POLL_MS = 20;
+/** How long after an exit status 255 the master has to go, for it to count as a lost connection. */
+const LOST_GRACE_MS = 1000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** The private directory: under RUNNER_TEMP on a runner (wiped after the job), else the system's temp dir. */
+function privateDir() {
+    return (0,external_node_fs_.mkdtempSync)((0,external_node_path_.join)(process.env.RUNNER_TEMP || (0,external_node_os_.tmpdir)(), 'riviera-ssh-'));
+}
+class OpenSshRemote extends ScriptRemote {
+    config;
+    master;
+    agent;
+    controlPath;
+    onExit;
+    lost = false;
+    constructor(config, 
+    /** Our own master, or null when reusing one the user opened. */
+    master, agent, controlPath, onExit) {
+        super();
+        this.config = config;
+        this.master = master;
+        this.agent = agent;
+        this.controlPath = controlPath;
+        this.onExit = onExit;
+        void master?.ended.then(() => {
+            this.lost = true;
+        });
+    }
+    static async connect(target) {
+        const dir = privateDir();
+        const cleanup = () => (0,external_node_fs_.rmSync)(dir, { recursive: true, force: true });
+        // Whatever way the process ends, the key does not stay behind.
+        process.once('exit', cleanup);
+        let agent = null;
+        let master = null;
+        try {
+            const keyFile = target.privateKey ? (0,external_node_path_.join)(dir, 'id') : null;
+            if (keyFile) {
+                (0,external_node_fs_.writeFileSync)(keyFile, target.privateKey, { mode: 0o600 });
+                const parsed = lib_default().utils.parseKey(target.privateKey, target.passphrase ?? undefined);
+                if (!(parsed instanceof Error))
+                    (0,external_node_fs_.writeFileSync)(`${keyFile}.pub`, `${parsed.type} ${parsed.getPublicSSH().toString('base64')}\n`);
+                // Beside the key, as ssh and ssh-add look for it.
+                if (target.certificate)
+                    (0,external_node_fs_.writeFileSync)(`${keyFile}-cert.pub`, target.certificate.trim() + '\n');
+            }
+            if (keyFile && target.passphrase)
+                agent = await privateAgent(dir, keyFile, target.passphrase);
+            const knownHostsFile = (0,external_node_path_.join)(dir, 'known_hosts');
+            (0,external_node_fs_.writeFileSync)(knownHostsFile, renderKnownHosts(target.knownHosts));
+            const controlPath = target.controlPath || (0,external_node_path_.join)(dir, 'ctl');
+            const config = (0,external_node_path_.join)(dir, 'config');
+            (0,external_node_fs_.writeFileSync)(config, renderSshConfig({
+                ...target,
+                knownHostsFile,
+                identityFile: keyFile,
+                certificateFile: keyFile && target.certificate ? `${keyFile}-cert.pub` : null,
+                identityAgent: agent ? (0,external_node_path_.join)(dir, 'agent') : keyFile ? null : (target.agent ?? null),
+                controlPath,
+            }));
+            if (target.controlPath) {
+                const check = await (0,core_process/* runProcess */.R3)('ssh', ['-F', config, '-O', 'check', CLUSTER_ALIAS]);
+                if (check.code !== 0) {
+                    throw new errors/* ConnectionError */.Rc(`No open SSH session at ${target.controlPath} to reuse (${check.stderr.trim() || `ssh -O check exited ${check.code}`}).`, `Open it first (e.g. \`ssh -fN ${target.host}\`, with ControlMaster and ControlPersist in ~/.ssh/config), then run this again.`);
+                }
+            }
+            else {
+                master = await startMaster(config, controlPath, target);
+            }
+            return new OpenSshRemote(config, master, agent, controlPath, cleanup);
+        }
+        catch (e) {
+            master?.kill();
+            agent?.kill();
+            cleanup();
+            process.off('exit', cleanup);
+            throw e;
+        }
+    }
+    get connected() {
+        return !this.lost && (0,external_node_fs_.existsSync)(this.controlPath);
+    }
+    async exec(script, opts = {}) {
+        if (!this.connected)
+            throw new errors/* ConnectionError */.Rc('The SSH connection is closed.');
+        // Through the master only: should it be gone, ProxyCommand=false stops ssh from logging in anew.
+        const r = await spawnScript(['ssh', '-F', this.config, '-o', 'ControlMaster=no', '-o', 'ProxyCommand=false', CLUSTER_ALIAS, '--'], script, opts);
+        if (r.code === 255 && (await this.lostWithin(LOST_GRACE_MS)))
+            throw new errors/* ConnectionError */.Rc('The SSH connection was lost.');
+        return r;
+    }
+    /** Whether the master connection goes within `ms` (a mux client may see the loss first). */
+    async lostWithin(ms) {
+        if (!this.master) {
+            this.lost ||= (await (0,core_process/* runProcess */.R3)('ssh', ['-F', this.config, '-O', 'check', CLUSTER_ALIAS])).code !== 0;
+            return this.lost;
+        }
+        await Promise.race([this.master.ended, sleep(ms)]);
+        return this.lost;
+    }
+    close() {
+        this.lost = true;
+        this.master?.kill();
+        this.agent?.kill();
+        this.onExit();
+        process.off('exit', this.onExit);
+    }
+}
+/** Start the master connection and wait until its control socket is there (it is made after login). */
+async function startMaster(config, controlPath, target) {
+    // -v: on failure, its log tells which hop offered which host key.
+    const master = (0,core_process/* startProcess */.kp)('ssh', ['-F', config, '-v', '-N', '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', CLUSTER_ALIAS], {});
+    let log = '';
+    const onLog = (d) => {
+        // Kept only until connected: afterwards it would grow for the whole delivery.
+        if (log.length < 1 << 20)
+            log += d.toString();
+    };
+    master.stderr.on('data', onLog);
+    master.stdout.resume();
+    let exited = false;
+    const ended = master.ended.then(() => (exited = true), (e) => {
+        exited = true;
+        log += `\n${e.message}`;
+    });
+    while (!exited && !(0,external_node_fs_.existsSync)(controlPath))
+        await sleep(READY_POLL_MS);
+    if (!exited) {
+        master.stderr.off('data', onLog);
+        master.stderr.resume();
+        return master;
+    }
+    await ended;
+    throw failureOf(log, target);
+}
+function failureOf(log, target) {
+    const hops = [...target.jumpHosts, { user: target.username, host: target.host, port: target.port }];
+    const role = (i) => (i < hops.length - 1 ? `jump host ${i + 1}` : 'cluster');
+    const f = explainSshFailure(log);
+    if (f.kind === 'host-key' && f.hop < hops.length)
+        return hostKeyRefused(role(f.hop), hops[f.hop], f.reason, f.offered);
+    if (f.kind === 'auth' && f.hop < hops.length) {
+        const hop = hops[f.hop];
+        return new errors/* ConnectionError */.Rc(`Could not connect to the ${role(f.hop)} ${(0,jumphosts/* formatHop */.x)(hop)}: it refused the key${target.certificate ? ' and certificate' : ''} for user '${hop.user}'.`, 'Check the username, and that the public key is in ~/.ssh/authorized_keys there or that the certificate is signed by a CA it trusts, for this user.');
+    }
+    const message = f.kind === 'other' ? f.message : 'refused';
+    return new errors/* ConnectionError */.Rc(`Could not connect to ${(0,jumphosts/* formatHop */.x)(hops[hops.length - 1])} with the OpenSSH client: ${message}.`, `Check host '${target.host}', port ${target.port} and jump-hosts, and that they are reachable from here.`);
+}
+/**
+ * An ssh-agent of our own holding the decrypted key: the only way to hand OpenSSH a passphrase in
+ * batch mode. ssh-add reads the passphrase from an askpass program that prints it from its
+ * environment, never from an argument or a file.
+ */
+async function privateAgent(dir, keyFile, passphrase) {
+    const socket = (0,external_node_path_.join)(dir, 'agent');
+    const agent = (0,core_process/* startProcess */.kp)('ssh-agent', ['-D', '-a', socket]);
+    agent.stdout.resume();
+    agent.stderr.resume();
+    for (let waited = 0; !(0,external_node_fs_.existsSync)(socket); waited += READY_POLL_MS) {
+        if (waited > 5000) {
+            agent.kill();
+            throw new errors/* ConnectionError */.Rc('ssh-agent did not start.', 'It is needed to use an encrypted private key with the OpenSSH client; check that it is installed.');
+        }
+        await sleep(READY_POLL_MS);
+    }
+    const askpass = (0,external_node_path_.join)(dir, 'askpass');
+    (0,external_node_fs_.writeFileSync)(askpass, '#!/bin/sh\nprintf \'%s\\n\' "$RIVIERA_KEY_PASSPHRASE"\n', { mode: 0o700 });
+    const env = {
+        ...process.env,
+        SSH_AUTH_SOCK: socket,
+        SSH_ASKPASS: askpass,
+        SSH_ASKPASS_REQUIRE: 'force',
+        RIVIERA_KEY_PASSPHRASE: passphrase,
+    };
+    const added = await (0,core_process/* runProcess */.R3)('ssh-add', [keyFile], { env });
+    if (added.code !== 0) {
+        agent.kill();
+        throw new errors/* ConnectionError */.Rc(`ssh-add could not load the private key: ${added.stderr.trim()}.`, "Check the input 'private-key-passphrase'.");
+    }
+    return agent;
+}
+
+;// CONCATENATED MODULE: ./src/core/ssh2remote.ts
+
+
+
+
+
+
+/** One SSH connection of the chain: to a hop, or to the cluster itself (the last). */
+function connectHop(target, hop, role, sock) {
+    const client = new lib.Client();
+    let refused;
+    const types = (0,knownhosts/* recordedKeyTypes */.Ll)(target.knownHosts, hop.host, hop.port);
+    const config = {
+        host: hop.host,
+        port: hop.port,
+        username: hop.user,
+        ...(target.privateKey ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined } : { agent: target.agent ?? undefined }),
+        sock,
+        readyTimeout: 20_000,
+        keepaliveInterval: 15_000,
+        keepaliveCountMax: 4,
+        // Offer the key types known_hosts records for this host first, as OpenSSH does.
+        ...(types.length > 0 ? { algorithms: { serverHostKey: types } } : {}),
+        hostVerifier: (key) => {
+            const verdict = (0,knownhosts/* checkHostKey */.Ex)(target.knownHosts, hop.host, hop.port, key);
+            if (verdict.ok)
+                return true;
+            refused = hostKeyRefused(role, hop, verdict.reason, `${verdict.keyType} ${verdict.fingerprint}`);
+            return false;
+        },
+    };
+    return new Promise((resolve, reject) => {
+        client.once('ready', () => {
+            // Once connected, a reset surfaces as 'close' (and exec's ConnectionError); unhandled it would crash the process.
+            client.on('error', () => undefined);
+            resolve(client);
+        });
+        client.once('error', (err) => {
+            client.end();
+            if (refused)
+                return reject(refused);
+            const who = `${role} ${(0,jumphosts/* formatHop */.x)(hop)}`;
+            const hint = err.level === 'client-authentication'
+                ? `The ${role} refused the key for user '${hop.user}': check the username and that the public key (or its certificate) is accepted there.`
+                : `Check ${role === 'cluster' ? `host '${hop.host}' and port ${hop.port}` : 'the jump-hosts input'}, and that it is reachable from here.`;
+            reject(new errors/* ConnectionError */.Rc(`Could not connect to the ${who}: ${err.message}.`, hint));
+        });
+        client.connect(config);
+    });
+}
+/** A channel from `via` to the next hop, as its socket. */
+function forward(via, hop, role) {
+    return new Promise((resolve, reject) => {
+        via.forwardOut('127.0.0.1', 0, hop.host, hop.port, (err, stream) => err
+            ? reject(new errors/* ConnectionError */.Rc(`The jump host could not reach the ${role} ${(0,jumphosts/* formatHop */.x)(hop)}: ${err.message}.`, 'Check the jump-hosts input and that the jump host may forward there.'))
+            : resolve(stream));
+    });
+}
+class Ssh2Remote extends ScriptRemote {
+    chain;
+    lost = false;
+    constructor(
+    /** The hops, then the cluster's connection last. */
+    chain) {
+        super();
+        this.chain = chain;
+        this.conn.once('close', () => {
+            this.lost = true;
+        });
+    }
+    get conn() {
+        return this.chain[this.chain.length - 1];
+    }
+    static async connect(target) {
+        const hops = [...target.jumpHosts, { user: target.username, host: target.host, port: target.port }];
+        const chain = [];
+        try {
+            for (const [i, hop] of hops.entries()) {
+                const role = i < hops.length - 1 ? `jump host ${i + 1}` : 'cluster';
+                const sock = i > 0 ? await forward(chain[i - 1], hop, role) : undefined;
+                chain.push(await connectHop(target, hop, role, sock));
+            }
+        }
+        catch (e) {
+            for (const c of chain.reverse())
+                c.end();
+            throw e;
+        }
+        return new Ssh2Remote(chain);
+    }
+    get connected() {
+        return !this.lost;
+    }
+    exec(script, opts = {}) {
+        const conn = this.conn;
+        if (!this.connected)
+            return Promise.reject(new errors/* ConnectionError */.Rc('The SSH connection is closed.'));
+        return new Promise((resolve, reject) => {
+            let settled = false;
+            const finish = (fn) => {
+                if (settled)
+                    return;
+                settled = true;
+                conn.off('close', onLost);
+                fn();
+            };
+            const onLost = () => finish(() => reject(new errors/* ConnectionError */.Rc('The SSH connection was lost.')));
+            conn.once('close', onLost);
+            conn.exec(loginShellCommand(script), (err, channel) => {
+                if (err)
+                    return finish(() => reject(new errors/* ConnectionError */.Rc(`Could not open an SSH channel: ${err.message}`)));
+                channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
+                const ended = new Promise((done) => {
+                    let code = null;
+                    channel.on('exit', (c) => {
+                        code = c;
+                    });
+                    channel.on('close', () => done(code));
+                });
+                streamScript({ stdout: channel, stderr: channel.stderr, stdin: channel, ended, abort: () => channel.close() }, opts).then((r) => (r.code === null && !this.connected ? onLost() : finish(() => resolve(r))), (e) => finish(() => reject(e)));
+            });
+        });
+    }
+    close() {
+        this.lost = true;
+        for (const c of [...this.chain].reverse())
+            c.end();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/core/connect.ts
+// Connecting to the cluster with the transport the settings ask for.
+
+
+
+/**
+ * The transport for a target: auto takes the system's OpenSSH client only where the built-in one
+ * cannot log in (a certificate, an open ControlMaster session to reuse), and ssh2 otherwise: a
+ * delivery takes about as long with either (npm run bench -- --transports), and ssh2 needs no ssh
+ * binary on the runner, keeps the key in memory rather than in a file, and starts no process per
+ * command.
+ */
+function transportOf(target) {
+    if (target.sshClient !== 'auto')
+        return target.sshClient;
+    return target.certificate || target.controlPath ? 'openssh' : 'builtin';
+}
+const connectRemote = (target) => (transportOf(target) === 'openssh' ? OpenSshRemote.connect(target) : Ssh2Remote.connect(target));
+/** For the log: where a target connects, through which hops, with which client. */
+function describeConnection(target) {
+    const via = target.jumpHosts.length > 0 ? ` via ${target.jumpHosts.map(jumphosts/* formatHop */.x).join(', ')}` : '';
+    const client = transportOf(target) === 'openssh' ? `the OpenSSH client${target.controlPath ? ', reusing the open session' : ''}` : 'the built-in SSH client';
+    return `${(0,jumphosts/* formatHop */.x)({ user: target.username, host: target.host, port: target.port })}${via} with ${client}`;
+}
+
+;// CONCATENATED MODULE: ./src/core/session.ts
+// A connection to the cluster that survives a flaky link: work that fails because the connection
+// dropped is retried on a new connection, after a backoff. Nothing else is retried.
+
+
+const DEFAULT_RETRY = { attempts: 8, baseDelayMs: 1000, maxDelayMs: 15_000 };
+function backoffDelay(policy, attempt) {
+    return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+}
+class Session {
+    target;
+    reporter;
+    policy;
+    connect;
+    current = null;
+    /** A connection being made: concurrent users (parallel uploads) share it instead of each connecting. */
+    connecting = null;
+    /** Reconnections so far (for the log and the benchmarks). */
+    reconnects = 0;
+    /** Connections made and operations run on them (each at least one command), for the benchmarks' round-trip count. */
+    calls = { connections: 0, commands: 0 };
+    constructor(target, reporter, policy = DEFAULT_RETRY, 
+    /** How to make a connection (a test may hand in its own transport). */
+    connect = connectRemote) {
+        this.target = target;
+        this.reporter = reporter;
+        this.policy = policy;
+        this.connect = connect;
+    }
+    /** The live connection, connecting first if needed (a host-key refusal is never retried). */
+    remote() {
+        if (this.current?.connected)
+            return Promise.resolve(this.current);
+        if (!this.connecting) {
+            if (this.current) {
+                // Dropped between two commands (e.g. between polls): say so, and connect again.
+                this.reporter.warning('The SSH connection was lost; reconnecting.');
+                this.dropped(this.current);
+            }
+            this.calls.connections++;
+            this.connecting = this.connect(this.target).then((r) => {
+                this.reporter.debug(`Connected to ${describeConnection(this.target)}.`);
+                this.current = r;
+                this.connecting = null;
+                return r;
+            }, (e) => {
+                this.connecting = null;
+                throw e;
+            });
+        }
+        return this.connecting;
+    }
+    /** Forget a connection that failed (once, however many users saw it fail). */
+    dropped(r) {
+        if (this.current !== r)
+            return;
+        r.close();
+        this.current = null;
+        this.reconnects++;
+    }
+    /** Run `fn` on the connection; if the connection drops, reconnect with backoff and run it again. */
+    async retry(what, fn) {
+        this.calls.commands++;
+        for (let attempt = 0;; attempt++) {
+            let remote;
+            try {
+                remote = await this.remote();
+                return await fn(remote);
+            }
+            catch (e) {
+                if (!(e instanceof errors/* ConnectionError */.Rc) || attempt >= this.policy.attempts)
+                    throw e;
+                const delay = backoffDelay(this.policy, attempt);
+                this.reporter.warning(`${what}: ${e.message} Reconnecting in ${(delay / 1000).toFixed(0)} s (attempt ${attempt + 1} of ${this.policy.attempts}).`);
+                if (remote)
+                    this.dropped(remote);
+                await new Promise((r) => setTimeout(r, delay));
+            }
+        }
+    }
+    close() {
+        this.current?.close();
+        this.current = null;
+    }
+}
+
+
+/***/ }),
+
+/***/ 2436:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Qh: () => (/* binding */ INPUT_NAMES),
+  xr: () => (/* binding */ maskPrivateKey),
+  C8: () => (/* binding */ parseConnection),
+  P$: () => (/* binding */ parseSettings)
+});
+
+// UNUSED EXPORTS: DEFAULT_MODULES, listInput, parseSbatchArgs, withoutCredentials
+
+// EXTERNAL MODULE: ../../main/node_modules/zod/v4/classic/schemas.js + 17 modules
+var schemas = __nccwpck_require__(7838);
+// EXTERNAL MODULE: ./src/core/clusterpath.ts
+var clusterpath = __nccwpck_require__(7491);
+// EXTERNAL MODULE: ./src/core/errors.ts
+var errors = __nccwpck_require__(2091);
+// EXTERNAL MODULE: ../../main/node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(3122);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
+;// CONCATENATED MODULE: ./src/core/certificate.ts
+// OpenSSH user certificates (`id_ed25519-cert.pub`), read locally: the server never says why it
+// refused one, so an expired certificate, one for other principals, or one for another key is told
+// here, with what the certificate says. Format: openssh-portable PROTOCOL.certkeys.
+/** Public-key fields after the nonce, per base key type (they are encoded as in the plain key). */
+const KEY_FIELDS = {
+    'ssh-rsa': 2,
+    'ssh-dss': 4,
+    'ecdsa-sha2-nistp256': 2,
+    'ecdsa-sha2-nistp384': 2,
+    'ecdsa-sha2-nistp521': 2,
+    'ssh-ed25519': 1,
+    'sk-ecdsa-sha2-nistp256@openssh.com': 3,
+    'sk-ssh-ed25519@openssh.com': 2,
+};
+class Reader {
+    buf;
+    at = 0;
+    constructor(buf) {
+        this.buf = buf;
+    }
+    get offset() {
+        return this.at;
+    }
+    get done() {
+        return this.at >= this.buf.length;
+    }
+    bytes() {
+        const n = this.uint32();
+        if (this.at + n > this.buf.length)
+            throw new Error('truncated');
+        const b = this.buf.subarray(this.at, this.at + n);
+        this.at += n;
+        return b;
+    }
+    string() {
+        return this.bytes().toString('utf8');
+    }
+    uint32() {
+        if (this.at + 4 > this.buf.length)
+            throw new Error('truncated');
+        const n = this.buf.readUInt32BE(this.at);
+        this.at += 4;
+        return n;
+    }
+    uint64() {
+        if (this.at + 8 > this.buf.length)
+            throw new Error('truncated');
+        const n = this.buf.readBigUInt64BE(this.at);
+        this.at += 8;
+        return n;
+    }
+}
+function wireString(s) {
+    const b = Buffer.from(s);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+}
+/** Parse the text of a `-cert.pub` file. Throws an Error saying what it is not. */
+function parseCertificate(text) {
+    const [type, b64] = text.trim().split(/\s+/);
+    const base = type?.replace(/-cert-v01@openssh\.com$/, '');
+    if (!type || !b64 || base === type || !(base in KEY_FIELDS)) {
+        throw new Error(`is not an OpenSSH certificate (the text of a file such as id_ed25519-cert.pub, starting with a type such as ssh-ed25519-cert-v01@openssh.com)`);
+    }
+    const blob = Buffer.from(b64, 'base64');
+    try {
+        const r = new Reader(blob);
+        if (r.string() !== type)
+            throw new Error('its type field does not match');
+        r.bytes(); // nonce
+        const start = r.offset;
+        for (let i = 0; i < KEY_FIELDS[base]; i++)
+            r.bytes();
+        const publicKey = Buffer.concat([wireString(base), blob.subarray(start, r.offset)]);
+        r.uint64(); // serial
+        const kind = r.uint32();
+        if (kind !== 1)
+            throw new Error('it is a host certificate, not a user certificate');
+        const keyId = r.string();
+        const packed = new Reader(r.bytes());
+        const principals = [];
+        while (!packed.done)
+            principals.push(packed.string());
+        const after = r.uint64();
+        const before = r.uint64();
+        return {
+            type,
+            keyId,
+            principals,
+            validAfter: Number(after),
+            validBefore: before === 0xffffffffffffffffn ? null : Number(before),
+            publicKey,
+        };
+    }
+    catch (e) {
+        throw new Error(`does not parse as an OpenSSH certificate: ${e.message}`, { cause: e });
+    }
+}
+function when(seconds) {
+    return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+}
+/** The validity as `ssh-keygen -L` says it, in UTC. */
+function validity(cert) {
+    return `valid from ${when(cert.validAfter)} to ${cert.validBefore === null ? 'forever' : when(cert.validBefore)}`;
+}
+/**
+ * Why the certificate cannot log `username` in now (null: it can, as far as we can tell here): not
+ * yet valid, expired, or not for that principal.
+ */
+function certificateProblem(cert, username, nowSeconds = Date.now() / 1000) {
+    if (nowSeconds < cert.validAfter)
+        return `is not valid yet: ${validity(cert)} (now ${when(Math.floor(nowSeconds))}); check this machine's clock or ask for a new certificate`;
+    if (cert.validBefore !== null && nowSeconds >= cert.validBefore)
+        return `has expired: ${validity(cert)} (now ${when(Math.floor(nowSeconds))}); ask the cluster's CA for a new one`;
+    if (cert.principals.length > 0 && !cert.principals.includes(username)) {
+        return `is for ${cert.principals.join(', ')}, not for username '${username}'`;
+    }
+    return null;
+}
+
+;// CONCATENATED MODULE: ./src/core/identity.ts
+// The login identity: the private key (decrypted with its passphrase to check it), and the user
+// certificate for it, if any, checked here against the key, the username and the clock.
+
+
+
+/** Validate the key, passphrase and certificate together; throws an InputError naming the input at fault. */
+function parseIdentity(i, nowSeconds = Date.now() / 1000) {
+    const keyText = i.privateKey.trim() ? i.privateKey.trim() + '\n' : '';
+    const passphrase = i.passphrase === '' ? null : i.passphrase;
+    let publicKey = null;
+    if (keyText) {
+        const parsed = lib_default().utils.parseKey(keyText, passphrase ?? undefined);
+        if (parsed instanceof Error) {
+            const encrypted = keyIsEncrypted(keyText);
+            if (encrypted && !passphrase)
+                throw new errors/* InputError */.dz('private-key-passphrase', 'is required: the private key is encrypted');
+            if (encrypted)
+                throw new errors/* InputError */.dz('private-key-passphrase', 'does not decrypt the private key');
+            throw new errors/* InputError */.dz('private-key', `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}`);
+        }
+        publicKey = parsed.getPublicSSH();
+    }
+    let certificate = null;
+    if (i.certificate.trim()) {
+        try {
+            certificate = parseCertificate(i.certificate);
+        }
+        catch (e) {
+            throw new errors/* InputError */.dz('certificate', e.message);
+        }
+        if (publicKey && !certificate.publicKey.equals(publicKey)) {
+            throw new errors/* InputError */.dz('certificate', `certifies another key than private-key (key ID "${certificate.keyId}")`, 'Pass the certificate issued for this private key (its -cert.pub file).');
+        }
+        const problem = certificateProblem(certificate, i.username, nowSeconds);
+        if (problem)
+            throw new errors/* InputError */.dz('certificate', `"${certificate.keyId}" ${problem}`);
+    }
+    return { privateKey: keyText, passphrase, certificate: certificate ? i.certificate.trim() + '\n' : null };
+}
+/** Whether the key text is a key that needs a passphrase. */
+function keyIsEncrypted(text) {
+    const parsed = lib_default().utils.parseKey(text.trim() + '\n');
+    return parsed instanceof Error && /encrypted|passphrase/i.test(parsed.message);
+}
+
+// EXTERNAL MODULE: ./src/core/jumphosts.ts
+var jumphosts = __nccwpck_require__(3169);
+// EXTERNAL MODULE: ./src/core/layout.ts
+var layout = __nccwpck_require__(7362);
+// EXTERNAL MODULE: ./src/core/knownhosts.ts
+var knownhosts = __nccwpck_require__(1978);
+// EXTERNAL MODULE: ./src/core/quote.ts
+var quote = __nccwpck_require__(2242);
+;// CONCATENATED MODULE: ./src/core/settings.ts
 // Every input, validated in one place before anything is built, connected or written. The action
 // and the CLI both hand in the same raw name → string map (input names as in action.yml).
+
+
 
 
 
@@ -57434,15 +56517,43 @@ function listInput(value, spaces = false) {
 /** Slurm's --time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours[:minutes[:seconds]]. */
 const SLURM_TIME = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/i;
 const IMAGE_REF = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
-const MODULE_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$/;
+/** Not starting with '-', which `module load` would take as an option. */
+const MODULE_NAME = /^[A-Za-z0-9_.+][A-Za-z0-9_.+/-]*$/;
 /** sbatch options the delivery sets itself and relies on. */
 const RESERVED_LONG = ['--wrap', '--chdir', '--output', '--error', '--parsable', '--wait'];
-const RESERVED_SHORT = ['-D', '-o', '-e', '-W'];
+const RESERVED_SHORT = ['D', 'o', 'e', 'W'];
+/**
+ * sbatch's short options that take no value, so that getopt reads the next letter of the same word
+ * as another option (`-HD/x` is `-H -D /x`). `-k` takes an optional value: counted here, so that a
+ * reserved letter after it is refused too.
+ */
+const SHORT_NO_VALUE = new Set(['H', 'k', 'O', 'Q', 's', 'v', 'h', 'u', 'V']);
 /** sbatch options that take no value, or one only after '=': a word after them would be taken as the script. */
 const SBATCH_NO_VALUE = new Set([
-    '--contiguous', '--exclusive', '--get-user-env', '--hold', '-H', '--ignore-pbs', '--kill-on-invalid-dep', '--nice',
-    '--no-kill', '-k', '--no-requeue', '--overcommit', '-O', '--oversubscribe', '-s', '--quiet', '-Q', '--reboot',
-    '--requeue', '--spread-job', '--test-only', '--use-min-nodes', '--verbose', '-v',
+    '--contiguous',
+    '--exclusive',
+    '--get-user-env',
+    '--hold',
+    '-H',
+    '--ignore-pbs',
+    '--kill-on-invalid-dep',
+    '--nice',
+    '--no-kill',
+    '-k',
+    '--no-requeue',
+    '--overcommit',
+    '-O',
+    '--oversubscribe',
+    '-s',
+    '--quiet',
+    '-Q',
+    '--reboot',
+    '--requeue',
+    '--spread-job',
+    '--test-only',
+    '--use-min-nodes',
+    '--verbose',
+    '-v',
 ]);
 /**
  * sbatch-args as argv: options, each value either after '=' or as the next word. Refuses words that
@@ -57450,21 +56561,35 @@ const SBATCH_NO_VALUE = new Set([
  * as sbatch accepts unambiguous prefixes, and short ones with the value attached).
  */
 function parseSbatchArgs(line) {
-    const argv = (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(line);
+    const argv = (0,quote/* splitWords */.yM)(line);
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         if (!a.startsWith('-') || a === '-' || a === '--') {
             throw new Error(`'${a}' is not an option: sbatch-args takes options only (the job script is generated)`);
         }
+        if (a.includes('\0'))
+            throw new Error('must not contain a NUL byte');
         const name = a.split('=')[0];
-        const reserved = a.startsWith('--')
-            ? RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name))
-            : RESERVED_SHORT.find((r) => a.startsWith(r));
-        if (reserved)
-            throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
-        const takesNext = !a.includes('=') && !SBATCH_NO_VALUE.has(name) && (a.startsWith('--') || a.length === 2);
-        if (takesNext && i + 1 < argv.length && !argv[i + 1].startsWith('-'))
-            i++;
+        if (a.startsWith('--')) {
+            const reserved = RESERVED_LONG.find((r) => name.length >= 4 && r.startsWith(name));
+            if (reserved)
+                throw new Error(`'${reserved}' is set by riviera-singularity and cannot be overridden`);
+            if (!a.includes('=') && !SBATCH_NO_VALUE.has(name) && i + 1 < argv.length && !argv[i + 1].startsWith('-'))
+                i++;
+            continue;
+        }
+        // Short options as getopt reads them: letters that take no value may be grouped in one word.
+        for (let j = 1; j < a.length; j++) {
+            const letter = a[j];
+            if (RESERVED_SHORT.includes(letter))
+                throw new Error(`'-${letter}' (in '${a}') is set by riviera-singularity and cannot be overridden`);
+            if (SHORT_NO_VALUE.has(letter))
+                continue;
+            // The rest of the word is this option's value; without one, the next word is.
+            if (j === a.length - 1 && i + 1 < argv.length && !argv[i + 1].startsWith('-'))
+                i++;
+            break;
+        }
     }
     return argv;
 }
@@ -57483,7 +56608,7 @@ function parseDuration(s) {
     return Number(m[1]) * unit;
 }
 function trimmed(def) {
-    return zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+    return schemas/* string */.YjP()
         .optional()
         .transform((v) => {
         const t = v?.trim() ?? '';
@@ -57495,7 +56620,7 @@ const intIn = (min, max, def) => trimmed(def)
     .transform(Number)
     .refine((n) => n >= min && n <= max, { message: `must be between ${min} and ${max}` });
 /** A module list input: empty means the default, `none` means no modules. */
-const moduleList = (def) => zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+const moduleList = (def) => schemas/* string */.YjP()
     .optional()
     .transform((v) => (!v?.trim() ? def : v.trim() === 'none' ? [] : listInput(v, true)))
     .superRefine((mods, ctx) => {
@@ -57512,29 +56637,28 @@ const bool = (def) => trimmed(def).transform((s, ctx) => {
         ctx.addIssue({ code: 'custom', message: 'must be true or false' });
     return b ?? false;
 });
-const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
+const schema = schemas/* object */.Ikc({
     host: trimmed()
-        .refine((s) => s !== '', { message: 'is required: the cluster login host' })
+        .refine((s) => s !== '', { message: 'is required: the cluster login host', abort: true })
         .refine((s) => /^[A-Za-z0-9._:-]+$/.test(s) && s.length <= 253, { message: 'is not a host name or IP address' }),
     port: intIn(1, 65535, '22'),
     username: trimmed()
-        .refine((s) => s !== '', { message: 'is required: your account on the cluster' })
+        .refine((s) => s !== '', { message: 'is required: your account on the cluster', abort: true })
         .refine((s) => /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s), { message: 'is not a valid user name' }),
-    'private-key': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+    'private-key': schemas/* string */.YjP()
         .optional()
-        .transform((v) => v ?? '')
-        .superRefine((s, ctx) => {
-        if (s.trim() === '')
-            return; // required unless only planning: checked in parseSettings
-        const parsed = ssh2__WEBPACK_IMPORTED_MODULE_0___default().utils.parseKey(s.trim() + '\n');
-        if (parsed instanceof Error) {
-            ctx.addIssue({
-                code: 'custom',
-                message: `does not parse as an SSH private key (${parsed.message}); pass the whole key file, e.g. \${{ secrets.CLUSTER_KEY }}, unencrypted`,
-            });
-        }
-    }),
-    'known-hosts': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP().optional().transform((v) => v ?? ''),
+        .transform((v) => v ?? ''), // parsed with its passphrase and certificate: parseIdentity
+    'private-key-passphrase': schemas/* string */.YjP()
+        .optional()
+        .transform((v) => v ?? ''),
+    certificate: schemas/* string */.YjP()
+        .optional()
+        .transform((v) => v ?? ''),
+    'known-hosts': schemas/* string */.YjP()
+        .optional()
+        .transform((v) => v ?? ''),
+    'jump-hosts': trimmed().refine(...noControl('jump-hosts')),
+    'ssh-client': trimmed('auto').refine((s) => ['auto', 'builtin', 'openssh'].includes(s), { message: 'must be auto, builtin or openssh' }),
     image: trimmed()
         .refine((s) => s === '' || IMAGE_REF.test(s), { message: 'is not a valid image reference (name:tag, lower-case name)' })
         .transform((s) => (s === '' || /:[^/]+$/.test(s) ? s : `${s}:latest`)),
@@ -57542,14 +56666,19 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     sif: trimmed().refine(...noControl('sif')),
     build: bool('true'),
     'force-rebuild': bool('false'),
+    'preflight-only': bool('false'),
     'keep-images': intIn(1, 1000, '5'),
     'max-age': intIn(1, 3650, '30'),
     group: groupName(),
     runtime: trimmed('auto').refine((s) => ['auto', 'singularity', 'apptainer'].includes(s), { message: 'must be auto, singularity or apptainer' }),
     publish: trimmed('auto').refine((s) => /^(auto|true|false)$/i.test(s), { message: 'must be auto (publish on a tag), true or false' }),
     'publish-dir': trimmed().refine(...noControl('publish-dir')),
-    'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
-    'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), { message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +' }),
+    'publish-name': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), {
+        message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +',
+    }),
+    'publish-version': trimmed().refine((s) => s === '' || SAFE_NAME.test(s), {
+        message: 'may hold only letters, digits and . _ + -, and must start with a letter, digit, _ or +',
+    }),
     'keep-versions': intIn(1, 1000, '5'),
     'publish-group': groupName(),
     'publish-mode': trimmed()
@@ -57557,19 +56686,35 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
         .refine((s) => !/^0?[0-7]{3}$/.test(s) || (parseInt(s, 8) & 0o022) === 0, {
         message: 'must not let the group or others write (e.g. 0640 or 0644): anyone who may write a published .sif can change what everybody runs',
     }),
-    context: trimmed('.').refine(...noControl('context')),
+    context: trimmed('.')
+        .refine(...noControl('context'))
+        .refine((s) => !s.startsWith('-'), { message: "must not start with '-' (docker would take it as an option): write ./-name" }),
     dockerfile: trimmed().refine(...noControl('dockerfile')),
-    'build-args': zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+    'build-args': schemas/* string */.YjP()
         .optional()
-        .transform((v) => (v ?? '').split('\n').map((s) => s.trim()).filter(Boolean))
+        .transform((v) => (v ?? '')
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean))
         .refine((a) => a.every((s) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(s)), { message: 'each line must be KEY=VALUE' }),
-    'smoke-test': trimmed().refine(...noControl('smoke-test')),
+    'smoke-test': trimmed()
+        .refine(...noControl('smoke-test'))
+        .superRefine((s, ctx) => {
+        const name = s.split('/').pop() ?? '';
+        if (s !== '' && (0,layout/* isJobFileName */.LD)(name)) {
+            ctx.addIssue({
+                code: 'custom',
+                message: `'${name}' is the name of one of the job's own files (${Object.values(layout/* JOB_FILES */.e0).join(', ')}, ...) or starts with '.' or '-': rename the script`,
+            });
+        }
+    }),
     'smoke-command': trimmed(),
     partition: trimmed('short-gpu').refine((s) => /^[A-Za-z0-9_.-]+$/.test(s), { message: 'is not a valid partition name' }),
     gpus: trimmed('1')
         .refine((s) => /^-?\d+$/.test(s), { message: 'must be a whole number of GPUs' })
         .transform(Number)
         .refine((n) => n >= 0 && n <= 64, { message: 'must be between 0 and 64' }),
+    'build-cpus': intIn(1, 1024, '4'),
     time: trimmed('30:00').refine((s) => SLURM_TIME.test(s), {
         message: 'is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)',
     }),
@@ -57579,7 +56724,7 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
     tmpdir: trimmed().refine(...noControl('tmpdir')),
     'job-name': trimmed().refine(...noControl('job-name')),
     'sbatch-args': trimmed(),
-    binds: zod__WEBPACK_IMPORTED_MODULE_4__/* .string */ .YjP()
+    binds: schemas/* string */.YjP()
         .optional()
         .transform((v) => listInput(v ?? ''))
         .superRefine((binds, ctx) => {
@@ -57588,6 +56733,14 @@ const schema = zod__WEBPACK_IMPORTED_MODULE_4__/* .object */ .Ikc({
                 ctx.addIssue({ code: 'custom', message: `'${b}' is not a bind spec (src[:dest[:ro|rw]])` });
             }
         }
+    }),
+    watchdog: trimmed('10m').transform((s, ctx) => {
+        if (/^off$/i.test(s))
+            return null;
+        const n = parseDuration(s);
+        if (n === undefined || n < 10)
+            ctx.addIssue({ code: 'custom', message: "must be a duration of at least 10 s, such as 10m, or 'off'" });
+        return n ?? null;
     }),
     timeout: trimmed('2h').transform((s, ctx) => {
         const n = parseDuration(s);
@@ -57610,49 +56763,97 @@ function maskPrivateKey(key, secret) {
 /** One InputError naming every bad input. */
 function inputError(problems) {
     const first = problems[0] ?? { input: 'inputs', message: 'are invalid' };
-    const err = new _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz(first.input, first.message);
+    const err = new errors/* InputError */.dz(first.input, first.message);
     if (problems.length > 1)
         err.message = problems.map((p) => `Input '${p.input}': ${p.message}`).join('\n');
     return err;
+}
+/** What `fn` returns; or undefined, its error listed against `input` (or the input an InputError names). */
+function collect(problems, input, fn) {
+    try {
+        return fn();
+    }
+    catch (e) {
+        problems.push({ input: e instanceof errors/* InputError */.dz ? e.input : input, message: e instanceof errors/* InputError */.dz ? e.problem : e.message });
+        return undefined;
+    }
 }
 function knownHostsOf(raw) {
     if (!(raw['known-hosts'] ?? '').trim()) {
         throw new Error("is required: the cluster's host key line(s), e.g. from `ssh-keyscan -p PORT HOST` run once from a trusted machine");
     }
-    return (0,_knownhosts_js__WEBPACK_IMPORTED_MODULE_2__/* .parseKnownHosts */ .uJ)(raw['known-hosts'] ?? '');
+    return (0,knownhosts/* parseKnownHosts */.uJ)(raw['known-hosts'] ?? '');
 }
-const connectionSchema = schema.pick({ host: true, port: true, username: true, 'private-key': true, 'remote-dir': true, 'login-modules': true });
-function parseConnection(raw) {
+/** Each issue of a failed schema parse, listed against its input. */
+function schemaProblems(problems, result) {
+    if (result.success)
+        return result.data;
+    for (const issue of result.error.issues)
+        problems.push({ input: String(issue.path[0]), message: issue.message });
+    return undefined;
+}
+/**
+ * The key and known-hosts, checked alike for a delivery and for a connection, so each problem is
+ * worded once. Not `required` (a dry run, which connects to nothing): they may be missing, and
+ * known-hosts is checked only if given; `keyOptional`: an agent or an open session may log in.
+ */
+function credentialsOf(raw, problems, { required = true, keyOptional = false } = {}) {
+    if (required && !keyOptional && !raw['private-key']?.trim()) {
+        problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret, or for the CLI a key file)' });
+    }
+    return collect(problems, 'known-hosts', () => (required || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
+}
+const connectionSchema = schema.pick({
+    host: true,
+    port: true,
+    username: true,
+    'private-key': true,
+    'private-key-passphrase': true,
+    certificate: true,
+    'jump-hosts': true,
+    'ssh-client': true,
+    'remote-dir': true,
+    'login-modules': true,
+});
+/** How to log in: key, passphrase and certificate checked together, the jump chain, the transport. */
+function loginOf(ok) {
+    const identity = parseIdentity({
+        privateKey: ok['private-key'],
+        passphrase: ok['private-key-passphrase'],
+        certificate: ok.certificate,
+        username: ok.username,
+    });
+    let jumpHosts;
+    try {
+        jumpHosts = (0,jumphosts/* parseJumpHosts */.h)(ok['jump-hosts'], ok.username);
+    }
+    catch (e) {
+        throw new errors/* InputError */.dz('jump-hosts', e.message);
+    }
+    const sshClient = ok['ssh-client'];
+    if (sshClient === 'builtin' && identity.certificate) {
+        throw new errors/* InputError */.dz('ssh-client', 'builtin cannot log in with a certificate (the ssh2 library cannot send one)', 'Use auto or openssh (the system OpenSSH client).');
+    }
+    return { ...identity, jumpHosts, sshClient };
+}
+/** With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
+function parseConnection(raw, { keyOptional = false } = {}) {
     const problems = [];
     const result = connectionSchema.safeParse(raw);
-    if (!result.success)
-        for (const i of result.error.issues)
-            problems.push({ input: String(i.path[0]), message: i.message });
-    let knownHosts = [];
-    let remoteDir = '';
-    if (!raw['private-key']?.trim())
-        problems.push({ input: 'private-key', message: 'is required: the SSH private key' });
-    for (const [input, fn] of [
-        ['known-hosts', () => (knownHosts = knownHostsOf(raw))],
-        ['remote-dir', () => (remoteDir = remoteDirOf(raw))],
-    ]) {
-        try {
-            fn();
-        }
-        catch (e) {
-            problems.push({ input, message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
-        }
-    }
-    if (!result.success || problems.length > 0)
+    schemaProblems(problems, result);
+    const knownHosts = credentialsOf(raw, problems, { keyOptional });
+    const remoteDir = collect(problems, 'remote-dir', () => remoteDirOf(raw));
+    const login = result.success ? collect(problems, 'private-key', () => loginOf(result.data)) : undefined;
+    if (!result.success || !knownHosts || !remoteDir || !login || problems.length > 0)
         throw inputError(problems);
-    return connectionOf(result.data, knownHosts, remoteDir);
+    return connectionOf(result.data, knownHosts, remoteDir, login);
 }
-function connectionOf(ok, knownHosts, remoteDir) {
+function connectionOf(ok, knownHosts, remoteDir, login) {
     return {
         host: ok.host,
         port: ok.port,
         username: ok.username,
-        privateKey: ok['private-key'].trim() + '\n',
+        ...login,
         knownHosts,
         remoteDir,
         loginModules: ok['login-modules'],
@@ -57661,22 +56862,22 @@ function connectionOf(ok, knownHosts, remoteDir) {
 /** A path input in its canonical form (see clusterpath.ts); '' when not given. */
 function pathInput(raw, name) {
     const v = (raw[name] ?? '').trim();
-    return v ? (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .clusterPath */ .Sf)(v, (raw.username ?? '').trim()) : '';
+    return v ? (0,clusterpath/* clusterPath */.Sf)(v, (raw.username ?? '').trim()) : '';
 }
 /** remote-dir: a folder of the delivery's own, so never the home directory itself, nor under /tmp. */
 function remoteDirOf(raw) {
     const p = pathInput(raw, 'remote-dir') || 'riviera-singularity';
-    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isHome */ .qN)(p)) {
+    if ((0,clusterpath/* isHome */.qN)(p)) {
         throw new Error('is your home directory: give a folder of its own, e.g. riviera-singularity (the delivery creates it and keeps to it)');
     }
-    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isUnderTmp */ .ix)(p))
+    if ((0,clusterpath/* isUnderTmp */.ix)(p))
         throw new Error('must not be under /tmp: node-local /tmp is small and not shared with the login node');
     return p;
 }
 /** tmpdir: never under /tmp (also through `..`); the default is remote-dir/tmp. */
 function tmpdirOf(raw, remoteDir) {
-    const p = pathInput(raw, 'tmpdir') || (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .joinPath */ .uJ)(remoteDir, 'tmp');
-    if ((0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .isUnderTmp */ .ix)(p))
+    const p = pathInput(raw, 'tmpdir') || (0,clusterpath/* joinPath */.uJ)(remoteDir, 'tmp');
+    if ((0,clusterpath/* isUnderTmp */.ix)(p))
         throw new Error('must not be under /tmp: the compute node’s /tmp is too small to build an image in');
     return p;
 }
@@ -57684,7 +56885,7 @@ function tmpdirOf(raw, remoteDir) {
 function bindsOf(binds, raw) {
     return binds.map((b) => {
         const [src, ...rest] = b.split(':');
-        return [(0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .clusterPath */ .Sf)(src, (raw.username ?? '').trim()), ...rest].join(':');
+        return [(0,clusterpath/* clusterPath */.Sf)(src, (raw.username ?? '').trim()), ...rest].join(':');
     });
 }
 /**
@@ -57702,11 +56903,18 @@ function publishSettings(ok, imageName, context, dir) {
     // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
     if (mode === 'false' || (mode === 'auto' && (!provenance.tag || ok.sif)))
         return null;
-    const version = ok['publish-version'] || provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '') || provenance.commit.slice(0, 12) || new Date().toISOString().slice(0, 10);
+    const version = ok['publish-version'] ||
+        provenance.tag?.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^[.-]+/, '') ||
+        provenance.commit.slice(0, 12) ||
+        new Date().toISOString().slice(0, 10);
     const group = ok['publish-group'] || null;
     return {
         dir,
-        name: ok['publish-name'] || imageName.split('/').pop().replace(/[^A-Za-z0-9._+-]/g, '_'),
+        name: ok['publish-name'] ||
+            imageName
+                .split('/')
+                .pop()
+                .replace(/[^A-Za-z0-9._+-]/g, '_'),
         version,
         keep: ok['keep-versions'],
         group,
@@ -57719,37 +56927,38 @@ function publishSettings(ok, imageName, context, dir) {
  * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
  * known-hosts may be missing, and are checked only if given.
  */
-function parseSettings(raw, context = null, { credentials = true } = {}) {
-    const result = schema.safeParse(raw);
-    const problems = [];
-    if (!result.success) {
-        for (const issue of result.error.issues)
-            problems.push({ input: String(issue.path[0]), message: issue.message });
+function parseSettings(raw, context = null, { credentials = true, keyOptional = false } = {}) {
+    const given = (name) => !!raw[name]?.trim();
+    // Checking a setup needs no image or smoke test yet: placeholders stand in (they reach no check).
+    if (parseBool((raw['preflight-only'] ?? '').trim()) === true) {
+        if (!given('image') && !given('sif') && !given('archive'))
+            return parseSettings({ ...raw, image: 'preflight:only' }, context, { credentials, keyOptional });
+        if (!given('smoke-test') && !given('smoke-command'))
+            return parseSettings({ ...raw, 'smoke-command': 'true' }, context, { credentials, keyOptional });
     }
-    const ok = result.success ? result.data : undefined;
-    const check = (input, fn) => {
-        try {
-            return fn();
-        }
-        catch (e) {
-            problems.push({ input, message: e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .InputError */ .dz ? e.problem : e.message });
-            return undefined;
-        }
-    };
-    const knownHosts = check('known-hosts', () => (credentials || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
-    if (credentials && !raw['private-key']?.trim())
-        problems.push({ input: 'private-key', message: 'is required: the SSH private key (from a secret)' });
+    const problems = [];
+    const ok = schemaProblems(problems, schema.safeParse(raw));
+    const check = (input, fn) => collect(problems, input, fn);
+    const knownHosts = credentialsOf(raw, problems, { required: credentials, keyOptional });
+    const login = ok && check('private-key', () => loginOf(ok));
     const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
     const remoteDir = check('remote-dir', () => remoteDirOf(raw));
     const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
-    const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_5__/* .joinPath */ .uJ)(remoteDir ?? 'riviera-singularity', 'published'));
+    const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || (0,clusterpath/* joinPath */.uJ)(remoteDir ?? 'riviera-singularity', 'published'));
     const sif = check('sif', () => pathInput(raw, 'sif'));
     const binds = check('binds', () => bindsOf(ok?.binds ?? [], raw));
-    const smokeArgv = check('smoke-command', () => (0,_quote_js__WEBPACK_IMPORTED_MODULE_3__/* .splitWords */ .yM)(raw['smoke-command'] ?? ''));
+    const smokeArgv = check('smoke-command', () => {
+        if ((raw['smoke-command'] ?? '').includes('\0'))
+            throw new Error('must not contain a NUL byte');
+        return (0,quote/* splitWords */.yM)(raw['smoke-command'] ?? '');
+    });
     // These checks read the raw values, so they are listed even when other inputs failed the schema.
     const rawOf = (name) => (raw[name] ?? '').trim();
     if (!rawOf('image') && !rawOf('sif') && !rawOf('archive')) {
-        problems.push({ input: 'image', message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)' });
+        problems.push({
+            input: 'image',
+            message: 'is required: the image reference, e.g. myimage:tag (or archive, a saved image tar; or sif, to test a .sif already on the cluster)',
+        });
     }
     else if (rawOf('sif') && (rawOf('image') || rawOf('archive'))) {
         problems.push({ input: 'sif', message: 'give either image or archive (to deliver), or sif (to test a .sif already on the cluster), not both' });
@@ -57767,17 +56976,20 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
     else if (smokeArgv) {
         problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
     }
-    if (problems.length > 0 || !ok || !knownHosts || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
+    if (problems.length > 0 || !ok || !knownHosts || !login || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
         throw inputError(problems);
     }
     // What names the job and the published file: the image name, or the tested .sif's.
     const imageName = ok.image
         ? ok.image.replace(/:[^/:]+$/, '')
         : ok.archive
-            ? (ok.archive.split('/').pop() ?? 'image').toLowerCase().replace(/\.tar$/, '').replace(/[^a-z0-9._-]+/g, '-')
+            ? (ok.archive.split('/').pop() ?? 'image')
+                .toLowerCase()
+                .replace(/\.tar$/, '')
+                .replace(/[^a-z0-9._-]+/g, '-')
             : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
-        ...connectionOf(ok, knownHosts, remoteDir),
+        ...connectionOf(ok, knownHosts, remoteDir, login),
         build: ok.build && !ok.sif && !ok.archive,
         sif: sif || null,
         archive: ok.archive || null,
@@ -57788,6 +57000,7 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
         smoke,
         partition: ok.partition,
         gpus: ok.gpus,
+        buildCpus: ok['build-cpus'],
         time: ok.time,
         modules: ok.modules,
         tmpdir,
@@ -57795,6 +57008,8 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
         sbatchArgs,
         binds,
         timeoutSeconds: ok.timeout,
+        preflightOnly: ok['preflight-only'],
+        watchdogSeconds: ok.watchdog,
         forceRebuild: ok['force-rebuild'],
         keepImages: ok['keep-images'],
         maxAgeDays: ok['max-age'],
@@ -57807,23 +57022,29 @@ function parseSettings(raw, context = null, { credentials = true } = {}) {
 
 /***/ }),
 
-/***/ 2348:
+/***/ 1997:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   G8: () => (/* binding */ isFinalState),
 /* harmony export */   JB: () => (/* binding */ judgeJob),
-/* harmony export */   KV: () => (/* binding */ parseSqueueLine),
+/* harmony export */   Lv: () => (/* binding */ parseSlurmAnswer),
 /* harmony export */   Su: () => (/* binding */ parseStatusLine),
-/* harmony export */   Yu: () => (/* binding */ parseSbatchOutput)
+/* harmony export */   Yu: () => (/* binding */ parseSbatchOutput),
+/* harmony export */   dW: () => (/* binding */ isJobId)
 /* harmony export */ });
+/* unused harmony export parseSqueueLine */
 // Reading what Slurm says: sbatch's job id, squeue's state line, and what a final state means.
 // No sacct: many clusters (and the stand-in) have no accounting database.
+/** A Slurm job id: a number, or an array job's `ID_TASK`. */
+function isJobId(s) {
+    return /^\d+(_\d+)?$/.test(s);
+}
 /** `sbatch --parsable` prints `jobid` or `jobid;cluster`. */
 function parseSbatchOutput(out) {
     const line = out.trim().split('\n').pop() ?? '';
     const id = line.split(';')[0].trim();
-    if (!/^\d+(_\d+)?$/.test(id))
+    if (!isJobId(id))
         throw new Error(`sbatch printed no job id: ${JSON.stringify(out.trim().slice(0, 200))}`);
     return id;
 }
@@ -57837,9 +57058,22 @@ function parseSqueueLine(line) {
         return null;
     return { state, reason: reason === '(null)' || reason === 'None' ? '' : reason, nodes: nodes === '(null)' ? '' : nodes };
 }
-const FINAL = new Set([
-    'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY',
-]);
+/**
+ * The poll's Slurm line: `OK <squeue line>` (the line empty when squeue listed nothing), or
+ * `ERR <squeue's error>` when squeue failed: `Invalid job id specified` is Slurm saying it does not
+ * know the job; anything else (`Unable to contact slurm controller`, `Socket timed out`, ...) is
+ * Slurm not answering.
+ */
+function parseSlurmAnswer(line) {
+    const t = line.trim();
+    if (t.startsWith('ERR')) {
+        const message = t.slice(3).trim() || 'squeue failed without a message';
+        return /Invalid job id specified/i.test(message) ? { kind: 'unknown' } : { kind: 'silent', message };
+    }
+    const info = parseSqueueLine(t.replace(/^OK\b/, ''));
+    return info ? { kind: 'listed', info } : { kind: 'unknown' };
+}
+const FINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY']);
 function isFinalState(state) {
     return FINAL.has(state);
 }
@@ -57864,6 +57098,16 @@ function judgeJob(state, status) {
     };
     if (s && interruptions[s]) {
         return { ok: false, state: s, exitCode: status?.code ?? null, interrupted: true, message: `Job ${s}: ${interruptions[s]}` };
+    }
+    // Slurm's word first: the status file sits where the container can write it.
+    if (s === 'FAILED' && status?.code === 0) {
+        return {
+            ok: false,
+            state: 'FAILED',
+            exitCode: null,
+            interrupted: false,
+            message: `Slurm reports the job FAILED, although its status file says ${status.phase} ended with 0 (something in the job overwrote it, or the script failed after writing it): see the job output above.`,
+        };
     }
     if (status) {
         if (status.phase === 'smoke-test' && status.code === 0)
@@ -57895,7 +57139,7 @@ function judgeJob(state, status) {
 
 /***/ }),
 
-/***/ 4695:
+/***/ 8768:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
@@ -57905,19 +57149,27 @@ function judgeJob(state, status) {
 /* harmony export */   mh: () => (/* binding */ cancelJob),
 /* harmony export */   w3: () => (/* binding */ readSmokeFile)
 /* harmony export */ });
+/* unused harmony exports submitScript, cancelScript */
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1344);
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(4296);
-/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(450);
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4103);
-/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(6585);
-/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2348);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7075);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_stream__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var _archive_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1776);
+/* harmony import */ var _clusterpath_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(7491);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2091);
+/* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9391);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(2882);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(7362);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(1997);
+/* harmony import */ var _workspace_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(4555);
 // Writing a delivery's job to the cluster and submitting it (and cancelling it): the job script,
 // the archive's manifest and the sbatch command, rendered purely, then one round trip
 // (cluster/submit.sh, cluster/cancel.sh).
+
+
+
 
 
 
@@ -57932,43 +57184,43 @@ async function readSmokeFile(settings) {
     if (settings.smoke.kind !== 'script')
         return null;
     const path = settings.smoke.path;
-    const st = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.stat)(path).catch(() => null);
-    if (!st?.isFile())
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .InputError */ .dz('smoke-test', `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
-    if (st.size > MAX_SMOKE_BYTES)
-        throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
-    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_1__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.readFile)(path) };
+    const file = await (0,_workspace_js__WEBPACK_IMPORTED_MODULE_9__/* .workspaceFile */ .E)('smoke-test', path);
+    if (file.size > MAX_SMOKE_BYTES)
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .InputError */ .dz('smoke-test', `file '${path}' is over 256 KiB: put large files in the image or a bind`);
+    return { name: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path), data: await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.readFile)(file.path) };
 }
 /** The docker-archive members, legacy layout, as the job assembles them from the store. */
 function assembly(archive, digest, paths) {
-    const blob = (d) => `${paths.root}/${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .blobPath */ .nD)((0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(d))}`;
-    const config = `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
-    const layers = archive.layers.map((l) => `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
+    const blob = (d) => `${paths.root}/${(0,_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .blobPath */ .nD)((0,_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(d))}`;
+    const config = `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(archive.config.digest)}.json`;
+    const layers = archive.layers.map((l) => `${(0,_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .hexOf */ .ZD)(l.digest)}/layer.tar`);
     const members = [{ name: config, blob: blob(archive.config.digest) }];
     archive.layers.forEach((l, i) => {
         if (!members.some((m) => m.name === layers[i]))
             members.push({ name: layers[i], blob: blob(l.digest) });
     });
-    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_2__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
+    return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_3__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
 }
 /** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
-function renderSubmission(s, paths, image, smokeFile) {
-    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_5__/* .renderJobScript */ .Hs)({
+function renderSubmission(s, paths, image, smokeFile, phaseToken) {
+    const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .renderJobScript */ .Hs)({
         modules: s.modules,
         tmpdir: paths.tmpdir,
-        assemble: image ? { storeLock: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .STORE_LOCK */ .Q$}`, manifest: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.manifest}`, members: image.members } : null,
+        assemble: image ? { storeLock: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .STORE_LOCK */ .Q$}`, manifest: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.manifest}`, members: image.members } : null,
         sif: paths.sif,
         sifLink: paths.sifLink,
         smoke: s.smoke,
         smokeFile,
-        binds: s.binds,
+        // Bind sources are under the home directory unless absolute, as every path input is.
+        binds: s.binds.map((b) => (0,_clusterpath_js__WEBPACK_IMPORTED_MODULE_10__/* .absoluteBind */ .lf)(b, paths.home)),
         gpus: s.gpus,
-        statusFile: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.status}`,
+        statusFile: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.status}`,
         runtime: s.runtime,
         publish: s.publish && paths.publishDir
             ? {
                 ...s.publish,
                 dir: paths.publishDir,
+                lock: `${paths.root}/${(0,_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .publishLockPath */ .Ge)(paths.publishDir)}`,
                 record: {
                     image: s.image,
                     digest: image?.id ?? null,
@@ -57978,55 +57230,513 @@ function renderSubmission(s, paths, image, smokeFile) {
                 },
             }
             : null,
+        phaseToken,
+        watchdog: s.watchdogSeconds === null
+            ? null
+            : {
+                seconds: s.watchdogSeconds,
+                heartbeatFile: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.heartbeat}`,
+                watchdogFile: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.watchdog}`,
+                loginModules: s.loginModules,
+            },
     });
-    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_5__/* .sbatchArgv */ .Oq)({
+    const sbatch = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .sbatchArgv */ .Oq)({
         jobName: s.jobName,
         partition: s.partition,
         gpus: s.gpus,
+        cpus: s.buildCpus,
         time: s.time,
         jobDir: paths.jobDir,
         extra: s.sbatchArgs,
-        script: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.script}`,
-        output: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.output,
+        script: `${paths.jobDir}/${_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.script}`,
+        output: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.output,
     });
     return { script, manifest: image?.manifest ?? null, sbatch };
 }
+/** cluster/submit.sh for a submission, and what it reads on stdin: the job script, manifest and smoke file. */
+function submitScript(s, paths, sub, smoke) {
+    const script = Buffer.from(sub.script);
+    const manifest = sub.manifest === null ? null : Buffer.from(sub.manifest);
+    return {
+        script: (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_5__/* .renderScript */ .y)('submit', {
+            group: s.group,
+            job_dir: paths.jobDir,
+            script_size: script.length,
+            manifest_size: manifest?.length ?? null,
+            smoke_name: smoke?.name ?? null,
+            smoke_size: smoke?.data.length ?? null,
+            login_modules: s.loginModules,
+            sbatch: sub.sbatch,
+            partition: s.partition,
+            build_cpus: s.buildCpus,
+            script_file: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.script,
+            manifest_file: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.manifest,
+            submitted_file: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.submitted,
+            submit_lock: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.submitLock,
+            heartbeat_file: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.heartbeat,
+            job_link_prefix: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_LINK_PREFIX */ ._3}`,
+            hold: paths.hold,
+        }),
+        stdin: Buffer.concat([script, manifest ?? Buffer.alloc(0), smoke?.data ?? Buffer.alloc(0)]),
+    };
+}
 /**
- * Write the job's files and submit it, in one round trip. sbatch's answer is also kept in the job
- * directory, so a retry after a dropped connection finds the job instead of submitting it twice.
+ * Write the job's files and submit it, in one round trip, at most once per job directory however
+ * often it is retried (cluster/submit.sh). The files go over stdin, never in a command line.
  */
 async function submitJob(remote, s, paths, sub, smoke) {
-    const script = (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__/* .renderScript */ .y)('submit', {
-        group: s.group,
-        job_dir: paths.jobDir,
-        script_file: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.script,
-        manifest_file: _layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_FILES */ .e0.manifest,
-        job_script_b64: Buffer.from(sub.script).toString('base64'),
-        manifest_b64: sub.manifest === null ? null : Buffer.from(sub.manifest).toString('base64'),
-        smoke_name: smoke?.name ?? null,
-        smoke_b64: smoke?.data.toString('base64') ?? null,
-        login_modules: s.loginModules,
-        sbatch: sub.sbatch,
-        job_link_prefix: `${paths.root}/${_layout_js__WEBPACK_IMPORTED_MODULE_6__/* .JOB_LINK_PREFIX */ ._3}`,
-    });
-    const out = await remote
-        .run('Submitting the job', script)
-        .catch((e) => {
-        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .RemoteCommandError */ .at) {
-            throw new _errors_js__WEBPACK_IMPORTED_MODULE_3__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
+    const { script: submit, stdin } = submitScript(s, paths, sub, smoke);
+    const out = await remote.run('Submitting the job', submit, { feed: { after: 'ready', stream: () => node_stream__WEBPACK_IMPORTED_MODULE_1__.Readable.from([stdin]) } }).catch((e) => {
+        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at && e.code === 75) {
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at('Submitting the job', e.code, e.stderr, 'Slurm does not answer on the cluster: try again once it does (nothing was submitted).');
+        }
+        if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at) {
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at('sbatch', e.code, e.stderr, 'Check the partition, gpus, time and sbatch-args inputs against `sinfo -s` on the cluster.');
         }
         throw e;
     });
-    return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_7__/* .parseSbatchOutput */ .Yu)(out);
+    const lines = out.split('\n');
+    // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
+    const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
+    return {
+        jobId: (0,_slurm_js__WEBPACK_IMPORTED_MODULE_8__/* .parseSbatchOutput */ .Yu)(out),
+        cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : s.buildCpus,
+        notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
+    };
 }
-async function cancelJob(remote, jobId, loginModules) {
-    await remote.run(`scancel ${jobId}`, (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_4__/* .renderScript */ .y)('cancel', { login_modules: loginModules, job_id: jobId }));
+/**
+ * scancel a delivery's job (cluster/cancel.sh); returns the id cancelled, null if the job directory
+ * holds no job. A job that has already ended is no failure (its own record keeps the verdict).
+ */
+async function cancelJob(remote, job, loginModules) {
+    const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir}`}`, cancelScript(job, loginModules));
+    return out.trim() || null;
+}
+function cancelScript(job, loginModules) {
+    return (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_5__/* .renderScript */ .y)('cancel', {
+        login_modules: loginModules,
+        job_id: job.jobId ?? null,
+        job_dir: job.jobDir ?? null,
+        submitted_file: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.submitted,
+        submit_lock: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.submitLock,
+    });
 }
 
 
 /***/ }),
 
-/***/ 7318:
+/***/ 617:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   kO: () => (/* binding */ readTarMember),
+/* harmony export */   mN: () => (/* binding */ TarFollower),
+/* harmony export */   wl: () => (/* binding */ listTar)
+/* harmony export */ });
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2091);
+// Minimal tar index reader. It walks the headers of a tar file on disk with positioned reads and
+// skips member data, so a multi-GB `docker save` archive is indexed without reading its layers.
+
+
+const BLOCK = 512;
+const HINT = 'Save the image again with `docker save -o FILE IMAGE` and check that the file was copied completely.';
+async function listTar(path) {
+    return withFile(path, async (fh) => {
+        const fileSize = (await fh.stat()).size;
+        const entries = [];
+        // pax ('x') and GNU ('L'/'K') headers describe the next real entry only.
+        let next = {};
+        for (let pos = 0; pos < fileSize;) {
+            const header = await readAt(fh, pos, BLOCK);
+            if (pos === 0 && header[0] === 0x1f && header[1] === 0x8b)
+                throw invalid(path, 'it is gzip-compressed: pass the tar itself (gunzip it first)');
+            if (header.length < BLOCK)
+                throw invalid(path, `it ends inside the header at byte ${pos}`);
+            if (header.every((b) => b === 0))
+                break; // end-of-archive marker
+            if (!checksumOk(header))
+                throw invalid(path, `the header at byte ${pos} has a bad checksum`);
+            const flag = String.fromCharCode(header[156]);
+            const meta = 'xgLK'.includes(flag);
+            const size = (meta ? undefined : next.size) ?? parseNumber(header, 124, 12);
+            if (size === undefined)
+                throw invalid(path, `the header at byte ${pos} has an unreadable size`);
+            const offset = pos + BLOCK;
+            if (offset + size > fileSize)
+                throw invalid(path, `it is truncated: the member at byte ${pos} needs ${size} bytes but the file ends at byte ${fileSize}`);
+            if (meta) {
+                const data = flag === 'g' ? Buffer.alloc(0) : await readAt(fh, offset, size);
+                if (flag === 'x')
+                    next = { ...next, ...parsePax(path, data, pos) };
+                else if (flag === 'L')
+                    next.path = cString(data, 0, data.length);
+                else if (flag === 'K')
+                    next.linkpath = cString(data, 0, data.length);
+            }
+            else {
+                entries.push({
+                    name: next.path ?? headerName(header),
+                    type: typeOf(flag),
+                    size,
+                    offset,
+                    linkname: next.linkpath ?? cString(header, 157, 100),
+                });
+                next = {};
+            }
+            pos = offset + Math.ceil(size / BLOCK) * BLOCK;
+        }
+        return entries;
+    });
+}
+/** The data of one member (or its first `length` bytes). */
+async function readTarMember(path, entry, length = entry.size) {
+    return withFile(path, async (fh) => {
+        const data = await readAt(fh, entry.offset, length);
+        if (data.length < length)
+            throw invalid(path, `it is truncated inside member '${entry.name}'`);
+        return data;
+    });
+}
+async function withFile(path, use) {
+    let fh;
+    try {
+        fh = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.open)(path, 'r');
+    }
+    catch (err) {
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .BuildError */ .zS(`Cannot read image archive ${path}: ${err.message}`, HINT);
+    }
+    try {
+        return await use(fh);
+    }
+    finally {
+        await fh.close();
+    }
+}
+/** Reads up to `length` bytes; shorter only at end of file. */
+async function readAt(fh, position, length) {
+    const buf = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+        const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+        if (bytesRead === 0)
+            break;
+        done += bytesRead;
+    }
+    return buf.subarray(0, done);
+}
+function invalid(path, problem) {
+    return new _errors_js__WEBPACK_IMPORTED_MODULE_1__/* .BuildError */ .zS(`Image archive ${path} is not a valid tar file: ${problem}.`, HINT);
+}
+function checksumOk(header) {
+    let sum = 8 * 0x20; // the checksum field itself counts as spaces
+    for (let i = 0; i < BLOCK; i++)
+        if (i < 148 || i >= 156)
+            sum += header[i];
+    return parseNumber(header, 148, 8) === sum;
+}
+/** Octal text, or base-256 (high bit set) for values too big for octal. */
+function parseNumber(buf, start, length) {
+    if (buf[start] & 0x80) {
+        if (buf[start] === 0xff)
+            return undefined; // negative
+        let n = buf[start] & 0x7f;
+        for (let i = start + 1; i < start + length; i++)
+            n = n * 256 + buf[i];
+        return Number.isSafeInteger(n) ? n : undefined;
+    }
+    const text = cString(buf, start, length).trim();
+    return /^[0-7]+$/.test(text) ? parseInt(text, 8) : undefined;
+}
+function cString(buf, start, length) {
+    const end = buf.indexOf(0, start);
+    return buf.toString('utf8', start, end >= 0 && end < start + length ? end : start + length);
+}
+function headerName(header) {
+    const name = cString(header, 0, 100);
+    // POSIX ustar splits long names into prefix + name; old GNU headers ('ustar  ') use those bytes for times.
+    const prefix = header.toString('latin1', 257, 263) === 'ustar\0' ? cString(header, 345, 155) : '';
+    return prefix ? `${prefix}/${name}` : name;
+}
+function typeOf(flag) {
+    switch (flag) {
+        case '0':
+        case '\0':
+        case '7':
+            return 'file';
+        case '1':
+            return 'hardlink';
+        case '2':
+            return 'symlink';
+        case '5':
+            return 'dir';
+        default:
+            return 'other';
+    }
+}
+/** pax records: "<length> <key>=<value>\n", length in bytes including itself. */
+function parsePax(path, data, pos) {
+    const out = {};
+    for (let i = 0; i < data.length;) {
+        const space = data.indexOf(0x20, i);
+        const length = Number(data.toString('latin1', i, space));
+        const eq = data.indexOf(0x3d, space);
+        if (space < 0 || !Number.isInteger(length) || length <= 0 || eq < 0 || eq >= i + length) {
+            throw invalid(path, `the pax header at byte ${pos} is malformed`);
+        }
+        const key = data.toString('utf8', space + 1, eq);
+        const value = data.toString('utf8', eq + 1, i + length - 1);
+        if (key === 'path' || key === 'linkpath')
+            out[key] = value;
+        else if (key === 'size') {
+            if (!/^\d+$/.test(value))
+                throw invalid(path, `the pax header at byte ${pos} has a bad size`);
+            out.size = Number(value);
+        }
+        i += length;
+    }
+    return out;
+}
+/**
+ * Follows a tar as its bytes go by (`docker save` into a pipe): reports each member as soon as its
+ * header has passed, and hands on each piece of member data with the member it belongs to.
+ */
+class TarFollower {
+    name;
+    onEntry;
+    onData;
+    onEnd;
+    /** Absolute offset of the next byte pushed. */
+    pos = 0;
+    header = [];
+    headerBytes = 0;
+    /** Bytes left of the current member's data, of a meta header's data, or of padding. */
+    left = 0;
+    state = 'header';
+    current = null;
+    meta = null;
+    pad = 0;
+    next = {};
+    constructor(name, onEntry, onData = () => undefined, onEnd = () => undefined) {
+        this.name = name;
+        this.onEntry = onEntry;
+        this.onData = onData;
+        this.onEnd = onEnd;
+    }
+    push(chunk) {
+        let i = 0;
+        while (i < chunk.length && this.state !== 'end') {
+            if (this.state === 'header') {
+                const n = Math.min(BLOCK - this.headerBytes, chunk.length - i);
+                this.header.push(chunk.subarray(i, i + n));
+                this.headerBytes += n;
+                i += n;
+                if (this.headerBytes === BLOCK)
+                    this.onHeader(Buffer.concat(this.header), this.pos + i);
+                continue;
+            }
+            const n = Math.min(this.left, chunk.length - i);
+            const piece = chunk.subarray(i, i + n);
+            i += n;
+            this.left -= n;
+            if (this.state === 'data')
+                this.onData(this.current, piece);
+            else if (this.state === 'meta')
+                this.meta.data.push(piece);
+            if (this.left === 0)
+                this.endOfPart();
+        }
+        this.pos += chunk.length;
+    }
+    /** `dataAt`: absolute offset just past the header, where its data starts. */
+    onHeader(header, dataAt) {
+        const at = dataAt - BLOCK;
+        this.header = [];
+        this.headerBytes = 0;
+        if (header.every((b) => b === 0)) {
+            this.state = 'end';
+            return;
+        }
+        if (!checksumOk(header))
+            throw invalid(this.name, `the header near byte ${at} has a bad checksum`);
+        const flag = String.fromCharCode(header[156]);
+        const isMeta = 'xgLK'.includes(flag);
+        const size = (isMeta ? undefined : this.next.size) ?? parseNumber(header, 124, 12);
+        if (size === undefined)
+            throw invalid(this.name, `the header near byte ${at} has an unreadable size`);
+        this.pad = Math.ceil(size / BLOCK) * BLOCK - size;
+        this.left = size;
+        if (isMeta) {
+            this.meta = { flag, data: [] };
+            this.state = 'meta';
+        }
+        else {
+            this.current = {
+                name: this.next.path ?? headerName(header),
+                type: typeOf(flag),
+                size,
+                offset: dataAt,
+                linkname: this.next.linkpath ?? cString(header, 157, 100),
+            };
+            this.next = {};
+            this.state = 'data';
+            this.onEntry(this.current);
+        }
+        if (size === 0)
+            this.endOfPart();
+    }
+    endOfPart() {
+        if (this.state === 'meta') {
+            const data = Buffer.concat(this.meta.data);
+            if (this.meta.flag === 'x')
+                this.next = { ...this.next, ...parsePax(this.name, data, 0) };
+            else if (this.meta.flag === 'L')
+                this.next.path = cString(data, 0, data.length);
+            else if (this.meta.flag === 'K')
+                this.next.linkpath = cString(data, 0, data.length);
+            this.meta = null;
+        }
+        else if (this.state === 'data') {
+            this.onEnd(this.current);
+            this.current = null;
+        }
+        if (this.state !== 'pad' && this.pad > 0) {
+            this.state = 'pad';
+            this.left = this.pad;
+            this.pad = 0;
+        }
+        else
+            this.state = 'header';
+    }
+}
+
+
+/***/ }),
+
+/***/ 1357:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   B: () => (/* binding */ followJob)
+/* harmony export */ });
+/* unused harmony export sleep */
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2091);
+/* harmony import */ var _poll_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1245);
+/* harmony import */ var _submit_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8768);
+// Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
+// stream its output, cancel it on abort or timeout, and time its phases.
+
+
+
+/** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
+const SILENT_POLL_MS = 10_000;
+/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
+const CANCEL_TRIES_MS = 5 * 60_000;
+/** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
+const sleep = (ms, signal) => new Promise((resolve) => {
+    const onAbort = () => {
+        clearTimeout(t);
+        resolve();
+    };
+    const t = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+});
+/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
+async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
+    const state = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .initialFollowState */ .Lk)();
+    const out = new _poll_js__WEBPACK_IMPORTED_MODULE_1__/* .OutputStream */ .eG(reporter, undefined, hooks.phaseToken ?? null);
+    const submitted = Date.now();
+    const deadline = submitted + s.timeoutSeconds * 1000;
+    let stopping = null;
+    let stoppedAt = 0;
+    let cancelSent = false;
+    let polls = 0;
+    for (;;) {
+        if (!stopping && (hooks.signal?.aborted || Date.now() > deadline)) {
+            stopping = hooks.signal?.aborted ? 'cancelled' : 'timedOut';
+            stoppedAt = Date.now();
+            reporter.warning(`${stopping === 'cancelled' ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
+        }
+        if (stopping && !cancelSent) {
+            // Never give up on a job without cancelling it: while Slurm does not answer, try at every poll.
+            try {
+                await session.retry('Cancelling', (r) => (0,_submit_js__WEBPACK_IMPORTED_MODULE_2__/* .cancelJob */ .mh)(r, { jobId }, s.loginModules));
+                cancelSent = true;
+            }
+            catch (e) {
+                if (!(e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at))
+                    throw e;
+                const waited = Math.round((Date.now() - stoppedAt) / 1000);
+                if (waited * 1000 > CANCEL_TRIES_MS) {
+                    throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .JobInterruptedError */ .QT(`Could not cancel job ${jobId}: scancel failed for ${waited} s (${e.stderr.trim().split('\n').pop()}). It was ${state.state ?? 'not yet seen'} when Slurm last answered.`, `Cancel it by hand once Slurm answers: scancel ${jobId}.`);
+                }
+                reporter.warning(`scancel ${jobId} failed (${e.stderr.trim().split('\n').pop()}); trying again.`);
+            }
+        }
+        const r = await session.retry('Following the job', (remote) => remote.exec((0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .pollScript */ .PK)(jobId, jobDir, state.offset, s.loginModules, { heartbeat: !!hooks.heartbeat })));
+        if (r.code !== 0)
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at('Following the job', r.code, r.stderr.toString());
+        const done = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .applyPoll */ .oG)(state, (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .parsePoll */ .$f)(r.stdout), out, reporter, jobId);
+        if (done)
+            break;
+        // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
+        const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
+        await sleep(wait, stopping ? undefined : hooks.signal);
+    }
+    out.end();
+    reporter.endGroup();
+    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
+    // is the wait in the queue (plus up to one poll interval).
+    const phases = out.phases;
+    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
+    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
+    for (const p of phases)
+        timings?.add(p.phase, p.seconds);
+    return { state, out, cancelled: stopping === 'cancelled', timedOut: stopping === 'timedOut' };
+}
+
+
+/***/ }),
+
+/***/ 4555:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   E: () => (/* binding */ workspaceFile)
+/* harmony export */ });
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2091);
+// Files the delivery reads from the runner (smoke-test, archive) must lie in the workspace, after
+// resolving symlinks: `smoke-test: /proc/self/environ` would otherwise upload the runner's
+// environment, private key included.
+
+
+
+/** The real path of a regular file inside `workspace` (default: the working directory), or an InputError naming `input`. */
+async function workspaceFile(input, path, workspace = process.cwd()) {
+    const root = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.realpath)(workspace);
+    const real = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.realpath)((0,node_path__WEBPACK_IMPORTED_MODULE_1__.resolve)(root, path)).catch(() => null);
+    const st = real ? await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.stat)(real).catch(() => null) : null;
+    if (!real || !st?.isFile())
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz(input, `file '${path}' not found (paths are relative to the workspace; for the CLI, the current directory)`);
+    const rel = (0,node_path__WEBPACK_IMPORTED_MODULE_1__.relative)(root, real);
+    if (rel === '' || rel === '..' || rel.startsWith(`..${node_path__WEBPACK_IMPORTED_MODULE_1__.sep}`) || (0,node_path__WEBPACK_IMPORTED_MODULE_1__.resolve)(root, rel) !== real) {
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_2__/* .InputError */ .dz(input, `'${path}' is outside the workspace (${root}${real !== (0,node_path__WEBPACK_IMPORTED_MODULE_1__.resolve)(root, path) ? `; it resolves to ${real}` : ''}): only files of the workspace are sent`);
+    }
+    return { path: real, size: st.size };
+}
+
+
+/***/ }),
+
+/***/ 1721:
 /***/ ((module) => {
 
 module.exports = eval("require")("../build/Release/cpufeatures.node");
@@ -58034,7 +57744,7 @@ module.exports = eval("require")("../build/Release/cpufeatures.node");
 
 /***/ }),
 
-/***/ 490:
+/***/ 1797:
 /***/ ((module) => {
 
 module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
@@ -58203,6 +57913,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
 
 /***/ }),
 
+/***/ 8161:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+
+/***/ }),
+
 /***/ 6760:
 /***/ ((module) => {
 
@@ -58322,18 +58039,18 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 7349:
+/***/ 2387:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveBlockMap = __nccwpck_require__(7103);
-var resolveBlockSeq = __nccwpck_require__(334);
-var resolveFlowCollection = __nccwpck_require__(3142);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var resolveBlockMap = __nccwpck_require__(1653);
+var resolveBlockSeq = __nccwpck_require__(2624);
+var resolveFlowCollection = __nccwpck_require__(692);
 
 function resolveCollection(CN, ctx, token, onError, tagName, tag) {
     const coll = token.type === 'block-map'
@@ -58419,15 +58136,15 @@ exports.composeCollection = composeCollection;
 
 /***/ }),
 
-/***/ 3683:
+/***/ 2873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Document = __nccwpck_require__(3021);
-var composeNode = __nccwpck_require__(5937);
-var resolveEnd = __nccwpck_require__(7788);
-var resolveProps = __nccwpck_require__(4631);
+var Document = __nccwpck_require__(5755);
+var composeNode = __nccwpck_require__(3755);
+var resolveEnd = __nccwpck_require__(1462);
+var resolveProps = __nccwpck_require__(8017);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
     const opts = Object.assign({ _directives: directives }, options);
@@ -58471,17 +58188,17 @@ exports.composeDoc = composeDoc;
 
 /***/ }),
 
-/***/ 5937:
+/***/ 3755:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var composeCollection = __nccwpck_require__(7349);
-var composeScalar = __nccwpck_require__(5413);
-var resolveEnd = __nccwpck_require__(7788);
-var utilEmptyScalarPosition = __nccwpck_require__(2599);
+var Alias = __nccwpck_require__(9671);
+var identity = __nccwpck_require__(2617);
+var composeCollection = __nccwpck_require__(2387);
+var composeScalar = __nccwpck_require__(4995);
+var resolveEnd = __nccwpck_require__(1462);
+var utilEmptyScalarPosition = __nccwpck_require__(9933);
 
 const CN = { composeNode, composeEmptyNode };
 function composeNode(ctx, token, props, onError) {
@@ -58590,15 +58307,15 @@ exports.composeNode = composeNode;
 
 /***/ }),
 
-/***/ 5413:
+/***/ 4995:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var resolveBlockScalar = __nccwpck_require__(599);
+var resolveFlowScalar = __nccwpck_require__(7120);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -58685,18 +58402,18 @@ exports.composeScalar = composeScalar;
 
 /***/ }),
 
-/***/ 9984:
+/***/ 2750:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var directives = __nccwpck_require__(1342);
-var Document = __nccwpck_require__(3021);
-var errors = __nccwpck_require__(1464);
-var identity = __nccwpck_require__(1127);
-var composeDoc = __nccwpck_require__(3683);
-var resolveEnd = __nccwpck_require__(7788);
+var directives = __nccwpck_require__(8144);
+var Document = __nccwpck_require__(5755);
+var errors = __nccwpck_require__(2130);
+var identity = __nccwpck_require__(2617);
+var composeDoc = __nccwpck_require__(2873);
+var resolveEnd = __nccwpck_require__(1462);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -58916,17 +58633,17 @@ exports.Composer = Composer;
 
 /***/ }),
 
-/***/ 7103:
+/***/ 1653:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
-var resolveProps = __nccwpck_require__(4631);
-var utilContainsNewline = __nccwpck_require__(9499);
-var utilFlowIndentCheck = __nccwpck_require__(4051);
-var utilMapIncludes = __nccwpck_require__(1187);
+var Pair = __nccwpck_require__(2815);
+var YAMLMap = __nccwpck_require__(2448);
+var resolveProps = __nccwpck_require__(8017);
+var utilContainsNewline = __nccwpck_require__(6761);
+var utilFlowIndentCheck = __nccwpck_require__(4437);
+var utilMapIncludes = __nccwpck_require__(3485);
 
 const startColMsg = 'All mapping items must start at the same column';
 function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
@@ -59040,12 +58757,12 @@ exports.resolveBlockMap = resolveBlockMap;
 
 /***/ }),
 
-/***/ 8913:
+/***/ 599:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 function resolveBlockScalar(ctx, scalar, onError) {
     const start = scalar.offset;
@@ -59247,14 +58964,14 @@ exports.resolveBlockScalar = resolveBlockScalar;
 
 /***/ }),
 
-/***/ 334:
+/***/ 2624:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveProps = __nccwpck_require__(4631);
-var utilFlowIndentCheck = __nccwpck_require__(4051);
+var YAMLSeq = __nccwpck_require__(5125);
+var resolveProps = __nccwpck_require__(8017);
+var utilFlowIndentCheck = __nccwpck_require__(4437);
 
 function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
     const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
@@ -59305,7 +59022,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 7788:
+/***/ 1462:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -59351,19 +59068,19 @@ exports.resolveEnd = resolveEnd;
 
 /***/ }),
 
-/***/ 3142:
+/***/ 692:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var resolveEnd = __nccwpck_require__(7788);
-var resolveProps = __nccwpck_require__(4631);
-var utilContainsNewline = __nccwpck_require__(9499);
-var utilMapIncludes = __nccwpck_require__(1187);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var resolveEnd = __nccwpck_require__(1462);
+var resolveProps = __nccwpck_require__(8017);
+var utilContainsNewline = __nccwpck_require__(6761);
+var utilMapIncludes = __nccwpck_require__(3485);
 
 const blockMsg = 'Block collections are not allowed within flow collections';
 const isBlock = (token) => token && (token.type === 'block-map' || token.type === 'block-seq');
@@ -59567,13 +59284,13 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 6842:
+/***/ 7120:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var resolveEnd = __nccwpck_require__(7788);
+var Scalar = __nccwpck_require__(9271);
+var resolveEnd = __nccwpck_require__(1462);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -59802,7 +59519,7 @@ exports.resolveFlowScalar = resolveFlowScalar;
 
 /***/ }),
 
-/***/ 4631:
+/***/ 8017:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -59957,7 +59674,7 @@ exports.resolveProps = resolveProps;
 
 /***/ }),
 
-/***/ 9499:
+/***/ 6761:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -60000,7 +59717,7 @@ exports.containsNewline = containsNewline;
 
 /***/ }),
 
-/***/ 2599:
+/***/ 9933:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -60035,12 +59752,12 @@ exports.emptyScalarPosition = emptyScalarPosition;
 
 /***/ }),
 
-/***/ 4051:
+/***/ 4437:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var utilContainsNewline = __nccwpck_require__(9499);
+var utilContainsNewline = __nccwpck_require__(6761);
 
 function flowIndentCheck(indent, fc, onError) {
     if (fc?.type === 'flow-collection') {
@@ -60059,12 +59776,12 @@ exports.flowIndentCheck = flowIndentCheck;
 
 /***/ }),
 
-/***/ 1187:
+/***/ 3485:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(2617);
 
 function mapIncludes(ctx, items, search) {
     const { uniqueKeys } = ctx.options;
@@ -60081,22 +59798,22 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 3021:
+/***/ 5755:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(6424);
-var Schema = __nccwpck_require__(5840);
-var stringifyDocument = __nccwpck_require__(6829);
-var anchors = __nccwpck_require__(1596);
-var applyReviver = __nccwpck_require__(3661);
-var createNode = __nccwpck_require__(2404);
-var directives = __nccwpck_require__(1342);
+var Alias = __nccwpck_require__(9671);
+var Collection = __nccwpck_require__(6039);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var toJS = __nccwpck_require__(3709);
+var Schema = __nccwpck_require__(4902);
+var stringifyDocument = __nccwpck_require__(5719);
+var anchors = __nccwpck_require__(5702);
+var applyReviver = __nccwpck_require__(2703);
+var createNode = __nccwpck_require__(9462);
+var directives = __nccwpck_require__(8144);
 
 class Document {
     constructor(value, replacer, options) {
@@ -60425,13 +60142,13 @@ exports.Document = Document;
 
 /***/ }),
 
-/***/ 1596:
+/***/ 5702:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(2617);
+var visit = __nccwpck_require__(7182);
 
 /**
  * Verify that the input string is a valid anchor.
@@ -60508,7 +60225,7 @@ exports.findNewAnchor = findNewAnchor;
 
 /***/ }),
 
-/***/ 3661:
+/***/ 2703:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -60572,14 +60289,14 @@ exports.applyReviver = applyReviver;
 
 /***/ }),
 
-/***/ 2404:
+/***/ 9462:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
+var Alias = __nccwpck_require__(9671);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
 
 const defaultTagPrefix = 'tag:yaml.org,2002:';
 function findTagObject(value, tagName, tags) {
@@ -60669,13 +60386,13 @@ exports.createNode = createNode;
 
 /***/ }),
 
-/***/ 1342:
+/***/ 8144:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(2617);
+var visit = __nccwpck_require__(7182);
 
 const escapeChars = {
     '!': '%21',
@@ -60854,7 +60571,7 @@ exports.Directives = Directives;
 
 /***/ }),
 
-/***/ 1464:
+/***/ 2130:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -60923,28 +60640,28 @@ exports.prettifyError = prettifyError;
 
 /***/ }),
 
-/***/ 8815:
+/***/ 3645:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
-var Schema = __nccwpck_require__(5840);
-var errors = __nccwpck_require__(1464);
-var Alias = __nccwpck_require__(4065);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
-var lineCounter = __nccwpck_require__(6628);
-var parser = __nccwpck_require__(3456);
-var publicApi = __nccwpck_require__(4047);
-var visit = __nccwpck_require__(204);
+var composer = __nccwpck_require__(2750);
+var Document = __nccwpck_require__(5755);
+var Schema = __nccwpck_require__(4902);
+var errors = __nccwpck_require__(2130);
+var Alias = __nccwpck_require__(9671);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var Scalar = __nccwpck_require__(9271);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var cst = __nccwpck_require__(3427);
+var lexer = __nccwpck_require__(795);
+var lineCounter = __nccwpck_require__(9706);
+var parser = __nccwpck_require__(7374);
+var publicApi = __nccwpck_require__(6205);
+var visit = __nccwpck_require__(7182);
 
 
 
@@ -60981,7 +60698,7 @@ __webpack_unused_export__ = visit.visitAsync;
 
 /***/ }),
 
-/***/ 7249:
+/***/ 9923:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -61007,16 +60724,16 @@ exports.warn = warn;
 
 /***/ }),
 
-/***/ 4065:
+/***/ 9671:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(1596);
-var visit = __nccwpck_require__(204);
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(6424);
+var anchors = __nccwpck_require__(5702);
+var visit = __nccwpck_require__(7182);
+var identity = __nccwpck_require__(2617);
+var Node = __nccwpck_require__(4615);
+var toJS = __nccwpck_require__(3709);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -61134,14 +60851,14 @@ exports.Alias = Alias;
 
 /***/ }),
 
-/***/ 101:
+/***/ 6039:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
+var createNode = __nccwpck_require__(9462);
+var identity = __nccwpck_require__(2617);
+var Node = __nccwpck_require__(4615);
 
 function collectionFromPath(schema, path, value) {
     let v = value;
@@ -61292,14 +61009,14 @@ exports.isEmptyPath = isEmptyPath;
 
 /***/ }),
 
-/***/ 6673:
+/***/ 4615:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var applyReviver = __nccwpck_require__(3661);
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var applyReviver = __nccwpck_require__(2703);
+var identity = __nccwpck_require__(2617);
+var toJS = __nccwpck_require__(3709);
 
 class NodeBase {
     constructor(type) {
@@ -61339,15 +61056,15 @@ exports.NodeBase = NodeBase;
 
 /***/ }),
 
-/***/ 7165:
+/***/ 2815:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var stringifyPair = __nccwpck_require__(9748);
-var addPairToJSMap = __nccwpck_require__(7104);
-var identity = __nccwpck_require__(1127);
+var createNode = __nccwpck_require__(9462);
+var stringifyPair = __nccwpck_require__(1174);
+var addPairToJSMap = __nccwpck_require__(614);
+var identity = __nccwpck_require__(2617);
 
 function createPair(key, value, ctx) {
     const k = createNode.createNode(key, undefined, ctx);
@@ -61385,14 +61102,14 @@ exports.createPair = createPair;
 
 /***/ }),
 
-/***/ 3301:
+/***/ 9271:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(6424);
+var identity = __nccwpck_require__(2617);
+var Node = __nccwpck_require__(4615);
+var toJS = __nccwpck_require__(3709);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -61419,17 +61136,17 @@ exports.isScalarValue = isScalarValue;
 
 /***/ }),
 
-/***/ 4454:
+/***/ 2448:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyCollection = __nccwpck_require__(1212);
-var addPairToJSMap = __nccwpck_require__(7104);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
+var stringifyCollection = __nccwpck_require__(8454);
+var addPairToJSMap = __nccwpck_require__(614);
+var Collection = __nccwpck_require__(6039);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var Scalar = __nccwpck_require__(9271);
 
 function findPair(items, key) {
     const k = identity.isScalar(key) ? key.value : key;
@@ -61573,17 +61290,17 @@ exports.findPair = findPair;
 
 /***/ }),
 
-/***/ 2223:
+/***/ 5125:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(2404);
-var stringifyCollection = __nccwpck_require__(1212);
-var Collection = __nccwpck_require__(101);
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(6424);
+var createNode = __nccwpck_require__(9462);
+var stringifyCollection = __nccwpck_require__(8454);
+var Collection = __nccwpck_require__(6039);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var toJS = __nccwpck_require__(3709);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -61695,16 +61412,16 @@ exports.YAMLSeq = YAMLSeq;
 
 /***/ }),
 
-/***/ 7104:
+/***/ 614:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var log = __nccwpck_require__(7249);
-var merge = __nccwpck_require__(452);
-var stringify = __nccwpck_require__(2148);
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var log = __nccwpck_require__(9923);
+var merge = __nccwpck_require__(2610);
+var stringify = __nccwpck_require__(9666);
+var identity = __nccwpck_require__(2617);
+var toJS = __nccwpck_require__(3709);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -61767,7 +61484,7 @@ exports.addPairToJSMap = addPairToJSMap;
 
 /***/ }),
 
-/***/ 1127:
+/***/ 2617:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -61827,12 +61544,12 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 6424:
+/***/ 3709:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(2617);
 
 /**
  * Recursively convert any node or its contents to native JavaScript
@@ -61873,15 +61590,15 @@ exports.toJS = toJS;
 
 /***/ }),
 
-/***/ 110:
+/***/ 8564:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var resolveBlockScalar = __nccwpck_require__(8913);
-var resolveFlowScalar = __nccwpck_require__(6842);
-var errors = __nccwpck_require__(1464);
-var stringifyString = __nccwpck_require__(3069);
+var resolveBlockScalar = __nccwpck_require__(599);
+var resolveFlowScalar = __nccwpck_require__(7120);
+var errors = __nccwpck_require__(2130);
+var stringifyString = __nccwpck_require__(6179);
 
 function resolveAsScalar(token, strict = true, onError) {
     if (token) {
@@ -62098,7 +61815,7 @@ exports.setScalarValue = setScalarValue;
 
 /***/ }),
 
-/***/ 1733:
+/***/ 7455:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -62168,7 +61885,7 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 7715:
+/***/ 4257:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -62274,14 +61991,14 @@ exports.visit = visit;
 
 /***/ }),
 
-/***/ 3461:
+/***/ 3427:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cstScalar = __nccwpck_require__(110);
-var cstStringify = __nccwpck_require__(1733);
-var cstVisit = __nccwpck_require__(7715);
+var cstScalar = __nccwpck_require__(8564);
+var cstStringify = __nccwpck_require__(7455);
+var cstVisit = __nccwpck_require__(4257);
 
 /** The byte order mark */
 const BOM = '\u{FEFF}';
@@ -62393,12 +62110,12 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 361:
+/***/ 795:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cst = __nccwpck_require__(3461);
+var cst = __nccwpck_require__(3427);
 
 /*
 START -> stream
@@ -63123,7 +62840,7 @@ exports.Lexer = Lexer;
 
 /***/ }),
 
-/***/ 6628:
+/***/ 9706:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -63171,14 +62888,14 @@ exports.LineCounter = LineCounter;
 
 /***/ }),
 
-/***/ 3456:
+/***/ 7374:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var cst = __nccwpck_require__(3461);
-var lexer = __nccwpck_require__(361);
+var cst = __nccwpck_require__(3427);
+var lexer = __nccwpck_require__(795);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -64158,18 +63875,18 @@ exports.Parser = Parser;
 
 /***/ }),
 
-/***/ 4047:
+/***/ 6205:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
-var errors = __nccwpck_require__(1464);
-var log = __nccwpck_require__(7249);
-var identity = __nccwpck_require__(1127);
-var lineCounter = __nccwpck_require__(6628);
-var parser = __nccwpck_require__(3456);
+var composer = __nccwpck_require__(2750);
+var Document = __nccwpck_require__(5755);
+var errors = __nccwpck_require__(2130);
+var log = __nccwpck_require__(9923);
+var identity = __nccwpck_require__(2617);
+var lineCounter = __nccwpck_require__(9706);
+var parser = __nccwpck_require__(7374);
 
 function parseOptions(options) {
     const prettyErrors = options.prettyErrors !== false;
@@ -64272,16 +63989,16 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 5840:
+/***/ 4902:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var map = __nccwpck_require__(7451);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var tags = __nccwpck_require__(18);
+var identity = __nccwpck_require__(2617);
+var map = __nccwpck_require__(8229);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var tags = __nccwpck_require__(1656);
 
 const sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 class Schema {
@@ -64318,13 +64035,13 @@ exports.Schema = Schema;
 
 /***/ }),
 
-/***/ 7451:
+/***/ 8229:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var YAMLMap = __nccwpck_require__(4454);
+var identity = __nccwpck_require__(2617);
+var YAMLMap = __nccwpck_require__(2448);
 
 const map = {
     collection: 'map',
@@ -64344,12 +64061,12 @@ exports.map = map;
 
 /***/ }),
 
-/***/ 3632:
+/***/ 7890:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 const nullTag = {
     identify: value => value == null,
@@ -64368,13 +64085,13 @@ exports.nullTag = nullTag;
 
 /***/ }),
 
-/***/ 1706:
+/***/ 2400:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var YAMLSeq = __nccwpck_require__(2223);
+var identity = __nccwpck_require__(2617);
+var YAMLSeq = __nccwpck_require__(5125);
 
 const seq = {
     collection: 'seq',
@@ -64394,12 +64111,12 @@ exports.seq = seq;
 
 /***/ }),
 
-/***/ 6464:
+/***/ 2374:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyString = __nccwpck_require__(3069);
+var stringifyString = __nccwpck_require__(6179);
 
 const string = {
     identify: value => typeof value === 'string',
@@ -64417,12 +64134,12 @@ exports.string = string;
 
 /***/ }),
 
-/***/ 3959:
+/***/ 1477:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 const boolTag = {
     identify: value => typeof value === 'boolean',
@@ -64445,13 +64162,13 @@ exports.boolTag = boolTag;
 
 /***/ }),
 
-/***/ 8405:
+/***/ 8251:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var stringifyNumber = __nccwpck_require__(8689);
+var Scalar = __nccwpck_require__(9271);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -64499,12 +64216,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 9874:
+/***/ 7052:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 const intResolve = (str, offset, radix, { intAsBigInt }) => (intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix));
@@ -64548,18 +64265,18 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 896:
+/***/ 4810:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var bool = __nccwpck_require__(3959);
-var float = __nccwpck_require__(8405);
-var int = __nccwpck_require__(9874);
+var map = __nccwpck_require__(8229);
+var _null = __nccwpck_require__(7890);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var bool = __nccwpck_require__(1477);
+var float = __nccwpck_require__(8251);
+var int = __nccwpck_require__(7052);
 
 const schema = [
     map.map,
@@ -64580,14 +64297,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 3559:
+/***/ 7925:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var map = __nccwpck_require__(7451);
-var seq = __nccwpck_require__(1706);
+var Scalar = __nccwpck_require__(9271);
+var map = __nccwpck_require__(8229);
+var seq = __nccwpck_require__(2400);
 
 function intIdentify(value) {
     return typeof value === 'bigint' || Number.isInteger(value);
@@ -64651,27 +64368,27 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 18:
+/***/ 1656:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var bool = __nccwpck_require__(3959);
-var float = __nccwpck_require__(8405);
-var int = __nccwpck_require__(9874);
-var schema = __nccwpck_require__(896);
-var schema$1 = __nccwpck_require__(3559);
-var binary = __nccwpck_require__(6083);
-var merge = __nccwpck_require__(452);
-var omap = __nccwpck_require__(303);
-var pairs = __nccwpck_require__(8385);
-var schema$2 = __nccwpck_require__(5913);
-var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(4371);
+var map = __nccwpck_require__(8229);
+var _null = __nccwpck_require__(7890);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var bool = __nccwpck_require__(1477);
+var float = __nccwpck_require__(8251);
+var int = __nccwpck_require__(7052);
+var schema = __nccwpck_require__(4810);
+var schema$1 = __nccwpck_require__(7925);
+var binary = __nccwpck_require__(6817);
+var merge = __nccwpck_require__(2610);
+var omap = __nccwpck_require__(61);
+var pairs = __nccwpck_require__(7815);
+var schema$2 = __nccwpck_require__(7755);
+var set = __nccwpck_require__(9138);
+var timestamp = __nccwpck_require__(6282);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -64757,14 +64474,14 @@ exports.getTags = getTags;
 
 /***/ }),
 
-/***/ 6083:
+/***/ 6817:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_buffer = __nccwpck_require__(181);
-var Scalar = __nccwpck_require__(3301);
-var stringifyString = __nccwpck_require__(3069);
+var Scalar = __nccwpck_require__(9271);
+var stringifyString = __nccwpck_require__(6179);
 
 const binary = {
     identify: value => value instanceof Uint8Array, // Buffer inherits from Uint8Array
@@ -64834,12 +64551,12 @@ exports.binary = binary;
 
 /***/ }),
 
-/***/ 8398:
+/***/ 3260:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
+var Scalar = __nccwpck_require__(9271);
 
 function boolStringify({ value, source }, ctx) {
     const boolObj = value ? trueTag : falseTag;
@@ -64870,13 +64587,13 @@ exports.trueTag = trueTag;
 
 /***/ }),
 
-/***/ 5782:
+/***/ 396:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var stringifyNumber = __nccwpck_require__(8689);
+var Scalar = __nccwpck_require__(9271);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -64927,12 +64644,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 873:
+/***/ 5883:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(2491);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 function intResolve(str, offset, radix, { intAsBigInt }) {
@@ -65010,13 +64727,13 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 452:
+/***/ 2610:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
 
 // If the value associated with a merge key is a single mapping node, each of
 // its key/value pairs is inserted into the current mapping, unless the key
@@ -65088,16 +64805,16 @@ exports.merge = merge;
 
 /***/ }),
 
-/***/ 303:
+/***/ 61:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
-var YAMLMap = __nccwpck_require__(4454);
-var YAMLSeq = __nccwpck_require__(2223);
-var pairs = __nccwpck_require__(8385);
+var identity = __nccwpck_require__(2617);
+var toJS = __nccwpck_require__(3709);
+var YAMLMap = __nccwpck_require__(2448);
+var YAMLSeq = __nccwpck_require__(5125);
+var pairs = __nccwpck_require__(7815);
 
 class YAMLOMap extends YAMLSeq.YAMLSeq {
     constructor() {
@@ -65172,15 +64889,15 @@ exports.omap = omap;
 
 /***/ }),
 
-/***/ 8385:
+/***/ 7815:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var Scalar = __nccwpck_require__(3301);
-var YAMLSeq = __nccwpck_require__(2223);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var Scalar = __nccwpck_require__(9271);
+var YAMLSeq = __nccwpck_require__(5125);
 
 function resolvePairs(seq, onError) {
     if (identity.isSeq(seq)) {
@@ -65261,24 +64978,24 @@ exports.resolvePairs = resolvePairs;
 
 /***/ }),
 
-/***/ 5913:
+/***/ 7755:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(7451);
-var _null = __nccwpck_require__(3632);
-var seq = __nccwpck_require__(1706);
-var string = __nccwpck_require__(6464);
-var binary = __nccwpck_require__(6083);
-var bool = __nccwpck_require__(8398);
-var float = __nccwpck_require__(5782);
-var int = __nccwpck_require__(873);
-var merge = __nccwpck_require__(452);
-var omap = __nccwpck_require__(303);
-var pairs = __nccwpck_require__(8385);
-var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(4371);
+var map = __nccwpck_require__(8229);
+var _null = __nccwpck_require__(7890);
+var seq = __nccwpck_require__(2400);
+var string = __nccwpck_require__(2374);
+var binary = __nccwpck_require__(6817);
+var bool = __nccwpck_require__(3260);
+var float = __nccwpck_require__(396);
+var int = __nccwpck_require__(5883);
+var merge = __nccwpck_require__(2610);
+var omap = __nccwpck_require__(61);
+var pairs = __nccwpck_require__(7815);
+var set = __nccwpck_require__(9138);
+var timestamp = __nccwpck_require__(6282);
 
 const schema = [
     map.map,
@@ -65309,14 +65026,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 1528:
+/***/ 9138:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Pair = __nccwpck_require__(7165);
-var YAMLMap = __nccwpck_require__(4454);
+var identity = __nccwpck_require__(2617);
+var Pair = __nccwpck_require__(2815);
+var YAMLMap = __nccwpck_require__(2448);
 
 class YAMLSet extends YAMLMap.YAMLMap {
     constructor(schema) {
@@ -65412,12 +65129,12 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 4371:
+/***/ 6282:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(8689);
+var stringifyNumber = __nccwpck_require__(2491);
 
 /** Internal types handle bigint as number, because TS can't figure it out. */
 function parseSexagesimal(str, asBigInt) {
@@ -65524,7 +65241,7 @@ exports.timestamp = timestamp;
 
 /***/ }),
 
-/***/ 4475:
+/***/ 7089:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -65682,15 +65399,15 @@ exports.foldFlowLines = foldFlowLines;
 
 /***/ }),
 
-/***/ 2148:
+/***/ 9666:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(1596);
-var identity = __nccwpck_require__(1127);
-var stringifyComment = __nccwpck_require__(9799);
-var stringifyString = __nccwpck_require__(3069);
+var anchors = __nccwpck_require__(5702);
+var identity = __nccwpck_require__(2617);
+var stringifyComment = __nccwpck_require__(9330);
+var stringifyString = __nccwpck_require__(6179);
 
 function createStringifyContext(doc, options) {
     const opt = Object.assign({
@@ -65821,14 +65538,14 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 1212:
+/***/ 8454:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(2617);
+var stringify = __nccwpck_require__(9666);
+var stringifyComment = __nccwpck_require__(9330);
 
 function stringifyCollection(collection, ctx, options) {
     const flow = ctx.inFlow ?? collection.flow;
@@ -65983,7 +65700,7 @@ exports.stringifyCollection = stringifyCollection;
 
 /***/ }),
 
-/***/ 9799:
+/***/ 9330:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -66014,14 +65731,14 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 6829:
+/***/ 5719:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(2617);
+var stringify = __nccwpck_require__(9666);
+var stringifyComment = __nccwpck_require__(9330);
 
 function stringifyDocument(doc, options) {
     const lines = [];
@@ -66108,7 +65825,7 @@ exports.stringifyDocument = stringifyDocument;
 
 /***/ }),
 
-/***/ 8689:
+/***/ 2491:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -66142,15 +65859,15 @@ exports.stringifyNumber = stringifyNumber;
 
 /***/ }),
 
-/***/ 9748:
+/***/ 1174:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
-var Scalar = __nccwpck_require__(3301);
-var stringify = __nccwpck_require__(2148);
-var stringifyComment = __nccwpck_require__(9799);
+var identity = __nccwpck_require__(2617);
+var Scalar = __nccwpck_require__(9271);
+var stringify = __nccwpck_require__(9666);
+var stringifyComment = __nccwpck_require__(9330);
 
 function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
     const { allNullValues, doc, indent, indentStep, options: { commentString, indentSeq, simpleKeys } } = ctx;
@@ -66301,13 +66018,13 @@ exports.stringifyPair = stringifyPair;
 
 /***/ }),
 
-/***/ 3069:
+/***/ 6179:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(3301);
-var foldFlowLines = __nccwpck_require__(4475);
+var Scalar = __nccwpck_require__(9271);
+var foldFlowLines = __nccwpck_require__(7089);
 
 const getFoldOptions = (ctx, isBlock) => ({
     indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -66646,12 +66363,12 @@ exports.stringifyString = stringifyString;
 
 /***/ }),
 
-/***/ 204:
+/***/ 7182:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(1127);
+var identity = __nccwpck_require__(2617);
 
 const BREAK = Symbol('break visit');
 const SKIP = Symbol('skip children');
@@ -66889,7 +66606,7 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 8261:
+/***/ 7027:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -66913,7 +66630,7 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/utils.js
 // We use any as a valid input type
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /**
@@ -66949,7 +66666,7 @@ function utils_toCommandProperties(annotationProperties) {
     };
 }
 //# sourceMappingURL=utils.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/command.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/command.js
 
 
 /**
@@ -67045,7 +66762,7 @@ function escapeProperty(s) {
 var external_crypto_ = __nccwpck_require__(6982);
 // EXTERNAL MODULE: external "fs"
 var external_fs_ = __nccwpck_require__(9896);
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/file-command.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/file-command.js
 // For internal use, subject to change.
 // We use any as a valid input type
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -67086,7 +66803,7 @@ var external_path_ = __nccwpck_require__(6928);
 var external_http_ = __nccwpck_require__(8611);
 // EXTERNAL MODULE: external "https"
 var external_https_ = __nccwpck_require__(5692);
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/proxy.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/http-client/lib/proxy.js
 function getProxyUrl(reqUrl) {
     const usingSsl = reqUrl.protocol === 'https:';
     if (checkBypass(reqUrl)) {
@@ -67177,11 +66894,11 @@ class DecodedURL extends URL {
     }
 }
 //# sourceMappingURL=proxy.js.map
-// EXTERNAL MODULE: ./node_modules/tunnel/index.js
-var node_modules_tunnel = __nccwpck_require__(770);
-// EXTERNAL MODULE: ./node_modules/undici/index.js
-var undici = __nccwpck_require__(6752);
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
+// EXTERNAL MODULE: ../../main/node_modules/tunnel/index.js
+var node_modules_tunnel = __nccwpck_require__(408);
+// EXTERNAL MODULE: ../../main/node_modules/undici/index.js
+var undici = __nccwpck_require__(4718);
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/http-client/lib/index.js
 /* eslint-disable @typescript-eslint/no-explicit-any */
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
@@ -67878,7 +67595,7 @@ class lib_HttpClient {
 }
 const lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => ((c[k.toLowerCase()] = obj[k]), c), {});
 //# sourceMappingURL=index.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/auth.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/http-client/lib/auth.js
 var auth_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -67954,7 +67671,7 @@ class PersonalAccessTokenCredentialHandler {
     }
 }
 //# sourceMappingURL=auth.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/oidc-utils.js
 var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -68028,7 +67745,7 @@ class oidc_utils_OidcClient {
     }
 }
 //# sourceMappingURL=oidc-utils.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/summary.js
 var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -68309,7 +68026,7 @@ const _summary = new Summary();
 const markdownSummary = (/* unused pure expression or super */ null && (_summary));
 const summary = _summary;
 //# sourceMappingURL=summary.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/path-utils.js
 
 /**
  * toPosixPath converts the given path to the posix form. On Windows, \\ will be
@@ -68351,7 +68068,7 @@ var external_events_ = __nccwpck_require__(4434);
 var external_child_process_ = __nccwpck_require__(5317);
 // EXTERNAL MODULE: external "assert"
 var external_assert_ = __nccwpck_require__(2613);
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/io/lib/io-util.js
 var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -68531,7 +68248,7 @@ function getCmdPath() {
     return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
 }
 //# sourceMappingURL=io-util.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/io/lib/io.js
 var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -68805,7 +68522,7 @@ function io_copyFile(srcFile, destFile, force) {
 //# sourceMappingURL=io.js.map
 ;// CONCATENATED MODULE: external "timers"
 const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/exec/lib/toolrunner.js
 var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -69393,7 +69110,7 @@ class ExecState extends external_events_.EventEmitter {
     }
 }
 //# sourceMappingURL=toolrunner.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/exec/lib/exec.js
 var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -69473,7 +69190,7 @@ function getExecOutput(commandLine, args, options) {
     });
 }
 //# sourceMappingURL=exec.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/platform.js
 var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -69538,7 +69255,7 @@ function getDetails() {
     });
 }
 //# sourceMappingURL=platform.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
+;// CONCATENATED MODULE: ../../main/node_modules/@actions/core/lib/core.js
 var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -69859,7 +69576,7 @@ function getIDToken(aud) {
 
 /***/ }),
 
-/***/ 8816:
+/***/ 7838:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -69874,7 +69591,7 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // UNUSED EXPORTS: ZodAny, ZodArray, ZodBase64, ZodBase64URL, ZodBigInt, ZodBigIntFormat, ZodBoolean, ZodCIDRv4, ZodCIDRv6, ZodCUID, ZodCUID2, ZodCatch, ZodCodec, ZodCreditCard, ZodCustom, ZodCustomStringFormat, ZodDate, ZodDefault, ZodDiscriminatedUnion, ZodE164, ZodEmail, ZodEmoji, ZodEnum, ZodExactOptional, ZodFile, ZodFunction, ZodGUID, ZodIBAN, ZodIPv4, ZodIPv6, ZodISODate, ZodISODateTime, ZodISODuration, ZodISOTime, ZodInstanceOf, ZodIntersection, ZodJWT, ZodKSUID, ZodLazy, ZodLiteral, ZodMAC, ZodMap, ZodNaN, ZodNanoID, ZodNever, ZodNonOptional, ZodNull, ZodNullable, ZodNumber, ZodNumberFormat, ZodObject, ZodOptional, ZodPipe, ZodPrefault, ZodPreprocess, ZodPromise, ZodReadonly, ZodRecord, ZodSet, ZodString, ZodStringFormat, ZodSuccess, ZodSymbol, ZodTemplateLiteral, ZodTransform, ZodTuple, ZodType, ZodULID, ZodURL, ZodUUID, ZodUndefined, ZodUnion, ZodUnknown, ZodVoid, ZodXID, ZodXor, _ZodString, _default, _function, any, base64, base64url, bigint, boolean, catch, check, cidrv4, cidrv6, codec, creditCard, cuid, cuid2, currencyCode, custom, date, describe, discriminatedUnion, e164, email, emoji, enum, exactOptional, file, float32, float64, function, guid, hash, hex, hostname, httpUrl, iban, instanceof, int, int32, int64, intersection, invertCodec, ipv4, ipv6, json, jwt, keyof, ksuid, lazy, literal, looseObject, looseRecord, mac, map, meta, nan, nanoid, nativeEnum, never, nonoptional, null, nullable, nullish, number, optional, partialRecord, pipe, prefault, preprocess, promise, readonly, refine, set, strictObject, stringFormat, stringbool, success, superRefine, symbol, templateLiteral, transform, tuple, uint32, uint64, ulid, undefined, unknown, url, uuid, uuidv4, uuidv6, uuidv7, void, xid, xor
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/util.js
 
 // functions
 function assertEqual(val) {
@@ -70749,7 +70466,7 @@ function constantCatch(value) {
     return fn;
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/core.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/core.js
 var _a;
 
 /** A special constant with type `never` */
@@ -70892,7 +70609,7 @@ function config(newConfig) {
     return globalConfig;
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/memoizer.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/memoizer.js
 
 class $ZodCyclicError extends Error {
     constructor() {
@@ -71205,7 +70922,7 @@ function isBackEdge(ctx, value) {
     return backEdges !== undefined && isRef(value) && backEdges.has(value);
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/regexes.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/regexes.js
 
 /**
  * @deprecated CUID v1 is deprecated by its authors due to information leakage
@@ -71363,7 +71080,7 @@ const sha512_hex = /^[0-9a-fA-F]{128}$/;
 const sha512_base64 = /*@__PURE__*/ (/* unused pure expression or super */ null && (fixedBase64(86, "==")));
 const sha512_base64url = /*@__PURE__*/ (/* unused pure expression or super */ null && (fixedBase64url(86)));
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/checks.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/checks.js
 // import { $ZodType } from "./schemas.js";
 
 
@@ -71881,7 +71598,7 @@ const $ZodCheckOverwrite = /*@__PURE__*/ $constructor("$ZodCheckOverwrite", (ins
     };
 });
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/doc.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/doc.js
 class Doc {
     constructor(args = [], closed = {}) {
         this.content = [];
@@ -71921,14 +71638,14 @@ class Doc {
     }
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/versions.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/versions.js
 const version = {
     major: 4,
     minor: 6,
     patch: 7,
 };
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/schemas.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/schemas.js
 
 
 
@@ -74566,7 +74283,7 @@ function handleRefineResult(result, payload, input, inst) {
     }
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/registries.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/registries.js
 var registries_a;
 const $output = /*@__PURE__*/ (/* unused pure expression or super */ null && (Symbol("ZodOutput")));
 const $input = /*@__PURE__*/ (/* unused pure expression or super */ null && (Symbol("ZodInput")));
@@ -74619,7 +74336,7 @@ function registry() {
 (registries_a = globalThis).__zod_globalRegistry ?? (registries_a.__zod_globalRegistry = registry());
 const globalRegistry = globalThis.__zod_globalRegistry;
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/api.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/api.js
 
 
 
@@ -75724,7 +75441,7 @@ function _stringFormat(Class, format, fnOrRegex, _params = {}) {
     return inst;
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/to-json-schema.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/to-json-schema.js
 
 
 function assignProps(target, ...sources) {
@@ -76377,7 +76094,7 @@ const createStandardJSONSchemaMethod = (schema, io, processors = {}) => (params)
     return to_json_schema_finalize(ctx, schema);
 };
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/json-schema-processors.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/json-schema-processors.js
 
 
 
@@ -77222,7 +76939,7 @@ function toJSONSchema(input, params) {
     return finalize(ctx, input);
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/locales/en.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/locales/en.js
 
 const error = () => {
     const Sizable = {
@@ -77349,7 +77066,7 @@ const error = () => {
     };
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/errors.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/errors.js
 
 
 /* Computing the message eagerly is expensive (pretty-printed JSON of all
@@ -77618,7 +77335,7 @@ function prettifyError(error) {
     return lines.join("\n");
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/core/parse.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/core/parse.js
 
 
 
@@ -77795,7 +77512,7 @@ const _safeDecodeAsync = (_Err) => async (schema, value, _ctx) => {
 };
 const safeDecodeAsync = /* @__PURE__*/ _safeDecodeAsync($ZodRealError);
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/errors.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/classic/errors.js
 
 
 
@@ -77854,7 +77571,7 @@ const ZodRealError = /*@__PURE__*/ $constructor("ZodError", errors_initializer, 
 // /** @deprecated Use `z.core.$ZodErrorMapCtx` instead. */
 // export type ErrorMapCtx = core.$ZodErrorMapCtx;
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/parse.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/classic/parse.js
 
 
 const classic_parse_parse = /* @__PURE__ */ _parse(ZodRealError);
@@ -77872,7 +77589,7 @@ const parse_safeDecode = /* @__PURE__ */ _safeDecode(ZodRealError);
 const parse_safeEncodeAsync = /* @__PURE__ */ _safeEncodeAsync(ZodRealError);
 const parse_safeDecodeAsync = /* @__PURE__ */ _safeDecodeAsync(ZodRealError);
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/schemas.js
+;// CONCATENATED MODULE: ../../main/node_modules/zod/v4/classic/schemas.js
 
 
 
@@ -79412,7 +79129,7 @@ function preprocess(fn, schema) {
 
 /***/ }),
 
-/***/ 8342:
+/***/ 6965:
 /***/ ((module) => {
 
 module.exports = {"rE":"1.17.0"};
@@ -79558,6 +79275,6 @@ module.exports = {"rE":"1.17.0"};
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(218);
+/******/ var __webpack_exports__ = __nccwpck_require__(3627);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 

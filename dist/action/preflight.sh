@@ -1,0 +1,69 @@
+# Preflight, on the login node: what the cluster says about a delivery's inputs, before anything is
+# saved, sent or submitted. It creates, loads for good and submits nothing; it reports on stdout,
+# one fact per line:
+#   pf slurm RC            the login modules loaded and sbatch is there (0), else why not
+#   pf scontrol LINE       each line of `scontrol show partition -o`
+#   pf sinfo P|G           each line of `sinfo -h -o '%P|%G'` (the GPUs of each group of nodes)
+#   pf testonly LINE       what `sbatch --test-only` says of the job's own options,
+#   pf testonly-rc RC      and its exit code
+#   pf module NAME RC      `module is-avail NAME` (0: it exists), without loading it
+#   pf modload RC          loading all the modules, in a subshell
+#   pf runtime PATH|-      the container runtime found after loading them
+#   pf dir LABEL W KIB IFREE ITOTAL PATH   the directory, or its nearest existing parent: writable
+#                          (1/0), free KiB and inodes for the user (df), total inodes
+#   pf sacct RC            sacct answers (0: the cluster has accounting)
+# Exit 10: a directory is not writable (the caller goes no further).
+# Parameters: login_modules (array), sbatch_test (array: sbatch with the job's own options and
+# --test-only; the job script comes on stdin), modules (array), runtime (auto, singularity or
+# apptainer), dir_labels and dir_paths (arrays: input names and their paths, relative to home).
+
+# --- Slurm, through the login modules
+slurm=0
+if [ "${#login_modules[@]}" -gt 0 ]; then module load "${login_modules[@]}" >/dev/null 2>&1 || slurm=97; fi
+[ "$slurm" != 0 ] || command -v sbatch >/dev/null 2>&1 || slurm=127
+echo "pf slurm $slurm"
+if [ "$slurm" = 0 ]; then
+  scontrol show partition -o 2>&1 | sed 's/^/pf scontrol /'
+  sinfo -h -o '%P|%G' 2>&1 | sed 's/^/pf sinfo /'
+  out=$(printf '#!/bin/sh\ntrue\n' | "${sbatch_test[@]}" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | sed 's/^/pf testonly /'
+  echo "pf testonly-rc $rc"
+  sacct -n -X -j 1 -o JobID >/dev/null 2>&1
+  echo "pf sacct $?"
+fi
+
+# --- Modules: each exists; together they give a container runtime (loaded in a subshell only)
+if [ "${#modules[@]}" -gt 0 ]; then
+  for m in "${modules[@]}"; do
+    module is-avail "$m" >/dev/null 2>&1
+    echo "pf module $m $?"
+  done
+fi
+(
+  if [ "${#modules[@]}" -gt 0 ]; then
+    module load "${modules[@]}" >/dev/null 2>&1
+    rc=$?
+    echo "pf modload $rc"
+    [ "$rc" = 0 ] || { echo "pf runtime -"; exit 0; }
+  fi
+  case $runtime in
+    auto) rt=$(command -v apptainer || command -v singularity) ;;
+    *) rt=$(command -v "$runtime") ;;
+  esac
+  echo "pf runtime ${rt:--}"
+)
+
+# --- Directories: writable, with room and inodes (the nearest existing parent of a new one)
+writable=1
+for i in "${!dir_labels[@]}"; do
+  d=${dir_paths[$i]}
+  while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done
+  d=$(cd -- "$d" 2>/dev/null && pwd -P || printf '%s' "$d")
+  w=0
+  if [ -d "$d" ] && [ -w "$d" ] && [ -x "$d" ]; then w=1; else writable=0; fi
+  space=$(df -Pk -- "$d" 2>/dev/null | awk 'NR==2 {print $4}')
+  inodes=$(df -Pi -- "$d" 2>/dev/null | awk 'NR==2 {print $4, $2}')
+  echo "pf dir ${dir_labels[$i]} $w ${space:--} ${inodes:-- -} $d"
+done
+[ "$writable" = 1 ] || exit 10

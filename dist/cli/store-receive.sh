@@ -1,0 +1,55 @@
+# Receive one range of a blob on stdin (raw, gzip or zstd), appended to its part file, and join the
+# blob once every range is there and its digest is known. It first takes its locks, then says
+# `ready N`: the sender starts at byte N of the range (what an interrupted upload left), or `have`
+# (the store has the blob). A complete range ends with `ok` (the blob was joined: its parts, in
+# order, matched its digest and it is in the store) or `part` (other ranges are missing, or the
+# digest is not known yet: a later receiver joins); else `short N` / `corrupt` and their exit code
+# (corrupt: every part of the blob was removed, send it again).
+# Parameters: key (the part files' name: the hex, or a stand-in), hex ('' = not known yet), size
+# (the blob's), length (this range's), codec (raw, gzip or zstd), rc_busy, rc_short, rc_corrupt
+# (the exit codes), and the paths layout.ts names: store (the directory), store_lock, blobs,
+# incoming, part (this range's file, incoming/KEY.START-END.part: the bounds are read back from
+# such names), join_lock.
+cd -- "$store" || exit 1
+exec 8>"$store_lock"; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit "$rc_busy"; }
+exec 9>"$part.lock"; flock -w 1800 9 || { echo "another delivery is still sending this range" >&2; exit "$rc_busy"; }
+# The blob is in the store (another delivery joined it): what is left of its parts is of no use.
+[ -n "$hex" ] && [ -f "$blobs/$hex" ] && { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
+have=$(stat -c %s "$part" 2>/dev/null || echo 0)
+[ "$have" -le "$length" ] || { rm -f "$part"; have=0; }
+echo "ready $have"
+case $codec in
+  raw) cat ;;
+  gzip) gzip -dc ;;
+  zstd) zstd -dcq ;;
+esac >> "$part"
+have=$(stat -c %s "$part")
+[ "$have" -ge "$length" ] || { echo "short $have"; exit "$rc_short"; }
+[ "$have" = "$length" ] || { rm -f "$part"; echo corrupt; exit "$rc_corrupt"; }
+[ -n "$hex" ] || { echo part; exit 0; }
+
+# --- Join, if the complete parts tile the blob
+exec 7>"$join_lock"; flock -w 1800 7 || { echo "the blob is being joined elsewhere" >&2; exit "$rc_busy"; }
+[ -f "$blobs/$hex" ] && { echo ok; exit 0; }
+pos=0
+tiles=()
+while read -r f; do
+  r=${f#"$key".}; r=${r%.part}; s=${r%-*}; e=${r#*-}
+  [ "$s" = "$pos" ] && [ "$(stat -c %s "$incoming/$f")" = $((e - s)) ] || continue
+  tiles+=("$incoming/$f"); pos=$e
+done < <(cd -- "$incoming" && find . -maxdepth 1 -name "$key.*-*.part" -printf '%f\n' | sort -t. -k2,2n)
+[ "$pos" = "$size" ] || { echo part; exit 0; }
+# Hashed once complete (read back from the page cache): hashing while receiving competes for the
+# CPU that decrypting needs, and a resumed range must be read whole anyway. One part is the blob.
+if [ "${#tiles[@]}" = 1 ]; then
+  joined=${tiles[0]}; sum=$(sha256 < "$joined")
+else
+  joined=$(mktemp "$incoming/$key.join.XXXXXX") || exit 1
+  sum=$(cat -- "${tiles[@]}" | tee -- "$joined" | sha256)
+fi
+if [ "$sum" != "$hex" ] || [ "$(stat -c %s "$joined")" != "$size" ]; then
+  rm -f -- "$joined" "$incoming/$key".*-*.part
+  echo corrupt; exit "$rc_corrupt"
+fi
+mv -f -- "$joined" "$blobs/$hex" && rm -f -- "$incoming/$key".*-*.part
+echo ok
