@@ -33,7 +33,7 @@ let src: Source;
 /** Docker 25+ dual layout, given to the action relative to the workspace. */
 const DUAL_REL = 'archives/dual.tar';
 let dualAbs: string;
-/** Pure OCI layout (containerd image store), given as an absolute path outside the workspace. */
+/** Pure OCI layout (containerd image store), given as an absolute path (inside the workspace: archives outside it are refused). */
 let ociAbs: string;
 let gzipLayers: Buffer[];
 
@@ -159,7 +159,7 @@ beforeAll(async () => {
   mkdirSync(join(ws, 'archives'));
   dualAbs = await writeTar(join(ws, DUAL_REL), dualArchive(src));
   gzipLayers = src.layers.map((l) => gzipSync(l));
-  ociAbs = await writeTar(join(mkdtempSync(join(tmpdir(), 'rs-archive-')), 'containerd.tar'), ociArchive(src, gzipLayers));
+  ociAbs = await writeTar(join(mkdtempSync(join(ws, 'rs-archive-')), 'containerd.tar'), ociArchive(src, gzipLayers));
   // The fixtures are tars that GNU tar reads.
   for (const p of [dualAbs, ociAbs]) execFileSync('tar', ['-tf', p], { stdio: 'ignore' });
 }, 300_000);
@@ -299,7 +299,7 @@ describe('a containerd image store archive (pure OCI, nested index, attestation,
 describe('a bad archive fails the step at once, naming it, and touches nothing on the cluster', () => {
   let dir: string;
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'rs-bad-archive-'));
+    dir = mkdtempSync(join(ws, 'rs-bad-archive-'));
     writeFileSync(join(dir, 'notes.tar'), 'These are release notes, not an image.\n'.repeat(40));
     const layers = src.layers.map((l) => ({ name: `${sha(l)}/layer.tar`, data: l }));
     const one = { Config: `${src.configHex}.json`, Layers: layers.map((l) => l.name) };
