@@ -127,7 +127,8 @@ describe('a busy cluster: deliveries queue behind a colleague holding the GPUs',
     const [wsNew, wsReused, wsCpu] = [ctx('new'), ctx('reused'), ctx('cpu')];
     for (const w of [wsNew, wsReused, wsCpu]) writeFileSync(join(w, 'quick.sh'), 'echo quick-ok\n');
     // One CPU each: the node has two and the colleague's job holds one.
-    const quick = (x: string, extra: Record<string, string> = {}) => inputs(remoteDir, { image: image(x), 'smoke-test': 'quick.sh', 'build-cpus': '1', ...extra });
+    const quick = (x: string, extra: Record<string, string> = {}) =>
+      inputs(remoteDir, { image: image(x), 'smoke-test': 'quick.sh', 'build-cpus': '1', ...extra });
     // The unchanged image was delivered before: its next delivery reuses the .sif.
     expectPassed(await runStep(quick('reused', { gpus: '0', partition: 'day-long-cpu' }), { workspace: wsReused }));
     // An old run of ours whose job Slurm has long forgotten: max-age removes it.
