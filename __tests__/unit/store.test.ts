@@ -431,6 +431,89 @@ describe('prepareScript', () => {
     expect(parsePrepare(r.stdout).sifReusable).toBe(false);
   });
 
+  describe('the .sif verification record (HEX.sif.verified)', () => {
+    /** A PATH with no way to hash (neither openssl nor sha256sum): only the record can say "sif ok". */
+    let noHash = '';
+    /** Stores with an intact .sif whose ctime is over two seconds old (the age a record needs). */
+    const stores: { home: string; root: string; sif: string }[] = [];
+    beforeAll(async () => {
+      noHash = join(newHome(), 'bin');
+      mkdirSync(noHash);
+      for (const name of readdirSync(barePath)) if (name !== 'sha256sum') symlinkSync(join(barePath, name), join(noHash, name));
+      for (let i = 0; i < 6; i++) {
+        const { home, root } = newStore();
+        stores.push({ home, root, sif: putSif(root, `SIF ${i}`) });
+      }
+      await sleep(2100);
+    });
+    const opts = { remoteDir: 'rd', tmpdir: 'tmp' };
+    const record = (sif: string) => `${sif}.verified`;
+
+    test('a verified .sif is remembered; the next prepare reuses it without hashing it again', () => {
+      const { home, sif } = stores[0];
+      expect(reportLines(prepare(home, opts).stdout)).toEqual(['sif ok']);
+      const st = statSync(sif);
+      expect(readFileSync(record(sif), 'utf8')).toMatch(new RegExp(`^${st.dev}:${st.ino} ${st.size} \\S+ \\S+ \\S+ \\S+ \\S+ \\S+ ${sha256('SIF 0')}\n$`));
+      expect(modeOf(record(sif))).toBe(0o600);
+      const before = statSync(record(sif)).mtimeMs;
+      expect(reportLines(prepare(home, opts, noHash).stdout)).toEqual(['sif ok']);
+      // Not written again: nothing was hashed.
+      expect(statSync(record(sif)).mtimeMs).toBe(before);
+      expect(readdirSync(join(stores[0].root, 'sif')).sort()).toEqual([`${IMAGE}.sif`, `${IMAGE}.sif.sha256`, `${IMAGE}.sif.verified`]);
+    });
+
+    /** Three ways a remembered .sif (stores 1 to 3) stops being the one verified. */
+    const changes: [string, number, (sif: string) => void][] = [
+      [
+        'rewritten in place, same size and mtime',
+        1,
+        (sif) => {
+          const m = statSync(sif).mtime;
+          writeFileSync(sif, 'SIX 1');
+          execFileSync('touch', ['-d', m.toISOString(), sif]);
+        },
+      ],
+      [
+        'replaced by another file of the same size and mtime',
+        2,
+        (sif) => {
+          const m = statSync(sif).mtime;
+          writeFileSync(`${sif}.new`, 'SIX 2');
+          execFileSync('touch', ['-d', m.toISOString(), `${sif}.new`]);
+          execFileSync('mv', ['-f', `${sif}.new`, sif]);
+        },
+      ],
+      ['given another digest file', 3, (sif) => writeFileSync(`${sif}.sha256`, `${sha256('SIX 3')}  ${IMAGE}.sif\n`)],
+    ];
+    test.each(changes)('a remembered .sif %s is hashed again, and fails', (_what, i, change) => {
+      const { home, sif } = stores[i];
+      expect(reportLines(prepare(home, opts).stdout)).toEqual(['sif ok']);
+      expect(existsSync(record(sif))).toBe(true);
+      change(sif);
+      // With no way to hash, only a record could pass it: it must not.
+      expect(reportLines(prepare(home, opts, noHash).stdout)[0]).toBe('sif build');
+      expect(reportLines(prepare(home, opts).stdout)[0]).toBe('sif build');
+    });
+
+    test('a .sif changed in the last two seconds is verified but not remembered', () => {
+      const { home } = newStore();
+      const sif = putSif(join(home, 'rd'), 'SIF new');
+      expect(reportLines(prepare(home, opts).stdout)).toEqual(['sif ok']);
+      expect(existsSync(record(sif))).toBe(false);
+      expect(reportLines(prepare(home, opts, noHash).stdout)).toEqual(['sif build']);
+    });
+
+    test('group sharing does not chmod (and so re-date) a .sif that is group-readable already', () => {
+      const { home, sif } = stores[5];
+      const group = execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+      execFileSync('chmod', ['640', sif, `${sif}.sha256`]);
+      const ctime = statSync(sif).ctimeMs;
+      expect(reportLines(prepare(home, { ...opts, group }).stdout)).toEqual(['sif ok']);
+      expect(statSync(sif).ctimeMs).toBe(ctime);
+      expect(modeOf(sif)).toBe(0o640);
+    });
+  });
+
   test('hostile paths stay data', () => {
     const home = newHome();
     const r = prepare(home, { remoteDir: `rd ${HOSTILE}`, tmpdir: `tmp ${HOSTILE}` });
@@ -759,6 +842,9 @@ describe('gcScript', () => {
     for (const h of [A, B, C, fakeHex('9')]) {
       writeFileSync(join(root, 'sif', `${h}.sif`), `sif ${h}`);
       writeFileSync(join(root, 'sif', `${h}.sif.sha256`), `x  ${h}.sif\n`);
+      writeFileSync(join(root, 'sif', `${h}.sif.verified`), `1:2 3 x x x x x x x\n`);
+      // A record being written when a prepare was killed.
+      writeFileSync(join(root, 'sif', `${h}.sif.verified.Ab12Cd`), '');
     }
     writeFileSync(s('incoming/old.partial'), 'old');
     touchAgo(s('incoming/old.partial'), '3 days ago');
@@ -785,7 +871,7 @@ describe('gcScript', () => {
     expect(ls(join(root, STORE, 'images'))).toEqual([B, C, `${fakeHex('d')}.tmp.999`].sort());
     const { onlyA, stray, ...kept } = blobs;
     expect(ls(join(root, STORE, 'blobs', 'sha256'))).toEqual(Object.values(kept).sort());
-    expect(ls(join(root, 'sif'))).toEqual([`${B}.sif`, `${B}.sif.sha256`, `${C}.sif`, `${C}.sif.sha256`]);
+    expect(ls(join(root, 'sif'))).toEqual([B, C].flatMap((h) => [`${h}.sif`, `${h}.sif.sha256`, `${h}.sif.verified`, `${h}.sif.verified.Ab12Cd`]));
     expect(ls(join(root, STORE, 'incoming'))).toEqual(['new.partial']);
     expect(ls(join(root, 'jobs'))).toEqual([NEW_RUN]);
     // No temp file of its own left behind.

@@ -12,7 +12,8 @@
 //   .store/holds/RUN               what run RUN's job uses (`image HEX`, then `job ID`): kept until
 //                                  Slurm no longer knows the job
 //   .store/locks/publish-HASH      serialises our publications into one publish directory
-//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
+//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX),
+//     (+ .verified)                and what the last prepare verified of it (store-prepare.sh)
 //   images/NAME.sif                link to the newest .sif of an image name
 //   jobs/RUN/                      a job's directory (JOB_FILES)
 //   jobs/job-ID                    link to the job's directory, by Slurm job id (status, logs)
