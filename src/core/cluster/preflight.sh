@@ -17,42 +17,70 @@
 # --test-only; the job script comes on stdin), modules (array), runtime (auto, singularity or
 # apptainer), dir_labels and dir_paths (arrays: input names and their paths, relative to home).
 
-# --- Slurm, through the login modules
+# Each fact waits on slurmctld or on the module tree, not on another fact: they are gathered at
+# once, each into a pipe of its own, and printed in order at the end.
+pending=()
+gather() {
+  local fd
+  exec {fd}< <("$@")
+  pending+=("$fd")
+}
+
+# --- Slurm, through the login modules (loaded here, for the module checks too)
 slurm=0
 if [ "${#login_modules[@]}" -gt 0 ]; then module load "${login_modules[@]}" >/dev/null 2>&1 || slurm=97; fi
 [ "$slurm" != 0 ] || command -v sbatch >/dev/null 2>&1 || slurm=127
 echo "pf slurm $slurm"
-if [ "$slurm" = 0 ]; then
-  scontrol show partition -o 2>&1 | sed 's/^/pf scontrol /'
-  sinfo -h -o '%P|%G' 2>&1 | sed 's/^/pf sinfo /'
+partitions() { scontrol show partition -o 2>&1 | sed 's/^/pf scontrol /'; }
+gpus() { sinfo -h -o '%P|%G' 2>&1 | sed 's/^/pf sinfo /'; }
+test_only() {
+  local out rc
   out=$(printf '#!/bin/sh\ntrue\n' | "${sbatch_test[@]}" 2>&1)
   rc=$?
   printf '%s\n' "$out" | sed 's/^/pf testonly /'
   echo "pf testonly-rc $rc"
+}
+accounting() {
   sacct -n -X -j 1 -o JobID >/dev/null 2>&1
   echo "pf sacct $?"
+}
+if [ "$slurm" = 0 ]; then
+  gather partitions
+  gather gpus
+  gather test_only
+  gather accounting
 fi
 
 # --- Modules: each exists; together they give a container runtime (loaded in a subshell only)
-if [ "${#modules[@]}" -gt 0 ]; then
+# Lmod's is-avail says whether every name it is given exists: one call for all (an Lmod call
+# costs tens of ms). Elsewhere, or to name the one missing, one call per module.
+modules_exist() {
+  [ "${#modules[@]}" -gt 0 ] || return 0
+  if [ -n "${LMOD_CMD:-}" ] && module is-avail "${modules[@]}" >/dev/null 2>&1; then
+    printf 'pf module %s 0\n' "${modules[@]}"
+    return 0
+  fi
+  local m
   for m in "${modules[@]}"; do
     module is-avail "$m" >/dev/null 2>&1
     echo "pf module $m $?"
   done
-fi
-(
+}
+runtime_found() {
   if [ "${#modules[@]}" -gt 0 ]; then
     module load "${modules[@]}" >/dev/null 2>&1
     rc=$?
     echo "pf modload $rc"
-    [ "$rc" = 0 ] || { echo "pf runtime -"; exit 0; }
+    [ "$rc" = 0 ] || { echo "pf runtime -"; return 0; }
   fi
   case $runtime in
     auto) rt=$(command -v apptainer || command -v singularity) ;;
     *) rt=$(command -v "$runtime") ;;
   esac
   echo "pf runtime ${rt:--}"
-)
+}
+gather modules_exist
+gather runtime_found
 
 # --- Directories: writable, with room and inodes (the nearest existing parent of a new one)
 writable=1
@@ -66,4 +94,6 @@ for i in "${!dir_labels[@]}"; do
   inodes=$(df -Pi -- "$d" 2>/dev/null | awk 'NR==2 {print $4, $2}')
   echo "pf dir ${dir_labels[$i]} $w ${space:--} ${inodes:-- -} $d"
 done
+
+for fd in "${pending[@]}"; do cat <&"$fd"; done
 [ "$writable" = 1 ] || exit 10
