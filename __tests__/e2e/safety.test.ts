@@ -162,6 +162,32 @@ describe('a busy cluster: deliveries queue behind a colleague holding the GPUs',
   });
 });
 
+test('a .sif changed in place after a delivery verified it (same size, same mtime) is built again, not reused', async () => {
+  const remoteDir = uniqueRemoteDir('sif-changed');
+  const image = `rs-e2e/sif-changed:${process.pid}`;
+  const w = makeDataImageContext({ randomMiB: 1, zerosMiB: 0, seed: `sif-changed-${process.pid}` });
+  writeFileSync(join(w, 'quick.sh'), 'echo quick-ok\n');
+  const deliver = async () => {
+    const run = await runStep(inputs(remoteDir, { image, ...ON_CPU, 'build-cpus': '1' }), { workspace: w });
+    expectPassed(run);
+    return run;
+  };
+  const sif = (await deliver()).outputs['sif-path'];
+  // A verification is remembered once the .sif's ctime is two seconds old.
+  await new Promise((r) => setTimeout(r, 2100));
+  expect((await deliver()).outputs['sif-reused']).toBe('true');
+  expect(readFileSync(`${sif}.verified`, 'utf8')).toContain(readFileSync(`${sif}.sha256`, 'utf8').split(' ')[0]);
+  // One byte flipped in place, the size and mtime kept: only the ctime tells.
+  const { atime, mtime, size } = statSync(sif);
+  const bytes = readFileSync(sif);
+  bytes[size >> 1] ^= 0xff;
+  writeFileSync(sif, bytes);
+  utimesSync(sif, atime, mtime);
+  const third = await deliver();
+  expect(third.outputs['sif-reused']).toBe('false');
+  expect(third.log).not.toContain('The cluster has an intact .sif');
+});
+
 describe('remote-dir is the delivery’s own', () => {
   /** Name → [content, mtime] of every file below dir, and the modes of dir and its subdirectories. */
   function snapshot(dir: string): string {
