@@ -9,6 +9,18 @@ import { checkHostKey, recordedKeyTypes } from './knownhosts.js';
 import { loginShellCommand } from './loginshell.js';
 import { type ExecOptions, type ExecResult, ScriptRemote, type SshTarget, hostKeyRefused, streamScript } from './remote.js';
 
+/**
+ * How to log in: the key, or the agent's keys, and nothing else. ssh2 would first try `none` (a
+ * round trip only to learn that publickey is wanted); OpenSSH, too, offers the key first.
+ */
+export function authOf(
+  target: Pick<SshTarget, 'privateKey' | 'passphrase' | 'agent'>,
+): Pick<ConnectConfig, 'privateKey' | 'passphrase' | 'agent' | 'authHandler'> {
+  return target.privateKey
+    ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined, authHandler: ['publickey'] }
+    : { agent: target.agent ?? undefined, authHandler: ['agent'] };
+}
+
 /** One SSH connection of the chain: to a hop, or to the cluster itself (the last). */
 function connectHop(target: SshTarget, hop: JumpHop, role: string, sock: Duplex | undefined): Promise<Client> {
   const client = new Client();
@@ -18,7 +30,7 @@ function connectHop(target: SshTarget, hop: JumpHop, role: string, sock: Duplex 
     host: hop.host,
     port: hop.port,
     username: hop.user,
-    ...(target.privateKey ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined } : { agent: target.agent ?? undefined }),
+    ...authOf(target),
     sock,
     readyTimeout: 20_000,
     keepaliveInterval: 15_000,
@@ -49,6 +61,9 @@ function connectHop(target: SshTarget, hop: JumpHop, role: string, sock: Duplex 
       reject(new ConnectionError(`Could not connect to the ${who}: ${err.message}.`, hint));
     });
     client.connect(config);
+    // Each message as soon as it is written: with Nagle's algorithm a small one waits for the ACK
+    // of the one before (a whole round trip, e.g. the service request behind NEWKEYS).
+    client.setNoDelay(true);
   });
 }
 
