@@ -12,6 +12,7 @@ import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.
 import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
 import { cancelScript, submitScript } from '../../src/core/submit.js';
 import { HOSTILE_MULTILINE as HOSTILE } from '../helpers/hostile.js';
+import { prepareParams } from '../helpers/store.js';
 
 const DIR = fileURLToPath(new URL('../../src/core/cluster/', import.meta.url));
 
@@ -70,36 +71,9 @@ describe('rendered scripts', () => {
     ['job, existing .sif, no publication, no watchdog', renderJobScript({ ...job, assemble: null, sifLink: null, publish: null, modules: [], watchdog: null })],
     [
       'store-prepare',
-      prepareScript({
-        remoteDir: 'rd',
-        tmpdir: 't',
-        group: 'g',
-        imageHex: 'e'.repeat(64),
-        blobHexes: ['a', 'b'],
-        reuse: true,
-        publishDir: 'p',
-        publishMode: '0640',
-        publishGroup: 'g',
-        existingSif: null,
-        run: '20261127-120000-abcdef',
-      }),
+      prepareScript(prepareParams({ tmpdir: 't', group: 'g', blobHexes: ['a', 'b'], publishDir: 'p', publishMode: '0640', publishGroup: 'g' })),
     ],
-    [
-      'store-prepare, existing .sif',
-      prepareScript({
-        remoteDir: 'rd',
-        tmpdir: 't',
-        group: null,
-        imageHex: null,
-        blobHexes: [],
-        reuse: false,
-        publishDir: null,
-        publishMode: null,
-        publishGroup: null,
-        existingSif: 'x.sif',
-        run: 'r',
-      }),
-    ],
+    ['store-prepare, existing .sif', prepareScript(prepareParams({ tmpdir: 't', imageHex: null, reuse: false, existingSif: 'x.sif', run: 'r' }))],
     ['store-receive', receiveScript({ root: '/r', key: 'a'.repeat(64), hex: 'a'.repeat(64), size: 10, start: 0, end: 10, codec: 'zstd' })],
     ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7, loginModules: ['slurm'] })],
     ['poll', pollScript('1', '/j', 0, ['slurm'], { heartbeat: true })],
@@ -128,20 +102,7 @@ describe('rendered scripts', () => {
           remoteDir: 'rd',
           tmpdir: 't',
         }),
-        prepareScript({
-          remoteDir: 'rd',
-          tmpdir: 't',
-          group: null,
-          imageHex: 'e'.repeat(64),
-          blobHexes: [],
-          reuse: true,
-          publishDir: null,
-          publishMode: null,
-          publishGroup: null,
-          existingSif: null,
-          sifOnly: true,
-          run: 'r',
-        }),
+        prepareScript(prepareParams({ tmpdir: 't', sifOnly: true, run: 'r' })),
       ),
     ],
     ['accounting', renderScript('accounting', { login_modules: ['slurm'], job_id: '1', fields: 'JobID,State' })],

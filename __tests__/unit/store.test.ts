@@ -23,6 +23,7 @@ import {
   receiveScript,
 } from '../../src/core/store.js';
 import { HOSTILE } from '../helpers/hostile.js';
+import { prepareParams } from '../helpers/store.js';
 
 killTrackedAfterEach();
 
@@ -169,25 +170,7 @@ const PATHS: [string, () => string][] = [
 ];
 
 function prepare(home: string, over: Partial<Parameters<typeof prepareScript>[0]> = {}, path?: string): Run {
-  return sh(
-    home,
-    prepareScript({
-      remoteDir: 'work/riviera',
-      tmpdir: 'scratch tmp',
-      group: null,
-      imageHex: IMAGE,
-      blobHexes: [],
-      reuse: true,
-      publishDir: null,
-      publishMode: null,
-      publishGroup: null,
-      existingSif: null,
-      run: RUN,
-      ...over,
-    }),
-    undefined,
-    path,
-  );
+  return sh(home, prepareScript(prepareParams({ remoteDir: 'work/riviera', tmpdir: 'scratch tmp', imageHex: IMAGE, run: RUN, ...over })), undefined, path);
 }
 
 /** A home with a prepared store under `rd`; its absolute root. */
@@ -569,20 +552,9 @@ function archiveOf(config: ArchiveBlob, layers: ArchiveBlob[]): ImageArchive {
   return { path: '/x.tar', layout: 'legacy', repoTags: [], config, layers, imageId: config.digest, diffIds: layers.map((l) => l.digest) };
 }
 
+/** What parsePrepare makes of a reply about an empty store, with `over` laid on it. */
 function report(over: Partial<StoreReport> = {}): StoreReport {
-  return {
-    home: '/h',
-    root: '/r',
-    tmpdir: '/t',
-    publishDir: null,
-    existingSif: null,
-    zstd: false,
-    sifReusable: false,
-    have: new Set(),
-    bad: new Set(),
-    parts: new Map(),
-    ...over,
-  };
+  return { ...parsePrepare('home /h\nroot /r\ntmpdir /t\n'), ...over };
 }
 
 describe('imageBlobs / planTransfer', () => {

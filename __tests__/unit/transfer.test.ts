@@ -1,6 +1,6 @@
 // Sending blobs: whether compressing one pays (judged on samples read at its offset in the tar),
-// and whole transfers into a real store, with the receive script run by bash in a temp dir
-// through a stand-in for the SSH session.
+// and whole transfers into a real store on the local stand-in cluster, through a real Session
+// over the shared transport code (login-shell wrapper, preamble filter, stdin feed).
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { ArchiveBlob } from '../../src/core/archive.js';
-import type { Reporter } from '../../src/core/reporter.js';
-import type { Session } from '../../src/core/session.js';
-import { type ExecOptions, type ExecResult, type Remote, ScriptRemote, spawnScript } from '../../src/core/remote.js';
+import { Session } from '../../src/core/session.js';
 import { STORE, hexOf } from '../../src/core/layout.js';
 import { prepareScript } from '../../src/core/store.js';
 import { listTar } from '../../src/core/tar.js';
 import { chooseCodec, sendBlobs, worthCompressing } from '../../src/core/transfer.js';
+import { FAST_RETRY, LOCAL_TARGET, LocalCluster } from '../helpers/localcluster.js';
+import { fakeReporter } from '../helpers/reporter.js';
+import { prepareParams } from '../helpers/store.js';
 import { writeTar } from '../helpers/tarfixture.js';
 
 const KIB = 1024;
@@ -156,37 +157,8 @@ describe('chooseCodec', () => {
 // ---------------------------------------------------------------------------------------------
 // Whole transfers into a real store.
 
-interface Log {
-  infos: string[];
-  warnings: string[];
-}
-
-function reporter(): Reporter & Log {
-  const log: Log = { infos: [], warnings: [] };
-  return {
-    ...log,
-    info: (m) => void log.infos.push(m),
-    output: (lines) => void log.infos.push(...lines),
-    warning: (m) => void log.warnings.push(m),
-    debug: () => undefined,
-    group: () => undefined,
-    endGroup: () => undefined,
-    progress: () => undefined,
-    secret: () => undefined,
-  };
-}
-
-/** Runs scripts in `home` through the shared login-shell wrapper, as a transport does (sh playing sshd). */
-function localRemote(home: string, scripts: string[]): Remote {
-  return new (class extends ScriptRemote {
-    readonly connected = true;
-    exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
-      scripts.push(script);
-      return spawnScript(['sh', '-c'], script, opts, { PATH: process.env.PATH, HOME: home }, home);
-    }
-    close(): void {}
-  })();
-}
+/** The receive scripts among those run (each carries one range). */
+const receives = (scripts: string[]) => scripts.filter((s) => s.includes('echo "ready $have"'));
 
 describe('sendBlobs', () => {
   const layers = {
@@ -194,130 +166,131 @@ describe('sendBlobs', () => {
     noise: randomBytes(1 * MIB),
     text: Buffer.from(randomBytes(300 * KIB).toString('base64')),
   };
+  type Layer = keyof typeof layers;
   let tar: Awaited<ReturnType<typeof fixture>>;
   beforeAll(async () => {
     tar = await fixture(Object.entries(layers).map(([name, data]) => ({ name, data })));
   });
 
-  function setup() {
-    const home = tempDir('transfer-home-');
-    const scripts: string[] = [];
-    const remote = localRemote(home, scripts);
-    const session = { retry: <T>(_what: string, fn: (r: Remote) => Promise<T>) => fn(remote) } as unknown as Session;
-    const script = prepareScript({
-      remoteDir: 'rd',
-      tmpdir: 'tmp',
-      group: null,
-      imageHex: 'e'.repeat(64),
-      blobHexes: [],
-      reuse: true,
-      publishDir: null,
-      publishMode: null,
-      publishGroup: null,
-      existingSif: null,
-      run: '20261127-120000-abcdef',
-    });
-    return remote.exec(script).then((r) => {
-      expect(r.code).toBe(0);
-      const root = join(home, 'rd');
-      const stored = (name: keyof typeof layers) => join(root, STORE, 'blobs', 'sha256', hexOf(tar.blob(name).digest));
-      // An interrupted upload of the whole blob as one range.
-      const partial = (name: keyof typeof layers) => join(root, STORE, 'incoming', `${hexOf(tar.blob(name).digest)}.0-${layers[name].length}.part`);
-      return { home, root, session, scripts, stored, partial };
-    });
+  let cluster: LocalCluster;
+  afterEach(() => cluster.remove());
+
+  /** A cluster with a prepared store under `rd`, and a session to it (the prepare ran through it). */
+  async function setup() {
+    cluster = new LocalCluster('transfer-');
+    const log = fakeReporter();
+    const session = new Session(LOCAL_TARGET, log, FAST_RETRY, cluster.connect);
+    const r = await session.retry('Preparing', (remote) => remote.exec(prepareScript(prepareParams())));
+    expect(r.code).toBe(0);
+    const root = join(cluster.home, 'rd');
+    const stored = (name: Layer) => join(root, STORE, 'blobs', 'sha256', hexOf(tar.blob(name).digest));
+    // An interrupted upload of the whole blob as one range.
+    const partial = (name: Layer) => join(root, STORE, 'incoming', `${hexOf(tar.blob(name).digest)}.0-${layers[name].length}.part`);
+    const send = (plan: Parameters<typeof sendBlobs>[3], remoteZstd = false, at = root) => sendBlobs(session, at, tar.path, plan, remoteZstd, log);
+    return { root, session, log, stored, partial, send };
   }
 
-  const plan = (...names: (keyof typeof layers)[]) => names.map((n) => ({ blob: tar.blob(n), parts: [] }));
+  const plan = (...names: Layer[]) => names.map((n) => ({ blob: tar.blob(n), parts: [] }));
   /** A blob with the whole-blob range the cluster holds `have` bytes of. */
-  const resuming = (name: keyof typeof layers, have: number) => [{ blob: tar.blob(name), parts: [{ start: 0, end: layers[name].length, have }] }];
+  const resuming = (name: Layer, have: number) => [{ blob: tar.blob(name), parts: [{ start: 0, end: layers[name].length, have }] }];
+  const expectStored = (stored: (name: Layer) => string, ...names: Layer[]) => {
+    for (const name of names) expect(readFileSync(stored(name)).equals(layers[name])).toBe(true);
+  };
+  const ALL = Object.keys(layers) as Layer[];
 
   (HAS_ZSTD ? test : test.skip)('with zstd on both ends: compressible blobs go as zstd', async () => {
-    const { root, session, scripts, stored } = await setup();
-    const stats = await sendBlobs(session, root, tar.path, plan('zeros', 'noise', 'text'), true, reporter());
-    for (const name of Object.keys(layers) as (keyof typeof layers)[]) {
-      expect(readFileSync(stored(name)).equals(layers[name])).toBe(true);
-    }
-    const receives = scripts.filter((s) => s.includes('echo "ready $have"'));
-    expect(receives.filter((s) => /^codec=zstd$/m.test(s))).toHaveLength(2);
-    expect(receives.filter((s) => /^codec=gzip$/m.test(s))).toHaveLength(0);
+    const { stored, send } = await setup();
+    const stats = await send(plan(...ALL), true);
+    expectStored(stored, ...ALL);
+    expect(receives(cluster.scripts).filter((s) => /^codec=zstd$/m.test(s))).toHaveLength(2);
+    expect(receives(cluster.scripts).filter((s) => /^codec=gzip$/m.test(s))).toHaveLength(0);
     expect(stats.sent).toBeLessThan(layers.noise.length + layers.text.length);
   });
 
   test('every planned blob lands in the store, verified; zeros go gzipped, noise raw', async () => {
-    const { root, session, scripts, stored } = await setup();
-    const log = reporter();
-    const stats = await sendBlobs(session, root, tar.path, plan('zeros', 'noise', 'text'), false, log);
-    for (const name of Object.keys(layers) as (keyof typeof layers)[]) {
-      expect(readFileSync(stored(name)).equals(layers[name])).toBe(true);
-    }
+    const { session, log, stored, send } = await setup();
+    const stats = await send(plan(...ALL));
+    expectStored(stored, ...ALL);
     const total = layers.zeros.length + layers.noise.length + layers.text.length;
     expect(stats.raw).toBe(total);
     expect(stats.rawTotal).toBe(total);
     expect(stats.sent).toBeLessThan(total - layers.zeros.length / 2);
     expect(stats.sent).toBeGreaterThan(layers.noise.length);
-    expect(scripts.filter((s) => /^codec=gzip$/m.test(s))).toHaveLength(2);
-    expect(log.warnings).toEqual([]);
+    expect(receives(cluster.scripts).filter((s) => /^codec=gzip$/m.test(s))).toHaveLength(2);
+    expect(receives(cluster.scripts).filter((s) => /^codec=raw$/m.test(s))).toHaveLength(1);
+    expect(log.warnings()).toEqual([]);
+    // All on the one connection the prepare opened.
+    expect(cluster.connections).toHaveLength(1);
+    expect(session.reconnects).toBe(0);
   });
 
   test('nothing planned: nothing run', async () => {
-    const { root, session, scripts } = await setup();
-    const before = scripts.length;
-    expect(await sendBlobs(session, root, tar.path, [], false, reporter())).toEqual({ sent: 0, raw: 0, rawTotal: 0 });
-    expect(scripts.length).toBe(before);
+    const { send } = await setup();
+    const before = cluster.scripts.length;
+    expect(await send([])).toEqual({ sent: 0, raw: 0, rawTotal: 0 });
+    expect(cluster.scripts.length).toBe(before);
+  });
+
+  test('a connection lost at a receive: the session reconnects and the range goes again, whole', async () => {
+    const { session, log, stored, send } = await setup();
+    cluster.dropNext = 1;
+    const stats = await send(plan('noise'));
+    expectStored(stored, 'noise');
+    expect(stats).toEqual({ raw: layers.noise.length, rawTotal: layers.noise.length, sent: layers.noise.length });
+    expect(cluster.connections).toHaveLength(2);
+    expect(session.reconnects).toBe(1);
+    expect(receives(cluster.scripts)).toHaveLength(2);
+    expect(log.warnings()).toEqual([expect.stringMatching(/The SSH connection was lost\. Reconnecting in \d+ s \(attempt 1 of 3\)\.$/)]);
   });
 
   test('an interrupted upload is resumed from the bytes the cluster has', async () => {
-    const { root, session, stored, partial } = await setup();
+    const { log, stored, partial, send } = await setup();
     writeFileSync(partial('noise'), layers.noise.subarray(0, 400_000));
-    const log = reporter();
-    const stats = await sendBlobs(session, root, tar.path, resuming('noise', 400_000), false, log);
-    expect(readFileSync(stored('noise')).equals(layers.noise)).toBe(true);
+    const stats = await send(resuming('noise', 400_000));
+    expectStored(stored, 'noise');
     // Progress counts what is on the cluster; only the rest went over the wire (raw: noise).
     expect(stats).toEqual({ raw: layers.noise.length, rawTotal: layers.noise.length, sent: layers.noise.length - 400_000 });
-    expect(log.infos.some((m) => m.startsWith(`Resuming ${hexOf(tar.blob('noise').digest).slice(0, 12)} at 400000 `))).toBe(true);
+    expect(log.infos().some((m) => m.startsWith(`Resuming ${hexOf(tar.blob('noise').digest).slice(0, 12)} at 400000 `))).toBe(true);
   });
 
   test('a compressed blob is resumed too (the rest gzipped on its own)', async () => {
-    const { root, session, stored, partial } = await setup();
+    const { log, stored, partial, send } = await setup();
     writeFileSync(partial('zeros'), layers.zeros.subarray(0, 1_000_000));
-    const log = reporter();
-    const stats = await sendBlobs(session, root, tar.path, resuming('zeros', 1_000_000), false, log);
-    expect(readFileSync(stored('zeros')).equals(layers.zeros)).toBe(true);
+    const stats = await send(resuming('zeros', 1_000_000));
+    expectStored(stored, 'zeros');
     expect(stats.raw).toBe(layers.zeros.length);
-    expect(log.infos.some((m) => m.includes(' at 1000000 of '))).toBe(true);
+    expect(stats.sent).toBeLessThan(layers.zeros.length - 1_000_000);
+    expect(log.infos().some((m) => m.includes(' at 1000000 of '))).toBe(true);
   });
 
   test('a partial with wrong bytes: the digest check fails, it is sent again whole, with a warning', async () => {
-    const { root, session, stored, partial } = await setup();
+    const { log, stored, partial, send } = await setup();
     writeFileSync(partial('text'), Buffer.alloc(5000, 0x21));
-    const log = reporter();
-    await sendBlobs(session, root, tar.path, resuming('text', 5000), false, log);
-    expect(readFileSync(stored('text')).equals(layers.text)).toBe(true);
+    await send(resuming('text', 5000));
+    expectStored(stored, 'text');
     expect(existsSync(partial('text'))).toBe(false);
-    expect(log.warnings).toHaveLength(1);
-    expect(log.warnings[0]).toContain('failed its digest check');
+    expect(log.warnings()).toHaveLength(1);
+    expect(log.warnings()[0]).toContain('failed its digest check');
   });
 
   test('a complete but unverified partial: checked and stored without sending a byte', async () => {
-    const { root, session, stored, partial } = await setup();
+    const { stored, partial, send } = await setup();
     writeFileSync(partial('noise'), layers.noise);
-    const stats = await sendBlobs(session, root, tar.path, resuming('noise', layers.noise.length), false, reporter());
-    expect(readFileSync(stored('noise')).equals(layers.noise)).toBe(true);
+    const stats = await send(resuming('noise', layers.noise.length));
+    expectStored(stored, 'noise');
     expect(stats.sent).toBe(0);
   });
 
   test('a blob another delivery stored meanwhile: nothing sent', async () => {
-    const { root, session, stored } = await setup();
+    const { stored, send } = await setup();
     writeFileSync(stored('noise'), layers.noise);
-    const stats = await sendBlobs(session, root, tar.path, plan('noise'), false, reporter());
+    const stats = await send(plan('noise'));
     expect(stats).toEqual({ raw: layers.noise.length, rawTotal: layers.noise.length, sent: 0 });
   });
 
   test('a receiver that keeps failing: the error names the blob', async () => {
-    const { root, session } = await setup();
+    const { root, send } = await setup();
     // No store under this root: the receive script cannot even cd there.
-    await expect(sendBlobs(session, join(root, 'nowhere'), tar.path, plan('text'), false, reporter())).rejects.toThrow(
-      new RegExp(`Receiving blob ${hexOf(tar.blob('text').digest).slice(0, 12)}`),
-    );
+    await expect(send(plan('text'), false, join(root, 'nowhere'))).rejects.toThrow(new RegExp(`Receiving blob ${hexOf(tar.blob('text').digest).slice(0, 12)}`));
   });
 });
