@@ -478,6 +478,15 @@ describe('parseConnection: the inputs that reach the cluster, checked as parseSe
     expect(refused(withInputs(over)).message.split('\n')).toContain(conn.message.split('\n')[0]);
   });
 
+  test('parseSettings lists the connection problems as parseConnection does: the same lines, in order, each once', () => {
+    const over = { host: 'a b', port: '0', 'known-hosts': 'garbage line', 'remote-dir': '/tmp/a\nb', 'login-modules': 'slurm;rm' };
+    const conn = refused(withInputs(over), parseConnection).message.split('\n');
+    expect(conn).toHaveLength(6);
+    expect(refused(withInputs(over)).message.split('\n')).toEqual(conn);
+    // The delivery's own problems follow them.
+    expect(refused(withInputs({ ...over, gpus: 'x' })).message.split('\n')).toEqual([...conn, "Input 'gpus': must be a whole number of GPUs"]);
+  });
+
   test('several bad inputs: one error naming each', () => {
     const err = refused(withInputs({ host: undefined, port: 'x', 'known-hosts': undefined }), parseConnection);
     expect(err.message.split('\n').map((l) => /^Input '([a-z-]+)'/.exec(l)?.[1])).toEqual(['host', 'port', 'known-hosts']);

@@ -8,7 +8,7 @@ import { type JumpHop, parseJumpHosts } from './jumphosts.js';
 import { JOB_FILES, isJobFileName } from './layout.js';
 import { type KnownHostEntry, parseKnownHosts } from './knownhosts.js';
 import { splitWords } from './quote.js';
-import type { SshClientChoice } from './remote.js';
+import type { SshClientChoice, SshTarget } from './remote.js';
 
 export type RawInputs = Readonly<Record<string, string | undefined>>;
 
@@ -16,25 +16,15 @@ export type SmokeTest =
   | { kind: 'script'; /** local path of the script, passed to the image's entrypoint */ path: string }
   | { kind: 'command'; /** argv run with `singularity exec` */ argv: string[] };
 
-export interface Settings {
-  /** SSH login host of the cluster. */
-  host: string;
-  port: number;
-  username: string;
-  /** Private key text (OpenSSH or PEM); masked before anything is logged. */
-  privateKey: string;
-  /** Parsed known_hosts lines: the only host keys accepted. */
-  knownHosts: KnownHostEntry[];
-  /** Passphrase of an encrypted private key; masked. */
-  passphrase: string | null;
-  /** OpenSSH user certificate text, checked against the key, username and clock. */
-  certificate: string | null;
-  /** ProxyJump chain to the login host, first hop first. */
-  jumpHosts: JumpHop[];
-  sshClient: SshClientChoice;
-  /** A terminal's own: an SSH agent's socket to use instead of a key, an open ControlMaster session to reuse. */
-  agent?: string | null;
-  controlPath?: string | null;
+/** How to reach the cluster (host, login, host keys: the one SshTarget) and where the delivery lives there. */
+export interface ConnectionSettings extends SshTarget {
+  /** Working directory on the cluster, created by the delivery (never the home directory itself). */
+  remoteDir: ClusterPath;
+  /** Modules loaded on the login node to reach sbatch, squeue and scancel. */
+  loginModules: string[];
+}
+
+export interface Settings extends ConnectionSettings {
   /** Image reference `name:tag` (tag defaults to latest); empty when testing an existing `sif`. */
   image: string;
   /** Build the image with the local engine (false: it must already be there). */
@@ -56,10 +46,6 @@ export interface Settings {
   time: string | null;
   /** Modules the job loads, in order. */
   modules: string[];
-  /** Modules loaded on the login node to reach sbatch, squeue and scancel. */
-  loginModules: string[];
-  /** Working directory on the cluster, created by the delivery (never the home directory itself). */
-  remoteDir: ClusterPath;
   /** Build temp dir on the cluster (never under /tmp). */
   tmpdir: ClusterPath;
   jobName: string;
@@ -424,29 +410,27 @@ function credentialsOf(raw: RawInputs, problems: Problem[], { required = true, k
   return collect(problems, 'known-hosts', () => (required || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
 }
 
-/** What commands about an existing job need: how to reach the cluster and where the delivery lives. */
-export type ConnectionSettings = Pick<
-  Settings,
-  LoginField | 'agent' | 'controlPath' | 'host' | 'port' | 'username' | 'knownHosts' | 'remoteDir' | 'loginModules'
->;
-
 type LoginField = 'privateKey' | 'passphrase' | 'certificate' | 'jumpHosts' | 'sshClient';
 
-const connectionSchema = schema.pick({
+/** The inputs that say how to reach the cluster and where the delivery lives; the rest are the delivery's own. */
+const CONNECTION_INPUTS = {
   host: true,
   port: true,
   username: true,
   'private-key': true,
   'private-key-passphrase': true,
   certificate: true,
+  'known-hosts': true,
   'jump-hosts': true,
   'ssh-client': true,
   'remote-dir': true,
   'login-modules': true,
-});
+} as const;
+const connectionSchema = schema.pick(CONNECTION_INPUTS);
+const deliverySchema = schema.omit(CONNECTION_INPUTS);
 
 /** How to log in: key, passphrase and certificate checked together, the jump chain, the transport. */
-function loginOf(ok: z.infer<typeof connectionSchema>): Pick<Settings, LoginField> {
+function loginOf(ok: z.infer<typeof connectionSchema>): Pick<SshTarget, LoginField> {
   const identity = parseIdentity({
     privateKey: ok['private-key'],
     passphrase: ok['private-key-passphrase'],
@@ -470,24 +454,16 @@ function loginOf(ok: z.infer<typeof connectionSchema>): Pick<Settings, LoginFiel
   return { ...identity, jumpHosts, sshClient };
 }
 
-/** With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
-export function parseConnection(raw: RawInputs, { keyOptional = false } = {}): ConnectionSettings {
-  const problems: Problem[] = [];
-  const result = connectionSchema.safeParse(raw);
-  schemaProblems(problems, result);
-  const knownHosts = credentialsOf(raw, problems, { keyOptional });
+/**
+ * How to reach the cluster, each problem listed against its input: the one check a delivery and a
+ * command about an existing job share. `required` and `keyOptional` as for credentialsOf.
+ */
+function connectionProblems(raw: RawInputs, problems: Problem[], opts: { required?: boolean; keyOptional?: boolean }): ConnectionSettings | undefined {
+  const ok = schemaProblems(problems, connectionSchema.safeParse(raw));
+  const knownHosts = credentialsOf(raw, problems, opts);
   const remoteDir = collect(problems, 'remote-dir', () => remoteDirOf(raw));
-  const login = result.success ? collect(problems, 'private-key', () => loginOf(result.data)) : undefined;
-  if (!result.success || !knownHosts || !remoteDir || !login || problems.length > 0) throw inputError(problems);
-  return connectionOf(result.data, knownHosts, remoteDir, login);
-}
-
-function connectionOf(
-  ok: z.infer<typeof connectionSchema>,
-  knownHosts: KnownHostEntry[],
-  remoteDir: ClusterPath,
-  login: Pick<Settings, LoginField>,
-): ConnectionSettings {
+  const login = ok && collect(problems, 'private-key', () => loginOf(ok));
+  if (!ok || !knownHosts || !remoteDir || !login) return undefined;
   return {
     host: ok.host,
     port: ok.port,
@@ -497,6 +473,14 @@ function connectionOf(
     remoteDir,
     loginModules: ok['login-modules'],
   };
+}
+
+/** What commands about an existing job need. With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
+export function parseConnection(raw: RawInputs, { keyOptional = false } = {}): ConnectionSettings {
+  const problems: Problem[] = [];
+  const connection = connectionProblems(raw, problems, { keyOptional });
+  if (!connection || problems.length > 0) throw inputError(problems);
+  return connection;
 }
 
 /** A path input in its canonical form (see clusterpath.ts); '' when not given. */
@@ -540,7 +524,7 @@ export function withoutCredentials(url: string): string {
   return m ? m[1] + m[3] : url;
 }
 
-function publishSettings(ok: z.infer<typeof schema>, imageName: string, context: RunContext | null, dir: ClusterPath): PublishSettings | null {
+function publishSettings(ok: z.infer<typeof deliverySchema>, imageName: string, context: RunContext | null, dir: ClusterPath): PublishSettings | null {
   const mode = ok.publish.toLowerCase();
   const provenance = context ? { ...context, repository: withoutCredentials(context.repository) } : { repository: '', commit: '', tag: null };
   // auto publishes what a tag run delivered; a run that only tests an existing .sif does not republish it.
@@ -567,9 +551,8 @@ function publishSettings(ok: z.infer<typeof schema>, imageName: string, context:
   };
 }
 
-/** Validate all inputs; throws one InputError that lists every bad input, each by name. */
 /**
- * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
+ * Validate all inputs; throws one InputError that lists every bad input, each by name. With `credentials: false` (a dry run, which connects to nothing) the key and
  * known-hosts may be missing, and are checked only if given.
  */
 export function parseSettings(raw: RawInputs, context: RunContext | null = null, { credentials = true, keyOptional = false } = {}): Settings {
@@ -580,13 +563,13 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     if (!given('smoke-test') && !given('smoke-command')) return parseSettings({ ...raw, 'smoke-command': 'true' }, context, { credentials, keyOptional });
   }
   const problems: Problem[] = [];
-  const ok = schemaProblems(problems, schema.safeParse(raw));
+  const connection = connectionProblems(raw, problems, { required: credentials, keyOptional });
+  const ok = schemaProblems(problems, deliverySchema.safeParse(raw));
   const check = <T>(input: string, fn: () => T): T | undefined => collect(problems, input, fn);
 
-  const knownHosts = credentialsOf(raw, problems, { required: credentials, keyOptional });
-  const login = ok && check('private-key', () => loginOf(ok));
   const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
-  const remoteDir = check('remote-dir', () => remoteDirOf(raw));
+  // remote-dir's own problem is listed with the connection's; the default stands in for the paths under it.
+  const remoteDir = connection?.remoteDir;
   const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
   const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || joinPath(remoteDir ?? 'riviera-singularity', 'published'));
   const sif = check('sif', () => pathInput(raw, 'sif'));
@@ -617,7 +600,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
     problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
   }
 
-  if (problems.length > 0 || !ok || !knownHosts || !login || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
+  if (problems.length > 0 || !connection || !ok || !sbatchArgs || !smoke || !tmpdir || !publishDir || sif === undefined || !binds) {
     throw inputError(problems);
   }
 
@@ -631,7 +614,7 @@ export function parseSettings(raw: RawInputs, context: RunContext | null = null,
           .replace(/[^a-z0-9._-]+/g, '-')
       : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
   return {
-    ...connectionOf(ok, knownHosts, remoteDir, login),
+    ...connection,
     build: ok.build && !ok.sif && !ok.archive,
     sif: sif || null,
     archive: ok.archive || null,
