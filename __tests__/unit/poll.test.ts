@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStream, type Poll, applyPoll, initialFollowState, parsePoll, pollScript } from '../../src/core/poll.js';
 import { PHASE_MARKER } from '../../src/core/jobscript.js';
-import { sleep } from '../../src/core/watch.js';
+import { sleep } from '../../src/core/follow.js';
 import { fakeReporter } from '../helpers/reporter.js';
 
 const CHUNK = 1 << 20;

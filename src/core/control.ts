@@ -11,7 +11,7 @@ import { type RetryPolicy, Session } from './session.js';
 import type { ConnectionSettings } from './settings.js';
 import { isFinalState, isJobId, judgeJob, parseSlurmAnswer, parseStatusLine } from './slurm.js';
 import { type JobRef, cancelJob } from './submit.js';
-import { followJob } from './watch.js';
+import { followJob } from './follow.js';
 
 type Where = Pick<ConnectionSettings, 'remoteDir' | 'loginModules'>;
 

@@ -17,7 +17,7 @@ import { gcScript } from './store.js';
 import { assembly, cancelJob, readSmokeFile, renderSubmission, submitJob } from './submit.js';
 import { Timings } from './timings.js';
 import { upload } from './upload.js';
-import { type FollowOptions, followJob } from './watch.js';
+import { type FollowOptions, followJob } from './follow.js';
 
 export interface DeliveryHooks extends FollowOptions {
   /** Called before the job is submitted, with the directory that identifies it (the post step's way to it if the id is never learnt). */

@@ -1,6 +1,6 @@
 // Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
 // reads the job's own status file and the output written since the last poll; here are its reply's
-// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
+// parser, the output stream and the fold of polls into the follow state (follow.ts runs the loop).
 // The job never depends on this session.
 import { renderScript } from './cluster/scripts.js';
 import { GPU_MARKER } from './gpu.js';

@@ -8,7 +8,7 @@ import { RemoteCommandError } from '../../src/core/errors.js';
 import { PHASE_MARKER } from '../../src/core/jobscript.js';
 import { Session } from '../../src/core/session.js';
 import { Timings } from '../../src/core/timings.js';
-import { followJob } from '../../src/core/watch.js';
+import { followJob } from '../../src/core/follow.js';
 import { FAST_RETRY, LOCAL_TARGET, LocalCluster } from '../helpers/localcluster.js';
 import { fakeReporter } from '../helpers/reporter.js';
 
