@@ -88,14 +88,63 @@ export function commandWorks(command: string): boolean {
   return spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
+/** The environment a filter runs in: enough to run, nothing else (the step's env holds its inputs, secrets among them). */
+function filterEnv(): NodeJS.ProcessEnv {
+  const keep = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TMPDIR'];
+  return Object.fromEntries(keep.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
+}
+
+/** Most of a failing filter's stderr that its error carries: the end, where the cause is. */
+const STDERR_TAIL = 2000;
+
 /**
- * A program as a filter stream: what is written goes to its stdin, its stdout is read. A non-zero
- * exit destroys the stream with an error; destroying the stream kills the program.
+ * A program as a filter stream: what is written goes to its stdin, its stdout is read. The readable
+ * side ends only once the program has exited and closed its streams (its 'close' event, which comes
+ * after both, in whatever order they happened): a non-zero exit or a signal then destroys the
+ * stream with `<command> exited with N` and the end of its stderr, so a consumer that has read all
+ * of stdout still learns the program failed. Destroying the stream kills the program.
  */
 export function processFilter(command: string, args: string[]): Duplex {
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
-  const d = Duplex.from({ writable: child.stdin, readable: child.stdout });
-  d.on('close', () => child.kill());
-  child.on('exit', (code) => code && d.destroy(new Error(`${command} exited with ${code}`)));
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: filterEnv() });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-STDERR_TAIL)));
+  // A program that stops reading early (EPIPE) says why in its exit code, reported on 'close'.
+  child.stdin.on('error', () => undefined);
+  const d = new Duplex({
+    write(chunk: Buffer, _encoding, done) {
+      if (child.stdin.write(chunk)) done();
+      else {
+        // Wait for room, or for the program to be gone (then 'close' reports it).
+        const go = () => {
+          child.stdin.off('drain', go).off('close', go);
+          done();
+        };
+        child.stdin.on('drain', go).on('close', go);
+      }
+    },
+    final(done) {
+      child.stdin.end();
+      done();
+    },
+    read() {
+      child.stdout.resume();
+    },
+    destroy(err, done) {
+      if (child.exitCode === null && child.signalCode === null) child.kill();
+      done(err);
+    },
+  });
+  child.stdout.on('data', (chunk: Buffer) => {
+    if (!d.push(chunk)) child.stdout.pause();
+  });
+  child.on('error', (e) => d.destroy(e));
+  child.on('close', (code, signal) => {
+    if (code === 0) {
+      d.push(null);
+      return;
+    }
+    const tail = stderr.trim();
+    d.destroy(new Error(`${command} exited with ${code ?? signal}${tail ? `: ${tail}` : ''}`));
+  });
   return d;
 }
