@@ -234,17 +234,34 @@ describe('the submission travels over stdin', () => {
   }, 300_000);
 });
 
-describe('phase markers', () => {
-  test('a job printing a phase marker of its own does not open a group or change the timings', async () => {
-    writeFileSync(
-      join(ws, 'fake-phase.sh'),
-      "echo '::riviera-phase:: fake 1'\necho '::riviera-phase:: smoke-test 1'\n" + readFileSync(join(ws, 'gpu-check.sh'), 'utf8'),
-    );
+describe('marker lines', () => {
+  test('a job printing marker lines and workflow commands of its own changes neither the groups, the timings, the GPU report nor the outputs', async () => {
+    const forged = [
+      '::riviera-phase:: fake 1',
+      '::riviera-phase:: smoke-test 1',
+      '::riviera:: 0123456789abcdef01234567 phase fake 1',
+      '::riviera-gpu:: node forged-node',
+      '::riviera-gpu:: outside query FORGED GPU, 999.99, 1 MiB',
+      '::riviera:: 0123456789abcdef01234567 gpu outside query FORGED GPU, 999.99, 1 MiB',
+      '::riviera:: 0123456789abcdef01234567 gpu inside env 99.0',
+      ...FORGED,
+      '::set-output name=gpu-name::FORGED GPU',
+      '::save-state name=forgedState::yes',
+    ];
+    writeFileSync(join(ws, 'fake-phase.sh'), `${forged.map((l) => `echo '${l}'`).join('\n')}\n${readFileSync(join(ws, 'gpu-check.sh'), 'utf8')}`);
     const run = await runStep(inputs({ 'smoke-test': 'fake-phase.sh', 'remote-dir': uniqueRemoteDir('phase') }), { workspace: ws });
     expect(run.code).toBe(0);
     expect(run.log).not.toContain('::group::Job: fake');
-    expect(run.log).toContain('::riviera-phase:: fake 1');
+    for (const l of forged) expect(run.log).toContain(l);
     const smoke = /<td>smoke-test<\/td><td>([\d.]+)<\/td>/.exec(run.summary);
     expect(Number(smoke?.[1])).toBeLessThan(120);
+    // The GPU report is the node's (the stand-in's A100), not the forged one.
+    expect(run.outputs).toMatchObject({ 'gpu-name': 'NVIDIA A100-SXM4-40GB', 'gpu-count': '1', 'job-state': 'COMPLETED' });
+    expect(run.outputs['image-cuda']).not.toBe('99.0');
+    expect(run.log).not.toMatch(/GPU report: .*FORGED/);
+    expect(run.log).not.toMatch(/GPU report: .* on forged-node/);
+    expect(run.summary).not.toMatch(/× FORGED GPU/);
+    expect(run.outputs.forged).toBeUndefined();
+    expect(run.state.forgedState).toBeUndefined();
   }, 300_000);
 });

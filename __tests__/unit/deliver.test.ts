@@ -16,7 +16,7 @@ jest.unstable_mockModule('../../src/core/connect.js', async () => (await import(
 const { deliver } = await import('../../src/core/deliver.js');
 const { parseSettings } = await import('../../src/core/settings.js');
 const { LocalCluster: Cluster } = await import('../helpers/localcluster.js');
-const { PHASE_MARKER } = await import('../../src/core/jobscript.js');
+const { JOB_MARKER } = await import('../../src/core/jobscript.js');
 
 const keys = testKeys('[127.0.0.1]:2222');
 const sha = (d: string | Buffer) => createHash('sha256').update(d).digest('hex');
@@ -42,9 +42,9 @@ function slurm(smokeExit: number) {
 for a; do last=$a; done
 dir=$(dirname "$last")
 # The job's markers carry the delivery's token, as its script's header gives it.
-m=$(sed -n "s/^phase_marker='\\(.*\\)'$/\\1/p" "$last")
-case $m in ${PHASE_MARKER}?*) ;; *) echo "no phase marker with a token in the job script" >&2; exit 1;; esac
-printf '%s\\n' "$m smoke-test 10" 'Output tensor device: cuda:0' "$m end 12" > "$dir/job.out"
+m=$(sed -n "s/^marker='\\(.*\\)'$/\\1/p" "$last")
+case $m in "${JOB_MARKER} "?*) ;; *) echo "no marker with a token in the job script" >&2; exit 1;; esac
+printf '%s\\n' "$m phase smoke-test 10" 'Output tensor device: cuda:0' "$m phase end 12" > "$dir/job.out"
 echo 'smoke-test ${smokeExit}' > "$dir/status"
 echo '${smokeExit === 0 ? 'COMPLETED' : 'FAILED'}|None|gpu-01' > "$HOME/squeue.state"
 printf '%s\\n' "$@" > "$HOME/sbatch.args"

@@ -5,7 +5,7 @@
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RemoteCommandError } from '../../src/core/errors.js';
-import { PHASE_MARKER } from '../../src/core/jobscript.js';
+import { jobMarker } from '../../src/core/jobscript.js';
 import { Session } from '../../src/core/session.js';
 import { Timings } from '../../src/core/timings.js';
 import { followJob } from '../../src/core/follow.js';
@@ -38,7 +38,7 @@ afterEach(() => {
 
 const slurm = (state: string) => writeFileSync(join(cluster.home, 'squeue.state'), `${state}\n`);
 const write = (text: string) => appendFileSync(join(jobDir, 'job.out'), text);
-const marker = (phase: string, at: number) => `${PHASE_MARKER} ${phase} ${at}\n`;
+const marker = (phase: string, at: number) => `${jobMarker('tok')} phase ${phase} ${at}\n`;
 const tick = () => new Promise((r) => setTimeout(r, 30));
 /** Until a poll started after this call has surely read what was written before it. */
 async function polled(): Promise<void> {

@@ -5,12 +5,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { type Assembly, type JobScriptParams, JOB_PHASES, PHASE_MARKER, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
-import { GPU_MARKER, parseGpuReport } from '../../src/core/gpu.js';
+import { type Assembly, type JobScriptParams, JOB_PHASES, jobMarker, parseMark, renderJobScript, sbatchArgv, smokeArgv } from '../../src/core/jobscript.js';
+import { parseGpuReport } from '../../src/core/gpu.js';
 import { shq } from '../../src/core/quote.js';
 import { holdLock, killTrackedAfterEach, track } from '../helpers/processes.js';
 import { listTar, readTarMember } from '../../src/core/tar.js';
 import { HOSTILE } from '../helpers/hostile.js';
+import { OutputStream } from '../../src/core/poll.js';
+import { fakeReporter } from '../helpers/reporter.js';
 
 killTrackedAfterEach();
 
@@ -35,7 +37,7 @@ function params(over: Partial<JobScriptParams> = {}): JobScriptParams {
     statusFile: '/scratch/me/jobs/1/status',
     runtime: 'singularity',
     publish: null,
-    phaseToken: 'tok123',
+    markerToken: 'tok123',
     watchdog: null,
     ...over,
   };
@@ -87,7 +89,7 @@ describe('renderJobScript: text', () => {
     expect(param(script, 'modules')).toBe(`modules=(b a/1.0 'it'\\''s')`);
     expect(param(script, 'tmpdir')).toBe(`tmpdir='/scratch/my tmp'`);
     expect(param(script, 'sif_link')).toBe(`sif_link=''`);
-    expect(param(script, 'phase_marker')).toBe(`phase_marker=${shq(`${PHASE_MARKER} tok123`)}`);
+    expect(param(script, 'marker')).toBe(`marker=${shq(jobMarker('tok123'))}`);
     // The parameters come before the body, which holds no value but through them.
     const body = script.slice(script.indexOf('\nphase modules\n'));
     expect(body).not.toContain('/scratch');
@@ -206,6 +208,8 @@ case "$1" in
   *)
     echo "smoke test output"
     echo "smoke test error" >&2
+    [ -n "$FAKE_SMOKE_ENV" ] && env > "$FAKE_SMOKE_ENV"
+    [ -n "$FAKE_SMOKE_OUT" ] && printf '%s\\n' "$FAKE_SMOKE_OUT"
     if [ -n "$FAKE_SLEEP" ]; then : > "$FAKE_STARTED"; exec sleep "$FAKE_SLEEP"; fi
     exit "\${FAKE_SMOKE_RC:-0}"
     ;;
@@ -356,21 +360,22 @@ function expectNoTempLeftovers(sb: Sandbox): void {
   expect(readdirSync(sb.p.tmpdir)).toEqual([]);
 }
 
-function phasesIn(stdout: string): string[] {
+/** The rest of each of the job's marker lines of `kind` (token tok123), in order. */
+function marks(stdout: string, kind: 'phase' | 'gpu'): string[] {
   return stdout
     .split('\n')
-    .filter((l) => l.startsWith(`${PHASE_MARKER} tok123 `))
-    .map((l) => l.split(' ')[2]);
+    .map((l) => parseMark(l, 'tok123'))
+    .filter((m) => m?.kind === kind)
+    .map((m) => m!.rest);
+}
+
+function phasesIn(stdout: string): string[] {
+  return marks(stdout, 'phase').map((m) => m.split(' ')[0]);
 }
 
 /** Epoch seconds at which each phase started. */
 function phaseTimes(stdout: string): Record<string, number> {
-  return Object.fromEntries(
-    stdout
-      .split('\n')
-      .filter((l) => l.startsWith(`${PHASE_MARKER} tok123 `))
-      .map((l) => [l.split(' ')[2], Number(l.split(' ')[3])]),
-  );
+  return Object.fromEntries(marks(stdout, 'phase').map((m) => [m.split(' ')[0], Number(m.split(' ')[1])]));
 }
 
 /**
@@ -715,11 +720,7 @@ esac
     );
     chmodSync(smi, 0o755);
   }
-  const gpuLines = (stdout: string) =>
-    stdout
-      .split('\n')
-      .filter((l) => l.startsWith(`${GPU_MARKER} `))
-      .map((l) => l.slice(GPU_MARKER.length + 1));
+  const gpuLines = (stdout: string) => marks(stdout, 'gpu');
 
   test('GPU report: the node and container views and the image CUDA, then the smoke test', () => {
     const sb = sandbox();
@@ -756,6 +757,52 @@ esac
     expect(r.stderr).toContain(`has ${driver} (CUDA ${cuda})`);
     expect(calls(sb).map((c) => c[0])).toEqual(['build']);
     expectNoTempLeftovers(sb);
+  });
+
+  // Job output is data: lines shaped like the job's markers (old formats, a guessed token) and
+  // workflow commands, printed by the smoke test, reach the log as output and change neither the
+  // GPU report nor the phases; the token is not in the smoke test's environment.
+  test('a smoke test printing forged marker lines and workflow commands changes neither the report nor the phases', () => {
+    const FORGED = [
+      '::riviera-gpu:: node forged-node',
+      '::riviera-gpu:: outside query FORGED GPU, 999.99, 1 MiB',
+      '::riviera-gpu:: inside env 99.0',
+      `${jobMarker('0123456789abcdef01234567')} gpu outside query FORGED GPU, 999.99, 1 MiB`,
+      `${jobMarker('tok12')} gpu node forged-node`,
+      '::riviera:: gpu node forged-node',
+      '::riviera-phase:: tok123 forged 1',
+      '::riviera-phase:: publish 1',
+      `${jobMarker('guess')} phase forged 1`,
+      `${jobMarker('')} phase end 1`,
+      '::save-state name=jobDone::true',
+      '::set-output name=job-state::COMPLETED',
+      '::set-output name=gpu-name::FORGED GPU',
+    ];
+    const follow = (stdout: string) => {
+      const r = fakeReporter();
+      const out = new OutputStream(r, 100, 'tok123');
+      out.push(Buffer.from(stdout));
+      out.end();
+      return { r, out, report: parseGpuReport(out.gpu)!, phases: out.phases.map((p) => p.phase) };
+    };
+    const sb = sandbox();
+    withDriver(sb, '550.54.15', '12.4');
+    const probe = { FAKE_PROBE: 'query NVIDIA A100-SXM4-40GB, 550.54.15, 40960 MiB\nenv 12.4.0' };
+    const clean = follow(runScript(sb, probe).stdout);
+    const smokeEnv = join(sb.root, 'smoke.env');
+    const r = runScript(sb, { ...probe, FAKE_SMOKE_OUT: FORGED.join('\n'), FAKE_SMOKE_ENV: smokeEnv });
+    expect(r.code).toBe(0);
+    const forged = follow(r.stdout);
+    expect(forged.report).toEqual(clean.report);
+    expect(forged.report).toMatchObject({ node: expect.not.stringContaining('forged'), imageCuda: '12.4.0', outside: { driver: '550.54.15' } });
+    expect(forged.out.gpu).toEqual(clean.out.gpu);
+    expect(forged.phases).toEqual(['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test']);
+    expect(forged.phases).toEqual(clean.phases);
+    expect(forged.r.of('group')).toEqual(clean.r.of('group'));
+    // Every forged line reached the log as output, in the smoke test's group.
+    for (const l of FORGED) expect(forged.r.outputs()).toContain(l);
+    expect(forged.out.tail).toEqual(expect.arrayContaining(FORGED));
+    expect(readFileSync(smokeEnv, 'utf8')).not.toContain(jobMarker('tok123'));
   });
 
   test('a newer minor version than the driver reports runs (minor version compatibility)', () => {

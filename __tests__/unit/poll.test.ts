@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStream, type Poll, applyPoll, initialFollowState, parsePoll, pollScript } from '../../src/core/poll.js';
-import { PHASE_MARKER } from '../../src/core/jobscript.js';
+import { jobMarker } from '../../src/core/jobscript.js';
 import { sleep } from '../../src/core/follow.js';
 import { fakeReporter } from '../helpers/reporter.js';
 
@@ -21,7 +21,7 @@ const poll = (squeue: string, status = '', output: Buffer | string = ''): Poll =
   output: Buffer.isBuffer(output) ? output : Buffer.from(output),
 });
 
-const marker = (phase: string, at: number | string) => `${PHASE_MARKER} ${phase} ${at}\n`;
+const marker = (phase: string, at: number | string) => `${jobMarker('tok')} phase ${phase} ${at}\n`;
 
 describe('pollScript', () => {
   let dir: string;
@@ -213,7 +213,7 @@ describe('OutputStream', () => {
   test('GPU report lines are kept for the report, not printed as output', () => {
     const r = fakeReporter();
     const s = new OutputStream(r);
-    s.push(Buffer.from('::riviera-gpu:: node vm\nGPU 0\n::riviera-gpu:: outside query NVIDIA A100-SXM4-40GB, 535.104.05, 40960 MiB\n'));
+    s.push(Buffer.from(`${jobMarker('tok')} gpu node vm\nGPU 0\n${jobMarker('tok')} gpu outside query NVIDIA A100-SXM4-40GB, 535.104.05, 40960 MiB\n`));
     expect(s.gpu).toEqual(['node vm', 'outside query NVIDIA A100-SXM4-40GB, 535.104.05, 40960 MiB']);
     expect(r.infos()).toEqual(['GPU 0']);
     expect(s.tail).toEqual(['GPU 0']);
@@ -322,7 +322,7 @@ describe('applyPoll', () => {
   });
 
   test('unknown to Slurm with a status file → ended once the end marker is in (and no full chunk is still coming)', () => {
-    const end = `${PHASE_MARKER} end 1.0\n`;
+    const end = marker('end', '1.0');
     const a = setup();
     expect(a.apply(poll('UNKNOWN', 'smoke-test 3', end))).toBe(true);
     expect(a.s.status).toEqual({ phase: 'smoke-test', code: 3 });
@@ -341,7 +341,7 @@ describe('applyPoll', () => {
   test('a status seen earlier is kept when a later poll has none', () => {
     const { s, apply } = setup();
     apply(poll('RUNNING|None|n', 'sif-build 2'));
-    expect(apply(poll('UNKNOWN', '', `${PHASE_MARKER} end 2.0\n`))).toBe(true);
+    expect(apply(poll('UNKNOWN', '', marker('end', '2.0')))).toBe(true);
     expect(s.status).toEqual({ phase: 'sif-build', code: 2 });
   });
 

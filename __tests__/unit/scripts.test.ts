@@ -63,7 +63,7 @@ describe('rendered scripts', () => {
       lock: '/r/.store/locks/publish-x',
       record: { image: 'x:1.0', digest: null },
     },
-    phaseToken: 'tok',
+    markerToken: 'tok',
     watchdog: { seconds: 600, heartbeatFile: '/j/heartbeat', watchdogFile: '/j/watchdog', loginModules: ['slurm'] },
   };
   const rendered: [string, string][] = [

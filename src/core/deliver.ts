@@ -117,10 +117,10 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
     await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
-    // Random per delivery: the job's phase markers carry it, so its own output cannot forge one.
-    const phaseToken = randomBytes(12).toString('hex');
+    // Random per delivery: the job's marker lines carry it, so its own output cannot forge one.
+    const markerToken = randomBytes(12).toString('hex');
     const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
-      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null, phaseToken);
+      const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null, markerToken);
       const done = await session
         .retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke))
         .catch(async (e: unknown) => {
@@ -134,7 +134,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     });
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
 
-    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, phaseToken, heartbeat: true }, timings).catch(async (e: unknown) => {
+    const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, markerToken, heartbeat: true }, timings).catch(async (e: unknown) => {
       // Never give up on a job without cancelling it first.
       const cancelled = await session
         .retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules))

@@ -13,8 +13,8 @@ export interface FollowOptions {
   signal?: AbortSignal;
   /** Most milliseconds between polls (default 2000). */
   pollMs?: number;
-  /** The delivery's token in the job's phase markers; unset: any marker-shaped line is one. */
-  phaseToken?: string;
+  /** The delivery's token in the job's marker lines; unset: any marker-shaped line is one. */
+  markerToken?: string;
   /** Tell the job's watchdog it is followed (every poll touches its heartbeat file). */
   heartbeat?: boolean;
 }
@@ -49,7 +49,7 @@ export async function followJob(
   timings?: Timings,
 ) {
   const state = initialFollowState();
-  const out = new OutputStream(reporter, undefined, hooks.phaseToken ?? null);
+  const out = new OutputStream(reporter, undefined, hooks.markerToken ?? null);
   const submitted = Date.now();
   const deadline = submitted + s.timeoutSeconds * 1000;
   let stopping: 'cancelled' | 'timedOut' | null = null;

@@ -97,9 +97,6 @@ export function cudaCompat(imageCuda: string | null, driver: string | null, driv
   return { kind: 'ok' };
 }
 
-/** Lines the job prints for the GPU report: `::riviera-gpu:: <where> [<kind>] <text>`. */
-export const GPU_MARKER = '::riviera-gpu::';
-
 /** The fields the job asks nvidia-smi for (compute_cap is missing on 470-era drivers). */
 export const GPU_QUERY = 'name,driver_version,memory.total';
 
@@ -126,7 +123,7 @@ function view(query: string[], header: string[]): GpuView {
   return { gpus, driver: gpus[0]?.driver ?? h.driver, cuda: h.cuda };
 }
 
-/** The job's GPU report lines (marker removed) into the report; null when the job made none (no GPUs asked). */
+/** The job's GPU report lines (`<where> [<kind>] <text>`, marker removed: jobscript.ts) into the report; null when the job made none (no GPUs asked). */
 export function parseGpuReport(lines: string[]): GpuReport | null {
   if (lines.length === 0) return null;
   const parts: Record<string, string[]> = {};

@@ -1,6 +1,6 @@
 // The sbatch job script's parameters (the script is cluster/job.sh) and the sbatch command line. Pure.
 import { type ShellValue, renderScript } from './cluster/scripts.js';
-import { GPU_MARKER, GPU_QUERY, MIN_DRIVER } from './gpu.js';
+import { GPU_QUERY, MIN_DRIVER } from './gpu.js';
 import { publishedNames } from './layout.js';
 import type { PublishSettings, SmokeTest } from './settings.js';
 
@@ -8,12 +8,29 @@ import type { PublishSettings, SmokeTest } from './settings.js';
 export const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'publish'] as const;
 
 /**
- * The marker the job prints when a phase starts: `::riviera-phase:: <token> <phase> <epoch seconds>`.
- * The token is random per delivery, so that a line of the job's own output cannot pass for one.
+ * Every line the job prints for its follower rather than as output starts with the marker and this
+ * delivery's token: `::riviera:: <token> phase <phase> <epoch seconds>` as a phase starts, and
+ * `::riviera:: <token> gpu <where> <kind> <text>` for the GPU report. The token is random per
+ * delivery and never in the smoke test's environment, so a line of the job's output (data) cannot
+ * pass for one. (Code running as the user can read the job script, so it guards against output
+ * that happens to look like a marker, not against the user's own smoke test.)
  */
-export const PHASE_MARKER = '::riviera-phase::';
+export const JOB_MARKER = '::riviera::';
 
-export const phaseMarker = (token: string) => `${PHASE_MARKER} ${token}`;
+export const jobMarker = (token: string) => `${JOB_MARKER} ${token}`;
+
+export type MarkKind = 'phase' | 'gpu';
+
+/**
+ * A marker line's kind and what follows it; null for any other line, which is output. `token`
+ * null (a job of another run, e.g. `logs --follow`): any token is taken.
+ */
+export function parseMark(line: string, token: string | null): { kind: MarkKind; rest: string } | null {
+  if (!line.startsWith(`${JOB_MARKER} `)) return null;
+  const [tok, kind, ...rest] = line.slice(JOB_MARKER.length + 1).split(' ');
+  if ((token !== null && tok !== token) || (kind !== 'phase' && kind !== 'gpu')) return null;
+  return { kind, rest: rest.join(' ') };
+}
 
 export interface JobScriptParams {
   modules: string[];
@@ -35,8 +52,8 @@ export interface JobScriptParams {
   runtime: 'auto' | 'singularity' | 'apptainer';
   /** Publish the .sif once the smoke test passed; null: not in this run. */
   publish: JobPublish | null;
-  /** This delivery's token in the phase markers. */
-  phaseToken: string;
+  /** This delivery's token in the job's marker lines. */
+  markerToken: string;
   /** The job cancels itself when nobody has followed it for this long; null: never. */
   watchdog: JobWatchdog | null;
 }
@@ -82,7 +99,7 @@ export function renderJobScript(p: JobScriptParams): string {
   const a = p.assemble;
   return renderScript('job', {
     status_file: p.statusFile,
-    phase_marker: phaseMarker(p.phaseToken),
+    marker: jobMarker(p.markerToken),
     modules: p.modules,
     runtime: p.runtime,
     tmpdir: p.tmpdir,
@@ -90,7 +107,6 @@ export function renderJobScript(p: JobScriptParams): string {
     sif_link: p.sifLink,
     smoke: smokeArgv(p),
     gpus: p.gpus,
-    gpu_marker: GPU_MARKER,
     gpu_query: GPU_QUERY,
     cuda_majors: Object.keys(MIN_DRIVER),
     cuda_min_drivers: Object.values(MIN_DRIVER),

@@ -3,8 +3,7 @@
 // parser, the output stream and the fold of polls into the follow state (follow.ts runs the loop).
 // The job never depends on this session.
 import { renderScript } from './cluster/scripts.js';
-import { GPU_MARKER } from './gpu.js';
-import { PHASE_MARKER, phaseMarker } from './jobscript.js';
+import { parseMark } from './jobscript.js';
 import { JOB_FILES } from './layout.js';
 import type { Reporter } from './reporter.js';
 import { type JobStatus, isFinalState, parseSlurmAnswer, parseStatusLine } from './slurm.js';
@@ -55,6 +54,12 @@ export interface PhaseTiming {
   seconds: number;
 }
 
+/** A phase marker's `<phase> <epoch seconds>`; null if it is not that. */
+function phaseMark(rest: string): { phase: string; at: number } | null {
+  const fields = rest.split(' ');
+  return fields.length === 2 ? { phase: fields[0], at: Number(fields[1]) } : null;
+}
+
 /**
  * Turns the job's output stream into log lines: phase markers open a new log group and time the
  * phases; the last lines are kept for the summary. Handles lines split across polls.
@@ -69,7 +74,7 @@ export class OutputStream {
   ended = false;
 
   /**
-   * `token`: the delivery's token in the job's phase markers; any other line is output. Null (a job
+   * `token`: the delivery's token in the job's marker lines; any other line is output. Null (a job
    * of another run, e.g. `logs --follow`): any line shaped like a marker is one.
    */
   constructor(
@@ -77,15 +82,6 @@ export class OutputStream {
     private readonly tailLines = 30,
     private readonly token: string | null = null,
   ) {}
-
-  /** The phase and time of a marker line; null for any other line. */
-  private marker(text: string): { phase: string; at: number } | null {
-    const prefix = `${this.token === null ? PHASE_MARKER : phaseMarker(this.token)} `;
-    if (!text.startsWith(prefix)) return null;
-    const fields = text.slice(prefix.length).trim().split(/\s+/);
-    if (this.token !== null && fields.length !== 2) return null;
-    return { phase: fields.at(-2) ?? '', at: Number(fields.at(-1)) };
-  }
 
   push(chunk: Buffer): void {
     this.pending = Buffer.concat([this.pending, chunk]);
@@ -108,11 +104,12 @@ export class OutputStream {
   private lines(lines: string[]): void {
     let run: string[] = [];
     for (const text of lines) {
-      if (text.startsWith(GPU_MARKER)) {
-        this.gpu.push(text.slice(GPU_MARKER.length + 1));
+      const m = parseMark(text, this.token);
+      if (m?.kind === 'gpu') {
+        this.gpu.push(m.rest);
         continue;
       }
-      const mark = this.marker(text);
+      const mark = m?.kind === 'phase' ? phaseMark(m.rest) : null;
       if (!mark) {
         run.push(text);
         this.tail.push(text);

@@ -55,7 +55,7 @@ export function renderSubmission(
   paths: RemotePaths,
   image: { id: string; members: { name: string; blob: string }[]; manifest: string } | null,
   smokeFile: string | null,
-  phaseToken: string,
+  markerToken: string,
 ): Submission {
   const script = renderJobScript({
     modules: s.modules,
@@ -85,7 +85,7 @@ export function renderSubmission(
             },
           }
         : null,
-    phaseToken,
+    markerToken,
     watchdog:
       s.watchdogSeconds === null
         ? null
