@@ -47,15 +47,18 @@ export class InputError extends DeliveryError {
   }
 }
 
-/** The server's host key is not the one recorded in known-hosts. */
-export class HostKeyError extends DeliveryError {
-  readonly exitCode = ExitCode.hostKey;
+/** The base of an error kind that adds nothing to DeliveryError but its exit code. */
+function withExitCode<C extends number>(code: C) {
+  return class extends DeliveryError {
+    readonly exitCode = code;
+  };
 }
 
+/** The server's host key is not the one recorded in known-hosts. */
+export class HostKeyError extends withExitCode(ExitCode.hostKey) {}
+
 /** The SSH connection could not be made, or was lost and could not be re-established. */
-export class ConnectionError extends DeliveryError {
-  readonly exitCode = ExitCode.connection;
-}
+export class ConnectionError extends withExitCode(ExitCode.connection) {}
 
 /** A command on the cluster failed (exit code and the tail of its stderr in the message). */
 export class RemoteCommandError extends DeliveryError {
@@ -71,28 +74,20 @@ export class RemoteCommandError extends DeliveryError {
 }
 
 /** docker build / docker save failed, or the saved archive could not be read. */
-export class BuildError extends DeliveryError {
-  readonly exitCode = ExitCode.build;
-}
+export class BuildError extends withExitCode(ExitCode.build) {}
 
 /** The Slurm job ran but did not pass: the smoke test exited non-zero, or the .sif build failed. */
-export class JobFailedError extends DeliveryError {
-  readonly exitCode = ExitCode.jobFailed;
-}
+export class JobFailedError extends withExitCode(ExitCode.jobFailed) {}
 
 /** The Slurm job was cancelled, timed out, ran out of memory or lost its node. */
-export class JobInterruptedError extends DeliveryError {
-  readonly exitCode = ExitCode.jobInterrupted;
-}
+export class JobInterruptedError extends withExitCode(ExitCode.jobInterrupted) {}
 
 /**
  * The cluster refuses what the inputs ask for (partition, GPUs, time, modules, runtime, sbatch's
  * test, writable directories): found by preflight before anything was saved, sent or submitted.
  * Each line names the input and what the cluster offers.
  */
-export class PreflightError extends DeliveryError {
-  readonly exitCode = ExitCode.input;
-}
+export class PreflightError extends withExitCode(ExitCode.input) {}
 
 function tail(text: string, lines = 10): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');

@@ -173,14 +173,16 @@ export interface ReceiveParams {
   codec: Codec;
 }
 
+/** The store's paths under an absolute root, as the receive and gc scripts name them. */
+function storePaths(root: string) {
+  return { store: `${root}/${STORE}`, store_lock: `${root}/${STORE_LOCK}`, blobs: `${root}/${BLOBS}`, incoming: `${root}/${INCOMING}` };
+}
+
 /** Receive one range of a blob on stdin, sent as `codec`, and join the blob once all is there (cluster/store-receive.sh says how). */
 export function receiveScript(p: ReceiveParams): string {
   const at = (path: string) => `${p.root}/${path}`;
   return renderScript('store-receive', {
-    store: at(STORE),
-    store_lock: at(STORE_LOCK),
-    blobs: at(BLOBS),
-    incoming: at(INCOMING),
+    ...storePaths(p.root),
     part: at(partPath(p.key, p.start, p.end)),
     join_lock: at(joinLockPath(p.key)),
     key: p.key,
@@ -208,11 +210,8 @@ export interface GcParams {
 export function gcScript(p: GcParams): string {
   const at = (path: string) => `${p.root}/${path}`;
   return renderScript('store-gc', {
-    store: at(STORE),
-    store_lock: at(STORE_LOCK),
+    ...storePaths(p.root),
     records: at(IMAGE_RECORDS),
-    blobs: at(BLOBS),
-    incoming: at(INCOMING),
     holds: at(HOLDS),
     sifs: at(SIFS),
     jobs: at(JOBS),
