@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { OUTPUT_START, PreambleFilter, loginShellCommand } from '../../src/core/loginshell.js';
 
 /** As sshd runs a command: the user's login shell with -c, in $HOME. stdout is raw (preamble and all). */
-function runRemoteRaw(script: string, home: string, shell = 'sh') {
-  return spawnSync(shell, ['-c', loginShellCommand(script)], { cwd: home, env: { HOME: home, PATH: process.env.PATH }, encoding: 'utf8' });
+function runRemoteRaw(script: string, home: string, shell = 'sh', login = true) {
+  return spawnSync(shell, ['-c', loginShellCommand(script, login)], { cwd: home, env: { HOME: home, PATH: process.env.PATH }, encoding: 'utf8' });
 }
 
 /** The same, with stdout as Remote.exec hands it on (through the preamble filter). */
-function runRemote(script: string, home: string, shell = 'sh') {
-  const r = runRemoteRaw(script, home, shell);
+function runRemote(script: string, home: string, shell = 'sh', login = true) {
+  const r = runRemoteRaw(script, home, shell, login);
   return { ...r, stdout: new PreambleFilter().push(Buffer.from(r.stdout)).toString() };
 }
 
@@ -54,6 +54,12 @@ describe('loginShellCommand', () => {
   test('runs the script in a login shell (profile read), in $HOME', () => {
     const r = runRemote('echo "$FROM_PROFILE $PWD"', home);
     expect(r.stdout.trim()).toBe(`yes ${home}`);
+  });
+
+  test.each(['sh', 'bash', 'tcsh'])('without login (from %s): the profile is not read; output and exit status as with it', (shell) => {
+    const r = runRemote('echo "[$FROM_PROFILE] $PWD"; exit 5', home, shell, false);
+    expect(r.stdout.trim()).toBe(`[] ${home}`);
+    expect(r.status).toBe(5);
   });
 
   test.each([0, 3, 97])('an explicit exit %i under set -e is the exit status, whatever ~/.bash_logout does', (code) => {

@@ -51,7 +51,8 @@ interface Run {
 /** Whether this machine has zstd (the store reports it, and receives zstd streams with it). */
 const HAS_ZSTD = spawnSync('zstd', ['--version']).status === 0;
 /** The lines prepare starts with on this machine. */
-const TOOLS = HAS_ZSTD ? ['tool zstd'] : [];
+/** The lines prepare starts with: its tools and its (login shell's) PATH, here the one sh gives it. */
+const tools = () => [...(HAS_ZSTD ? ['tool zstd'] : []), `path ${fakeSlurm}:${process.env.PATH}`];
 
 /**
  * A PATH like a sparse cluster's: every command of /usr/bin and /bin but openssl and zstd
@@ -100,8 +101,8 @@ const gc = (p: Omit<GcParams, 'loginModules'>) => gcScript({ loginModules: [], .
 const RUN = '20261127-120000-abcdef';
 
 /** The same, as a running process whose stdin the test feeds. */
-function shAsync(home: string, script: string) {
-  const child = track(spawn('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home }, detached: true }));
+function shAsync(home: string, script: string, path = process.env.PATH) {
+  const child = track(spawn('bash', ['-c', script], { cwd: home, env: { PATH: path, HOME: home }, detached: true }));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -161,7 +162,7 @@ const reportLines = (stdout: string) =>
   stdout
     .trimEnd()
     .split('\n')
-    .filter((l) => !/^(tool|home|tmpdir|root|publish|existing) /.test(l));
+    .filter((l) => !/^(tool|path|home|tmpdir|root|publish|existing) /.test(l));
 
 /** The PATHs scripts run with: this machine's, and one without openssl and zstd. */
 const PATHS: [string, () => string][] = [
@@ -190,7 +191,7 @@ describe('prepareScript', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const root = join(home, 'work/riviera');
-    expect(r.stdout.split('\n')).toEqual([...TOOLS, `home ${home}`, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, 'sif build', '']);
+    expect(r.stdout.split('\n')).toEqual([...tools(), `home ${home}`, `tmpdir ${join(home, 'scratch tmp')}`, `root ${root}`, 'sif build', '']);
     expect(modeOf(root)).toBe(0o700);
     expect(statSync(join(home, 'scratch tmp')).isDirectory()).toBe(true);
     for (const d of [`${STORE}/blobs/sha256`, `${STORE}/incoming`, `${STORE}/images`, 'sif', 'images', 'jobs']) {
@@ -211,6 +212,7 @@ describe('prepareScript', () => {
       publishDir: null,
       existingSif: null,
       zstd: HAS_ZSTD,
+      path: `${fakeSlurm}:${process.env.PATH}`,
       sifReusable: false,
       have: new Set(),
       bad: new Set(),
@@ -253,7 +255,7 @@ describe('prepareScript', () => {
     expect(r.code).toBe(0);
     const root = join(home, 'work/riviera');
     expect(r.stdout.split('\n')).toEqual([
-      ...TOOLS,
+      ...tools(),
       `home ${home}`,
       `tmpdir ${join(home, 'scratch tmp')}`,
       `root ${root}`,
@@ -519,8 +521,11 @@ describe('sha256 (cluster/lib-sha256.sh)', () => {
 
 describe('parsePrepare', () => {
   test('ignores other lines (a login banner), keeps spaces in paths', () => {
-    const r = parsePrepare(['Welcome to Riviera', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `part ${fakeHex('a')} 0 10 7`, ''].join('\n'));
+    const r = parsePrepare(
+      ['Welcome to Riviera', 'path /my bin:/usr/bin', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `part ${fakeHex('a')} 0 10 7`, ''].join('\n'),
+    );
     expect(r).toEqual({
+      path: '/my bin:/usr/bin',
       home: '/h',
       root: '/h/my dir',
       tmpdir: '/s/my tmp',
@@ -612,8 +617,8 @@ describe('receiveScript', () => {
   const partialPath = (root: string) => join(root, STORE, 'incoming', `${hex}.0-${data.length}.part`);
 
   /** A receiver; `ready` resolves with the offset it says to start from, or null if it never does. */
-  function receiver(home: string, root: string, codec: Codec = 'raw') {
-    const r = shAsync(home, receiveScript({ root, key: hex, hex, size: data.length, start: 0, end: data.length, codec }));
+  function receiver(home: string, root: string, codec: Codec = 'raw', loginPath = '') {
+    const r = shAsync(home, receiveScript({ root, key: hex, hex, size: data.length, start: 0, end: data.length, codec, path: loginPath }));
     const ready = new Promise<number | null>((resolve) => {
       let out = '';
       r.child.stdout.on('data', (d: Buffer) => {
@@ -627,8 +632,8 @@ describe('receiveScript', () => {
   }
 
   /** Run a receiver, sending what `send` makes of the offset it says (as the sender does). */
-  async function receive(home: string, root: string, send: (from: number) => Buffer, codec: Codec = 'raw'): Promise<Run & { from: number | null }> {
-    const r = receiver(home, root, codec);
+  async function receive(home: string, root: string, send: (from: number) => Buffer, codec: Codec = 'raw', loginPath = ''): Promise<Run & { from: number | null }> {
+    const r = receiver(home, root, codec, loginPath);
     const from = await r.ready;
     if (from !== null) r.child.stdin.end(send(from));
     return { ...(await r.done), from };
@@ -644,6 +649,19 @@ describe('receiveScript', () => {
     expect(r).toEqual({ code: RECEIVE.ok, stdout: 'ready 0\nok\n', stderr: '', from: 0 });
     expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
     expect(existsSync(partialPath(root))).toBe(false);
+  });
+
+  test("runs its tools from the login shell's PATH it is given (it starts without the login profile)", async () => {
+    const { home, root } = newStore();
+    // A gzip only the login PATH has, as a module-less cluster's ~/bin might.
+    const bin = join(home, 'login-bin');
+    mkdirSync(bin);
+    const gzip = execFileSync('sh', ['-c', 'command -v gzip']).toString().trim();
+    writeFileSync(join(bin, 'gzip'), `#!/bin/sh\ntouch "$HOME/login-gzip-used"\nexec ${gzip} "$@"\n`, { mode: 0o755 });
+    const r = await receive(home, root, () => gzipped(data), 'gzip', `${bin}:${process.env.PATH}`);
+    expect([r.code, r.stdout]).toEqual([RECEIVE.ok, 'ready 0\nok\n']);
+    expect(existsSync(join(home, 'login-gzip-used'))).toBe(true);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
   });
 
   test('the blob is not in the store while it is still arriving', async () => {
@@ -732,7 +750,7 @@ describe('receiveScript', () => {
   test('a blob already in the store: have, exit 0, stdin never read', async () => {
     const { home, root } = newStore();
     writeFileSync(blobPath(root), data);
-    const { child, done } = shAsync(home, receiveScript({ root, key: hex, hex, size: data.length, start: 0, end: data.length, codec: 'raw' }));
+    const { child, done } = shAsync(home, receiveScript({ root, key: hex, hex, size: data.length, start: 0, end: data.length, codec: 'raw', path: '' }));
     // stdin stays open: a receiver that read it would never end.
     let timer: NodeJS.Timeout | undefined;
     const r = await Promise.race([done, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 10_000)))]);

@@ -16,7 +16,7 @@ import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
 import { gcScript } from './store.js';
 import { assembly, cancelJob, readSmokeFile, renderSubmission, submitJob } from './submit.js';
 import { Timings } from './timings.js';
-import { upload } from './upload.js';
+import { SaveAhead, upload } from './upload.js';
 import { type FollowOptions, followJob } from './follow.js';
 
 export interface DeliveryHooks extends FollowOptions {
@@ -101,6 +101,8 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
   const digest = source?.digest ?? null;
   const session = new Session(s, reporter);
   let image: SavedImage | null = null;
+  // The save starts at once: the engine takes as long before its first byte as connecting does.
+  const ahead = source ? new SaveAhead(source) : null;
   try {
     await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
       await timings.time('connect', () => session.remote());
@@ -108,7 +110,7 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     });
     // The run is named first: from the first round trip on, it holds what its job will use.
     const run = newRunId();
-    const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, run, reporter, timings));
+    const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, ahead, run, reporter, timings));
     const { report, stats } = up;
     image = up.image;
     checkAbort(hooks.signal);
@@ -186,6 +188,9 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       message: verdict.ok ? 'The smoke test passed.' : verdict.message,
       error: verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message),
     };
+  } catch (e) {
+    await ahead?.stop();
+    throw e;
   } finally {
     session.close();
     await image?.cleanup();

@@ -13,13 +13,14 @@ export const OUTPUT_START = '::riviera-output-start::';
  * The remote command for a script, which sshd hands to the user's login shell as `SHELL -c COMMAND`:
  * one line that sh, bash, zsh, tcsh and fish all parse alike (no newline, `!`, `$` or backquote,
  * which tcsh would choke on or expand even inside quotes), so the script travels base64-encoded and
- * bash, as a login shell, decodes and runs it. The script runs in a subshell: an `exit` in it would
+ * bash, as a login shell, decodes and runs it (a script that needs neither `module` nor the
+ * profile's PATH, given `login` false, skips the profile: tens of ms of CPU each time). The script runs in a subshell: an `exit` in it would
  * otherwise make the login shell run the user's ~/.bash_logout, whose last status (with `set -e`
  * on, its first failure) replaces the script's.
  */
-export function loginShellCommand(script: string): string {
+export function loginShellCommand(script: string, login = true): string {
   const wrapped = `printf '%s\\n' ${shq(OUTPUT_START)}\n(\n${script}\n)\n`;
-  return `exec bash -l -c 'source <(base64 -d <<<${Buffer.from(wrapped).toString('base64')})'`;
+  return `exec bash ${login ? '-l ' : ''}-c 'source <(base64 -d <<<${Buffer.from(wrapped).toString('base64')})'`;
 }
 
 /** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */

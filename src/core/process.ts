@@ -83,6 +83,19 @@ export function startProcess(command: string, args: string[], opts: { cwd?: stri
   return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, ended, kill: () => child.kill() };
 }
 
+/**
+ * A program whose stdout goes straight into an open file (no pass through this process, so it
+ * writes at its own pace whatever else the event loop is doing); its stderr is piped.
+ */
+export function startProcessToFile(command: string, args: string[], fd: number): Pick<PipedProcess, 'stderr' | 'ended' | 'kill'> {
+  const child = spawn(command, args, { stdio: ['ignore', fd, 'pipe'] });
+  const ended = new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code));
+  });
+  return { stderr: child.stderr!, ended, kill: () => child.kill() };
+}
+
 /** Whether a program is installed here and runs (`command --version` exits 0). */
 export function commandWorks(command: string): boolean {
   return spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;

@@ -63,6 +63,8 @@ export interface ExecOptions {
    * that line: the command can first take its locks and say where to start.
    */
   feed?: { after: string; stream: (line: string) => Readable };
+  /** Run in a login shell (default); false for a script that needs no `module` and brings its PATH. */
+  login?: boolean;
 }
 
 /**
@@ -151,6 +153,6 @@ export function streamScript(ch: ScriptChannel, opts: ExecOptions = {}): Promise
  * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
  */
 export function spawnScript(argv: string[], script: string, opts: ExecOptions = {}, env?: NodeJS.ProcessEnv, cwd?: string): Promise<ExecResult> {
-  const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
+  const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script, opts.login)], { env, cwd });
   return streamScript({ ...p, abort: p.kill }, opts);
 }

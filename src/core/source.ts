@@ -25,6 +25,8 @@ export interface Saving {
   /** Whether this is a save under way (from the engine), not a tar already on disk. */
   saving: boolean;
   saved: Promise<SavedImage>;
+  /** Stop the save (its tar is removed; `saved` rejects). Nothing to stop for a tar saved elsewhere. */
+  abort(): void;
 }
 
 /** Where the image comes from: the local engine (saved only when the cluster needs its blobs), or a saved tar. */
@@ -51,19 +53,18 @@ export async function engineSource(s: Settings, reporter: Reporter): Promise<Ima
     blobHexes: [...new Set([id, ...diffIds].map(hex))],
     load: async (early = () => false) => {
       const dir = await saveDir();
-      const { bytes, done } = TarBytes.save(s.image, dir.path, early);
+      const { bytes, done, abort } = TarBytes.save(s.image, dir.path, early);
       const saved = (async () => {
         try {
           await done;
           const archive = await readImageArchive(dir.path);
-          reporter.info(`Saved ${s.image} (${id}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(bytes.written)}`);
           return { archive, tar: dir.path, size: bytes.written, cleanup: dir.cleanup };
         } catch (e) {
           await dir.cleanup();
           throw e;
         }
       })();
-      return { bytes, saving: true, saved };
+      return { bytes, saving: true, saved, abort };
     },
   };
 }
@@ -87,6 +88,6 @@ export async function archiveSource(path: string, reporter: Reporter): Promise<I
     digest: archive.imageId,
     size,
     blobHexes: [...new Set([archive.config, ...archive.layers].map((b) => hex(b.digest)))],
-    load: async () => ({ bytes: await TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded) }),
+    load: async () => ({ bytes: await TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded), abort: () => undefined }),
   };
 }

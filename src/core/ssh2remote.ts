@@ -133,7 +133,7 @@ export class Ssh2Remote extends ScriptRemote {
       };
       const onLost = () => finish(() => reject(new ConnectionError('The SSH connection was lost.')));
       conn.once('close', onLost);
-      conn.exec(loginShellCommand(script), (err, channel) => {
+      conn.exec(loginShellCommand(script, opts.login), (err, channel) => {
         if (err) return finish(() => reject(new ConnectionError(`Could not open an SSH channel: ${err.message}`)));
         channel.on('error', (e: Error) => finish(() => reject(new ConnectionError(`SSH channel failed: ${e.message}`))));
         const ended = new Promise<number | null>((done) => {

@@ -99,6 +99,8 @@ export interface StoreReport {
   existingSif: string | null;
   /** The cluster has zstd (blobs may be sent zstd-compressed). */
   zstd: boolean;
+  /** The login shell's PATH, which the receivers (run without a login profile) take over. */
+  path: string;
   sifReusable: boolean;
   have: Set<string>;
   bad: Set<string>;
@@ -114,6 +116,7 @@ export function parsePrepare(stdout: string): StoreReport {
     publishDir: null,
     existingSif: null,
     zstd: false,
+    path: '',
     sifReusable: false,
     have: new Set(),
     bad: new Set(),
@@ -127,6 +130,7 @@ export function parsePrepare(stdout: string): StoreReport {
     else if (kind === 'publish') r.publishDir = line.slice(8);
     else if (kind === 'existing') r.existingSif = line.slice(9);
     else if (kind === 'tool' && a === 'zstd') r.zstd = true;
+    else if (kind === 'path') r.path = line.slice(5);
     else if (kind === 'sif') r.sifReusable = a === 'ok';
     else if (kind === 'blob' && b === 'have') r.have.add(a);
     else if (kind === 'blob' && b === 'bad') r.bad.add(a);
@@ -171,6 +175,8 @@ export interface ReceiveParams {
   start: number;
   end: number;
   codec: Codec;
+  /** The login shell's PATH ('' = keep the one the script starts with). */
+  path: string;
 }
 
 /** The store's paths under an absolute root, as the receive and gc scripts name them. */
@@ -190,6 +196,7 @@ export function receiveScript(p: ReceiveParams): string {
     size: p.size,
     length: p.end - p.start,
     codec: p.codec,
+    login_path: p.path,
     rc_busy: RECEIVE.busy,
     rc_short: RECEIVE.short,
     rc_corrupt: RECEIVE.corrupt,

@@ -1,5 +1,6 @@
-// The bytes of a saved image: a tar already on disk, or one `docker save` is still writing (into a
-// pipe that this module copies to a file), so that the upload can start while the image is saved.
+// The bytes of a saved image: a tar already on disk, or one `docker save` is still writing (straight
+// into the file, which this module reads behind it), so that the upload can start while the image
+// is saved; docker writes at its own pace, never waiting for this process's event loop.
 // Members are known as soon as their headers pass, and the large ones are hashed on the way, so
 // the cluster can check a blob sent before its name (its digest) was known.
 import { createHash, type Hash } from 'node:crypto';
@@ -7,10 +8,13 @@ import { EventEmitter } from 'node:events';
 import { open, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { BuildError } from './errors.js';
-import { startProcess } from './process.js';
+import { startProcessToFile } from './process.js';
 import { TarFollower, type TarEntry } from './tar.js';
 
 const CHUNK = 1 << 20;
+/** What the save is followed by: a large read each time, and a short nap when it caught up. */
+const FOLLOW_CHUNK = 4 << 20;
+const FOLLOW_POLL_MS = 5;
 
 /** A member of the tar, and its sha256 once all of it went by (only members that were hashed). */
 export interface TarMember extends TarEntry {
@@ -41,7 +45,7 @@ export class TarBytes {
    * `docker save image` into `path`, followed as it goes: members whose data `hash` selects are
    * hashed on the way. `done` resolves when the tar is complete and on disk.
    */
-  static save(image: string, path: string, hash: (e: TarEntry) => boolean): { bytes: TarBytes; done: Promise<void> } {
+  static save(image: string, path: string, hash: (e: TarEntry) => boolean): { bytes: TarBytes; done: Promise<void>; abort: () => void } {
     const t = new TarBytes(path);
     const hashes = new Map<string, Hash>();
     const follower = new TarFollower(
@@ -57,23 +61,43 @@ export class TarBytes {
         if (h) t.members.get(e.name)!.hex = h.digest('hex');
       },
     );
+    let stopped = false;
+    let child: ReturnType<typeof startProcessToFile> | null = null;
     const done = (async () => {
-      const fh = await open(path, 'wx', 0o600);
-      const child = startProcess('docker', ['save', image]);
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+      const out = await open(path, 'wx', 0o600);
+      let proc: ReturnType<typeof startProcessToFile>;
       try {
-        for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-          follower.push(chunk);
-          await fh.write(chunk);
-          t.written += chunk.length;
-          t.changed();
+        proc = child = startProcessToFile('docker', ['save', image], out.fd);
+      } finally {
+        await out.close();
+      }
+      if (stopped) proc.kill();
+      let stderr = '';
+      proc.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+      let exited = false;
+      const ended = proc.ended.finally(() => (exited = true));
+      const fh = await open(path, 'r');
+      const buf = Buffer.allocUnsafe(FOLLOW_CHUNK);
+      try {
+        // Read behind the writer: what is read is on disk, so `written` may count it.
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, t.written);
+          if (bytesRead > 0) {
+            follower.push(buf.subarray(0, bytesRead));
+            t.written += bytesRead;
+            t.changed();
+            continue;
+          }
+          // Nothing new: done if docker has exited (and this read came after), else look again soon.
+          if (exited) break;
+          await Promise.race([ended, new Promise((r) => setTimeout(r, FOLLOW_POLL_MS))]);
         }
-        const code = await child.ended;
+        const code = await ended;
+        if (stopped) throw new BuildError('docker save was stopped.');
         if (code !== 0) throw new BuildError(`docker save failed (exit ${code}):\n${stderr.trim().split('\n').slice(-15).join('\n')}`);
         t.finished = true;
       } catch (e) {
-        child.kill();
+        proc.kill();
         t.failed = e instanceof Error ? e : new Error(String(e));
         throw t.failed;
       } finally {
@@ -83,7 +107,11 @@ export class TarBytes {
     })();
     // The failure reaches every reader and the caller through `done`; never unhandled here.
     done.catch(() => undefined);
-    return { bytes: t, done };
+    const abort = () => {
+      stopped = true;
+      child?.kill();
+    };
+    return { bytes: t, done, abort };
   }
 
   private changed(): void {

@@ -18,7 +18,7 @@ import { DEFAULT_RANGES, type RangeJob, type RangePart, RangeQueue } from './ran
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
 import { hexOf } from './layout.js';
-import { type BlobSend, type Codec, RECEIVE, receiveScript } from './store.js';
+import { type BlobSend, type Codec, RECEIVE, type StoreReport, receiveScript } from './store.js';
 import { TarBytes } from './tarbytes.js';
 
 /** Channels in flight at once: one channel's window caps its rate, several fill the link. */
@@ -130,9 +130,9 @@ export class Transfer {
 
   constructor(
     private readonly session: Session,
-    private readonly root: string,
+    /** The store's directory, whether it has zstd, and the login shell's PATH, from its report. */
+    private readonly store: Pick<StoreReport, 'root' | 'zstd' | 'path'>,
     private readonly bytes: TarBytes,
-    private readonly remoteZstd: boolean,
     private readonly reporter: Reporter,
   ) {
     this.events.setMaxListeners(0);
@@ -206,7 +206,7 @@ export class Transfer {
   }
 
   private codecOf(u: Sending): Promise<Codec> {
-    u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.remoteZstd));
+    u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.store.zstd));
     return u.codec;
   }
 
@@ -255,7 +255,10 @@ export class Transfer {
         const level = this.tuner.level;
         let meter: (() => number) | null = null;
         const hex = u.hex();
-        const r = await remote.exec(receiveScript({ root: this.root, key: u.key, hex, size: u.size, start: job.start, end: job.end, codec }), {
+        const receive = receiveScript({ root: this.store.root, key: u.key, hex, size: u.size, start: job.start, end: job.end, codec, path: this.store.path });
+        // A receiver needs no `module`: the login profile's cost is spared on every range.
+        const r = await remote.exec(receive, {
+          login: false,
           feed: {
             after: 'ready ',
             stream: (line) => {
@@ -313,7 +316,7 @@ export async function sendBlobs(
   reporter: Reporter,
 ): Promise<TransferStats> {
   if (plan.length === 0) return { sent: 0, raw: 0, rawTotal: 0 };
-  const t = new Transfer(session, root, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, remoteZstd, reporter);
+  const t = new Transfer(session, { root, zstd: remoteZstd, path: '' }, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, reporter);
   for (const job of plan) t.add(uploadOf(job));
   return t.finish();
 }

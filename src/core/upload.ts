@@ -8,7 +8,7 @@ import { mib } from './format.js';
 import { evaluatePreflight, parsePreflight, preflightFailureMessage, preflightScript, preflightThen, wantsOf } from './preflight.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
-import type { ImageSource, SavedImage } from './source.js';
+import type { ImageSource, SavedImage, Saving } from './source.js';
 import { hexOf } from './layout.js';
 import type { Remote } from './remote.js';
 import { PREPARE_REFUSED, type PrepareParams, type StoreReport, imageBlobs, parsePrepare, planTransfer, prepareScript } from './store.js';
@@ -125,37 +125,95 @@ export interface Uploaded {
   stats: TransferStats;
 }
 
+const NAMED_BLOB = /^(?:\.\/)?blobs\/sha256\/[0-9a-f]{64}$/;
+
 /**
- * Prepare the store, and unless an intact .sif makes it unnecessary, save the image and send the
- * blobs the store lacks. Timed as `upload`, except the save (`save`: from its start to its end,
- * sending meanwhile); `upload` is what the transfer takes beyond that.
+ * The image's save, begun before the cluster has said what it lacks (the engine needs a while before
+ * its first byte, as long as connecting and the first round trip take on a far link). Members that
+ * pass before the answer are held, and handed to the upload's choice once it is known; the save is
+ * stopped, and its tar removed, if nothing needs to be sent after all.
  */
-export async function upload(session: Session, s: Settings, source: ImageSource | null, run: string, reporter: Reporter, timings: Timings): Promise<Uploaded> {
+export class SaveAhead {
+  readonly started = Date.now();
+  readonly saving: Promise<Saving>;
+  private choose: ((e: TarEntry) => boolean) | null = null;
+  private readonly held: TarEntry[] = [];
+
+  constructor(source: ImageSource) {
+    this.saving = source.load((e) => {
+      if (this.choose) return this.choose(e);
+      if (e.size < EARLY_MIN) return false;
+      this.held.push(e);
+      // A member named by its digest needs no hashing; a legacy layer.tar may go before its digest is known.
+      return !NAMED_BLOB.test(e.name);
+    });
+    // A failure reaches whoever awaits the save; never unhandled here.
+    this.saving.then((x) => x.saved.catch(() => undefined)).catch(() => undefined);
+  }
+
+  /** From now on `choose` sends the members it picks, beginning with those already held. */
+  route(choose: (e: TarEntry) => boolean): void {
+    this.choose = choose;
+    for (const e of this.held.splice(0)) choose(e);
+  }
+
+  /** Stop the save and wait until its tar is gone. */
+  async stop(): Promise<void> {
+    const x = await this.saving.catch(() => null);
+    if (!x) return;
+    x.abort();
+    await x.saved.then((img) => img.cleanup(), () => undefined);
+  }
+}
+
+/**
+ * Prepare the store, and unless an intact .sif makes it unnecessary, send the blobs the store lacks
+ * from the save `ahead` began (stopped if nothing is needed). Timed as `upload`, except the part of
+ * the save that outlasts the first round trip (`save`, sending meanwhile); `upload` is what the
+ * transfer takes beyond that.
+ */
+export async function upload(
+  session: Session,
+  s: Settings,
+  source: ImageSource | null,
+  ahead: SaveAhead | null,
+  run: string,
+  reporter: Reporter,
+  timings: Timings,
+): Promise<Uploaded> {
   const none = { sent: 0, raw: 0, rawTotal: 0 };
   const imageHex = source ? hexOf(source.digest) : null;
-  const first = await timings.time('upload', () =>
-    preflightAndPrepare(session, s, { imageHex, blobHexes: source?.blobHexes ?? [], reuse: !s.forceRebuild, run }, source?.size ?? null, reporter),
-  );
+  let first: Awaited<ReturnType<typeof preflightAndPrepare>>;
+  try {
+    first = await timings.time('upload', () =>
+      preflightAndPrepare(session, s, { imageHex, blobHexes: source?.blobHexes ?? [], reuse: !s.forceRebuild, run }, source?.size ?? null, reporter),
+    );
+  } catch (e) {
+    await ahead?.stop();
+    throw e;
+  }
   let report = first.report;
   const accounting = first.accounting;
-  if (!source) {
+  if (!source || !ahead) {
     reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
     return { report, accounting, image: null, stats: none };
   }
   if (report.sifReusable) {
+    await ahead.stop();
     reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
     return { report, accounting, image: null, stats: none };
   }
   for (const bad of report.bad) reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
   const lacking = new Set(source.blobHexes.filter((h) => !report.have.has(h)));
   const noLayers = source.blobHexes.filter((h) => h !== imageHex).every((h) => lacking.has(h));
+  const preflightEnded = Date.now();
+  const { bytes, saving, saved } = await ahead.saving;
+  const transfer = new Transfer(session, report, bytes, reporter);
   // Members sent before the save ends, by tar member name.
   const early = new Map<string, string>();
-  let transfer: Transfer | null = null;
-  const saveStarted = Date.now();
-  const { bytes, saving, saved } = await source.load((e) => {
+  ahead.route((e) => {
     const m = earlyMember(e, lacking, noLayers, imageHex!);
-    if (!m || !transfer) return false;
+    if (!m) return false;
     early.set(e.name, m.key);
     transfer.add({
       key: m.key,
@@ -167,7 +225,6 @@ export async function upload(session: Session, s: Settings, source: ImageSource 
     });
     return m.hex === null;
   });
-  transfer = new Transfer(session, report.root, bytes, report.zstd, reporter);
   let image: SavedImage;
   try {
     image = await saved;
@@ -176,7 +233,9 @@ export async function upload(session: Session, s: Settings, source: ImageSource 
     await transfer.finish().catch(() => undefined);
     throw e;
   }
-  if (saving) timings.add('save', (Date.now() - saveStarted) / 1000);
+  // Only the part of the save that outlasted the first round trip adds to the delivery's time.
+  if (saving) timings.add('save', Math.max(0, Date.now() - Math.max(ahead.started, preflightEnded)) / 1000);
+  reporter.info(`Saved ${s.image} (${source.digest}): ${image.archive.layout} layout, ${image.archive.layers.length} layer(s), ${mib(image.size)}`);
   try {
     return await timings.time('upload', async () => {
       const blobs = imageBlobs(image.archive);
@@ -192,12 +251,12 @@ export async function upload(session: Session, s: Settings, source: ImageSource 
       if (hexes.some((h) => !source.blobHexes.includes(h))) report = await prepare(session, s, { imageHex, blobHexes: hexes, reuse: false, run });
       const sentEarly = new Set([...early.keys()]);
       const plan = planTransfer(image.archive, report).filter((j) => !sentEarly.has(j.blob.member));
-      for (const job of plan) transfer!.add(uploadOf(job));
+      for (const job of plan) transfer.add(uploadOf(job));
       const count = plan.length + early.size;
       reporter.info(
-        `The cluster has ${blobs.length - count} of ${blobs.length} blobs; sending ${count} (${mib(transfer!.stats.rawTotal)}${early.size ? `, ${early.size} while saving` : ''}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`,
+        `The cluster has ${blobs.length - count} of ${blobs.length} blobs; sending ${count} (${mib(transfer.stats.rawTotal)}${early.size ? `, ${early.size} while saving` : ''}${report.zstd ? '' : ', gzip: no zstd on the cluster'}).`,
       );
-      return { report, accounting, image, stats: await transfer!.finish() };
+      return { report, accounting, image, stats: await transfer.finish() };
     });
   } catch (e) {
     // Stop the channels still sending before the tar they read goes away.

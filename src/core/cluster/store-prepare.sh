@@ -2,6 +2,7 @@
 # collection keeps what the job will use until Slurm no longer knows the job), record it, check its
 # .sif, and report on stdout, one per line:
 #   tool zstd              the cluster has zstd (blobs may come zstd-compressed)
+#   path P                 the login shell's PATH (the receivers run without a login profile)
 #   home|tmpdir|publish|root P  the directories, resolved
 #   existing P             the existing .sif under test, resolved
 #   sif ok|build           the image's .sif is intact and may be reused, or must be built
@@ -23,6 +24,7 @@
 if [ -n "$group" ]; then umask 027; else umask 077; fi
 set -e
 command -v zstd >/dev/null 2>&1 && echo "tool zstd"
+echo "path $PATH"
 
 # --- remote-dir is the tool's own: made here, with the marker in it; a folder without the marker
 # (the home directory, a folder of the user's) is refused, since garbage collection and modes
