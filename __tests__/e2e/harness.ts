@@ -4,7 +4,7 @@
 // root on the same machine.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -59,6 +59,8 @@ export interface StepRun {
   state: Record<string, string>;
   summary: string;
   seconds: number;
+  /** What the step left in RUNNER_TEMP. */
+  leftInTemp: string[];
 }
 
 /** Parse the runner's file commands (`name<<DELIM\nvalue\nDELIM`) as in GITHUB_OUTPUT and GITHUB_STATE. */
@@ -162,6 +164,7 @@ export function startStep(inputs: Record<string, string>, opts: StepOptions): St
         state: { ...commands.state, ...parseFileCommands(readFileSync(st, 'utf8')) },
         summary: readFileSync(summary, 'utf8'),
         seconds: (Date.now() - t0) / 1000,
+        leftInTemp: readdirSync(runnerTemp),
       });
     });
   });

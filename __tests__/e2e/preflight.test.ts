@@ -69,9 +69,11 @@ describe.each([
     console.log(`preflight failure (${name}): ${run.seconds.toFixed(1)} s, ${up} bytes up`);
   });
 
-  test('sends no image data and submits no job', () => {
+  test('sends no image data, keeps nothing of the save it began, and submits no job', () => {
     expect(up).toBeLessThan(64 * 1024);
     expect(run.log).not.toContain('Saved ');
+    // The save begins while preflight runs: it is stopped and its tar removed.
+    expect(run.leftInTemp.filter((f) => f.startsWith('riviera-save-'))).toEqual([]);
     expect(run.log).not.toMatch(/Submitted job/);
     expect(jobsNamed(jobName)).toEqual([]);
     const jobs = join(CLUSTER_HOME, remoteDir, 'jobs');

@@ -69,6 +69,23 @@ test('small blobs go whole, the largest blob first; an empty blob is one empty r
   ]);
 });
 
+test('blobs that go whole go before the ranges of large ones, also when they come later', () => {
+  const q = new RangeQueue([{ key: 'big', size: 100 * MIB }], opts);
+  const first = q.next()!;
+  expect(first.key).toBe('big');
+  q.add({ key: 'config', size: 2301 });
+  q.add({ key: 'layer', size: 2 * MIB });
+  q.add({ key: 'other', size: 40 * MIB });
+  const rest = drain(q);
+  expect(rest.slice(0, 2).map((j) => j.key)).toEqual(['layer', 'config']);
+  // Then the largest first.
+  expect(rest.slice(2).map((j) => j.key)).toEqual(
+    [...rest.slice(2).filter((j) => j.key === 'big'), ...rest.slice(2).filter((j) => j.key === 'other')].map((j) => j.key),
+  );
+  expectTiles([first, ...rest], 'big', 100 * MIB);
+  expectTiles(rest, 'other', 40 * MIB);
+});
+
 test('a resume sends the rest of each partial part first, keeps complete ones, and cuts only the gaps', () => {
   const size = 64 * MIB;
   const parts = [

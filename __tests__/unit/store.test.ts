@@ -522,7 +522,9 @@ describe('sha256 (cluster/lib-sha256.sh)', () => {
 describe('parsePrepare', () => {
   test('ignores other lines (a login banner), keeps spaces in paths', () => {
     const r = parsePrepare(
-      ['Welcome to Riviera', 'path /my bin:/usr/bin', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `part ${fakeHex('a')} 0 10 7`, ''].join('\n'),
+      ['Welcome to Riviera', 'path /my bin:/usr/bin', 'home /h', 'tmpdir /s/my tmp', 'root /h/my dir', 'sif build', `part ${fakeHex('a')} 0 10 7`, ''].join(
+        '\n',
+      ),
     );
     expect(r).toEqual({
       path: '/my bin:/usr/bin',
@@ -632,7 +634,13 @@ describe('receiveScript', () => {
   }
 
   /** Run a receiver, sending what `send` makes of the offset it says (as the sender does). */
-  async function receive(home: string, root: string, send: (from: number) => Buffer, codec: Codec = 'raw', loginPath = ''): Promise<Run & { from: number | null }> {
+  async function receive(
+    home: string,
+    root: string,
+    send: (from: number) => Buffer,
+    codec: Codec = 'raw',
+    loginPath = '',
+  ): Promise<Run & { from: number | null }> {
     const r = receiver(home, root, codec, loginPath);
     const from = await r.ready;
     if (from !== null) r.child.stdin.end(send(from));

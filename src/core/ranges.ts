@@ -72,24 +72,35 @@ function workOf(key: string, size: number, parts: RangePart[]): BlobWork {
   return { key, size, resume: open, gaps };
 }
 
-/** Hands out the ranges of a set of blobs, largest blob first, resumed parts before new ones. */
+/**
+ * Hands out the ranges of a set of blobs: blobs that go whole (under minRange) first, since each
+ * costs a command's round trips more than its bytes, and on a free channel they finish while the
+ * large ones still flow instead of trailing after them; then the largest blob first. Resumed parts
+ * before new ones.
+ */
 export class RangeQueue {
-  private readonly work: BlobWork[];
+  private readonly work: BlobWork[] = [];
   private readonly sizes = new Map<string, number>();
 
   constructor(
     blobs: { key: string; size: number; parts?: RangePart[] }[],
     private readonly opts: RangeOptions = DEFAULT_RANGES,
   ) {
-    this.work = [...blobs].sort((a, b) => b.size - a.size).map((b) => workOf(b.key, b.size, b.parts ?? []));
-    for (const b of blobs) this.sizes.set(b.key, b.size);
+    for (const b of blobs) this.add(b);
+  }
+
+  /** Sorts before `other`: whole blobs first, then by size, largest first. */
+  private before(size: number, other: number): boolean {
+    const whole = size < this.opts.minRange;
+    const otherWhole = other < this.opts.minRange;
+    return whole !== otherWhole ? whole : size > other;
   }
 
   /** One more blob to hand out (one whose bytes became known while others were being sent). */
   add(blob: { key: string; size: number; parts?: RangePart[] }): void {
     this.sizes.set(blob.key, blob.size);
     const w = workOf(blob.key, blob.size, blob.parts ?? []);
-    const at = this.work.findIndex((x) => x.size < blob.size);
+    const at = this.work.findIndex((x) => this.before(blob.size, x.size));
     this.work.splice(at < 0 ? this.work.length : at, 0, w);
   }
 

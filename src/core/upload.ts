@@ -162,7 +162,10 @@ export class SaveAhead {
     const x = await this.saving.catch(() => null);
     if (!x) return;
     x.abort();
-    await x.saved.then((img) => img.cleanup(), () => undefined);
+    await x.saved.then(
+      (img) => img.cleanup(),
+      () => undefined,
+    );
   }
 }
 
