@@ -74,7 +74,10 @@ describe('rendered scripts', () => {
       prepareScript(prepareParams({ tmpdir: 't', group: 'g', blobHexes: ['a', 'b'], publishDir: 'p', publishMode: '0640', publishGroup: 'g' })),
     ],
     ['store-prepare, existing .sif', prepareScript(prepareParams({ tmpdir: 't', imageHex: null, reuse: false, existingSif: 'x.sif', run: 'r' }))],
-    ['store-receive', receiveScript({ root: '/r', key: 'a'.repeat(64), hex: 'a'.repeat(64), size: 10, start: 0, end: 10, codec: 'zstd', path: '/usr/bin:/bin' })],
+    [
+      'store-receive',
+      receiveScript({ root: '/r', key: 'a'.repeat(64), hex: 'a'.repeat(64), size: 10, start: 0, end: 10, codec: 'zstd', path: '/usr/bin:/bin' }),
+    ],
     ['store-gc', gcScript({ root: '/r', keepImages: 2, maxAgeDays: 7, loginModules: ['slurm'] })],
     ['poll', pollScript('1', '/j', 0, ['slurm'], { heartbeat: true })],
     [
