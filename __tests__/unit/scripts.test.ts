@@ -10,7 +10,8 @@ import { pollScript } from '../../src/core/poll.js';
 import { preflightScript, preflightThen } from '../../src/core/preflight.js';
 import { type JobScriptParams, renderJobScript } from '../../src/core/jobscript.js';
 import { gcScript, prepareScript, receiveScript } from '../../src/core/store.js';
-import { cancelScript, submitScript } from '../../src/core/submit.js';
+import { shq } from '../../src/core/quote.js';
+import { cancelScript, parseSubmission, submitScript, submitThen } from '../../src/core/submit.js';
 import { HOSTILE_MULTILINE as HOSTILE } from '../helpers/hostile.js';
 import { prepareParams } from '../helpers/store.js';
 
@@ -219,6 +220,42 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     expect(run(script)).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
     expect(count('sbatch')).toBe(1);
     expect(readdirSync(home).filter((f) => f === 'PWNED')).toEqual([]);
+  });
+
+  test('submitThen: `then` runs once the job is submitted (its hold names the job), its output after the answer; parseSubmission tells them apart', () => {
+    const { home, run } = sandbox();
+    const jobDir = join(home, 'rd', 'jobs', 'r');
+    const hold = join(home, 'rd', 'hold-r');
+    const { script, stdin } = submitScript(
+      { group: null, loginModules: [], partition: 'p', buildCpus: 4 },
+      { jobDir, root: join(home, 'rd'), hold },
+      submission(jobDir),
+      null,
+    );
+    const then = `cat ${shq(hold)}\necho 'to stderr' >&2`;
+    const r = run(submitThen(script, then), stdin);
+    expect(r).toEqual({ code: 0, stdout: 'ready\ncpus 4\n4242;cluster-a\nthen job 4242\nthen to stderr\n', stderr: '' });
+    expect(parseSubmission(r.stdout, 8)).toEqual({ jobId: '4242', cpus: 4, notes: [], then: ['job 4242', 'to stderr'] });
+    // A retry finds the job, and runs `then` again.
+    expect(parseSubmission(run(submitThen(script, then)).stdout, 8)).toEqual({ jobId: '4242', cpus: 8, notes: [], then: ['job 4242', 'to stderr'] });
+    // `then` failing is said, and the submission stands.
+    expect(run(submitThen(script, 'exit 3')).stdout).toBe('4242;cluster-a\nthen failed: exit 3\n');
+  });
+
+  test('submitThen: a failed submission keeps its exit code, and `then` does not run', () => {
+    const { home, run } = sandbox();
+    writeFileSync(join(home, 'squeue-fails'), '');
+    const jobDir = join(home, 'jobs', 'r');
+    const { script, stdin } = submitScript(
+      { group: null, loginModules: [], partition: 'p', buildCpus: 4 },
+      { jobDir, root: home, hold: join(home, 'hold') },
+      submission(jobDir),
+      null,
+    );
+    const r = run(submitThen(script, 'touch "$HOME/then-ran"'), stdin);
+    expect(r.code).toBe(75);
+    expect(r.stdout).not.toContain('then ');
+    expect(existsSync(join(home, 'then-ran'))).toBe(false);
   });
 
   test('an attempt cut off between sbatch and keeping its answer: the retry finds the job by its work dir', () => {

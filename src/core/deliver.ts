@@ -123,14 +123,17 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     const markerToken = randomBytes(12).toString('hex');
     const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
       const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null, markerToken);
+      const gc = gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules });
       const done = await session
-        .retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke))
+        // Garbage collection in the same round trip: the run's hold (its job now listed) keeps its image.
+        .retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke, gc))
         .catch(async (e: unknown) => {
           // sbatch may have run before the failure: leave no job behind.
           await session.retry('Cancelling', (r) => cancelJob(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
           throw e;
         });
       for (const note of done.notes) reporter.info(note);
+      if (done.then.length > 0) reporter.debug(done.then.join('\n'));
       reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
       return done;
     });
@@ -148,12 +151,6 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
       throw e;
     });
     await hooks.onJobEnded?.();
-    const gc = await session
-      .retry('Garbage collection', (r) =>
-        r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules })),
-      )
-      .catch((e: Error) => `gc failed: ${e.message}`);
-    reporter.debug(gc.trim());
 
     const gpu = parseGpuReport(follow.out.gpu);
     if (gpu) {

@@ -144,12 +144,44 @@ export function submitScript(
 }
 
 /**
- * Write the job's files and submit it, in one round trip, at most once per job directory however
- * often it is retried (cluster/submit.sh). The files go over stdin, never in a command line.
+ * A submission and then, in the same round trip once the job is submitted, `then` (garbage
+ * collection, which the run's hold keeps off this job's image), whatever it does: its output
+ * (stdout and stderr) comes back after the answer, each line prefixed `then `.
  */
-export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths, sub: Submission, smoke: { name: string; data: Buffer } | null) {
+export function submitThen(submit: string, then: string): string {
+  return `(\n${submit}\n) || exit\n{\n(\n${then}\n) || echo "failed: exit $?"\n} 2>&1 | sed 's/^/then /'\n`;
+}
+
+/** What a submission printed: the job id, the CPUs it asked for, notes for the log, and the output of `then`. Pure. */
+export function parseSubmission(out: string, buildCpus: number) {
+  const all = out.split('\n');
+  const lines = all.filter((l) => !l.startsWith('then '));
+  // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
+  const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
+  return {
+    jobId: parseSbatchOutput(lines.join('\n')),
+    cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : buildCpus,
+    notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
+    then: all.filter((l) => l.startsWith('then ')).map((l) => l.slice(5)),
+  };
+}
+
+/**
+ * Write the job's files and submit it, in one round trip, at most once per job directory however
+ * often it is retried (cluster/submit.sh), then run `then` (see submitThen) if given. The files go
+ * over stdin, never in a command line.
+ */
+export async function submitJob(
+  remote: Remote,
+  s: Settings,
+  paths: RemotePaths,
+  sub: Submission,
+  smoke: { name: string; data: Buffer } | null,
+  then: string | null = null,
+) {
   const { script: submit, stdin } = submitScript(s, paths, sub, smoke);
-  const out = await remote.run('Submitting the job', submit, { feed: { after: 'ready', stream: () => Readable.from([stdin]) } }).catch((e) => {
+  const script = then === null ? submit : submitThen(submit, then);
+  const out = await remote.run('Submitting the job', script, { feed: { after: 'ready', stream: () => Readable.from([stdin]) } }).catch((e) => {
     if (e instanceof RemoteCommandError && e.code === 75) {
       throw new RemoteCommandError(
         'Submitting the job',
@@ -163,14 +195,7 @@ export async function submitJob(remote: Remote, s: Settings, paths: RemotePaths,
     }
     throw e;
   });
-  const lines = out.split('\n');
-  // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
-  const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
-  return {
-    jobId: parseSbatchOutput(out),
-    cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : s.buildCpus,
-    notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
-  };
+  return parseSubmission(out, s.buildCpus);
 }
 
 /** Which job to cancel: its id, or (the id never learnt) the job directory that names it. */
