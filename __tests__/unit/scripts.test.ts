@@ -1,6 +1,6 @@
 // The cluster-side scripts (src/core/cluster/*.sh): shellcheck passes on each file and on each
 // script as rendered with its generated parameters; the parameters reach bash exactly as given.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -217,7 +217,7 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     expect(calls()).toContain(`module load slurm a b\n--squeue--\n`);
     expect(calls()).toContain(`--sbatch--\n--parsable\n--chdir=${jobDir}\n${jobDir}/job.sh\n`);
     // A retry after a dropped connection: the same answer, no second job, nothing read.
-    expect(run(script)).toEqual({ code: 0, stdout: '4242;cluster-a\n', stderr: '' });
+    expect(run(script)).toEqual({ code: 0, stdout: 'ready\n4242;cluster-a\n', stderr: '' });
     expect(count('sbatch')).toBe(1);
     expect(readdirSync(home).filter((f) => f === 'PWNED')).toEqual([]);
   });
@@ -239,7 +239,7 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
     // A retry finds the job, and runs `then` again.
     expect(parseSubmission(run(submitThen(script, then)).stdout, 8)).toEqual({ jobId: '4242', cpus: 8, notes: [], then: ['job 4242', 'to stderr'] });
     // `then` failing is said, and the submission stands.
-    expect(run(submitThen(script, 'exit 3')).stdout).toBe('4242;cluster-a\nthen failed: exit 3\n');
+    expect(run(submitThen(script, 'exit 3')).stdout).toBe('ready\n4242;cluster-a\nthen failed: exit 3\n');
   });
 
   test('submitThen: a failed submission keeps its exit code, and `then` does not run', () => {
@@ -269,10 +269,30 @@ describe('submit.sh and cancel.sh, run by bash with a fake sbatch, squeue, scanc
       submission(jobDir),
       null,
     );
-    expect(run(script, stdin)).toEqual({ code: 0, stdout: '4243\n', stderr: '' });
+    expect(run(script, stdin)).toEqual({ code: 0, stdout: 'ready\n4243\n', stderr: '' });
     expect(count('sbatch')).toBe(0);
     expect(readFileSync(join(jobDir, 'submitted'), 'utf8')).toBe('4243\n');
     expect(readlinkSync(join(home, 'jobs', 'job-4243'))).toBe(jobDir);
+  });
+
+  test('says ready first thing, so the files travel while it waits for the lock (another attempt holds it)', () => {
+    const { home } = sandbox();
+    const jobDir = join(home, 'jobs', 'r');
+    mkdirSync(jobDir, { recursive: true });
+    const holder = spawn('flock', [join(jobDir, 'submit.lock'), 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      const { script, stdin } = submitScript(
+        { group: null, loginModules: [], partition: 'p', buildCpus: 4 },
+        { jobDir, root: home, hold: join(home, 'hold') },
+        submission(jobDir),
+        null,
+      );
+      spawnSync('sleep', ['0.2']);
+      const r = spawnSync('bash', ['-c', script], { cwd: home, env: { PATH: process.env.PATH, HOME: home }, input: stdin, encoding: 'utf8', timeout: 1500 });
+      expect([r.signal, r.stdout]).toEqual(['SIGTERM', 'ready\n']);
+    } finally {
+      holder.kill();
+    }
   });
 
   test('Slurm not answering: exit 75, nothing submitted', () => {
