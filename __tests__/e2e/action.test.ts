@@ -6,10 +6,10 @@ import {
   CLUSTER_HOME,
   activeJobState,
   clusterInputs,
+  clusterWorkspace,
   eventually,
   filesUnder,
-  makeWorkspace,
-  requireCluster,
+  gpuCheckInputs,
   runStep,
   singularityCalls,
   startStep,
@@ -20,13 +20,10 @@ const IMAGE = 'rs-e2e/gpucheck:v1';
 let ws: string;
 
 beforeAll(async () => {
-  await requireCluster();
-  ws = makeWorkspace();
+  ws = await clusterWorkspace();
 });
 
-function inputs(extra: Record<string, string> = {}): Record<string, string> {
-  return { ...clusterInputs(), image: IMAGE, context: '.', 'smoke-test': 'gpu-check.sh', partition: 'short-gpu', gpus: '1', ...extra };
-}
+const inputs = (extra: Record<string, string> = {}) => gpuCheckInputs(IMAGE, extra);
 
 // The same delivery over each SSH client: what the job and the cluster show must not differ.
 describe.each(['builtin', 'openssh'])('a passing GPU smoke test (ssh-client %s)', (client) => {

@@ -1,12 +1,11 @@
 // The CLI as a researcher runs it from a checkout: settings in .riviera.yml, key and known_hosts from
 // files, against the stand-in cluster. Exit codes as documented in the README.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, STATE_DIR, activeJobState, eventually, makeWorkspace, requireCluster, uniqueRemoteDir } from './harness.js';
+import { STATE_DIR, type StartedCli, activeJobState, eventually, makeWorkspace, requireCluster, startCli, uniqueRemoteDir } from './harness.js';
 
-const CLI = join(ROOT, 'dist/cli/index.js');
 const KEYS = ['--private-key-file', join(STATE_DIR, 'id_ed25519'), '--known-hosts-file', join(STATE_DIR, 'known_hosts')];
 let ws: string;
 
@@ -30,29 +29,11 @@ beforeAll(async () => {
   );
 });
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+/** The CLI run in the workspace, where .riviera.yml is. */
+const start = (args: string[], env: Record<string, string> = {}) => startCli(args, { cwd: ws, env });
+const cli = (...args: string[]) => start(args).done;
 
-function startCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<CliRun>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: ws,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<CliRun>((res) => child.on('close', (code) => res({ code, stdout, stderr })));
-  return { child, done, output: () => stdout + stderr };
-}
-
-const cli = (...args: string[]) => startCli(args).done;
-
-async function waitForOutput(run: ReturnType<typeof startCli>, text: string, ms = 60_000): Promise<void> {
+async function waitForOutput(run: StartedCli, text: string, ms = 60_000): Promise<void> {
   await eventually(() => run.output().includes(text), ms, `'${text}' in the CLI output:\n${run.output()}`);
 }
 
@@ -69,7 +50,7 @@ test('the key text given where its file belongs is refused without being printed
   const key = readFileSync(join(STATE_DIR, 'id_ed25519'), 'utf8');
   const lines = key.split('\n').filter((l) => l.length > 20);
   const flag = await cli('deliver', '--private-key-file', key, '--known-hosts-file', join(STATE_DIR, 'known_hosts'), '--smoke-test', 'gpu-check.sh');
-  const env = startCli(['deliver', '--known-hosts-file', join(STATE_DIR, 'known_hosts'), '--smoke-test', 'gpu-check.sh'], { RIVIERA_PRIVATE_KEY_FILE: key });
+  const env = start(['deliver', '--known-hosts-file', join(STATE_DIR, 'known_hosts'), '--smoke-test', 'gpu-check.sh'], { RIVIERA_PRIVATE_KEY_FILE: key });
   for (const r of [flag, await env.done]) {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("Input 'private-key'");
@@ -89,17 +70,7 @@ test('deliver --dry-run prints the plan and job script, building and connecting 
 test('a new user can --dry-run before having a key or known_hosts; a missing smoke test is still caught', async () => {
   const home = mkdtempSync(join(tmpdir(), 'rs-newuser-'));
   const run = (...args: string[]) =>
-    new Promise<CliRun>((res) => {
-      const child = spawn(process.execPath, [CLI, 'deliver', '--host', 'riviera.example.edu', '--username', 'me', '--image', 'myimg:dev', ...args], {
-        cwd: ws,
-        env: { PATH: process.env.PATH, HOME: home },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code) => res({ code, stdout, stderr }));
-    });
+    startCli(['deliver', '--host', 'riviera.example.edu', '--username', 'me', '--image', 'myimg:dev', ...args], { cwd: ws, home }).done;
   const ok = await run('--smoke-test', 'gpu-check.sh', '--dry-run');
   expect(ok.code).toBe(0);
   expect(ok.stdout).toContain('me@riviera.example.edu:22');
@@ -113,7 +84,7 @@ test('a new user can --dry-run before having a key or known_hosts; a missing smo
 
 test('status, logs and cancel a running job; deliver then exits 6 (cancelled)', async () => {
   const remoteDir = uniqueRemoteDir('cli-ctl');
-  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', remoteDir]);
+  const run = start(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', remoteDir]);
   await waitForOutput(run, 'started-slow-smoke-test');
   const jobId = /Submitted job (\d+)/.exec(run.output())![1];
   const where = ['--remote-dir', remoteDir, ...KEYS];
@@ -138,7 +109,7 @@ test('status, logs and cancel a running job; deliver then exits 6 (cancelled)', 
 });
 
 test('Ctrl-C while the job runs cancels it and exits 6', async () => {
-  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', uniqueRemoteDir('cli-int')]);
+  const run = start(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', uniqueRemoteDir('cli-int')]);
   await waitForOutput(run, 'started-slow-smoke-test');
   const jobId = /Submitted job (\d+)/.exec(run.output())![1];
   run.child.kill('SIGINT');
@@ -149,7 +120,7 @@ test('Ctrl-C while the job runs cancels it and exits 6', async () => {
 });
 
 test('a second Ctrl-C still cancels the job before quitting (exit 130)', async () => {
-  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', uniqueRemoteDir('cli-int2')]);
+  const run = start(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', uniqueRemoteDir('cli-int2')]);
   await waitForOutput(run, 'started-slow-smoke-test');
   const jobId = /Submitted job (\d+)/.exec(run.output())![1];
   run.child.kill('SIGINT');
@@ -164,7 +135,7 @@ test('a second Ctrl-C still cancels the job before quitting (exit 130)', async (
 test('logs --follow streams a job to its end', async () => {
   const remoteDir = uniqueRemoteDir('cli-follow');
   writeFileSync(join(ws, 'count.sh'), 'for i in 1 2 3; do echo tick-$i; sleep 1; done\n');
-  const run = startCli(['deliver', ...KEYS, '--smoke-test', 'count.sh', '--remote-dir', remoteDir]);
+  const run = start(['deliver', ...KEYS, '--smoke-test', 'count.sh', '--remote-dir', remoteDir]);
   await waitForOutput(run, 'Submitted job');
   const jobId = /Submitted job (\d+)/.exec(run.output())![1];
   const follow = await cli('logs', jobId, '--follow', '--remote-dir', remoteDir, ...KEYS);

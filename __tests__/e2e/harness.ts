@@ -38,6 +38,20 @@ export function clusterInputs(): Record<string, string> {
   };
 }
 
+/** The same login as clusterInputs, as the CLI's flags (the key and known_hosts files apart). */
+export const CLUSTER_FLAGS = ['--host', '127.0.0.1', '--port', '2222', '--username', 'rivuser'];
+
+/** The example image's GPU check (examples/gpu-check, in a makeWorkspace) delivered as `image` on one GPU. */
+export function gpuCheckInputs(image: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...clusterInputs(), image, context: '.', 'smoke-test': 'gpu-check.sh', partition: 'short-gpu', gpus: '1', ...extra };
+}
+
+/** What a test file needs first: the stand-in cluster up (else fail), then a workspace `make` makes. */
+export async function clusterWorkspace(make: () => string = makeWorkspace): Promise<string> {
+  await requireCluster();
+  return make();
+}
+
 /** A workspace with the example image's build context (busybox copied in, as the image needs). */
 export function makeWorkspace(): string {
   const ws = mkdtempSync(join(tmpdir(), 'rs-ws-'));
@@ -289,4 +303,34 @@ export async function startProxy(opts: { cutAfter?: number; cutOnce?: boolean } 
 export function viaProxy(port: number): Record<string, string> {
   const base = clusterInputs();
   return { ...base, port: String(port), 'known-hosts': base['known-hosts'].replace('[127.0.0.1]:2222', `[127.0.0.1]:${port}`) };
+}
+
+export const CLI = join(ROOT, 'dist/cli/index.js');
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface StartedCli {
+  child: ChildProcess;
+  done: Promise<CliRun>;
+  /** Everything printed so far, stdout then stderr. */
+  output: () => string;
+}
+
+/** The bundled CLI as a person runs it: in `cwd`, with only PATH, HOME (this one's unless given) and `env`. */
+export function startCli(args: string[], opts: { cwd?: string; home?: string; env?: Record<string, string> } = {}): StartedCli {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd,
+    env: { PATH: process.env.PATH, HOME: opts.home ?? process.env.HOME, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<CliRun>((res) => child.on('close', (code) => res({ code, stdout, stderr })));
+  return { child, done, output: () => stdout + stderr };
 }

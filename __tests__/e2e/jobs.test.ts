@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import {
   ROOT,
   activeJobState,
-  clusterInputs,
+  clusterWorkspace,
   eventually,
   makeWorkspace,
-  requireCluster,
+  gpuCheckInputs,
   runStep,
   singularityCalls,
   startProxy,
@@ -22,13 +22,10 @@ const IMAGE = 'rs-e2e/gpucheck:jobs';
 let ws: string;
 
 beforeAll(async () => {
-  await requireCluster();
-  ws = makeWorkspace();
+  ws = await clusterWorkspace();
 });
 
-function inputs(extra: Record<string, string> = {}): Record<string, string> {
-  return { ...clusterInputs(), image: IMAGE, context: '.', 'smoke-test': 'gpu-check.sh', partition: 'short-gpu', gpus: '1', ...extra };
-}
+const inputs = (extra: Record<string, string> = {}) => gpuCheckInputs(IMAGE, extra);
 
 const FORGED = ['::save-state name=jobDone::true', '::set-output name=forged::yes', '::set-output name=job-state::COMPLETED'];
 

@@ -6,15 +6,30 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLUSTER_HOME, ROOT, STATE_DIR, clusterInputs, makeWorkspace, requireCluster, runStep, uniqueRemoteDir } from './harness.js';
+import {
+  CLUSTER_FLAGS,
+  CLUSTER_HOME,
+  type CliRun,
+  STATE_DIR,
+  clusterInputs,
+  makeWorkspace,
+  requireCluster,
+  runStep,
+  startCli,
+  uniqueRemoteDir,
+} from './harness.js';
 
 const BASTION_LOG = '/var/log/riviera-standin/bastion-sshd.log';
 const CERT_LOG = '/var/log/riviera-standin/cert-sshd.log';
 const CERTUSER = join(STATE_DIR, 'certuser');
 const CERTUSER_HOME = '/home/certuser';
 const IMAGE = 'rs-e2e/gpucheck:login';
-const CLI = join(ROOT, 'dist/cli/index.js');
 let ws: string;
+
+/** A CLI run's output as one text, stdout then stderr. */
+const withOut = (r: CliRun) => ({ ...r, out: r.stdout + r.stderr });
+/** `status` of a job with no delivery, which needs a login to find that out. */
+const statusOfNoJob = (client: string) => ['status', '424242', ...CLUSTER_FLAGS, '--remote-dir', 'nothing-here', '--ssh-client', client];
 let knownHosts: string;
 
 /** What a log gained since `offset` (its size before). */
@@ -135,14 +150,7 @@ describe('certuser, whose sshd takes only certificates from its CA', () => {
 describe('the CLI from a laptop: a Host alias of ~/.ssh/config', () => {
   let home: string;
   let cwd: string;
-  const cli = (...args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { PATH: process.env.PATH, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let [stdout, out] = ['', ''];
-      child.stdout.on('data', (d) => ((stdout += d), (out += d)));
-      child.stderr.on('data', (d) => (out += d));
-      child.on('close', (code) => resolve({ code, stdout, out }));
-    });
+  const cli = async (...args: string[]) => withOut(await startCli(args, { cwd, home }).done);
   const ssh = (...args: string[]) =>
     execFileSync('ssh', ['-F', join(home, '.ssh/config'), ...args], {
       encoding: 'utf8',
@@ -239,18 +247,8 @@ describe('an encrypted private key', () => {
 
   test.each(['builtin', 'openssh'])('ssh-client %s: logs in with its passphrase (the CLI reads RIVIERA_PRIVATE_KEY_PASSPHRASE)', async (client) => {
     const home = mkdtempSync(join(tmpdir(), 'rs-home-'));
-    const args = ['status', '424242', '--host', '127.0.0.1', '--port', '2222', '--username', 'rivuser', '--remote-dir', 'nothing-here', '--ssh-client', client];
     const keys = ['--private-key-file', keyFile, '--known-hosts-file', join(STATE_DIR, 'known_hosts')];
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [CLI, ...args, ...keys], {
-        env: { PATH: process.env.PATH, HOME: home, RIVIERA_PRIVATE_KEY_PASSPHRASE: passphrase },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
-      child.on('close', (code) => resolve({ code, out }));
-    });
+    const r = withOut(await startCli([...statusOfNoJob(client), ...keys], { home, env: { RIVIERA_PRIVATE_KEY_PASSPHRASE: passphrase } }).done);
     // It logged in and asked: no delivery of that job there.
     expect(r.out).toContain('no delivery of job 424242 under ~/nothing-here');
     expect(r.code).toBe(2);
@@ -284,32 +282,8 @@ test.each(['builtin', 'openssh'])("ssh-client %s: the CLI logs in with an SSH ag
   try {
     for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
     execFileSync('ssh-add', ['-q', join(STATE_DIR, 'id_ed25519')], { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
-    const args = [
-      'status',
-      '424242',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '2222',
-      '--username',
-      'rivuser',
-      '--remote-dir',
-      'nothing-here',
-      '--ssh-client',
-      client,
-      '--known-hosts-file',
-      join(STATE_DIR, 'known_hosts'),
-    ];
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [CLI, ...args], {
-        env: { PATH: process.env.PATH, HOME: home, SSH_AUTH_SOCK: socket },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
-      child.on('close', (code) => resolve({ code, out }));
-    });
+    const keys = ['--known-hosts-file', join(STATE_DIR, 'known_hosts')];
+    const r = withOut(await startCli([...statusOfNoJob(client), ...keys], { home, env: { SSH_AUTH_SOCK: socket } }).done);
     expect(r.out).toContain('no delivery of job 424242 under ~/nothing-here');
     expect(r.code).toBe(2);
   } finally {

@@ -5,7 +5,19 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLUSTER_HOME, type Proxy, ROOT, STATE_DIR, makeDataImageContext, requireCluster, runStep, startProxy, uniqueRemoteDir, viaProxy } from './harness.js';
+import {
+  CLI,
+  CLUSTER_FLAGS,
+  CLUSTER_HOME,
+  type Proxy,
+  STATE_DIR,
+  makeDataImageContext,
+  requireCluster,
+  runStep,
+  startProxy,
+  uniqueRemoteDir,
+  viaProxy,
+} from './harness.js';
 
 const IMAGE = `rs-e2e/preflight:${process.pid}`;
 /** The image is 4 MiB of random data (incompressible): a few KiB on the wire cannot be any of it. */
@@ -84,15 +96,11 @@ describe.each([
 describe('preflight-only (the action) and doctor (the CLI)', () => {
   const KEYS = ['--private-key-file', join(STATE_DIR, 'id_ed25519'), '--known-hosts-file', join(STATE_DIR, 'known_hosts')];
   const doctor = (...args: string[]) =>
-    spawnSync(
-      process.execPath,
-      [join(ROOT, 'dist/cli/index.js'), 'doctor', ...KEYS, '--host', '127.0.0.1', '--port', '2222', '--username', 'rivuser', ...args],
-      {
-        cwd: ws,
-        encoding: 'utf8',
-        env: { PATH: process.env.PATH, HOME: process.env.HOME },
-      },
-    );
+    spawnSync(process.execPath, [CLI, 'doctor', ...KEYS, ...CLUSTER_FLAGS, ...args], {
+      cwd: ws,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    });
 
   test('preflight-only passes a good setup, writes the table to the summary, and delivers nothing', async () => {
     const jobName = `rs-preflight-only-${process.pid}`;
@@ -142,20 +150,7 @@ describe('preflight-only (the action) and doctor (the CLI)', () => {
   test('doctor names a refused host key as a known-hosts failure', () => {
     const r = spawnSync(
       process.execPath,
-      [
-        join(ROOT, 'dist/cli/index.js'),
-        'doctor',
-        '--private-key-file',
-        join(STATE_DIR, 'id_ed25519'),
-        '--known-hosts-file',
-        '/dev/null',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '2222',
-        '--username',
-        'rivuser',
-      ],
+      [CLI, 'doctor', '--private-key-file', join(STATE_DIR, 'id_ed25519'), '--known-hosts-file', '/dev/null', ...CLUSTER_FLAGS],
       {
         cwd: ws,
         encoding: 'utf8',
