@@ -4,14 +4,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STATE_DIR, type StartedCli, activeJobState, eventually, makeWorkspace, requireCluster, startCli, uniqueRemoteDir } from './harness.js';
+import { STATE_DIR, type StartedCli, activeJobState, clusterWorkspace, eventually, startCli, uniqueRemoteDir } from './harness.js';
 
 const KEYS = ['--private-key-file', join(STATE_DIR, 'id_ed25519'), '--known-hosts-file', join(STATE_DIR, 'known_hosts')];
 let ws: string;
 
 beforeAll(async () => {
-  await requireCluster();
-  ws = makeWorkspace();
+  ws = await clusterWorkspace();
   writeFileSync(join(ws, 'slow.sh'), 'echo started-slow-smoke-test\nsleep 300\n');
   // Settings CI and the terminal share; the flags add only what differs.
   writeFileSync(

@@ -1,12 +1,11 @@
 // Publication on tag and runtime selection, through the bundled action against the stand-in cluster.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
-import { CLUSTER_HOME, type StepRun, clusterInputs, makeWorkspace, requireCluster, runStep, singularityCalls, uniqueRemoteDir } from './harness.js';
+import { CLUSTER_HOME, type StepRun, clusterInputs, clusterWorkspace, runStep, singularityCalls, uniqueRemoteDir } from './harness.js';
 
 let ws: string;
 beforeAll(async () => {
-  await requireCluster();
-  ws = makeWorkspace();
+  ws = await clusterWorkspace();
 });
 
 const tagEnv = (tag: string) => ({

@@ -9,15 +9,14 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  CLI,
   CLUSTER_HOME,
-  ROOT,
   type StepRun,
   clusterInputs,
+  clusterWorkspace,
   eventually,
   jobState,
   makeDataImageContext,
-  makeWorkspace,
-  requireCluster,
   runStep,
   singularityCalls,
   startStep,
@@ -26,8 +25,7 @@ import {
 
 let ws: string;
 beforeAll(async () => {
-  await requireCluster();
-  ws = makeWorkspace();
+  ws = await clusterWorkspace();
   writeFileSync(join(ws, 'quick.sh'), 'echo quick-ok\n');
 });
 
@@ -76,7 +74,7 @@ test('a CLI run from a checkout whose remote holds a token records the repositor
   writeFileSync(join(repo, 'gpu-check.sh'), readFileSync(join(ws, 'gpu-check.sh')));
   const out = execFileSync(
     process.execPath,
-    [join(ROOT, 'dist/cli/index.js'), 'deliver', '--host', 'h.example.edu', '--username', 'me', '--image', 'x:1', '--smoke-test', 'gpu-check.sh', '--dry-run'],
+    [CLI, 'deliver', '--host', 'h.example.edu', '--username', 'me', '--image', 'x:1', '--smoke-test', 'gpu-check.sh', '--dry-run'],
     {
       cwd: repo,
       encoding: 'utf8',
