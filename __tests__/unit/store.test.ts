@@ -23,7 +23,7 @@ import {
   receiveScript,
 } from '../../src/core/store.js';
 import { HOSTILE } from '../helpers/hostile.js';
-import { prepareParams } from '../helpers/store.js';
+import { HAS_ZSTD, prepareParams } from '../helpers/store.js';
 
 killTrackedAfterEach();
 
@@ -48,8 +48,6 @@ interface Run {
   stderr: string;
 }
 
-/** Whether this machine has zstd (the store reports it, and receives zstd streams with it). */
-const HAS_ZSTD = spawnSync('zstd', ['--version']).status === 0;
 /** The lines prepare starts with on this machine. */
 /** The lines prepare starts with: its tools and its (login shell's) PATH, here the one sh gives it. */
 const tools = () => [...(HAS_ZSTD ? ['tool zstd'] : []), `path ${fakeSlurm}:${process.env.PATH}`];

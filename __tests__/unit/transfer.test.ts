@@ -1,7 +1,6 @@
 // Sending blobs: whether compressing one pays (judged on samples read at its offset in the tar),
 // and whole transfers into a real store on the local stand-in cluster, through a real Session
 // over the shared transport code (login-shell wrapper, preamble filter, stdin feed).
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +14,7 @@ import { listTar } from '../../src/core/tar.js';
 import { chooseCodec, sendBlobs, worthCompressing } from '../../src/core/transfer.js';
 import { FAST_RETRY, LOCAL_TARGET, LocalCluster } from '../helpers/localcluster.js';
 import { fakeReporter } from '../helpers/reporter.js';
-import { prepareParams } from '../helpers/store.js';
+import { HAS_ZSTD, prepareParams } from '../helpers/store.js';
 import { writeTar } from '../helpers/tarfixture.js';
 
 const KIB = 1024;
@@ -138,9 +137,6 @@ describe('worthCompressing', () => {
     expect(await worthCompressing(tar.path, tar.blob('small-noise-then-zeros'))).toBe(false);
   });
 });
-
-/** Whether this machine has a zstd command (Node 20 has no zstd of its own). */
-const HAS_ZSTD = spawnSync('zstd', ['--version']).status === 0;
 
 describe('chooseCodec', () => {
   test('incompressible: raw, whatever the cluster has', () => {
