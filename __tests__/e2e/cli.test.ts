@@ -1,10 +1,10 @@
 // The CLI as a researcher runs it from a checkout: settings in .riviera.yml, key and known_hosts from
 // files, against the stand-in cluster. Exit codes as documented in the README.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STATE_DIR, type StartedCli, activeJobState, clusterWorkspace, eventually, startCli, uniqueRemoteDir } from './harness.js';
+import { CLUSTER_HOME, STATE_DIR, type StartedCli, activeJobState, clusterWorkspace, eventually, startCli, uniqueRemoteDir } from './harness.js';
 
 const KEYS = ['--private-key-file', join(STATE_DIR, 'id_ed25519'), '--known-hosts-file', join(STATE_DIR, 'known_hosts')];
 let ws: string;
@@ -116,6 +116,19 @@ test('Ctrl-C while the job runs cancels it and exits 6', async () => {
   expect(result.code).toBe(6);
   expect(result.stderr).toContain('Interrupted: cancelling the job');
   await eventually(() => activeJobState(jobId) === '', 20_000, `job ${jobId} to leave the queue`);
+});
+
+test("SIGTERM before the job is submitted releases the run's hold on the image (exit 6)", async () => {
+  const remoteDir = uniqueRemoteDir('cli-hold');
+  const run = start(['deliver', ...KEYS, '--smoke-test', 'slow.sh', '--remote-dir', remoteDir]);
+  await waitForOutput(run, 'Connected; host key matches');
+  run.child.kill('SIGTERM');
+  const result = await run.done;
+  expect(result.code).toBe(6);
+  expect(result.stderr).toContain('cancelled before a job was submitted');
+  // The store was prepared (the image recorded, so it was held), and the hold is gone.
+  expect(readdirSync(`${CLUSTER_HOME}/${remoteDir}/.store/images`)).toHaveLength(1);
+  expect(readdirSync(`${CLUSTER_HOME}/${remoteDir}/.store/holds`)).toEqual([]);
 });
 
 test('a second Ctrl-C still cancels the job before quitting (exit 130)', async () => {

@@ -1,13 +1,15 @@
 // Never leave a job behind and never misreport one (issue 13): job and build output as data, other
 // login shells, and the job's life when the link, the controller or the runner goes away.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  CLUSTER_HOME,
   ROOT,
   activeJobState,
   clusterWorkspace,
   eventually,
+  makeDataImageContext,
   makeWorkspace,
   gpuCheckInputs,
   runStep,
@@ -260,5 +262,55 @@ describe('marker lines', () => {
     expect(run.summary).not.toMatch(/× FORGED GPU/);
     expect(run.outputs.forged).toBeUndefined();
     expect(run.state.forgedState).toBeUndefined();
+  }, 300_000);
+});
+
+/** The runs holding images in remote-dir's store (layout.ts: .store/holds/RUN). */
+const holdsIn = (remoteDir: string) => readdirSync(`${CLUSTER_HOME}/${remoteDir}/.store/holds`);
+const recordsIn = (remoteDir: string) => readdirSync(`${CLUSTER_HOME}/${remoteDir}/.store/images`);
+
+describe('a delivery that ends before its job exists releases its hold on the image', () => {
+  test('cancelled (SIGINT) before submitting: main releases the hold, and post has nothing left to do', async () => {
+    const remoteDir = uniqueRemoteDir('hold-int');
+    const step = startStep(inputs({ 'remote-dir': remoteDir }), { workspace: ws });
+    await step.waitFor('Connected; host key matches');
+    step.child.kill('SIGINT');
+    const main = await step.done;
+    expect(main.code).toBe(1);
+    expect(main.log).toContain('cancelled before a job was submitted');
+    expect(main.state.jobId).toBeUndefined();
+    // The store was prepared (the image recorded, so it was held), and the hold is gone.
+    expect(recordsIn(remoteDir)).toHaveLength(1);
+    expect(holdsIn(remoteDir)).toEqual([]);
+    expect(main.state.hold).toMatch(/\.store\/holds\//);
+    expect(main.state.jobDone).toBe('true');
+    const post = await runStep(inputs({ 'remote-dir': remoteDir }), { workspace: ws, state: main.state });
+    expect(post.code).toBe(0);
+    expect(post.log).not.toMatch(/released|Cancelled|::warning::/);
+  }, 300_000);
+
+  test('main killed (SIGKILL) during the upload leaves the hold; post releases it', async () => {
+    // Enough data that the upload is still under way when the hold appears.
+    const dataWs = makeDataImageContext({ randomMiB: 96, zerosMiB: 0, seed: `hold-${process.pid}` });
+    const remoteDir = uniqueRemoteDir('hold-kill');
+    const image = `rs-e2e/holds:${process.pid}`;
+    try {
+      const step = startStep(inputs({ image, 'remote-dir': remoteDir }), { workspace: dataWs });
+      await step.waitFor('Connected; host key matches', 240_000);
+      await eventually(() => existsSync(`${CLUSTER_HOME}/${remoteDir}/.store/holds`) && holdsIn(remoteDir).length > 0, 60_000, 'the hold to be taken');
+      step.child.kill('SIGKILL');
+      const main = await step.done;
+      expect(main.state.jobId).toBeUndefined();
+      expect(main.state.jobDir).toBeUndefined();
+      // A killed main releases nothing itself: the hold would last a day.
+      const [hold] = holdsIn(remoteDir);
+      expect(main.state.hold).toMatch(new RegExp(`/\\.store/holds/${hold}$`));
+      const post = await runStep(inputs({ image, 'remote-dir': remoteDir }), { workspace: dataWs, state: main.state });
+      expect(post.code).toBe(0);
+      expect(post.log).toContain('released its hold on the image');
+      expect(holdsIn(remoteDir)).toEqual([]);
+    } finally {
+      execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' });
+    }
   }, 300_000);
 });

@@ -7,7 +7,7 @@ import { preflightFailureMessage } from '../core/preflight.js';
 import { type Settings, parseSettings } from '../core/settings.js';
 import { githubContext, readInputs } from './inputs.js';
 import { actionReporter } from './reporter.js';
-import { saveJobDir, saveJobDone, saveJobId } from './state.js';
+import { saveHold, saveJobDir, saveJobDone, saveJobId } from './state.js';
 import { setOutputs, writeChecksSummary, writeSummary } from './summary.js';
 
 /** preflight-only: the checks as a table in the log and the summary; a failed check fails the step. */
@@ -30,6 +30,7 @@ export async function run(): Promise<void> {
     if (settings.preflightOnly) return await preflightOnly(settings);
     const result = await deliver(settings, actionReporter(), {
       signal: controller.signal,
+      onRunNamed: ({ hold }) => saveHold(hold),
       onJobPrepared: ({ jobDir }) => saveJobDir(jobDir),
       onJobSubmitted: ({ jobId }) => {
         saveJobId(jobId);

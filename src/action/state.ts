@@ -10,7 +10,13 @@ export const savedJob = {
   /** Saved before sbatch runs, so that post finds a job whose id main never learnt. */
   jobDir: core.getState('jobDir'),
   jobDone: core.getState('jobDone') === 'true',
+  /** The run's hold on the image, saved before the first round trip takes it: post releases it if no job was submitted. */
+  hold: core.getState('hold'),
 };
+
+export function saveHold(hold: string): void {
+  core.saveState('hold', hold);
+}
 
 export function saveJobDir(jobDir: string): void {
   core.saveState('jobDir', jobDir);

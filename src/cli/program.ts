@@ -28,6 +28,7 @@ import {
 import { resolveSshAlias } from '../core/sshalias.js';
 import { runProcess } from '../core/process.js';
 import { Session } from '../core/session.js';
+import type { JobRef } from '../core/submit.js';
 import { CONNECTION_INPUTS, FLAG_INPUTS, addInputOptions, envName, optionTerm } from './options.js';
 import { cliReporter } from './reporter.js';
 
@@ -206,7 +207,8 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     // First Ctrl-C cancels the job (as the action's post step would); a second one cancels it on a
     // session of its own and quits; a third quits at once.
     const controller = new AbortController();
-    let job: { jobId?: string; jobDir: string } | null = null;
+    let job: JobRef | null = null;
+    let hold: string | undefined;
     let interrupts = 0;
     const onSignal = () => {
       interrupts++;
@@ -215,11 +217,11 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         return controller.abort();
       }
       if (interrupts > 2 || !job) process.exit(130);
-      const what = job.jobId ? `job ${job.jobId}` : `the job of ${job.jobDir}`;
+      const what = job.jobId ? `job ${job.jobId}` : job.jobDir ? `the job of ${job.jobDir}` : 'the delivery';
       reporter.warning(`Cancelling ${what} and quitting (press Ctrl-C again to quit without waiting for that).`);
       cancelOnNewSession(settings, job, reporter)
         .then(
-          (id) => reporter.info(id ? `cancelled job ${id}` : 'no job had been submitted'),
+          (id) => reporter.info(id ? `cancelled job ${id}` : "no job had been submitted; released the run's hold on the image"),
           (e: Error) => reporter.warning(`Could not cancel ${what} (${e.message.split('\n')[0]}): scancel it on the cluster.`),
         )
         .finally(() => process.exit(130));
@@ -228,7 +230,8 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
     process.on('SIGTERM', onSignal);
     const result = await deliver(settings, reporter, {
       signal: controller.signal,
-      onJobPrepared: ({ jobDir }) => void (job = { jobDir }),
+      onRunNamed: (run) => void (job = { jobDir: null, hold: (hold = run.hold) }),
+      onJobPrepared: ({ jobDir }) => void (job = { jobDir, hold }),
       onJobSubmitted: (submitted) => void (job = submitted),
     });
     const { error, ...data } = result;

@@ -12,19 +12,21 @@ import type { Settings } from './settings.js';
 import { type Verdict, isFinalState, judgeJob } from './slurm.js';
 import { Session } from './session.js';
 import { type SavedImage, archiveSource, engineSource } from './source.js';
-import { JOB_FILES, hexOf, newRunId, remotePaths } from './layout.js';
+import { JOB_FILES, hexOf, holdPath, newRunId, remotePaths } from './layout.js';
 import { gcScript } from './store.js';
-import { assembly, cancelJob, readSmokeFile, renderSubmission, submitJob } from './submit.js';
+import { type JobRef, assembly, cancelJob, readSmokeFile, renderSubmission, submitJob } from './submit.js';
 import { Timings } from './timings.js';
 import { SaveAhead, upload } from './upload.js';
 import { type FollowOptions, followJob } from './follow.js';
 
 export interface DeliveryHooks extends FollowOptions {
+  /** Called before the first round trip, which takes the run's hold on the image: the post step's way to release it if main is killed before a job exists. */
+  onRunNamed?: (run: { hold: string }) => void | Promise<void>;
   /** Called before the job is submitted, with the directory that identifies it (the post step's way to it if the id is never learnt). */
   onJobPrepared?: (job: { jobDir: string }) => void | Promise<void>;
   /** Called as soon as the job id is known (the action saves it for the post step). */
   onJobSubmitted?: (job: { jobId: string; jobDir: string }) => void | Promise<void>;
-  /** Called once the job is known to have ended. */
+  /** Called once the job is known to have ended, or the delivery ended without one and released its hold: nothing is left for the post step. */
   onJobEnded?: () => void | Promise<void>;
 }
 
@@ -103,6 +105,8 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
   let image: SavedImage | null = null;
   // The save starts at once: the engine takes as long before its first byte as connecting does.
   const ahead = source ? new SaveAhead(source) : null;
+  // While no job exists: what ending the delivery must undo (a job a cut-off sbatch made, else the run's hold).
+  let unsubmitted: JobRef | null = null;
   try {
     await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
       await timings.time('connect', () => session.remote());
@@ -110,6 +114,9 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     });
     // The run is named first: from the first round trip on, it holds what its job will use.
     const run = newRunId();
+    const hold = `${s.remoteDir}/${holdPath(run)}`;
+    unsubmitted = { jobDir: null, hold };
+    await hooks.onRunNamed?.({ hold });
     const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, ahead, run, reporter, timings));
     const { report, stats } = up;
     image = up.image;
@@ -118,25 +125,21 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, run, s.publish);
     // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
     const reuse = !image;
+    unsubmitted = { jobDir: paths.jobDir, hold: paths.hold };
     await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
     // Random per delivery: the job's marker lines carry it, so its own output cannot forge one.
     const markerToken = randomBytes(12).toString('hex');
     const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
       const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest!, paths) : null, smoke?.name ?? null, markerToken);
       const gc = gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules });
-      const done = await session
-        // Garbage collection in the same round trip: the run's hold (its job now listed) keeps its image.
-        .retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke, gc))
-        .catch(async (e: unknown) => {
-          // sbatch may have run before the failure: leave no job behind.
-          await session.retry('Cancelling', (r) => cancelJob(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
-          throw e;
-        });
+      // Garbage collection in the same round trip: the run's hold (its job now listed) keeps its image.
+      const done = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke, gc));
       for (const note of done.notes) reporter.info(note);
       if (done.then.length > 0) reporter.debug(done.then.join('\n'));
       reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
       return done;
     });
+    unsubmitted = null;
     await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
 
     const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, markerToken, heartbeat: true }, timings).catch(async (e: unknown) => {
@@ -187,9 +190,28 @@ export async function deliver(s: Settings, reporter: Reporter, hooks: DeliveryHo
     };
   } catch (e) {
     await ahead?.stop();
+    if (unsubmitted) await leaveNothing(session, s, unsubmitted, reporter, hooks);
     throw e;
   } finally {
     session.close();
     await image?.cleanup();
+  }
+}
+
+/**
+ * A delivery that failed or was cancelled before its job existed: cancel the job sbatch may have
+ * made before a failure cut it off, else release the run's hold, so that garbage collection may take
+ * the image's blobs now rather than after a day. A delivery killed outright (SIGKILL, a runner lost
+ * without its post step) releases nothing: its hold lasts the day store-gc.sh gives it.
+ */
+async function leaveNothing(session: Session, s: Settings, ref: JobRef, reporter: Reporter, hooks: DeliveryHooks): Promise<void> {
+  try {
+    const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, ref, s.loginModules));
+    if (cancelled) reporter.warning(`Cancelled job ${cancelled}, which a submission cut off had left.`);
+    else await hooks.onJobEnded?.();
+  } catch (e) {
+    reporter.warning(
+      `Could not release the run's hold on the cluster (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); garbage collection keeps the image's blobs for a day.`,
+    );
   }
 }

@@ -10,7 +10,8 @@
 //   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
 //   .store/holds/RUN               what run RUN's job uses (`image HEX`, then `job ID`): kept until
-//                                  Slurm no longer knows the job
+//                                  Slurm no longer knows the job; released by a delivery that ends
+//                                  without one (a killed one's lasts a day)
 //   .store/locks/publish-HASH      serialises our publications into one publish directory
 //   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX),
 //     (+ .verified)                and what the last prepare verified of it (store-prepare.sh)

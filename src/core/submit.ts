@@ -198,15 +198,18 @@ export async function submitJob(
   return parseSubmission(out, s.buildCpus);
 }
 
-/** Which job to cancel: its id, or (the id never learnt) the job directory that names it. */
-export type JobRef = { jobId: string; jobDir?: string } | { jobId?: null; jobDir: string };
+/**
+ * Which job to cancel: its id, or (the id never learnt) the job directory that names it (null: the
+ * delivery got no job directory yet). `hold`: the run's hold, released if no job is found.
+ */
+export type JobRef = { jobId: string; jobDir?: string } | { jobId?: null; jobDir: string | null; hold?: string };
 
 /**
  * scancel a delivery's job (cluster/cancel.sh); returns the id cancelled, null if the job directory
  * holds no job. A job that has already ended is no failure (its own record keeps the verdict).
  */
 export async function cancelJob(remote: Remote, job: JobRef, loginModules: string[]): Promise<string | null> {
-  const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir}`}`, cancelScript(job, loginModules));
+  const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir ?? 'a delivery that submitted none'}`}`, cancelScript(job, loginModules));
   return out.trim() || null;
 }
 
@@ -215,6 +218,7 @@ export function cancelScript(job: JobRef, loginModules: string[]): string {
     login_modules: loginModules,
     job_id: job.jobId ?? null,
     job_dir: job.jobDir ?? null,
+    hold: 'hold' in job ? (job.hold ?? null) : null,
     submitted_file: JOB_FILES.submitted,
     submit_lock: JOB_FILES.submitLock,
   });
