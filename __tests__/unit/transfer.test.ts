@@ -139,14 +139,15 @@ describe('worthCompressing', () => {
 });
 
 describe('chooseCodec', () => {
-  test('incompressible: raw, whatever the cluster has', () => {
-    expect(chooseCodec(false, false)).toBe('raw');
-    expect(chooseCodec(false, true)).toBe('raw');
+  test('incompressible: raw, whatever either end has', () => {
+    for (const remote of [false, true]) for (const local of [false, true]) expect(chooseCodec(false, remote, local)).toBe('raw');
   });
 
-  test('compressible: gzip unless the cluster has zstd (and so do we)', () => {
-    expect(chooseCodec(true, false)).toBe('gzip');
-    expect(chooseCodec(true, true)).toBe(HAS_ZSTD ? 'zstd' : 'gzip');
+  test('compressible: zstd only where both ends have it, else gzip', () => {
+    expect(chooseCodec(true, true, true)).toBe('zstd');
+    expect(chooseCodec(true, false, true)).toBe('gzip');
+    expect(chooseCodec(true, true, false)).toBe('gzip');
+    expect(chooseCodec(true, false, false)).toBe('gzip');
   });
 });
 

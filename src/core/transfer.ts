@@ -61,12 +61,16 @@ function localZstd(): ((level: number, threads: number) => Duplex) | null {
 
 let zstdFactory: ((level: number, threads: number) => Duplex) | null | undefined;
 
-/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
-export function chooseCodec(compressible: boolean, remoteZstd: boolean): Codec {
-  if (!compressible) return 'raw';
+/** This machine's zstd compressor, looked for once. */
+function zstdHere(): ((level: number, threads: number) => Duplex) | null {
   if (zstdFactory === undefined) zstdFactory = localZstd();
-  if (remoteZstd && zstdFactory) return 'zstd';
-  return 'gzip';
+  return zstdFactory;
+}
+
+/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. Pure. */
+export function chooseCodec(compressible: boolean, remoteZstd: boolean, localZstd: boolean): Codec {
+  if (!compressible) return 'raw';
+  return remoteZstd && localZstd ? 'zstd' : 'gzip';
 }
 
 export interface TransferStats {
@@ -206,14 +210,14 @@ export class Transfer {
   }
 
   private codecOf(u: Sending): Promise<Codec> {
-    u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.store.zstd));
+    u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.store.zstd, zstdHere() !== null));
     return u.codec;
   }
 
   /** The bytes [from, end) of an upload, compressed with `codec`, counted both sides of the compressor. */
   private stream(u: Sending, from: number, end: number, codec: Codec, level: number, onRaw: (n: number) => void): { s: Readable; full: () => number } {
     const raw = this.bytes.read(u.offset + from, u.offset + end);
-    const packer = codec === 'gzip' ? zlib.createGzip({ level: 1 }) : codec === 'zstd' ? zstdFactory!(level, this.threads) : null;
+    const packer = codec === 'gzip' ? zlib.createGzip({ level: 1 }) : codec === 'zstd' ? zstdHere()!(level, this.threads) : null;
     const parts: Duplex[] = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter((n) => (this.stats.sent += n))];
     let s: Readable = raw;
     for (const p of parts) {
