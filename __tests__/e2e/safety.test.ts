@@ -5,7 +5,21 @@
 // in the home directory and in a folder of theirs.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -212,7 +226,7 @@ describe('remote-dir is the delivery’s own', () => {
 });
 
 describe('publishing into a lab directory where a member plants symlinks', () => {
-  test('the victim’s file is untouched, the directory keeps its mode, and publication succeeds safely or fails clearly', async () => {
+  test('publication either succeeds safely or fails clearly, and which one is recorded; nothing of the member’s is followed', async () => {
     const tag = `${process.pid}-${Date.now().toString(36)}`;
     const lab = `/srv/rivlab/shared/t-${tag}`;
     mkdirSync(lab);
@@ -230,13 +244,24 @@ describe('publishing into a lab directory where a member plants symlinks', () =>
     const names = ['.lock', file, `${file}.sha256`, `${name}_v1.json`, `${name}_latest.sif`, ...temps, ...temps.flatMap((t) => [`${t}.sha256`, `${t}.json`])];
     let planter: ChildProcess | undefined;
     const before = statSync(lab);
+    const victimBefore = statSync(victim);
+    // What stood under each name the member swapped away (plant-symlinks' log), and a reference time.
+    const work = mkdtempSync(join(tmpdir(), 'rs-lab-'));
+    chmodSync(work, 0o755);
+    const plantLog = join(work, 'planted');
+    writeFileSync(plantLog, '');
+    execFileSync('chown', ['rivmember', plantLog]);
+    const since = join(work, 'since');
+    writeFileSync(since, '');
+    const remoteDir = uniqueRemoteDir('lab');
     try {
       planter = spawn('setpriv', ['--reuid=rivmember', '--regid=rivmember', '--init-groups', '/usr/local/bin/plant-symlinks', lab, victim, '300', ...names], {
         stdio: 'ignore',
+        env: { ...process.env, PLANT_LOG: plantLog },
       });
       await eventually(() => existsSync(`${lab}/.lock`), 10_000, 'the member to plant links');
       const run = await runStep(
-        inputs(uniqueRemoteDir('lab'), {
+        inputs(remoteDir, {
           publish: 'true',
           'publish-dir': lab,
           'publish-group': 'rivlab',
@@ -248,17 +273,81 @@ describe('publishing into a lab directory where a member plants symlinks', () =>
           workspace: ws,
         },
       );
+      // Stop the member before looking: what is in the directory no longer changes.
+      writeFileSync(`${lab}/.stop-planting`, '');
+      const exited = new Promise((r) => planter!.once('exit', r));
+      planter.kill();
+      await exited;
+      const outcome = run.code === 0 ? 'published' : 'refused';
+      console.info(`Publication into a lab directory with a symlink planter: ${outcome} (job ${run.outputs['job-id']}).`);
+
+      // Either way: nothing of the member's was followed (the victim's bytes, mode and inode times
+      // are as they were: no write, chmod or chgrp through a link), the directory keeps its mode,
+      // and no file of the user's was written outside the publish directory and remote-dir.
+      const victimAfter = statSync(victim);
       expect(readFileSync(victim, 'utf8')).toBe('precious\n');
-      expect(statSync(victim).mode & 0o7777).toBe(0o600);
+      expect([victimAfter.mode, victimAfter.uid, victimAfter.gid, victimAfter.mtimeMs, victimAfter.ctimeMs]).toEqual([
+        victimBefore.mode,
+        victimBefore.uid,
+        victimBefore.gid,
+        victimBefore.mtimeMs,
+        victimBefore.ctimeMs,
+      ]);
       const after = statSync(lab);
       expect([after.mode, after.uid, after.gid]).toEqual([before.mode, before.uid, before.gid]);
-      if (run.code === 0) {
+      const written = execFileSync(
+        'find',
+        ['/srv/rivlab', `${CLUSTER_HOME}/e2e`, '-maxdepth', '3', '-user', 'rivuser', '!', '-type', 'd', '-newer', since, '-print'],
+        {
+          encoding: 'utf8',
+        },
+      )
+        .split('\n')
+        .filter((p) => p && !p.startsWith(`${lab}/`) && p !== lab && !p.startsWith(`${CLUSTER_HOME}/${remoteDir}`));
+      expect(written).toEqual([]);
+      // Each link the member planted is still its own link to the victim (replaced by ours, or left).
+      for (const e of readdirSync(lab)) {
+        const st = lstatSync(join(lab, e));
+        if (st.uid !== 0 && st.uid === lstatSync(plantLog).uid)
+          expect([e, st.isSymbolicLink() ? readlinkSync(join(lab, e)) : 'not a link']).toEqual([e, victim]);
+      }
+      // No temp file of ours is left.
+      expect(readdirSync(lab).filter((e) => e.startsWith('.riviera-') && lstatSync(join(lab, e)).uid !== lstatSync(plantLog).uid)).toEqual([]);
+
+      if (outcome === 'published') {
+        // The published file was complete and ours: in place, or as the member found it before
+        // swapping it away.
         expect(run.outputs['published-path']).toBe(`${lab}/${file}`);
+        const sif = readFileSync(run.outputs['sif-path']);
+        const want = { owner: 'rivuser', size: sif.length, sha: createHash('sha256').update(sif).digest('hex') };
+        const seen = readFileSync(plantLog, 'utf8')
+          .split('\n')
+          .filter((l) => l.endsWith(` ${file}`))
+          .map((l) => {
+            const [owner, size, sha] = l.split(' ');
+            return { owner, size: Number(size), sha };
+          });
+        const inPlace = lstatSync(`${lab}/${file}`);
+        if (!inPlace.isSymbolicLink()) {
+          const bytes = readFileSync(`${lab}/${file}`);
+          seen.push({
+            owner: execFileSync('stat', ['-c', '%U', `${lab}/${file}`], { encoding: 'utf8' }).trim(),
+            size: bytes.length,
+            sha: createHash('sha256').update(bytes).digest('hex'),
+          });
+        }
+        expect(seen.length).toBeGreaterThan(0);
+        for (const s of seen) expect(s).toEqual(want);
       } else {
-        expect(run.log).toMatch(/riviera-singularity: .*(publish|in \/srv\/rivlab)/);
+        // A clear error naming the input, and the job's own line naming the directory.
+        expect(run.code).toBe(1);
+        expect(run.outputs['published-path'] ?? '').toBe('');
+        expect(run.log).toMatch(/::error::.*publishing the \.sif failed.*publish-dir/);
+        expect(run.log).toMatch(new RegExp(`riviera-singularity: cannot [^\\n]*${lab.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
       }
     } finally {
       planter?.kill();
+      rmSync(work, { recursive: true, force: true });
     }
   });
 });
