@@ -223,6 +223,8 @@ function describeFirstDelivery(variant: string, archive: () => string, archiveFi
     test('neither builds nor saves with Docker, nor loads the archive into it', () => {
       expect(run.log).not.toContain('::group::Build');
       expect(run.log).not.toContain('::group::Save');
+      expect(run.log).toMatch(/Read \S+ \(sha256:[0-9a-f]{64}\)/);
+      expect(run.log).not.toMatch(/^Saved /m);
       expect(dockerImageExists(`rs-e2e/oci:${variant}`)).toBe(false);
     });
 

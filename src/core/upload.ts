@@ -237,8 +237,10 @@ export async function upload(
     throw e;
   }
   // Only the part of the save that outlasted the first round trip adds to the delivery's time.
-  if (saving) timings.add('save', Math.max(0, Date.now() - Math.max(ahead.started, preflightEnded)) / 1000);
-  reporter.info(`Saved ${s.image} (${source.digest}): ${image.archive.layout} layout, ${image.archive.layers.length} layer(s), ${mib(image.size)}`);
+  if (saving) {
+    timings.add('save', Math.max(0, Date.now() - Math.max(ahead.started, preflightEnded)) / 1000);
+    reporter.info(`Saved ${s.image} (${source.digest}): ${image.archive.layout} layout, ${image.archive.layers.length} layer(s), ${mib(image.size)}`);
+  }
   try {
     return await timings.time('upload', async () => {
       const blobs = imageBlobs(image.archive);
