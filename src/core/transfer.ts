@@ -108,6 +108,11 @@ export interface Upload {
 interface Sending extends Upload {
   codec: Promise<Codec> | null;
   joined: boolean;
+  /**
+   * A range sent before its digest was known was left as a part after the blob was already in the
+   * store (another delivery joined it meanwhile): one more receive, naming the digest, removes it.
+   */
+  stray: boolean;
   /** A range sent of it, to join on (at the end, for a blob whose digest came late). */
   last: RangeJob | null;
   /** The ranges sent of it, `START-END`. */
@@ -146,7 +151,7 @@ export class Transfer {
 
   add(u: Upload): void {
     if (this.uploads.has(u.key)) return;
-    this.uploads.set(u.key, { ...u, codec: null, joined: false, last: null, sent: [], corrupt: 0 });
+    this.uploads.set(u.key, { ...u, codec: null, joined: false, stray: false, last: null, sent: [], corrupt: 0 });
     this.stats.rawTotal += u.size;
     this.stats.raw += u.parts.reduce((a, p) => a + p.have, 0);
     this.queue.add({ key: u.key, size: u.size, parts: u.parts });
@@ -161,7 +166,7 @@ export class Transfer {
       await Promise.all(this.workers);
       if (this.failure) throw this.failure;
       for (const u of this.uploads.values()) {
-        if (u.joined) continue;
+        if (u.joined && !u.stray) continue;
         const r = u.last ?? { key: u.key, start: 0, end: u.size, from: 0 };
         // Nothing left to send of it: its receiver checks the parts and joins them.
         await this.sendRange({ ...r, from: r.end });
@@ -283,8 +288,9 @@ export class Transfer {
           if (job.from < job.end) u.sent.push(`${job.start}-${job.end}`);
           if (last === 'ok' || last === 'have') {
             u.joined = true;
+            u.stray = false;
             this.reporter.debug(`blob ${this.label(u)}: in the store${u.sent.length ? `, sent in ranges ${u.sent.join(',')}` : ''}`);
-          }
+          } else if (u.joined) u.stray = true;
           return;
         }
         // The stream stopped early: go on from what arrived.
