@@ -52291,8 +52291,9 @@ var external_node_stream_ = __nccwpck_require__(7075);
 // EXTERNAL MODULE: ./src/core/tar.ts
 var tar = __nccwpck_require__(3092);
 ;// CONCATENATED MODULE: ./src/core/tarbytes.ts
-// The bytes of a saved image: a tar already on disk, or one `docker save` is still writing (into a
-// pipe that this module copies to a file), so that the upload can start while the image is saved.
+// The bytes of a saved image: a tar already on disk, or one `docker save` is still writing (straight
+// into the file, which this module reads behind it), so that the upload can start while the image
+// is saved; docker writes at its own pace, never waiting for this process's event loop.
 // Members are known as soon as their headers pass, and the large ones are hashed on the way, so
 // the cluster can check a blob sent before its name (its digest) was known.
 
@@ -52303,6 +52304,9 @@ var tar = __nccwpck_require__(3092);
 
 
 const CHUNK = 1 << 20;
+/** What the save is followed by: a large read each time, and a short nap when it caught up. */
+const FOLLOW_CHUNK = 4 << 20;
+const FOLLOW_POLL_MS = 5;
 class tarbytes_TarBytes {
     path;
     /** Bytes on disk so far. */
@@ -52340,25 +52344,49 @@ class tarbytes_TarBytes {
             if (h)
                 t.members.get(e.name).hex = h.digest('hex');
         });
+        let stopped = false;
+        let child = null;
         const done = (async () => {
-            const fh = await (0,promises_.open)(path, 'wx', 0o600);
-            const child = (0,core_process/* startProcess */.kp)('docker', ['save', image]);
-            let stderr = '';
-            child.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
+            const out = await (0,promises_.open)(path, 'wx', 0o600);
+            let proc;
             try {
-                for await (const chunk of child.stdout) {
-                    follower.push(chunk);
-                    await fh.write(chunk);
-                    t.written += chunk.length;
-                    t.changed();
+                proc = child = (0,core_process/* startProcessToFile */.r0)('docker', ['save', image], out.fd);
+            }
+            finally {
+                await out.close();
+            }
+            if (stopped)
+                proc.kill();
+            let stderr = '';
+            proc.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
+            let exited = false;
+            const ended = proc.ended.finally(() => (exited = true));
+            const fh = await (0,promises_.open)(path, 'r');
+            const buf = Buffer.allocUnsafe(FOLLOW_CHUNK);
+            try {
+                // Read behind the writer: what is read is on disk, so `written` may count it.
+                for (;;) {
+                    const { bytesRead } = await fh.read(buf, 0, buf.length, t.written);
+                    if (bytesRead > 0) {
+                        follower.push(buf.subarray(0, bytesRead));
+                        t.written += bytesRead;
+                        t.changed();
+                        continue;
+                    }
+                    // Nothing new: done if docker has exited (and this read came after), else look again soon.
+                    if (exited)
+                        break;
+                    await Promise.race([ended, new Promise((r) => setTimeout(r, FOLLOW_POLL_MS))]);
                 }
-                const code = await child.ended;
+                const code = await ended;
+                if (stopped)
+                    throw new errors/* BuildError */.zS('docker save was stopped.');
                 if (code !== 0)
                     throw new errors/* BuildError */.zS(`docker save failed (exit ${code}):\n${stderr.trim().split('\n').slice(-15).join('\n')}`);
                 t.finished = true;
             }
             catch (e) {
-                child.kill();
+                proc.kill();
                 t.failed = e instanceof Error ? e : new Error(String(e));
                 throw t.failed;
             }
@@ -52369,7 +52397,11 @@ class tarbytes_TarBytes {
         })();
         // The failure reaches every reader and the caller through `done`; never unhandled here.
         done.catch(() => undefined);
-        return { bytes: t, done };
+        const abort = () => {
+            stopped = true;
+            child?.kill();
+        };
+        return { bytes: t, done, abort };
     }
     changed() {
         this.events.emit('change');
@@ -52438,12 +52470,11 @@ async function engineSource(s, reporter) {
         blobHexes: [...new Set([id, ...diffIds].map(hex))],
         load: async (early = () => false) => {
             const dir = await saveDir();
-            const { bytes, done } = tarbytes_TarBytes.save(s.image, dir.path, early);
+            const { bytes, done, abort } = tarbytes_TarBytes.save(s.image, dir.path, early);
             const saved = (async () => {
                 try {
                     await done;
                     const archive = await (0,core_archive/* readImageArchive */.E)(dir.path);
-                    reporter.info(`Saved ${s.image} (${id}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(bytes.written)}`);
                     return { archive, tar: dir.path, size: bytes.written, cleanup: dir.cleanup };
                 }
                 catch (e) {
@@ -52451,7 +52482,7 @@ async function engineSource(s, reporter) {
                     throw e;
                 }
             })();
-            return { bytes, saving: true, saved };
+            return { bytes, saving: true, saved, abort };
         },
     };
 }
@@ -52471,7 +52502,7 @@ async function archiveSource(path, reporter) {
         digest: archive.imageId,
         size,
         blobHexes: [...new Set([archive.config, ...archive.layers].map((b) => hex(b.digest)))],
-        load: async () => ({ bytes: await tarbytes_TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded) }),
+        load: async () => ({ bytes: await tarbytes_TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded), abort: () => undefined }),
     };
 }
 
@@ -52525,6 +52556,7 @@ function parsePrepare(stdout) {
         publishDir: null,
         existingSif: null,
         zstd: false,
+        path: '',
         sifReusable: false,
         have: new Set(),
         bad: new Set(),
@@ -52544,6 +52576,8 @@ function parsePrepare(stdout) {
             r.existingSif = line.slice(9);
         else if (kind === 'tool' && a === 'zstd')
             r.zstd = true;
+        else if (kind === 'path')
+            r.path = line.slice(5);
         else if (kind === 'sif')
             r.sifReusable = a === 'ok';
         else if (kind === 'blob' && b === 'have')
@@ -52571,14 +52605,15 @@ function planTransfer(archive, report) {
 }
 /** Exit codes of the receive script. */
 const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
+/** The store's paths under an absolute root, as the receive and gc scripts name them. */
+function storePaths(root) {
+    return { store: `${root}/${layout/* STORE */.er}`, store_lock: `${root}/${layout/* STORE_LOCK */.Q$}`, blobs: `${root}/${layout/* BLOBS */.df}`, incoming: `${root}/${layout/* INCOMING */.BG}` };
+}
 /** Receive one range of a blob on stdin, sent as `codec`, and join the blob once all is there (cluster/store-receive.sh says how). */
 function receiveScript(p) {
     const at = (path) => `${p.root}/${path}`;
     return (0,scripts/* renderScript */.y)('store-receive', {
-        store: at(layout/* STORE */.er),
-        store_lock: at(layout/* STORE_LOCK */.Q$),
-        blobs: at(layout/* BLOBS */.df),
-        incoming: at(layout/* INCOMING */.BG),
+        ...storePaths(p.root),
         part: at((0,layout/* partPath */.xl)(p.key, p.start, p.end)),
         join_lock: at((0,layout/* joinLockPath */.fB)(p.key)),
         key: p.key,
@@ -52586,6 +52621,7 @@ function receiveScript(p) {
         size: p.size,
         length: p.end - p.start,
         codec: p.codec,
+        login_path: p.path,
         rc_busy: RECEIVE.busy,
         rc_short: RECEIVE.short,
         rc_corrupt: RECEIVE.corrupt,
@@ -52595,11 +52631,8 @@ function receiveScript(p) {
 function gcScript(p) {
     const at = (path) => `${p.root}/${path}`;
     return (0,scripts/* renderScript */.y)('store-gc', {
-        store: at(layout/* STORE */.er),
-        store_lock: at(layout/* STORE_LOCK */.Q$),
+        ...storePaths(p.root),
         records: at(layout/* IMAGE_RECORDS */.RB),
-        blobs: at(layout/* BLOBS */.df),
-        incoming: at(layout/* INCOMING */.BG),
         holds: at(layout/* HOLDS */.t),
         sifs: at(layout/* SIFS */.Kt),
         jobs: at(layout/* JOBS */.PL),
@@ -53025,22 +53058,32 @@ function workOf(key, size, parts) {
         open.push({ key, start: last.start, end: last.end, from: last.end });
     return { key, size, resume: open, gaps };
 }
-/** Hands out the ranges of a set of blobs, largest blob first, resumed parts before new ones. */
+/**
+ * Hands out the ranges of a set of blobs: blobs that go whole (under minRange) first, since each
+ * costs a command's round trips more than its bytes, and on a free channel they finish while the
+ * large ones still flow instead of trailing after them; then the largest blob first. Resumed parts
+ * before new ones.
+ */
 class RangeQueue {
     opts;
-    work;
+    work = [];
     sizes = new Map();
     constructor(blobs, opts = DEFAULT_RANGES) {
         this.opts = opts;
-        this.work = [...blobs].sort((a, b) => b.size - a.size).map((b) => workOf(b.key, b.size, b.parts ?? []));
         for (const b of blobs)
-            this.sizes.set(b.key, b.size);
+            this.add(b);
+    }
+    /** Sorts before `other`: whole blobs first, then by size, largest first. */
+    before(size, other) {
+        const whole = size < this.opts.minRange;
+        const otherWhole = other < this.opts.minRange;
+        return whole !== otherWhole ? whole : size > other;
     }
     /** One more blob to hand out (one whose bytes became known while others were being sent). */
     add(blob) {
         this.sizes.set(blob.key, blob.size);
         const w = workOf(blob.key, blob.size, blob.parts ?? []);
-        const at = this.work.findIndex((x) => x.size < blob.size);
+        const at = this.work.findIndex((x) => this.before(blob.size, x.size));
         this.work.splice(at < 0 ? this.work.length : at, 0, w);
     }
     /** Bytes not yet handed out. */
@@ -53157,15 +53200,17 @@ function localZstd() {
     return (l, t) => (0,core_process/* processFilter */.iw)('zstd', zstdArgs(l, t));
 }
 let zstdFactory;
-/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
-function chooseCodec(compressible, remoteZstd) {
-    if (!compressible)
-        return 'raw';
+/** This machine's zstd compressor, looked for once. */
+function zstdHere() {
     if (zstdFactory === undefined)
         zstdFactory = localZstd();
-    if (remoteZstd && zstdFactory)
-        return 'zstd';
-    return 'gzip';
+    return zstdFactory;
+}
+/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. Pure. */
+function chooseCodec(compressible, remoteZstd, localZstd) {
+    if (!compressible)
+        return 'raw';
+    return remoteZstd && localZstd ? 'zstd' : 'gzip';
 }
 class Counter extends external_node_stream_.Transform {
     onBytes;
@@ -53184,9 +53229,8 @@ class Counter extends external_node_stream_.Transform {
  */
 class Transfer {
     session;
-    root;
+    store;
     bytes;
-    remoteZstd;
     reporter;
     stats = { sent: 0, raw: 0, rawTotal: 0 };
     queue = new RangeQueue([]);
@@ -53199,11 +53243,12 @@ class Transfer {
     failure = null;
     started = Date.now();
     timer;
-    constructor(session, root, bytes, remoteZstd, reporter) {
+    constructor(session, 
+    /** The store's directory, whether it has zstd, and the login shell's PATH, from its report. */
+    store, bytes, reporter) {
         this.session = session;
-        this.root = root;
+        this.store = store;
         this.bytes = bytes;
-        this.remoteZstd = remoteZstd;
         this.reporter = reporter;
         this.events.setMaxListeners(0);
         this.workers = Array.from({ length: CONCURRENCY }, () => this.worker());
@@ -53212,7 +53257,7 @@ class Transfer {
     add(u) {
         if (this.uploads.has(u.key))
             return;
-        this.uploads.set(u.key, { ...u, codec: null, joined: false, last: null, sent: [], corrupt: 0 });
+        this.uploads.set(u.key, { ...u, codec: null, joined: false, stray: false, last: null, sent: [], corrupt: 0 });
         this.stats.rawTotal += u.size;
         this.stats.raw += u.parts.reduce((a, p) => a + p.have, 0);
         this.queue.add({ key: u.key, size: u.size, parts: u.parts });
@@ -53227,7 +53272,7 @@ class Transfer {
             if (this.failure)
                 throw this.failure;
             for (const u of this.uploads.values()) {
-                if (u.joined)
+                if (u.joined && !u.stray)
                     continue;
                 const r = u.last ?? { key: u.key, start: 0, end: u.size, from: 0 };
                 // Nothing left to send of it: its receiver checks the parts and joins them.
@@ -53277,13 +53322,13 @@ class Transfer {
         }
     }
     codecOf(u) {
-        u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.remoteZstd));
+        u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.store.zstd, zstdHere() !== null));
         return u.codec;
     }
     /** The bytes [from, end) of an upload, compressed with `codec`, counted both sides of the compressor. */
     stream(u, from, end, codec, level, onRaw) {
         const raw = this.bytes.read(u.offset + from, u.offset + end);
-        const packer = codec === 'gzip' ? external_node_zlib_.createGzip({ level: 1 }) : codec === 'zstd' ? zstdFactory(level, this.threads) : null;
+        const packer = codec === 'gzip' ? external_node_zlib_.createGzip({ level: 1 }) : codec === 'zstd' ? zstdHere()(level, this.threads) : null;
         const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter((n) => (this.stats.sent += n))];
         let s = raw;
         for (const p of parts) {
@@ -53324,7 +53369,10 @@ class Transfer {
                 const level = this.tuner.level;
                 let meter = null;
                 const hex = u.hex();
-                const r = await remote.exec(receiveScript({ root: this.root, key: u.key, hex, size: u.size, start: job.start, end: job.end, codec }), {
+                const receive = receiveScript({ root: this.store.root, key: u.key, hex, size: u.size, start: job.start, end: job.end, codec, path: this.store.path });
+                // A receiver needs no `module`: the login profile's cost is spared on every range.
+                const r = await remote.exec(receive, {
+                    login: false,
                     feed: {
                         after: 'ready ',
                         stream: (line) => {
@@ -53348,8 +53396,11 @@ class Transfer {
                         u.sent.push(`${job.start}-${job.end}`);
                     if (last === 'ok' || last === 'have') {
                         u.joined = true;
+                        u.stray = false;
                         this.reporter.debug(`blob ${this.label(u)}: in the store${u.sent.length ? `, sent in ranges ${u.sent.join(',')}` : ''}`);
                     }
+                    else if (u.joined)
+                        u.stray = true;
                     return;
                 }
                 // The stream stopped early: go on from what arrived.
@@ -53378,7 +53429,7 @@ function uploadOf(job) {
 async function sendBlobs(session, root, tar, plan, remoteZstd, reporter) {
     if (plan.length === 0)
         return { sent: 0, raw: 0, rawTotal: 0 };
-    const t = new Transfer(session, root, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, remoteZstd, reporter);
+    const t = new Transfer(session, { root, zstd: remoteZstd, path: '' }, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, reporter);
     for (const job of plan)
         t.add(uploadOf(job));
     return t.finish();
@@ -53482,22 +53533,71 @@ function earlyMember(e, lacking, noLayers, imageHex) {
     }
     return null;
 }
+const NAMED_BLOB = /^(?:\.\/)?blobs\/sha256\/[0-9a-f]{64}$/;
 /**
- * Prepare the store, and unless an intact .sif makes it unnecessary, save the image and send the
- * blobs the store lacks. Timed as `upload`, except the save (`save`: from its start to its end,
- * sending meanwhile); `upload` is what the transfer takes beyond that.
+ * The image's save, begun before the cluster has said what it lacks (the engine needs a while before
+ * its first byte, as long as connecting and the first round trip take on a far link). Members that
+ * pass before the answer are held, and handed to the upload's choice once it is known; the save is
+ * stopped, and its tar removed, if nothing needs to be sent after all.
  */
-async function upload(session, s, source, run, reporter, timings) {
+class SaveAhead {
+    started = Date.now();
+    saving;
+    choose = null;
+    held = [];
+    constructor(source) {
+        this.saving = source.load((e) => {
+            if (this.choose)
+                return this.choose(e);
+            if (e.size < EARLY_MIN)
+                return false;
+            this.held.push(e);
+            // A member named by its digest needs no hashing; a legacy layer.tar may go before its digest is known.
+            return !NAMED_BLOB.test(e.name);
+        });
+        // A failure reaches whoever awaits the save; never unhandled here.
+        this.saving.then((x) => x.saved.catch(() => undefined)).catch(() => undefined);
+    }
+    /** From now on `choose` sends the members it picks, beginning with those already held. */
+    route(choose) {
+        this.choose = choose;
+        for (const e of this.held.splice(0))
+            choose(e);
+    }
+    /** Stop the save and wait until its tar is gone. */
+    async stop() {
+        const x = await this.saving.catch(() => null);
+        if (!x)
+            return;
+        x.abort();
+        await x.saved.then((img) => img.cleanup(), () => undefined);
+    }
+}
+/**
+ * Prepare the store, and unless an intact .sif makes it unnecessary, send the blobs the store lacks
+ * from the save `ahead` began (stopped if nothing is needed). Timed as `upload`, except the part of
+ * the save that outlasts the first round trip (`save`, sending meanwhile); `upload` is what the
+ * transfer takes beyond that.
+ */
+async function upload(session, s, source, ahead, run, reporter, timings) {
     const none = { sent: 0, raw: 0, rawTotal: 0 };
     const imageHex = source ? (0,layout/* hexOf */.ZD)(source.digest) : null;
-    const first = await timings.time('upload', () => preflightAndPrepare(session, s, { imageHex, blobHexes: source?.blobHexes ?? [], reuse: !s.forceRebuild, run }, source?.size ?? null, reporter));
+    let first;
+    try {
+        first = await timings.time('upload', () => preflightAndPrepare(session, s, { imageHex, blobHexes: source?.blobHexes ?? [], reuse: !s.forceRebuild, run }, source?.size ?? null, reporter));
+    }
+    catch (e) {
+        await ahead?.stop();
+        throw e;
+    }
     let report = first.report;
     const accounting = first.accounting;
-    if (!source) {
+    if (!source || !ahead) {
         reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
         return { report, accounting, image: null, stats: none };
     }
     if (report.sifReusable) {
+        await ahead.stop();
         reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
         return { report, accounting, image: null, stats: none };
     }
@@ -53505,13 +53605,14 @@ async function upload(session, s, source, run, reporter, timings) {
         reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
     const lacking = new Set(source.blobHexes.filter((h) => !report.have.has(h)));
     const noLayers = source.blobHexes.filter((h) => h !== imageHex).every((h) => lacking.has(h));
+    const preflightEnded = Date.now();
+    const { bytes, saving, saved } = await ahead.saving;
+    const transfer = new Transfer(session, report, bytes, reporter);
     // Members sent before the save ends, by tar member name.
     const early = new Map();
-    let transfer = null;
-    const saveStarted = Date.now();
-    const { bytes, saving, saved } = await source.load((e) => {
+    ahead.route((e) => {
         const m = earlyMember(e, lacking, noLayers, imageHex);
-        if (!m || !transfer)
+        if (!m)
             return false;
         early.set(e.name, m.key);
         transfer.add({
@@ -53524,7 +53625,6 @@ async function upload(session, s, source, run, reporter, timings) {
         });
         return m.hex === null;
     });
-    transfer = new Transfer(session, report.root, bytes, report.zstd, reporter);
     let image;
     try {
         image = await saved;
@@ -53534,8 +53634,11 @@ async function upload(session, s, source, run, reporter, timings) {
         await transfer.finish().catch(() => undefined);
         throw e;
     }
-    if (saving)
-        timings.add('save', (Date.now() - saveStarted) / 1000);
+    // Only the part of the save that outlasted the first round trip adds to the delivery's time.
+    if (saving) {
+        timings.add('save', Math.max(0, Date.now() - Math.max(ahead.started, preflightEnded)) / 1000);
+        reporter.info(`Saved ${s.image} (${source.digest}): ${image.archive.layout} layout, ${image.archive.layers.length} layer(s), ${mib(image.size)}`);
+    }
     try {
         return await timings.time('upload', async () => {
             const blobs = imageBlobs(image.archive);
@@ -53568,8 +53671,8 @@ async function upload(session, s, source, run, reporter, timings) {
     }
 }
 
-// EXTERNAL MODULE: ./src/core/watch.ts
-var watch = __nccwpck_require__(2372);
+// EXTERNAL MODULE: ./src/core/follow.ts
+var core_follow = __nccwpck_require__(9746);
 ;// CONCATENATED MODULE: ./src/core/deliver.ts
 // One delivery, start to end: build, save, upload, submit, follow, judge. The action and the CLI
 // are thin shells over this function.
@@ -53630,6 +53733,10 @@ async function deliver(s, reporter, hooks = {}) {
     const digest = source?.digest ?? null;
     const session = new core_session/* Session */.Nn(s, reporter);
     let image = null;
+    // The save starts at once: the engine takes as long before its first byte as connecting does.
+    const ahead = source ? new SaveAhead(source) : null;
+    // While no job exists: what ending the delivery must undo (a job a cut-off sbatch made, else the run's hold).
+    let unsubmitted = null;
     try {
         await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
             await timings.time('connect', () => session.remote());
@@ -53637,32 +53744,35 @@ async function deliver(s, reporter, hooks = {}) {
         });
         // The run is named first: from the first round trip on, it holds what its job will use.
         const run = (0,layout/* newRunId */.F$)();
-        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, run, reporter, timings));
+        const hold = `${s.remoteDir}/${(0,layout/* holdPath */.nq)(run)}`;
+        unsubmitted = { jobDir: null, hold };
+        await hooks.onRunNamed?.({ hold });
+        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, ahead, run, reporter, timings));
         const { report, stats } = up;
         image = up.image;
         checkAbort(hooks.signal);
         const paths = (0,layout/* remotePaths */.xu)(report, s.image, digest ? (0,layout/* hexOf */.ZD)(digest) : null, run, s.publish);
         // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
         const reuse = !image;
+        unsubmitted = { jobDir: paths.jobDir, hold: paths.hold };
         await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
-        // Random per delivery: the job's phase markers carry it, so its own output cannot forge one.
-        const phaseToken = (0,external_node_crypto_.randomBytes)(12).toString('hex');
+        // Random per delivery: the job's marker lines carry it, so its own output cannot forge one.
+        const markerToken = (0,external_node_crypto_.randomBytes)(12).toString('hex');
         const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
-            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, smoke?.name ?? null, phaseToken);
-            const done = await session
-                .retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke))
-                .catch(async (e) => {
-                // sbatch may have run before the failure: leave no job behind.
-                await session.retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
-                throw e;
-            });
+            const sub = (0,core_submit/* renderSubmission */.Tb)(s, paths, image ? (0,core_submit/* assembly */.f$)(image.archive, digest, paths) : null, smoke?.name ?? null, markerToken);
+            const gc = gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules });
+            // Garbage collection in the same round trip: the run's hold (its job now listed) keeps its image.
+            const done = await session.retry('Submitting', (r) => (0,core_submit/* submitJob */.Ok)(r, s, paths, sub, smoke, gc));
             for (const note of done.notes)
                 reporter.info(note);
+            if (done.then.length > 0)
+                reporter.debug(done.then.join('\n'));
             reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${layout/* JOB_FILES */.e0.output}`);
             return done;
         });
+        unsubmitted = null;
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
-        const follow = await (0,watch/* followJob */.B)(session, s, jobId, paths.jobDir, reporter, { ...hooks, phaseToken, heartbeat: true }, timings).catch(async (e) => {
+        const follow = await (0,core_follow/* followJob */.B)(session, s, jobId, paths.jobDir, reporter, { ...hooks, markerToken, heartbeat: true }, timings).catch(async (e) => {
             // Never give up on a job without cancelling it first.
             const cancelled = await session
                 .retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, { jobId }, s.loginModules))
@@ -53671,10 +53781,6 @@ async function deliver(s, reporter, hooks = {}) {
             throw e;
         });
         await hooks.onJobEnded?.();
-        const gc = await session
-            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules })))
-            .catch((e) => `gc failed: ${e.message}`);
-        reporter.debug(gc.trim());
         const gpu = (0,core_gpu/* parseGpuReport */.IP)(follow.out.gpu);
         if (gpu) {
             reporter.info((0,core_gpu/* describeGpu */.o_)(gpu));
@@ -53710,9 +53816,33 @@ async function deliver(s, reporter, hooks = {}) {
             error: verdict.ok ? null : verdict.interrupted ? new errors/* JobInterruptedError */.QT(verdict.message) : new errors/* JobFailedError */.dk(verdict.message),
         };
     }
+    catch (e) {
+        await ahead?.stop();
+        if (unsubmitted)
+            await leaveNothing(session, s, unsubmitted, reporter, hooks);
+        throw e;
+    }
     finally {
         session.close();
         await image?.cleanup();
+    }
+}
+/**
+ * A delivery that failed or was cancelled before its job existed: cancel the job sbatch may have
+ * made before a failure cut it off, else release the run's hold, so that garbage collection may take
+ * the image's blobs now rather than after a day. A delivery killed outright (SIGKILL, a runner lost
+ * without its post step) releases nothing: its hold lasts the day store-gc.sh gives it.
+ */
+async function leaveNothing(session, s, ref, reporter, hooks) {
+    try {
+        const cancelled = await session.retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, ref, s.loginModules));
+        if (cancelled)
+            reporter.warning(`Cancelled job ${cancelled}, which a submission cut off had left.`);
+        else
+            await hooks.onJobEnded?.();
+    }
+    catch (e) {
+        reporter.warning(`Could not release the run's hold on the cluster (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); garbage collection keeps the image's blobs for a day.`);
     }
 }
 
@@ -53967,6 +54097,7 @@ async function run() {
             return await preflightOnly(settings);
         const result = await deliver(settings, (0,reporter/* actionReporter */.I)(), {
             signal: controller.signal,
+            onRunNamed: ({ hold }) => (0,state/* saveHold */.rT)(hold),
             onJobPrepared: ({ jobDir }) => (0,state/* saveJobDir */.sA)(jobDir),
             onJobSubmitted: ({ jobId }) => {
                 (0,state/* saveJobId */.ih)(jobId);
@@ -54015,8 +54146,8 @@ var core_session = __nccwpck_require__(7907);
 var slurm = __nccwpck_require__(2348);
 // EXTERNAL MODULE: ./src/core/submit.ts
 var core_submit = __nccwpck_require__(4695);
-// EXTERNAL MODULE: ./src/core/watch.ts
-var watch = __nccwpck_require__(2372);
+// EXTERNAL MODULE: ./src/core/follow.ts
+var follow = __nccwpck_require__(9746);
 ;// CONCATENATED MODULE: ./src/core/control.ts
 // A delivered job, found again by its Slurm id through the jobs/job-ID link its delivery made: its
 // state and result, its output, cancelling it. The CLI's status, logs and cancel and the action's
@@ -54103,8 +54234,9 @@ var reporter = __nccwpck_require__(5121);
 var state = __nccwpck_require__(3175);
 ;// CONCATENATED MODULE: ./src/action/post.ts
 // The post step: if main ended (cancelled, killed) while its job was pending or running, scancel it,
-// so no job is left behind: on a session of its own that reconnects as the CLI's does, within a
-// time limit. Post never fails the workflow; it only warns.
+// so no job is left behind; if it ended before any job existed, release the run's hold on the image
+// (garbage collection would keep its blobs a day): on a session of its own that reconnects as the
+// CLI's does, within a time limit. Post never fails the workflow; it only warns.
 
 
 
@@ -54112,16 +54244,18 @@ var state = __nccwpck_require__(3175);
 
 
 async function post() {
-    const { jobId, jobDir, jobDone } = state/* savedJob */.V5;
-    if (jobDone || (!jobId && !jobDir))
+    const { jobId, jobDir, jobDone, hold } = state/* savedJob */.V5;
+    if (jobDone || (!jobId && !jobDir && !hold))
         return;
     // Main may have been killed between sbatch and learning the job id: the job directory finds it.
-    const job = jobId ? { jobId, jobDir } : { jobDir };
-    const what = jobId ? `job ${jobId}` : `the job of ${jobDir}`;
+    const job = jobId ? { jobId, jobDir } : { jobDir: jobDir || null, hold: hold || undefined };
+    const what = jobId ? `job ${jobId}` : jobDir ? `the job of ${jobDir}` : 'the delivery';
     try {
         const cancelled = await cancelOnNewSession((0,settings/* parseConnection */.C8)(await (0,inputs/* readInputs */.K)()), job, (0,reporter/* actionReporter */.I)());
         if (cancelled)
             core/* info */.pq(`Cancelled job ${cancelled}: the main step ended before it did.`);
+        else if (!jobId)
+            core/* info */.pq('The main step ended before submitting a job; released its hold on the image.');
     }
     catch (e) {
         core/* warning */.$e(`Could not cancel ${what}: ${e instanceof Error ? e.message : String(e)}. Cancel it by hand: ${jobId ? `scancel ${jobId}` : `scancel the job whose directory is ${jobDir}`}`);
@@ -54183,6 +54317,7 @@ function actionReporter() {
 /* harmony export */   V5: () => (/* binding */ savedJob),
 /* harmony export */   ih: () => (/* binding */ saveJobId),
 /* harmony export */   j6: () => (/* binding */ saveJobDone),
+/* harmony export */   rT: () => (/* binding */ saveHold),
 /* harmony export */   sA: () => (/* binding */ saveJobDir),
 /* harmony export */   tl: () => (/* binding */ isPost)
 /* harmony export */ });
@@ -54198,7 +54333,12 @@ const savedJob = {
     /** Saved before sbatch runs, so that post finds a job whose id main never learnt. */
     jobDir: _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getState */ .Gu('jobDir'),
     jobDone: _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getState */ .Gu('jobDone') === 'true',
+    /** The run's hold on the image, saved before the first round trip takes it: post releases it if no job was submitted. */
+    hold: _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getState */ .Gu('hold'),
 };
+function saveHold(hold) {
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .saveState */ .LZ('hold', hold);
+}
 function saveJobDir(jobDir) {
     _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .saveState */ .LZ('jobDir', jobDir);
 }
@@ -54591,13 +54731,17 @@ class InputError extends DeliveryError {
         this.problem = problem;
     }
 }
+/** The base of an error kind that adds nothing to DeliveryError but its exit code. */
+function withExitCode(code) {
+    return class extends DeliveryError {
+        exitCode = code;
+    };
+}
 /** The server's host key is not the one recorded in known-hosts. */
-class HostKeyError extends DeliveryError {
-    exitCode = ExitCode.hostKey;
+class HostKeyError extends withExitCode(ExitCode.hostKey) {
 }
 /** The SSH connection could not be made, or was lost and could not be re-established. */
-class ConnectionError extends DeliveryError {
-    exitCode = ExitCode.connection;
+class ConnectionError extends withExitCode(ExitCode.connection) {
 }
 /** A command on the cluster failed (exit code and the tail of its stderr in the message). */
 class RemoteCommandError extends DeliveryError {
@@ -54611,30 +54755,114 @@ class RemoteCommandError extends DeliveryError {
     }
 }
 /** docker build / docker save failed, or the saved archive could not be read. */
-class BuildError extends DeliveryError {
-    exitCode = ExitCode.build;
+class BuildError extends withExitCode(ExitCode.build) {
 }
 /** The Slurm job ran but did not pass: the smoke test exited non-zero, or the .sif build failed. */
-class JobFailedError extends DeliveryError {
-    exitCode = ExitCode.jobFailed;
+class JobFailedError extends withExitCode(ExitCode.jobFailed) {
 }
 /** The Slurm job was cancelled, timed out, ran out of memory or lost its node. */
-class JobInterruptedError extends DeliveryError {
-    exitCode = ExitCode.jobInterrupted;
+class JobInterruptedError extends withExitCode(ExitCode.jobInterrupted) {
 }
 /**
  * The cluster refuses what the inputs ask for (partition, GPUs, time, modules, runtime, sbatch's
  * test, writable directories): found by preflight before anything was saved, sent or submitted.
  * Each line names the input and what the cluster offers.
  */
-class PreflightError extends DeliveryError {
-    exitCode = ExitCode.input;
+class PreflightError extends withExitCode(ExitCode.input) {
 }
 function tail(text, lines = 10) {
     return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 function exitCodeOf(err) {
     return err instanceof DeliveryError ? err.exitCode : ExitCode.failure;
+}
+
+
+/***/ }),
+
+/***/ 9746:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   B: () => (/* binding */ followJob)
+/* harmony export */ });
+/* unused harmony export sleep */
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4296);
+/* harmony import */ var _poll_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8822);
+/* harmony import */ var _submit_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4695);
+// Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
+// stream its output, cancel it on abort or timeout, and time its phases.
+
+
+
+/** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
+const SILENT_POLL_MS = 10_000;
+/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
+const CANCEL_TRIES_MS = 5 * 60_000;
+/** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
+const sleep = (ms, signal) => new Promise((resolve) => {
+    const onAbort = () => {
+        clearTimeout(t);
+        resolve();
+    };
+    const t = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+});
+/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
+async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
+    const state = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .initialFollowState */ .Lk)();
+    const out = new _poll_js__WEBPACK_IMPORTED_MODULE_1__/* .OutputStream */ .eG(reporter, undefined, hooks.markerToken ?? null);
+    const submitted = Date.now();
+    const deadline = submitted + s.timeoutSeconds * 1000;
+    let stopping = null;
+    let stoppedAt = 0;
+    let cancelSent = false;
+    let polls = 0;
+    for (;;) {
+        if (!stopping && (hooks.signal?.aborted || Date.now() > deadline)) {
+            stopping = hooks.signal?.aborted ? 'cancelled' : 'timedOut';
+            stoppedAt = Date.now();
+            reporter.warning(`${stopping === 'cancelled' ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
+        }
+        if (stopping && !cancelSent) {
+            // Never give up on a job without cancelling it: while Slurm does not answer, try at every poll.
+            try {
+                await session.retry('Cancelling', (r) => (0,_submit_js__WEBPACK_IMPORTED_MODULE_2__/* .cancelJob */ .mh)(r, { jobId }, s.loginModules));
+                cancelSent = true;
+            }
+            catch (e) {
+                if (!(e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at))
+                    throw e;
+                const waited = Math.round((Date.now() - stoppedAt) / 1000);
+                if (waited * 1000 > CANCEL_TRIES_MS) {
+                    throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .JobInterruptedError */ .QT(`Could not cancel job ${jobId}: scancel failed for ${waited} s (${e.stderr.trim().split('\n').pop()}). It was ${state.state ?? 'not yet seen'} when Slurm last answered.`, `Cancel it by hand once Slurm answers: scancel ${jobId}.`);
+                }
+                reporter.warning(`scancel ${jobId} failed (${e.stderr.trim().split('\n').pop()}); trying again.`);
+            }
+        }
+        const r = await session.retry('Following the job', (remote) => remote.exec((0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .pollScript */ .PK)(jobId, jobDir, state.offset, s.loginModules, { heartbeat: !!hooks.heartbeat })));
+        if (r.code !== 0)
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at('Following the job', r.code, r.stderr.toString());
+        const done = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .applyPoll */ .oG)(state, (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .parsePoll */ .$f)(r.stdout), out, reporter, jobId);
+        if (done)
+            break;
+        // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
+        const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
+        await sleep(wait, stopping ? undefined : hooks.signal);
+    }
+    out.end();
+    reporter.endGroup();
+    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
+    // is the wait in the queue (plus up to one poll interval).
+    const phases = out.phases;
+    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
+    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
+    for (const p of phases)
+        timings?.add(p.phase, p.seconds);
+    return { state, out, cancelled: stopping === 'cancelled', timedOut: stopping === 'timedOut' };
 }
 
 
@@ -54647,7 +54875,6 @@ function exitCodeOf(err) {
 /* harmony export */   IP: () => (/* binding */ parseGpuReport),
 /* harmony export */   Oh: () => (/* binding */ MIN_DRIVER),
 /* harmony export */   gO: () => (/* binding */ GPU_QUERY),
-/* harmony export */   gX: () => (/* binding */ GPU_MARKER),
 /* harmony export */   o_: () => (/* binding */ describeGpu),
 /* harmony export */   qB: () => (/* binding */ gpuVerdict)
 /* harmony export */ });
@@ -54737,8 +54964,6 @@ function cudaCompat(imageCuda, driver, driverCuda) {
     }
     return { kind: 'ok' };
 }
-/** Lines the job prints for the GPU report: `::riviera-gpu:: <where> [<kind>] <text>`. */
-const GPU_MARKER = '::riviera-gpu::';
 /** The fields the job asks nvidia-smi for (compute_cap is missing on 470-era drivers). */
 const GPU_QUERY = 'name,driver_version,memory.total';
 function view(query, header) {
@@ -54746,7 +54971,7 @@ function view(query, header) {
     const h = parseSmiHeader(header.join('\n'));
     return { gpus, driver: gpus[0]?.driver ?? h.driver, cuda: h.cuda };
 }
-/** The job's GPU report lines (marker removed) into the report; null when the job made none (no GPUs asked). */
+/** The job's GPU report lines (`<where> [<kind>] <text>`, marker removed: jobscript.ts) into the report; null when the job made none (no GPUs asked). */
 function parseGpuReport(lines) {
     if (lines.length === 0)
         return null;
@@ -54791,10 +55016,9 @@ function gpuVerdict(v, status, r) {
 /* harmony export */   Hs: () => (/* binding */ renderJobScript),
 /* harmony export */   Oq: () => (/* binding */ sbatchArgv),
 /* harmony export */   b5: () => (/* binding */ JOB_PHASES),
-/* harmony export */   ne: () => (/* binding */ PHASE_MARKER),
-/* harmony export */   qb: () => (/* binding */ phaseMarker)
+/* harmony export */   lw: () => (/* binding */ parseMark)
 /* harmony export */ });
-/* unused harmony exports watchdogEvery, smokeArgv */
+/* unused harmony exports JOB_MARKER, jobMarker, watchdogEvery, smokeArgv */
 /* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(450);
 /* harmony import */ var _gpu_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9965);
 /* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6585);
@@ -54805,11 +55029,27 @@ function gpuVerdict(v, status, r) {
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
 const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'publish'];
 /**
- * The marker the job prints when a phase starts: `::riviera-phase:: <token> <phase> <epoch seconds>`.
- * The token is random per delivery, so that a line of the job's own output cannot pass for one.
+ * Every line the job prints for its follower rather than as output starts with the marker and this
+ * delivery's token: `::riviera:: <token> phase <phase> <epoch seconds>` as a phase starts, and
+ * `::riviera:: <token> gpu <where> <kind> <text>` for the GPU report. The token is random per
+ * delivery and never in the smoke test's environment, so a line of the job's output (data) cannot
+ * pass for one. (Code running as the user can read the job script, so it guards against output
+ * that happens to look like a marker, not against the user's own smoke test.)
  */
-const PHASE_MARKER = '::riviera-phase::';
-const phaseMarker = (token) => `${PHASE_MARKER} ${token}`;
+const JOB_MARKER = '::riviera::';
+const jobMarker = (token) => `${JOB_MARKER} ${token}`;
+/**
+ * A marker line's kind and what follows it; null for any other line, which is output. `token`
+ * null (a job of another run, e.g. `logs --follow`): any token is taken.
+ */
+function parseMark(line, token) {
+    if (!line.startsWith(`${JOB_MARKER} `))
+        return null;
+    const [tok, kind, ...rest] = line.slice(JOB_MARKER.length + 1).split(' ');
+    if ((token !== null && tok !== token) || (kind !== 'phase' && kind !== 'gpu'))
+        return null;
+    return { kind, rest: rest.join(' ') };
+}
 /** How often the job looks at the heartbeat: often enough to end about `seconds` after the last poll. */
 function watchdogEvery(seconds) {
     return Math.min(30, Math.max(2, Math.floor(seconds / 4)));
@@ -54825,7 +55065,7 @@ function renderJobScript(p) {
     const a = p.assemble;
     return (0,_cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__/* .renderScript */ .y)('job', {
         status_file: p.statusFile,
-        phase_marker: phaseMarker(p.phaseToken),
+        marker: jobMarker(p.markerToken),
         modules: p.modules,
         runtime: p.runtime,
         tmpdir: p.tmpdir,
@@ -54833,7 +55073,6 @@ function renderJobScript(p) {
         sif_link: p.sifLink,
         smoke: smokeArgv(p),
         gpus: p.gpus,
-        gpu_marker: _gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_MARKER */ .gX,
         gpu_query: _gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_QUERY */ .gO,
         cuda_majors: Object.keys(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .MIN_DRIVER */ .Oh),
         cuda_min_drivers: Object.values(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .MIN_DRIVER */ .Oh),
@@ -55117,9 +55356,11 @@ function glob(pattern, name) {
 //   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
 //   .store/holds/RUN               what run RUN's job uses (`image HEX`, then `job ID`): kept until
-//                                  Slurm no longer knows the job
+//                                  Slurm no longer knows the job; released by a delivery that ends
+//                                  without one (a killed one's lasts a day)
 //   .store/locks/publish-HASH      serialises our publications into one publish directory
-//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
+//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX),
+//     (+ .verified)                and what the last prepare verified of it (store-prepare.sh)
 //   images/NAME.sif                link to the newest .sif of an image name
 //   jobs/RUN/                      a job's directory (JOB_FILES)
 //   jobs/job-ID                    link to the job's directory, by Slurm job id (status, logs)
@@ -55231,15 +55472,13 @@ function remotePaths(dirs, image, imageHex, run, publish) {
 /* harmony export */ });
 /* unused harmony export NO_JOB_DIR */
 /* harmony import */ var _cluster_scripts_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(450);
-/* harmony import */ var _gpu_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9965);
-/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4103);
-/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(6585);
-/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2348);
+/* harmony import */ var _jobscript_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4103);
+/* harmony import */ var _layout_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6585);
+/* harmony import */ var _slurm_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2348);
 // Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
 // reads the job's own status file and the output written since the last poll; here are its reply's
-// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
+// parser, the output stream and the fold of polls into the follow state (follow.ts runs the loop).
 // The job never depends on this session.
-
 
 
 
@@ -55257,9 +55496,9 @@ function pollScript(jobId, jobDir, offset, loginModules, { heartbeat = false } =
         offset,
         chunk: CHUNK,
         heartbeat,
-        status_file: _layout_js__WEBPACK_IMPORTED_MODULE_3__/* .JOB_FILES */ .e0.status,
-        output_file: _layout_js__WEBPACK_IMPORTED_MODULE_3__/* .JOB_FILES */ .e0.output,
-        heartbeat_file: _layout_js__WEBPACK_IMPORTED_MODULE_3__/* .JOB_FILES */ .e0.heartbeat,
+        status_file: _layout_js__WEBPACK_IMPORTED_MODULE_2__/* .JOB_FILES */ .e0.status,
+        output_file: _layout_js__WEBPACK_IMPORTED_MODULE_2__/* .JOB_FILES */ .e0.output,
+        heartbeat_file: _layout_js__WEBPACK_IMPORTED_MODULE_2__/* .JOB_FILES */ .e0.heartbeat,
         no_job_dir: NO_JOB_DIR,
     });
 }
@@ -55274,6 +55513,11 @@ function parsePoll(stdout) {
         status: stdout.subarray(nl1 + 1, nl2).toString('utf8'),
         output: stdout.subarray(nl2 + 1),
     };
+}
+/** A phase marker's `<phase> <epoch seconds>`; null if it is not that. */
+function phaseMark(rest) {
+    const fields = rest.split(' ');
+    return fields.length === 2 ? { phase: fields[0], at: Number(fields[1]) } : null;
 }
 /**
  * Turns the job's output stream into log lines: phase markers open a new log group and time the
@@ -55291,23 +55535,13 @@ class OutputStream {
     /** The job printed its last marker: all of its output has been read. */
     ended = false;
     /**
-     * `token`: the delivery's token in the job's phase markers; any other line is output. Null (a job
+     * `token`: the delivery's token in the job's marker lines; any other line is output. Null (a job
      * of another run, e.g. `logs --follow`): any line shaped like a marker is one.
      */
     constructor(reporter, tailLines = 30, token = null) {
         this.reporter = reporter;
         this.tailLines = tailLines;
         this.token = token;
-    }
-    /** The phase and time of a marker line; null for any other line. */
-    marker(text) {
-        const prefix = `${this.token === null ? _jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .PHASE_MARKER */ .ne : (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_2__/* .phaseMarker */ .qb)(this.token)} `;
-        if (!text.startsWith(prefix))
-            return null;
-        const fields = text.slice(prefix.length).trim().split(/\s+/);
-        if (this.token !== null && fields.length !== 2)
-            return null;
-        return { phase: fields.at(-2) ?? '', at: Number(fields.at(-1)) };
     }
     push(chunk) {
         this.pending = Buffer.concat([this.pending, chunk]);
@@ -55329,11 +55563,12 @@ class OutputStream {
     lines(lines) {
         let run = [];
         for (const text of lines) {
-            if (text.startsWith(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_MARKER */ .gX)) {
-                this.gpu.push(text.slice(_gpu_js__WEBPACK_IMPORTED_MODULE_1__/* .GPU_MARKER */ .gX.length + 1));
+            const m = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_1__/* .parseMark */ .lw)(text, this.token);
+            if (m?.kind === 'gpu') {
+                this.gpu.push(m.rest);
                 continue;
             }
-            const mark = this.marker(text);
+            const mark = m?.kind === 'phase' ? phaseMark(m.rest) : null;
             if (!mark) {
                 run.push(text);
                 this.tail.push(text);
@@ -55373,8 +55608,8 @@ const LOST_AFTER = 5;
 function applyPoll(s, poll, out, reporter, jobId, now = Date.now()) {
     out.push(poll.output);
     s.offset += poll.output.length;
-    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_4__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
-    const answer = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_4__/* .parseSlurmAnswer */ .Lv)(poll.squeue);
+    s.status = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_3__/* .parseStatusLine */ .Su)(poll.status) ?? s.status;
+    const answer = (0,_slurm_js__WEBPACK_IMPORTED_MODULE_3__/* .parseSlurmAnswer */ .Lv)(poll.squeue);
     if (answer.kind === 'silent') {
         // Nothing is known of the job meanwhile (it runs on without the controller): keep following.
         if (s.silentSince === null) {
@@ -55399,7 +55634,7 @@ function applyPoll(s, poll, out, reporter, jobId, now = Date.now()) {
             s.state = info.state;
         }
         // All output was written before the job ended, so this poll's output is complete.
-        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_4__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
+        return (0,_slurm_js__WEBPACK_IMPORTED_MODULE_3__/* .isFinalState */ .G8)(info.state) && poll.output.length < CHUNK;
     }
     // Slurm answered and no longer knows the job: it has ended once its own status and last marker are in.
     if (s.status && out.ended && poll.output.length < CHUNK)
@@ -55420,7 +55655,8 @@ __nccwpck_require__.d(__webpack_exports__, {
   g1: () => (/* binding */ commandWorks),
   iw: () => (/* binding */ processFilter),
   R3: () => (/* binding */ runProcess),
-  kp: () => (/* binding */ startProcess)
+  kp: () => (/* binding */ startProcess),
+  r0: () => (/* binding */ startProcessToFile)
 });
 
 ;// CONCATENATED MODULE: external "node:child_process"
@@ -55487,19 +55723,81 @@ function startProcess(command, args, opts = {}) {
     });
     return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, ended, kill: () => child.kill() };
 }
+/**
+ * A program whose stdout goes straight into an open file (no pass through this process, so it
+ * writes at its own pace whatever else the event loop is doing); its stderr is piped.
+ */
+function startProcessToFile(command, args, fd) {
+    const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['ignore', fd, 'pipe'] });
+    const ended = new Promise((resolve, reject) => {
+        child.on('error', reject);
+        child.on('close', (code) => resolve(code));
+    });
+    return { stderr: child.stderr, ended, kill: () => child.kill() };
+}
 /** Whether a program is installed here and runs (`command --version` exits 0). */
 function commandWorks(command) {
     return (0,external_node_child_process_namespaceObject.spawnSync)(command, ['--version'], { stdio: 'ignore' }).status === 0;
 }
+/** The environment a filter runs in: enough to run, nothing else (the step's env holds its inputs, secrets among them). */
+function filterEnv() {
+    const keep = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TMPDIR'];
+    return Object.fromEntries(keep.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
+}
+/** Most of a failing filter's stderr that its error carries: the end, where the cause is. */
+const STDERR_TAIL = 2000;
 /**
- * A program as a filter stream: what is written goes to its stdin, its stdout is read. A non-zero
- * exit destroys the stream with an error; destroying the stream kills the program.
+ * A program as a filter stream: what is written goes to its stdin, its stdout is read. The readable
+ * side ends only once the program has exited and closed its streams (its 'close' event, which comes
+ * after both, in whatever order they happened): a non-zero exit or a signal then destroys the
+ * stream with `<command> exited with N` and the end of its stderr, so a consumer that has read all
+ * of stdout still learns the program failed. Destroying the stream kills the program.
  */
 function processFilter(command, args) {
-    const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
-    const d = external_node_stream_.Duplex.from({ writable: child.stdin, readable: child.stdout });
-    d.on('close', () => child.kill());
-    child.on('exit', (code) => code && d.destroy(new Error(`${command} exited with ${code}`)));
+    const child = (0,external_node_child_process_namespaceObject.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: filterEnv() });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr = (stderr + d).slice(-STDERR_TAIL)));
+    // A program that stops reading early (EPIPE) says why in its exit code, reported on 'close'.
+    child.stdin.on('error', () => undefined);
+    const d = new external_node_stream_.Duplex({
+        write(chunk, _encoding, done) {
+            if (child.stdin.write(chunk))
+                done();
+            else {
+                // Wait for room, or for the program to be gone (then 'close' reports it).
+                const go = () => {
+                    child.stdin.off('drain', go).off('close', go);
+                    done();
+                };
+                child.stdin.on('drain', go).on('close', go);
+            }
+        },
+        final(done) {
+            child.stdin.end();
+            done();
+        },
+        read() {
+            child.stdout.resume();
+        },
+        destroy(err, done) {
+            if (child.exitCode === null && child.signalCode === null)
+                child.kill();
+            done(err);
+        },
+    });
+    child.stdout.on('data', (chunk) => {
+        if (!d.push(chunk))
+            child.stdout.pause();
+    });
+    child.on('error', (e) => d.destroy(e));
+    child.on('close', (code, signal) => {
+        if (code === 0) {
+            d.push(null);
+            return;
+        }
+        const tail = stderr.trim();
+        d.destroy(new Error(`${command} exited with ${code ?? signal}${tail ? `: ${tail}` : ''}`));
+    });
     return d;
 }
 
@@ -55645,13 +55943,14 @@ const OUTPUT_START = '::riviera-output-start::';
  * The remote command for a script, which sshd hands to the user's login shell as `SHELL -c COMMAND`:
  * one line that sh, bash, zsh, tcsh and fish all parse alike (no newline, `!`, `$` or backquote,
  * which tcsh would choke on or expand even inside quotes), so the script travels base64-encoded and
- * bash, as a login shell, decodes and runs it. The script runs in a subshell: an `exit` in it would
+ * bash, as a login shell, decodes and runs it (a script that needs neither `module` nor the
+ * profile's PATH, given `login` false, skips the profile: tens of ms of CPU each time). The script runs in a subshell: an `exit` in it would
  * otherwise make the login shell run the user's ~/.bash_logout, whose last status (with `set -e`
  * on, its first failure) replaces the script's.
  */
-function loginShellCommand(script) {
+function loginShellCommand(script, login = true) {
     const wrapped = `printf '%s\\n' ${(0,quote/* shq */.hi)(OUTPUT_START)}\n(\n${script}\n)\n`;
-    return `exec bash -l -c 'source <(base64 -d <<<${Buffer.from(wrapped).toString('base64')})'`;
+    return `exec bash ${login ? '-l ' : ''}-c 'source <(base64 -d <<<${Buffer.from(wrapped).toString('base64')})'`;
 }
 /** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
 class PreambleFilter {
@@ -55749,7 +56048,7 @@ function streamScript(ch, opts = {}) {
  * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
  */
 function spawnScript(argv, script, opts = {}, env, cwd) {
-    const p = (0,core_process/* startProcess */.kp)(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
+    const p = (0,core_process/* startProcess */.kp)(argv[0], [...argv.slice(1), loginShellCommand(script, opts.login)], { env, cwd });
     return streamScript({ ...p, abort: p.kill }, opts);
 }
 
@@ -56056,6 +56355,15 @@ async function privateAgent(dir, keyFile, passphrase) {
 
 
 
+/**
+ * How to log in: the key, or the agent's keys, and nothing else. ssh2 would first try `none` (a
+ * round trip only to learn that publickey is wanted); OpenSSH, too, offers the key first.
+ */
+function authOf(target) {
+    return target.privateKey
+        ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined, authHandler: ['publickey'] }
+        : { agent: target.agent ?? undefined, authHandler: ['agent'] };
+}
 /** One SSH connection of the chain: to a hop, or to the cluster itself (the last). */
 function connectHop(target, hop, role, sock) {
     const client = new lib.Client();
@@ -56065,7 +56373,7 @@ function connectHop(target, hop, role, sock) {
         host: hop.host,
         port: hop.port,
         username: hop.user,
-        ...(target.privateKey ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined } : { agent: target.agent ?? undefined }),
+        ...authOf(target),
         sock,
         readyTimeout: 20_000,
         keepaliveInterval: 15_000,
@@ -56097,6 +56405,9 @@ function connectHop(target, hop, role, sock) {
             reject(new errors/* ConnectionError */.Rc(`Could not connect to the ${who}: ${err.message}.`, hint));
         });
         client.connect(config);
+        // Each message as soon as it is written: with Nagle's algorithm a small one waits for the ACK
+        // of the one before (a whole round trip, e.g. the service request behind NEWKEYS).
+        client.setNoDelay(true);
     });
 }
 /** A channel from `via` to the next hop, as its socket. */
@@ -56157,7 +56468,7 @@ class Ssh2Remote extends ScriptRemote {
             };
             const onLost = () => finish(() => reject(new errors/* ConnectionError */.Rc('The SSH connection was lost.')));
             conn.once('close', onLost);
-            conn.exec(loginShellCommand(script), (err, channel) => {
+            conn.exec(loginShellCommand(script, opts.login), (err, channel) => {
                 if (err)
                     return finish(() => reject(new errors/* ConnectionError */.Rc(`Could not open an SSH channel: ${err.message}`)));
                 channel.on('error', (e) => finish(() => reject(new errors/* ConnectionError */.Rc(`SSH channel failed: ${e.message}`))));
@@ -56803,18 +57114,22 @@ function credentialsOf(raw, problems, { required = true, keyOptional = false } =
     }
     return collect(problems, 'known-hosts', () => (required || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
 }
-const connectionSchema = schema.pick({
+/** The inputs that say how to reach the cluster and where the delivery lives; the rest are the delivery's own. */
+const CONNECTION_INPUTS = {
     host: true,
     port: true,
     username: true,
     'private-key': true,
     'private-key-passphrase': true,
     certificate: true,
+    'known-hosts': true,
     'jump-hosts': true,
     'ssh-client': true,
     'remote-dir': true,
     'login-modules': true,
-});
+};
+const connectionSchema = schema.pick(CONNECTION_INPUTS);
+const deliverySchema = schema.omit(CONNECTION_INPUTS);
 /** How to log in: key, passphrase and certificate checked together, the jump chain, the transport. */
 function loginOf(ok) {
     const identity = parseIdentity({
@@ -56836,19 +57151,17 @@ function loginOf(ok) {
     }
     return { ...identity, jumpHosts, sshClient };
 }
-/** With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
-function parseConnection(raw, { keyOptional = false } = {}) {
-    const problems = [];
-    const result = connectionSchema.safeParse(raw);
-    schemaProblems(problems, result);
-    const knownHosts = credentialsOf(raw, problems, { keyOptional });
+/**
+ * How to reach the cluster, each problem listed against its input: the one check a delivery and a
+ * command about an existing job share. `required` and `keyOptional` as for credentialsOf.
+ */
+function connectionProblems(raw, problems, opts) {
+    const ok = schemaProblems(problems, connectionSchema.safeParse(raw));
+    const knownHosts = credentialsOf(raw, problems, opts);
     const remoteDir = collect(problems, 'remote-dir', () => remoteDirOf(raw));
-    const login = result.success ? collect(problems, 'private-key', () => loginOf(result.data)) : undefined;
-    if (!result.success || !knownHosts || !remoteDir || !login || problems.length > 0)
-        throw inputError(problems);
-    return connectionOf(result.data, knownHosts, remoteDir, login);
-}
-function connectionOf(ok, knownHosts, remoteDir, login) {
+    const login = ok && collect(problems, 'private-key', () => loginOf(ok));
+    if (!ok || !knownHosts || !remoteDir || !login)
+        return undefined;
     return {
         host: ok.host,
         port: ok.port,
@@ -56858,6 +57171,14 @@ function connectionOf(ok, knownHosts, remoteDir, login) {
         remoteDir,
         loginModules: ok['login-modules'],
     };
+}
+/** What commands about an existing job need. With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
+function parseConnection(raw, { keyOptional = false } = {}) {
+    const problems = [];
+    const connection = connectionProblems(raw, problems, { keyOptional });
+    if (!connection || problems.length > 0)
+        throw inputError(problems);
+    return connection;
 }
 /** A path input in its canonical form (see clusterpath.ts); '' when not given. */
 function pathInput(raw, name) {
@@ -56922,9 +57243,8 @@ function publishSettings(ok, imageName, context, dir) {
         provenance,
     };
 }
-/** Validate all inputs; throws one InputError that lists every bad input, each by name. */
 /**
- * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
+ * Validate all inputs; throws one InputError that lists every bad input, each by name. With `credentials: false` (a dry run, which connects to nothing) the key and
  * known-hosts may be missing, and are checked only if given.
  */
 function parseSettings(raw, context = null, { credentials = true, keyOptional = false } = {}) {
@@ -56937,12 +57257,12 @@ function parseSettings(raw, context = null, { credentials = true, keyOptional = 
             return parseSettings({ ...raw, 'smoke-command': 'true' }, context, { credentials, keyOptional });
     }
     const problems = [];
-    const ok = schemaProblems(problems, schema.safeParse(raw));
+    const connection = connectionProblems(raw, problems, { required: credentials, keyOptional });
+    const ok = schemaProblems(problems, deliverySchema.safeParse(raw));
     const check = (input, fn) => collect(problems, input, fn);
-    const knownHosts = credentialsOf(raw, problems, { required: credentials, keyOptional });
-    const login = ok && check('private-key', () => loginOf(ok));
     const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
-    const remoteDir = check('remote-dir', () => remoteDirOf(raw));
+    // remote-dir's own problem is listed with the connection's; the default stands in for the paths under it.
+    const remoteDir = connection?.remoteDir;
     const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
     const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || (0,clusterpath/* joinPath */.uJ)(remoteDir ?? 'riviera-singularity', 'published'));
     const sif = check('sif', () => pathInput(raw, 'sif'));
@@ -56976,7 +57296,7 @@ function parseSettings(raw, context = null, { credentials = true, keyOptional = 
     else if (smokeArgv) {
         problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
     }
-    if (problems.length > 0 || !ok || !knownHosts || !login || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
+    if (problems.length > 0 || !connection || !ok || !sbatchArgs || !smoke || !tmpdir || !publishDir || sif === undefined || !binds) {
         throw inputError(problems);
     }
     // What names the job and the published file: the image name, or the tested .sif's.
@@ -56989,7 +57309,7 @@ function parseSettings(raw, context = null, { credentials = true, keyOptional = 
                 .replace(/[^a-z0-9._-]+/g, '-')
             : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
-        ...connectionOf(ok, knownHosts, remoteDir, login),
+        ...connection,
         build: ok.build && !ok.sif && !ok.archive,
         sif: sif || null,
         archive: ok.archive || null,
@@ -57149,7 +57469,7 @@ function judgeJob(state, status) {
 /* harmony export */   mh: () => (/* binding */ cancelJob),
 /* harmony export */   w3: () => (/* binding */ readSmokeFile)
 /* harmony export */ });
-/* unused harmony exports submitScript, cancelScript */
+/* unused harmony exports submitScript, submitThen, parseSubmission, cancelScript */
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7075);
@@ -57202,7 +57522,7 @@ function assembly(archive, digest, paths) {
     return { id: digest, members, manifest: (0,_archive_js__WEBPACK_IMPORTED_MODULE_3__/* .legacyManifest */ .N)(archive, { config, layers }, archive.repoTags) };
 }
 /** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
-function renderSubmission(s, paths, image, smokeFile, phaseToken) {
+function renderSubmission(s, paths, image, smokeFile, markerToken) {
     const script = (0,_jobscript_js__WEBPACK_IMPORTED_MODULE_6__/* .renderJobScript */ .Hs)({
         modules: s.modules,
         tmpdir: paths.tmpdir,
@@ -57230,7 +57550,7 @@ function renderSubmission(s, paths, image, smokeFile, phaseToken) {
                 },
             }
             : null,
-        phaseToken,
+        markerToken,
         watchdog: s.watchdogSeconds === null
             ? null
             : {
@@ -57281,12 +57601,35 @@ function submitScript(s, paths, sub, smoke) {
     };
 }
 /**
- * Write the job's files and submit it, in one round trip, at most once per job directory however
- * often it is retried (cluster/submit.sh). The files go over stdin, never in a command line.
+ * A submission and then, in the same round trip once the job is submitted, `then` (garbage
+ * collection, which the run's hold keeps off this job's image), whatever it does: its output
+ * (stdout and stderr) comes back after the answer, each line prefixed `then `.
  */
-async function submitJob(remote, s, paths, sub, smoke) {
+function submitThen(submit, then) {
+    return `(\n${submit}\n) || exit\n{\n(\n${then}\n) || echo "failed: exit $?"\n} 2>&1 | sed 's/^/then /'\n`;
+}
+/** What a submission printed: the job id, the CPUs it asked for, notes for the log, and the output of `then`. Pure. */
+function parseSubmission(out, buildCpus) {
+    const all = out.split('\n');
+    const lines = all.filter((l) => !l.startsWith('then '));
+    // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
+    const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
+    return {
+        jobId: (0,_slurm_js__WEBPACK_IMPORTED_MODULE_8__/* .parseSbatchOutput */ .Yu)(lines.join('\n')),
+        cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : buildCpus,
+        notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
+        then: all.filter((l) => l.startsWith('then ')).map((l) => l.slice(5)),
+    };
+}
+/**
+ * Write the job's files and submit it, in one round trip, at most once per job directory however
+ * often it is retried (cluster/submit.sh), then run `then` (see submitThen) if given. The files go
+ * over stdin, never in a command line.
+ */
+async function submitJob(remote, s, paths, sub, smoke, then = null) {
     const { script: submit, stdin } = submitScript(s, paths, sub, smoke);
-    const out = await remote.run('Submitting the job', submit, { feed: { after: 'ready', stream: () => node_stream__WEBPACK_IMPORTED_MODULE_1__.Readable.from([stdin]) } }).catch((e) => {
+    const script = then === null ? submit : submitThen(submit, then);
+    const out = await remote.run('Submitting the job', script, { feed: { after: 'ready', stream: () => node_stream__WEBPACK_IMPORTED_MODULE_1__.Readable.from([stdin]) } }).catch((e) => {
         if (e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at && e.code === 75) {
             throw new _errors_js__WEBPACK_IMPORTED_MODULE_4__/* .RemoteCommandError */ .at('Submitting the job', e.code, e.stderr, 'Slurm does not answer on the cluster: try again once it does (nothing was submitted).');
         }
@@ -57295,21 +57638,14 @@ async function submitJob(remote, s, paths, sub, smoke) {
         }
         throw e;
     });
-    const lines = out.split('\n');
-    // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
-    const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
-    return {
-        jobId: (0,_slurm_js__WEBPACK_IMPORTED_MODULE_8__/* .parseSbatchOutput */ .Yu)(out),
-        cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : s.buildCpus,
-        notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
-    };
+    return parseSubmission(out, s.buildCpus);
 }
 /**
  * scancel a delivery's job (cluster/cancel.sh); returns the id cancelled, null if the job directory
  * holds no job. A job that has already ended is no failure (its own record keeps the verdict).
  */
 async function cancelJob(remote, job, loginModules) {
-    const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir}`}`, cancelScript(job, loginModules));
+    const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir ?? 'a delivery that submitted none'}`}`, cancelScript(job, loginModules));
     return out.trim() || null;
 }
 function cancelScript(job, loginModules) {
@@ -57317,6 +57653,7 @@ function cancelScript(job, loginModules) {
         login_modules: loginModules,
         job_id: job.jobId ?? null,
         job_dir: job.jobDir ?? null,
+        hold: 'hold' in job ? (job.hold ?? null) : null,
         submitted_file: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.submitted,
         submit_lock: _layout_js__WEBPACK_IMPORTED_MODULE_7__/* .JOB_FILES */ .e0.submitLock,
     });
@@ -57609,94 +57946,6 @@ class TarFollower {
         else
             this.state = 'header';
     }
-}
-
-
-/***/ }),
-
-/***/ 2372:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   B: () => (/* binding */ followJob)
-/* harmony export */ });
-/* unused harmony export sleep */
-/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4296);
-/* harmony import */ var _poll_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8822);
-/* harmony import */ var _submit_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4695);
-// Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
-// stream its output, cancel it on abort or timeout, and time its phases.
-
-
-
-/** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
-const SILENT_POLL_MS = 10_000;
-/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
-const CANCEL_TRIES_MS = 5 * 60_000;
-/** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
-const sleep = (ms, signal) => new Promise((resolve) => {
-    const onAbort = () => {
-        clearTimeout(t);
-        resolve();
-    };
-    const t = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-});
-/** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
-async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
-    const state = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .initialFollowState */ .Lk)();
-    const out = new _poll_js__WEBPACK_IMPORTED_MODULE_1__/* .OutputStream */ .eG(reporter, undefined, hooks.phaseToken ?? null);
-    const submitted = Date.now();
-    const deadline = submitted + s.timeoutSeconds * 1000;
-    let stopping = null;
-    let stoppedAt = 0;
-    let cancelSent = false;
-    let polls = 0;
-    for (;;) {
-        if (!stopping && (hooks.signal?.aborted || Date.now() > deadline)) {
-            stopping = hooks.signal?.aborted ? 'cancelled' : 'timedOut';
-            stoppedAt = Date.now();
-            reporter.warning(`${stopping === 'cancelled' ? 'Cancelled' : 'Timed out'}: cancelling job ${jobId}.`);
-        }
-        if (stopping && !cancelSent) {
-            // Never give up on a job without cancelling it: while Slurm does not answer, try at every poll.
-            try {
-                await session.retry('Cancelling', (r) => (0,_submit_js__WEBPACK_IMPORTED_MODULE_2__/* .cancelJob */ .mh)(r, { jobId }, s.loginModules));
-                cancelSent = true;
-            }
-            catch (e) {
-                if (!(e instanceof _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at))
-                    throw e;
-                const waited = Math.round((Date.now() - stoppedAt) / 1000);
-                if (waited * 1000 > CANCEL_TRIES_MS) {
-                    throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .JobInterruptedError */ .QT(`Could not cancel job ${jobId}: scancel failed for ${waited} s (${e.stderr.trim().split('\n').pop()}). It was ${state.state ?? 'not yet seen'} when Slurm last answered.`, `Cancel it by hand once Slurm answers: scancel ${jobId}.`);
-                }
-                reporter.warning(`scancel ${jobId} failed (${e.stderr.trim().split('\n').pop()}); trying again.`);
-            }
-        }
-        const r = await session.retry('Following the job', (remote) => remote.exec((0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .pollScript */ .PK)(jobId, jobDir, state.offset, s.loginModules, { heartbeat: !!hooks.heartbeat })));
-        if (r.code !== 0)
-            throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .RemoteCommandError */ .at('Following the job', r.code, r.stderr.toString());
-        const done = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .applyPoll */ .oG)(state, (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .parsePoll */ .$f)(r.stdout), out, reporter, jobId);
-        if (done)
-            break;
-        // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
-        const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
-        await sleep(wait, stopping ? undefined : hooks.signal);
-    }
-    out.end();
-    reporter.endGroup();
-    // The job's phases are timed by its own clock; the rest of the job's wall time, as seen from here,
-    // is the wait in the queue (plus up to one poll interval).
-    const phases = out.phases;
-    const inJob = phases.reduce((a, p) => a + p.seconds, 0);
-    timings?.add('sbatch-wait', Math.max(0, (Date.now() - submitted) / 1000 - inJob));
-    for (const p of phases)
-        timings?.add(p.phase, p.seconds);
-    return { state, out, cancelled: stopping === 'cancelled', timedOut: stopping === 'timedOut' };
 }
 
 

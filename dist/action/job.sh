@@ -1,16 +1,18 @@
 #!/bin/bash -l
 # The batch job of a delivery (sbatch runs it; a login shell, so that `module` exists): load the
 # modules, assemble the image's docker-archive from the store and build the .sif (or test an
-# existing one), run the smoke test, and publish the .sif once it passed. Each phase starts with a
-# marker line `<phase_marker> <phase> <epoch seconds>` in the output; the job's end is recorded
+# existing one), run the smoke test, and publish the .sif once it passed. What the follower reads
+# from the output are marker lines (jobscript.ts): `<marker> phase <phase> <epoch seconds>` as each
+# phase starts, `<marker> gpu <where> <kind> <text>` for the GPU report; the job's end is recorded
 # as `<phase> <exit code>` in status_file, which followers read whatever Slurm says.
 # Parameters:
-#   status_file, phase_marker (the marker and this delivery's token, which the job's own output
-#   cannot know by chance), modules (array), runtime (auto, singularity or apptainer),
+#   status_file, marker (the marker and this delivery's token, which the job's own output cannot
+#   know by chance; a shell variable only, never exported to the smoke test), modules (array),
+#   runtime (auto, singularity or apptainer),
 #   tmpdir (the job makes its build temp dir under it, never /tmp),
 #   sif (the .sif it builds or tests), sif_link (stable per-image link to it; '' = none),
 #   smoke (array: argv after the runtime command),
-#   gpus (GPUs asked for; 0: no GPU report), gpu_marker, gpu_query (nvidia-smi --query-gpu fields),
+#   gpus (GPUs asked for; 0: no GPU report), gpu_query (nvidia-smi --query-gpu fields),
 #   cuda_majors and cuda_min_drivers (arrays: the oldest driver each CUDA major version runs on),
 #   assemble (1/0: assemble the archive from the store and build sif; 0: test sif as it is),
 #     store_lock (keeps garbage collection out while the blobs are read),
@@ -27,7 +29,9 @@
 #     compare with), login_modules (array: what provides scancel).
 
 # --- Bookkeeping: phases, status file, cleanup, signals
-phase() { printf '%s %s %s\n' "$phase_marker" "$1" "$(date +%s.%N)"; current=$1; }
+# Every line for the follower goes through mark: one marker, one token.
+mark() { local IFS=' '; printf '%s %s\n' "$marker" "$*"; }
+phase() { mark phase "$1" "$(date +%s.%N)"; current=$1; }
 # The status file is written under a temporary name and renamed, so a reader never sees half of it.
 record() { printf '%s %s\n' "$1" "$2" > "$status_file.tmp.$$" && mv -f "$status_file.tmp.$$" "$status_file"; }
 child=
@@ -143,11 +147,11 @@ if [ -n "$sif_link" ]; then
 fi
 
 # --- GPU report: the node's GPUs and driver, outside the container and inside it (--nv), and the
-# CUDA version the image declares, as `<gpu_marker> <where> <kind> <text>` lines. An image whose CUDA
+# CUDA version the image declares, as `<marker> gpu <where> <kind> <text>` lines. An image whose CUDA
 # major version needs a newer driver than the node has stops here, before the smoke test.
 if [ "$gpus" -gt 0 ]; then
   phase gpu-check
-  report() { while IFS= read -r l; do printf '%s %s %s\n' "$gpu_marker" "$1" "$l"; done; }
+  report() { while IFS= read -r l; do mark gpu "$1" "$l"; done; }
   hostname | report node
   query=$(nvidia-smi --query-gpu="$gpu_query" --format=csv,noheader 2>&1)
   banner=$(nvidia-smi 2>&1 | grep -m 1 'CUDA Version')

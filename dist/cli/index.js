@@ -23546,7 +23546,7 @@ nacl.setPRNG = function(fn) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _program_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4717);
+/* harmony import */ var _program_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6471);
 // The CLI's entry: run it, then exit (pending SSH keepalive timers must not hold the process open).
 
 process.exit(await (0,_program_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv));
@@ -23556,7 +23556,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4717:
+/***/ 6471:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -23646,13 +23646,17 @@ class InputError extends DeliveryError {
         this.problem = problem;
     }
 }
+/** The base of an error kind that adds nothing to DeliveryError but its exit code. */
+function withExitCode(code) {
+    return class extends DeliveryError {
+        exitCode = code;
+    };
+}
 /** The server's host key is not the one recorded in known-hosts. */
-class HostKeyError extends DeliveryError {
-    exitCode = ExitCode.hostKey;
+class HostKeyError extends withExitCode(ExitCode.hostKey) {
 }
 /** The SSH connection could not be made, or was lost and could not be re-established. */
-class ConnectionError extends DeliveryError {
-    exitCode = ExitCode.connection;
+class ConnectionError extends withExitCode(ExitCode.connection) {
 }
 /** A command on the cluster failed (exit code and the tail of its stderr in the message). */
 class RemoteCommandError extends DeliveryError {
@@ -23666,24 +23670,20 @@ class RemoteCommandError extends DeliveryError {
     }
 }
 /** docker build / docker save failed, or the saved archive could not be read. */
-class BuildError extends DeliveryError {
-    exitCode = ExitCode.build;
+class BuildError extends withExitCode(ExitCode.build) {
 }
 /** The Slurm job ran but did not pass: the smoke test exited non-zero, or the .sif build failed. */
-class JobFailedError extends DeliveryError {
-    exitCode = ExitCode.jobFailed;
+class JobFailedError extends withExitCode(ExitCode.jobFailed) {
 }
 /** The Slurm job was cancelled, timed out, ran out of memory or lost its node. */
-class JobInterruptedError extends DeliveryError {
-    exitCode = ExitCode.jobInterrupted;
+class JobInterruptedError extends withExitCode(ExitCode.jobInterrupted) {
 }
 /**
  * The cluster refuses what the inputs ask for (partition, GPUs, time, modules, runtime, sbatch's
  * test, writable directories): found by preflight before anything was saved, sent or submitted.
  * Each line names the input and what the cluster offers.
  */
-class PreflightError extends DeliveryError {
-    exitCode = ExitCode.input;
+class PreflightError extends withExitCode(ExitCode.input) {
 }
 function tail(text, lines = 10) {
     return text.trimEnd().split('\n').slice(-lines).join('\n');
@@ -27777,16 +27777,16 @@ const $ZodEnum = /*@__PURE__*/ $constructor("$ZodEnum", (inst, def) => {
         return payload;
     };
 });
-const $ZodLiteral = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("$ZodLiteral", (inst, def) => {
+const $ZodLiteral = /*@__PURE__*/ $constructor("$ZodLiteral", (inst, def) => {
     $ZodType.init(inst, def);
     const values = new Set(def.values);
     inst._zod.values = values;
-    util.defineLazyInternal(inst, "pattern", (zod) => {
+    defineLazyInternal(inst, "pattern", (zod) => {
         const vals = zod.def.values;
         // unmatchable fallback, RE2-safe: an empty alternation would compile to /^()$/, which matches ""
         return new RegExp(vals.length
             ? `^(${vals
-                .map((o) => typeof o === "string" ? util.escapeRegex(o) : o ? util.escapeRegex(o.toString()) : String(o))
+                .map((o) => typeof o === "string" ? escapeRegex(o) : o ? escapeRegex(o.toString()) : String(o))
                 .join("|")})$`
             : "^[^\\s\\S]$");
     });
@@ -27803,7 +27803,7 @@ const $ZodLiteral = /*@__PURE__*/ (/* unused pure expression or super */ null &&
         });
         return payload;
     };
-})));
+});
 const $ZodFile = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("$ZodFile", (inst, def) => {
     $ZodType.init(inst, def);
     inst._zod.parse = (payload, _ctx) => {
@@ -32604,7 +32604,7 @@ function strictObject(shape, params) {
         type: "object",
         shape,
         catchall: never(),
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 // looseObject
@@ -32850,10 +32850,10 @@ function nativeEnum(entries, params) {
         ...util.normalizeParams(params),
     });
 }
-const ZodLiteral = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("ZodLiteral", (inst, def) => {
-    core.$ZodLiteral.init(inst, def);
+const ZodLiteral = /*@__PURE__*/ $constructor("ZodLiteral", (inst, def) => {
+    $ZodLiteral.init(inst, def);
     ZodType.init(inst, def);
-    inst._zod.processJSONSchema = (ctx, json, params) => processors.literalProcessor(inst, ctx, json, params);
+    inst._zod.processJSONSchema = (ctx, json, params) => literalProcessor(inst, ctx, json, params);
     inst.values = new Set(def.values);
     Object.defineProperty(inst, "value", {
         get() {
@@ -32863,12 +32863,12 @@ const ZodLiteral = /*@__PURE__*/ (/* unused pure expression or super */ null && 
             return def.values[0];
         },
     });
-})));
+});
 function literal(value, params) {
     return new ZodLiteral({
         type: "literal",
         values: Array.isArray(value) ? value : [value],
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 const ZodFile = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("ZodFile", (inst, def) => {
@@ -33511,9 +33511,11 @@ const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(im
 //   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
 //   .store/holds/RUN               what run RUN's job uses (`image HEX`, then `job ID`): kept until
-//                                  Slurm no longer knows the job
+//                                  Slurm no longer knows the job; released by a delivery that ends
+//                                  without one (a killed one's lasts a day)
 //   .store/locks/publish-HASH      serialises our publications into one publish directory
-//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX)
+//   sif/HEX.sif (+ .sha256)        the image's .sif and its digest (gc pairs it with the record HEX),
+//     (+ .verified)                and what the last prepare verified of it (store-prepare.sh)
 //   images/NAME.sif                link to the newest .sif of an image name
 //   jobs/RUN/                      a job's directory (JOB_FILES)
 //   jobs/job-ID                    link to the job's directory, by Slurm job id (status, logs)
@@ -34129,18 +34131,22 @@ function credentialsOf(raw, problems, { required = true, keyOptional = false } =
     }
     return collect(problems, 'known-hosts', () => (required || raw['known-hosts']?.trim() ? knownHostsOf(raw) : []));
 }
-const connectionSchema = schema.pick({
+/** The inputs that say how to reach the cluster and where the delivery lives; the rest are the delivery's own. */
+const CONNECTION_INPUTS = {
     host: true,
     port: true,
     username: true,
     'private-key': true,
     'private-key-passphrase': true,
     certificate: true,
+    'known-hosts': true,
     'jump-hosts': true,
     'ssh-client': true,
     'remote-dir': true,
     'login-modules': true,
-});
+};
+const connectionSchema = schema.pick(CONNECTION_INPUTS);
+const deliverySchema = schema.omit(CONNECTION_INPUTS);
 /** How to log in: key, passphrase and certificate checked together, the jump chain, the transport. */
 function loginOf(ok) {
     const identity = parseIdentity({
@@ -34162,19 +34168,17 @@ function loginOf(ok) {
     }
     return { ...identity, jumpHosts, sshClient };
 }
-/** With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
-function parseConnection(raw, { keyOptional = false } = {}) {
-    const problems = [];
-    const result = connectionSchema.safeParse(raw);
-    schemaProblems(problems, result);
-    const knownHosts = credentialsOf(raw, problems, { keyOptional });
+/**
+ * How to reach the cluster, each problem listed against its input: the one check a delivery and a
+ * command about an existing job share. `required` and `keyOptional` as for credentialsOf.
+ */
+function connectionProblems(raw, problems, opts) {
+    const ok = schemaProblems(problems, connectionSchema.safeParse(raw));
+    const knownHosts = credentialsOf(raw, problems, opts);
     const remoteDir = collect(problems, 'remote-dir', () => remoteDirOf(raw));
-    const login = result.success ? collect(problems, 'private-key', () => loginOf(result.data)) : undefined;
-    if (!result.success || !knownHosts || !remoteDir || !login || problems.length > 0)
-        throw inputError(problems);
-    return connectionOf(result.data, knownHosts, remoteDir, login);
-}
-function connectionOf(ok, knownHosts, remoteDir, login) {
+    const login = ok && collect(problems, 'private-key', () => loginOf(ok));
+    if (!ok || !knownHosts || !remoteDir || !login)
+        return undefined;
     return {
         host: ok.host,
         port: ok.port,
@@ -34184,6 +34188,14 @@ function connectionOf(ok, knownHosts, remoteDir, login) {
         remoteDir,
         loginModules: ok['login-modules'],
     };
+}
+/** What commands about an existing job need. With `keyOptional`, the key may be missing: an SSH agent's keys or an open session are used (CLI). */
+function parseConnection(raw, { keyOptional = false } = {}) {
+    const problems = [];
+    const connection = connectionProblems(raw, problems, { keyOptional });
+    if (!connection || problems.length > 0)
+        throw inputError(problems);
+    return connection;
 }
 /** A path input in its canonical form (see clusterpath.ts); '' when not given. */
 function pathInput(raw, name) {
@@ -34248,9 +34260,8 @@ function publishSettings(ok, imageName, context, dir) {
         provenance,
     };
 }
-/** Validate all inputs; throws one InputError that lists every bad input, each by name. */
 /**
- * Validate all inputs. With `credentials: false` (a dry run, which connects to nothing) the key and
+ * Validate all inputs; throws one InputError that lists every bad input, each by name. With `credentials: false` (a dry run, which connects to nothing) the key and
  * known-hosts may be missing, and are checked only if given.
  */
 function parseSettings(raw, context = null, { credentials = true, keyOptional = false } = {}) {
@@ -34263,12 +34274,12 @@ function parseSettings(raw, context = null, { credentials = true, keyOptional = 
             return parseSettings({ ...raw, 'smoke-command': 'true' }, context, { credentials, keyOptional });
     }
     const problems = [];
-    const ok = schemaProblems(problems, schema.safeParse(raw));
+    const connection = connectionProblems(raw, problems, { required: credentials, keyOptional });
+    const ok = schemaProblems(problems, deliverySchema.safeParse(raw));
     const check = (input, fn) => collect(problems, input, fn);
-    const knownHosts = credentialsOf(raw, problems, { required: credentials, keyOptional });
-    const login = ok && check('private-key', () => loginOf(ok));
     const sbatchArgs = check('sbatch-args', () => parseSbatchArgs(raw['sbatch-args'] ?? ''));
-    const remoteDir = check('remote-dir', () => remoteDirOf(raw));
+    // remote-dir's own problem is listed with the connection's; the default stands in for the paths under it.
+    const remoteDir = connection?.remoteDir;
     const tmpdir = check('tmpdir', () => tmpdirOf(raw, remoteDir ?? 'riviera-singularity'));
     const publishDir = check('publish-dir', () => pathInput(raw, 'publish-dir') || joinPath(remoteDir ?? 'riviera-singularity', 'published'));
     const sif = check('sif', () => pathInput(raw, 'sif'));
@@ -34302,7 +34313,7 @@ function parseSettings(raw, context = null, { credentials = true, keyOptional = 
     else if (smokeArgv) {
         problems.push({ input: 'smoke-test', message: 'is required (or smoke-command): what to run in the image on the GPU node' });
     }
-    if (problems.length > 0 || !ok || !knownHosts || !login || !sbatchArgs || !smoke || !remoteDir || !tmpdir || !publishDir || sif === undefined || !binds) {
+    if (problems.length > 0 || !connection || !ok || !sbatchArgs || !smoke || !tmpdir || !publishDir || sif === undefined || !binds) {
         throw inputError(problems);
     }
     // What names the job and the published file: the image name, or the tested .sif's.
@@ -34315,7 +34326,7 @@ function parseSettings(raw, context = null, { credentials = true, keyOptional = 
                 .replace(/[^a-z0-9._-]+/g, '-')
             : (sif.split('/').pop() ?? 'image').replace(/(_latest)?\.sif$/, '');
     return {
-        ...connectionOf(ok, knownHosts, remoteDir, login),
+        ...connection,
         build: ok.build && !ok.sif && !ok.archive,
         sif: sif || null,
         archive: ok.archive || null,
@@ -34547,8 +34558,6 @@ function cudaCompat(imageCuda, driver, driverCuda) {
     }
     return { kind: 'ok' };
 }
-/** Lines the job prints for the GPU report: `::riviera-gpu:: <where> [<kind>] <text>`. */
-const GPU_MARKER = '::riviera-gpu::';
 /** The fields the job asks nvidia-smi for (compute_cap is missing on 470-era drivers). */
 const GPU_QUERY = 'name,driver_version,memory.total';
 function view(query, header) {
@@ -34556,7 +34565,7 @@ function view(query, header) {
     const h = parseSmiHeader(header.join('\n'));
     return { gpus, driver: gpus[0]?.driver ?? h.driver, cuda: h.cuda };
 }
-/** The job's GPU report lines (marker removed) into the report; null when the job made none (no GPUs asked). */
+/** The job's GPU report lines (`<where> [<kind>] <text>`, marker removed: jobscript.ts) into the report; null when the job made none (no GPUs asked). */
 function parseGpuReport(lines) {
     if (lines.length === 0)
         return null;
@@ -34599,11 +34608,27 @@ function gpuVerdict(v, status, r) {
 /** Phases the job reports, in order; each starts with a marker line in the job's output. */
 const JOB_PHASES = ['modules', 'assemble', 'sif-build', 'gpu-check', 'smoke-test', 'publish'];
 /**
- * The marker the job prints when a phase starts: `::riviera-phase:: <token> <phase> <epoch seconds>`.
- * The token is random per delivery, so that a line of the job's own output cannot pass for one.
+ * Every line the job prints for its follower rather than as output starts with the marker and this
+ * delivery's token: `::riviera:: <token> phase <phase> <epoch seconds>` as a phase starts, and
+ * `::riviera:: <token> gpu <where> <kind> <text>` for the GPU report. The token is random per
+ * delivery and never in the smoke test's environment, so a line of the job's output (data) cannot
+ * pass for one. (Code running as the user can read the job script, so it guards against output
+ * that happens to look like a marker, not against the user's own smoke test.)
  */
-const PHASE_MARKER = '::riviera-phase::';
-const phaseMarker = (token) => `${PHASE_MARKER} ${token}`;
+const JOB_MARKER = '::riviera::';
+const jobMarker = (token) => `${JOB_MARKER} ${token}`;
+/**
+ * A marker line's kind and what follows it; null for any other line, which is output. `token`
+ * null (a job of another run, e.g. `logs --follow`): any token is taken.
+ */
+function parseMark(line, token) {
+    if (!line.startsWith(`${JOB_MARKER} `))
+        return null;
+    const [tok, kind, ...rest] = line.slice(JOB_MARKER.length + 1).split(' ');
+    if ((token !== null && tok !== token) || (kind !== 'phase' && kind !== 'gpu'))
+        return null;
+    return { kind, rest: rest.join(' ') };
+}
 /** How often the job looks at the heartbeat: often enough to end about `seconds` after the last poll. */
 function watchdogEvery(seconds) {
     return Math.min(30, Math.max(2, Math.floor(seconds / 4)));
@@ -34619,7 +34644,7 @@ function renderJobScript(p) {
     const a = p.assemble;
     return renderScript('job', {
         status_file: p.statusFile,
-        phase_marker: phaseMarker(p.phaseToken),
+        marker: jobMarker(p.markerToken),
         modules: p.modules,
         runtime: p.runtime,
         tmpdir: p.tmpdir,
@@ -34627,7 +34652,6 @@ function renderJobScript(p) {
         sif_link: p.sifLink,
         smoke: smokeArgv(p),
         gpus: p.gpus,
-        gpu_marker: GPU_MARKER,
         gpu_query: GPU_QUERY,
         cuda_majors: Object.keys(MIN_DRIVER),
         cuda_min_drivers: Object.values(MIN_DRIVER),
@@ -34785,9 +34809,8 @@ function judgeJob(state, status) {
 ;// CONCATENATED MODULE: ./src/core/poll.ts
 // Polling a submitted job: one round trip per poll (cluster/poll.sh) asks Slurm for the state,
 // reads the job's own status file and the output written since the last poll; here are its reply's
-// parser, the output stream and the fold of polls into the follow state (watch.ts runs the loop).
+// parser, the output stream and the fold of polls into the follow state (follow.ts runs the loop).
 // The job never depends on this session.
-
 
 
 
@@ -34823,6 +34846,11 @@ function parsePoll(stdout) {
         output: stdout.subarray(nl2 + 1),
     };
 }
+/** A phase marker's `<phase> <epoch seconds>`; null if it is not that. */
+function phaseMark(rest) {
+    const fields = rest.split(' ');
+    return fields.length === 2 ? { phase: fields[0], at: Number(fields[1]) } : null;
+}
 /**
  * Turns the job's output stream into log lines: phase markers open a new log group and time the
  * phases; the last lines are kept for the summary. Handles lines split across polls.
@@ -34839,23 +34867,13 @@ class OutputStream {
     /** The job printed its last marker: all of its output has been read. */
     ended = false;
     /**
-     * `token`: the delivery's token in the job's phase markers; any other line is output. Null (a job
+     * `token`: the delivery's token in the job's marker lines; any other line is output. Null (a job
      * of another run, e.g. `logs --follow`): any line shaped like a marker is one.
      */
     constructor(reporter, tailLines = 30, token = null) {
         this.reporter = reporter;
         this.tailLines = tailLines;
         this.token = token;
-    }
-    /** The phase and time of a marker line; null for any other line. */
-    marker(text) {
-        const prefix = `${this.token === null ? PHASE_MARKER : phaseMarker(this.token)} `;
-        if (!text.startsWith(prefix))
-            return null;
-        const fields = text.slice(prefix.length).trim().split(/\s+/);
-        if (this.token !== null && fields.length !== 2)
-            return null;
-        return { phase: fields.at(-2) ?? '', at: Number(fields.at(-1)) };
     }
     push(chunk) {
         this.pending = Buffer.concat([this.pending, chunk]);
@@ -34877,11 +34895,12 @@ class OutputStream {
     lines(lines) {
         let run = [];
         for (const text of lines) {
-            if (text.startsWith(GPU_MARKER)) {
-                this.gpu.push(text.slice(GPU_MARKER.length + 1));
+            const m = parseMark(text, this.token);
+            if (m?.kind === 'gpu') {
+                this.gpu.push(m.rest);
                 continue;
             }
-            const mark = this.marker(text);
+            const mark = m?.kind === 'phase' ? phaseMark(m.rest) : null;
             if (!mark) {
                 run.push(text);
                 this.tail.push(text);
@@ -35018,19 +35037,81 @@ function startProcess(command, args, opts = {}) {
     });
     return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, ended, kill: () => child.kill() };
 }
+/**
+ * A program whose stdout goes straight into an open file (no pass through this process, so it
+ * writes at its own pace whatever else the event loop is doing); its stderr is piped.
+ */
+function startProcessToFile(command, args, fd) {
+    const child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['ignore', fd, 'pipe'] });
+    const ended = new Promise((resolve, reject) => {
+        child.on('error', reject);
+        child.on('close', (code) => resolve(code));
+    });
+    return { stderr: child.stderr, ended, kill: () => child.kill() };
+}
 /** Whether a program is installed here and runs (`command --version` exits 0). */
 function commandWorks(command) {
     return (0,external_node_child_process_.spawnSync)(command, ['--version'], { stdio: 'ignore' }).status === 0;
 }
+/** The environment a filter runs in: enough to run, nothing else (the step's env holds its inputs, secrets among them). */
+function filterEnv() {
+    const keep = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TMPDIR'];
+    return Object.fromEntries(keep.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
+}
+/** Most of a failing filter's stderr that its error carries: the end, where the cause is. */
+const STDERR_TAIL = 2000;
 /**
- * A program as a filter stream: what is written goes to its stdin, its stdout is read. A non-zero
- * exit destroys the stream with an error; destroying the stream kills the program.
+ * A program as a filter stream: what is written goes to its stdin, its stdout is read. The readable
+ * side ends only once the program has exited and closed its streams (its 'close' event, which comes
+ * after both, in whatever order they happened): a non-zero exit or a signal then destroys the
+ * stream with `<command> exited with N` and the end of its stderr, so a consumer that has read all
+ * of stdout still learns the program failed. Destroying the stream kills the program.
  */
 function processFilter(command, args) {
-    const child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
-    const d = external_node_stream_namespaceObject.Duplex.from({ writable: child.stdin, readable: child.stdout });
-    d.on('close', () => child.kill());
-    child.on('exit', (code) => code && d.destroy(new Error(`${command} exited with ${code}`)));
+    const child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: filterEnv() });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr = (stderr + d).slice(-STDERR_TAIL)));
+    // A program that stops reading early (EPIPE) says why in its exit code, reported on 'close'.
+    child.stdin.on('error', () => undefined);
+    const d = new external_node_stream_namespaceObject.Duplex({
+        write(chunk, _encoding, done) {
+            if (child.stdin.write(chunk))
+                done();
+            else {
+                // Wait for room, or for the program to be gone (then 'close' reports it).
+                const go = () => {
+                    child.stdin.off('drain', go).off('close', go);
+                    done();
+                };
+                child.stdin.on('drain', go).on('close', go);
+            }
+        },
+        final(done) {
+            child.stdin.end();
+            done();
+        },
+        read() {
+            child.stdout.resume();
+        },
+        destroy(err, done) {
+            if (child.exitCode === null && child.signalCode === null)
+                child.kill();
+            done(err);
+        },
+    });
+    child.stdout.on('data', (chunk) => {
+        if (!d.push(chunk))
+            child.stdout.pause();
+    });
+    child.on('error', (e) => d.destroy(e));
+    child.on('close', (code, signal) => {
+        if (code === 0) {
+            d.push(null);
+            return;
+        }
+        const tail = stderr.trim();
+        d.destroy(new Error(`${command} exited with ${code ?? signal}${tail ? `: ${tail}` : ''}`));
+    });
     return d;
 }
 
@@ -35048,13 +35129,14 @@ const OUTPUT_START = '::riviera-output-start::';
  * The remote command for a script, which sshd hands to the user's login shell as `SHELL -c COMMAND`:
  * one line that sh, bash, zsh, tcsh and fish all parse alike (no newline, `!`, `$` or backquote,
  * which tcsh would choke on or expand even inside quotes), so the script travels base64-encoded and
- * bash, as a login shell, decodes and runs it. The script runs in a subshell: an `exit` in it would
+ * bash, as a login shell, decodes and runs it (a script that needs neither `module` nor the
+ * profile's PATH, given `login` false, skips the profile: tens of ms of CPU each time). The script runs in a subshell: an `exit` in it would
  * otherwise make the login shell run the user's ~/.bash_logout, whose last status (with `set -e`
  * on, its first failure) replaces the script's.
  */
-function loginShellCommand(script) {
+function loginShellCommand(script, login = true) {
     const wrapped = `printf '%s\\n' ${shq(OUTPUT_START)}\n(\n${script}\n)\n`;
-    return `exec bash -l -c 'source <(base64 -d <<<${Buffer.from(wrapped).toString('base64')})'`;
+    return `exec bash ${login ? '-l ' : ''}-c 'source <(base64 -d <<<${Buffer.from(wrapped).toString('base64')})'`;
 }
 /** Drops stdout up to and including the OUTPUT_START line, chunk by chunk. */
 class PreambleFilter {
@@ -35152,7 +35234,7 @@ function streamScript(ch, opts = {}) {
  * (`ssh ... host --`, or `sh -c` in tests, where the shell plays sshd's part).
  */
 function spawnScript(argv, script, opts = {}, env, cwd) {
-    const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script)], { env, cwd });
+    const p = startProcess(argv[0], [...argv.slice(1), loginShellCommand(script, opts.login)], { env, cwd });
     return streamScript({ ...p, abort: p.kill }, opts);
 }
 
@@ -35459,6 +35541,15 @@ async function privateAgent(dir, keyFile, passphrase) {
 
 
 
+/**
+ * How to log in: the key, or the agent's keys, and nothing else. ssh2 would first try `none` (a
+ * round trip only to learn that publickey is wanted); OpenSSH, too, offers the key first.
+ */
+function authOf(target) {
+    return target.privateKey
+        ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined, authHandler: ['publickey'] }
+        : { agent: target.agent ?? undefined, authHandler: ['agent'] };
+}
 /** One SSH connection of the chain: to a hop, or to the cluster itself (the last). */
 function connectHop(target, hop, role, sock) {
     const client = new lib.Client();
@@ -35468,7 +35559,7 @@ function connectHop(target, hop, role, sock) {
         host: hop.host,
         port: hop.port,
         username: hop.user,
-        ...(target.privateKey ? { privateKey: target.privateKey, passphrase: target.passphrase ?? undefined } : { agent: target.agent ?? undefined }),
+        ...authOf(target),
         sock,
         readyTimeout: 20_000,
         keepaliveInterval: 15_000,
@@ -35500,6 +35591,9 @@ function connectHop(target, hop, role, sock) {
             reject(new ConnectionError(`Could not connect to the ${who}: ${err.message}.`, hint));
         });
         client.connect(config);
+        // Each message as soon as it is written: with Nagle's algorithm a small one waits for the ACK
+        // of the one before (a whole round trip, e.g. the service request behind NEWKEYS).
+        client.setNoDelay(true);
     });
 }
 /** A channel from `via` to the next hop, as its socket. */
@@ -35560,7 +35654,7 @@ class Ssh2Remote extends ScriptRemote {
             };
             const onLost = () => finish(() => reject(new ConnectionError('The SSH connection was lost.')));
             conn.once('close', onLost);
-            conn.exec(loginShellCommand(script), (err, channel) => {
+            conn.exec(loginShellCommand(script, opts.login), (err, channel) => {
                 if (err)
                     return finish(() => reject(new ConnectionError(`Could not open an SSH channel: ${err.message}`)));
                 channel.on('error', (e) => finish(() => reject(new ConnectionError(`SSH channel failed: ${e.message}`))));
@@ -36194,7 +36288,7 @@ function assembly(archive, digest, paths) {
     return { id: digest, members, manifest: legacyManifest(archive, { config, layers }, archive.repoTags) };
 }
 /** The job script, manifest and sbatch command of a delivery. Pure: also what --dry-run prints. */
-function renderSubmission(s, paths, image, smokeFile, phaseToken) {
+function renderSubmission(s, paths, image, smokeFile, markerToken) {
     const script = renderJobScript({
         modules: s.modules,
         tmpdir: paths.tmpdir,
@@ -36222,7 +36316,7 @@ function renderSubmission(s, paths, image, smokeFile, phaseToken) {
                 },
             }
             : null,
-        phaseToken,
+        markerToken,
         watchdog: s.watchdogSeconds === null
             ? null
             : {
@@ -36273,12 +36367,35 @@ function submitScript(s, paths, sub, smoke) {
     };
 }
 /**
- * Write the job's files and submit it, in one round trip, at most once per job directory however
- * often it is retried (cluster/submit.sh). The files go over stdin, never in a command line.
+ * A submission and then, in the same round trip once the job is submitted, `then` (garbage
+ * collection, which the run's hold keeps off this job's image), whatever it does: its output
+ * (stdout and stderr) comes back after the answer, each line prefixed `then `.
  */
-async function submitJob(remote, s, paths, sub, smoke) {
+function submitThen(submit, then) {
+    return `(\n${submit}\n) || exit\n{\n(\n${then}\n) || echo "failed: exit $?"\n} 2>&1 | sed 's/^/then /'\n`;
+}
+/** What a submission printed: the job id, the CPUs it asked for, notes for the log, and the output of `then`. Pure. */
+function parseSubmission(out, buildCpus) {
+    const all = out.split('\n');
+    const lines = all.filter((l) => !l.startsWith('then '));
+    // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
+    const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
+    return {
+        jobId: parseSbatchOutput(lines.join('\n')),
+        cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : buildCpus,
+        notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
+        then: all.filter((l) => l.startsWith('then ')).map((l) => l.slice(5)),
+    };
+}
+/**
+ * Write the job's files and submit it, in one round trip, at most once per job directory however
+ * often it is retried (cluster/submit.sh), then run `then` (see submitThen) if given. The files go
+ * over stdin, never in a command line.
+ */
+async function submitJob(remote, s, paths, sub, smoke, then = null) {
     const { script: submit, stdin } = submitScript(s, paths, sub, smoke);
-    const out = await remote.run('Submitting the job', submit, { feed: { after: 'ready', stream: () => external_node_stream_namespaceObject.Readable.from([stdin]) } }).catch((e) => {
+    const script = then === null ? submit : submitThen(submit, then);
+    const out = await remote.run('Submitting the job', script, { feed: { after: 'ready', stream: () => external_node_stream_namespaceObject.Readable.from([stdin]) } }).catch((e) => {
         if (e instanceof RemoteCommandError && e.code === 75) {
             throw new RemoteCommandError('Submitting the job', e.code, e.stderr, 'Slurm does not answer on the cluster: try again once it does (nothing was submitted).');
         }
@@ -36287,21 +36404,14 @@ async function submitJob(remote, s, paths, sub, smoke) {
         }
         throw e;
     });
-    const lines = out.split('\n');
-    // Only a fresh submission says how many CPUs it asked for; a found one asked for build-cpus or fewer.
-    const cpus = Number(lines.find((l) => l.startsWith('cpus '))?.slice(5));
-    return {
-        jobId: parseSbatchOutput(out),
-        cpus: Number.isSafeInteger(cpus) && cpus > 0 ? cpus : s.buildCpus,
-        notes: lines.filter((l) => l.startsWith('note ')).map((l) => l.slice(5)),
-    };
+    return parseSubmission(out, s.buildCpus);
 }
 /**
  * scancel a delivery's job (cluster/cancel.sh); returns the id cancelled, null if the job directory
  * holds no job. A job that has already ended is no failure (its own record keeps the verdict).
  */
 async function cancelJob(remote, job, loginModules) {
-    const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir}`}`, cancelScript(job, loginModules));
+    const out = await remote.run(`Cancelling job ${job.jobId ?? `of ${job.jobDir ?? 'a delivery that submitted none'}`}`, cancelScript(job, loginModules));
     return out.trim() || null;
 }
 function cancelScript(job, loginModules) {
@@ -36309,12 +36419,13 @@ function cancelScript(job, loginModules) {
         login_modules: loginModules,
         job_id: job.jobId ?? null,
         job_dir: job.jobDir ?? null,
+        hold: 'hold' in job ? (job.hold ?? null) : null,
         submitted_file: JOB_FILES.submitted,
         submit_lock: JOB_FILES.submitLock,
     });
 }
 
-;// CONCATENATED MODULE: ./src/core/watch.ts
+;// CONCATENATED MODULE: ./src/core/follow.ts
 // Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
 // stream its output, cancel it on abort or timeout, and time its phases.
 
@@ -36325,7 +36436,7 @@ const SILENT_POLL_MS = 10_000;
 /** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
 const CANCEL_TRIES_MS = 5 * 60_000;
 /** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
-const watch_sleep = (ms, signal) => new Promise((resolve) => {
+const follow_sleep = (ms, signal) => new Promise((resolve) => {
     const onAbort = () => {
         clearTimeout(t);
         resolve();
@@ -36339,7 +36450,7 @@ const watch_sleep = (ms, signal) => new Promise((resolve) => {
 /** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
 async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
     const state = initialFollowState();
-    const out = new OutputStream(reporter, undefined, hooks.phaseToken ?? null);
+    const out = new OutputStream(reporter, undefined, hooks.markerToken ?? null);
     const submitted = Date.now();
     const deadline = submitted + s.timeoutSeconds * 1000;
     let stopping = null;
@@ -36376,7 +36487,7 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
             break;
         // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
         const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
-        await watch_sleep(wait, stopping ? undefined : hooks.signal);
+        await follow_sleep(wait, stopping ? undefined : hooks.signal);
     }
     out.end();
     reporter.endGroup();
@@ -36669,8 +36780,9 @@ function mib(n) {
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
 ;// CONCATENATED MODULE: ./src/core/tarbytes.ts
-// The bytes of a saved image: a tar already on disk, or one `docker save` is still writing (into a
-// pipe that this module copies to a file), so that the upload can start while the image is saved.
+// The bytes of a saved image: a tar already on disk, or one `docker save` is still writing (straight
+// into the file, which this module reads behind it), so that the upload can start while the image
+// is saved; docker writes at its own pace, never waiting for this process's event loop.
 // Members are known as soon as their headers pass, and the large ones are hashed on the way, so
 // the cluster can check a blob sent before its name (its digest) was known.
 
@@ -36681,6 +36793,9 @@ var external_node_events_ = __nccwpck_require__(8474);
 
 
 const tarbytes_CHUNK = 1 << 20;
+/** What the save is followed by: a large read each time, and a short nap when it caught up. */
+const FOLLOW_CHUNK = 4 << 20;
+const FOLLOW_POLL_MS = 5;
 class tarbytes_TarBytes {
     path;
     /** Bytes on disk so far. */
@@ -36718,25 +36833,49 @@ class tarbytes_TarBytes {
             if (h)
                 t.members.get(e.name).hex = h.digest('hex');
         });
+        let stopped = false;
+        let child = null;
         const done = (async () => {
-            const fh = await (0,promises_namespaceObject.open)(path, 'wx', 0o600);
-            const child = startProcess('docker', ['save', image]);
-            let stderr = '';
-            child.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
+            const out = await (0,promises_namespaceObject.open)(path, 'wx', 0o600);
+            let proc;
             try {
-                for await (const chunk of child.stdout) {
-                    follower.push(chunk);
-                    await fh.write(chunk);
-                    t.written += chunk.length;
-                    t.changed();
+                proc = child = startProcessToFile('docker', ['save', image], out.fd);
+            }
+            finally {
+                await out.close();
+            }
+            if (stopped)
+                proc.kill();
+            let stderr = '';
+            proc.stderr.on('data', (d) => (stderr = (stderr + d.toString()).slice(-4000)));
+            let exited = false;
+            const ended = proc.ended.finally(() => (exited = true));
+            const fh = await (0,promises_namespaceObject.open)(path, 'r');
+            const buf = Buffer.allocUnsafe(FOLLOW_CHUNK);
+            try {
+                // Read behind the writer: what is read is on disk, so `written` may count it.
+                for (;;) {
+                    const { bytesRead } = await fh.read(buf, 0, buf.length, t.written);
+                    if (bytesRead > 0) {
+                        follower.push(buf.subarray(0, bytesRead));
+                        t.written += bytesRead;
+                        t.changed();
+                        continue;
+                    }
+                    // Nothing new: done if docker has exited (and this read came after), else look again soon.
+                    if (exited)
+                        break;
+                    await Promise.race([ended, new Promise((r) => setTimeout(r, FOLLOW_POLL_MS))]);
                 }
-                const code = await child.ended;
+                const code = await ended;
+                if (stopped)
+                    throw new BuildError('docker save was stopped.');
                 if (code !== 0)
                     throw new BuildError(`docker save failed (exit ${code}):\n${stderr.trim().split('\n').slice(-15).join('\n')}`);
                 t.finished = true;
             }
             catch (e) {
-                child.kill();
+                proc.kill();
                 t.failed = e instanceof Error ? e : new Error(String(e));
                 throw t.failed;
             }
@@ -36747,7 +36886,11 @@ class tarbytes_TarBytes {
         })();
         // The failure reaches every reader and the caller through `done`; never unhandled here.
         done.catch(() => undefined);
-        return { bytes: t, done };
+        const abort = () => {
+            stopped = true;
+            child?.kill();
+        };
+        return { bytes: t, done, abort };
     }
     changed() {
         this.events.emit('change');
@@ -36814,12 +36957,11 @@ async function engineSource(s, reporter) {
         blobHexes: [...new Set([id, ...diffIds].map(source_hex))],
         load: async (early = () => false) => {
             const dir = await saveDir();
-            const { bytes, done } = tarbytes_TarBytes.save(s.image, dir.path, early);
+            const { bytes, done, abort } = tarbytes_TarBytes.save(s.image, dir.path, early);
             const saved = (async () => {
                 try {
                     await done;
                     const archive = await readImageArchive(dir.path);
-                    reporter.info(`Saved ${s.image} (${id}): ${archive.layout} layout, ${archive.layers.length} layer(s), ${mib(bytes.written)}`);
                     return { archive, tar: dir.path, size: bytes.written, cleanup: dir.cleanup };
                 }
                 catch (e) {
@@ -36827,7 +36969,7 @@ async function engineSource(s, reporter) {
                     throw e;
                 }
             })();
-            return { bytes, saving: true, saved };
+            return { bytes, saving: true, saved, abort };
         },
     };
 }
@@ -36847,7 +36989,7 @@ async function archiveSource(path, reporter) {
         digest: archive.imageId,
         size,
         blobHexes: [...new Set([archive.config, ...archive.layers].map((b) => source_hex(b.digest)))],
-        load: async () => ({ bytes: await tarbytes_TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded) }),
+        load: async () => ({ bytes: await tarbytes_TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded), abort: () => undefined }),
     };
 }
 
@@ -36899,6 +37041,7 @@ function parsePrepare(stdout) {
         publishDir: null,
         existingSif: null,
         zstd: false,
+        path: '',
         sifReusable: false,
         have: new Set(),
         bad: new Set(),
@@ -36918,6 +37061,8 @@ function parsePrepare(stdout) {
             r.existingSif = line.slice(9);
         else if (kind === 'tool' && a === 'zstd')
             r.zstd = true;
+        else if (kind === 'path')
+            r.path = line.slice(5);
         else if (kind === 'sif')
             r.sifReusable = a === 'ok';
         else if (kind === 'blob' && b === 'have')
@@ -36945,14 +37090,15 @@ function planTransfer(archive, report) {
 }
 /** Exit codes of the receive script. */
 const RECEIVE = { ok: 0, busy: 75, short: 77, corrupt: 78 };
+/** The store's paths under an absolute root, as the receive and gc scripts name them. */
+function storePaths(root) {
+    return { store: `${root}/${STORE}`, store_lock: `${root}/${STORE_LOCK}`, blobs: `${root}/${BLOBS}`, incoming: `${root}/${INCOMING}` };
+}
 /** Receive one range of a blob on stdin, sent as `codec`, and join the blob once all is there (cluster/store-receive.sh says how). */
 function receiveScript(p) {
     const at = (path) => `${p.root}/${path}`;
     return renderScript('store-receive', {
-        store: at(STORE),
-        store_lock: at(STORE_LOCK),
-        blobs: at(BLOBS),
-        incoming: at(INCOMING),
+        ...storePaths(p.root),
         part: at(partPath(p.key, p.start, p.end)),
         join_lock: at(joinLockPath(p.key)),
         key: p.key,
@@ -36960,6 +37106,7 @@ function receiveScript(p) {
         size: p.size,
         length: p.end - p.start,
         codec: p.codec,
+        login_path: p.path,
         rc_busy: RECEIVE.busy,
         rc_short: RECEIVE.short,
         rc_corrupt: RECEIVE.corrupt,
@@ -36969,11 +37116,8 @@ function receiveScript(p) {
 function gcScript(p) {
     const at = (path) => `${p.root}/${path}`;
     return renderScript('store-gc', {
-        store: at(STORE),
-        store_lock: at(STORE_LOCK),
+        ...storePaths(p.root),
         records: at(IMAGE_RECORDS),
-        blobs: at(BLOBS),
-        incoming: at(INCOMING),
         holds: at(HOLDS),
         sifs: at(SIFS),
         jobs: at(JOBS),
@@ -37395,22 +37539,32 @@ function workOf(key, size, parts) {
         open.push({ key, start: last.start, end: last.end, from: last.end });
     return { key, size, resume: open, gaps };
 }
-/** Hands out the ranges of a set of blobs, largest blob first, resumed parts before new ones. */
+/**
+ * Hands out the ranges of a set of blobs: blobs that go whole (under minRange) first, since each
+ * costs a command's round trips more than its bytes, and on a free channel they finish while the
+ * large ones still flow instead of trailing after them; then the largest blob first. Resumed parts
+ * before new ones.
+ */
 class RangeQueue {
     opts;
-    work;
+    work = [];
     sizes = new Map();
     constructor(blobs, opts = DEFAULT_RANGES) {
         this.opts = opts;
-        this.work = [...blobs].sort((a, b) => b.size - a.size).map((b) => workOf(b.key, b.size, b.parts ?? []));
         for (const b of blobs)
-            this.sizes.set(b.key, b.size);
+            this.add(b);
+    }
+    /** Sorts before `other`: whole blobs first, then by size, largest first. */
+    before(size, other) {
+        const whole = size < this.opts.minRange;
+        const otherWhole = other < this.opts.minRange;
+        return whole !== otherWhole ? whole : size > other;
     }
     /** One more blob to hand out (one whose bytes became known while others were being sent). */
     add(blob) {
         this.sizes.set(blob.key, blob.size);
         const w = workOf(blob.key, blob.size, blob.parts ?? []);
-        const at = this.work.findIndex((x) => x.size < blob.size);
+        const at = this.work.findIndex((x) => this.before(blob.size, x.size));
         this.work.splice(at < 0 ? this.work.length : at, 0, w);
     }
     /** Bytes not yet handed out. */
@@ -37527,15 +37681,17 @@ function localZstd() {
     return (l, t) => processFilter('zstd', zstdArgs(l, t));
 }
 let zstdFactory;
-/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. */
-function chooseCodec(compressible, remoteZstd) {
-    if (!compressible)
-        return 'raw';
+/** This machine's zstd compressor, looked for once. */
+function zstdHere() {
     if (zstdFactory === undefined)
         zstdFactory = localZstd();
-    if (remoteZstd && zstdFactory)
-        return 'zstd';
-    return 'gzip';
+    return zstdFactory;
+}
+/** The codec for one blob: nothing for incompressible data, zstd if both ends have it, else gzip. Pure. */
+function chooseCodec(compressible, remoteZstd, localZstd) {
+    if (!compressible)
+        return 'raw';
+    return remoteZstd && localZstd ? 'zstd' : 'gzip';
 }
 class Counter extends external_node_stream_namespaceObject.Transform {
     onBytes;
@@ -37554,9 +37710,8 @@ class Counter extends external_node_stream_namespaceObject.Transform {
  */
 class Transfer {
     session;
-    root;
+    store;
     bytes;
-    remoteZstd;
     reporter;
     stats = { sent: 0, raw: 0, rawTotal: 0 };
     queue = new RangeQueue([]);
@@ -37569,11 +37724,12 @@ class Transfer {
     failure = null;
     started = Date.now();
     timer;
-    constructor(session, root, bytes, remoteZstd, reporter) {
+    constructor(session, 
+    /** The store's directory, whether it has zstd, and the login shell's PATH, from its report. */
+    store, bytes, reporter) {
         this.session = session;
-        this.root = root;
+        this.store = store;
         this.bytes = bytes;
-        this.remoteZstd = remoteZstd;
         this.reporter = reporter;
         this.events.setMaxListeners(0);
         this.workers = Array.from({ length: CONCURRENCY }, () => this.worker());
@@ -37582,7 +37738,7 @@ class Transfer {
     add(u) {
         if (this.uploads.has(u.key))
             return;
-        this.uploads.set(u.key, { ...u, codec: null, joined: false, last: null, sent: [], corrupt: 0 });
+        this.uploads.set(u.key, { ...u, codec: null, joined: false, stray: false, last: null, sent: [], corrupt: 0 });
         this.stats.rawTotal += u.size;
         this.stats.raw += u.parts.reduce((a, p) => a + p.have, 0);
         this.queue.add({ key: u.key, size: u.size, parts: u.parts });
@@ -37597,7 +37753,7 @@ class Transfer {
             if (this.failure)
                 throw this.failure;
             for (const u of this.uploads.values()) {
-                if (u.joined)
+                if (u.joined && !u.stray)
                     continue;
                 const r = u.last ?? { key: u.key, start: 0, end: u.size, from: 0 };
                 // Nothing left to send of it: its receiver checks the parts and joins them.
@@ -37647,13 +37803,13 @@ class Transfer {
         }
     }
     codecOf(u) {
-        u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.remoteZstd));
+        u.codec ??= worthCompressing(this.bytes, u).then((c) => chooseCodec(c, this.store.zstd, zstdHere() !== null));
         return u.codec;
     }
     /** The bytes [from, end) of an upload, compressed with `codec`, counted both sides of the compressor. */
     stream(u, from, end, codec, level, onRaw) {
         const raw = this.bytes.read(u.offset + from, u.offset + end);
-        const packer = codec === 'gzip' ? external_node_zlib_namespaceObject.createGzip({ level: 1 }) : codec === 'zstd' ? zstdFactory(level, this.threads) : null;
+        const packer = codec === 'gzip' ? external_node_zlib_namespaceObject.createGzip({ level: 1 }) : codec === 'zstd' ? zstdHere()(level, this.threads) : null;
         const parts = [new Counter(onRaw), ...(packer ? [packer] : []), new Counter((n) => (this.stats.sent += n))];
         let s = raw;
         for (const p of parts) {
@@ -37694,7 +37850,10 @@ class Transfer {
                 const level = this.tuner.level;
                 let meter = null;
                 const hex = u.hex();
-                const r = await remote.exec(receiveScript({ root: this.root, key: u.key, hex, size: u.size, start: job.start, end: job.end, codec }), {
+                const receive = receiveScript({ root: this.store.root, key: u.key, hex, size: u.size, start: job.start, end: job.end, codec, path: this.store.path });
+                // A receiver needs no `module`: the login profile's cost is spared on every range.
+                const r = await remote.exec(receive, {
+                    login: false,
                     feed: {
                         after: 'ready ',
                         stream: (line) => {
@@ -37718,8 +37877,11 @@ class Transfer {
                         u.sent.push(`${job.start}-${job.end}`);
                     if (last === 'ok' || last === 'have') {
                         u.joined = true;
+                        u.stray = false;
                         this.reporter.debug(`blob ${this.label(u)}: in the store${u.sent.length ? `, sent in ranges ${u.sent.join(',')}` : ''}`);
                     }
+                    else if (u.joined)
+                        u.stray = true;
                     return;
                 }
                 // The stream stopped early: go on from what arrived.
@@ -37748,7 +37910,7 @@ function uploadOf(job) {
 async function sendBlobs(session, root, tar, plan, remoteZstd, reporter) {
     if (plan.length === 0)
         return { sent: 0, raw: 0, rawTotal: 0 };
-    const t = new Transfer(session, root, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, remoteZstd, reporter);
+    const t = new Transfer(session, { root, zstd: remoteZstd, path: '' }, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, reporter);
     for (const job of plan)
         t.add(uploadOf(job));
     return t.finish();
@@ -37852,22 +38014,71 @@ function earlyMember(e, lacking, noLayers, imageHex) {
     }
     return null;
 }
+const NAMED_BLOB = /^(?:\.\/)?blobs\/sha256\/[0-9a-f]{64}$/;
 /**
- * Prepare the store, and unless an intact .sif makes it unnecessary, save the image and send the
- * blobs the store lacks. Timed as `upload`, except the save (`save`: from its start to its end,
- * sending meanwhile); `upload` is what the transfer takes beyond that.
+ * The image's save, begun before the cluster has said what it lacks (the engine needs a while before
+ * its first byte, as long as connecting and the first round trip take on a far link). Members that
+ * pass before the answer are held, and handed to the upload's choice once it is known; the save is
+ * stopped, and its tar removed, if nothing needs to be sent after all.
  */
-async function upload(session, s, source, run, reporter, timings) {
+class SaveAhead {
+    started = Date.now();
+    saving;
+    choose = null;
+    held = [];
+    constructor(source) {
+        this.saving = source.load((e) => {
+            if (this.choose)
+                return this.choose(e);
+            if (e.size < EARLY_MIN)
+                return false;
+            this.held.push(e);
+            // A member named by its digest needs no hashing; a legacy layer.tar may go before its digest is known.
+            return !NAMED_BLOB.test(e.name);
+        });
+        // A failure reaches whoever awaits the save; never unhandled here.
+        this.saving.then((x) => x.saved.catch(() => undefined)).catch(() => undefined);
+    }
+    /** From now on `choose` sends the members it picks, beginning with those already held. */
+    route(choose) {
+        this.choose = choose;
+        for (const e of this.held.splice(0))
+            choose(e);
+    }
+    /** Stop the save and wait until its tar is gone. */
+    async stop() {
+        const x = await this.saving.catch(() => null);
+        if (!x)
+            return;
+        x.abort();
+        await x.saved.then((img) => img.cleanup(), () => undefined);
+    }
+}
+/**
+ * Prepare the store, and unless an intact .sif makes it unnecessary, send the blobs the store lacks
+ * from the save `ahead` began (stopped if nothing is needed). Timed as `upload`, except the part of
+ * the save that outlasts the first round trip (`save`, sending meanwhile); `upload` is what the
+ * transfer takes beyond that.
+ */
+async function upload(session, s, source, ahead, run, reporter, timings) {
     const none = { sent: 0, raw: 0, rawTotal: 0 };
     const imageHex = source ? hexOf(source.digest) : null;
-    const first = await timings.time('upload', () => preflightAndPrepare(session, s, { imageHex, blobHexes: source?.blobHexes ?? [], reuse: !s.forceRebuild, run }, source?.size ?? null, reporter));
+    let first;
+    try {
+        first = await timings.time('upload', () => preflightAndPrepare(session, s, { imageHex, blobHexes: source?.blobHexes ?? [], reuse: !s.forceRebuild, run }, source?.size ?? null, reporter));
+    }
+    catch (e) {
+        await ahead?.stop();
+        throw e;
+    }
     let report = first.report;
     const accounting = first.accounting;
-    if (!source) {
+    if (!source || !ahead) {
         reporter.info(`Testing the existing ${report.existingSif}: nothing to build or send.`);
         return { report, accounting, image: null, stats: none };
     }
     if (report.sifReusable) {
+        await ahead.stop();
         reporter.info('The cluster has an intact .sif of this image: nothing to save or send.');
         return { report, accounting, image: null, stats: none };
     }
@@ -37875,13 +38086,14 @@ async function upload(session, s, source, run, reporter, timings) {
         reporter.warning(`Blob ${bad.slice(0, 12)} on the cluster failed its digest check; it was removed and is sent again.`);
     const lacking = new Set(source.blobHexes.filter((h) => !report.have.has(h)));
     const noLayers = source.blobHexes.filter((h) => h !== imageHex).every((h) => lacking.has(h));
+    const preflightEnded = Date.now();
+    const { bytes, saving, saved } = await ahead.saving;
+    const transfer = new Transfer(session, report, bytes, reporter);
     // Members sent before the save ends, by tar member name.
     const early = new Map();
-    let transfer = null;
-    const saveStarted = Date.now();
-    const { bytes, saving, saved } = await source.load((e) => {
+    ahead.route((e) => {
         const m = earlyMember(e, lacking, noLayers, imageHex);
-        if (!m || !transfer)
+        if (!m)
             return false;
         early.set(e.name, m.key);
         transfer.add({
@@ -37894,7 +38106,6 @@ async function upload(session, s, source, run, reporter, timings) {
         });
         return m.hex === null;
     });
-    transfer = new Transfer(session, report.root, bytes, report.zstd, reporter);
     let image;
     try {
         image = await saved;
@@ -37904,8 +38115,11 @@ async function upload(session, s, source, run, reporter, timings) {
         await transfer.finish().catch(() => undefined);
         throw e;
     }
-    if (saving)
-        timings.add('save', (Date.now() - saveStarted) / 1000);
+    // Only the part of the save that outlasted the first round trip adds to the delivery's time.
+    if (saving) {
+        timings.add('save', Math.max(0, Date.now() - Math.max(ahead.started, preflightEnded)) / 1000);
+        reporter.info(`Saved ${s.image} (${source.digest}): ${image.archive.layout} layout, ${image.archive.layers.length} layer(s), ${mib(image.size)}`);
+    }
     try {
         return await timings.time('upload', async () => {
             const blobs = imageBlobs(image.archive);
@@ -37998,6 +38212,10 @@ async function deliver(s, reporter, hooks = {}) {
     const digest = source?.digest ?? null;
     const session = new Session(s, reporter);
     let image = null;
+    // The save starts at once: the engine takes as long before its first byte as connecting does.
+    const ahead = source ? new SaveAhead(source) : null;
+    // While no job exists: what ending the delivery must undo (a job a cut-off sbatch made, else the run's hold).
+    let unsubmitted = null;
     try {
         await inGroup(reporter, `Connect to ${s.username}@${s.host}:${s.port}`, async () => {
             await timings.time('connect', () => session.remote());
@@ -38005,32 +38223,35 @@ async function deliver(s, reporter, hooks = {}) {
         });
         // The run is named first: from the first round trip on, it holds what its job will use.
         const run = newRunId();
-        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, run, reporter, timings));
+        const hold = `${s.remoteDir}/${holdPath(run)}`;
+        unsubmitted = { jobDir: null, hold };
+        await hooks.onRunNamed?.({ hold });
+        const up = await inGroup(reporter, 'Upload', () => upload(session, s, source, ahead, run, reporter, timings));
         const { report, stats } = up;
         image = up.image;
         checkAbort(hooks.signal);
         const paths = remotePaths(report, s.image, digest ? hexOf(digest) : null, run, s.publish);
         // No saved image: the .sif on the cluster is tested as it is (reused, or given with `sif`).
         const reuse = !image;
+        unsubmitted = { jobDir: paths.jobDir, hold: paths.hold };
         await hooks.onJobPrepared?.({ jobDir: paths.jobDir });
-        // Random per delivery: the job's phase markers carry it, so its own output cannot forge one.
-        const phaseToken = (0,external_node_crypto_namespaceObject.randomBytes)(12).toString('hex');
+        // Random per delivery: the job's marker lines carry it, so its own output cannot forge one.
+        const markerToken = (0,external_node_crypto_namespaceObject.randomBytes)(12).toString('hex');
         const { jobId, cpus } = await inGroup(reporter, 'Submit job', async () => {
-            const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest, paths) : null, smoke?.name ?? null, phaseToken);
-            const done = await session
-                .retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke))
-                .catch(async (e) => {
-                // sbatch may have run before the failure: leave no job behind.
-                await session.retry('Cancelling', (r) => cancelJob(r, { jobDir: paths.jobDir }, s.loginModules)).catch(() => undefined);
-                throw e;
-            });
+            const sub = renderSubmission(s, paths, image ? assembly(image.archive, digest, paths) : null, smoke?.name ?? null, markerToken);
+            const gc = gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules });
+            // Garbage collection in the same round trip: the run's hold (its job now listed) keeps its image.
+            const done = await session.retry('Submitting', (r) => submitJob(r, s, paths, sub, smoke, gc));
             for (const note of done.notes)
                 reporter.info(note);
+            if (done.then.length > 0)
+                reporter.debug(done.then.join('\n'));
             reporter.info(`Submitted job ${done.jobId} to partition ${s.partition}; output in ${paths.jobDir}/${JOB_FILES.output}`);
             return done;
         });
+        unsubmitted = null;
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
-        const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, phaseToken, heartbeat: true }, timings).catch(async (e) => {
+        const follow = await followJob(session, s, jobId, paths.jobDir, reporter, { ...hooks, markerToken, heartbeat: true }, timings).catch(async (e) => {
             // Never give up on a job without cancelling it first.
             const cancelled = await session
                 .retry('Cancelling', (r) => cancelJob(r, { jobId }, s.loginModules))
@@ -38039,10 +38260,6 @@ async function deliver(s, reporter, hooks = {}) {
             throw e;
         });
         await hooks.onJobEnded?.();
-        const gc = await session
-            .retry('Garbage collection', (r) => r.run('Garbage collection', gcScript({ root: paths.root, keepImages: s.keepImages, maxAgeDays: s.maxAgeDays, loginModules: s.loginModules })))
-            .catch((e) => `gc failed: ${e.message}`);
-        reporter.debug(gc.trim());
         const gpu = parseGpuReport(follow.out.gpu);
         if (gpu) {
             reporter.info(describeGpu(gpu));
@@ -38078,9 +38295,33 @@ async function deliver(s, reporter, hooks = {}) {
             error: verdict.ok ? null : verdict.interrupted ? new JobInterruptedError(verdict.message) : new JobFailedError(verdict.message),
         };
     }
+    catch (e) {
+        await ahead?.stop();
+        if (unsubmitted)
+            await leaveNothing(session, s, unsubmitted, reporter, hooks);
+        throw e;
+    }
     finally {
         session.close();
         await image?.cleanup();
+    }
+}
+/**
+ * A delivery that failed or was cancelled before its job existed: cancel the job sbatch may have
+ * made before a failure cut it off, else release the run's hold, so that garbage collection may take
+ * the image's blobs now rather than after a day. A delivery killed outright (SIGKILL, a runner lost
+ * without its post step) releases nothing: its hold lasts the day store-gc.sh gives it.
+ */
+async function leaveNothing(session, s, ref, reporter, hooks) {
+    try {
+        const cancelled = await session.retry('Cancelling', (r) => cancelJob(r, ref, s.loginModules));
+        if (cancelled)
+            reporter.warning(`Cancelled job ${cancelled}, which a submission cut off had left.`);
+        else
+            await hooks.onJobEnded?.();
+    }
+    catch (e) {
+        reporter.warning(`Could not release the run's hold on the cluster (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); garbage collection keeps the image's blobs for a day.`);
     }
 }
 
@@ -38210,97 +38451,32 @@ async function resolveSshAlias(host, home) {
 
 ;// CONCATENATED MODULE: ./src/cli/options.ts
 // The CLI's options: one per action input (the key and known_hosts as files instead), grouped as the
-// help shows them, each saying what it does and its default. Defaults are stated for the reader
-// only: commander sets none, so that .riviera.yml still fills what no flag gives.
+// help shows them (options.yml), each saying what it does and its default. Defaults are stated for
+// the reader only: commander sets none, so that .riviera.yml still fills what no flag gives.
 
 
-const OPTION_GROUPS = [
-    {
-        title: 'Cluster',
-        options: [
-            { input: 'host', help: 'SSH login host of the cluster (required, here or in the settings file)' },
-            { input: 'port', help: 'SSH port', default: '22' },
-            { input: 'username', help: 'your account on the cluster (required, here or in the settings file)' },
-            { input: 'jump-hosts', help: 'jump hosts to go through, [user@]host[:port], comma-separated (as ssh -J)' },
-            { input: 'ssh-client', help: 'builtin (ssh2), openssh (the system ssh) or auto (openssh for a certificate or an open session)', default: 'auto' },
-            { input: 'remote-dir', help: 'working directory on the cluster, relative to your home; created private (0700)', default: 'riviera-singularity' },
-            { input: 'login-modules', help: "modules loaded on the login node for sbatch, squeue and scancel ('none' if they are on PATH)", default: 'slurm' },
-            { input: 'group', help: 'Unix group to share remote-dir with (setgid, group-readable); without one it is private to you (0700)' },
-        ],
-    },
-    {
-        title: 'Image',
-        options: [
-            { input: 'image', help: 'image reference, name:tag (the tag defaults to latest); required unless --archive or --sif' },
-            { input: 'archive', help: 'deliver this saved image tar (docker save, buildx type=docker/oci) instead of one in the local engine; nothing is built' },
-            { input: 'sif', help: 'smoke-test this .sif already on the cluster (relative to your home) instead of delivering an image' },
-            { input: 'build', flag: true, help: 'build the image with the local Docker engine, or use the one it already has', default: '--build' },
-            { input: 'context', help: 'Docker build context', default: '.' },
-            { input: 'dockerfile', help: 'path to the Dockerfile', default: 'context/Dockerfile' },
-            { input: 'build-args', help: 'build arguments, one KEY=VALUE per line' },
-            { input: 'force-rebuild', flag: true, help: 'build the .sif even when an intact one of the same image is on the cluster', default: '--no-force-rebuild' },
-        ],
-    },
-    {
-        title: 'Job',
-        options: [
-            { input: 'smoke-test', help: "a local file, copied to the cluster and passed to the image's entrypoint (singularity run --nv image.sif FILE)" },
-            { input: 'smoke-command', help: 'a command run in the image (singularity exec --nv), split into words like a shell would, no expansion' },
-            { input: 'partition', help: 'Slurm partition', default: 'short-gpu' },
-            { input: 'gpus', help: 'GPUs to request (--gres=gpu:N); 0 for none (and no --nv)', default: '1' },
-            { input: 'build-cpus', help: 'CPUs for the job (--cpus-per-task), used by the .sif build; at most what a node of the partition has', default: '4' },
-            { input: 'time', help: 'Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)', default: '30:00' },
-            { input: 'timeout', help: 'limit on the whole wait for the job (e.g. 3600, 90m, 2h); the job is cancelled when it runs out', default: '2h' },
-            { input: 'watchdog', help: "the job cancels itself when this delivery has not followed it for this long (e.g. 10m); 'off' disables it", default: '10m' },
-            {
-                input: 'modules',
-                help: 'modules the job loads, in order (spaces, commas or lines)',
-                default: 'slurm singularity cuda12.2/blas cuda12.2/fft cuda12.2/toolkit',
-            },
-            { input: 'runtime', help: 'container runtime: auto (whichever the modules provide, apptainer first), singularity or apptainer', default: 'auto' },
-            { input: 'job-name', help: 'Slurm job name', default: 'riviera-IMAGE' },
-            { input: 'sbatch-args', help: 'extra sbatch options, e.g. "--mem=16G --account=mygroup", split into words' },
-            { input: 'binds', help: 'Singularity binds, src[:dest[:ro|rw]], one per line or comma-separated' },
-            { input: 'tmpdir', help: 'build temp dir on the cluster; never /tmp, which is small on the nodes', default: 'remote-dir/tmp' },
-            {
-                input: 'preflight-only',
-                flag: true,
-                help: 'only check the inputs against the cluster (as the doctor command does); deliver nothing',
-                default: '--no-preflight-only',
-            },
-        ],
-    },
-    {
-        title: 'Publishing',
-        options: [
-            {
-                input: 'publish',
-                help: 'publish the tested .sif as NAME_VERSION.sif and point NAME_latest.sif at it: auto (when HEAD has a tag), true or false',
-                default: 'auto',
-            },
-            { input: 'publish-dir', help: 'publish directory on the cluster', default: 'remote-dir/published' },
-            { input: 'publish-name', help: 'name of the published image', default: 'the image name without registry and path' },
-            { input: 'publish-version', help: 'version of the published image', default: 'the tag, else the first 12 digits of the commit' },
-            { input: 'keep-versions', help: 'published versions of this name to keep; older ones are removed', default: '5' },
-            { input: 'publish-group', help: 'Unix group for the published files', default: 'none' },
-            { input: 'publish-mode', help: 'file mode of the published files', default: '0640 with publish-group, else 0600' },
-        ],
-    },
-    {
-        title: 'Garbage collection',
-        options: [
-            { input: 'keep-images', help: 'keep the layers and .sif files of this many most recently delivered images', default: '5' },
-            { input: 'max-age', help: 'drop images, interrupted uploads and job directories older than this many days', default: '30' },
-        ],
-    },
-];
+
+
+
+const InputOption = strictObject({
+    /** The action input this option sets (its flag is --NAME, its variable RIVIERA_NAME). */
+    input: schemas_string(),
+    help: schemas_string(),
+    /** As the help states it; none for inputs without a default. */
+    default: schemas_string().optional(),
+    /** A true/false input, given as --NAME / --no-NAME. */
+    flag: literal(true).optional(),
+});
+/** The options by group, in the order the help shows them (the text is in options.yml). */
+const OPTION_GROUPS = array(strictObject({ title: schemas_string(), options: array(InputOption) }))
+    .parse((0,dist/* parse */.qg)((0,external_node_fs_.readFileSync)(__nccwpck_require__.ab + "options.yml", 'utf8')));
 /**
  * Inputs not given as options on a terminal: the key, known_hosts and certificate come from files,
  * the passphrase from a prompt or RIVIERA_PRIVATE_KEY_PASSPHRASE (never from the command line).
  */
 const FILE_INPUTS = (/* unused pure expression or super */ null && (['private-key', 'known-hosts', 'certificate', 'private-key-passphrase']));
 /** What the commands about an existing job need. */
-const CONNECTION_INPUTS = ['host', 'port', 'username', 'jump-hosts', 'ssh-client', 'remote-dir', 'login-modules'];
+const options_CONNECTION_INPUTS = ['host', 'port', 'username', 'jump-hosts', 'ssh-client', 'remote-dir', 'login-modules'];
 function envName(input) {
     return `RIVIERA_${input.toUpperCase().replace(/-/g, '_')}`;
 }
@@ -38550,6 +38726,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
         // session of its own and quits; a third quits at once.
         const controller = new AbortController();
         let job = null;
+        let hold;
         let interrupts = 0;
         const onSignal = () => {
             interrupts++;
@@ -38559,17 +38736,18 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
             }
             if (interrupts > 2 || !job)
                 process.exit(130);
-            const what = job.jobId ? `job ${job.jobId}` : `the job of ${job.jobDir}`;
+            const what = job.jobId ? `job ${job.jobId}` : job.jobDir ? `the job of ${job.jobDir}` : 'the delivery';
             reporter.warning(`Cancelling ${what} and quitting (press Ctrl-C again to quit without waiting for that).`);
             cancelOnNewSession(settings, job, reporter)
-                .then((id) => reporter.info(id ? `cancelled job ${id}` : 'no job had been submitted'), (e) => reporter.warning(`Could not cancel ${what} (${e.message.split('\n')[0]}): scancel it on the cluster.`))
+                .then((id) => reporter.info(id ? `cancelled job ${id}` : "no job had been submitted; released the run's hold on the image"), (e) => reporter.warning(`Could not cancel ${what} (${e.message.split('\n')[0]}): scancel it on the cluster.`))
                 .finally(() => process.exit(130));
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
         const result = await deliver(settings, reporter, {
             signal: controller.signal,
-            onJobPrepared: ({ jobDir }) => void (job = { jobDir }),
+            onRunNamed: (run) => void (job = { jobDir: null, hold: (hold = run.hold) }),
+            onJobPrepared: ({ jobDir }) => void (job = { jobDir, hold }),
             onJobSubmitted: (submitted) => void (job = submitted),
         });
         const { error, ...data } = result;
@@ -38583,7 +38761,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
                 reporter.info(`error: ${error.message}`);
         }
     });
-    addInputOptions(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), CONNECTION_INPUTS)
+    addInputOptions(program.command('status').argument('<job>', 'Slurm job id').description("a delivered job's state and result"), options_CONNECTION_INPUTS)
         .optionsGroup('Output:')
         .option('--json', 'print as JSON')
         .action(async (jobId, opts) => {
@@ -38592,7 +38770,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
             print(!!opts.json, r, `job ${jobId}: ${r.state}${r.node ? ` on ${r.node}` : ''}${r.phase ? ` (${r.phase} exited ${r.exitCode})` : ''}`);
         });
     });
-    addInputOptions(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), CONNECTION_INPUTS)
+    addInputOptions(program.command('logs').argument('<job>', 'Slurm job id').description("a delivered job's output"), options_CONNECTION_INPUTS)
         .optionsGroup('Output:')
         .option('-f, --follow', 'keep streaming until the job ends')
         .action(async (jobId, opts) => {
@@ -38603,7 +38781,7 @@ Every option can also be set as RIVIERA_<NAME> (e.g. RIVIERA_HOST) or in ${CONFI
                 process.stdout.write(await jobOutput(session, conn, jobId));
         });
     });
-    addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), CONNECTION_INPUTS).action(async (jobId, opts) => {
+    addInputOptions(program.command('cancel').argument('<job>', 'Slurm job id').description('cancel a job (scancel)'), options_CONNECTION_INPUTS).action(async (jobId, opts) => {
         await withSession(opts, async (conn, session, reporter) => {
             await cancelDelivered(session, conn, jobId);
             reporter.info(`cancelled job ${jobId}`);

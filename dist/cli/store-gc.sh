@@ -48,7 +48,7 @@ for f in "$sifs"/*.sif; do
   h=${f##*/}; h=${h%.sif}
   # Only the tool's own .sif files, named by their image's digest.
   [[ $h =~ ^[0-9a-f]{64}$ ]] && [ -f "$f" ] || continue
-  [ -e "$records/$h" ] || is_held "$h" || { rm -f "$f" "$f.sha256"; removed_sifs=$((removed_sifs+1)); }
+  [ -e "$records/$h" ] || is_held "$h" || { rm -f "$f" "$f.sha256" "$f.verified" "$f".verified.??????; removed_sifs=$((removed_sifs+1)); }
 done
 find "$incoming" -type f -mmin +1440 -delete
 

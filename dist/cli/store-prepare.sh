@@ -2,6 +2,7 @@
 # collection keeps what the job will use until Slurm no longer knows the job), record it, check its
 # .sif, and report on stdout, one per line:
 #   tool zstd              the cluster has zstd (blobs may come zstd-compressed)
+#   path P                 the login shell's PATH (the receivers run without a login profile)
 #   home|tmpdir|publish|root P  the directories, resolved
 #   existing P             the existing .sif under test, resolved
 #   sif ok|build           the image's .sif is intact and may be reused, or must be built
@@ -23,6 +24,7 @@
 if [ -n "$group" ]; then umask 027; else umask 077; fi
 set -e
 command -v zstd >/dev/null 2>&1 && echo "tool zstd"
+echo "path $PATH"
 
 # --- remote-dir is the tool's own: made here, with the marker in it; a folder without the marker
 # (the home directory, a folder of the user's) is refused, since garbage collection and modes
@@ -67,7 +69,9 @@ cd -- "$root"; echo "root $root"
 # Group sharing makes every directory setgid, so new files inherit the group.
 if [ -n "$group" ]; then
   chgrp "$group" "${remote_dirs[@]}" || { echo "cannot give the store to group $group: are you in it?" >&2; exit 1; }
-  chmod 2750 "${remote_dirs[@]}"; chmod g+r "$sif_dir"/* 2>/dev/null || true
+  # Only the files that lack g+r: a chmod moves a file's ctime, which would void the .sif's
+  # verification record (below) on every delivery.
+  chmod 2750 "${remote_dirs[@]}"; find "$sif_dir" -maxdepth 1 ! -type d ! -perm -g+r -exec chmod g+r {} + 2>/dev/null || true
 else
   chmod 700 .
 fi
@@ -85,6 +89,28 @@ fi
 [ -n "$image_hex" ] || exit 0
 
 # --- The image: held for the job, then its record, its .sif, its blobs
+
+# The .sif is intact: its bytes have the digest beside it. Hashing a .sif of gigabytes takes
+# seconds, so what was verified is remembered beside it (HEX.sif.verified: device, inode, size,
+# mtime and ctime, and the digest); while all of that is unchanged the bytes are too (a rewrite
+# moves the ctime, which no one can set back; a replacement brings a new inode), and they are not
+# hashed again. It is remembered only if the .sif did not change while being hashed, and only once
+# its ctime is two seconds old, so that a write within the file system's timestamp tick cannot
+# hide behind a record.
+sif_intact() {
+  [ -s "$sif" ] && [ -s "$sif.sha256" ] || return 1
+  local want seen now tmp
+  want=$(cut -d' ' -f1 "$sif.sha256")
+  seen=$(stat -L -c '%d:%i %s %y %z' -- "$sif") || return 1
+  [ "$(cat -- "$sif.verified" 2>/dev/null)" = "$seen $want" ] && return 0
+  [ "$(sha256 < "$sif")" = "$want" ] || return 1
+  now=$(date +%s)
+  if [ "$(stat -L -c '%d:%i %s %y %z' -- "$sif")" = "$seen" ] && [ $(( now - $(stat -L -c %Z -- "$sif") )) -ge 2 ]; then
+    tmp=$(mktemp -- "$sif.verified.XXXXXX") && printf '%s\n' "$seen $want" > "$tmp" && mv -f -- "$tmp" "$sif.verified" || rm -f -- "$tmp"
+  fi
+  return 0
+}
+
 exec 8>>"$store_lock"
 flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit 75; }
 printf 'image %s\n' "$image_hex" >> "$hold"
@@ -92,7 +118,7 @@ if [ "$sif_only" != 1 ]; then
   printf '%s\n' "${blob_hexes[@]}" > "$image_record.tmp.$$" && mv -f "$image_record.tmp.$$" "$image_record"
 fi
 set +e
-if [ "$reuse" = 1 ] && [ -s "$sif" ] && [ -s "$sif.sha256" ] && [ "$(sha256 < "$sif")" = "$(cut -d' ' -f1 "$sif.sha256")" ]; then
+if [ "$reuse" = 1 ] && sif_intact; then
   touch "$image_record" 2>/dev/null; echo "sif ok"; exit 0
 fi
 echo "sif build"

@@ -7,9 +7,11 @@
 # (corrupt: every part of the blob was removed, send it again).
 # Parameters: key (the part files' name: the hex, or a stand-in), hex ('' = not known yet), size
 # (the blob's), length (this range's), codec (raw, gzip or zstd), rc_busy, rc_short, rc_corrupt
-# (the exit codes), and the paths layout.ts names: store (the directory), store_lock, blobs,
+# (the exit codes), login_path (the login shell's PATH: this runs without the login profile; '' =
+# as it is), and the paths layout.ts names: store (the directory), store_lock, blobs,
 # incoming, part (this range's file, incoming/KEY.START-END.part: the bounds are read back from
 # such names), join_lock.
+[ -z "$login_path" ] || export PATH=$login_path
 cd -- "$store" || exit 1
 exec 8>"$store_lock"; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit "$rc_busy"; }
 exec 9>"$part.lock"; flock -w 1800 9 || { echo "another delivery is still sending this range" >&2; exit "$rc_busy"; }

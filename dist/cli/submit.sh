@@ -2,8 +2,10 @@
 # exactly once per job directory, whatever is retried or cut off when: attempts take turns
 # (submit_lock), a dropped link does not stop one half-way, sbatch's answer is kept (submitted),
 # and an attempt cut off between sbatch and keeping the answer left a job that Slurm lists with
-# this work directory. The files come on stdin, after the line `ready`, one after the other:
-# the job script, the manifest, the smoke file (sizes in the parameters; never in argv).
+# this work directory. The files come on stdin, one after the other, once the script has said
+# `ready` (first thing: they travel while it takes the lock and asks Slurm, and are left unread
+# if the job exists already): the job script, the manifest, the smoke file (sizes in the
+# parameters; never in argv).
 # A fresh submission also prints `cpus N` (what the job asks for), after a `note ...` line if
 # that is fewer than build_cpus.
 # Parameters: group ('' = private), job_dir, script_size, manifest_size ('' = none), smoke_name
@@ -14,6 +16,7 @@
 # `job ID`: garbage collection keeps what it holds while Slurm knows the job).
 if [ -n "$group" ]; then umask 027; else umask 077; fi
 trap '' HUP PIPE
+echo ready
 mkdir -p -- "$job_dir" && cd -- "$job_dir" || exit 1
 exec 9>"$submit_lock" && flock 9 || exit 1
 
@@ -42,7 +45,6 @@ receive() {
   echo "$1 did not arrive whole" >&2
   exit 1
 }
-echo ready
 receive "$script_file" "$script_size"
 if [ -n "$manifest_size" ]; then receive "$manifest_file" "$manifest_size"; fi
 if [ -n "$smoke_name" ]; then receive "$smoke_name" "$smoke_size"; fi
