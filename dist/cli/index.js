@@ -37761,6 +37761,9 @@ class Transfer {
                 if (!u.joined)
                     throw new RemoteCommandError(`Receiving blob ${this.label(u)}`, null, 'its ranges are all sent but the cluster did not join them');
             }
+            // Said once every range has come back: the one that joins may answer before the others.
+            for (const u of this.uploads.values())
+                this.reporter.debug(`blob ${this.label(u)}: in the store${u.sent.length ? `, sent in ranges ${u.sent.join(',')}` : ''}`);
         }
         finally {
             clearInterval(this.timer);
@@ -37878,7 +37881,6 @@ class Transfer {
                     if (last === 'ok' || last === 'have') {
                         u.joined = true;
                         u.stray = false;
-                        this.reporter.debug(`blob ${this.label(u)}: in the store${u.sent.length ? `, sent in ranges ${u.sent.join(',')}` : ''}`);
                     }
                     else if (u.joined)
                         u.stray = true;

@@ -42,13 +42,16 @@ while read -r f; do
 done < <(cd -- "$incoming" && find . -maxdepth 1 -name "$key.*-*.part" -printf '%f\n' | sort -t. -k2,2n)
 [ "$pos" = "$size" ] || { echo part; exit 0; }
 # Hashed once complete (read back from the page cache): hashing while receiving competes for the
-# CPU that decrypting needs, and a resumed range must be read whole anyway. One part is the blob.
+# CPU that decrypting needs, and a resumed range must be read whole anyway. One part is the blob;
+# several are joined by cat, which copies inside the kernel (copy_file_range) where it can, and
+# then hashed: less than half the CPU of hashing them on their way through a pipe and tee.
 if [ "${#tiles[@]}" = 1 ]; then
-  joined=${tiles[0]}; sum=$(sha256 < "$joined")
+  joined=${tiles[0]}
 else
   joined=$(mktemp "$incoming/$key.join.XXXXXX") || exit 1
-  sum=$(cat -- "${tiles[@]}" | tee -- "$joined" | sha256)
+  cat -- "${tiles[@]}" > "$joined" || { rm -f -- "$joined"; echo "could not join the parts of $key" >&2; exit 1; }
 fi
+sum=$(sha256 < "$joined")
 if [ "$sum" != "$hex" ] || [ "$(stat -c %s "$joined")" != "$size" ]; then
   rm -f -- "$joined" "$incoming/$key".*-*.part
   echo corrupt; exit "$rc_corrupt"
