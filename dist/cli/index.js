@@ -36851,10 +36851,12 @@ class tarbytes_TarBytes {
             let exited = false;
             const ended = proc.ended.finally(() => (exited = true));
             const fh = await (0,promises_namespaceObject.open)(path, 'r');
-            const buf = Buffer.allocUnsafe(FOLLOW_CHUNK);
             try {
-                // Read behind the writer: what is read is on disk, so `written` may count it.
+                // Read behind the writer: what is read is on disk, so `written` may count it. Each read
+                // gets a buffer of its own: the follower keeps pieces of a header cut between two reads.
                 for (;;) {
+                    const ahead = (await fh.stat()).size - t.written;
+                    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(FOLLOW_CHUNK, ahead)));
                     const { bytesRead } = await fh.read(buf, 0, buf.length, t.written);
                     if (bytesRead > 0) {
                         follower.push(buf.subarray(0, bytesRead));
