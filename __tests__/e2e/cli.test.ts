@@ -136,7 +136,17 @@ test('a second Ctrl-C still cancels the job before quitting (exit 130)', async (
   await waitForOutput(run, 'started-slow-smoke-test');
   const jobId = /Submitted job (\d+)/.exec(run.output())![1];
   run.child.kill('SIGINT');
-  await new Promise((r) => setTimeout(r, 100));
+  // The second one the moment the first is being handled: a fixed pause can outlast the first
+  // cancel, which then ends the CLI (exit 6) before the second arrives.
+  await new Promise<void>((resolve) => {
+    const seen = () => {
+      if (!run.output().includes('Interrupted: cancelling the job')) return;
+      run.child.stderr!.off('data', seen);
+      resolve();
+    };
+    run.child.stderr!.on('data', seen);
+    seen();
+  });
   run.child.kill('SIGINT');
   const result = await run.done;
   expect(result.code).toBe(130);
