@@ -9,6 +9,10 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eventually } from '../helpers/wait.js';
+
+/** Re-exported: the e2e tests wait on the cluster through the same helper as the unit tests. */
+export { eventually };
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const STATE_DIR = process.env.ACC_STATE ?? '/var/lib/riviera-acceptance';
@@ -214,15 +218,6 @@ export function jobState(jobId: string): string {
   } catch {
     return '';
   }
-}
-
-export async function eventually(check: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** Every singularity call on the cluster since `since` (epoch seconds). */

@@ -24,6 +24,7 @@ import {
 } from '../../src/core/store.js';
 import { HOSTILE } from '../helpers/hostile.js';
 import { HAS_ZSTD, prepareParams } from '../helpers/store.js';
+import { eventually } from '../helpers/wait.js';
 
 killTrackedAfterEach();
 
@@ -112,14 +113,6 @@ function shAsync(home: string, script: string, path = process.env.PATH) {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** Feed `data` in chunks with pauses, then close stdin. */
 async function feed(child: ChildProcessWithoutNullStreams, data: Buffer, chunk = 16_384, pauseMs = 2): Promise<void> {
@@ -675,7 +668,7 @@ describe('receiveScript', () => {
     const { child, done, ready } = receiver(home, root);
     expect(await ready).toBe(0);
     child.stdin.write(data.subarray(0, 100_000));
-    await until(() => existsSync(partialPath(root)) && statSync(partialPath(root)).size === 100_000, 'the first part to arrive');
+    await eventually(() => existsSync(partialPath(root)) && statSync(partialPath(root)).size === 100_000, 10_000, 'the first part to arrive', 10);
     expect(existsSync(blobPath(root))).toBe(false);
     child.stdin.end(data.subarray(100_000));
     expect((await done).code).toBe(RECEIVE.ok);
@@ -764,6 +757,30 @@ describe('receiveScript', () => {
     child.stdin.destroy();
     expect(r).toEqual({ code: 0, stdout: 'have\n', stderr: '' });
     expect(existsSync(partialPath(root))).toBe(false);
+  });
+
+  test('under a stand-in: once another delivery joined the blob, a receiver still without the digest says have and sends for nothing', () => {
+    const { home, root } = newStore();
+    const key = `m${'5'.repeat(24)}`;
+    const half = 150_000;
+    const range = (start: number, end: number, h: string | null) => receiveScript({ root, key, hex: h, size: data.length, start, end, codec: 'raw', path: '' });
+    // Delivery A sends both ranges before its save has told it the digest: they stay parts.
+    expect(sh(home, range(0, half, null), data.subarray(0, half)).stdout).toBe('ready 0\npart\n');
+    expect(sh(home, range(half, data.length, null), data.subarray(half)).stdout).toBe('ready 0\npart\n');
+    // Once it knows the digest, an empty receive joins them.
+    expect(sh(home, range(half, data.length, hex)).stdout).toBe(`ready ${data.length - half}\nok\n`);
+    expect(readFileSync(blobPath(root)).equals(data)).toBe(true);
+    // Delivery B, its save behind A's, still goes by the stand-in alone.
+    for (const [s, e] of [
+      [0, half],
+      [half, data.length],
+    ])
+      expect(sh(home, range(s, e, null), data.subarray(s, e))).toEqual({ code: 0, stdout: 'have\n', stderr: '' });
+    const incoming = join(root, STORE, 'incoming');
+    expect(readdirSync(incoming).filter((f) => f.endsWith('.part'))).toEqual([]);
+    // The blob gone (garbage collection): the record no longer counts, the range goes as usual.
+    rmSync(blobPath(root));
+    expect(sh(home, range(0, half, null), data.subarray(0, half)).stdout).toBe('ready 0\npart\n');
   });
 
   test('two receivers of the same blob at once: both succeed, one stores it, the other finds it', async () => {

@@ -11,10 +11,12 @@ import { Session } from '../../src/core/session.js';
 import { STORE, hexOf } from '../../src/core/layout.js';
 import { prepareScript } from '../../src/core/store.js';
 import { listTar } from '../../src/core/tar.js';
-import { chooseCodec, sendBlobs, worthCompressing } from '../../src/core/transfer.js';
+import { Transfer, chooseCodec, sendBlobs, worthCompressing } from '../../src/core/transfer.js';
+import { TarBytes } from '../../src/core/tarbytes.js';
 import { FAST_RETRY, LOCAL_TARGET, LocalCluster } from '../helpers/localcluster.js';
 import { fakeReporter } from '../helpers/reporter.js';
 import { HAS_ZSTD, prepareParams } from '../helpers/store.js';
+import { eventually } from '../helpers/wait.js';
 import { writeTar } from '../helpers/tarfixture.js';
 
 const KIB = 1024;
@@ -283,6 +285,38 @@ describe('sendBlobs', () => {
     writeFileSync(stored('noise'), layers.noise);
     const stats = await send(plan('noise'));
     expect(stats).toEqual({ raw: layers.noise.length, rawTotal: layers.noise.length, sent: 0 });
+  });
+
+  test('a blob another delivery joined under the same stand-in while this one lacked the digest: nothing sent, then confirmed by digest', async () => {
+    const { session, log, root, stored } = await setup();
+    const bytes = await TarBytes.ofFile(tar.path);
+    const b = tar.blob('noise');
+    const hex = hexOf(b.digest);
+    const upload = (digest: () => string | null) => ({
+      key: `m${'7'.repeat(24)}`,
+      hex: digest,
+      offset: b.offset,
+      size: b.size,
+      mediaType: b.mediaType,
+      parts: [],
+    });
+    // Delivery A, its save ahead, joins the blob from its stand-in's parts.
+    const a = new Transfer(session, { root, zstd: false, path: '' }, bytes, log);
+    a.add(upload(() => hex));
+    await a.finish();
+    expectStored(stored, 'noise');
+    // Delivery B sends its range before its own save has given the digest.
+    const before = receives(cluster.scripts).length;
+    let known = false;
+    const t = new Transfer(session, { root, zstd: false, path: '' }, bytes, log);
+    t.add(upload(() => (known ? hex : null)));
+    await eventually(() => receives(cluster.scripts).length > before, 10_000, 'the receive under the stand-in', 10);
+    known = true;
+    const stats = await t.finish();
+    expect(stats.sent).toBe(0);
+    // The have said under the stand-in is checked by a receive naming the digest.
+    const sent = receives(cluster.scripts).slice(before);
+    expect(sent.map((x) => /^hex=(.*)$/m.exec(x)![1])).toEqual(["''", hex]);
   });
 
   test('a receiver that keeps failing: the error names the blob', async () => {

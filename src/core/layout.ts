@@ -5,7 +5,9 @@
 //   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
 //   .store/incoming/KEY.S-E.part   bytes S to E of a blob being uploaded (KEY: its hex, or a stand-in
 //                                  while its digest is not known); .part.lock: its sender's lock,
-//                                  KEY.lock: the lock of whoever joins the parts into the blob
+//                                  KEY.lock: the lock of whoever joins the parts into the blob;
+//                                  KEY.blob: the hex a stand-in KEY was joined into (for deliveries
+//                                  still sending under it: they cannot know the digest yet)
 //   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
 //   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
@@ -48,6 +50,8 @@ export const blobPath = (hex: string) => `${BLOBS}/${hex}`;
 export const partPath = (key: string, start: number, end: number) => `${INCOMING}/${key}.${start}-${end}.part`;
 /** Held by whoever joins a blob's parts. */
 export const joinLockPath = (key: string) => `${INCOMING}/${key}.lock`;
+/** The hex of the blob the parts of stand-in `key` were joined into. */
+export const joinedRecordPath = (key: string) => `${INCOMING}/${key}.blob`;
 export const imageRecordPath = (hex: string) => `${IMAGE_RECORDS}/${hex}`;
 export const sifPath = (hex: string) => `${SIFS}/${hex}.sif`;
 /** Run RUN's hold on what its job uses. */

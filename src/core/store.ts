@@ -19,6 +19,7 @@ import {
   holdPath,
   imageRecordPath,
   joinLockPath,
+  joinedRecordPath,
   partPath,
   sifPath,
 } from './layout.js';
@@ -191,6 +192,7 @@ export function receiveScript(p: ReceiveParams): string {
     ...storePaths(p.root),
     part: at(partPath(p.key, p.start, p.end)),
     join_lock: at(joinLockPath(p.key)),
+    joined_record: at(joinedRecordPath(p.key)),
     key: p.key,
     hex: p.hex,
     size: p.size,

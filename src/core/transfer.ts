@@ -109,8 +109,9 @@ interface Sending extends Upload {
   codec: Promise<Codec> | null;
   joined: boolean;
   /**
-   * A range sent before its digest was known was left as a part after the blob was already in the
-   * store (another delivery joined it meanwhile): one more receive, naming the digest, removes it.
+   * One more receive, naming the digest, is due: a range sent before the digest was known was left
+   * as a part after another delivery had joined the blob (it removes the part), or the cluster said
+   * it has the blob going by the stand-in name alone (it confirms that by the digest).
    */
   stray: boolean;
   /** A range sent of it, to join on (at the end, for a blob whose digest came late). */
@@ -251,6 +252,11 @@ export class Transfer {
   /** Send one range, resuming from the bytes the cluster has of it, also after a dropped connection. */
   private async sendRange(job: RangeJob): Promise<void> {
     const u = this.uploads.get(job.key)!;
+    // The cluster has the blob: the rest of its ranges need not go.
+    if (u.joined && job.from < job.end) {
+      this.stats.raw += job.end - job.from;
+      return;
+    }
     const codec = job.from >= job.end ? 'raw' : await this.codecOf(u);
     u.last = job;
     this.reporter.debug(
@@ -291,7 +297,7 @@ export class Transfer {
           if (job.from < job.end) u.sent.push(`${job.start}-${job.end}`);
           if (last === 'ok' || last === 'have') {
             u.joined = true;
-            u.stray = false;
+            u.stray = hex === null;
           } else if (u.joined) u.stray = true;
           return;
         }

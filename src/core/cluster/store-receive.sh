@@ -10,13 +10,19 @@
 # (the exit codes), login_path (the login shell's PATH: this runs without the login profile; '' =
 # as it is), and the paths layout.ts names: store (the directory), store_lock, blobs,
 # incoming, part (this range's file, incoming/KEY.START-END.part: the bounds are read back from
-# such names), join_lock.
+# such names), join_lock, joined_record (incoming/KEY.blob: the hex a stand-in KEY was joined into).
 [ -z "$login_path" ] || export PATH=$login_path
 cd -- "$store" || exit 1
 exec 8>"$store_lock"; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit "$rc_busy"; }
 exec 9>"$part.lock"; flock -w 1800 9 || { echo "another delivery is still sending this range" >&2; exit "$rc_busy"; }
 # The blob is in the store (another delivery joined it): what is left of its parts is of no use.
 [ -n "$hex" ] && [ -f "$blobs/$hex" ] && { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
+# Under a stand-in (the digest not known yet here), the parts are gone once another delivery of the
+# image has joined them: its record says into which blob. Read after the part was found missing,
+# since the joiner writes the record before removing the parts.
+if [ ! -e "$part" ] && [ -z "$hex" ] && into=$(cat -- "$joined_record" 2>/dev/null) && [[ $into =~ ^[0-9a-f]{64}$ ]] && [ -f "$blobs/$into" ]; then
+  rm -f -- "$incoming/$key".*-*.part; echo have; exit 0
+fi
 have=$(stat -c %s "$part" 2>/dev/null || echo 0)
 [ "$have" -le "$length" ] || { rm -f "$part"; have=0; }
 echo "ready $have"
@@ -56,5 +62,9 @@ if [ "$sum" != "$hex" ] || [ "$(stat -c %s "$joined")" != "$size" ]; then
   rm -f -- "$joined" "$incoming/$key".*-*.part
   echo corrupt; exit "$rc_corrupt"
 fi
-mv -f -- "$joined" "$blobs/$hex" && rm -f -- "$incoming/$key".*-*.part
+mv -f -- "$joined" "$blobs/$hex" || exit 1
+if [ "$key" != "$hex" ]; then
+  record=$(mktemp "$incoming/$key.blob.XXXXXX") && echo "$hex" > "$record" && mv -f -- "$record" "$joined_record" || rm -f -- "$record"
+fi
+rm -f -- "$incoming/$key".*-*.part
 echo ok
