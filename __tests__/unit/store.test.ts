@@ -783,6 +783,19 @@ describe('receiveScript', () => {
     expect(sh(home, range(0, half, null), data.subarray(0, half)).stdout).toBe('ready 0\npart\n');
   });
 
+  test('a join elsewhere takes the complete part while this receiver holds it: have, not short', async () => {
+    const { home, root } = newStore();
+    writeFileSync(partialPath(root), data);
+    const r = receiver(home, root);
+    expect(await r.ready).toBe(data.length);
+    // Another delivery's receiver of the blob's last range joined it, this part with it.
+    writeFileSync(blobPath(root), data);
+    rmSync(partialPath(root));
+    r.child.stdin.end();
+    expect(await r.done).toEqual({ code: 0, stdout: `ready ${data.length}\nhave\n`, stderr: '' });
+    expect(existsSync(partialPath(root))).toBe(false);
+  });
+
   test('two receivers of the same blob at once: both succeed, one stores it, the other finds it', async () => {
     const { home, root } = newStore();
     const receivers = [receiver(home, root), receiver(home, root)];
