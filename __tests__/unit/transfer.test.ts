@@ -9,9 +9,10 @@ import { gzipSync } from 'node:zlib';
 import type { ArchiveBlob } from '../../src/core/archive.js';
 import { Session } from '../../src/core/session.js';
 import { STORE, hexOf } from '../../src/core/layout.js';
-import { prepareScript } from '../../src/core/store.js';
+import { type BlobSend, prepareScript } from '../../src/core/store.js';
+import type { Reporter } from '../../src/core/reporter.js';
 import { listTar } from '../../src/core/tar.js';
-import { Transfer, chooseCodec, sendBlobs, worthCompressing } from '../../src/core/transfer.js';
+import { type TransferStats, Transfer, chooseCodec, uploadOf, worthCompressing } from '../../src/core/transfer.js';
 import { TarBytes } from '../../src/core/tarbytes.js';
 import { FAST_RETRY, LOCAL_TARGET, LocalCluster } from '../helpers/localcluster.js';
 import { fakeReporter } from '../helpers/reporter.js';
@@ -158,6 +159,14 @@ describe('chooseCodec', () => {
 
 /** The receive scripts among those run (each carries one range). */
 const receives = (scripts: string[]) => scripts.filter((s) => s.includes('echo "ready $have"'));
+
+/** Send every planned blob of a complete tar, as a delivery does once its save has ended. */
+async function sendBlobs(session: Session, root: string, tar: string, plan: BlobSend[], remoteZstd: boolean, reporter: Reporter): Promise<TransferStats> {
+  if (plan.length === 0) return { sent: 0, raw: 0, rawTotal: 0 };
+  const t = new Transfer(session, { root, zstd: remoteZstd, path: '' }, await TarBytes.ofFile(tar), reporter);
+  for (const job of plan) t.add(uploadOf(job));
+  return t.finish();
+}
 
 describe('sendBlobs', () => {
   const layers = {

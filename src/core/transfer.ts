@@ -323,18 +323,3 @@ export function uploadOf(job: BlobSend): Upload {
   const hex = hexOf(job.blob.digest);
   return { key: hex, hex: () => hex, offset: job.blob.offset, size: job.blob.size, mediaType: job.blob.mediaType, parts: job.parts };
 }
-
-/** Send every planned blob of a complete tar (largest first, in ranges, several at once). */
-export async function sendBlobs(
-  session: Session,
-  root: string,
-  tar: string | TarBytes,
-  plan: BlobSend[],
-  remoteZstd: boolean,
-  reporter: Reporter,
-): Promise<TransferStats> {
-  if (plan.length === 0) return { sent: 0, raw: 0, rawTotal: 0 };
-  const t = new Transfer(session, { root, zstd: remoteZstd, path: '' }, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, reporter);
-  for (const job of plan) t.add(uploadOf(job));
-  return t.finish();
-}

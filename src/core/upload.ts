@@ -19,6 +19,8 @@ import type { Settings } from './settings.js';
 
 /** Members smaller than this wait for the end of the save (they cost a command each either way). */
 const EARLY_MIN = 1 << 20;
+/** A member of the OCI layout, named by its digest: `blobs/sha256/HEX`. */
+const NAMED_BLOB = /^(?:\.\/)?blobs\/sha256\/([0-9a-f]{64})$/;
 
 type PrepareWhat = Pick<PrepareParams, 'imageHex' | 'blobHexes' | 'reuse' | 'run'>;
 
@@ -107,7 +109,7 @@ export function earlyMember(
   imageHex: string,
 ): { key: string; hex: string | null } | null {
   if (e.size < EARLY_MIN) return null;
-  const named = /^(?:\.\/)?blobs\/sha256\/([0-9a-f]{64})$/.exec(e.name);
+  const named = NAMED_BLOB.exec(e.name);
   if (named) return lacking.has(named[1]) ? { key: named[1], hex: named[1] } : null;
   if (noLayers && /(^|\/)layer\.tar$/.test(e.name)) {
     // Named after the image and the member, so that a later delivery of this image resumes it.
@@ -124,8 +126,6 @@ export interface Uploaded {
   image: SavedImage | null;
   stats: TransferStats;
 }
-
-const NAMED_BLOB = /^(?:\.\/)?blobs\/sha256\/[0-9a-f]{64}$/;
 
 /**
  * The image's save, begun before the cluster has said what it lacks (the engine needs a while before
