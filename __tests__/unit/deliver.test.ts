@@ -4,8 +4,10 @@
 // that reports it. The job script itself is tested on its own (jobscript.test.ts).
 import { jest } from '@jest/globals';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { isUnderTmp } from '../../src/core/clusterpath.js';
 import type { LocalCluster } from '../helpers/localcluster.js';
 import { testKeys } from '../helpers/keys.js';
 import { fakeReporter } from '../helpers/reporter.js';
@@ -21,10 +23,10 @@ const { JOB_MARKER } = await import('../../src/core/jobscript.js');
 const keys = testKeys('[127.0.0.1]:2222');
 const sha = (d: string | Buffer) => createHash('sha256').update(d).digest('hex');
 
-/** A one-layer `docker save` tar in the cluster's temp home (standing in for the workspace). */
+/** A one-layer `docker save` tar in the workspace. */
 function savedImage(): { path: string; id: string; layer: Buffer } {
   const layer = Buffer.alloc(300_000, 7);
-  return { ...writeSavedImage(join(cluster.home, 'image.tar'), layer, 'demo:1'), layer };
+  return { ...writeSavedImage(join(workspace, 'image.tar'), layer, 'demo:1'), layer };
 }
 
 /**
@@ -54,12 +56,18 @@ echo 4242`,
   cluster.command('squeue', '[ ! -f "$HOME/squeue.state" ] || cat "$HOME/squeue.state"');
 }
 
+/** Where the archive must be: in the working directory (the workspace). */
+let workspace: string;
 beforeEach(() => {
-  // In the workspace (the working directory), where the archive must be; not under /tmp, where a
-  // delivery refuses a remote-dir (node-local /tmp is not shared).
-  cluster = new Cluster('.riviera-deliver-test-', process.cwd());
+  // Not under /tmp, where a delivery refuses a remote-dir (node-local /tmp is not shared): beside
+  // the checkout, or in the home directory if the checkout itself is under /tmp.
+  cluster = new Cluster('.riviera-deliver-test-', isUnderTmp(process.cwd()) ? homedir() : process.cwd());
+  workspace = mkdtempSync(join(process.cwd(), '.riviera-deliver-ws-'));
 });
-afterEach(() => cluster.remove());
+afterEach(() => {
+  cluster.remove();
+  rmSync(workspace, { recursive: true, force: true });
+});
 
 const settingsFor = (image: { path: string }, over: Record<string, string> = {}) =>
   parseSettings({
