@@ -33506,7 +33506,9 @@ const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(im
 //   .store/blobs/sha256/HEX        a blob (an image config or layer), named by its digest
 //   .store/incoming/KEY.S-E.part   bytes S to E of a blob being uploaded (KEY: its hex, or a stand-in
 //                                  while its digest is not known); .part.lock: its sender's lock,
-//                                  KEY.lock: the lock of whoever joins the parts into the blob
+//                                  KEY.lock: the lock of whoever joins the parts into the blob;
+//                                  KEY.blob: the hex a stand-in KEY was joined into (for deliveries
+//                                  still sending under it: they cannot know the digest yet)
 //   .store/images/HEX              an image's record: its blobs' hexes (garbage collection keeps these)
 //   .riviera-singularity           the marker: this folder was made by the tool, which keeps to it
 //   .store/lock                    shared by deliveries and jobs, exclusive for garbage collection
@@ -33544,6 +33546,8 @@ const blobPath = (hex) => `${BLOBS}/${hex}`;
 const partPath = (key, start, end) => `${INCOMING}/${key}.${start}-${end}.part`;
 /** Held by whoever joins a blob's parts. */
 const joinLockPath = (key) => `${INCOMING}/${key}.lock`;
+/** The hex of the blob the parts of stand-in `key` were joined into. */
+const joinedRecordPath = (key) => `${INCOMING}/${key}.blob`;
 const imageRecordPath = (hex) => `${IMAGE_RECORDS}/${hex}`;
 const sifPath = (hex) => `${SIFS}/${hex}.sif`;
 /** Run RUN's hold on what its job uses. */
@@ -36796,7 +36800,7 @@ const tarbytes_CHUNK = 1 << 20;
 /** What the save is followed by: a large read each time, and a short nap when it caught up. */
 const FOLLOW_CHUNK = 4 << 20;
 const FOLLOW_POLL_MS = 5;
-class tarbytes_TarBytes {
+class TarBytes {
     path;
     /** Bytes on disk so far. */
     written = 0;
@@ -36810,7 +36814,7 @@ class tarbytes_TarBytes {
     }
     /** A tar already complete on disk. */
     static async ofFile(path) {
-        const t = new tarbytes_TarBytes(path);
+        const t = new TarBytes(path);
         t.written = (await (0,promises_namespaceObject.stat)(path)).size;
         t.finished = true;
         return t;
@@ -36820,7 +36824,7 @@ class tarbytes_TarBytes {
      * hashed on the way. `done` resolves when the tar is complete and on disk.
      */
     static save(image, path, hash) {
-        const t = new tarbytes_TarBytes(path);
+        const t = new TarBytes(path);
         const hashes = new Map();
         const follower = new TarFollower(path, (e) => {
             if (e.type !== 'file')
@@ -36959,7 +36963,7 @@ async function engineSource(s, reporter) {
         blobHexes: [...new Set([id, ...diffIds].map(source_hex))],
         load: async (early = () => false) => {
             const dir = await saveDir();
-            const { bytes, done, abort } = tarbytes_TarBytes.save(s.image, dir.path, early);
+            const { bytes, done, abort } = TarBytes.save(s.image, dir.path, early);
             const saved = (async () => {
                 try {
                     await done;
@@ -36991,7 +36995,7 @@ async function archiveSource(path, reporter) {
         digest: archive.imageId,
         size,
         blobHexes: [...new Set([archive.config, ...archive.layers].map((b) => source_hex(b.digest)))],
-        load: async () => ({ bytes: await tarbytes_TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded), abort: () => undefined }),
+        load: async () => ({ bytes: await TarBytes.ofFile(real), saving: false, saved: Promise.resolve(loaded), abort: () => undefined }),
     };
 }
 
@@ -37103,6 +37107,7 @@ function receiveScript(p) {
         ...storePaths(p.root),
         part: at(partPath(p.key, p.start, p.end)),
         join_lock: at(joinLockPath(p.key)),
+        joined_record: at(joinedRecordPath(p.key)),
         key: p.key,
         hex: p.hex,
         size: p.size,
@@ -37659,7 +37664,7 @@ const METER_MS = 50;
 async function worthCompressing(source, blob) {
     if (blob.mediaType === 'layer+gzip' || blob.size < 1024)
         return false;
-    const bytes = typeof source === 'string' ? await tarbytes_TarBytes.ofFile(source) : source;
+    const bytes = typeof source === 'string' ? await TarBytes.ofFile(source) : source;
     const whole = bytes.finished || bytes.written >= blob.offset + blob.size;
     const starts = blob.size <= 3 * SAMPLE || !whole ? [0] : [0, Math.floor(blob.size / 2), blob.size - SAMPLE];
     let raw = 0;
@@ -37841,6 +37846,11 @@ class Transfer {
     /** Send one range, resuming from the bytes the cluster has of it, also after a dropped connection. */
     async sendRange(job) {
         const u = this.uploads.get(job.key);
+        // The cluster has the blob: the rest of its ranges need not go.
+        if (u.joined && job.from < job.end) {
+            this.stats.raw += job.end - job.from;
+            return;
+        }
         const codec = job.from >= job.end ? 'raw' : await this.codecOf(u);
         u.last = job;
         this.reporter.debug(`blob ${this.label(u)}: range ${job.start}-${job.end} of ${u.size} from ${job.from}, ${codec}${codec === 'zstd' ? ` level ${this.tuner.level}` : ''}`);
@@ -37882,7 +37892,7 @@ class Transfer {
                         u.sent.push(`${job.start}-${job.end}`);
                     if (last === 'ok' || last === 'have') {
                         u.joined = true;
-                        u.stray = false;
+                        u.stray = hex === null;
                     }
                     else if (u.joined)
                         u.stray = true;
@@ -37910,15 +37920,6 @@ function uploadOf(job) {
     const hex = hexOf(job.blob.digest);
     return { key: hex, hex: () => hex, offset: job.blob.offset, size: job.blob.size, mediaType: job.blob.mediaType, parts: job.parts };
 }
-/** Send every planned blob of a complete tar (largest first, in ranges, several at once). */
-async function sendBlobs(session, root, tar, plan, remoteZstd, reporter) {
-    if (plan.length === 0)
-        return { sent: 0, raw: 0, rawTotal: 0 };
-    const t = new Transfer(session, { root, zstd: remoteZstd, path: '' }, typeof tar === 'string' ? await TarBytes.ofFile(tar) : tar, reporter);
-    for (const job of plan)
-        t.add(uploadOf(job));
-    return t.finish();
-}
 
 ;// CONCATENATED MODULE: ./src/core/upload.ts
 // Getting an image's blobs into the cluster's store: one round trip says what the store has (and
@@ -37934,6 +37935,8 @@ async function sendBlobs(session, root, tar, plan, remoteZstd, reporter) {
 
 /** Members smaller than this wait for the end of the save (they cost a command each either way). */
 const EARLY_MIN = 1 << 20;
+/** A member of the OCI layout, named by its digest: `blobs/sha256/HEX`. */
+const NAMED_BLOB = /^(?:\.\/)?blobs\/sha256\/([0-9a-f]{64})$/;
 function renderPrepare(s, params) {
     return prepareScript({
         ...params,
@@ -38009,7 +38012,7 @@ function preflightAndPrepare(session, s, params, imageBytes, reporter) {
 function earlyMember(e, lacking, noLayers, imageHex) {
     if (e.size < EARLY_MIN)
         return null;
-    const named = /^(?:\.\/)?blobs\/sha256\/([0-9a-f]{64})$/.exec(e.name);
+    const named = NAMED_BLOB.exec(e.name);
     if (named)
         return lacking.has(named[1]) ? { key: named[1], hex: named[1] } : null;
     if (noLayers && /(^|\/)layer\.tar$/.test(e.name)) {
@@ -38018,7 +38021,6 @@ function earlyMember(e, lacking, noLayers, imageHex) {
     }
     return null;
 }
-const NAMED_BLOB = /^(?:\.\/)?blobs\/sha256\/[0-9a-f]{64}$/;
 /**
  * The image's save, begun before the cluster has said what it lacks (the engine needs a while before
  * its first byte, as long as connecting and the first round trip take on a far link). Members that

@@ -10,14 +10,22 @@
 # (the exit codes), login_path (the login shell's PATH: this runs without the login profile; '' =
 # as it is), and the paths layout.ts names: store (the directory), store_lock, blobs,
 # incoming, part (this range's file, incoming/KEY.START-END.part: the bounds are read back from
-# such names), join_lock.
+# such names), join_lock, joined_record (incoming/KEY.blob: the hex a stand-in KEY was joined into).
 [ -z "$login_path" ] || export PATH=$login_path
 cd -- "$store" || exit 1
 exec 8>"$store_lock"; flock -s -w 600 8 || { echo "the store is locked (garbage collection?)" >&2; exit "$rc_busy"; }
 exec 9>"$part.lock"; flock -w 1800 9 || { echo "another delivery is still sending this range" >&2; exit "$rc_busy"; }
-# The blob is in the store (another delivery joined it): what is left of its parts is of no use.
-[ -n "$hex" ] && [ -f "$blobs/$hex" ] && { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
+# The blob is in the store: by its digest, or, under a stand-in (the digest not known here yet), by
+# the record of the delivery that joined its parts.
+stored() {
+  if [ -n "$hex" ]; then [ -f "$blobs/$hex" ]; return; fi
+  local into
+  into=$(cat -- "$joined_record" 2>/dev/null) && [[ $into =~ ^[0-9a-f]{64}$ ]] && [ -f "$blobs/$into" ]
+}
+# Another delivery joined the blob: what is left of its parts is of no use. The part is looked at
+# before the store, since a joiner writes its record before it removes the parts.
 have=$(stat -c %s "$part" 2>/dev/null || echo 0)
+stored && { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
 [ "$have" -le "$length" ] || { rm -f "$part"; have=0; }
 echo "ready $have"
 case $codec in
@@ -25,7 +33,9 @@ case $codec in
   gzip) gzip -dc ;;
   zstd) zstd -dcq ;;
 esac >> "$part"
-have=$(stat -c %s "$part")
+have=$(stat -c %s "$part" 2>/dev/null || echo 0)
+# Short: unless a join elsewhere took this part (complete already) while this stream was empty.
+[ "$have" -ge "$length" ] || ! stored || { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
 [ "$have" -ge "$length" ] || { echo "short $have"; exit "$rc_short"; }
 [ "$have" = "$length" ] || { rm -f "$part"; echo corrupt; exit "$rc_corrupt"; }
 [ -n "$hex" ] || { echo part; exit 0; }
@@ -56,5 +66,9 @@ if [ "$sum" != "$hex" ] || [ "$(stat -c %s "$joined")" != "$size" ]; then
   rm -f -- "$joined" "$incoming/$key".*-*.part
   echo corrupt; exit "$rc_corrupt"
 fi
-mv -f -- "$joined" "$blobs/$hex" && rm -f -- "$incoming/$key".*-*.part
+mv -f -- "$joined" "$blobs/$hex" || exit 1
+if [ "$key" != "$hex" ]; then
+  record=$(mktemp "$incoming/$key.blob.XXXXXX") && echo "$hex" > "$record" && mv -f -- "$record" "$joined_record" || rm -f -- "$record"
+fi
+rm -f -- "$incoming/$key".*-*.part
 echo ok
