@@ -67,8 +67,9 @@ if [ "$sum" != "$hex" ] || [ "$(stat -c %s "$joined")" != "$size" ]; then
   echo corrupt; exit "$rc_corrupt"
 fi
 mv -f -- "$joined" "$blobs/$hex" || exit 1
-if [ "$key" != "$hex" ]; then
-  record=$(mktemp "$incoming/$key.blob.XXXXXX") && echo "$hex" > "$record" && mv -f -- "$record" "$joined_record" || rm -f -- "$record"
+# Joined from a stand-in's parts: said before they go (see stored).
+if [ "$key" != "$hex" ] && record=$(mktemp "$incoming/$key.blob.XXXXXX"); then
+  { echo "$hex" > "$record" && mv -f -- "$record" "$joined_record"; } || rm -f -- "$record"
 fi
 rm -f -- "$incoming/$key".*-*.part
 echo ok
