@@ -8,7 +8,7 @@ import { RemoteCommandError } from '../../src/core/errors.js';
 import { jobMarker } from '../../src/core/jobscript.js';
 import { Session } from '../../src/core/session.js';
 import { Timings } from '../../src/core/timings.js';
-import { followJob } from '../../src/core/follow.js';
+import { followJob, pollWait } from '../../src/core/follow.js';
 import { FAST_RETRY, LOCAL_TARGET, LocalCluster } from '../helpers/localcluster.js';
 import { fakeReporter } from '../helpers/reporter.js';
 
@@ -103,4 +103,39 @@ test('an abort (Ctrl-C, a cancelled workflow) cancels the job once', async () =>
 
 test('a poll that fails (no job directory) is an error, not a hang', async () => {
   await expect(followJob(session, settings, '11', join(cluster.home, 'nowhere'), fakeReporter(), { pollMs: 10 })).rejects.toThrow(RemoteCommandError);
+});
+
+describe('pollWait', () => {
+  const at = (state: string | null, silentSince: number | null = null) => ({ state, silentSince });
+  const waits = (n: number, state: ReturnType<typeof at>, watchdog?: number | null) => Array.from({ length: n }, (_, i) => pollWait(i, state, 2000, watchdog));
+
+  test('quick at first, then every pollMs while the job runs', () => {
+    expect(waits(10, at('RUNNING'), 600)).toEqual([250, 250, 500, 500, 1000, 1000, 2000, 2000, 2000, 2000]);
+  });
+
+  test('a job queued for long is polled every 15 s, not every 2 s; its first seconds in the queue as before', () => {
+    const queued = waits(40, at('PENDING'), 600);
+    expect(queued.slice(0, 6)).toEqual([250, 250, 500, 500, 1000, 1000]);
+    expect(queued.slice(-5)).toEqual([15_000, 15_000, 15_000, 15_000, 15_000]);
+    // An hour in the queue: about 240 polls instead of 1,800.
+    let t = 0;
+    let polls = 0;
+    while (t < 3_600_000) t += pollWait(polls++, at('PENDING'), 2000, 600);
+    expect(polls).toBeLessThan(260);
+  });
+
+  test('no slower than a third of the watchdog, so that a job starting finds its heartbeat fresh', () => {
+    expect(pollWait(40, at('PENDING'), 2000, 20)).toBeCloseTo(20_000 / 3);
+    expect(pollWait(40, at('PENDING'), 2000, 10)).toBeCloseTo(10_000 / 3);
+  });
+
+  test('no watchdog: up to 15 s; a watchdog not known (logs --follow): as fast as pollMs', () => {
+    expect(pollWait(40, at('PENDING'), 2000, null)).toBe(15_000);
+    expect(pollWait(40, at('PENDING'), 2000, undefined)).toBe(2000);
+  });
+
+  test('Slurm not answering: every 10 s, whatever the state', () => {
+    expect(pollWait(0, at('PENDING', Date.now()), 2000, 600)).toBe(10_000);
+    expect(pollWait(0, at('RUNNING', Date.now()), 2000, 600)).toBe(10_000);
+  });
 });

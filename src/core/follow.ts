@@ -1,7 +1,7 @@
 // Following a submitted job to its end: poll (one round trip each, surviving dropped connections),
 // stream its output, cancel it on abort or timeout, and time its phases.
 import { JobInterruptedError, RemoteCommandError } from './errors.js';
-import { OutputStream, applyPoll, initialFollowState, parsePoll, pollScript } from './poll.js';
+import { type FollowState, OutputStream, applyPoll, initialFollowState, parsePoll, pollScript } from './poll.js';
 import type { Reporter } from './reporter.js';
 import type { Session } from './session.js';
 import type { Settings } from './settings.js';
@@ -21,6 +21,25 @@ export interface FollowOptions {
 
 /** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
 const SILENT_POLL_MS = 10_000;
+/**
+ * The longest wait between polls while the job is queued: a queue wait lasts minutes to hours, and
+ * sites ask their users not to run squeue every few seconds all that time.
+ */
+const QUEUED_POLL_MS = 15_000;
+
+/**
+ * How long to wait before the next poll, after `polls` of them. Pure. Quickly at first (short jobs
+ * end in seconds), then every `pollMs`; gently while Slurm does not answer; while the job is queued
+ * slower and slower, up to QUEUED_POLL_MS, yet often enough that a job's watchdog finds its heartbeat
+ * fresh when it starts (a third of `watchdogSeconds`; undefined: not known, so no slower than
+ * `pollMs`; null: the job has no watchdog).
+ */
+export function pollWait(polls: number, state: Pick<FollowState, 'state' | 'silentSince'>, pollMs: number, watchdogSeconds?: number | null): number {
+  if (state.silentSince !== null) return SILENT_POLL_MS;
+  const queuedCap = watchdogSeconds === undefined ? pollMs : Math.min(QUEUED_POLL_MS, watchdogSeconds === null ? Infinity : (watchdogSeconds * 1000) / 3);
+  const cap = state.state === 'PENDING' ? Math.max(pollMs, queuedCap) : pollMs;
+  return Math.min(cap, 250 * 2 ** Math.floor(polls / 2));
+}
 /** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
 const CANCEL_TRIES_MS = 5 * 60_000;
 
@@ -41,7 +60,7 @@ export const sleep = (ms: number, signal?: AbortSignal) =>
 /** Follow a job to its end, streaming its output; used by deliveries and by `logs --follow`. */
 export async function followJob(
   session: Session,
-  s: Pick<Settings, 'loginModules' | 'timeoutSeconds'>,
+  s: Pick<Settings, 'loginModules' | 'timeoutSeconds'> & Partial<Pick<Settings, 'watchdogSeconds'>>,
   jobId: string,
   jobDir: string,
   reporter: Reporter,
@@ -85,8 +104,7 @@ export async function followJob(
     if (r.code !== 0) throw new RemoteCommandError('Following the job', r.code, r.stderr.toString());
     const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
     if (done) break;
-    // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
-    const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
+    const wait = pollWait(polls++, state, hooks.pollMs ?? 2000, hooks.heartbeat ? s.watchdogSeconds : null);
     await sleep(wait, stopping ? undefined : hooks.signal);
   }
   out.end();
