@@ -53774,7 +53774,7 @@ async function deliver(s, reporter, hooks = {}) {
         });
         unsubmitted = null;
         await hooks.onJobSubmitted?.({ jobId, jobDir: paths.jobDir });
-        const follow = await (0,core_follow/* followJob */.B)(session, s, jobId, paths.jobDir, reporter, { ...hooks, markerToken, heartbeat: true }, timings).catch(async (e) => {
+        const follow = await (0,core_follow/* followJob */.Bv)(session, s, jobId, paths.jobDir, reporter, { ...hooks, markerToken, heartbeat: true }, timings).catch(async (e) => {
             // Never give up on a job without cancelling it first.
             const cancelled = await session
                 .retry('Cancelling', (r) => (0,core_submit/* cancelJob */.mh)(r, { jobId }, s.loginModules))
@@ -54786,9 +54786,9 @@ function exitCodeOf(err) {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   B: () => (/* binding */ followJob)
+/* harmony export */   Bv: () => (/* binding */ followJob)
 /* harmony export */ });
-/* unused harmony export sleep */
+/* unused harmony exports pollWait, sleep */
 /* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4296);
 /* harmony import */ var _poll_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8822);
 /* harmony import */ var _submit_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4695);
@@ -54799,6 +54799,25 @@ function exitCodeOf(err) {
 
 /** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
 const SILENT_POLL_MS = 10_000;
+/**
+ * The longest wait between polls while the job is queued: a queue wait lasts minutes to hours, and
+ * sites ask their users not to run squeue every few seconds all that time.
+ */
+const QUEUED_POLL_MS = 15_000;
+/**
+ * How long to wait before the next poll, after `polls` of them. Pure. Quickly at first (short jobs
+ * end in seconds), then every `pollMs`; gently while Slurm does not answer; while the job is queued
+ * slower and slower, up to QUEUED_POLL_MS, yet often enough that a job's watchdog finds its heartbeat
+ * fresh when it starts (a third of `watchdogSeconds`; undefined: not known, so no slower than
+ * `pollMs`; null: the job has no watchdog).
+ */
+function pollWait(polls, state, pollMs, watchdogSeconds) {
+    if (state.silentSince !== null)
+        return SILENT_POLL_MS;
+    const queuedCap = watchdogSeconds === undefined ? pollMs : Math.min(QUEUED_POLL_MS, watchdogSeconds === null ? Infinity : (watchdogSeconds * 1000) / 3);
+    const cap = state.state === 'PENDING' ? Math.max(pollMs, queuedCap) : pollMs;
+    return Math.min(cap, 250 * 2 ** Math.floor(polls / 2));
+}
 /** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
 const CANCEL_TRIES_MS = 5 * 60_000;
 /** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
@@ -54851,8 +54870,7 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
         const done = (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .applyPoll */ .oG)(state, (0,_poll_js__WEBPACK_IMPORTED_MODULE_1__/* .parsePoll */ .$f)(r.stdout), out, reporter, jobId);
         if (done)
             break;
-        // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
-        const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
+        const wait = pollWait(polls++, state, hooks.pollMs ?? 2000, hooks.heartbeat ? s.watchdogSeconds : null);
         await sleep(wait, stopping ? undefined : hooks.signal);
     }
     out.end();

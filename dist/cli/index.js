@@ -36437,6 +36437,25 @@ function cancelScript(job, loginModules) {
 
 /** Between polls while Slurm does not answer (each failing squeue already takes seconds). */
 const SILENT_POLL_MS = 10_000;
+/**
+ * The longest wait between polls while the job is queued: a queue wait lasts minutes to hours, and
+ * sites ask their users not to run squeue every few seconds all that time.
+ */
+const QUEUED_POLL_MS = 15_000;
+/**
+ * How long to wait before the next poll, after `polls` of them. Pure. Quickly at first (short jobs
+ * end in seconds), then every `pollMs`; gently while Slurm does not answer; while the job is queued
+ * slower and slower, up to QUEUED_POLL_MS, yet often enough that a job's watchdog finds its heartbeat
+ * fresh when it starts (a third of `watchdogSeconds`; undefined: not known, so no slower than
+ * `pollMs`; null: the job has no watchdog).
+ */
+function pollWait(polls, state, pollMs, watchdogSeconds) {
+    if (state.silentSince !== null)
+        return SILENT_POLL_MS;
+    const queuedCap = watchdogSeconds === undefined ? pollMs : Math.min(QUEUED_POLL_MS, watchdogSeconds === null ? Infinity : (watchdogSeconds * 1000) / 3);
+    const cap = state.state === 'PENDING' ? Math.max(pollMs, queuedCap) : pollMs;
+    return Math.min(cap, 250 * 2 ** Math.floor(polls / 2));
+}
 /** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
 const CANCEL_TRIES_MS = 5 * 60_000;
 /** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
@@ -36489,8 +36508,7 @@ async function followJob(session, s, jobId, jobDir, reporter, hooks, timings) {
         const done = applyPoll(state, parsePoll(r.stdout), out, reporter, jobId);
         if (done)
             break;
-        // Poll quickly at first (short jobs end in seconds), then every pollMs; gently while Slurm is away.
-        const wait = state.silentSince !== null ? SILENT_POLL_MS : Math.min(hooks.pollMs ?? 2000, 250 * 2 ** Math.floor(polls++ / 2));
+        const wait = pollWait(polls++, state, hooks.pollMs ?? 2000, hooks.heartbeat ? s.watchdogSeconds : null);
         await follow_sleep(wait, stopping ? undefined : hooks.signal);
     }
     out.end();
