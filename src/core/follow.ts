@@ -27,6 +27,9 @@ const SILENT_POLL_MS = 10_000;
  */
 const QUEUED_POLL_MS = 15_000;
 
+/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
+const CANCEL_TRIES_MS = 5 * 60_000;
+
 /**
  * How long to wait before the next poll, after `polls` of them. Pure. Quickly at first (short jobs
  * end in seconds), then every `pollMs`; gently while Slurm does not answer; while the job is queued
@@ -36,12 +39,11 @@ const QUEUED_POLL_MS = 15_000;
  */
 export function pollWait(polls: number, state: Pick<FollowState, 'state' | 'silentSince'>, pollMs: number, watchdogSeconds?: number | null): number {
   if (state.silentSince !== null) return SILENT_POLL_MS;
-  const queuedCap = watchdogSeconds === undefined ? pollMs : Math.min(QUEUED_POLL_MS, watchdogSeconds === null ? Infinity : (watchdogSeconds * 1000) / 3);
-  const cap = state.state === 'PENDING' ? Math.max(pollMs, queuedCap) : pollMs;
+  let cap = pollMs;
+  if (state.state === 'PENDING' && watchdogSeconds !== undefined)
+    cap = Math.max(pollMs, watchdogSeconds === null ? QUEUED_POLL_MS : Math.min(QUEUED_POLL_MS, (watchdogSeconds * 1000) / 3));
   return Math.min(cap, 250 * 2 ** Math.floor(polls / 2));
 }
-/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
-const CANCEL_TRIES_MS = 5 * 60_000;
 
 /** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
 export const sleep = (ms: number, signal?: AbortSignal) =>

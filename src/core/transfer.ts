@@ -109,11 +109,11 @@ interface Sending extends Upload {
   codec: Promise<Codec> | null;
   joined: boolean;
   /**
-   * One more receive, naming the digest, is due: a range sent before the digest was known was left
-   * as a part after another delivery had joined the blob (it removes the part), or the cluster said
-   * it has the blob going by the stand-in name alone (it confirms that by the digest).
+   * One more receive, naming the digest, is due at the end: the cluster said it has the blob going
+   * by the stand-in name alone (that receive checks it by digest), or a range sent before the digest
+   * was known ended as a part after the blob was joined (that receive removes it).
    */
-  stray: boolean;
+  confirm: boolean;
   /** A range sent of it, to join on (at the end, for a blob whose digest came late). */
   last: RangeJob | null;
   /** The ranges sent of it, `START-END`. */
@@ -152,7 +152,7 @@ export class Transfer {
 
   add(u: Upload): void {
     if (this.uploads.has(u.key)) return;
-    this.uploads.set(u.key, { ...u, codec: null, joined: false, stray: false, last: null, sent: [], corrupt: 0 });
+    this.uploads.set(u.key, { ...u, codec: null, joined: false, confirm: false, last: null, sent: [], corrupt: 0 });
     this.stats.rawTotal += u.size;
     this.stats.raw += u.parts.reduce((a, p) => a + p.have, 0);
     this.queue.add({ key: u.key, size: u.size, parts: u.parts });
@@ -167,7 +167,7 @@ export class Transfer {
       await Promise.all(this.workers);
       if (this.failure) throw this.failure;
       for (const u of this.uploads.values()) {
-        if (u.joined && !u.stray) continue;
+        if (u.joined && !u.confirm) continue;
         const r = u.last ?? { key: u.key, start: 0, end: u.size, from: 0 };
         // Nothing left to send of it: its receiver checks the parts and joins them.
         await this.sendRange({ ...r, from: r.end });
@@ -297,8 +297,8 @@ export class Transfer {
           if (job.from < job.end) u.sent.push(`${job.start}-${job.end}`);
           if (last === 'ok' || last === 'have') {
             u.joined = true;
-            u.stray = hex === null;
-          } else if (u.joined) u.stray = true;
+            u.confirm = hex === null;
+          } else if (u.joined) u.confirm = true;
           return;
         }
         // The stream stopped early: go on from what arrived.
