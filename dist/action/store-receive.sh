@@ -22,10 +22,11 @@ stored() {
   local into
   into=$(cat -- "$joined_record" 2>/dev/null) && [[ $into =~ ^[0-9a-f]{64}$ ]] && [ -f "$blobs/$into" ]
 }
-# Another delivery joined the blob: what is left of its parts is of no use. The part is looked at
-# before the store, since a joiner writes its record before it removes the parts.
+# Another delivery joined the blob: what is left of its parts is of no use.
+joined_elsewhere() { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
+# The part is looked at before the store, since a joiner writes its record before it removes the parts.
 have=$(stat -c %s "$part" 2>/dev/null || echo 0)
-stored && { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
+stored && joined_elsewhere
 [ "$have" -le "$length" ] || { rm -f "$part"; have=0; }
 echo "ready $have"
 case $codec in
@@ -34,9 +35,11 @@ case $codec in
   zstd) zstd -dcq ;;
 esac >> "$part"
 have=$(stat -c %s "$part" 2>/dev/null || echo 0)
-# Short: unless a join elsewhere took this part (complete already) while this stream was empty.
-[ "$have" -ge "$length" ] || ! stored || { rm -f -- "$incoming/$key".*-*.part; echo have; exit 0; }
-[ "$have" -ge "$length" ] || { echo "short $have"; exit "$rc_short"; }
+if [ "$have" -lt "$length" ]; then
+  # Not short after all if a join elsewhere took this part (complete already) while the stream was empty.
+  stored && joined_elsewhere
+  echo "short $have"; exit "$rc_short"
+fi
 [ "$have" = "$length" ] || { rm -f "$part"; echo corrupt; exit "$rc_corrupt"; }
 [ -n "$hex" ] || { echo part; exit 0; }
 

@@ -36442,6 +36442,8 @@ const SILENT_POLL_MS = 10_000;
  * sites ask their users not to run squeue every few seconds all that time.
  */
 const QUEUED_POLL_MS = 15_000;
+/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
+const CANCEL_TRIES_MS = 5 * 60_000;
 /**
  * How long to wait before the next poll, after `polls` of them. Pure. Quickly at first (short jobs
  * end in seconds), then every `pollMs`; gently while Slurm does not answer; while the job is queued
@@ -36452,12 +36454,11 @@ const QUEUED_POLL_MS = 15_000;
 function pollWait(polls, state, pollMs, watchdogSeconds) {
     if (state.silentSince !== null)
         return SILENT_POLL_MS;
-    const queuedCap = watchdogSeconds === undefined ? pollMs : Math.min(QUEUED_POLL_MS, watchdogSeconds === null ? Infinity : (watchdogSeconds * 1000) / 3);
-    const cap = state.state === 'PENDING' ? Math.max(pollMs, queuedCap) : pollMs;
+    let cap = pollMs;
+    if (state.state === 'PENDING' && watchdogSeconds !== undefined)
+        cap = Math.max(pollMs, watchdogSeconds === null ? QUEUED_POLL_MS : Math.min(QUEUED_POLL_MS, (watchdogSeconds * 1000) / 3));
     return Math.min(cap, 250 * 2 ** Math.floor(polls / 2));
 }
-/** How long scancel is retried while Slurm does not answer, before the follower gives up on the job. */
-const CANCEL_TRIES_MS = 5 * 60_000;
 /** Sleep, cut short by an abort; the abort listener goes with the timer, or they pile up poll after poll. */
 const follow_sleep = (ms, signal) => new Promise((resolve) => {
     const onAbort = () => {
@@ -37763,7 +37764,7 @@ class Transfer {
     add(u) {
         if (this.uploads.has(u.key))
             return;
-        this.uploads.set(u.key, { ...u, codec: null, joined: false, stray: false, last: null, sent: [], corrupt: 0 });
+        this.uploads.set(u.key, { ...u, codec: null, joined: false, confirm: false, last: null, sent: [], corrupt: 0 });
         this.stats.rawTotal += u.size;
         this.stats.raw += u.parts.reduce((a, p) => a + p.have, 0);
         this.queue.add({ key: u.key, size: u.size, parts: u.parts });
@@ -37778,7 +37779,7 @@ class Transfer {
             if (this.failure)
                 throw this.failure;
             for (const u of this.uploads.values()) {
-                if (u.joined && !u.stray)
+                if (u.joined && !u.confirm)
                     continue;
                 const r = u.last ?? { key: u.key, start: 0, end: u.size, from: 0 };
                 // Nothing left to send of it: its receiver checks the parts and joins them.
@@ -37910,10 +37911,10 @@ class Transfer {
                         u.sent.push(`${job.start}-${job.end}`);
                     if (last === 'ok' || last === 'have') {
                         u.joined = true;
-                        u.stray = hex === null;
+                        u.confirm = hex === null;
                     }
                     else if (u.joined)
-                        u.stray = true;
+                        u.confirm = true;
                     return;
                 }
                 // The stream stopped early: go on from what arrived.
